@@ -1,0 +1,143 @@
+"""Typed helpers over ``jax.tree_util`` used throughout functrain.
+
+This is the one place where the untyped (``Any``) pytree world of ``jax.tree_util`` is given
+signatures; everything else calls these helpers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, cast
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from functrain.typing import Array, PyTree
+
+__all__ = [
+    "check_same_structure",
+    "describe_difference",
+    "is_float_array",
+    "tree_add",
+    "tree_cast_like",
+    "tree_global_norm",
+    "tree_leaves",
+    "tree_leaves_with_path",
+    "tree_map",
+    "tree_scale",
+    "tree_stack",
+    "tree_structure",
+    "tree_sub",
+    "tree_unflatten",
+    "tree_unstack",
+    "tree_where",
+    "tree_zeros_like",
+]
+
+
+def tree_map(fn: Callable[..., Any], tree: PyTree, *rest: PyTree,
+             is_leaf: Callable[[Any], bool] | None = None) -> PyTree:
+    """``jax.tree_util.tree_map`` with a typed signature."""
+    return jax.tree_util.tree_map(fn, tree, *rest, is_leaf=is_leaf)
+
+
+def tree_leaves(tree: PyTree, is_leaf: Callable[[Any], bool] | None = None) -> list[Any]:
+    """The leaves of ``tree`` in canonical order."""
+    return cast(list[Any], jax.tree_util.tree_leaves(tree, is_leaf=is_leaf))
+
+
+def tree_leaves_with_path(tree: PyTree) -> list[tuple[str, Any]]:
+    """``(path string, leaf)`` pairs, with paths such as ``['layers'][0].weight``."""
+    return [(jax.tree_util.keystr(path), leaf)
+            for path, leaf in jax.tree_util.tree_leaves_with_path(tree)]
+
+
+def tree_structure(tree: PyTree) -> jax.tree_util.PyTreeDef:
+    """The tree definition of ``tree``."""
+    return jax.tree_util.tree_structure(tree)
+
+
+def tree_unflatten(treedef: jax.tree_util.PyTreeDef, leaves: Sequence[Any]) -> PyTree:
+    """Rebuild a pytree from its definition and leaves."""
+    return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+def is_float_array(x: Any) -> bool:
+    """Whether ``x`` is a JAX/NumPy array with a floating dtype."""
+    return isinstance(x, (jax.Array, np.ndarray)) and jnp.issubdtype(x.dtype, jnp.floating)
+
+
+def describe_difference(expected: PyTree, got: PyTree) -> str | None:
+    """Describe how two pytrees' structures differ, or ``None`` when they match."""
+    s_exp, s_got = tree_structure(expected), tree_structure(got)
+    if s_exp == s_got:
+        return None
+    p_exp = {p for p, _ in tree_leaves_with_path(expected)}
+    p_got = {p for p, _ in tree_leaves_with_path(got)}
+    missing, extra = sorted(p_exp - p_got), sorted(p_got - p_exp)
+    parts = []
+    if missing:
+        parts.append(f"missing leaves {missing[:5]}")
+    if extra:
+        parts.append(f"unexpected leaves {extra[:5]}")
+    if not parts:
+        parts.append(f"expected structure {s_exp}, got {s_got}")
+    return "; ".join(parts)
+
+
+def check_same_structure(expected: PyTree, got: PyTree, *, name: str, expected_name: str) -> None:
+    """Raise ``TypeError`` naming ``name`` when ``got`` does not have ``expected``'s structure."""
+    diff = describe_difference(expected, got)
+    if diff is not None:
+        raise TypeError(f"{name} must have the same tree structure as {expected_name}: {diff}")
+
+
+def tree_zeros_like(tree: PyTree) -> PyTree:
+    """A tree of zeros with the shapes and dtypes of ``tree``."""
+    return tree_map(jnp.zeros_like, tree)
+
+
+def tree_add(a: PyTree, b: PyTree) -> PyTree:
+    """Leafwise ``a + b``."""
+    return tree_map(lambda x, y: x + y, a, b)
+
+
+def tree_sub(a: PyTree, b: PyTree) -> PyTree:
+    """Leafwise ``a - b``."""
+    return tree_map(lambda x, y: x - y, a, b)
+
+
+def tree_scale(tree: PyTree, factor: Array | float) -> PyTree:
+    """Leafwise ``factor * x``, keeping each leaf's dtype."""
+    return tree_map(lambda x: (factor * x).astype(x.dtype), tree)
+
+
+def tree_cast_like(tree: PyTree, like: PyTree) -> PyTree:
+    """Cast each leaf of ``tree`` to the dtype of the matching leaf of ``like``."""
+    return tree_map(lambda x, y: jnp.asarray(x).astype(jnp.asarray(y).dtype), tree, like)
+
+
+def tree_global_norm(tree: PyTree) -> Array:
+    """The L2 norm of all leaves taken together: sqrt(sum_i ||x_i||^2)."""
+    leaves = tree_leaves(tree)
+    if not leaves:
+        return jnp.zeros((), jnp.float32)
+    return jnp.sqrt(sum((jnp.sum(jnp.square(jnp.abs(x))) for x in leaves), jnp.zeros(())))
+
+
+def tree_where(cond: Array | bool, on_true: PyTree, on_false: PyTree) -> PyTree:
+    """Leafwise ``jnp.where(cond, on_true, on_false)`` with a scalar condition."""
+    return tree_map(lambda t, f: jnp.where(cond, t, f), on_true, on_false)
+
+
+def tree_stack(trees: Sequence[PyTree]) -> PyTree:
+    """Stack a list of same-structured trees along a new leading axis."""
+    return tree_map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def tree_unstack(tree: PyTree) -> list[PyTree]:
+    """Split a tree with a leading axis into a list of trees."""
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    n = leaves[0].shape[0] if leaves else 0
+    return [treedef.unflatten([x[i] for x in leaves]) for i in range(n)]
