@@ -7,7 +7,7 @@ signatures; everything else calls these helpers.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, cast
+from typing import Any, TypeAlias
 
 import jax
 import jax.numpy as jnp
@@ -15,7 +15,11 @@ import numpy as np
 
 from functrain.typing import Array, PyTree
 
+TreeDef: TypeAlias = Any
+"""A ``jax.tree_util.PyTreeDef`` (its compiled type is opaque to mypy)."""
+
 __all__ = [
+    "TreeDef",
     "check_same_structure",
     "describe_difference",
     "is_float_array",
@@ -44,7 +48,7 @@ def tree_map(fn: Callable[..., Any], tree: PyTree, *rest: PyTree,
 
 def tree_leaves(tree: PyTree, is_leaf: Callable[[Any], bool] | None = None) -> list[Any]:
     """The leaves of ``tree`` in canonical order."""
-    return cast(list[Any], jax.tree_util.tree_leaves(tree, is_leaf=is_leaf))
+    return jax.tree_util.tree_leaves(tree, is_leaf=is_leaf)
 
 
 def tree_leaves_with_path(tree: PyTree) -> list[tuple[str, Any]]:
@@ -53,12 +57,12 @@ def tree_leaves_with_path(tree: PyTree) -> list[tuple[str, Any]]:
             for path, leaf in jax.tree_util.tree_leaves_with_path(tree)]
 
 
-def tree_structure(tree: PyTree) -> jax.tree_util.PyTreeDef:
+def tree_structure(tree: PyTree) -> TreeDef:
     """The tree definition of ``tree``."""
     return jax.tree_util.tree_structure(tree)
 
 
-def tree_unflatten(treedef: jax.tree_util.PyTreeDef, leaves: Sequence[Any]) -> PyTree:
+def tree_unflatten(treedef: TreeDef, leaves: Sequence[Any]) -> PyTree:
     """Rebuild a pytree from its definition and leaves."""
     return jax.tree_util.tree_unflatten(treedef, leaves)
 
@@ -140,4 +144,4 @@ def tree_unstack(tree: PyTree) -> list[PyTree]:
     """Split a tree with a leading axis into a list of trees."""
     leaves, treedef = jax.tree_util.tree_flatten(tree)
     n = leaves[0].shape[0] if leaves else 0
-    return [treedef.unflatten([x[i] for x in leaves]) for i in range(n)]
+    return [jax.tree_util.tree_unflatten(treedef, [x[i] for x in leaves]) for i in range(n)]
