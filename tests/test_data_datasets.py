@@ -215,7 +215,7 @@ def test_load_npz_reports_bad_files(tmp_path: Path) -> None:
     }
     for stem, (arrays, pattern) in cases.items():
         path = tmp_path / f"{stem}.npz"
-        np.savez(path, **arrays)
+        np.savez(path, allow_pickle=False, **arrays)
         with pytest.raises(ValueError, match=rf"load_npz: .*{stem}.npz.*{pattern}"):
             load_npz(path)
     np.savez(tmp_path / "objects.npz", x=np.array([object(), object()]), y=np.zeros(2, int))
