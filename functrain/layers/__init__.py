@@ -1,0 +1,168 @@
+"""Layers: pure ops over NamedTuple parameters, and composable ``Layer(init, apply)`` values.
+
+Ops (work on one example or a batch; shapes checked at trace time, before XLA)::
+
+    dense(DenseParams(w, b), x)                                  # x @ w + b
+    conv1d / conv2d(ConvParams(w, b), x, stride=1, padding="SAME", dilation=1)   # NWC / NHWC, HWIO
+    max_pool / avg_pool(x, window, stride=None, padding="VALID"), global_avg_pool(x), flatten(x)
+    dropout(key, x, rate=0.5, train=True)                        # inverted; rate = P(drop)
+    batch_norm(params, state, x, train=True) -> (y, new_state)   # running mean / unbiased var
+    layer_norm(params, x), weight_norm(v, g), weight_norm_dense / weight_norm_conv1d / _conv2d
+    relu, leaky_relu, elu, gelu, tanh, sigmoid, softmax, log_softmax
+
+``init_*`` functions build the parameters, taking initializers (defaults: ``glorot_uniform`` kernels,
+zero biases, unit normalization scales).
+
+Composable layers (stax convention; ``input_shape`` includes a leading batch axis that may be -1)::
+
+    model = serial(Conv2D(32, 3), Relu, MaxPool(2), Flatten, Dropout(0.5), Dense(10))
+    params, state, out_shape = model.init(key, (-1, 28, 28, 1))
+    y, state = model.apply(params, state, x, key=key, train=True)
+"""
+
+from functrain.layers.activations import (
+    Elementwise,
+    Elu,
+    Gelu,
+    LeakyRelu,
+    LogSoftmax,
+    Relu,
+    Sigmoid,
+    Softmax,
+    Tanh,
+    elu,
+    gelu,
+    leaky_relu,
+    log_softmax,
+    relu,
+    sigmoid,
+    softmax,
+    tanh,
+)
+from functrain.layers.base import (
+    ApplyFn,
+    Branches,
+    BranchesApplyFn,
+    BranchesInitFn,
+    InitFn,
+    Join,
+    JoinApplyFn,
+    JoinInitFn,
+    Layer,
+)
+from functrain.layers.combinators import Concatenate, Identity, Residual, ResidualParams, parallel, serial
+from functrain.layers.conv import (
+    Conv1D,
+    Conv2D,
+    ConvParams,
+    PaddingLike,
+    conv1d,
+    conv2d,
+    init_conv1d,
+    init_conv2d,
+)
+from functrain.layers.dense import Dense, DenseParams, dense, init_dense
+from functrain.layers.dropout import Dropout, dropout
+from functrain.layers.normalization import (
+    BatchNorm,
+    BatchNormParams,
+    BatchNormState,
+    LayerNorm,
+    LayerNormParams,
+    WeightNormConv2D,
+    WeightNormDense,
+    WeightNormParams,
+    batch_norm,
+    init_batch_norm,
+    init_layer_norm,
+    init_weight_norm,
+    layer_norm,
+    weight_norm,
+    weight_norm_conv1d,
+    weight_norm_conv2d,
+    weight_norm_dense,
+)
+from functrain.layers.pooling import (
+    AvgPool,
+    Flatten,
+    GlobalAvgPool,
+    MaxPool,
+    avg_pool,
+    flatten,
+    global_avg_pool,
+    max_pool,
+)
+
+__all__ = [
+    "ApplyFn",
+    "AvgPool",
+    "BatchNorm",
+    "BatchNormParams",
+    "BatchNormState",
+    "Branches",
+    "BranchesApplyFn",
+    "BranchesInitFn",
+    "Concatenate",
+    "Conv1D",
+    "Conv2D",
+    "ConvParams",
+    "Dense",
+    "DenseParams",
+    "Dropout",
+    "Elementwise",
+    "Elu",
+    "Flatten",
+    "Gelu",
+    "GlobalAvgPool",
+    "Identity",
+    "InitFn",
+    "Join",
+    "JoinApplyFn",
+    "JoinInitFn",
+    "Layer",
+    "LayerNorm",
+    "LayerNormParams",
+    "LeakyRelu",
+    "LogSoftmax",
+    "MaxPool",
+    "PaddingLike",
+    "Relu",
+    "Residual",
+    "ResidualParams",
+    "Sigmoid",
+    "Softmax",
+    "Tanh",
+    "WeightNormConv2D",
+    "WeightNormDense",
+    "WeightNormParams",
+    "avg_pool",
+    "batch_norm",
+    "conv1d",
+    "conv2d",
+    "dense",
+    "dropout",
+    "elu",
+    "flatten",
+    "gelu",
+    "global_avg_pool",
+    "init_batch_norm",
+    "init_conv1d",
+    "init_conv2d",
+    "init_dense",
+    "init_layer_norm",
+    "init_weight_norm",
+    "layer_norm",
+    "leaky_relu",
+    "log_softmax",
+    "max_pool",
+    "parallel",
+    "relu",
+    "serial",
+    "sigmoid",
+    "softmax",
+    "tanh",
+    "weight_norm",
+    "weight_norm_conv1d",
+    "weight_norm_conv2d",
+    "weight_norm_dense",
+]

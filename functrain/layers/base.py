@@ -1,0 +1,169 @@
+"""The composable-layer protocol: ``Layer(init, apply)`` and its fan-out/fan-in companions.
+
+A :class:`Layer` is a pair of pure functions (the ``jax.example_libraries.stax`` convention, typed)::
+
+    params, state, output_shape = layer.init(key, input_shape)
+    y, new_state = layer.apply(params, state, x, key=None, train=False)
+
+* ``input_shape`` / ``output_shape`` are concrete shapes that INCLUDE the leading batch axis, whose
+  size may be ``-1`` (unknown), e.g. ``(-1, 28, 28, 1)``. ``init`` uses nothing but this static shape
+  information and the key, so it can be ``jax.vmap``-ed over keys (one model per seed) and ``jit``-ed.
+* ``params`` are trained by gradient descent; ``state`` holds everything else a layer updates while
+  running (batch-norm statistics). Both are pytrees -- ``typing.NamedTuple`` records for single
+  layers (``DenseParams(w, b)``) and tuples with one entry per sub-layer for combinators. A layer
+  without parameters (or without state) uses the empty tuple ``()``.
+* ``apply`` takes a batch (leading batch axis, as in ``init``), a PRNG ``key`` (needed only by
+  stochastic layers in training, e.g. dropout) and ``train`` (keyword-only, a Python bool, no
+  default). With ``train=False`` it is deterministic and needs no key; with ``train=True`` a layer
+  that needs randomness raises ``ValueError`` when ``key`` is ``None``.
+
+:class:`Branches` (made by :func:`~functrain.layers.parallel`) maps one input to a tuple of outputs,
+and :class:`Join` (e.g. :data:`~functrain.layers.Concatenate`) maps a tuple back to one array; in
+:func:`~functrain.layers.serial` a ``Branches`` must be followed directly by a ``Join``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import NamedTuple, Protocol
+
+from functrain.layers._util import check_input_shape
+from functrain.typing import Array, PRNGKey, PyTree, Shape
+
+__all__ = [
+    "ApplyFn",
+    "Branches",
+    "BranchesApplyFn",
+    "BranchesInitFn",
+    "InitFn",
+    "Join",
+    "JoinApplyFn",
+    "JoinInitFn",
+    "Layer",
+]
+
+
+class InitFn(Protocol):
+    """``init(key, input_shape) -> (params, state, output_shape)``; shapes include the batch axis."""
+
+    def __call__(self, key: PRNGKey, input_shape: Sequence[int], /) -> tuple[PyTree, PyTree, Shape]:
+        """Initialize parameters and state for inputs of ``input_shape``."""
+        ...
+
+
+class ApplyFn(Protocol):
+    """``apply(params, state, x, *, key=None, train) -> (y, new_state)``."""
+
+    def __call__(
+        self, params: PyTree, state: PyTree, x: Array, /, *, key: PRNGKey | None = None, train: bool
+    ) -> tuple[Array, PyTree]:
+        """Run the layer on the batch ``x``."""
+        ...
+
+
+class Layer(NamedTuple):
+    """A composable layer: a pair of pure functions ``(init, apply)``.
+
+    Attributes:
+        init: ``init(key, input_shape) -> (params, state, output_shape)``.
+        apply: ``apply(params, state, x, *, key=None, train) -> (y, new_state)``.
+    """
+
+    init: InitFn
+    apply: ApplyFn
+
+
+class BranchesInitFn(Protocol):
+    """``init(key, input_shape) -> (params, state, output_shapes)``, one output shape per branch."""
+
+    def __call__(
+        self, key: PRNGKey, input_shape: Sequence[int], /
+    ) -> tuple[PyTree, PyTree, tuple[Shape, ...]]:
+        """Initialize every branch for inputs of ``input_shape``."""
+        ...
+
+
+class BranchesApplyFn(Protocol):
+    """``apply(params, state, x, *, key=None, train) -> (ys, new_state)``, one output per branch."""
+
+    def __call__(
+        self, params: PyTree, state: PyTree, x: Array, /, *, key: PRNGKey | None = None, train: bool
+    ) -> tuple[tuple[Array, ...], PyTree]:
+        """Run every branch on the same input ``x``."""
+        ...
+
+
+class Branches(NamedTuple):
+    """Fan-out: one input, a tuple of outputs (built by :func:`~functrain.layers.parallel`).
+
+    Attributes:
+        init: ``init(key, input_shape) -> (params, state, output_shapes)``.
+        apply: ``apply(params, state, x, *, key=None, train) -> (ys, new_state)``.
+    """
+
+    init: BranchesInitFn
+    apply: BranchesApplyFn
+
+
+class JoinInitFn(Protocol):
+    """``init(key, input_shapes) -> (params, state, output_shape)``."""
+
+    def __call__(
+        self, key: PRNGKey, input_shapes: Sequence[Sequence[int]], /
+    ) -> tuple[PyTree, PyTree, Shape]:
+        """Initialize for inputs of ``input_shapes``."""
+        ...
+
+
+class JoinApplyFn(Protocol):
+    """``apply(params, state, xs, *, key=None, train) -> (y, new_state)``."""
+
+    def __call__(
+        self, params: PyTree, state: PyTree, xs: Sequence[Array], /, *, key: PRNGKey | None = None,
+        train: bool
+    ) -> tuple[Array, PyTree]:
+        """Combine the arrays ``xs`` into one."""
+        ...
+
+
+class Join(NamedTuple):
+    """Fan-in: a tuple of inputs, one output (e.g. :data:`~functrain.layers.Concatenate`).
+
+    Attributes:
+        init: ``init(key, input_shapes) -> (params, state, output_shape)``.
+        apply: ``apply(params, state, xs, *, key=None, train) -> (y, new_state)``.
+    """
+
+    init: JoinInitFn
+    apply: JoinApplyFn
+
+
+def _stateless(
+    name: str,
+    fn: Callable[[Array], Array],
+    output_shape: Callable[[Shape], Shape] | None = None,
+    *,
+    min_rank: int = 1,
+) -> Layer:
+    """A layer with no parameters and no state: ``y = fn(x)``; ``params = state = ()``.
+
+    Args:
+        name: the layer's name in error messages.
+        fn: the function applied to the batch.
+        output_shape: maps a validated input shape (batch axis included) to the output shape;
+            default: unchanged.
+        min_rank: minimum rank of the input shape (batch axis included).
+    """
+
+    def init(key: PRNGKey, input_shape: Sequence[int]) -> tuple[PyTree, PyTree, Shape]:
+        del key
+        shape = check_input_shape(input_shape, name, min_rank=min_rank)
+        return (), (), shape if output_shape is None else output_shape(shape)
+
+    def apply(
+        params: PyTree, state: PyTree, x: Array, *, key: PRNGKey | None = None, train: bool
+    ) -> tuple[Array, PyTree]:
+        del params, key, train
+        return fn(x), state
+
+    return Layer(init, apply)
