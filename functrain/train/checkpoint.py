@@ -1,0 +1,233 @@
+"""Checkpoints: save any pytree of arrays bitwise, atomically, with a checksum; load it back checked.
+
+File format (version 1), all integers little-endian::
+
+    magic    16 bytes   b"FUNCTRAIN-CKPT\\x00\\x01"
+    length    8 bytes   n, the size of the header
+    header    n bytes   UTF-8 JSON: for every leaf its tree path, dtype, shape, byte offset and size
+    payload             the raw bytes of every leaf, in tree order (C order, host byte order,
+                        i.e. little-endian on every platform JAX supports)
+    digest   32 bytes   SHA-256 of everything before it
+
+Leaves are stored bitwise, whatever their dtype: floats (bfloat16 and float16 included), ints,
+bools, and typed PRNG key arrays (stored as ``jax.random.key_data`` with their implementation
+name, rebuilt with ``jax.random.wrap_key_data``). Nothing is pickled, so loading a file cannot run
+code.
+
+:func:`save_checkpoint` writes a temporary file in the destination directory, flushes and
+``fsync``-s it, renames it over the destination with ``os.replace`` (atomic on POSIX and Windows)
+and ``fsync``-s the directory: a crash at any moment leaves either the old or the new checkpoint,
+never a torn one. :func:`load_checkpoint` verifies the checksum (a truncated or corrupted file
+raises :class:`CheckpointError`) and checks the file against a ``like`` tree: same leaf paths,
+shapes and dtypes, reporting every difference by its path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from typing import Any, TypeVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from functrain import _tree
+from functrain.typing import PyTree
+
+__all__ = ["CheckpointError", "load_checkpoint", "save_checkpoint"]
+
+T = TypeVar("T")
+
+_MAGIC = b"FUNCTRAIN-CKPT\x00\x01"
+_DIGEST = 32
+_LEN = 8
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is unreadable (truncated, corrupted, not a checkpoint) or does not match."""
+
+
+def _is_key(x: Any) -> bool:
+    dtype = getattr(x, "dtype", None)
+    return dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key)
+
+
+def _describe_leaf(x: Any) -> tuple[str, tuple[int, ...]]:
+    """``(dtype name, shape)`` of a leaf (array, key array, ShapeDtypeStruct or Python scalar)."""
+    if hasattr(x, "dtype") and hasattr(x, "shape"):
+        return str(x.dtype), tuple(int(d) for d in x.shape)
+    arr = np.asarray(x)
+    return str(arr.dtype), tuple(arr.shape)
+
+
+def _leaf_bytes(x: Any) -> tuple[bytes, str | None]:
+    if _is_key(x):
+        return np.ascontiguousarray(np.asarray(jax.random.key_data(x))).tobytes(), str(jax.random.key_impl(x))
+    return np.ascontiguousarray(np.asarray(x)).tobytes(), None
+
+
+def _fsync_dir(directory: str) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # e.g. Windows cannot open directories; the rename is still atomic there
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems do not support fsync on directories
+        pass
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(path: str | os.PathLike[str], tree: PyTree) -> None:
+    """Write ``tree`` to ``path`` atomically, bitwise, with a SHA-256 checksum.
+
+    Typical use: ``save_checkpoint(path, fit_state)`` (a whole run: train state, early-stopping
+    and plateau states), or any pytree (an equinox module's arrays, averaged params ...). The
+    previous file at ``path``, if any, stays intact until the new one is complete on disk.
+
+    Args:
+        path: destination file (its directory must exist).
+        tree: a pytree whose leaves are arrays (JAX, NumPy, typed key arrays) or Python scalars.
+
+    Raises:
+        TypeError: if a leaf is not an array or a number.
+        FileNotFoundError: if the directory of ``path`` does not exist.
+    """
+    target = os.path.abspath(os.fspath(path))
+    directory = os.path.dirname(target)
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"save_checkpoint: directory {directory!r} of {os.fspath(path)!r} does not exist")
+    entries: list[dict[str, Any]] = []
+    chunks: list[bytes] = []
+    offset = 0
+    for p, leaf in _tree.tree_leaves_with_path(tree):
+        if isinstance(leaf, jax.ShapeDtypeStruct) or not (
+                hasattr(leaf, "dtype") or isinstance(leaf, (bool, int, float, complex, np.generic))):
+            raise TypeError(f"save_checkpoint: leaf {p or '<root>'} must be an array or a number, "
+                            f"got {type(leaf).__name__}")
+        data, impl = _leaf_bytes(leaf)
+        dtype, shape = _describe_leaf(leaf)
+        entries.append({"path": p, "dtype": dtype, "shape": list(shape), "key_impl": impl,
+                        "offset": offset, "nbytes": len(data)})
+        chunks.append(data)
+        offset += len(data)
+    header = json.dumps({"version": 1, "leaves": entries, "payload_bytes": offset}).encode("utf-8")
+    hasher = hashlib.sha256()
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            for part in (_MAGIC, len(header).to_bytes(_LEN, "little"), header, *chunks):
+                hasher.update(part)
+                f.write(part)
+            f.write(hasher.digest())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(directory)
+
+
+def _read_verified(path: str) -> tuple[list[dict[str, Any]], memoryview]:
+    who = "load_checkpoint"
+    try:
+        with open(path, "rb") as f:
+            blob = f.read()
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"{who}: no checkpoint at {path!r}") from e
+    minimum = len(_MAGIC) + _LEN + _DIGEST
+    if len(blob) < minimum or not blob.startswith(_MAGIC):
+        what = "truncated" if _MAGIC.startswith(blob[: len(_MAGIC)]) and len(blob) < minimum else "not a functrain checkpoint"
+        raise CheckpointError(f"{who}: {path!r} is {what} ({len(blob)} bytes)")
+    body, digest = memoryview(blob)[:-_DIGEST], blob[-_DIGEST:]
+    if hashlib.sha256(body).digest() != digest:
+        raise CheckpointError(f"{who}: {path!r} is truncated or corrupted (SHA-256 checksum mismatch, "
+                              f"{len(blob)} bytes); it cannot be loaded (an earlier checkpoint can)")
+    n = int.from_bytes(body[len(_MAGIC): len(_MAGIC) + _LEN], "little")
+    start = len(_MAGIC) + _LEN
+    try:
+        header = json.loads(bytes(body[start: start + n]).decode("utf-8"))
+        entries: list[dict[str, Any]] = header["leaves"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{who}: {path!r} has an unreadable header") from e
+    payload = body[start + n:]
+    if len(payload) != header.get("payload_bytes"):
+        raise CheckpointError(f"{who}: {path!r} has {len(payload)} payload bytes, its header says "
+                              f"{header.get('payload_bytes')}")
+    return entries, payload
+
+
+def load_checkpoint(path: str | os.PathLike[str], like: T) -> T:
+    """Load a checkpoint written by :func:`save_checkpoint`, checked against ``like``.
+
+    ``like`` supplies the tree structure (NamedTuples, dicts, equinox modules ...) and the
+    expected shape and dtype of every leaf; it can be a freshly initialized state or
+    ``jax.eval_shape`` of one (``jax.ShapeDtypeStruct`` leaves). Loaded leaves are bitwise equal
+    to the saved ones; JAX arrays are placed with the sharding of the matching ``like`` leaf.
+
+    Args:
+        path: the checkpoint file.
+        like: a pytree with the structure, shapes and dtypes to expect.
+
+    Returns:
+        A pytree with ``like``'s structure and the checkpoint's values.
+
+    Raises:
+        FileNotFoundError: if ``path`` does not exist.
+        CheckpointError: if the file is truncated, corrupted or not a checkpoint, or its leaves
+            differ from ``like``'s (every differing leaf path, shape and dtype is listed).
+    """
+    who = "load_checkpoint"
+    name = os.fspath(path)
+    entries, payload = _read_verified(name)
+    like_leaves = _tree.tree_leaves_with_path(like)
+    saved_paths = [e["path"] for e in entries]
+    like_paths = [p for p, _ in like_leaves]
+    if saved_paths != like_paths:
+        missing = [p for p in like_paths if p not in set(saved_paths)]
+        extra = [p for p in saved_paths if p not in set(like_paths)]
+        parts = []
+        if missing:
+            parts.append(f"leaves in 'like' but not in the file: {missing[:8]}")
+        if extra:
+            parts.append(f"leaves in the file but not in 'like': {extra[:8]}")
+        if not parts:
+            parts.append("the same leaves in a different order")
+        raise CheckpointError(f"{who}: the tree structure of {name!r} differs from 'like': " + "; ".join(parts))
+    problems = []
+    for entry, (p, leaf) in zip(entries, like_leaves, strict=True):
+        dtype, shape = _describe_leaf(leaf)
+        if tuple(entry["shape"]) != shape:
+            problems.append(f"{p or '<root>'}: shape {tuple(entry['shape'])} in the file, {shape} in 'like'")
+        if entry["dtype"] != dtype:  # for key arrays the name includes the PRNG implementation
+            problems.append(f"{p or '<root>'}: dtype {entry['dtype']} in the file, {dtype} in 'like'")
+    if problems:
+        raise CheckpointError(f"{who}: {name!r} does not match 'like': " + "; ".join(problems))
+    leaves = [_rebuild(entry, leaf, payload) for entry, (_, leaf) in zip(entries, like_leaves, strict=True)]
+    out: T = _tree.tree_unflatten(_tree.tree_structure(like), leaves)
+    return out
+
+
+def _rebuild(entry: dict[str, Any], leaf: Any, payload: memoryview) -> Any:
+    shape = tuple(entry["shape"])
+    raw = payload[entry["offset"]: entry["offset"] + entry["nbytes"]]
+    sharding = getattr(leaf, "sharding", None) if isinstance(leaf, (jax.Array, jax.ShapeDtypeStruct)) else None
+    if entry["key_impl"] is not None:
+        impl = entry["key_impl"]
+        data = np.frombuffer(raw, dtype=np.uint32).reshape(shape + (-1,)).copy()
+        key = jax.random.wrap_key_data(jnp.asarray(data), impl=impl)
+        return key if sharding is None else jax.device_put(key, sharding)
+    if isinstance(leaf, (bool, int, float, complex)) and not hasattr(leaf, "dtype"):
+        arr = np.frombuffer(raw, dtype=np.asarray(leaf).dtype).reshape(shape)
+        return type(leaf)(arr.item())
+    dtype = jnp.dtype(entry["dtype"])
+    arr = np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
+    if isinstance(leaf, np.ndarray) or isinstance(leaf, np.generic):
+        return arr if isinstance(leaf, np.ndarray) else arr[()]
+    return jnp.asarray(arr) if sharding is None else jax.device_put(arr, sharding)
