@@ -1,0 +1,277 @@
+"""Diagnostics: norms and update ratios, activation statistics, signal propagation through depth."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from functrain import initializers as I
+from functrain.diagnostics import (
+    ActivationStats,
+    SignalPropagation,
+    activation_stats,
+    leaf_norms,
+    signal_propagation,
+    to_metrics,
+    update_ratios,
+)
+from functrain.layers.base import Layer
+from functrain.typing import Array, Initializer, PRNGKey, PyTree, Shape
+
+KEY = jax.random.key(0)
+
+
+class WB(NamedTuple):
+    w: Array
+    b: Array
+
+
+def _params() -> tuple[WB, WB]:
+    k1, k2, k3 = jax.random.split(KEY, 3)
+    return (WB(jax.random.normal(k1, (3, 4)), jnp.zeros(4)),
+            WB(jax.random.normal(k2, (4, 2)), jax.random.normal(k3, (2,))))
+
+
+# ------------------------------------------------------------------------ norms and ratios
+
+def test_leaf_norms_match_numpy_per_leaf_and_per_layer() -> None:
+    params = _params()
+    norms = leaf_norms(params)
+    assert isinstance(norms, tuple) and isinstance(norms[0], WB)
+    for got, ref in zip(jax.tree_util.tree_leaves(norms), jax.tree_util.tree_leaves(params), strict=True):
+        assert got.shape == ()
+        np.testing.assert_allclose(got, np.sqrt(np.sum(np.asarray(ref, np.float64) ** 2)), rtol=1e-6)
+    per_layer = leaf_norms(params, is_leaf=lambda t: isinstance(t, WB))
+    for got, layer in zip(per_layer, params, strict=True):
+        ref = math.sqrt(sum(float(np.sum(np.asarray(a, np.float64) ** 2)) for a in layer))
+        np.testing.assert_allclose(got, ref, rtol=1e-6)
+
+
+def test_update_ratios_match_numpy_and_handle_zero_weights() -> None:
+    params = _params()
+    updates = jax.tree_util.tree_map(lambda p: 1e-3 * jnp.ones_like(p), params)
+    ratios = update_ratios(updates, params)
+    w = np.asarray(params[0].w, np.float64)
+    np.testing.assert_allclose(ratios[0].w, 1e-3 * math.sqrt(w.size) / np.linalg.norm(w), rtol=1e-5)
+    assert float(ratios[0].b) == math.inf  # zero bias being updated
+    zero_update = update_ratios(jax.tree_util.tree_map(jnp.zeros_like, params), params)
+    assert float(zero_update[0].b) == 0.0  # zero bias, zero update: 0, not nan
+    per_layer = update_ratios(updates, params, is_leaf=lambda t: isinstance(t, WB))
+    u2 = sum(float(np.sum(np.asarray(u, np.float64) ** 2)) for u in updates[1])
+    w2 = sum(float(np.sum(np.asarray(p, np.float64) ** 2)) for p in params[1])
+    np.testing.assert_allclose(per_layer[1], math.sqrt(u2 / w2), rtol=1e-5)
+
+
+def test_update_ratios_rejects_mismatched_trees() -> None:
+    with pytest.raises(TypeError, match=r"update_ratios: argument 'updates' must have the same tree "
+                                        r"structure as 'params'"):
+        update_ratios({"a": jnp.ones(2)}, {"a": jnp.ones(2), "b": jnp.ones(1)})
+
+
+def test_norms_returned_from_a_jitted_vmapped_train_step() -> None:
+    """A plain SGD step returns gradient norms and update ratios as metrics, over 3 seeds at once."""
+    lr = 0.1
+
+    def loss(params: tuple[WB, WB], x: Array) -> Array:
+        h = jnp.tanh(x @ params[0].w + params[0].b)
+        return jnp.mean((h @ params[1].w + params[1].b) ** 2)
+
+    def step(params: tuple[WB, WB], x: Array) -> tuple[tuple[WB, WB], dict[str, Array]]:
+        grads = jax.grad(loss)(params, x)
+        updates = jax.tree_util.tree_map(lambda g: -lr * g, grads)
+        new = jax.tree_util.tree_map(lambda p, u: p + u, params, updates)
+        metrics = to_metrics(leaf_norms(grads), "grad_norm") | to_metrics(
+            update_ratios(updates, params), "update_ratio")
+        return new, metrics
+
+    seeds = jax.vmap(lambda k: jax.tree_util.tree_map(
+        lambda p: p + jax.random.normal(k, p.shape), _params()))(jax.random.split(KEY, 3))
+    x = jax.random.normal(jax.random.key(1), (8, 3))
+    _, metrics = jax.jit(jax.vmap(step, in_axes=(0, None)))(seeds, x)
+    assert set(metrics) == {f"{kind}[{i}].{f}" for kind in ("grad_norm", "update_ratio")
+                            for i in (0, 1) for f in "wb"}
+    for s in range(3):
+        one = jax.tree_util.tree_map(lambda a: a[s], seeds)
+        g = jax.grad(loss)(one, x)
+        gw = np.asarray(g[1].w, np.float64)
+        np.testing.assert_allclose(metrics["grad_norm[1].w"][s], np.linalg.norm(gw), rtol=1e-5)
+        np.testing.assert_allclose(metrics["update_ratio[1].w"][s],
+                                   lr * np.linalg.norm(gw) / np.linalg.norm(np.asarray(one[1].w)), rtol=1e-5)
+
+
+# ------------------------------------------------------------------------ activation statistics
+
+def _affine(scale: float, shift: float) -> Layer:
+    """A hand-made stateful layer: y = scale * x * p + shift, state counts calls."""
+
+    def init(key: PRNGKey, input_shape: Sequence[int]) -> tuple[PyTree, PyTree, Shape]:
+        del key
+        return jnp.ones(input_shape[-1]), jnp.zeros(()), tuple(input_shape)
+
+    def apply(params: PyTree, state: PyTree, x: Array, *, key: PRNGKey | None = None,
+              train: bool) -> tuple[Array, PyTree]:
+        del key
+        return scale * x * params + shift, state + (1 if train else 0)
+
+    return Layer(init, apply)
+
+
+def _relu_layer() -> Layer:
+    def init(key: PRNGKey, input_shape: Sequence[int]) -> tuple[PyTree, PyTree, Shape]:
+        return (), (), tuple(input_shape)
+
+    def apply(params: PyTree, state: PyTree, x: Array, *, key: PRNGKey | None = None,
+              train: bool) -> tuple[Array, PyTree]:
+        return jnp.maximum(x, 0.0), state
+
+    return Layer(init, apply)
+
+
+def _noise_layer() -> Layer:
+    """Adds key-dependent noise in training (checks the per-layer key)."""
+
+    def init(key: PRNGKey, input_shape: Sequence[int]) -> tuple[PyTree, PyTree, Shape]:
+        return (), (), tuple(input_shape)
+
+    def apply(params: PyTree, state: PyTree, x: Array, *, key: PRNGKey | None = None,
+              train: bool) -> tuple[Array, PyTree]:
+        if train:
+            assert key is not None
+            return x + jax.random.normal(key, x.shape), state
+        return x, state
+
+    return Layer(init, apply)
+
+
+def test_activation_stats_match_a_numpy_forward_pass() -> None:
+    layers = [_affine(2.0, -1.0), _relu_layer(), _affine(0.5, 3.0)]
+    x = np.asarray(jax.random.normal(KEY, (64, 5)), np.float64)
+    params = [jnp.full(5, 1.5), (), jnp.ones(5)]
+    state = [jnp.zeros(()), (), jnp.zeros(())]
+    stats = activation_stats(layers, params, state, x)
+    assert isinstance(stats, ActivationStats) and stats.mean.shape == (3,)
+    h1 = 2.0 * x * 1.5 - 1.0
+    h2 = np.maximum(h1, 0.0)
+    h3 = 0.5 * h2 + 3.0
+    np.testing.assert_allclose(stats.mean, [h.mean() for h in (h1, h2, h3)], rtol=1e-5)
+    np.testing.assert_allclose(stats.std, [h.std() for h in (h1, h2, h3)], rtol=1e-5)
+    np.testing.assert_allclose(stats.fraction_zero, [0.0, np.mean(h2 == 0), 0.0], atol=1e-7)
+    assert 0.3 < float(stats.fraction_zero[1]) < 0.9
+    jitted = jax.jit(lambda p, s, xb: activation_stats(layers, p, s, xb))(params, state, x)
+    np.testing.assert_allclose(jitted.std, stats.std, rtol=1e-6)
+    batched = jax.vmap(lambda xb: activation_stats(layers, params, state, xb))(jnp.stack([x, 2 * x]))
+    np.testing.assert_allclose(batched.mean[0], stats.mean, rtol=1e-5)
+
+
+def test_activation_stats_gives_each_layer_its_own_key_in_training() -> None:
+    layers = [_noise_layer(), _noise_layer()]
+    x = jnp.zeros((4000, 1))
+    key = jax.random.key(7)
+    stats = activation_stats(layers, [(), ()], [(), ()], x, key=key, train=True)
+    first = jax.random.normal(jax.random.fold_in(key, 0), x.shape)
+    second = first + jax.random.normal(jax.random.fold_in(key, 1), x.shape)
+    np.testing.assert_allclose(stats.std, [jnp.std(first), jnp.std(second)], rtol=1e-5)
+    assert float(stats.std[1]) == pytest.approx(math.sqrt(2.0), rel=0.05)  # independent keys
+    eval_stats = activation_stats(layers, [(), ()], [(), ()], x)
+    np.testing.assert_array_equal(eval_stats.std, [0.0, 0.0])
+
+
+def test_activation_stats_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match=r"activation_stats: .*one entry per layer \(2\), got 1 and 2"):
+        activation_stats([_relu_layer(), _relu_layer()], [()], [(), ()], jnp.ones((2, 2)))
+    with pytest.raises(TypeError, match=r"activation_stats: layers\[0\] must be a Layer.*got function"):
+        activation_stats([lambda z: z], [()], [()], jnp.ones((2, 2)))  # type: ignore[list-item]  # not a Layer
+
+
+# ------------------------------------------------------------------------ signal propagation
+
+def _numpy_signal(init: Initializer, act: Callable[[np.ndarray], np.ndarray],
+                  dact: Callable[[np.ndarray], np.ndarray], depth: int, width: int, batch: int,
+                  key: PRNGKey) -> tuple[np.ndarray, np.ndarray]:
+    """Float64 NumPy forward pass and hand-written backward pass with the documented keys."""
+    k_x, k_w, k_c = jax.random.split(key, 3)
+    ws = [np.asarray(init(jax.random.fold_in(k_w, i), (width, width)), np.float64) for i in range(depth)]
+    h = np.asarray(jax.random.normal(k_x, (batch, width)), np.float64)
+    c = np.asarray(jax.random.normal(k_c, (batch, width)), np.float64)
+    zs = []
+    for w in ws:
+        zs.append(h @ w)
+        h = act(zs[-1])
+    delta = c * dact(zs[-1])
+    deltas = [delta]
+    for i in range(depth - 1, 0, -1):
+        delta = (delta @ ws[i].T) * dact(zs[i - 1])
+        deltas.append(delta)
+    return np.array([z.std() for z in zs]), np.array([d.std() for d in deltas[::-1]])
+
+
+ACTS: dict[str, tuple[Callable[[Array], Array], Callable[[np.ndarray], np.ndarray],
+                      Callable[[np.ndarray], np.ndarray]]] = {
+    "linear": (lambda z: z, lambda z: z, np.ones_like),
+    "relu": (jax.nn.relu, lambda z: np.maximum(z, 0.0), lambda z: (z > 0).astype(np.float64)),
+    "tanh": (jnp.tanh, np.tanh, lambda z: 1.0 - np.tanh(z) ** 2),
+}
+
+
+@pytest.mark.parametrize("act", sorted(ACTS))
+@pytest.mark.parametrize("init", [I.standard_normal(), I.glorot_normal(), I.he_normal()])
+def test_signal_propagation_matches_float64_reference(act: str, init: Initializer) -> None:
+    fn, np_fn, np_d = ACTS[act]
+    got = signal_propagation(init, fn, 6, 32, KEY, batch=64)
+    assert isinstance(got, SignalPropagation)
+    assert got.forward_std.shape == got.backward_std.shape == (6,)
+    fwd, bwd = _numpy_signal(init, np_fn, np_d, 6, 32, 64, KEY)
+    np.testing.assert_allclose(got.forward_std, fwd, rtol=1e-4)
+    np.testing.assert_allclose(got.backward_std, bwd, rtol=1e-4)
+
+
+def test_lesson_standard_normal_explodes_while_glorot_and_he_keep_the_scale() -> None:
+    """The lesson's claim at depth 20, width 256 (same numbers as tests/test_initializers.py)."""
+
+    def run(init: Initializer, act: Callable[[Array], Array]) -> SignalPropagation:
+        return signal_propagation(init, act, 20, 256, jax.random.key(1))
+
+    for act in (lambda z: z, jax.nn.relu):
+        base = run(I.standard_normal(), act)
+        last = float(base.forward_std[-1])
+        assert not 1e-2 <= last <= 1e2
+        assert math.isfinite(last) and last > 1e15  # grows by ~sqrt(n) (linear) or sqrt(n/2) (relu)
+        assert float(base.backward_std[0]) > 1e15  # and so do the gradients towards the input
+    for init, act in ((I.glorot_normal(), lambda z: z), (I.he_normal(), jax.nn.relu)):
+        good = run(init, act)
+        assert bool(jnp.all((good.forward_std >= 0.5) & (good.forward_std <= 2.0))), good
+        assert bool(jnp.all((good.backward_std >= 0.5) & (good.backward_std <= 2.0))), good
+
+
+def test_glorot_with_tanh_follows_mean_field_theory() -> None:
+    """Glorot + tanh decays slowly rather than staying in [0.5, 2]: q' = E[tanh(sqrt(q) z)^2]."""
+    res = signal_propagation(I.glorot_normal(), jnp.tanh, 20, 256, jax.random.key(1))
+    z = np.linspace(-10, 10, 20001)
+    pdf = np.exp(-z**2 / 2) / math.sqrt(2 * math.pi)
+    q, predicted = 1.0, []
+    for _ in range(20):
+        predicted.append(math.sqrt(q))
+        q = float(np.sum(np.tanh(math.sqrt(q) * z) ** 2 * pdf) * (z[1] - z[0]))
+    np.testing.assert_allclose(res.forward_std, predicted, rtol=0.1)
+    assert 1e-2 <= float(res.forward_std[-1]) < 0.5
+    saturated = signal_propagation(I.standard_normal(), jnp.tanh, 20, 256, jax.random.key(1))
+    assert float(saturated.forward_std[-1]) > 10  # tanh units deep in saturation
+
+
+def test_signal_propagation_rejects_bad_arguments() -> None:
+    init = I.he_normal()
+    for kwargs, pattern in (({"depth": 0}, r"'depth' must be an int >= 1, got 0"),
+                            ({"width": 2.5}, r"'width' must be an int >= 1, got 2.5"),
+                            ({"batch": -1}, r"'batch' must be an int >= 1, got -1")):
+        args = {"depth": 3, "width": 4, "batch": 2} | kwargs
+        with pytest.raises(ValueError, match=rf"signal_propagation: argument {pattern}"):
+            signal_propagation(init, jax.nn.relu, args["depth"], args["width"], KEY,  # type: ignore[arg-type]  # deliberately bad
+                               batch=args["batch"])  # type: ignore[arg-type]  # deliberately bad
+    with pytest.raises(TypeError, match=r"signal_propagation: argument 'activation' must be callable"):
+        signal_propagation(init, "relu", 3, 4, KEY)  # type: ignore[arg-type]  # a string, not a function
