@@ -43,6 +43,12 @@ def _new_figure(who: str, ncols: int = 1, width: float = 6.4) -> Figure:
     return _figure_class(who)(figsize=(width * ncols if ncols > 1 else width, 4.4), layout="constrained")
 
 
+def _integer_x(axes: Axes) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def _save(fig: Figure, path: StrPath | None) -> Figure:
     if path is not None:
         # Figure.savefig renders PNGs with the Agg canvas; no pyplot, no global backend state.
@@ -117,7 +123,7 @@ def plot_curves(
         var = np.where(present, (arr - mean) ** 2, 0.0).sum(0) / np.maximum(n, 1)
         std = np.where(n > 0, np.sqrt(var), np.nan)
         seeds = arr.shape[0]
-        (line,) = axes.plot(epochs, mean, label=f"{label} (n={seeds})" if seeds > 1 else label,
+        (line,) = axes.plot(epochs, mean, label=f"{label} ({seeds} seeds)" if seeds > 1 else label,
                             linewidth=1.8)
         if seeds > 1:
             axes.fill_between(epochs, mean - std, mean + std, color=line.get_color(), alpha=0.2,
@@ -128,7 +134,10 @@ def plot_curves(
     axes.set_xlabel(xlabel)
     axes.set_ylabel(ylabel)
     axes.grid(True, alpha=0.3)
-    axes.legend(loc="best", fontsize="small")
+    _integer_x(axes)
+    several = any(arr.shape[0] > 1 for arr in curves.values())
+    axes.legend(loc="best", fontsize="small", title="mean ± std over seeds" if several else None,
+                title_fontsize="small")
     return _save(figure, path)
 
 
@@ -166,7 +175,7 @@ def plot_signal_propagation(
                             f"got {type(res).__name__}")
     fig = _new_figure(who, ncols=2, width=5.2)
     forward, backward = fig.subplots(1, 2, sharey=True)
-    panels = ((forward, "forward: activations", "std of pre-activations", "forward_std"),
+    panels = ((forward, "forward: pre-activations", "std of pre-activations", "forward_std"),
               (backward, "backward: gradients", "std of gradient w.r.t. pre-activations",
                "backward_std"))
     for axes, subtitle, ylabel, field in panels:
@@ -181,6 +190,7 @@ def plot_signal_propagation(
         axes.set_xlabel("layer")
         axes.set_ylabel(ylabel)
         axes.grid(True, which="major", alpha=0.3)
+        _integer_x(axes)
         axes.legend(loc="best", fontsize="small")
     fig.suptitle(title)
     return _save(fig, path)

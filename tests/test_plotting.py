@@ -53,7 +53,9 @@ def test_plot_curves_draws_mean_and_std_band(tmp_path: Path) -> None:
     (ax,) = fig.axes
     assert ax.get_title() == "Test accuracy"
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("epoch", "accuracy")
-    assert _legend_texts(ax) == ["baseline (n=3)", "adam (n=3)", "one run"]
+    assert _legend_texts(ax) == ["baseline (3 seeds)", "adam (3 seeds)", "one run"]
+    legend = ax.get_legend()
+    assert legend is not None and legend.get_title().get_text() == "mean ± std over seeds"
     baseline = np.asarray(histories["baseline"])
     np.testing.assert_array_equal(np.asarray(ax.lines[0].get_xdata(), np.float64), np.arange(1, 9))
     np.testing.assert_allclose(_ydata(ax, 0), baseline.mean(0))
