@@ -1,5 +1,111 @@
-"""Optimizers as gradient transformations (optax calling convention)."""
+"""Optimizers as gradient transformations (optax calling convention).
 
-from functrain.optim.base import GradientTransformation, InitFn, UpdateFn
+``tx = ft.optim.adam(1e-3); state = tx.init(params); updates, state = tx.update(grads, state,
+params); params = ft.optim.apply_updates(params, updates)``. Building blocks compose with
+:func:`chain` (optax transformations too); every hyperparameter is a number, a (traced) array or
+a schedule from :mod:`functrain.optim.schedules`.
+"""
 
-__all__ = ["GradientTransformation", "InitFn", "UpdateFn"]
+from functrain.optim import schedules
+from functrain.optim.adaptive import (
+    ScaleByAdagradState,
+    ScaleByAdamState,
+    ScaleByAmsgradState,
+    ScaleByRmsState,
+    adagrad,
+    adam,
+    adamw,
+    rmsprop,
+    scale_by_adagrad,
+    scale_by_adam,
+    scale_by_rms,
+)
+from functrain.optim.base import (
+    EmptyState,
+    GradientTransformation,
+    InitFn,
+    ScaleByLearningRateState,
+    TransformationLike,
+    UpdateFn,
+    apply_updates,
+    chain,
+    identity,
+    init_empty_state,
+    scale,
+    scale_by_learning_rate,
+)
+from functrain.optim.clipping import (
+    adaptive_grad_clip,
+    clip_by_block_norm,
+    clip_by_global_norm,
+    clip_by_value,
+    unitwise_norm,
+)
+from functrain.optim.guards import (
+    AccumulateGradientsState,
+    SkipNonfiniteState,
+    accumulate_gradients,
+    all_finite,
+    skip_nonfinite,
+)
+from functrain.optim.sgd import (
+    TraceState,
+    momentum,
+    normalize_by_global_norm,
+    normalized_sgd,
+    sgd,
+    trace,
+)
+from functrain.optim.weight_decay import (
+    AddDecayedWeightsState,
+    DecayMask,
+    add_decayed_weights,
+    default_decay_mask,
+)
+
+__all__ = [
+    "AccumulateGradientsState",
+    "AddDecayedWeightsState",
+    "DecayMask",
+    "EmptyState",
+    "GradientTransformation",
+    "InitFn",
+    "ScaleByAdagradState",
+    "ScaleByAdamState",
+    "ScaleByAmsgradState",
+    "ScaleByLearningRateState",
+    "ScaleByRmsState",
+    "SkipNonfiniteState",
+    "TraceState",
+    "TransformationLike",
+    "UpdateFn",
+    "accumulate_gradients",
+    "adagrad",
+    "adam",
+    "adamw",
+    "adaptive_grad_clip",
+    "add_decayed_weights",
+    "all_finite",
+    "apply_updates",
+    "chain",
+    "clip_by_block_norm",
+    "clip_by_global_norm",
+    "clip_by_value",
+    "default_decay_mask",
+    "identity",
+    "init_empty_state",
+    "momentum",
+    "normalize_by_global_norm",
+    "normalized_sgd",
+    "rmsprop",
+    "scale",
+    "scale_by_adagrad",
+    "scale_by_adam",
+    "scale_by_learning_rate",
+    "scale_by_rms",
+    "schedules",
+    "sgd",
+    "skip_nonfinite",
+    "trace",
+    "unitwise_norm",
+]

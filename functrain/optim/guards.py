@@ -1,0 +1,179 @@
+"""Guards and gradient accumulation: wrappers around another transformation.
+
+* :func:`skip_nonfinite` -- a step whose gradients contain NaN or inf is skipped: zero updates,
+  the inner state kept bit for bit, and the skip counted.
+* :func:`accumulate_gradients` -- average ``k`` micro-batch gradients, then one inner step
+  (a larger effective batch without the memory; cf. ``optax.MultiSteps``).
+
+Both are plain :class:`~functrain.optim.GradientTransformation` values that work under
+``jax.jit`` and ``jax.vmap`` (the choice is made with ``jnp.where`` / ``lax.cond``, never in
+Python).
+"""
+
+from __future__ import annotations
+
+from typing import Generic, NamedTuple, TypeVar
+
+import jax
+import jax.numpy as jnp
+
+from functrain._tree import tree_leaves, tree_map, tree_where
+from functrain.optim._hyper import check_int, increment
+from functrain.optim.base import GradientTransformation
+from functrain.typing import Array, DType, PyTree
+
+__all__ = [
+    "AccumulateGradientsState",
+    "SkipNonfiniteState",
+    "accumulate_gradients",
+    "all_finite",
+    "skip_nonfinite",
+]
+
+S = TypeVar("S")
+
+
+class SkipNonfiniteState(NamedTuple, Generic[S]):
+    """State of :func:`skip_nonfinite`.
+
+    Attributes:
+      inner_state: the wrapped transformation's state (unchanged by a skipped step).
+      skipped_steps: int32 scalar, the number of steps skipped because of NaN/inf gradients.
+      total_steps: int32 scalar, the number of calls to ``update``.
+    """
+
+    inner_state: S
+    skipped_steps: Array
+    total_steps: Array
+
+
+class AccumulateGradientsState(NamedTuple, Generic[S]):
+    """State of :func:`accumulate_gradients`.
+
+    Attributes:
+      micro_step: int32 scalar in ``[0, every_k)``, the number of micro-batches accumulated since
+        the last inner step.
+      grad_mean: running mean of those micro-batch gradients (float32 at least).
+      inner_state: the wrapped transformation's state (changes only on inner steps).
+    """
+
+    micro_step: Array
+    grad_mean: PyTree
+    inner_state: S
+
+
+def all_finite(tree: PyTree) -> Array:
+    """Boolean scalar: whether every entry of every leaf of ``tree`` is finite (no NaN/inf)."""
+    leaves = tree_leaves(tree)
+    if not leaves:
+        return jnp.asarray(True)
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+
+
+def skip_nonfinite(inner: GradientTransformation[S]) -> GradientTransformation[SkipNonfiniteState[S]]:
+    """Skip steps whose incoming updates contain NaN or inf.
+
+    If every entry of the incoming updates is finite, this is ``inner``. Otherwise the output
+    updates are zeros (so :func:`~functrain.optim.apply_updates` leaves the params bit-identical),
+    the inner state is kept bit-identical, and ``skipped_steps`` is incremented; ``total_steps``
+    counts every call. The selection uses ``jnp.where``, so it works under ``jit`` and ``vmap``
+    (each vmapped run skips on its own). Similar to ``optax.apply_if_finite`` with no limit on
+    consecutive skips.
+
+    Args:
+      inner: the transformation to guard.
+
+    Returns:
+      A :class:`~functrain.optim.GradientTransformation` with :class:`SkipNonfiniteState`.
+
+    Raises:
+      TypeError: ``inner`` is not a gradient transformation.
+    """
+    _check_inner("skip_nonfinite", inner)
+
+    def init(params: PyTree) -> SkipNonfiniteState[S]:
+        zero = jnp.zeros((), jnp.int32)
+        return SkipNonfiniteState(inner.init(params), zero, zero)
+
+    def update(
+        updates: PyTree, state: SkipNonfiniteState[S], params: PyTree | None = None
+    ) -> tuple[PyTree, SkipNonfiniteState[S]]:
+        ok = all_finite(updates)
+        new_updates, new_inner = inner.update(updates, state.inner_state, params)
+        out = tree_map(lambda u: jnp.where(ok, u, jnp.zeros_like(u)), new_updates)
+        kept: S = tree_where(ok, new_inner, state.inner_state)
+        skipped = jnp.where(ok, state.skipped_steps, increment(state.skipped_steps))
+        return out, SkipNonfiniteState(kept, skipped, increment(state.total_steps))
+
+    return GradientTransformation(init, update)
+
+
+def _check_inner(fn: str, inner: object) -> None:
+    if not (callable(getattr(inner, "init", None)) and callable(getattr(inner, "update", None))):
+        raise TypeError(
+            f"{fn}: inner expected a gradient transformation (with init and update), "
+            f"got {type(inner).__name__}"
+        )
+
+
+def _accumulator_dtype(x: Array) -> DType:
+    """float32 at least for floating leaves (so bf16 gradients are averaged accurately)."""
+    if jnp.issubdtype(x.dtype, jnp.floating):
+        return jnp.promote_types(x.dtype, jnp.float32)
+    return x.dtype
+
+
+def accumulate_gradients(
+    inner: GradientTransformation[S], every_k: int
+) -> GradientTransformation[AccumulateGradientsState[S]]:
+    r"""Average ``every_k`` micro-batch gradients, then take one step of ``inner``.
+
+    On calls ``1 .. k-1`` of each cycle the output updates are zeros and the gradients are
+    accumulated as a running mean, ``gbar_n = gbar_{n-1} + (g_n - gbar_{n-1}) / n``; on call
+    ``k`` the output is ``inner.update(gbar_k)`` and the accumulator restarts. With equal-sized
+    micro-batches this is the step of a ``k`` times larger batch (gradient accumulation; same
+    semantics as ``optax.MultiSteps(inner, every_k)``, as a plain transformation). The inner
+    step runs under ``lax.cond``, so only every ``k``-th call pays for it (under ``vmap`` both
+    branches run).
+
+    Args:
+      inner: the transformation that receives the averaged gradients.
+      every_k: ``k >= 1``, the number of micro-batches per step.
+
+    Returns:
+      A :class:`~functrain.optim.GradientTransformation` with :class:`AccumulateGradientsState`.
+
+    Raises:
+      TypeError: ``inner`` is not a gradient transformation or ``every_k`` is not an int.
+      ValueError: ``every_k < 1``.
+    """
+    fn = "accumulate_gradients"
+    _check_inner(fn, inner)
+    k = check_int(fn, "every_k", every_k, low=1)
+
+    def init(params: PyTree) -> AccumulateGradientsState[S]:
+        mean = tree_map(lambda p: jnp.zeros(jnp.shape(p), _accumulator_dtype(jnp.asarray(p))),
+                        params)
+        return AccumulateGradientsState(jnp.zeros((), jnp.int32), mean, inner.init(params))
+
+    def update(
+        updates: PyTree, state: AccumulateGradientsState[S], params: PyTree | None = None
+    ) -> tuple[PyTree, AccumulateGradientsState[S]]:
+        n = state.micro_step
+        mean = tree_map(lambda g, a: a + (g - a) / (n + 1), updates, state.grad_mean)
+        emit = n == k - 1
+        grads = tree_map(lambda a, g: a.astype(g.dtype), mean, updates)
+
+        def step() -> tuple[PyTree, S]:
+            return inner.update(grads, state.inner_state, params)
+
+        def wait() -> tuple[PyTree, S]:
+            shapes = jax.eval_shape(step)[0]
+            return tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes), state.inner_state
+
+        out, inner_state = jax.lax.cond(emit, step, wait)
+        new_mean = tree_map(lambda a: jnp.where(emit, jnp.zeros_like(a), a), mean)
+        micro = jnp.where(emit, jnp.zeros_like(n), n + 1)
+        return out, AccumulateGradientsState(micro, new_mean, inner_state)
+
+    return GradientTransformation(init, update)

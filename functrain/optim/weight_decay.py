@@ -1,0 +1,146 @@
+"""Decoupled weight decay with masks.
+
+:func:`add_decayed_weights` adds ``lambda * w`` to the updates, so that after
+:func:`~functrain.optim.scale_by_learning_rate` the step is ``w <- w - eta (u + lambda w)``
+(Loshchilov & Hutter, "Decoupled Weight Decay Regularization", ICLR 2019; Krogh & Hertz, "A
+Simple Weight Decay Can Improve Generalization", NIPS 1991). Masks choose which leaves decay;
+:func:`default_decay_mask` decays weight matrices and kernels but not biases or normalization
+scales. The loss-side penalties (L2 / L1 added to the loss) live in :mod:`functrain.losses`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple, TypeAlias
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from functrain._tree import check_same_structure, tree_leaves, tree_map
+from functrain.optim._hyper import check_scalar, increment, is_schedule, like, value_at
+from functrain.optim.base import GradientTransformation
+from functrain.typing import Array, PyTree, ScalarOrSchedule
+
+__all__ = [
+    "AddDecayedWeightsState",
+    "DecayMask",
+    "add_decayed_weights",
+    "default_decay_mask",
+]
+
+DecayMask: TypeAlias = PyTree | Callable[[PyTree], PyTree] | None
+"""Which leaves to decay: a pytree of bools with the params' structure (or a prefix of it; a bool
+may also be a boolean array broadcastable to its leaf), a function ``params -> such a pytree``, or
+``None`` for every leaf."""
+
+
+class AddDecayedWeightsState(NamedTuple):
+    """State of :func:`add_decayed_weights`.
+
+    Attributes:
+      step: int32 scalar update counter, kept only when ``weight_decay`` is a schedule (else
+        ``None``).
+    """
+
+    step: Array | None
+
+
+def default_decay_mask(params: PyTree) -> PyTree:
+    """The default weight-decay mask: ``True`` for leaves with ``ndim >= 2``.
+
+    Decays dense weight matrices ``(in, out)`` and conv kernels (HWIO), not biases or
+    normalization scales/offsets (vectors) or scalars, following common practice (e.g. Goyal et
+    al. 2017, "Accurate, Large Minibatch SGD", sec. 5.1; BERT/AdamW recipes).
+
+    Args:
+      params: a pytree of arrays.
+
+    Returns:
+      A pytree of Python bools with the structure of ``params``.
+    """
+    return tree_map(lambda p: bool(jnp.ndim(p) >= 2), params)
+
+
+def _is_mask_function(mask: DecayMask) -> bool:
+    """Whether ``mask`` is a function of the params rather than a pytree of bools.
+
+    A callable pytree of bools (an ``equinox.Module`` with a ``__call__``) is a mask tree, not a
+    function: the test is that every leaf is callable (optax's rule).
+    """
+    leaves = tree_leaves(mask)
+    return callable(mask) and len(leaves) > 0 and all(callable(leaf) for leaf in leaves)
+
+
+def _masked_leaf(fn: str, flag: Any, g: Any, p: Any, decay: Callable[[Any, Any], Any]) -> Any:
+    """Apply ``decay`` to the subtree ``(g, p)`` where the mask leaf ``flag`` says so."""
+    if isinstance(flag, (bool, np.bool_)):
+        return tree_map(decay, g, p) if flag else g
+    if isinstance(flag, (jax.Array, np.ndarray)) and flag.dtype == jnp.bool_:
+        return tree_map(lambda gi, pi: jnp.where(flag, decay(gi, pi), gi), g, p)
+    raise TypeError(f"{fn}: mask leaves expected bools or boolean arrays, got {flag!r}")
+
+
+def add_decayed_weights(
+    weight_decay: ScalarOrSchedule, mask: DecayMask = None
+) -> GradientTransformation[AddDecayedWeightsState]:
+    r"""Decoupled weight decay: ``u <- u + lambda w`` on the masked leaves.
+
+    Put it before :func:`~functrain.optim.scale_by_learning_rate` so that the step becomes
+    ``w <- w - eta (u + lambda w)`` (AdamW, Loshchilov & Hutter 2019). Needs ``params`` in
+    ``update``. ``mask=None`` decays every leaf (as ``optax.add_decayed_weights``); pass
+    :func:`default_decay_mask` to spare biases and normalization parameters.
+
+    Args:
+      weight_decay: ``lambda >= 0``: a number, a scalar array or a schedule (evaluated at the
+        number of updates done).
+      mask: a pytree of bools (or boolean arrays) with the params' structure or a prefix of it,
+        a function of the params returning one, or ``None`` for every leaf.
+
+    Returns:
+      A :class:`~functrain.optim.GradientTransformation` with :class:`AddDecayedWeightsState`.
+
+    Raises:
+      TypeError: ``weight_decay`` of the wrong type; at update, ``params`` missing or with a
+        different tree structure than the updates, or a mask that does not fit the params.
+      ValueError: a concrete ``weight_decay < 0``.
+    """
+    fn = "add_decayed_weights"
+    check_scalar(fn, "weight_decay", weight_decay, low=0.0)
+    scheduled = is_schedule(weight_decay)
+    is_zero = isinstance(weight_decay, (int, float)) and weight_decay == 0.0
+
+    def init(params: PyTree) -> AddDecayedWeightsState:
+        del params
+        return AddDecayedWeightsState(step=jnp.zeros((), jnp.int32) if scheduled else None)
+
+    def update(
+        updates: PyTree, state: AddDecayedWeightsState, params: PyTree | None = None
+    ) -> tuple[PyTree, AddDecayedWeightsState]:
+        if params is None:
+            raise TypeError(f"{fn}: update expected the current params as third argument, got None")
+        check_same_structure(params, updates, name=f"{fn}: updates", expected_name="params")
+        new_state = AddDecayedWeightsState(
+            step=increment(state.step) if state.step is not None else None
+        )
+        if is_zero:
+            return updates, new_state
+        wd = value_at(fn, weight_decay, state.step)
+
+        def decay(g: Array, p: Array) -> Array:
+            return g + like(wd, g) * p
+
+        if mask is None:
+            return tree_map(decay, updates, params), new_state
+        mask_tree = mask(params) if _is_mask_function(mask) else mask
+        try:
+            new = jax.tree_util.tree_map(
+                lambda m, g, p: _masked_leaf(fn, m, g, p, decay), mask_tree, updates, params
+            )
+        except ValueError as err:
+            raise TypeError(
+                f"{fn}: mask expected the tree structure of params (or a prefix of it): {err}"
+            ) from err
+        return new, new_state
+
+    return GradientTransformation(init, update)
