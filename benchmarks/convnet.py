@@ -1,0 +1,42 @@
+"""Workload 2: the lesson's convnet at MNIST shape (28x28x1), batch 64, Adam -- steps per second.
+
+Conv2D 32 3x3 + ReLU, MaxPool 2, Conv2D 64 3x3 + ReLU, MaxPool 2, Flatten, Dropout 0.5, Dense 10
+(VALID convolutions, as in the lesson's Keras model), on synthetic uniform images with random
+labels (throughput does not depend on the pixel values). Contenders: see
+:mod:`benchmarks._training`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+
+from benchmarks import _training
+from benchmarks._common import JSON, Settings, add_ratios, interleaved, throughput_entry
+from benchmarks._models import CONVNET, init_leaves, synthetic_images
+
+TITLE = "Convnet (lesson) at 28x28x1, batch 64, Adam"
+
+
+def run(settings: Settings, log: Callable[[str], None] = print) -> JSON:
+    """Measure training steps per second of every contender (median of ``settings.repeats``)."""
+    steps = settings.units(full=16, quick=16, smoke=2)
+    if settings.on_gpu:
+        steps = 64
+    epochs = settings.units(full=1, quick=1, smoke=1)
+    x, y = synthetic_images(steps * _training.BATCH, CONVNET.example_shape)
+    leaves = init_leaves(jax.random.key(0), CONVNET.leaf_shapes)
+    cs = _training.contenders(CONVNET, settings, leaves, x, y, epochs)
+    times = interleaved(cs, settings.repeats, log=log)
+    results = {c.name: throughput_entry(c, times.get(c.name), epochs * steps, "steps/s") for c in cs}
+    add_ratios(results, higher_is_better=True)
+    return {
+        "title": TITLE,
+        "unit": "steps/s",
+        "config": {"examples": len(x), "batch_size": _training.BATCH, "steps_per_epoch": steps,
+                   "epochs_per_measurement": epochs, "optimizer": "adam(1e-3)",
+                   "data": "synthetic uniform [0, 1) images, random labels",
+                   "init": "glorot_uniform kernels, zero biases (same values for every contender)"},
+        "results": results,
+    }
