@@ -152,8 +152,9 @@ def activation_stats(
 
     This is a :func:`~functrain.layers.serial` forward pass that keeps the intermediate results:
     build the model with ``serial(*layers)``, and pass the same list here with the ``params`` and
-    ``state`` that ``serial``'s ``init`` returned (one entry per layer). With ``train=True`` and a
-    ``key``, each layer gets ``jax.random.fold_in(key, position)``, as in ``serial``.
+    ``state`` that ``serial``'s ``init`` returned (one entry per layer). Layer ``i`` gets
+    ``jax.random.split(key, len(layers))[i]``, exactly as in ``serial``, so with the same ``key``
+    and ``train`` the last entry describes the very output of ``serial(*layers).apply``.
 
     Works under ``jax.jit`` (close over ``layers``) and ``jax.vmap``.
 
@@ -186,9 +187,10 @@ def activation_stats(
                 f"{who}: layers[{position}] must be a Layer, Branches or Join, got {type(layer).__name__}"
             )
     h: Any = jnp.asarray(x)
+    keys = jax.random.split(key, n) if key is not None and n > 0 else None
     means, stds, zeros = [], [], []
     for position, (layer, p, s) in enumerate(zip(layers, params, state, strict=True)):
-        k = None if key is None else jax.random.fold_in(key, position)
+        k = None if keys is None else keys[position]
         h, _ = layer.apply(p, s, h, key=k, train=train)
         m, sd, z = _stats(h)
         means.append(m)

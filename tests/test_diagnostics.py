@@ -21,7 +21,18 @@ from functrain.diagnostics import (
     to_metrics,
     update_ratios,
 )
-from functrain.layers.base import Layer
+from functrain.layers import (
+    Branches,
+    Concatenate,
+    Dense,
+    Dropout,
+    Join,
+    Layer,
+    Relu,
+    Tanh,
+    parallel,
+    serial,
+)
 from functrain.typing import Array, Initializer, PRNGKey, PyTree, Shape
 
 KEY = jax.random.key(0)
@@ -174,12 +185,43 @@ def test_activation_stats_gives_each_layer_its_own_key_in_training() -> None:
     x = jnp.zeros((4000, 1))
     key = jax.random.key(7)
     stats = activation_stats(layers, [(), ()], [(), ()], x, key=key, train=True)
-    first = jax.random.normal(jax.random.fold_in(key, 0), x.shape)
-    second = first + jax.random.normal(jax.random.fold_in(key, 1), x.shape)
+    k0, k1 = jax.random.split(key, 2)  # serial's per-layer keys
+    first = jax.random.normal(k0, x.shape)
+    second = first + jax.random.normal(k1, x.shape)
     np.testing.assert_allclose(stats.std, [jnp.std(first), jnp.std(second)], rtol=1e-5)
     assert float(stats.std[1]) == pytest.approx(math.sqrt(2.0), rel=0.05)  # independent keys
     eval_stats = activation_stats(layers, [(), ()], [(), ()], x)
     np.testing.assert_array_equal(eval_stats.std, [0.0, 0.0])
+
+
+def test_activation_stats_of_a_serial_model_agree_with_serial() -> None:
+    """The same list of layers, run by serial and by activation_stats, gives the same output."""
+    layers: list[Layer | Branches | Join] = [Dense(32, w_init=I.he_normal()), Relu, Dropout(0.5),
+              parallel(Dense(8), serial(Dense(4), Tanh)), Concatenate, Dense(10)]
+    model = serial(*layers)
+    params, state, _ = model.init(KEY, (-1, 6))
+    x = jax.random.normal(jax.random.key(2), (256, 6))
+    key = jax.random.key(5)
+    stats = jax.jit(lambda p, s, xb, k: activation_stats(layers, p, s, xb, key=k, train=True))(
+        params, state, x, key)
+    assert stats.mean.shape == (6,)
+    y, _ = model.apply(params, state, x, key=key, train=True)
+    np.testing.assert_allclose(stats.mean[-1], jnp.mean(y), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(stats.std[-1], jnp.std(y), rtol=1e-5)
+    # ReLU zeroes about half of its (He-initialized) pre-activations, dropout half of the rest
+    assert 0.3 < float(stats.fraction_zero[1]) < 0.7
+    assert 0.6 < float(stats.fraction_zero[2]) < 0.9
+    # the branches' outputs are pooled: the tanh branch is in [-1, 1], the dense one is not
+    h = x
+    for i in range(3):
+        layer = layers[i]
+        assert isinstance(layer, Layer)
+        h, _ = layer.apply(params[i], state[i], h, key=jax.random.split(key, 6)[i], train=True)
+    pooled = jnp.concatenate([h @ params[3][0].w + params[3][0].b,
+                              jnp.tanh(h @ params[3][1][0].w + params[3][1][0].b)], axis=-1)
+    np.testing.assert_allclose(stats.std[3], jnp.std(pooled), rtol=1e-5)
+    evaluation = activation_stats(layers, params, state, x)
+    assert float(evaluation.fraction_zero[2]) == pytest.approx(float(evaluation.fraction_zero[1]))
 
 
 def test_activation_stats_rejects_bad_input() -> None:
