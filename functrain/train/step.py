@@ -38,14 +38,13 @@ import jax.numpy as jnp
 from functrain import _tree
 from functrain.layers.base import ApplyFn
 from functrain.losses import accuracy, l2_penalty, softmax_cross_entropy
-from functrain.optim.base import GradientTransformation
+from functrain.optim.base import GradientTransformation, apply_updates
 from functrain.train.state import TrainState
 from functrain.typing import Array, LossFn, Metrics, PRNGKey, PyTree
 
 __all__ = [
     "EvalStep",
     "TrainStep",
-    "apply_updates",
     "classifier_loss",
     "make_eval_step",
     "make_train_step",
@@ -72,19 +71,6 @@ class EvalStep(Protocol[P, M, O]):
     def __call__(self, state: TrainState[P, M, O], batch: PyTree, /) -> Metrics:
         """Evaluate ``state`` on ``batch``; ``metrics`` has ``"loss"``."""
         ...
-
-
-def apply_updates(params: PyTree, updates: PyTree) -> PyTree:
-    """``params + updates`` leafwise, keeping each parameter's dtype (optax's ``apply_updates``).
-
-    Args:
-        params: the parameters.
-        updates: the optimizer's updates (same structure).
-
-    Returns:
-        The updated parameters.
-    """
-    return _tree.tree_map(lambda p, u: (p + u).astype(p.dtype), params, updates)
 
 
 def _check_loss_output(out: Any, who: str) -> tuple[Array, PyTree, Mapping[str, Array]]:

@@ -1,0 +1,147 @@
+"""Losses against float64 NumPy references and optax; stability at extreme logits; bad input."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from functrain import losses
+from functrain.layers import DenseParams
+
+
+def _np_log_softmax(z: np.ndarray) -> np.ndarray:
+    z = z.astype(np.float64)
+    m = z.max(axis=-1, keepdims=True)
+    return z - m - np.log(np.exp(z - m).sum(axis=-1, keepdims=True))
+
+
+@pytest.fixture
+def logits() -> jax.Array:
+    return jax.random.normal(jax.random.key(0), (7, 5)) * 3.0
+
+
+def test_softmax_cross_entropy_integer_labels_matches_numpy_and_optax(logits: jax.Array) -> None:
+    labels = jnp.array([0, 1, 4, 2, 3, 3, 0])
+    ref = -_np_log_softmax(np.asarray(logits))[np.arange(7), np.asarray(labels)]
+    got = losses.softmax_cross_entropy(logits, labels, reduction="none")
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(losses.softmax_cross_entropy(logits, labels), ref.mean(), rtol=1e-5)
+    np.testing.assert_allclose(losses.softmax_cross_entropy(logits, labels, reduction="sum"), ref.sum(), rtol=1e-5)
+    np.testing.assert_allclose(
+        got, optax.softmax_cross_entropy_with_integer_labels(logits, labels), rtol=1e-5, atol=1e-6)
+
+
+def test_softmax_cross_entropy_one_hot_equals_integer_and_soft_labels(logits: jax.Array) -> None:
+    labels = jnp.array([0, 1, 4, 2, 3, 3, 0])
+    one_hot = jax.nn.one_hot(labels, 5)
+    np.testing.assert_allclose(losses.softmax_cross_entropy(logits, one_hot),
+                               losses.softmax_cross_entropy(logits, labels), rtol=1e-6)
+    soft = jax.nn.softmax(jax.random.normal(jax.random.key(1), (7, 5)))
+    ref = -(np.asarray(soft, np.float64) * _np_log_softmax(np.asarray(logits))).sum(-1)
+    np.testing.assert_allclose(losses.softmax_cross_entropy(logits, soft, reduction="none"), ref, rtol=1e-5)
+
+
+def test_softmax_cross_entropy_is_finite_for_extreme_logits() -> None:
+    z = jnp.array([[1e4, -1e4, 0.0], [-1e30, 1e30, 0.0]], jnp.float32)
+    out = losses.softmax_cross_entropy(z, jnp.array([1, 0]), reduction="none")
+    assert bool(jnp.all(jnp.isfinite(out)))
+    np.testing.assert_allclose(out, [2e4, 2e30], rtol=1e-6)
+    # A one-hot zero times a -inf-free log-probability gives 0, not NaN.
+    out2 = losses.softmax_cross_entropy(z, jax.nn.one_hot(jnp.array([0, 1]), 3), reduction="none")
+    np.testing.assert_allclose(out2, [0.0, 0.0], atol=1e-6)
+    g = jax.grad(lambda z: losses.softmax_cross_entropy(z, jnp.array([1, 0])))(z)
+    assert bool(jnp.all(jnp.isfinite(g)))
+
+
+def test_softmax_cross_entropy_batch_dims_and_jit_vmap(logits: jax.Array) -> None:
+    z = logits.reshape(7, 1, 5)
+    y = jnp.array([0, 1, 4, 2, 3, 3, 0]).reshape(7, 1)
+    assert losses.softmax_cross_entropy(z, y, reduction="none").shape == (7, 1)
+    jitted = jax.jit(losses.softmax_cross_entropy)(z, y)
+    np.testing.assert_allclose(jitted, losses.softmax_cross_entropy(z, y), rtol=1e-6)
+    per = jax.vmap(lambda a, b: losses.softmax_cross_entropy(a, b))(z, y)
+    np.testing.assert_allclose(per, losses.softmax_cross_entropy(z, y, reduction="none")[:, 0], rtol=1e-6)
+
+
+def test_binary_cross_entropy_matches_numpy_and_optax_and_is_stable() -> None:
+    x = jnp.array([-800.0, -20.0, -1.0, 0.0, 0.5, 30.0, 900.0])
+    y = jnp.array([1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0])
+    xd, yd = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    ref = np.maximum(xd, 0) - xd * yd + np.log1p(np.exp(-np.abs(xd)))
+    got = losses.binary_cross_entropy(x, y, reduction="none")
+    np.testing.assert_allclose(got, ref, rtol=1e-6)
+    np.testing.assert_allclose(got, optax.sigmoid_binary_cross_entropy(x, y), rtol=1e-6)
+    # Naive -y log(p) - (1-y) log(1-p) on moderate values (float64 reference).
+    xm = np.array([-2.0, 0.3, 1.7]); ym = np.array([0.0, 1.0, 0.25])
+    p = 1 / (1 + np.exp(-xm))
+    naive = -ym * np.log(p) - (1 - ym) * np.log(1 - p)
+    np.testing.assert_allclose(losses.binary_cross_entropy(jnp.asarray(xm, jnp.float32), jnp.asarray(ym, jnp.float32),
+                                                           reduction="none"), naive, rtol=1e-5)
+    np.testing.assert_allclose(losses.binary_cross_entropy(x, y.astype(jnp.int32)), ref.mean(), rtol=1e-6)
+    assert bool(jnp.all(jnp.isfinite(jax.grad(lambda x: losses.binary_cross_entropy(x, y))(x))))
+
+
+def test_mean_squared_error_matches_numpy() -> None:
+    p = jax.random.normal(jax.random.key(2), (4, 3))
+    t = jax.random.normal(jax.random.key(3), (4, 3))
+    d = np.asarray(p, np.float64) - np.asarray(t, np.float64)
+    np.testing.assert_allclose(losses.mean_squared_error(p, t), (d ** 2).mean(), rtol=1e-6)
+    np.testing.assert_allclose(losses.mean_squared_error(p, t, reduction="sum"), (d ** 2).sum(), rtol=1e-6)
+    np.testing.assert_allclose(losses.mean_squared_error(p, t, reduction="none"), d ** 2, rtol=1e-5)
+
+
+def test_accuracy_integer_and_one_hot() -> None:
+    z = jnp.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4]])
+    y = jnp.array([1, 1, 1, 0])
+    assert float(losses.accuracy(z, y)) == pytest.approx(0.75)
+    assert float(losses.accuracy(z, jax.nn.one_hot(y, 2))) == pytest.approx(0.75)
+    assert losses.accuracy(z, y).dtype == jnp.float32
+
+
+def test_penalties_default_mask_skips_biases() -> None:
+    params = {"dense": DenseParams(w=jnp.array([[1.0, -2.0], [3.0, 0.5]]), b=jnp.array([10.0, -10.0])),
+              "kernel": jnp.ones((2, 2, 1, 1)) * -1.5}
+    w2 = 1 + 4 + 9 + 0.25 + 4 * 2.25
+    assert float(losses.l2_penalty(params)) == pytest.approx(0.5 * w2)
+    assert float(losses.l1_penalty(params)) == pytest.approx(1 + 2 + 3 + 0.5 + 4 * 1.5)
+    # The factor 1/2 makes the gradient equal to the weights.
+    g = jax.grad(losses.l2_penalty)(params)
+    np.testing.assert_array_equal(g["dense"].w, params["dense"].w)
+    np.testing.assert_array_equal(g["dense"].b, jnp.zeros(2))
+    np.testing.assert_array_equal(jax.grad(losses.l1_penalty)(params)["dense"].w, jnp.sign(params["dense"].w))
+
+
+def test_penalties_explicit_masks_and_empty() -> None:
+    params = {"w": jnp.array([[2.0]]), "b": jnp.array([3.0])}
+    assert float(losses.l2_penalty(params, mask={"w": False, "b": True})) == pytest.approx(4.5)
+    assert float(losses.l1_penalty(params, mask=lambda x: True)) == pytest.approx(5.0)
+    assert float(losses.l2_penalty({"b": jnp.ones(3)})) == 0.0
+    bf = {"w": jnp.full((64, 64), 0.01, jnp.bfloat16)}
+    assert losses.l2_penalty(bf).dtype == jnp.float32
+    assert float(losses.l2_penalty(bf)) == pytest.approx(0.5 * 4096 * float(jnp.bfloat16(0.01)) ** 2, rel=1e-5)
+    assert float(jax.jit(losses.l2_penalty)(params)) == pytest.approx(2.0)
+
+
+def test_bad_inputs() -> None:
+    z = jnp.zeros((3, 4))
+    with pytest.raises(ValueError, match=r"softmax_cross_entropy: integer 'labels' must have shape"):
+        losses.softmax_cross_entropy(z, jnp.zeros((4,), jnp.int32))
+    with pytest.raises(ValueError, match=r"one-hot\) 'labels' must have the shape"):
+        losses.softmax_cross_entropy(z, jnp.zeros((3, 5)))
+    with pytest.raises(TypeError, match="labels"):
+        losses.softmax_cross_entropy(z, jnp.zeros((3,), jnp.bool_))
+    with pytest.raises(TypeError, match="'logits' must be a floating"):
+        losses.softmax_cross_entropy(jnp.zeros((3, 4), jnp.int32), jnp.zeros((3,), jnp.int32))
+    with pytest.raises(ValueError, match="reduction"):
+        losses.softmax_cross_entropy(z, jnp.zeros((3,), jnp.int32), reduction="avg")  # type: ignore[arg-type]  # deliberate misuse
+    with pytest.raises(ValueError, match="binary_cross_entropy"):
+        losses.binary_cross_entropy(z, jnp.zeros((3,)))
+    with pytest.raises(ValueError, match="mean_squared_error"):
+        losses.mean_squared_error(z, jnp.zeros((4, 3)))
+    with pytest.raises(ValueError, match="accuracy"):
+        losses.accuracy(z, jnp.zeros((2,), jnp.int32))
+    with pytest.raises(ValueError, match="l2_penalty: argument 'mask'"):
+        losses.l2_penalty({"w": z}, mask={"v": True})
