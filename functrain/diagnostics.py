@@ -282,26 +282,25 @@ def signal_propagation(
     if not callable(activation):
         raise TypeError(f"{who}: argument 'activation' must be callable, got {activation!r}")
 
-    @jax.jit
-    def run(key: PRNGKey) -> SignalPropagation:
-        k_x, k_w, k_c = jax.random.split(key, 3)
-        weights = jnp.stack([initializer(jax.random.fold_in(k_w, layer), (width, width))
-                             for layer in range(depth)])
-        x = jax.random.normal(k_x, (batch, width), weights.dtype)
-        cotangent = jax.random.normal(k_c, (batch, width), weights.dtype)
-
-        def layer(h: Array, w_probe: tuple[Array, Array]) -> tuple[Array, Array]:
-            w, probe = w_probe
-            z = h @ w + probe  # probe = 0, so d loss / d probe = d loss / d z
-            return activation(z), z
-
-        def loss(probes: Array) -> tuple[Array, Array]:
-            out, zs = jax.lax.scan(layer, x, (weights, probes))
-            return jnp.sum(out * cotangent), zs
-
-        probes = jnp.zeros((depth, batch, width), weights.dtype)
-        grads, zs = jax.grad(loss, has_aux=True)(probes)
-        return SignalPropagation(jax.vmap(_std)(zs), jax.vmap(_std)(grads))
-
-    result: SignalPropagation = run(key)
-    return result
+    # Run op by op rather than under one jax.jit: each call gets new Python closures (initializer,
+    # activation), so a jitted version would recompile every time, while eager ops hit JAX's cache.
+    k_x, k_w, k_c = jax.random.split(key, 3)
+    weights = [initializer(jax.random.fold_in(k_w, layer), (width, width)) for layer in range(depth)]
+    h = jax.random.normal(k_x, (batch, width), weights[0].dtype)
+    cotangent = jax.random.normal(k_c, (batch, width), weights[0].dtype)
+    zs: list[Array] = []
+    activation_vjps = []
+    for w in weights:
+        z = h @ w
+        zs.append(z)
+        h, vjp = jax.vjp(activation, z)
+        activation_vjps.append(vjp)
+    # Backward: dL/dh_depth = c; dL/dz_l = activation'(z_l) * dL/dh_l; dL/dh_{l-1} = dL/dz_l W_l^T.
+    grads: list[Array] = []
+    g = cotangent
+    for w, vjp in zip(reversed(weights), reversed(activation_vjps), strict=True):
+        (dz,) = vjp(g)
+        grads.append(dz)
+        g = dz @ w.T
+    return SignalPropagation(jnp.stack([_std(z) for z in zs]),
+                             jnp.stack([_std(d) for d in reversed(grads)]))
