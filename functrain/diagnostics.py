@@ -171,11 +171,13 @@ def activation_stats(
         ``Branches`` are pooled together.
 
     Raises:
-        ValueError: if ``params`` or ``state`` do not have one entry per layer.
+        ValueError: no layers, or ``params`` or ``state`` without one entry per layer.
         TypeError: if an entry of ``layers`` is not a layer.
     """
     who = "activation_stats"
     n = len(layers)
+    if n == 0:
+        raise ValueError(f"{who}: argument 'layers' is empty; give at least one layer")
     if len(params) != n or len(state) != n:
         raise ValueError(
             f"{who}: arguments 'params' and 'state' must have one entry per layer ({n}), "
@@ -187,7 +189,7 @@ def activation_stats(
                 f"{who}: layers[{position}] must be a Layer, Branches or Join, got {type(layer).__name__}"
             )
     h: Any = jnp.asarray(x)
-    keys = jax.random.split(key, n) if key is not None and n > 0 else None
+    keys = None if key is None else jax.random.split(key, n)
     means, stds, zeros = [], [], []
     for position, (layer, p, s) in enumerate(zip(layers, params, state, strict=True)):
         k = None if keys is None else keys[position]

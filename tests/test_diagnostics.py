@@ -225,6 +225,8 @@ def test_activation_stats_of_a_serial_model_agree_with_serial() -> None:
 
 
 def test_activation_stats_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match=r"activation_stats: argument 'layers' is empty"):
+        activation_stats([], [], [], jnp.ones((2, 2)))
     with pytest.raises(ValueError, match=r"activation_stats: .*one entry per layer \(2\), got 1 and 2"):
         activation_stats([_relu_layer(), _relu_layer()], [()], [(), ()], jnp.ones((2, 2)))
     with pytest.raises(TypeError, match=r"activation_stats: layers\[0\] must be a Layer.*got function"):
