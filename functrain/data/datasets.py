@@ -35,7 +35,9 @@ StrPath = str | os.PathLike[str]
 
 
 class Dataset(NamedTuple):
-    """A labelled classification dataset.
+    """A labelled classification dataset (a host-side record).
+
+    Pass ``x`` and ``y`` to jitted functions, not the record itself (``name`` is a string).
 
     Attributes:
         x: features, float32: ``(n, d)`` flat, or ``(n, h, w, c)`` images (NHWC) where the loader
