@@ -1,0 +1,102 @@
+"""Dense layer: float64 NumPy reference, initializers, shape errors, jit/grad/vmap (ensemble)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from functrain import initializers
+from functrain.layers import Dense, DenseParams, dense, init_dense
+
+KEY = jax.random.key(0)
+
+
+def _reference(w: np.ndarray, b: np.ndarray, x: np.ndarray) -> np.ndarray:
+    w64, b64, x64 = (np.asarray(a, np.float64) for a in (w, b, x))
+    flat = x64.reshape(-1, x64.shape[-1])
+    out = np.zeros((flat.shape[0], w64.shape[1]))
+    for n in range(flat.shape[0]):
+        for o in range(w64.shape[1]):
+            out[n, o] = b64[o] + sum(flat[n, i] * w64[i, o] for i in range(w64.shape[0]))
+    return out.reshape(x64.shape[:-1] + (w64.shape[1],))
+
+
+@pytest.mark.parametrize("x_shape", [(5,), (4, 5), (2, 3, 5)])
+def test_dense_matches_float64_reference(x_shape: tuple[int, ...]) -> None:
+    kw, kb, kx = jax.random.split(KEY, 3)
+    params = DenseParams(jax.random.normal(kw, (5, 3)), jax.random.normal(kb, (3,)))
+    x = jax.random.normal(kx, x_shape)
+    y = dense(params, x)
+    assert y.shape == x_shape[:-1] + (3,)
+    np.testing.assert_allclose(np.asarray(y), _reference(np.asarray(params.w), np.asarray(params.b), np.asarray(x)),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_init_dense_shapes_and_default_initializers() -> None:
+    params = init_dense(KEY, 300, 200)
+    assert params.w.shape == (300, 200) and params.b.shape == (200,)
+    assert params.w.dtype == jnp.float32
+    np.testing.assert_array_equal(np.asarray(params.b), 0.0)
+    # Default is glorot_uniform: U(-a, a), a = sqrt(6 / (n_in + n_out)).
+    a = np.sqrt(6.0 / 500.0)
+    w = np.asarray(params.w)
+    assert np.abs(w).max() <= a
+    assert abs(w.var() - a * a / 3.0) < 0.05 * a * a / 3.0
+
+
+def test_init_dense_uses_given_initializers() -> None:
+    params = init_dense(KEY, 4, 6, w_init=initializers.constant(0.5), b_init=initializers.constant(-1.0),
+                        dtype=jnp.bfloat16)
+    assert params.w.dtype == jnp.bfloat16 and params.b.dtype == jnp.bfloat16
+    np.testing.assert_array_equal(np.asarray(params.w, np.float32), 0.5)
+    np.testing.assert_array_equal(np.asarray(params.b, np.float32), -1.0)
+    with pytest.raises(ValueError, match="init_dense: argument 'in_features'"):
+        init_dense(KEY, 0, 3)
+
+
+def test_dense_wrong_feature_count_raises_before_xla() -> None:
+    params = init_dense(KEY, 5, 3)
+    with pytest.raises(ValueError, match=r"dense: expected input with 5 features.*got shape \(4, 6\)"):
+        dense(params, jnp.ones((4, 6)))
+    with pytest.raises(ValueError, match=r"dense: expected input with 5 features.*got shape \(4, 6\)"):
+        jax.jit(dense)(params, jnp.ones((4, 6)))
+    with pytest.raises(ValueError, match=r"dense: bias b must have shape \(3,\)"):
+        dense(DenseParams(params.w, jnp.zeros(4)), jnp.ones((4, 5)))
+
+
+def test_dense_layer_init_and_apply_errors_name_the_layer() -> None:
+    layer = Dense(7)
+    params, state, out = layer.init(KEY, (-1, 3, 5))
+    assert out == (-1, 3, 7) and state == ()
+    assert params.w.shape == (5, 7)
+    with pytest.raises(ValueError, match=r"Dense\(7\): expected an input_shape of rank >= 2.*got \(5,\)"):
+        layer.init(KEY, (5,))
+    with pytest.raises(ValueError, match=r"Dense\(7\): expected input with 5 features.*got shape \(2, 4\)"):
+        layer.apply(params, state, jnp.ones((2, 4)), train=False)
+    with pytest.raises(ValueError, match="Dense: argument 'out_features'"):
+        Dense(0)
+
+
+def test_dense_under_jit_grad_and_ensemble_vmap() -> None:
+    x = jax.random.normal(KEY, (8, 5))
+    params = init_dense(KEY, 5, 3)
+    np.testing.assert_allclose(jax.jit(dense)(params, x), dense(params, x), rtol=1e-6)
+
+    def loss(p: DenseParams) -> jax.Array:
+        return jnp.sum(dense(p, x) ** 2)
+
+    g = jax.grad(loss)(params)
+    y = np.asarray(dense(params, x), np.float64)
+    np.testing.assert_allclose(g.w, 2 * np.asarray(x, np.float64).T @ y, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(g.b, 2 * y.sum(0), rtol=1e-4, atol=1e-4)
+
+    keys = jax.random.split(KEY, 4)
+    stacked = jax.vmap(lambda k: init_dense(k, 5, 3))(keys)
+    ys = jax.jit(jax.vmap(dense, in_axes=(0, None)))(stacked, x)
+    assert ys.shape == (4, 8, 3)
+    for i in range(4):
+        p_i = DenseParams(stacked.w[i], stacked.b[i])
+        np.testing.assert_allclose(ys[i], dense(p_i, x), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(ys[0], ys[1])

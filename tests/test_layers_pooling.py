@@ -1,0 +1,157 @@
+"""Pooling and flatten against NumPy loops; shape errors; jit/grad/vmap."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from functrain.layers import (
+    AvgPool,
+    Flatten,
+    GlobalAvgPool,
+    MaxPool,
+    avg_pool,
+    flatten,
+    global_avg_pool,
+    max_pool,
+)
+
+KEY = jax.random.key(0)
+
+
+def pool_reference(x: np.ndarray, window: Sequence[int], stride: Sequence[int], padding: str,
+                   kind: str) -> np.ndarray:
+    """Loop over windows of (N, *spatial, C); SAME pads (total // 2 before); avg counts real cells only."""
+    x = np.asarray(x, np.float64)
+    k = len(window)
+    pads = []
+    for a in range(k):
+        n = x.shape[1 + a]
+        if padding == "SAME":
+            out = -(-n // stride[a])
+            total = max((out - 1) * stride[a] + window[a] - n, 0)
+            pads.append((total // 2, total - total // 2))
+        else:
+            pads.append((0, 0))
+    valid = np.pad(np.ones(x.shape[1:-1]), pads)
+    xp = np.pad(x, [(0, 0)] + pads + [(0, 0)])
+    outs = [(xp.shape[1 + a] - window[a]) // stride[a] + 1 for a in range(k)]
+    y = np.zeros((x.shape[0], *outs, x.shape[-1]))
+    for n in range(x.shape[0]):
+        for pos in itertools.product(*(range(o) for o in outs)):
+            sl = tuple(slice(pos[a] * stride[a], pos[a] * stride[a] + window[a]) for a in range(k))
+            cells = xp[n][sl].reshape(-1, x.shape[-1])
+            mask = valid[sl].reshape(-1) > 0
+            cells = cells[mask]
+            y[(n, *pos)] = cells.max(0) if kind == "max" else cells.mean(0)
+    return y
+
+
+CASES = [((2, 2), None, "VALID"), ((3, 3), (2, 2), "VALID"), ((3, 3), (2, 2), "SAME"), ((2, 3), (1, 2), "SAME"),
+         ((3, 3), (1, 1), "SAME")]
+
+
+@pytest.mark.parametrize(("window", "stride", "padding"), CASES)
+@pytest.mark.parametrize("kind", ["max", "avg"])
+def test_pool2d_matches_numpy(window: tuple[int, int], stride: tuple[int, int] | None, padding: str,
+                              kind: str) -> None:
+    x = jax.random.normal(KEY, (2, 7, 6, 3))
+    fn = max_pool if kind == "max" else avg_pool
+    y = fn(x, window, stride=stride, padding=padding)  # type: ignore[arg-type]  # padding is a valid literal
+    ref = pool_reference(np.asarray(x), window, stride or window, padding, kind)
+    assert y.shape == ref.shape
+    np.testing.assert_allclose(np.asarray(y), ref, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["max", "avg"])
+def test_pool1d_and_one_example(kind: str) -> None:
+    x = jax.random.normal(KEY, (2, 9, 4))
+    fn = max_pool if kind == "max" else avg_pool
+    y = fn(x, (3,), stride=2, padding="SAME")
+    np.testing.assert_allclose(y, pool_reference(np.asarray(x), (3,), (2,), "SAME", kind), rtol=1e-5, atol=1e-6)
+    # One example (no batch axis) equals the batched result.
+    img = jax.random.normal(KEY, (6, 6, 2))
+    np.testing.assert_allclose(fn(img, 2), fn(img[None], 2)[0], rtol=1e-6)
+
+
+def test_pool_explicit_padding() -> None:
+    x = jax.random.normal(KEY, (1, 4, 4, 1))
+    y = max_pool(x, 2, padding=((1, 1), (1, 1)))
+    xp = np.pad(np.asarray(x)[0, :, :, 0], 1, constant_values=-np.inf)
+    ref = xp.reshape(3, 2, 3, 2).max((1, 3))
+    np.testing.assert_allclose(y[0, :, :, 0], ref, rtol=1e-6)
+    a = avg_pool(x, 2, padding=1)
+    ones = np.pad(np.ones((4, 4)), 1)
+    ref_avg = (np.pad(np.asarray(x)[0, :, :, 0], 1).reshape(3, 2, 3, 2).sum((1, 3))
+               / ones.reshape(3, 2, 3, 2).sum((1, 3)))
+    np.testing.assert_allclose(a[0, :, :, 0], ref_avg, rtol=1e-5)
+
+
+def test_global_avg_pool_and_flatten() -> None:
+    x = jax.random.normal(KEY, (2, 3, 4, 5))
+    np.testing.assert_allclose(global_avg_pool(x), np.asarray(x, np.float64).mean((1, 2)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(global_avg_pool(x[0], batch_dims=0), np.asarray(x[0]).mean((0, 1)), rtol=1e-5)
+    assert flatten(x).shape == (2, 60)
+    np.testing.assert_array_equal(flatten(x), np.asarray(x).reshape(2, -1))
+    assert flatten(x, batch_dims=0).shape == (120,)
+    assert flatten(x, batch_dims=2).shape == (2, 3, 20)
+    with pytest.raises(ValueError, match=r"global_avg_pool: with batch_dims=1 expected an input of rank >= 3"):
+        global_avg_pool(jnp.ones((2, 3)))
+    with pytest.raises(ValueError, match="flatten: argument 'batch_dims'"):
+        flatten(x, batch_dims=-1)
+
+
+def test_pool_shape_errors() -> None:
+    with pytest.raises(ValueError, match=r"max_pool: the window \(5, 5\).*larger than the input's spatial size "
+                                         r"\(4, 4\).*\(1, 4, 4, 2\)"):
+        jax.jit(lambda x: max_pool(x, 5))(jnp.ones((1, 4, 4, 2)))
+    with pytest.raises(ValueError, match=r"avg_pool: a window of 2 spatial dims \(2, 2\) expects an input of rank 4"):
+        avg_pool(jnp.ones((4, 2)), 2)
+    with pytest.raises(ValueError, match="max_pool: argument 'window'"):
+        max_pool(jnp.ones((1, 4, 4, 2)), (2, 0))
+
+
+def test_pool_layers() -> None:
+    params, state, out = MaxPool(2).init(KEY, (-1, 7, 6, 3))
+    assert (params, state, out) == ((), (), (-1, 3, 3, 3))
+    _, _, out = AvgPool((3, 3), stride=(2, 2), padding="SAME").init(KEY, (5, 7, 6, 3))
+    assert out == (5, 4, 3, 3)
+    _, _, out = MaxPool((2,)).init(KEY, (-1, 9, 4))
+    assert out == (-1, 4, 4)
+    x = jax.random.normal(KEY, (2, 7, 6, 3))
+    y, _ = AvgPool(2, 1).apply((), (), x, train=False)
+    np.testing.assert_allclose(y, avg_pool(x, 2, stride=1), rtol=1e-6)
+    assert GlobalAvgPool.init(KEY, (-1, 7, 6, 3))[2] == (-1, 3)
+    assert Flatten.init(KEY, (-1, 7, 6, 3))[2] == (-1, 126)
+    assert Flatten.apply((), (), x, train=False)[0].shape == (2, 126)
+    with pytest.raises(ValueError, match=r"MaxPool\(\(4, 4\)\): the window \(4, 4\).*\(-1, 3, 6, 3\)"):
+        MaxPool(4).init(KEY, (-1, 3, 6, 3))
+    with pytest.raises(ValueError, match=r"MaxPool\(\(2, 2\)\): expected an input_shape of rank 4"):
+        MaxPool(2).init(KEY, (-1, 6, 3))
+    with pytest.raises(ValueError, match=r"GlobalAvgPool: expected an input_shape of rank >= 3"):
+        GlobalAvgPool.init(KEY, (-1, 6))
+
+
+def test_pool_jit_grad_vmap() -> None:
+    x = jax.random.normal(KEY, (2, 4, 4, 3))
+    g = jax.jit(jax.grad(lambda z: jnp.sum(max_pool(z, 2))))(x)
+    # The gradient of a max pool routes 1 to each window's argmax.
+    ref = np.zeros((2, 4, 4, 3))
+    xn = np.asarray(x)
+    for n, i, j, c in itertools.product(range(2), range(2), range(2), range(3)):
+        win = xn[n, 2 * i:2 * i + 2, 2 * j:2 * j + 2, c]
+        u, v = np.unravel_index(np.argmax(win), (2, 2))
+        ref[n, 2 * i + u, 2 * j + v, c] = 1.0
+    np.testing.assert_array_equal(np.asarray(g), ref)
+    g = jax.grad(lambda z: jnp.sum(avg_pool(z, 2)))(x)
+    np.testing.assert_allclose(g, 0.25, rtol=1e-6)
+    stack = jax.random.normal(KEY, (3, 2, 4, 4, 3))
+    np.testing.assert_allclose(jax.vmap(lambda z: avg_pool(z, 2))(stack), avg_pool(stack.reshape(6, 4, 4, 3), 2)
+                               .reshape(3, 2, 2, 2, 3), rtol=1e-6)
+    np.testing.assert_allclose(jax.vmap(global_avg_pool)(stack), stack.mean((2, 3)), rtol=1e-5)
+    assert jax.vmap(flatten)(stack).shape == (3, 2, 48)
