@@ -98,7 +98,7 @@ def _apply_max_pool(x: Array, window: int | Sequence[int], stride: int | Sequenc
     win, strides, pads, _ = _pool_geometry(x.shape, window, stride, padding, who, batched_only=batched_only)
     init = -np.inf if jnp.issubdtype(x.dtype, jnp.floating) else np.iinfo(x.dtype).min
     y: Array = lax.reduce_window(
-        x, jnp.array(init, x.dtype), lax.max, _full(x.ndim, win), _full(x.ndim, strides),
+        x, np.array(init, x.dtype), lax.max, _full(x.ndim, win), _full(x.ndim, strides),
         _full_pads(x.ndim, len(win), pads),
     )
     return y
@@ -109,13 +109,13 @@ def _apply_avg_pool(x: Array, window: int | Sequence[int], stride: int | Sequenc
     win, strides, pads, _ = _pool_geometry(x.shape, window, stride, padding, who, batched_only=batched_only)
     dims, steps = _full(x.ndim, win), _full(x.ndim, strides)
     full_pads = _full_pads(x.ndim, len(win), pads)
-    summed: Array = lax.reduce_window(x, jnp.array(0, x.dtype), lax.add, dims, steps, full_pads)
+    summed: Array = lax.reduce_window(x, np.array(0, x.dtype), lax.add, dims, steps, full_pads)
     if pads == "VALID" or (not isinstance(pads, str) and all(p == (0, 0) for p in pads)):
         return summed / math.prod(win)
     # Count only the real (unpadded) elements in each window: a constant, folded by XLA.
     k = len(win)
     ones = jnp.ones(tuple(x.shape[-k - 1:-1]) + (1,), x.dtype)
-    counts: Array = lax.reduce_window(ones, jnp.array(0, x.dtype), lax.add, win + (1,), strides + (1,),
+    counts: Array = lax.reduce_window(ones, np.array(0, x.dtype), lax.add, win + (1,), strides + (1,),
                                _full_pads(k + 1, k, pads))
     return summed / counts
 
