@@ -15,10 +15,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from functrain.typing import Array, ScalarOrSchedule
+from functrain._tree import check_same_structure
+from functrain.typing import Array, PyTree, ScalarOrSchedule
 
 __all__ = [
     "check_int",
+    "check_params",
+    "check_updates",
     "check_scalar",
     "increment",
     "is_schedule",
@@ -156,3 +159,21 @@ def like(value: float | Array, leaf: Array) -> float | Array:
 def increment(step: Array) -> Array:
     """``step + 1``, saturating at the int32 maximum instead of overflowing."""
     return jnp.where(step < _INT32_MAX, step + 1, step)
+
+
+def check_updates(fn: str, updates: PyTree, moments: PyTree, field: str) -> None:
+    """TypeError unless ``updates`` has the structure of a state tree built by ``init(params)``."""
+    check_same_structure(moments, updates, name=f"{fn}: updates",
+                         expected_name=f"state.{field} (the params given to init)")
+
+
+def check_params(fn: str, updates: PyTree, params: PyTree | None) -> PyTree:
+    """The ``params`` argument of a transformation that needs it, with the updates' structure.
+
+    Raises:
+      TypeError: ``params`` is ``None`` or its tree structure differs from ``updates``'.
+    """
+    if params is None:
+        raise TypeError(f"{fn}: update expected the current params as third argument, got None")
+    check_same_structure(params, updates, name=f"{fn}: updates", expected_name="params")
+    return params

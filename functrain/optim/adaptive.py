@@ -14,7 +14,14 @@ import jax
 import jax.numpy as jnp
 
 from functrain._tree import tree_map, tree_zeros_like
-from functrain.optim._hyper import check_scalar, increment, is_schedule, like, value_at
+from functrain.optim._hyper import (
+    check_scalar,
+    check_updates,
+    increment,
+    is_schedule,
+    like,
+    value_at,
+)
 from functrain.optim.base import GradientTransformation, ScaleByLearningRateState, chain
 from functrain.optim.base import scale_by_learning_rate
 from functrain.optim.weight_decay import (
@@ -132,6 +139,7 @@ def scale_by_adagrad(
         updates: PyTree, state: ScaleByAdagradState, params: PyTree | None = None
     ) -> tuple[PyTree, ScaleByAdagradState]:
         del params
+        check_updates(fn, updates, state.sum_of_squares, "sum_of_squares")
         ss = tree_map(lambda g, t: g**2 + t, updates, state.sum_of_squares)
         inv = tree_map(lambda t: jnp.where(t > 0, jax.lax.rsqrt(t + eps), 0.0), ss)
         return tree_map(lambda s, g: s * g, inv, updates), ScaleByAdagradState(ss)
@@ -185,6 +193,7 @@ def scale_by_rms(
         updates: PyTree, state: ScaleByRmsState, params: PyTree | None = None
     ) -> tuple[PyTree, ScaleByRmsState]:
         del params
+        check_updates(fn, updates, state.nu, "nu")
         d = value_at(fn, decay, state.step)
         nu = tree_map(lambda g, t: like(1 - d, t) * (g**2) + like(d, t) * t, updates, state.nu)
         mu = None
@@ -275,6 +284,7 @@ def scale_by_adam(
 
     def moments(updates: PyTree, step: Array, mu: PyTree, nu: PyTree
                 ) -> tuple[PyTree, PyTree, Array, Array, Array]:
+        check_updates(fn, updates, mu, "mu")
         beta1 = value_at(fn, b1, step)
         beta2 = value_at(fn, b2, step)
         mu = tree_map(lambda g, t: like(1 - beta1, t) * g + like(beta1, t) * t, updates, mu)

@@ -190,6 +190,8 @@ def chain(*txs: TransformationLike) -> GradientTransformation[tuple[Any, ...]]:
                 f"chain: state expected a tuple of {len(updates_fns)} states (one per "
                 f"transformation, as built by this chain's init), got {got}"
             )
+        if params is not None:
+            check_same_structure(params, updates, name="chain: updates", expected_name="params")
         new_states = []
         for fn, inner in zip(updates_fns, state):
             updates, inner = fn(updates, inner, params)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from functrain._tree import check_same_structure, tree_global_norm, tree_map
-from functrain.optim._hyper import check_scalar, like
+from functrain._tree import tree_global_norm, tree_map
+from functrain.optim._hyper import check_params, check_scalar, like
 from functrain.optim.base import EmptyState, GradientTransformation, init_empty_state
 from functrain.typing import Array, PyTree
 
@@ -233,9 +233,6 @@ def adaptive_grad_clip(
     def update(
         updates: PyTree, state: EmptyState, params: PyTree | None = None
     ) -> tuple[PyTree, EmptyState]:
-        if params is None:
-            raise TypeError(f"{fn}: update expected the current params as third argument, got None")
-        check_same_structure(params, updates, name=f"{fn}: updates", expected_name="params")
-        return tree_map(clip, updates, params), state
+        return tree_map(clip, updates, check_params(fn, updates, params)), state
 
     return GradientTransformation(init_empty_state, update)

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from functrain._tree import tree_leaves, tree_map, tree_where
-from functrain.optim._hyper import check_int, increment
+from functrain.optim._hyper import check_int, check_updates, increment
 from functrain.optim.base import GradientTransformation
 from functrain.typing import Array, DType, PyTree
 
@@ -159,6 +159,7 @@ def accumulate_gradients(
     def update(
         updates: PyTree, state: AccumulateGradientsState[S], params: PyTree | None = None
     ) -> tuple[PyTree, AccumulateGradientsState[S]]:
+        check_updates(fn, updates, state.grad_mean, "grad_mean")
         n = state.micro_step
         mean = tree_map(lambda g, a: a + (g - a) / (n + 1), updates, state.grad_mean)
         emit = n == k - 1

@@ -14,7 +14,14 @@ from typing import NamedTuple, overload
 import jax.numpy as jnp
 
 from functrain._tree import tree_global_norm, tree_map, tree_zeros_like
-from functrain.optim._hyper import check_scalar, increment, is_schedule, like, value_at
+from functrain.optim._hyper import (
+    check_scalar,
+    check_updates,
+    increment,
+    is_schedule,
+    like,
+    value_at,
+)
 from functrain.optim.base import (
     EmptyState,
     GradientTransformation,
@@ -82,6 +89,7 @@ def trace(decay: ScalarOrSchedule, nesterov: bool = False) -> GradientTransforma
         updates: PyTree, state: TraceState, params: PyTree | None = None
     ) -> tuple[PyTree, TraceState]:
         del params
+        check_updates("trace", updates, state.trace, "trace")
         d = value_at("trace", decay, state.step)
         new_trace = tree_map(lambda g, t: g + like(d, t) * t, updates, state.trace)
         if nesterov:

@@ -17,8 +17,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from functrain._tree import check_same_structure, tree_leaves, tree_map
-from functrain.optim._hyper import check_scalar, increment, is_schedule, like, value_at
+from functrain._tree import tree_leaves, tree_map
+from functrain.optim._hyper import (
+    check_params,
+    check_scalar,
+    increment,
+    is_schedule,
+    like,
+    value_at,
+)
 from functrain.optim.base import GradientTransformation
 from functrain.typing import Array, PyTree, ScalarOrSchedule
 
@@ -117,9 +124,7 @@ def add_decayed_weights(
     def update(
         updates: PyTree, state: AddDecayedWeightsState, params: PyTree | None = None
     ) -> tuple[PyTree, AddDecayedWeightsState]:
-        if params is None:
-            raise TypeError(f"{fn}: update expected the current params as third argument, got None")
-        check_same_structure(params, updates, name=f"{fn}: updates", expected_name="params")
+        params = check_params(fn, updates, params)
         new_state = AddDecayedWeightsState(
             step=increment(state.step) if state.step is not None else None
         )

@@ -1,0 +1,353 @@
+"""Base: chain, identity, scale, scale_by_learning_rate, apply_updates; optax interop both ways;
+hyperparameters as data (vmap over learning rates, no recompilation); typed, stable states;
+bad-input errors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import functrain.optim as fo
+from functrain._tree import describe_difference
+from functrain.optim import schedules
+from functrain.typing import Array, PyTree
+
+
+def _params() -> PyTree:
+    rng = np.random.default_rng(0)
+    return {"w": jnp.asarray(rng.normal(size=(4, 3)), jnp.float32),
+            "b": [jnp.asarray(rng.normal(size=(3,)), jnp.float32)]}
+
+
+def _grads(params: PyTree, t: float | Array = 0.0) -> PyTree:
+    return jax.tree_util.tree_map(lambda x: 0.5 * x + 0.2 * jnp.cos(x + t), params)
+
+
+# ---------------------------------------------------------------------------------------------
+# apply_updates
+
+
+def test_apply_updates_adds_leafwise() -> None:
+    p = _params()
+    u = jax.tree_util.tree_map(lambda x: 0.25 * jnp.ones_like(x), p)
+    out = fo.apply_updates(p, u)
+    np.testing.assert_array_equal(out["w"], p["w"] + 0.25)
+    np.testing.assert_array_equal(out["b"][0], p["b"][0] + 0.25)
+
+
+def test_apply_updates_casts_to_param_dtype() -> None:
+    p = {"w": jnp.ones((3,), jnp.bfloat16), "n": jnp.arange(3)}
+    u = {"w": jnp.full((3,), 0.5, jnp.float32), "n": jnp.ones((3,), jnp.float32)}
+    out = fo.apply_updates(p, u)
+    assert out["w"].dtype == jnp.bfloat16 and out["n"].dtype == p["n"].dtype
+    np.testing.assert_array_equal(np.asarray(out["w"], np.float32), [1.5, 1.5, 1.5])
+
+
+def test_apply_updates_structure_mismatch_is_type_error_naming_both() -> None:
+    with pytest.raises(TypeError, match=r"apply_updates: updates .*params.*missing leaves"):
+        fo.apply_updates({"w": jnp.ones(2), "b": jnp.ones(2)}, {"w": jnp.ones(2)})
+
+
+# ---------------------------------------------------------------------------------------------
+# chain / identity / scale
+
+
+def test_identity_returns_updates_unchanged() -> None:
+    tx = fo.identity()
+    g = _grads(_params())
+    u, s = tx.update(g, tx.init(_params()))
+    assert u is g and s == fo.EmptyState()
+
+
+def test_chain_applies_left_to_right_and_keeps_a_tuple_of_states() -> None:
+    g = {"x": jnp.asarray([3.0, 4.0])}  # norm 5
+    clip_then_scale = fo.chain(fo.clip_by_global_norm(1.0), fo.scale(10.0))
+    scale_then_clip = fo.chain(fo.scale(10.0), fo.clip_by_global_norm(1.0))
+    s = clip_then_scale.init(g)
+    assert isinstance(s, tuple) and len(s) == 2
+    u1, _ = clip_then_scale.update(g, s)
+    u2, _ = scale_then_clip.update(g, scale_then_clip.init(g))
+    np.testing.assert_allclose(u1["x"], [6.0, 8.0], rtol=1e-6)
+    np.testing.assert_allclose(u2["x"], [0.6, 0.8], rtol=1e-6)
+
+
+def test_empty_chain_is_identity() -> None:
+    tx = fo.chain()
+    g = _grads(_params())
+    u, s = tx.update(g, tx.init(_params()))
+    assert u is g and s == ()
+
+
+def test_chain_rejects_wrong_state_and_non_transformations() -> None:
+    tx = fo.chain(fo.scale(1.0), fo.sgd(0.1))
+    with pytest.raises(ValueError, match=r"chain: state expected a tuple of 2 states.*got a tuple of 1"):
+        tx.update(_grads(_params()), (fo.EmptyState(),))  # type: ignore[arg-type]  # deliberate misuse
+    with pytest.raises(TypeError, match=r"chain: argument 2 expected a gradient transformation"):
+        fo.chain(fo.scale(1.0), 0.1)  # type: ignore[call-overload]  # deliberate misuse
+
+
+def test_scale_multiplies() -> None:
+    g = _grads(_params())
+    u, _ = fo.scale(-3.0).update(g, fo.EmptyState())
+    np.testing.assert_allclose(u["w"], -3.0 * g["w"], rtol=1e-7)
+
+
+# ---------------------------------------------------------------------------------------------
+# scale_by_learning_rate
+
+
+@pytest.mark.parametrize("lr", [0.1, jnp.asarray(0.1)], ids=["float", "array"])
+def test_scale_by_learning_rate_constant_has_no_step(lr: float | Array) -> None:
+    tx = fo.scale_by_learning_rate(lr)
+    s = tx.init(_params())
+    assert s == fo.ScaleByLearningRateState(step=None)
+    assert jax.tree_util.tree_leaves(s) == []  # a constant costs no state
+    g = _grads(_params())
+    u, s2 = tx.update(g, s)
+    np.testing.assert_allclose(u["w"], -0.1 * g["w"], rtol=1e-7)
+    assert s2 == s
+
+
+def test_scale_by_learning_rate_schedule_counts_steps() -> None:
+    tx = fo.scale_by_learning_rate(schedules.exponential_decay(1.0, 0.5))
+    g = {"x": jnp.ones(2)}
+    s = tx.init(g)
+    for t in range(4):
+        assert int(s.step) == t  # type: ignore[arg-type]  # step is an Array here
+        u, s = jax.jit(tx.update)(g, s)
+        np.testing.assert_allclose(u["x"], -(0.5**t), rtol=1e-6)
+
+
+def test_scale_by_learning_rate_array_keeps_low_precision_updates() -> None:
+    tx = fo.scale_by_learning_rate(jnp.asarray(0.5, jnp.float32))
+    u, _ = tx.update({"x": jnp.ones(2, jnp.bfloat16)}, tx.init(None))
+    assert u["x"].dtype == jnp.bfloat16
+
+
+# ---------------------------------------------------------------------------------------------
+# interop with optax
+
+
+def test_optax_transformation_inside_functrain_chain() -> None:
+    ours = fo.chain(optax.clip_by_global_norm(1.0), optax.scale_by_adam(), fo.scale(-0.01))
+    ref = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(0.01))
+    p = _params()
+    s1, s2 = ours.init(p), ref.init(p)
+    for t in range(5):
+        g = _grads(p, float(t))
+        u1, s1 = jax.jit(ours.update)(g, s1, p)
+        u2, s2 = jax.jit(ref.update)(g, s2, p)
+        np.testing.assert_allclose(u1["w"], u2["w"], rtol=1e-6)
+        p = fo.apply_updates(p, u1)
+
+
+def test_functrain_transformation_inside_optax_chain() -> None:
+    ref = fo.chain(fo.clip_by_global_norm(1.0), fo.adamw(0.01, weight_decay=0.1, mask=None))
+    mixed = optax.chain(fo.clip_by_global_norm(1.0), fo.scale_by_adam(),
+                        optax.add_decayed_weights(0.1), fo.scale_by_learning_rate(0.01))
+    p = _params()
+    s1, s2 = ref.init(p), mixed.init(p)
+    for t in range(5):
+        g = _grads(p, float(t))
+        u1, s1 = jax.jit(ref.update)(g, s1, p)
+        u2, s2 = jax.jit(mixed.update)(g, s2, p)
+        np.testing.assert_allclose(u2["w"], u1["w"], rtol=1e-6)
+        p = optax.apply_updates(p, u1)
+
+
+# ---------------------------------------------------------------------------------------------
+# hyperparameters are data
+
+
+def _train(tx: fo.GradientTransformation[Any], steps: int = 20) -> PyTree:
+    def body(carry: tuple[PyTree, Any], t: Array) -> tuple[tuple[PyTree, Any], None]:
+        p, s = carry
+        u, s = tx.update(_grads(p, t), s, p)
+        return (fo.apply_updates(p, u), s), None
+
+    p0 = _params()
+    return jax.lax.scan(body, (p0, tx.init(p0)), jnp.arange(steps, dtype=jnp.float32))[0][0]
+
+
+@pytest.mark.parametrize(
+    "make",
+    [lambda lr: fo.sgd(lr, momentum=0.9), lambda lr: fo.adam(lr),
+     lambda lr: fo.chain(fo.clip_by_global_norm(1.0), fo.adamw(lr, weight_decay=0.1, mask=None))],
+    ids=["momentum", "adam", "clip_adamw"],
+)
+def test_vmap_over_8_learning_rates_equals_8_separate_runs(
+    make: Callable[[Any], fo.GradientTransformation[Any]],
+) -> None:
+    lrs = jnp.asarray([0.0, 1e-3, 3e-3, 1e-2, 3e-2, 0.05, 0.1, 0.2])
+    batched = jax.jit(jax.vmap(lambda lr: _train(make(lr))))(lrs)
+    one = jax.jit(lambda lr: _train(make(lr)))
+    for i in range(8):
+        single = one(lrs[i])
+        for a, b in zip(jax.tree_util.tree_leaves(batched), jax.tree_util.tree_leaves(single)):
+            np.testing.assert_allclose(a[i], b, rtol=1e-6, atol=1e-7)
+    # different learning rates really gave different results
+    assert not np.allclose(batched["w"][1], batched["w"][5])
+
+
+def test_changing_the_learning_rate_array_does_not_retrace() -> None:
+    traces = 0
+
+    def step(lr: Array, params: PyTree, state: Any) -> tuple[PyTree, Any]:
+        nonlocal traces
+        traces += 1  # runs only while tracing
+        tx = fo.adamw(lr, b1=0.9, weight_decay=lr * 0.1)
+        u, state = tx.update(_grads(params), state, params)
+        return fo.apply_updates(params, u), state
+
+    jitted = jax.jit(step)
+    p = _params()
+    state = fo.adamw(1e-3, weight_decay=1e-4).init(p)
+    results = []
+    for lr in [1e-3, 2e-3, 0.5, 0.0]:
+        new_p, _ = jitted(jnp.asarray(lr, jnp.float32), p, state)
+        results.append(new_p["w"])
+    assert traces == 1
+    assert not np.allclose(results[0], results[2])
+    np.testing.assert_array_equal(results[3], p["w"])  # lr 0: no step
+
+
+# ---------------------------------------------------------------------------------------------
+# states: typed NamedTuples, structure unchanged by update (under jit and vmap)
+
+TRANSFORMS: dict[str, Callable[[], fo.GradientTransformation[Any]]] = {
+    "sgd": lambda: fo.sgd(0.1),
+    "sgd_momentum_schedule": lambda: fo.sgd(schedules.cosine_decay(0.1, 10), momentum=0.9),
+    "momentum": lambda: fo.momentum(0.1, schedules.linear_schedule(0.5, 0.9, 5), nesterov=True),
+    "normalized_sgd": lambda: fo.normalized_sgd(0.1),
+    "adagrad": lambda: fo.adagrad(0.1),
+    "rmsprop": lambda: fo.rmsprop(0.1, decay=schedules.constant(0.9), centered=True),
+    "adam": lambda: fo.adam(schedules.one_cycle(10, 0.1)),
+    "amsgrad": lambda: fo.chain(fo.scale_by_adam(amsgrad=True), fo.scale(-0.1)),
+    "adamw": lambda: fo.adamw(0.1, weight_decay=schedules.constant(1e-2)),
+    "clip": lambda: fo.chain(fo.clip_by_global_norm(1.0), fo.clip_by_block_norm(1.0),
+                             fo.clip_by_value(min_value=-1.0, max_value=1.0),
+                             fo.adaptive_grad_clip(0.1)),
+    "skip_nonfinite": lambda: fo.skip_nonfinite(fo.adam(0.1)),
+    "accumulate_gradients": lambda: fo.accumulate_gradients(fo.momentum(0.1), 2),
+}
+
+
+def _is_namedtuple(x: object) -> bool:
+    return isinstance(x, tuple) and hasattr(type(x), "_fields")
+
+
+def _state_nodes(state: Any) -> list[Any]:
+    """Every tuple node of a state (chain states are plain tuples of NamedTuples)."""
+    nodes: list[Any] = []
+
+    def visit(x: Any) -> None:
+        if isinstance(x, tuple):
+            nodes.append(x)
+            for y in x:
+                visit(y)
+
+    visit(state)
+    return nodes
+
+
+@pytest.mark.parametrize("name", sorted(TRANSFORMS))
+def test_state_is_typed_and_structure_is_stable(name: str) -> None:
+    tx = TRANSFORMS[name]()
+    p = _params()
+    s0 = tx.init(p)
+    for node in _state_nodes(s0):
+        if not _is_namedtuple(node):  # the only plain tuples are chain states
+            assert all(_is_namedtuple(n) for n in node), (name, node)
+        else:
+            assert not {"count", "index"} & set(type(node)._fields)
+    s = s0
+    for t in range(3):
+        _, s = jax.jit(tx.update)(_grads(p, float(t)), s, p)
+        assert describe_difference(s0, s) is None
+        for a, b in zip(jax.tree_util.tree_leaves(s), jax.tree_util.tree_leaves(s0)):
+            assert a.shape == b.shape and a.dtype == b.dtype
+    # vmap over a batch of 3 params/gradients: each run has its own state
+    pb = jax.tree_util.tree_map(lambda x: jnp.stack([x, 2 * x, -x]), p)
+    sb = jax.vmap(tx.init)(pb)
+    ub, sb2 = jax.jit(jax.vmap(tx.update))(jax.vmap(_grads)(pb), sb, pb)
+    assert describe_difference(sb, sb2) is None
+    p1, s1 = (jax.tree_util.tree_map(lambda x: x[1], tree) for tree in (pb, sb))
+    u1, _ = tx.update(_grads(p1), s1, p1)
+    for a, b in zip(jax.tree_util.tree_leaves(ub), jax.tree_util.tree_leaves(u1)):
+        np.testing.assert_allclose(a[1], b, rtol=1e-5, atol=1e-7)
+
+
+# ---------------------------------------------------------------------------------------------
+# bad input
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "pattern"),
+    [
+        (lambda: fo.sgd(-0.1), ValueError, r"sgd: learning_rate expected a value >= 0, got -0.1"),
+        (lambda: fo.adam(jnp.asarray(-1.0)), ValueError, r"adam: learning_rate .*>= 0, got -1"),
+        (lambda: fo.adam(b1=1.0), ValueError, r"adam: b1 expected a value in \[0, 1\), got 1.0"),
+        (lambda: fo.adamw(0.1, b2=-0.1), ValueError, r"adamw: b2 expected .*\[0, 1\), got -0.1"),
+        (lambda: fo.momentum(0.1, 1.5), ValueError, r"momentum: momentum .*\[0, 1\), got 1.5"),
+        (lambda: fo.trace(float("nan")), ValueError, r"trace: decay .*got nan"),
+        (lambda: fo.rmsprop(0.1, decay=1.0), ValueError, r"rmsprop: decay .*\[0, 1\)"),
+        (lambda: fo.adamw(0.1, weight_decay=-1e-4), ValueError, r"adamw: weight_decay .*>= 0"),
+        (lambda: fo.clip_by_global_norm(0.0), ValueError,
+         r"clip_by_global_norm: max_norm expected a value > 0, got 0.0"),
+        (lambda: fo.clip_by_block_norm(-1.0), ValueError, r"clip_by_block_norm: max_norm .*> 0"),
+        (lambda: fo.adaptive_grad_clip(0.0), ValueError, r"adaptive_grad_clip: clipping .*> 0"),
+        (lambda: fo.accumulate_gradients(fo.sgd(0.1), 0), ValueError,
+         r"accumulate_gradients: every_k expected an int >= 1, got 0"),
+        (lambda: fo.accumulate_gradients(fo.sgd(0.1), 2.0), TypeError,  # type: ignore[arg-type]
+         r"accumulate_gradients: every_k expected an int, got float"),
+        (lambda: fo.sgd("0.1"), TypeError,  # type: ignore[call-overload]
+         r"sgd: learning_rate expected a number.*got str"),
+        (lambda: fo.sgd(jnp.ones(3)), ValueError, r"sgd: learning_rate expected a scalar, got .*\(3,\)"),
+        (lambda: fo.sgd(True), TypeError, r"sgd: learning_rate expected a number.*bool"),
+        (lambda: fo.sgd(0.1, nesterov=True), ValueError, r"sgd: nesterov=True expected a momentum"),
+        (lambda: schedules.join([schedules.constant(1.0)] * 3, [10, 5]), ValueError,
+         r"join: boundaries expected strictly increasing step boundaries, got \[10, 5\]"),
+        (lambda: schedules.piecewise_constant(1.0, {20: 0.1, 10: 0.1}), ValueError,
+         r"piecewise_constant: boundaries_and_scales \(keys\) expected strictly increasing"),
+        (lambda: schedules.cosine_decay(1.0, 0), ValueError,
+         r"cosine_decay: decay_steps expected an int >= 1, got 0"),
+    ],
+)
+def test_bad_hyperparameters_raise_naming_function_argument_expected_and_got(
+    make: Callable[[], object], error: type[Exception], pattern: str
+) -> None:
+    with pytest.raises(error, match=pattern):
+        make()
+
+
+def test_traced_hyperparameters_are_not_checked() -> None:
+    # inside jit the value is unknown: no error, the transformation is built
+    @jax.jit
+    def f(lr: Array) -> Array:
+        u, _ = fo.sgd(lr).update({"x": jnp.ones(2)}, fo.sgd(0.1).init({"x": jnp.ones(2)}))
+        out: Array = u["x"]
+        return out
+
+    np.testing.assert_allclose(f(jnp.asarray(-2.0)), [2.0, 2.0])
+
+
+def test_updates_with_a_different_structure_than_params_raise_type_error() -> None:
+    p = _params()
+    tx = fo.adamw(0.1, mask=None)
+    with pytest.raises(TypeError, match=r"chain: updates .*same tree structure as params"):
+        tx.update({"w": p["w"]}, tx.init(p), p)
+    with pytest.raises(TypeError, match=r"add_decayed_weights: updates .*params"):
+        fo.add_decayed_weights(0.1).update({"w": p["w"]}, fo.AddDecayedWeightsState(None), p)
+    with pytest.raises(TypeError, match=r"add_decayed_weights: update expected the current params"):
+        fo.add_decayed_weights(0.1).update(p, fo.AddDecayedWeightsState(None))
+    adam = fo.scale_by_adam()
+    with pytest.raises(TypeError, match=r"scale_by_adam: updates .*state.mu \(the params given"):
+        adam.update({"w": p["w"]}, adam.init(p))
+    with pytest.raises(TypeError, match=r"adaptive_grad_clip: updates .*params"):
+        fo.adaptive_grad_clip(0.1).update({"w": p["w"]}, fo.EmptyState(), p)

@@ -1,0 +1,134 @@
+"""skip_nonfinite and accumulate_gradients: bit-identical skips, counters, averaging, jit/vmap."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import functrain.optim as fo
+from functrain.typing import PyTree
+
+PARAMS = {"w": jnp.asarray([[1.0, -2.0], [0.5, 3.0]]), "b": jnp.asarray([0.1, -0.1])}
+
+
+def _grads(scale: float = 1.0) -> PyTree:
+    return jax.tree_util.tree_map(lambda x: scale * (0.5 * x + 0.3), PARAMS)
+
+
+def _bits(tree: PyTree) -> list[bytes]:
+    return [np.asarray(x).tobytes() for x in jax.tree_util.tree_leaves(tree)]
+
+
+@pytest.mark.parametrize("bad", [jnp.nan, jnp.inf, -jnp.inf])
+def test_skip_nonfinite_leaves_params_and_inner_state_bit_identical(bad: float) -> None:
+    tx = fo.skip_nonfinite(fo.adam(0.1))
+    update = jax.jit(tx.update)
+    state = tx.init(PARAMS)
+    params = PARAMS
+    for _ in range(2):  # two good steps first
+        u, state = update(_grads(), state, params)
+        params = fo.apply_updates(params, u)
+    assert (int(state.skipped_steps), int(state.total_steps)) == (0, 2)
+
+    g = _grads()
+    g["w"] = g["w"].at[0, 1].set(bad)
+    u, new_state = update(g, state, params)
+    new_params = fo.apply_updates(params, u)
+    assert _bits(new_params) == _bits(params)
+    assert _bits(new_state.inner_state) == _bits(state.inner_state)
+    assert all(np.all(np.asarray(x) == 0.0) for x in jax.tree_util.tree_leaves(u))
+    assert (int(new_state.skipped_steps), int(new_state.total_steps)) == (1, 3)
+
+    # a later finite step is taken normally, as if the bad one never happened
+    u2, s2 = update(_grads(), new_state, new_params)
+    ref_u, ref_s = jax.jit(fo.adam(0.1).update)(_grads(), state.inner_state, params)
+    assert _bits(u2) == _bits(ref_u) and _bits(s2.inner_state) == _bits(ref_s)
+    assert (int(s2.skipped_steps), int(s2.total_steps)) == (1, 4)
+
+
+def test_skip_nonfinite_under_vmap_skips_each_run_on_its_own() -> None:
+    tx = fo.skip_nonfinite(fo.sgd(0.5, momentum=0.9))
+    gb = jax.tree_util.tree_map(lambda x: jnp.stack([x, x, x]), _grads())
+    gb["b"] = gb["b"].at[1, 0].set(jnp.nan)  # only run 1 sees a NaN
+    pb = jax.tree_util.tree_map(lambda x: jnp.stack([x, x, x]), PARAMS)
+    sb = jax.vmap(tx.init)(pb)
+    ub, sb = jax.jit(jax.vmap(tx.update))(gb, sb, pb)
+    np.testing.assert_array_equal(sb.skipped_steps, [0, 1, 0])
+    np.testing.assert_array_equal(sb.total_steps, [1, 1, 1])
+    assert np.all(np.asarray(ub["w"][1]) == 0.0)
+    np.testing.assert_allclose(ub["w"][0], -0.5 * _grads()["w"], rtol=1e-6)
+    np.testing.assert_array_equal(ub["w"][0], ub["w"][2])
+
+
+def test_all_finite() -> None:
+    assert bool(fo.all_finite({"a": jnp.ones(2), "b": [jnp.zeros(())]}))
+    assert not bool(fo.all_finite({"a": jnp.asarray([1.0, jnp.nan])}))
+    assert bool(fo.all_finite({}))
+
+
+def test_accumulate_gradients_averages_k_microbatches_then_steps() -> None:
+    k = 3
+    inner = fo.momentum(0.1, 0.9)
+    tx = fo.accumulate_gradients(inner, k)
+    update = jax.jit(tx.update)
+    state = tx.init(PARAMS)
+    ref_state = inner.init(PARAMS)
+    scales = [1.0, 2.0, 6.0, -1.0, 0.5, 3.5]
+    for cycle in range(2):
+        micro = scales[cycle * k:(cycle + 1) * k]
+        for i, c in enumerate(micro):
+            before = state.inner_state
+            u, state = update(_grads(c), state, PARAMS)
+            if i < k - 1:
+                assert all(np.all(np.asarray(x) == 0.0) for x in jax.tree_util.tree_leaves(u))
+                assert _bits(state.inner_state) == _bits(before)
+                assert int(state.micro_step) == i + 1
+            else:
+                mean = _grads(float(np.mean(micro)))
+                ref_u, ref_state = inner.update(mean, ref_state, PARAMS)
+                for a, b in zip(jax.tree_util.tree_leaves(u), jax.tree_util.tree_leaves(ref_u)):
+                    np.testing.assert_allclose(a, b, rtol=1e-6)
+                assert int(state.micro_step) == 0
+                assert all(np.all(np.asarray(x) == 0.0)
+                           for x in jax.tree_util.tree_leaves(state.grad_mean))
+
+
+def test_accumulate_gradients_every_1_is_the_inner_transformation() -> None:
+    tx, inner = fo.accumulate_gradients(fo.adam(0.1), 1), fo.adam(0.1)
+    s, r = tx.init(PARAMS), inner.init(PARAMS)
+    for c in (1.0, -2.0):
+        u, s = tx.update(_grads(c), s, PARAMS)
+        v, r = inner.update(_grads(c), r, PARAMS)
+        for a, b in zip(jax.tree_util.tree_leaves(u), jax.tree_util.tree_leaves(v)):
+            np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+def test_accumulate_gradients_bf16_accumulates_in_float32_and_works_under_vmap() -> None:
+    p = {"w": jnp.ones((2,), jnp.bfloat16)}
+    tx = fo.accumulate_gradients(fo.sgd(1.0), 2)
+    s = tx.init(p)
+    assert s.grad_mean["w"].dtype == jnp.float32
+    u, s = tx.update({"w": jnp.ones((2,), jnp.bfloat16)}, s)
+    assert u["w"].dtype == jnp.bfloat16
+
+    def run(scale: jax.Array) -> Any:
+        t = fo.accumulate_gradients(fo.sgd(1.0), 2)
+        st = t.init(PARAMS)
+        _, st = t.update(_grads(1.0), st)
+        out, _ = t.update(jax.tree_util.tree_map(lambda x: scale * x, _grads(1.0)), st)
+        return out
+
+    ub = jax.jit(jax.vmap(run))(jnp.asarray([1.0, 3.0]))
+    np.testing.assert_allclose(ub["w"][0], -_grads(1.0)["w"], rtol=1e-6)
+    np.testing.assert_allclose(ub["w"][1], -2.0 * _grads(1.0)["w"], rtol=1e-6)
+
+
+def test_guards_reject_non_transformations() -> None:
+    with pytest.raises(TypeError, match=r"skip_nonfinite: inner expected a gradient transformation"):
+        fo.skip_nonfinite(0.1)  # type: ignore[arg-type]  # deliberate misuse
+    with pytest.raises(TypeError, match=r"accumulate_gradients: inner expected a gradient"):
+        fo.accumulate_gradients("adam", 2)  # type: ignore[arg-type]  # deliberate misuse

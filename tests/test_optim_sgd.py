@@ -1,0 +1,116 @@
+"""SGD, momentum (trace) and normalized SGD against float64 hand computations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import functrain.optim as fo
+from functrain.optim import schedules
+
+RNG = np.random.default_rng(1)
+GRADS = [RNG.normal(size=(4, 3)) for _ in range(6)]
+
+
+def _run(tx: fo.GradientTransformation[Any], grads: list[np.ndarray]) -> list[np.ndarray]:
+    state = tx.init({"w": jnp.zeros((4, 3))})
+    update = jax.jit(tx.update)
+    out = []
+    for g in grads:
+        u, state = update({"w": jnp.asarray(g, jnp.float32)}, state)
+        out.append(np.asarray(u["w"], np.float64))
+    return out
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_momentum_matches_float64_velocity_recursion(nesterov: bool) -> None:
+    lr, gamma = 0.1, 0.9
+    v = np.zeros((4, 3))
+    expected = []
+    for g in GRADS:
+        v = gamma * v + g
+        expected.append(-lr * (g + gamma * v if nesterov else v))
+    got = _run(fo.momentum(lr, gamma, nesterov=nesterov), GRADS)
+    for a, b in zip(got, expected):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_sgd_is_minus_lr_times_gradient_and_sgd_momentum_equals_momentum() -> None:
+    for a, g in zip(_run(fo.sgd(0.3), GRADS), GRADS):
+        np.testing.assert_allclose(a, -0.3 * g, rtol=1e-6)
+    for a, b in zip(_run(fo.sgd(0.3, 0.5), GRADS), _run(fo.momentum(0.3, 0.5), GRADS)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_scheduled_momentum_and_learning_rate() -> None:
+    lr = schedules.exponential_decay(0.1, 0.5)
+    gamma = schedules.linear_schedule(0.0, 0.8, 4)
+    v = np.zeros((4, 3))
+    expected = []
+    for t, g in enumerate(GRADS):
+        v = min(0.2 * t, 0.8) * v + g
+        expected.append(-0.1 * 0.5**t * v)
+    for a, b in zip(_run(fo.momentum(lr, gamma), GRADS), expected):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_trace_state_is_the_velocity() -> None:
+    tx = fo.trace(0.5)
+    s = tx.init({"w": jnp.zeros(2)})
+    assert s == fo.TraceState(step=None, trace={"w": s.trace["w"]})
+    _, s = tx.update({"w": jnp.asarray([1.0, 2.0])}, s)
+    _, s = tx.update({"w": jnp.asarray([1.0, 0.0])}, s)
+    np.testing.assert_allclose(s.trace["w"], [1.5, 1.0])
+
+
+@st.composite
+def _trees(draw: st.DrawFn) -> list[np.ndarray]:
+    shapes = draw(st.lists(st.sampled_from([(), (3,), (4, 2), (2, 2, 1, 3)]), min_size=1,
+                           max_size=4))
+    seed = draw(st.integers(0, 2**31 - 1))
+    scale = draw(st.floats(1e-3, 1e3))
+    rng = np.random.default_rng(seed)
+    return [scale * rng.normal(size=tuple(s)).astype(np.float32) for s in shapes]
+
+
+@settings(max_examples=25, deadline=None)
+@given(tree=_trees(), lr=st.floats(1e-3, 10.0))
+def test_normalized_sgd_update_has_norm_exactly_lr(tree: list[np.ndarray], lr: float) -> None:
+    grads = [jnp.asarray(x) for x in tree]
+    tx = fo.normalized_sgd(lr)
+    u, _ = tx.update(grads, tx.init(grads))
+    norm = np.sqrt(sum(np.sum(np.asarray(x, np.float64) ** 2) for x in u))
+    np.testing.assert_allclose(norm, lr, rtol=1e-6)
+    # direction: -g / ||g||
+    g_norm = np.sqrt(sum(np.sum(np.asarray(x, np.float64) ** 2) for x in tree))
+    for a, g in zip(u, tree):
+        np.testing.assert_allclose(np.asarray(a), -lr * g / g_norm, rtol=1e-5, atol=1e-7 * lr)
+
+
+def test_normalize_by_global_norm_of_zero_gradient_is_zero() -> None:
+    tx = fo.normalized_sgd(0.1)
+    g = {"a": jnp.zeros((3,)), "b": jnp.zeros((2, 2))}
+    u, _ = jax.jit(tx.update)(g, tx.init(g))
+    for x in jax.tree_util.tree_leaves(u):
+        assert np.all(np.asarray(x) == 0.0)
+
+
+def test_momentum_under_vmap_runs_each_decay_separately() -> None:
+    decays = jnp.asarray([0.0, 0.5, 0.9])
+
+    def final_velocity(gamma: jax.Array) -> jax.Array:
+        tx = fo.momentum(1.0, gamma)
+        s = tx.init({"w": jnp.zeros(())})
+        for g in (1.0, 1.0, 1.0):
+            _, s = tx.update({"w": jnp.asarray(g)}, s)
+        v: jax.Array = s[0].trace["w"]
+        return v
+
+    got = jax.jit(jax.vmap(final_velocity))(decays)
+    np.testing.assert_allclose(got, [1.0, 1.75, 2.71], rtol=1e-6)

@@ -1,0 +1,97 @@
+"""Decoupled weight decay and its masks."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import functrain.optim as fo
+from functrain.optim import schedules
+from functrain.typing import PyTree
+
+PARAMS = {"dense": {"w": jnp.full((2, 3), 2.0), "b": jnp.full((3,), 2.0)},
+          "conv": (jnp.full((3, 3, 1, 2), 2.0),), "scale": jnp.full((3,), 2.0)}
+
+
+def _zeros() -> PyTree:
+    return jax.tree_util.tree_map(jnp.zeros_like, PARAMS)
+
+
+def _decayed(mask: object, wd: float = 0.5) -> dict[str, float]:
+    tx = fo.add_decayed_weights(wd, mask)
+    u, _ = jax.jit(tx.update)(_zeros(), tx.init(PARAMS), PARAMS)
+    return {jax.tree_util.keystr(k): float(v.ravel()[0])
+            for k, v in jax.tree_util.tree_leaves_with_path(u)}
+
+
+def test_default_decay_mask_selects_matrices_and_kernels() -> None:
+    mask = fo.default_decay_mask(PARAMS)
+    assert mask == {"dense": {"w": True, "b": False}, "conv": (True,), "scale": False}
+
+
+def test_mask_none_decays_every_leaf() -> None:
+    assert set(_decayed(None).values()) == {1.0}  # 0 + 0.5 * 2
+
+
+def test_function_mask_and_default_mask() -> None:
+    d = _decayed(fo.default_decay_mask)
+    assert d == {"['conv'][0]": 1.0, "['dense']['b']": 0.0, "['dense']['w']": 1.0,
+                 "['scale']": 0.0}
+
+
+def test_pytree_mask_prefix_and_bool_arrays() -> None:
+    d = _decayed({"dense": False, "conv": (True,), "scale": jnp.asarray(True)})
+    assert d == {"['conv'][0]": 1.0, "['dense']['b']": 0.0, "['dense']['w']": 0.0,
+                 "['scale']": 1.0}
+    # an elementwise boolean mask for one leaf
+    tx = fo.add_decayed_weights(0.5, {"dense": {"w": True, "b": jnp.asarray([True, False, True])},
+                                      "conv": (False,), "scale": False})
+    u, _ = tx.update(_zeros(), tx.init(PARAMS), PARAMS)
+    np.testing.assert_array_equal(u["dense"]["b"], [1.0, 0.0, 1.0])
+
+
+def test_bad_masks_raise_type_error() -> None:
+    tx = fo.add_decayed_weights(0.5, {"dense": True})
+    with pytest.raises(TypeError, match=r"add_decayed_weights: mask expected the tree structure"):
+        tx.update(_zeros(), tx.init(PARAMS), PARAMS)
+    tx = fo.add_decayed_weights(0.5, {"dense": 1.0, "conv": (True,), "scale": True})
+    with pytest.raises(TypeError, match=r"add_decayed_weights: mask leaves expected bools"):
+        tx.update(_zeros(), tx.init(PARAMS), PARAMS)
+
+
+def test_scheduled_weight_decay_counts_steps() -> None:
+    tx = fo.add_decayed_weights(schedules.exponential_decay(1.0, 0.5), mask=None)
+    s = tx.init(PARAMS)
+    for t in range(3):
+        u, s = tx.update(_zeros(), s, PARAMS)
+        np.testing.assert_allclose(u["scale"], 2.0 * 0.5**t)
+    assert int(s.step) == 3  # type: ignore[arg-type]  # step is an Array here
+
+
+def test_weight_decay_zero_is_a_no_op_and_traced_decay_works_under_vmap() -> None:
+    g = jax.tree_util.tree_map(jnp.ones_like, PARAMS)
+    u, _ = fo.add_decayed_weights(0.0).update(g, fo.AddDecayedWeightsState(None), PARAMS)
+    assert u is g
+
+    def decayed_w(wd: jax.Array) -> jax.Array:
+        tx = fo.add_decayed_weights(wd, fo.default_decay_mask)
+        out, _ = tx.update(_zeros(), tx.init(PARAMS), PARAMS)
+        w: jax.Array = out["dense"]["w"][0, 0] + out["scale"][0]
+        return w
+
+    np.testing.assert_allclose(jax.jit(jax.vmap(decayed_w))(jnp.asarray([0.0, 0.1, 1.0])),
+                               [0.0, 0.2, 2.0], rtol=1e-6)
+
+
+def test_equinox_module_params_with_default_mask() -> None:
+    import equinox as eqx
+
+    model = eqx.nn.Linear(3, 2, key=jax.random.key(0))
+    params, _ = eqx.partition(model, eqx.is_array)
+    tx = fo.adamw(0.1, weight_decay=0.5)
+    zero = jax.tree_util.tree_map(jnp.zeros_like, params)
+    u, _ = tx.update(zero, tx.init(params), params)
+    np.testing.assert_allclose(u.weight, -0.05 * model.weight, rtol=1e-6)
+    np.testing.assert_array_equal(u.bias, np.zeros(2))
