@@ -30,15 +30,16 @@ pytree node, so gradients, optimizers, norms, checkpoints and averages skip it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from functrain import _tree
 from functrain.layers.base import ApplyFn
 from functrain.losses import accuracy, l2_penalty, softmax_cross_entropy
-from functrain.optim.base import GradientTransformation, apply_updates
+from functrain.optim.base import GradientTransformation, TransformationLike, apply_updates
 from functrain.train.state import TrainState
 from functrain.typing import Array, LossFn, Metrics, PRNGKey, PyTree
 
@@ -50,25 +51,24 @@ __all__ = [
     "make_train_step",
 ]
 
-P = TypeVar("P")
-M = TypeVar("M")
-O = TypeVar("O")
+class TrainStep(Protocol):
+    """``step(state, batch, key) -> (new_state, metrics)``: one optimizer update, pure.
 
-
-class TrainStep(Protocol[P, M, O]):
-    """``step(state, batch, key) -> (new_state, metrics)``: one optimizer update, pure."""
+    (Deliberately not generic: mypy does not reliably reject a mismatched callable protocol
+    passed to a generic function, and this way an eval step given as a train step is an error.)
+    """
 
     def __call__(
-        self, state: TrainState[P, M, O], batch: PyTree, key: PRNGKey, /
-    ) -> tuple[TrainState[P, M, O], Metrics]:
+        self, state: TrainState[Any, Any, Any], batch: PyTree, key: PRNGKey, /
+    ) -> tuple[TrainState[Any, Any, Any], Metrics]:
         """Apply one update on ``batch``; ``metrics`` has ``"loss"`` and ``"grad_norm"``."""
         ...
 
 
-class EvalStep(Protocol[P, M, O]):
+class EvalStep(Protocol):
     """``eval_step(state, batch) -> metrics``: the loss and metrics of ``state`` on a batch."""
 
-    def __call__(self, state: TrainState[P, M, O], batch: PyTree, /) -> Metrics:
+    def __call__(self, state: TrainState[Any, Any, Any], batch: PyTree, /) -> Metrics:
         """Evaluate ``state`` on ``batch``; ``metrics`` has ``"loss"``."""
         ...
 
@@ -92,7 +92,7 @@ def _check_optimizer(optimizer: Any, who: str) -> None:
                         f"(with init and update functions), got {type(optimizer).__name__}")
 
 
-def make_train_step(loss_fn: LossFn, optimizer: GradientTransformation[O]) -> TrainStep[Any, Any, O]:
+def make_train_step(loss_fn: LossFn, optimizer: GradientTransformation[Any] | TransformationLike) -> TrainStep:
     """Build the pure training step ``step(state, batch, key) -> (state, metrics)``.
 
     One step computes ``(loss, (model_state, metrics)), g = value_and_grad(loss_fn)(params, ...)``,
@@ -129,7 +129,8 @@ def make_train_step(loss_fn: LossFn, optimizer: GradientTransformation[O]) -> Tr
 
     grad_fn = jax.value_and_grad(wrapped, has_aux=True)
 
-    def step(state: TrainState[Any, Any, O], batch: PyTree, key: PRNGKey) -> tuple[TrainState[Any, Any, O], Metrics]:
+    def step(state: TrainState[Any, Any, Any], batch: PyTree,
+             key: PRNGKey) -> tuple[TrainState[Any, Any, Any], Metrics]:
         (loss, (model_state, metrics)), grads = grad_fn(state.params, state.model_state, batch, key)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = apply_updates(state.params, updates)
@@ -139,7 +140,7 @@ def make_train_step(loss_fn: LossFn, optimizer: GradientTransformation[O]) -> Tr
     return step
 
 
-def make_eval_step(loss_fn: LossFn, *, key: PRNGKey | None = None) -> EvalStep[Any, Any, Any]:
+def make_eval_step(loss_fn: LossFn, *, key: PRNGKey | None = None) -> EvalStep:
     """Build the pure evaluation step ``eval_step(state, batch) -> metrics``.
 
     Evaluation has *inference* semantics, and those belong to the loss function: pass one that
@@ -197,7 +198,7 @@ def classifier_loss(apply: ApplyFn, *, train: bool, weight_decay: float | Array 
     Raises:
         ValueError: if a concrete ``weight_decay`` is negative.
     """
-    if not isinstance(weight_decay, jax.core.Tracer) and float(jnp.asarray(weight_decay)) < 0:
+    if not isinstance(weight_decay, jax.core.Tracer) and float(np.asarray(weight_decay)) < 0:
         raise ValueError(f"classifier_loss: argument 'weight_decay' must be >= 0, got {weight_decay}")
 
     def loss_fn(params: PyTree, model_state: PyTree, batch: PyTree,
