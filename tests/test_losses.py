@@ -1,21 +1,22 @@
-"""Losses against float64 NumPy references and optax; stability at extreme logits; bad input."""
+"""Losses against float64 NumPy references; stability at extreme logits; bad input."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 from functrain import losses
 from functrain.layers import DenseParams
 
 
-def _np_log_softmax(z: np.ndarray) -> np.ndarray:
+def _np_log_softmax(z: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     z = z.astype(np.float64)
     m = z.max(axis=-1, keepdims=True)
-    return z - m - np.log(np.exp(z - m).sum(axis=-1, keepdims=True))
+    return np.asarray(z - m - np.log(np.exp(z - m).sum(axis=-1, keepdims=True)))
 
 
 @pytest.fixture
@@ -23,15 +24,13 @@ def logits() -> jax.Array:
     return jax.random.normal(jax.random.key(0), (7, 5)) * 3.0
 
 
-def test_softmax_cross_entropy_integer_labels_matches_numpy_and_optax(logits: jax.Array) -> None:
+def test_softmax_cross_entropy_integer_labels_matches_numpy(logits: jax.Array) -> None:
     labels = jnp.array([0, 1, 4, 2, 3, 3, 0])
     ref = -_np_log_softmax(np.asarray(logits))[np.arange(7), np.asarray(labels)]
     got = losses.softmax_cross_entropy(logits, labels, reduction="none")
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(losses.softmax_cross_entropy(logits, labels), ref.mean(), rtol=1e-5)
     np.testing.assert_allclose(losses.softmax_cross_entropy(logits, labels, reduction="sum"), ref.sum(), rtol=1e-5)
-    np.testing.assert_allclose(
-        got, optax.softmax_cross_entropy_with_integer_labels(logits, labels), rtol=1e-5, atol=1e-6)
 
 
 def test_softmax_cross_entropy_one_hot_equals_integer_and_soft_labels(logits: jax.Array) -> None:
@@ -66,14 +65,13 @@ def test_softmax_cross_entropy_batch_dims_and_jit_vmap(logits: jax.Array) -> Non
     np.testing.assert_allclose(per, losses.softmax_cross_entropy(z, y, reduction="none")[:, 0], rtol=1e-6)
 
 
-def test_binary_cross_entropy_matches_numpy_and_optax_and_is_stable() -> None:
+def test_binary_cross_entropy_matches_numpy_and_is_stable() -> None:
     x = jnp.array([-800.0, -20.0, -1.0, 0.0, 0.5, 30.0, 900.0])
     y = jnp.array([1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0])
     xd, yd = np.asarray(x, np.float64), np.asarray(y, np.float64)
     ref = np.maximum(xd, 0) - xd * yd + np.log1p(np.exp(-np.abs(xd)))
     got = losses.binary_cross_entropy(x, y, reduction="none")
     np.testing.assert_allclose(got, ref, rtol=1e-6)
-    np.testing.assert_allclose(got, optax.sigmoid_binary_cross_entropy(x, y), rtol=1e-6)
     # Naive -y log(p) - (1-y) log(1-p) on moderate values (float64 reference).
     xm = np.array([-2.0, 0.3, 1.7]); ym = np.array([0.0, 1.0, 0.25])
     p = 1 / (1 + np.exp(-xm))
@@ -102,7 +100,7 @@ def test_accuracy_integer_and_one_hot() -> None:
 
 
 def test_penalties_default_mask_skips_biases() -> None:
-    params = {"dense": DenseParams(w=jnp.array([[1.0, -2.0], [3.0, 0.5]]), b=jnp.array([10.0, -10.0])),
+    params: dict[str, Any] = {"dense": DenseParams(w=jnp.array([[1.0, -2.0], [3.0, 0.5]]), b=jnp.array([10.0, -10.0])),
               "kernel": jnp.ones((2, 2, 1, 1)) * -1.5}
     w2 = 1 + 4 + 9 + 0.25 + 4 * 2.25
     assert float(losses.l2_penalty(params)) == pytest.approx(0.5 * w2)

@@ -25,7 +25,7 @@ def test_init_train_state_fields_and_optimizer_state() -> None:
 
 def test_train_state_is_a_pytree_under_jit_and_vmap() -> None:
     params = {"w": jnp.ones((2,))}
-    state = init_train_state(params, {"bn": jnp.zeros(2)}, optax.sgd(0.1))
+    state = init_train_state(params, {"bn": jnp.zeros(2)}, optim.sgd(0.1))
     out = jax.jit(lambda s: s._replace(step=s.step + 1))(state)
     assert isinstance(out, TrainState) and int(out.step) == 1
     stacked = jax.vmap(lambda p: init_train_state({"w": p}, (), optim.sgd(0.1)))(jnp.ones((4, 2)))

@@ -58,9 +58,8 @@ __all__ = [
     "train_epoch",
 ]
 
-P = TypeVar("P")
-M = TypeVar("M")
-O = TypeVar("O")
+TS = TypeVar("TS", bound=TrainState[Any, Any, Any])
+"""A train state type (``TS``): functions return the type they are given."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -80,8 +79,8 @@ def _shuffled_batches(data: PyTree, key: PRNGKey, n: int, batch_size: int) -> tu
     return _tree.tree_map(gather, data), jax.random.split(step_key, n_batches)
 
 
-def _scan_steps(step: TrainStep[P, M, O], state: TrainState[P, M, O], data: PyTree, key: PRNGKey,
-                batch_size: int, who: str) -> tuple[TrainState[P, M, O], dict[str, Array]]:
+def _scan_steps(step: TrainStep, state: TS, data: PyTree, key: PRNGKey,
+                batch_size: int, who: str) -> tuple[TS, dict[str, Array]]:
     """Run one epoch; return the new state and the per-step metrics, each of shape ``(n_batches,)``."""
     if not callable(step):
         raise TypeError(f"{who}: argument 'step' must be a train step function, got {type(step).__name__}")
@@ -89,7 +88,9 @@ def _scan_steps(step: TrainStep[P, M, O], state: TrainState[P, M, O], data: PyTr
     bs = check_batch_size(batch_size, n, who)
     batches, keys = _shuffled_batches(data, key, n, bs)
 
-    def body(s: TrainState[P, M, O], xs: tuple[PyTree, Array]) -> tuple[TrainState[P, M, O], Metrics]:
+    # The carry is typed Any: lax.scan itself enforces that the step returns a state of the
+    # same structure, shapes and dtypes, i.e. the caller's TS.
+    def body(s: Any, xs: tuple[PyTree, Array]) -> tuple[Any, Metrics]:
         batch, k = xs
         return step(s, batch, k)
 
@@ -102,13 +103,13 @@ def _mean(per_step: Mapping[str, Array]) -> dict[str, Array]:
 
 
 def train_epoch(
-    step: TrainStep[P, M, O],
-    state: TrainState[P, M, O],
+    step: TrainStep,
+    state: TS,
     data: PyTree,
     key: PRNGKey,
     *,
     batch_size: int,
-) -> tuple[TrainState[P, M, O], dict[str, Array]]:
+) -> tuple[TS, dict[str, Array]]:
     """One epoch of minibatch training, with all steps inside a single ``lax.scan``.
 
     The data is shuffled by a permutation drawn from ``key`` and gathered once into
@@ -136,8 +137,8 @@ def train_epoch(
 
 
 def evaluate(
-    eval_step: EvalStep[P, M, O],
-    state: TrainState[P, M, O],
+    eval_step: EvalStep,
+    state: TS,
     data: PyTree,
     *,
     batch_size: int,
@@ -190,7 +191,7 @@ def evaluate(
 # A whole run as a pure function
 
 
-class FitState(NamedTuple, Generic[P, M, O]):
+class FitState(NamedTuple, Generic[TS]):
     """Everything a training run carries from epoch to epoch (checkpoint this to resume).
 
     Attributes:
@@ -201,7 +202,7 @@ class FitState(NamedTuple, Generic[P, M, O]):
     """
 
     epoch: Array
-    train_state: TrainState[P, M, O]
+    train_state: TS
     early_stopping: EarlyStoppingState | None
     plateau: ReduceOnPlateauState | None
 
@@ -230,11 +231,11 @@ class EpochMetrics(NamedTuple):
 
 
 def init_fit_state(
-    train_state: TrainState[P, M, O],
+    train_state: TS,
     *,
     early_stopping: EarlyStopping | None = None,
     plateau: ReduceOnPlateau | None = None,
-) -> FitState[P, M, O]:
+) -> FitState[TS]:
     """The state of a run at epoch 0.
 
     Early stopping tracks the pair ``(params, model_state)``, so that restoring the best epoch
@@ -283,7 +284,7 @@ def _monitored(monitor: str, train: Mapping[str, Array], val: Mapping[str, Array
         + (f", 'val_<name>' {sorted(val)})" if val else ")"))
 
 
-def _check_run_args(fit_state: FitState[Any, Any, Any], eval_step: object, val_data: PyTree,
+def _check_run_args(fit_state: FitState[Any], eval_step: object, val_data: PyTree,
                     early_stopping: object, plateau: object, who: str) -> None:
     if not isinstance(fit_state, FitState):
         raise TypeError(f"{who}: argument 'fit_state' must be a FitState (see init_fit_state), "
@@ -299,19 +300,19 @@ def _check_run_args(fit_state: FitState[Any, Any, Any], eval_step: object, val_d
 
 
 def fit_epoch(
-    step: TrainStep[P, M, O],
-    fit_state: FitState[P, M, O],
+    step: TrainStep,
+    fit_state: FitState[TS],
     train_data: PyTree,
     key: PRNGKey,
     *,
     batch_size: int,
-    eval_step: EvalStep[P, M, O] | None = None,
+    eval_step: EvalStep | None = None,
     val_data: PyTree = None,
     eval_batch_size: int | None = None,
     early_stopping: EarlyStopping | None = None,
     plateau: ReduceOnPlateau | None = None,
     monitor: str = "loss",
-) -> tuple[FitState[P, M, O], EpochMetrics]:
+) -> tuple[FitState[TS], EpochMetrics]:
     """One epoch of a run: train, validate, update reduce-on-plateau and early stopping. Pure.
 
     In order: :func:`train_epoch` with key ``fold_in(key, fit_state.epoch)``; :func:`evaluate` on
@@ -380,20 +381,20 @@ def fit_epoch(
 
 
 def fit_scan(
-    step: TrainStep[P, M, O],
-    fit_state: FitState[P, M, O],
+    step: TrainStep,
+    fit_state: FitState[TS],
     train_data: PyTree,
     key: PRNGKey,
     *,
     epochs: int,
     batch_size: int,
-    eval_step: EvalStep[P, M, O] | None = None,
+    eval_step: EvalStep | None = None,
     val_data: PyTree = None,
     eval_batch_size: int | None = None,
     early_stopping: EarlyStopping | None = None,
     plateau: ReduceOnPlateau | None = None,
     monitor: str = "loss",
-) -> tuple[FitState[P, M, O], EpochMetrics]:
+) -> tuple[FitState[TS], EpochMetrics]:
     """``epochs`` calls of :func:`fit_epoch` inside one ``lax.scan``: a whole run, pure.
 
     Gives the same result as :func:`fit` with the same key (both fold the epoch index into
@@ -425,7 +426,7 @@ def fit_scan(
     """
     n_epochs = int_arg(epochs, "epochs", "fit_scan", low=1)
 
-    def body(fs: FitState[P, M, O], _: None) -> tuple[FitState[P, M, O], EpochMetrics]:
+    def body(fs: FitState[TS], _: None) -> tuple[FitState[TS], EpochMetrics]:
         return fit_epoch(step, fs, train_data, key, batch_size=batch_size, eval_step=eval_step,
                          val_data=val_data, eval_batch_size=eval_batch_size,
                          early_stopping=early_stopping, plateau=plateau, monitor=monitor)
@@ -433,7 +434,17 @@ def fit_scan(
     return lax.scan(body, fit_state, None, length=n_epochs)
 
 
-def final_train_state(fit_state: FitState[P, M, O], early_stopping: EarlyStopping | None = None) -> TrainState[P, M, O]:
+# Compiled once per (step, options, shapes) and reused by every ``fit`` call (JAX's jit cache);
+# the run state is donated, so its buffers are reused for the next epoch's state.
+_fit_epoch_jit = jax.jit(
+    fit_epoch,
+    static_argnums=(0,),
+    static_argnames=("batch_size", "eval_step", "eval_batch_size", "early_stopping", "plateau", "monitor"),
+    donate_argnums=(1,),
+)
+
+
+def final_train_state(fit_state: FitState[TS], early_stopping: EarlyStopping | None = None) -> TS:
     """The train state to keep at the end of a run.
 
     With an early-stopping rule that has ``restore_best``, the parameters and model state are
@@ -547,14 +558,14 @@ def _copy_tree(tree: PyTree) -> PyTree:
 
 
 def fit(
-    step: TrainStep[P, M, O],
-    state: TrainState[P, M, O],
+    step: TrainStep,
+    state: TS,
     train_data: PyTree,
     key: PRNGKey,
     *,
     epochs: int,
     batch_size: int,
-    eval_step: EvalStep[P, M, O] | None = None,
+    eval_step: EvalStep | None = None,
     val_data: PyTree = None,
     eval_batch_size: int | None = None,
     early_stopping: EarlyStopping | None = None,
@@ -564,7 +575,7 @@ def fit(
     progress: bool = True,
     checkpoint_path: str | os.PathLike[str] | None = None,
     resume: bool = False,
-) -> tuple[TrainState[P, M, O], History]:
+) -> tuple[TS, History]:
     """Train for up to ``epochs`` epochs: the host-side loop around the jitted :func:`fit_epoch`.
 
     Each epoch runs as one compiled call (compiled once; the run state is donated to it, after a
@@ -634,12 +645,13 @@ def fit(
         fit_state = _copy_tree(fit_state)
     n_batches = n // bs
 
-    def run(fs: FitState[P, M, O], k: PRNGKey, tdata: PyTree, vdata: PyTree) -> tuple[FitState[P, M, O], EpochMetrics]:
-        return fit_epoch(step, fs, tdata, k, batch_size=bs, eval_step=eval_step, val_data=vdata,
-                         eval_batch_size=eval_batch_size, early_stopping=early_stopping,
-                         plateau=plateau, monitor=monitor)
+    def run(fs: FitState[TS]) -> tuple[FitState[TS], EpochMetrics]:
+        out: tuple[FitState[TS], EpochMetrics] = _fit_epoch_jit(
+            step, fs, train_data, key, batch_size=bs, eval_step=eval_step, val_data=val_data,
+            eval_batch_size=eval_batch_size, early_stopping=early_stopping, plateau=plateau,
+            monitor=monitor)
+        return out
 
-    run_jit = jax.jit(run, donate_argnums=(0,))
     start = int(fit_state.epoch)
     step_count = int(fit_state.train_state.step)
     records: list[EpochMetrics] = []
@@ -656,7 +668,7 @@ def fit(
             if stopped_epoch is not None:
                 break
             t0 = time.perf_counter()
-            fit_state, m = run_jit(fit_state, key, train_data, val_data)
+            fit_state, m = run(fit_state)
             m = jax.device_get(m)
             seconds.append(time.perf_counter() - t0)
             losses = np.asarray(m.step_loss)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Generic, NamedTuple, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import jax.numpy as jnp
 
-from functrain.optim.base import GradientTransformation
+from functrain.optim.base import TransformationLike
 from functrain.typing import Array
 
 __all__ = ["TrainState", "init_train_state"]
@@ -34,13 +34,14 @@ class TrainState(NamedTuple, Generic[P, M, O]):
     opt_state: O
 
 
-def init_train_state(params: P, model_state: M, optimizer: GradientTransformation[O]) -> TrainState[P, M, O]:
+def init_train_state(params: P, model_state: M, optimizer: TransformationLike) -> TrainState[P, M, Any]:
     """Start a training run: step 0 and a freshly initialized optimizer state.
 
     Args:
         params: the trainable parameters (any pytree of arrays).
         model_state: the non-trainable model state (batch-norm statistics, or ``()``).
-        optimizer: a gradient transformation (functrain or optax).
+        optimizer: a gradient transformation (functrain, or optax: anything with optax's
+            ``init``/``update`` pair).
 
     Returns:
         ``TrainState(step=0, params, model_state, optimizer.init(params))``.

@@ -1,0 +1,194 @@
+"""EMA (closed form), SWA (identity, running mean), batch-norm recomputation, digits ensemble."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from functrain import _tree, layers, optim
+from functrain.data.datasets import load_digits, split_dataset
+from functrain.layers import BatchNormState
+from functrain.losses import softmax_cross_entropy
+from functrain.train import (
+    classifier_loss,
+    ema_update,
+    ensemble_predict,
+    final_train_state,
+    fit_scan,
+    init_fit_state,
+    init_train_state,
+    make_train_step,
+    recompute_batch_norm_stats,
+    swa_init,
+    swa_update,
+)
+from functrain.typing import Array, PRNGKey, PyTree
+
+
+def _params(seed: int) -> PyTree:
+    k1, k2 = jax.random.split(jax.random.key(seed))
+    return {"w": jax.random.normal(k1, (3, 4)), "b": jax.random.normal(k2, (4,))}
+
+
+def test_ema_matches_the_closed_form() -> None:
+    decay = 0.9
+    avg0 = _params(0)
+    ps = [_params(i + 1) for i in range(6)]
+    avg = avg0
+    for p in ps:
+        avg = jax.jit(ema_update)(avg, p, decay)
+    t = len(ps)
+    for k in avg0:
+        ref = decay ** t * np.asarray(avg0[k], np.float64) + (1 - decay) * sum(
+            decay ** (t - i) * np.asarray(p[k], np.float64) for i, p in enumerate(ps, start=1))
+        np.testing.assert_allclose(avg[k], ref, rtol=1e-5, atol=1e-6)
+    # Constant params: avg_t = decay^t avg_0 + (1 - decay^t) p.
+    p = _params(9)
+    a = avg0
+    for _ in range(10):
+        a = ema_update(a, p, 0.8)
+    np.testing.assert_allclose(a["w"], 0.8 ** 10 * avg0["w"] + (1 - 0.8 ** 10) * p["w"], rtol=1e-5, atol=1e-6)
+
+
+def test_ema_under_vmap_over_decays_and_dtypes() -> None:
+    avg, p = _params(0), _params(1)
+    decays = jnp.array([0.0, 0.5, 1.0])
+    out = jax.vmap(lambda d: ema_update(avg, p, d))(decays)
+    np.testing.assert_allclose(out["w"][0], p["w"], rtol=1e-6)
+    np.testing.assert_allclose(out["w"][2], avg["w"], rtol=1e-6)
+    bf = ema_update({"w": jnp.ones(3, jnp.bfloat16)}, {"w": jnp.zeros(3, jnp.bfloat16)}, 0.5)
+    assert bf["w"].dtype == jnp.bfloat16
+    with pytest.raises(ValueError, match="ema_update: argument 'decay'"):
+        ema_update(avg, p, 1.5)
+    with pytest.raises(ValueError, match="ema_update: 'params' must have the tree structure"):
+        ema_update(avg, {"w": p["w"]}, 0.5)
+
+
+def test_swa_of_identical_params_is_the_identity() -> None:
+    p = _params(3)
+    s = swa_init(p)
+    for e in range(7):
+        s = jax.jit(swa_update)(s, p, e)
+    assert int(s.n) == 7
+    _tree_equal(s.average, p)
+
+
+def _tree_equal(a: PyTree, b: PyTree) -> None:
+    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_swa_is_the_uniform_mean_from_the_start_epoch() -> None:
+    ps = [_params(i) for i in range(8)]
+    s = swa_init(ps[0])
+    for e, p in enumerate(ps):
+        s = swa_update(s, p, e, start_epoch=3)
+    assert int(s.n) == 5
+    for k in ps[0]:
+        ref = np.mean([np.asarray(p[k], np.float64) for p in ps[3:]], axis=0)
+        np.testing.assert_allclose(s.average[k], ref, rtol=1e-5, atol=1e-6)
+    # vmap over runs with different start epochs.
+    starts = jnp.array([0, 6])
+
+    def run(start: Array) -> PyTree:
+        st = swa_init(ps[0])
+        for e, p in enumerate(ps):
+            st = swa_update(st, p, e, start_epoch=start)
+        return st
+
+    out = jax.vmap(run)(starts)
+    np.testing.assert_array_equal(out.n, [8, 2])
+    np.testing.assert_allclose(out.average["w"][1], (np.asarray(ps[6]["w"]) + np.asarray(ps[7]["w"])) / 2, rtol=1e-6)
+
+
+def test_recompute_batch_norm_stats_is_the_cumulative_average_of_batch_statistics() -> None:
+    model = layers.serial(layers.Dense(6), layers.BatchNorm(momentum=0.9), layers.Relu, layers.Dense(3),
+                          layers.BatchNorm(momentum=0.99))
+    params, state, _ = model.init(jax.random.key(0), (-1, 5))
+    x = jax.random.normal(jax.random.key(1), (50, 5)) * 2.0 + 1.0
+    bs = 16  # 3 full batches; the last 2 examples are dropped
+    new = jax.jit(recompute_batch_norm_stats, static_argnames=("apply", "batch_size"))(
+        model.apply, params, state, x, batch_size=bs)
+
+    # Reference in float64: per-batch mean and unbiased variance of each BN input, averaged.
+    d0, d1 = params[0], params[3]
+    bn0, bn1 = params[1], params[4]
+    means0, vars0, means1, vars1 = [], [], [], []
+    for i in range(3):
+        xb = np.asarray(x[i * bs:(i + 1) * bs], np.float64)
+        h = xb @ np.asarray(d0.w, np.float64) + np.asarray(d0.b, np.float64)
+        means0.append(h.mean(0)); vars0.append(h.var(0, ddof=1))
+        hn = (h - h.mean(0)) / np.sqrt(h.var(0) + 1e-5) * np.asarray(bn0.scale) + np.asarray(bn0.bias)
+        z = np.maximum(hn, 0) @ np.asarray(d1.w, np.float64) + np.asarray(d1.b, np.float64)
+        means1.append(z.mean(0)); vars1.append(z.var(0, ddof=1))
+    assert isinstance(new[1], BatchNormState) and isinstance(new[4], BatchNormState)
+    np.testing.assert_allclose(new[1].mean, np.mean(means0, 0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(new[1].var, np.mean(vars0, 0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(new[4].mean, np.mean(means1, 0), rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(new[4].var, np.mean(vars1, 0), rtol=1e-3, atol=1e-4)
+    assert _tree.describe_difference(new, state) is None
+
+
+def test_recompute_batch_norm_stats_with_dropout_key_and_errors() -> None:
+    model = layers.serial(layers.Dense(4), layers.Dropout(0.5), layers.BatchNorm())
+    params, state, _ = model.init(jax.random.key(0), (-1, 3))
+    x = jax.random.normal(jax.random.key(1), (20, 3))
+    a = recompute_batch_norm_stats(model.apply, params, state, x, batch_size=10, key=jax.random.key(2))
+    b = recompute_batch_norm_stats(model.apply, params, state, x, batch_size=10, key=jax.random.key(3))
+    assert not np.allclose(a[2].mean, b[2].mean)
+    with pytest.raises(ValueError, match="needs a key|key"):
+        recompute_batch_norm_stats(model.apply, params, state, x, batch_size=10)
+    plain = layers.serial(layers.Dense(4))
+    pp, ps, _ = plain.init(jax.random.key(0), (-1, 3))
+    with pytest.raises(ValueError, match="holds no BatchNormState"):
+        recompute_batch_norm_stats(plain.apply, pp, ps, x, batch_size=10)
+    with pytest.raises(ValueError, match="batch_size"):
+        recompute_batch_norm_stats(model.apply, params, state, x, batch_size=21, key=jax.random.key(2))
+
+
+def test_ensemble_predict_averages_member_probabilities() -> None:
+    model = layers.serial(layers.Dense(5), layers.Relu, layers.Dense(4))
+    keys = jax.random.split(jax.random.key(0), 3)
+    stacked_params, stacked_state, _ = jax.vmap(lambda k: model.init(k, (-1, 2))[:2] + (None,))(keys)
+    x = jax.random.normal(jax.random.key(1), (7, 2))
+    probs = jax.jit(ensemble_predict, static_argnames="apply")(model.apply, stacked_params, stacked_state, x)
+    members = [jax.nn.softmax(model.apply(_tree.tree_map(lambda a: a[i], stacked_params), stacked_state, x,
+                                          train=False)[0])
+               for i in range(3)]
+    np.testing.assert_allclose(probs, np.mean(members, axis=0), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-6)
+    with pytest.raises(ValueError, match="same leading"):
+        ensemble_predict(model.apply, {"a": jnp.ones((3, 2)), "b": jnp.ones((2, 2))}, (), x)
+
+
+def test_five_seed_digits_ensemble_nll_is_no_worse_than_its_members() -> None:
+    ds = load_digits()
+    tt = split_dataset(jax.random.key(0), ds._replace(x=ds.x / 16.0), test_fraction=0.2)
+    train, test = (tt.train.x, tt.train.y), (tt.test.x, tt.test.y)
+    model = layers.serial(layers.Dense(64), layers.BatchNorm(), layers.Relu, layers.Dense(10))
+    opt = optim.adam(3e-3)
+    step = make_train_step(classifier_loss(model.apply, train=True), opt)
+
+    def member(seed: PRNGKey) -> tuple[PyTree, PyTree]:
+        init_key, key = jax.random.split(seed)
+        params, mstate, _ = model.init(init_key, (-1, 64))
+        fs, _ = fit_scan(step, init_fit_state(init_train_state(params, mstate, opt)), train, key,
+                         epochs=6, batch_size=64)
+        ts = final_train_state(fs)
+        return ts.params, ts.model_state
+
+    stacked_params, stacked_state = jax.jit(jax.vmap(member))(jax.random.split(jax.random.key(1), 5))
+    x, y = test
+    probs = ensemble_predict(model.apply, stacked_params, stacked_state, x)
+    ens_nll = float(-jnp.mean(jnp.log(probs[jnp.arange(y.shape[0]), y])))
+    member_nlls = []
+    for i in range(5):
+        p_i = _tree.tree_map(lambda a: a[i], stacked_params)
+        s_i = _tree.tree_map(lambda a: a[i], stacked_state)
+        logits, _ = model.apply(p_i, s_i, x, train=False)
+        member_nlls.append(float(softmax_cross_entropy(logits, y)))
+    assert ens_nll <= float(np.mean(member_nlls)), (ens_nll, member_nlls)
+    assert float(jnp.mean(jnp.argmax(probs, -1) == y)) >= 0.95
+    assert len(set(member_nlls)) == 5  # the members differ

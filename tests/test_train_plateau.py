@@ -1,0 +1,165 @@
+"""Reduce-on-plateau: the rule on recorded sequences, scale_by_plateau's effect on updates, fit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from jax import lax
+
+from functrain import layers, optim
+from functrain.data.datasets import load_digits
+from functrain.train import (
+    ReduceOnPlateauState,
+    ScaleByPlateauState,
+    classifier_loss,
+    fit,
+    get_plateau_scale,
+    init_train_state,
+    make_eval_step,
+    make_train_step,
+    reduce_on_plateau,
+    scale_by_plateau,
+    set_plateau_scale,
+)
+from functrain.typing import Array
+
+
+def _reference_scales(values: list[float], factor: float, patience: int, min_delta: float, cooldown: int,
+                      min_scale: float, mode: str = "min") -> list[float]:
+    """Plain-Python statement of the documented rule."""
+    scale, best, bad, cd = 1.0, (np.inf if mode == "min" else -np.inf), 0, 0
+    out = []
+    for v in values:
+        improved = v < best - min_delta if mode == "min" else v > best + min_delta
+        if improved:
+            best, bad = v, 0
+        else:
+            bad += 1
+        if cd > 0:
+            cd -= 1
+            bad = 0
+        if bad >= patience:
+            scale = max(scale * factor, min_scale)
+            cd, bad = cooldown, 0
+        out.append(scale)
+    return out
+
+
+VALUES = [5.0, 4.0, 4.0, 4.0, 4.0, 4.0, 4.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0]
+
+
+def _run(values: list[float], **kw: Any) -> list[float]:
+    rule = reduce_on_plateau(**kw)
+    s = rule.init()
+    out = []
+    for v in values:
+        s = rule.update(s, v)
+        out.append(float(s.scale))
+    return out
+
+
+def test_scale_changes_exactly_where_the_rule_says() -> None:
+    got = _run(VALUES, factor=0.5, patience=2, cooldown=1, min_scale=0.2)
+    # Epoch 3: 2nd non-improving epoch -> 0.5; epoch 4 is cooldown; epochs 5, 6 -> 0.25;
+    # epoch 7 improves (3.0); epochs 8, 9 -> 0.125 clipped to min_scale 0.2.
+    assert got == pytest.approx([1, 1, 1, .5, .5, .5, .25, .25, .25, .2, .2, .2, .2])
+
+
+@pytest.mark.parametrize("patience", [1, 2, 3])
+@pytest.mark.parametrize("cooldown", [0, 1, 3])
+@pytest.mark.parametrize("min_delta", [0.0, 0.5])
+@pytest.mark.parametrize("mode", ["min", "max"])
+def test_matches_the_reference_rule(patience: int, cooldown: int, min_delta: float, mode: str) -> None:
+    vals = VALUES + [2.9, 2.95, 2.0, 2.5, 2.5] if mode == "min" else [-v for v in VALUES + [2.9, 2.95, 2.0]]
+    ref = _reference_scales(vals, 0.3, patience, min_delta, cooldown, 0.001, mode)
+    got = _run(vals, factor=0.3, patience=patience, cooldown=cooldown, min_delta=min_delta, min_scale=0.001,
+               mode=mode)
+    np.testing.assert_allclose(got, ref, rtol=1e-6)
+
+
+def test_jit_scan_and_vmap_over_sequences() -> None:
+    rule = reduce_on_plateau(factor=0.5, patience=2, cooldown=1, min_scale=0.2)
+
+    def run(values: Array) -> Array:
+        def body(s: ReduceOnPlateauState, v: Array) -> tuple[ReduceOnPlateauState, Array]:
+            s = rule.update(s, v)
+            return s, s.scale
+        return lax.scan(body, rule.init(), values)[1]
+
+    seqs = jnp.stack([jnp.asarray(VALUES), jnp.asarray(VALUES[::-1])])
+    out = jax.jit(jax.vmap(run))(seqs)
+    np.testing.assert_allclose(out[0], _run(VALUES, factor=0.5, patience=2, cooldown=1, min_scale=0.2))
+    np.testing.assert_allclose(out[1], _run(VALUES[::-1], factor=0.5, patience=2, cooldown=1, min_scale=0.2))
+
+
+def test_scale_by_plateau_scales_the_learning_rate() -> None:
+    params = {"w": jnp.array([1.0, -2.0]), "b": jnp.array(0.5)}
+    grads = {"w": jnp.array([0.3, 0.1]), "b": jnp.array(-1.0)}
+    bases: list[optim.GradientTransformation[Any]] = [optim.sgd(0.1, momentum=0.9), optim.adam(0.01)]
+    for base in bases:
+        tx = optim.chain(base, scale_by_plateau())
+        state = set_plateau_scale(tx.init(params), 0.25)
+        assert float(get_plateau_scale(state)) == 0.25
+        u, _ = tx.update(grads, state, params)
+        u_ref, _ = base.update(grads, base.init(params), params)
+        for k in params:
+            np.testing.assert_allclose(u[k], 0.25 * u_ref[k], rtol=1e-6)
+    # Inside an optax chain too, and under jit.
+    tx2 = optax.chain(optax.sgd(0.1), scale_by_plateau())
+    s2 = jax.jit(set_plateau_scale)(tx2.init(params), jnp.asarray(0.5))
+    u2, _ = tx2.update(grads, s2, params)
+    np.testing.assert_allclose(u2["w"], -0.05 * grads["w"], rtol=1e-6)
+    assert isinstance(s2[1], ScaleByPlateauState)
+
+
+def test_missing_scale_by_plateau_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match=r"add functrain.train.scale_by_plateau\(\) at the end"):
+        set_plateau_scale(optim.sgd(0.1).init({"w": jnp.ones(2)}), 0.5)
+    double = optim.chain(scale_by_plateau(), scale_by_plateau()).init({})
+    with pytest.raises(ValueError, match="2 ScaleByPlateauState"):
+        get_plateau_scale(double)
+
+
+def test_fit_with_plateau_reduces_the_learning_rate_by_the_rule() -> None:
+    ds = load_digits()
+    x, y = ds.x / 16.0, ds.y
+    train, val = (x[:200], y[:200]), (x[200:300], y[200:300])
+    model = layers.serial(layers.Dense(16), layers.Relu, layers.Dense(10))
+    opt = optim.chain(optim.adam(5e-2), scale_by_plateau())
+    params, mstate, _ = model.init(jax.random.key(0), (-1, 64))
+    state = init_train_state(params, mstate, opt)
+    step = make_train_step(classifier_loss(model.apply, train=True), opt)
+    eval_step = make_eval_step(classifier_loss(model.apply, train=False))
+    rule = reduce_on_plateau(factor=0.5, patience=1, min_delta=0.05, min_scale=0.01)
+    out, hist = fit(step, state, train, jax.random.key(1), epochs=12, batch_size=50, eval_step=eval_step,
+                    val_data=val, plateau=rule, learning_rate=5e-2, progress=False)
+    ref = _reference_scales([float(v) for v in hist.val["loss"]], 0.5, 1, 0.05, 0, 0.01)
+    np.testing.assert_allclose(hist.lr_scale, ref, rtol=1e-6)
+    assert min(ref) < 1.0  # the test exercises at least one reduction
+    assert hist.learning_rate is not None
+    np.testing.assert_allclose(hist.learning_rate, 5e-2 * np.asarray(ref), rtol=1e-6)
+    assert float(get_plateau_scale(out.opt_state)) == pytest.approx(ref[-1])
+    with pytest.raises(ValueError, match="ScaleByPlateauState"):
+        fit(make_train_step(classifier_loss(model.apply, train=True), optim.adam(1e-2)),
+            init_train_state(params, mstate, optim.adam(1e-2)), train, jax.random.key(1), epochs=1,
+            batch_size=50, plateau=rule, progress=False)
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="reduce_on_plateau: argument 'factor'"):
+        reduce_on_plateau(factor=1.0)
+    with pytest.raises(ValueError, match="'patience' must be an int >= 1"):
+        reduce_on_plateau(patience=0)
+    with pytest.raises(ValueError, match="'cooldown' must be an int >= 0"):
+        reduce_on_plateau(cooldown=-1)
+    with pytest.raises(ValueError, match="min_scale"):
+        reduce_on_plateau(min_scale=-0.5)
+    with pytest.raises(ValueError, match="mode"):
+        reduce_on_plateau(mode="up")  # type: ignore[arg-type]  # deliberate misuse
+    with pytest.raises(ValueError, match="'value' must be a scalar"):
+        reduce_on_plateau().update(reduce_on_plateau().init(), jnp.ones(3))

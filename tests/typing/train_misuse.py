@@ -1,0 +1,68 @@
+"""Misuses of the training API that mypy must reject (checked by tests/test_typing.py)."""
+
+import jax
+import jax.numpy as jnp
+
+from functrain import losses, optim, train
+from functrain.typing import Array, Metrics, PRNGKey, PyTree
+
+
+def loss_fn(params: PyTree, model_state: PyTree, batch: PyTree, key: PRNGKey) -> tuple[Array, tuple[PyTree, Metrics]]:
+    return jnp.sum(params["w"]), (model_state, {})
+
+
+def no_key_loss(params: PyTree, model_state: PyTree, batch: PyTree) -> tuple[Array, tuple[PyTree, Metrics]]:
+    return jnp.sum(params["w"]), (model_state, {})
+
+
+key = jax.random.key(0)
+opt = optim.sgd(0.1)
+state = train.init_train_state({"w": jnp.ones(2)}, (), opt)
+step = train.make_train_step(loss_fn, opt)
+eval_step = train.make_eval_step(loss_fn)
+data = (jnp.ones((4, 2)),)
+
+# A loss function must take (params, model_state, batch, key).
+train.make_train_step(no_key_loss, opt)  # expect-error
+
+# The optimizer must be a gradient transformation, not a learning rate.
+train.make_train_step(loss_fn, 0.1)  # expect-error
+
+# TrainState has four fields.
+train.TrainState(jnp.zeros(()), {"w": jnp.ones(2)})  # expect-error
+
+# An eval step is not a train step (it takes no key and returns only metrics).
+train.train_epoch(eval_step, state, data, key, batch_size=2)  # expect-error
+
+# batch_size is keyword-only.
+train.train_epoch(step, state, data, key, 2)  # expect-error
+
+# A train step is not an eval step.
+train.evaluate(step, state, data, batch_size=2)  # expect-error
+
+# epochs is required and keyword-only; progress is a bool.
+train.fit(step, state, data, key, batch_size=2)  # expect-error
+train.fit(step, state, data, key, epochs=1, batch_size=2, progress="yes")  # expect-error
+
+# Early stopping mode is "min" or "max"; patience is an int.
+train.early_stopping(3, mode="lowest")  # expect-error
+train.early_stopping("3")  # expect-error
+
+# An optimizer factory must be called first.
+train.init_train_state({"w": jnp.ones(2)}, (), optim.adam)  # expect-error
+
+# Checkpoint paths come first; a dict is not a path.
+train.save_checkpoint({"w": jnp.ones(2)}, "ckpt.bin")  # expect-error
+
+# The History has no such field.
+_, history = train.fit(step, state, data, key, epochs=1, batch_size=2)
+history.val_loss  # expect-error
+
+# Loss reductions are literal strings.
+losses.softmax_cross_entropy(jnp.zeros((2, 3)), jnp.zeros((2,), jnp.int32), reduction="avg")  # expect-error
+
+# Correct use type-checks.
+new_state, metrics = step(state, data, key)
+es = train.early_stopping(3, mode="max")
+es_state = es.update(es.init(state.params), metrics["loss"], new_state.params)
+fs = train.init_fit_state(new_state, early_stopping=es)
