@@ -34,12 +34,12 @@ from typing import Any, Protocol
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from functrain import _tree
 from functrain.layers.base import ApplyFn
 from functrain.losses import accuracy, l2_penalty, softmax_cross_entropy
 from functrain.optim.base import GradientTransformation, TransformationLike, apply_updates
+from functrain.train._checks import number_arg
 from functrain.train.state import TrainState
 from functrain.typing import Array, LossFn, Metrics, PRNGKey, PyTree
 
@@ -198,8 +198,7 @@ def classifier_loss(apply: ApplyFn, *, train: bool, weight_decay: float | Array 
     Raises:
         ValueError: if a concrete ``weight_decay`` is negative.
     """
-    if not isinstance(weight_decay, jax.core.Tracer) and float(np.asarray(weight_decay)) < 0:
-        raise ValueError(f"classifier_loss: argument 'weight_decay' must be >= 0, got {weight_decay}")
+    number_arg(weight_decay, "weight_decay", "classifier_loss", low=0.0)  # traced values pass
 
     def loss_fn(params: PyTree, model_state: PyTree, batch: PyTree,
                 key: PRNGKey) -> tuple[Array, tuple[PyTree, Metrics]]:
