@@ -1,20 +1,87 @@
 """functrain: the classic deep-learning training tricks as small, typed, pure JAX functions.
 
-``import functrain as ft``; submodules: ``ft.initializers``, ``ft.optim``.
+``import functrain as ft``. One concept family per submodule:
+
+* :mod:`ft.initializers <functrain.initializers>` -- uniform, gaussian, LeCun, Glorot/Xavier,
+  He/Kaiming, orthogonal, variance scaling, ``reinitialize``;
+* :mod:`ft.layers <functrain.layers>` -- dense, conv, pooling, batch/layer/weight norm, dropout,
+  residual and Inception-style combinators, ``serial``;
+* :mod:`ft.optim <functrain.optim>` -- gradient transformations (optax convention): SGD, momentum,
+  Nesterov, Adagrad, RMSProp, Adam, AdamW, normalized SGD, clipping, weight decay, guards,
+  ``ft.optim.schedules``;
+* :mod:`ft.losses <functrain.losses>` -- cross-entropy, MSE, accuracy, L1/L2 penalties;
+* :mod:`ft.train <functrain.train>` -- train state, jit-compiled steps and epochs, ``fit``, early
+  stopping, reduce-on-plateau, EMA/SWA/ensembles, checkpoints, vmapped seeds and sweeps, data
+  parallelism;
+* :mod:`ft.data <functrain.data>` -- scaling, splits, batching, digits/MNIST/npz loaders;
+* :mod:`ft.diagnostics <functrain.diagnostics>` -- gradient/activation statistics, signal
+  propagation; :mod:`ft.plotting <functrain.plotting>` (matplotlib, imported lazily).
+
+The most used names are also available at the top level (``ft.adam``, ``ft.serial``, ``ft.fit`` ...).
 """
 
-from functrain import initializers, optim
-from functrain.typing import Array, Initializer, PRNGKey, PyTree, ScalarOrSchedule, Schedule
+from functrain import data, diagnostics, initializers, layers, losses, optim, plotting, train
+from functrain.layers import Layer, serial
+from functrain.losses import accuracy, softmax_cross_entropy
+from functrain.optim import (
+    GradientTransformation,
+    adam,
+    adamw,
+    apply_updates,
+    chain,
+    clip_by_global_norm,
+    momentum,
+    schedules,
+    sgd,
+)
+from functrain.train import (
+    TrainState,
+    early_stopping,
+    fit,
+    init_train_state,
+    make_eval_step,
+    make_train_step,
+    train_epoch,
+)
+from functrain.typing import Array, Initializer, LossFn, PRNGKey, PyTree, ScalarOrSchedule, Schedule
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Array",
+    "GradientTransformation",
     "Initializer",
+    "Layer",
+    "LossFn",
     "PRNGKey",
     "PyTree",
     "ScalarOrSchedule",
     "Schedule",
+    "TrainState",
+    "__version__",
+    "accuracy",
+    "adam",
+    "adamw",
+    "apply_updates",
+    "chain",
+    "clip_by_global_norm",
+    "data",
+    "diagnostics",
+    "early_stopping",
+    "fit",
+    "init_train_state",
     "initializers",
+    "layers",
+    "losses",
+    "make_eval_step",
+    "make_train_step",
+    "momentum",
     "optim",
+    "plotting",
+    "schedules",
+    "serial",
+    "sgd",
+    "softmax_cross_entropy",
+    "train",
+    "train_epoch",
 ]
