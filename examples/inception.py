@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from functrain.data.datasets import load_digits
+from functrain.initializers import he_normal
 from functrain.layers import (
     Concatenate,
     Conv2D,
@@ -32,14 +33,19 @@ from functrain.layers import (
 from functrain.typing import Array, PRNGKey
 
 
+def conv_relu(channels: int, size: int) -> Layer:
+    """A ``SAME`` convolution followed by ReLU, He-initialized (``N(0, 2/n_in)``, suited to ReLU)."""
+    return serial(Conv2D(channels, size, w_init=he_normal()), Relu)
+
+
 def inception_block(c1: int, c3_reduce: int, c3: int, c5_reduce: int, c5: int, pool_proj: int) -> Layer:
     """Four branches on one input, concatenated: ``c1 + c3 + c5 + pool_proj`` output channels."""
     return serial(
         parallel(
-            serial(Conv2D(c1, 1), Relu),
-            serial(Conv2D(c3_reduce, 1), Relu, Conv2D(c3, 3), Relu),
-            serial(Conv2D(c5_reduce, 1), Relu, Conv2D(c5, 5), Relu),
-            serial(MaxPool(3, stride=1, padding="SAME"), Conv2D(pool_proj, 1), Relu),
+            conv_relu(c1, 1),
+            serial(conv_relu(c3_reduce, 1), conv_relu(c3, 3)),
+            serial(conv_relu(c5_reduce, 1), conv_relu(c5, 5)),
+            serial(MaxPool(3, stride=1, padding="SAME"), conv_relu(pool_proj, 1)),
         ),
         Concatenate,
     )
@@ -48,7 +54,7 @@ def inception_block(c1: int, c3_reduce: int, c3: int, c5_reduce: int, c5: int, p
 def build_model() -> Layer:
     """Stem, two Inception blocks around a pooling step, global average pooling, a classifier."""
     return serial(
-        Conv2D(16, 3), Relu,
+        conv_relu(16, 3),
         inception_block(8, 8, 16, 4, 8, 8),    # 8 + 16 + 8 + 8 = 40 channels at 8x8
         MaxPool(2),
         inception_block(16, 16, 24, 4, 8, 8),  # 16 + 24 + 8 + 8 = 56 channels at 4x4

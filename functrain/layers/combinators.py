@@ -101,7 +101,8 @@ def serial(*layers: Layer | Branches | Join) -> Layer:
                              "inputs; put parallel(...) directly before it")
     n = len(layers)
 
-    def init_eager(key: PRNGKey, shape: Shape) -> tuple[PyTree, PyTree, Shape]:
+    def init(key: PRNGKey, input_shape: Sequence[int]) -> tuple[PyTree, PyTree, Shape]:
+        shape = check_input_shape(input_shape, "serial")
         keys = jax.random.split(key, n) if n else None
         params: list[PyTree] = []
         states: list[PyTree] = []
@@ -131,22 +132,6 @@ def serial(*layers: Layer | Branches | Join) -> Layer:
             except ValueError as e:
                 raise ValueError(f"serial: layer {position} of {n}: {e}") from e
         return tuple(params), tuple(states), shape
-
-    # The whole initialization runs as ONE compiled program (instead of one small dispatch per
-    # initializer call): output shapes are static, recorded while tracing, keyed by input shape.
-    output_shapes: dict[Shape, Shape] = {}
-
-    def init_arrays(key: PRNGKey, shape: Shape) -> tuple[PyTree, PyTree]:
-        params, states, out = init_eager(key, shape)
-        output_shapes[shape] = out
-        return params, states
-
-    init_jit = jax.jit(init_arrays, static_argnums=1)
-
-    def init(key: PRNGKey, input_shape: Sequence[int]) -> tuple[PyTree, PyTree, Shape]:
-        shape = check_input_shape(input_shape, "serial")
-        params, states = init_jit(key, shape)
-        return params, states, output_shapes[shape]
 
     def apply(
         params: PyTree, state: PyTree, x: Array, *, key: PRNGKey | None = None, train: bool
