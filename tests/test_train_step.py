@@ -53,6 +53,9 @@ def test_sgd_step_matches_float64_hand_computation() -> None:
     np.testing.assert_allclose(metrics["grad_norm"], np.sqrt((gw ** 2).sum() + (gb ** 2).sum()), rtol=1e-5)
     np.testing.assert_allclose(metrics["mae"], np.abs(r).mean(), rtol=1e-5)
     assert int(new.step) == 1 and int(new.model_state["calls"]) == 1
+    lean, lean_metrics = make_train_step(_linear_loss, optim.sgd(lr), grad_norm=False)(state, (x, y), jax.random.key(3))
+    assert set(lean_metrics) == {"loss", "mae"}
+    np.testing.assert_allclose(lean.params["w"], new.params["w"], rtol=1e-6)
 
 
 def test_adam_steps_match_optax_reference() -> None:

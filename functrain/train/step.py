@@ -92,14 +92,16 @@ def _check_optimizer(optimizer: Any, who: str) -> None:
                         f"(with init and update functions), got {type(optimizer).__name__}")
 
 
-def make_train_step(loss_fn: LossFn, optimizer: GradientTransformation[Any] | TransformationLike) -> TrainStep:
+def make_train_step(loss_fn: LossFn, optimizer: GradientTransformation[Any] | TransformationLike, *,
+                    grad_norm: bool = True) -> TrainStep:
     """Build the pure training step ``step(state, batch, key) -> (state, metrics)``.
 
     One step computes ``(loss, (model_state, metrics)), g = value_and_grad(loss_fn)(params, ...)``,
     ``updates, opt_state = optimizer.update(g, opt_state, params)`` and
     ``params = params + updates``, and increments ``state.step``. The metrics are the loss
-    function's metrics plus ``"loss"`` and ``"grad_norm"`` (the global L2 norm of the gradient,
-    ``sqrt(sum_i ||g_i||^2)``, before any clipping the optimizer applies).
+    function's metrics plus ``"loss"`` and (unless ``grad_norm=False``) ``"grad_norm"``, the
+    global L2 norm of the gradient ``sqrt(sum_i ||g_i||^2)`` before any clipping the optimizer
+    applies.
 
     The step works for any pytree of parameters: functrain layers, or an equinox model split by
     ``eqx.partition`` (see the module docstring).
@@ -108,6 +110,9 @@ def make_train_step(loss_fn: LossFn, optimizer: GradientTransformation[Any] | Tr
         loss_fn: ``loss_fn(params, model_state, batch, key) -> (loss, (new_model_state, metrics))``
             with a scalar ``loss`` and ``metrics`` mapping names to scalars.
         optimizer: a gradient transformation (functrain or optax).
+        grad_norm: report ``"grad_norm"``. It costs one extra pass over the gradients per
+            step (a square-and-sum per leaf: on CPU about 10% of a small MLP's step, negligible
+            for conv nets or on accelerators); ``False`` drops it for the leanest step.
 
     Returns:
         The step function. It is pure: jit, vmap and scan it freely.
@@ -121,6 +126,8 @@ def make_train_step(loss_fn: LossFn, optimizer: GradientTransformation[Any] | Tr
     if not callable(loss_fn):
         raise TypeError(f"{who}: argument 'loss_fn' must be callable, got {type(loss_fn).__name__}")
     _check_optimizer(optimizer, who)
+    if not isinstance(grad_norm, bool):
+        raise TypeError(f"{who}: argument 'grad_norm' must be a bool, got {grad_norm!r}")
 
     def wrapped(params: PyTree, model_state: PyTree, batch: PyTree,
                 key: PRNGKey) -> tuple[Array, tuple[PyTree, Mapping[str, Array]]]:
@@ -134,7 +141,9 @@ def make_train_step(loss_fn: LossFn, optimizer: GradientTransformation[Any] | Tr
         (loss, (model_state, metrics)), grads = grad_fn(state.params, state.model_state, batch, key)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = apply_updates(state.params, updates)
-        out = {**metrics, "loss": loss, "grad_norm": _tree.tree_global_norm(grads)}
+        out = {**metrics, "loss": loss}
+        if grad_norm:
+            out["grad_norm"] = _tree.tree_global_norm(grads)
         return TrainState(state.step + 1, params, model_state, opt_state), out
 
     return step
