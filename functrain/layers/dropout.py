@@ -59,7 +59,7 @@ def _apply_dropout(key: PRNGKey | None, x: Array, rate: float | Array, train: bo
         return x
     keep = 1.0 - rate
     mask = jax.random.bernoulli(key, keep, x.shape)
-    return jnp.where(mask, x / keep, jnp.zeros((), x.dtype)).astype(x.dtype)
+    return jnp.where(mask, x * (1.0 / keep), jnp.zeros((), x.dtype)).astype(x.dtype)
 
 
 def Dropout(rate: float) -> Layer:  # noqa: N802 (layer constructor)
