@@ -37,10 +37,17 @@ from functrain.optim import (
 from functrain.train import (
     TrainState,
     early_stopping,
+    evaluate,
     fit,
     init_train_state,
+    load_checkpoint,
     make_eval_step,
     make_train_step,
+    reduce_on_plateau,
+    run_seeds,
+    save_checkpoint,
+    scale_by_plateau,
+    sweep,
     train_epoch,
 )
 from functrain.typing import Array, Initializer, LossFn, PRNGKey, PyTree, ScalarOrSchedule, Schedule
@@ -48,6 +55,13 @@ from functrain.typing import Array, Initializer, LossFn, PRNGKey, PyTree, Scalar
 __version__ = "0.1.0"
 
 __all__ = [
+    "sweep",
+    "scale_by_plateau",
+    "save_checkpoint",
+    "run_seeds",
+    "reduce_on_plateau",
+    "load_checkpoint",
+    "evaluate",
     "Array",
     "GradientTransformation",
     "Initializer",

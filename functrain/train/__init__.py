@@ -46,10 +46,20 @@ from functrain.train.plateau import (
     scale_by_plateau,
     set_plateau_scale,
 )
+from functrain.train import distributed, seeds
+from functrain.train.seeds import RunResults, Stats, grid, run_seeds, summarize, sweep
 from functrain.train.state import TrainState, init_train_state
 from functrain.train.step import EvalStep, TrainStep, classifier_loss, make_eval_step, make_train_step
 
 __all__ = [
+    "RunResults",
+    "Stats",
+    "distributed",
+    "grid",
+    "run_seeds",
+    "seeds",
+    "summarize",
+    "sweep",
     "CheckpointError",
     "EarlyStopping",
     "EarlyStoppingState",
