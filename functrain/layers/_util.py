@@ -7,6 +7,7 @@ Every check here runs in Python on *static* information (shapes, Python numbers)
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Sequence
 from typing import Literal, TypeAlias
 
@@ -38,12 +39,15 @@ def int_tuple(value: int | Sequence[int], n: int, name: str, who: str, *, minimu
         out: tuple[int, ...] = (value,) * n
     else:
         try:
-            out = tuple(value)
+            items = tuple(value)
+            if any(isinstance(v, bool) for v in items):
+                raise TypeError("bool")
+            out = tuple(operator.index(v) for v in items)  # ints, including NumPy integers
         except TypeError as e:
             raise TypeError(
                 f"{who}: argument '{name}' must be an int or a sequence of {n} ints, got {value!r}"
             ) from e
-        if len(out) != n or not all(isinstance(v, int) and not isinstance(v, bool) for v in out):
+        if len(out) != n:
             raise ValueError(f"{who}: argument '{name}' must be an int or a sequence of {n} ints, got {value!r}")
     if any(v < minimum for v in out):
         raise ValueError(f"{who}: argument '{name}' must be >= {minimum} in every dimension, got {value!r}")
