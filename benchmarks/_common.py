@@ -32,6 +32,7 @@ class Settings:
         gpu: GPU mode requested (``--gpu``).
         on_gpu: GPU mode requested *and* ``jax.devices()[0]`` is a GPU.
         repeats: timed repeats per contender (the median is reported).
+        heavy_repeats: timed repeats for the long workloads (convnet, seeds).
         torch_device: ``"cpu"``, ``"cuda"``, or ``None`` when PyTorch is skipped.
         torch_skip_reason: why PyTorch is skipped (``""`` when it runs).
     """
@@ -40,6 +41,7 @@ class Settings:
     gpu: bool
     on_gpu: bool
     repeats: int
+    heavy_repeats: int
     torch_device: str | None
     torch_skip_reason: str
 
@@ -226,9 +228,12 @@ def machine_info(settings: Settings, torch_threads: int | None) -> JSON:
         "mode": settings.mode,
         "gpu_requested": settings.gpu,
         "repeats": settings.repeats,
+        "repeats_long_workloads": settings.heavy_repeats,
     }
 
 
 def block(tree: Any) -> None:
     """Wait until every array in ``tree`` is computed."""
-    jax.block_until_ready(tree)
+    for leaf in jax.tree_util.tree_leaves(tree):
+        if isinstance(leaf, jax.Array):
+            leaf.block_until_ready()

@@ -100,7 +100,7 @@ def _mlp_jax(params: Any, x: Array, key: Array | None, train: bool) -> Array:
     del key, train
     n = len(params)
     for i, (w, b) in enumerate(params):
-        x = x @ w + b
+        x = jnp.matmul(x, w) + b
         if i < n - 1:
             x = jax.nn.relu(x)
     return x
@@ -123,7 +123,8 @@ class EqxMLP(eqx.Module):
 
 def _eqx_linear(w: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> eqx.nn.Linear:
     lin = eqx.nn.Linear(w.shape[0], w.shape[1], key=jax.random.key(0))
-    return eqx.tree_at(lambda m: (m.weight, m.bias), lin, (jnp.asarray(w.T), jnp.asarray(b)))
+    out: eqx.nn.Linear = eqx.tree_at(lambda m: (m.weight, m.bias), lin, (jnp.asarray(w.T), jnp.asarray(b)))
+    return out
 
 
 def _mlp_eqx(leaves: Leaves) -> EqxMLP:
@@ -185,7 +186,8 @@ def _conv_functrain() -> Any:
 
 
 def _max_pool_nhwc(x: Array) -> Array:
-    return lax.reduce_window(x, -jnp.inf, lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+    y: Array = lax.reduce_window(x, -jnp.inf, lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+    return y
 
 
 def _conv_nhwc(x: Array, w: Array, b: Array) -> Array:
@@ -202,7 +204,8 @@ def _conv_jax(params: Any, x: Array, key: Array | None, train: bool) -> Array:
         assert key is not None
         keep = jax.random.bernoulli(key, 1.0 - DROPOUT_RATE, x.shape)
         x = jnp.where(keep, x / (1.0 - DROPOUT_RATE), 0.0)
-    return x @ w3 + b3
+    logits: Array = jnp.matmul(x, w3) + b3
+    return logits
 
 
 def _dense_hwc_to_chw(w: np.ndarray[Any, Any], hwc: tuple[int, int, int]) -> np.ndarray[Any, Any]:
@@ -231,8 +234,9 @@ class EqxConvNet(eqx.Module):
 def _eqx_conv(w: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> eqx.nn.Conv2d:
     kh, kw, cin, cout = w.shape
     conv = eqx.nn.Conv2d(cin, cout, (kh, kw), key=jax.random.key(0))
-    return eqx.tree_at(lambda m: (m.weight, m.bias), conv,
-                       (jnp.asarray(w.transpose(3, 2, 0, 1)), jnp.asarray(b.reshape(cout, 1, 1))))
+    out: eqx.nn.Conv2d = eqx.tree_at(lambda m: (m.weight, m.bias), conv,
+                                     (jnp.asarray(w.transpose(3, 2, 0, 1)), jnp.asarray(b.reshape(cout, 1, 1))))
+    return out
 
 
 def _conv_eqx(leaves: Leaves) -> EqxConvNet:
@@ -252,6 +256,7 @@ def _torch_conv(w: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> Any:
     conv = torch.nn.Conv2d(cin, cout, (kh, kw))
     with torch.no_grad():
         conv.weight.copy_(torch.from_numpy(np.ascontiguousarray(w.transpose(3, 2, 0, 1))))
+        assert conv.bias is not None
         conv.bias.copy_(torch.from_numpy(b))
     return conv
 

@@ -38,7 +38,7 @@ Array = jax.Array
 
 
 def _lower_compile(fn: Callable[..., Any], args: tuple[Any, ...], store: dict[str, list[float]]) -> float:
-    jax.clear_caches()
+    jax.clear_caches()  # type: ignore[no-untyped-call]  # unannotated in jax
     t0 = time.perf_counter()
     lowered = jax.jit(fn).lower(*args)
     t1 = time.perf_counter()
@@ -171,7 +171,7 @@ def import_time(settings: Settings, log: Callable[[str], None] = print) -> JSON:
 def run(settings: Settings, log: Callable[[str], None] = print) -> JSON:
     """Compile times (functrain vs hand-written) and import times."""
     cs, stores = _compile_contenders(settings)
-    times = interleaved(cs, settings.repeats, warmup=1, log=log)
+    times = interleaved(cs, settings.repeats, warmup=settings.units(full=1, quick=1, smoke=0), log=log)
     results: JSON = {}
     for c in cs:
         e = time_entry(c, times.get(c.name))

@@ -25,10 +25,15 @@ optimizer-state buffers, each read and written once (sgd 0, momentum 1, adam 2, 
 extra full passes over the gradient (1 for clip_by_global_norm: the norm must be known before the
 gradient can be scaled, so the gradient is read twice). Per parameter: sgd 12 B, momentum 20 B,
 adam 28 B, adamw + clip 32 B. Bytes per second = bytes per update x updates per second.
+
+For a machine-independent check, each contender also records XLA's own estimate of the compiled
+update's memory traffic and flops (``compiled.cost_analysis()``: ``xla_bytes_accessed``,
+``xla_flops``); equal numbers mean functrain and optax compile to the same work.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -105,6 +110,11 @@ def _contender(name: str, label: str, make_tx: Callable[[], Any], apply_updates:
 
     fn = jax.jit(update, donate_argnums=(0, 1))
     params = jax.tree_util.tree_map(jnp.copy, params0)
+    cost = fn.lower(params, tx.init(params), grads).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    if cost:
+        c.info["xla_bytes_accessed"] = float(cost.get("bytes accessed", 0.0))
+        c.info["xla_flops"] = float(cost.get("flops", 0.0))
     # Fresh buffers for every state leaf (donated below): functrain's scale_by_adam.init puts one
     # zeros tree in both mu and nu, and XLA refuses to donate a buffer twice. Done for both sides.
     box: dict[str, Any] = {"params": params, "opt": jax.tree_util.tree_map(jnp.copy, tx.init(params))}
@@ -139,9 +149,9 @@ def run(settings: Settings, log: Callable[[str], None] = print) -> JSON:
     for name in TRAFFIC:
         log(f"  optimizer {name}")
         cs = [
-            _contender("functrain", f"functrain {LABELS[name]}", lambda n=name: functrain_tx(n), ft_apply,
+            _contender("functrain", f"functrain {LABELS[name]}", functools.partial(functrain_tx, name), ft_apply,
                        params0, grads, k),
-            _contender("optax", f"optax {LABELS[name]}", lambda n=name: optax_tx(n), optax.apply_updates,
+            _contender("optax", f"optax {LABELS[name]}", functools.partial(optax_tx, name), optax.apply_updates,
                        params0, grads, k),
         ]
         times = interleaved(cs, settings.repeats, log=log)

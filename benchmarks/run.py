@@ -13,7 +13,8 @@ Flags:
                    are given.
     --gpu          run on ``jax.devices()[0]``; falls back to the CPU, with a message, when JAX
                    sees no GPU. PyTorch runs on CUDA when it can, and is skipped otherwise.
-    --repeats N    timed repeats per contender (default: 7 full, 5 quick, 1 smoke).
+    --repeats N    timed repeats per contender (default: 7 full, 5 quick, 1 smoke; the long
+                   convnet and seeds workloads use 5 in full mode).
     --workloads L  comma-separated subset of mlp,convnet,optim,seeds,compile (default: all).
                    Results of the other workloads are kept from the existing results file.
     --out DIR      where results.json/results.md go (default benchmarks/results).
@@ -164,10 +165,13 @@ def _summary_rows(results: JSON) -> list[str]:
                 rows.append(f"| Optimizer update ({opt}), {size} params | "
                             f"{e['label']} | {val} | {_ratio(e)} |")
     if "seeds" in w:
-        for e in w["seeds"]["results"].values():
+        for name, e in w["seeds"]["results"].items():
             sc = e.get("scaling_vs_1_seed")
-            rows.append(f"| Multi-seed MLP runs (`run_seeds`) | {e['label']} | {_value(e, 'seed-steps/s')} | "
-                        + (f"{sc:.2f}× vs 1 seed |" if sc else "– |"))
+            notes = [f"{sc:.2f}× vs 1 seed"] if sc else []
+            if name.startswith("run_seeds") and e.get("ratio"):
+                notes.append(f"{e['ratio']:.2f}× the compiled-once reference")
+            rows.append(f"| Multi-seed MLP runs ({w['seeds']['config']['steps_per_run']} steps each) | {e['label']} | {_value(e, 'seed-steps/s')} | "
+                        f"{'; '.join(notes) or '–'} |")
     if "compile" in w:
         for e in w["compile"]["results"].values():
             val = _value(e, "s")
@@ -192,7 +196,8 @@ def _machine_line(results: JSON) -> str:
     fb = f" **{m['gpu_fallback']}**" if m.get("gpu_fallback") else ""
     return (f"{m.get('device')} ({m.get('cpu_model')}, {m.get('cpus_available')} cores available), "
             f"jax {m.get('jax')}, optax {m.get('optax')}, equinox {m.get('equinox')}, {torch}; "
-            f"{m.get('date')}, mode `{m.get('mode')}`, median of {m.get('repeats')} interleaved repeats.{fb}")
+            f"{m.get('date')}, mode `{m.get('mode')}`, median of {m.get('repeats')} interleaved repeats "
+            f"({m.get('repeats_long_workloads')} for the convnet and seeds).{fb}")
 
 
 def readme_table(results: JSON) -> str:
@@ -238,7 +243,8 @@ def results_markdown(results: JSON) -> str:
                 t = e.get("time_s", {})
                 notes = ", ".join(f"{k}={_fmt(v) if isinstance(v, float) else v}" for k, v in e.items()
                                   if k in ("final_loss", "parity_max_abs_diff", "torch_threads", "bytes_per_s",
-                                           "scaling_vs_1_seed", "lower_s", "compile_s"))
+                                           "scaling_vs_1_seed", "lower_s", "compile_s",
+                                           "xla_bytes_accessed", "xla_flops"))
                 best = _fmt(e.get("value_best")) if "value_best" in e else _fmt(t.get("min"))
                 tt = f"{_fmt(t['median'])} [{_fmt(t['min'])}, {_fmt(t['max'])}]" if t else "–"
                 out.append(f"| {e['label']} | {_value(e, e.get('unit', ''))} | {best} | {tt} | {_ratio(e)} | {notes} |")
@@ -280,10 +286,11 @@ def update_readme(readme: Path, block: str, gpu: bool) -> bool:
 def _settings(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[Any, JSON]:
     import jax
 
-    from benchmarks._common import Settings
+    from benchmarks._common import Mode, Settings
 
-    mode = "smoke" if args.smoke else "quick" if args.quick else "full"
+    mode: Mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     repeats = args.repeats or {"full": 7, "quick": 5, "smoke": 1}[mode]
+    heavy = args.repeats or {"full": 5, "quick": 5, "smoke": 1}[mode]
     extra: JSON = {}
     dev = jax.devices()[0]
     on_gpu = args.gpu and dev.platform in ("gpu", "cuda", "rocm")
@@ -316,7 +323,8 @@ def _settings(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[Any
             threads = torch.get_num_threads()
     if skip:
         log(f"PyTorch skipped: {skip}")
-    return Settings(mode=mode, gpu=args.gpu, on_gpu=on_gpu, repeats=repeats, torch_device=torch_device,
+    return Settings(mode=mode, gpu=args.gpu, on_gpu=on_gpu, repeats=repeats, heavy_repeats=heavy,
+                    torch_device=torch_device,
                     torch_skip_reason=skip), {"threads": threads, **extra}
 
 
@@ -327,10 +335,14 @@ def _runner(name: str) -> Callable[..., JSON]:
             "compile": compile_time.run}[name]
 
 
+def log(message: str) -> None:
+    """Print a progress line immediately."""
+    print(message, flush=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmarks; return the process exit status."""
     args = _parse(argv)
-    log = lambda s: print(s, flush=True)  # noqa: E731
     gpu = bool(args.gpu)
     stem = "results_gpu" if gpu else "results"
     if args.out is not None:
@@ -348,9 +360,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not json_path.exists():
             print(f"error: --readme-only: no results file {json_path}", file=sys.stderr)
             return 1
-        results = json.loads(json_path.read_text(encoding="utf-8"))
-        md_path.write_text(results_markdown(results), encoding="utf-8")
-        ok = readme is None or update_readme(readme, readme_table(results), bool(results["machine"].get("gpu_requested")))
+        saved: JSON = json.loads(json_path.read_text(encoding="utf-8"))
+        md_path.write_text(results_markdown(saved), encoding="utf-8")
+        ok = readme is None or update_readme(readme, readme_table(saved), bool(saved["machine"].get("gpu_requested")))
         print(f"wrote {md_path}" + (f" and the table in {readme}" if ok and readme else ""))
         return 0 if ok else 1
 
