@@ -71,8 +71,11 @@ def functrain_params(spec: ModelSpec, leaves: Leaves) -> tuple[Any, Any, Any]:
 
 
 def _functrain(spec: ModelSpec, leaves: Leaves, x: np.ndarray[Any, Any], y: np.ndarray[Any, Any],
-               epochs: int, ref: np.ndarray[Any, Any]) -> Contender:
-    c = Contender("functrain", "functrain `train_epoch` (lax.scan)")
+               epochs: int, ref: np.ndarray[Any, Any], *, grad_norm: bool | None = None) -> Contender:
+    if grad_norm is None:
+        c = Contender("functrain", "functrain `train_epoch` (lax.scan)")
+    else:
+        c = Contender("functrain_no_grad_norm", "functrain `train_epoch`, `make_train_step(..., grad_norm=False)`")
     try:
         import functrain.optim as fo
         from functrain.train import classifier_loss, init_train_state, make_train_step, train_epoch
@@ -82,7 +85,8 @@ def _functrain(spec: ModelSpec, leaves: Leaves, x: np.ndarray[Any, Any], y: np.n
     model, params, mstate = functrain_params(spec, leaves)
     c.info.update(_check("functrain", model.apply(params, mstate, jnp.asarray(x[:BATCH]), train=False)[0], ref))
     opt = fo.adam(LR)
-    step = make_train_step(classifier_loss(model.apply, train=True), opt)
+    loss_fn = classifier_loss(model.apply, train=True)
+    step = make_train_step(loss_fn, opt) if grad_norm is None else make_train_step(loss_fn, opt, grad_norm=grad_norm)
     epoch = jax.jit(functools.partial(train_epoch, step, batch_size=BATCH), donate_argnums=0)
     data = (jnp.asarray(x), jnp.asarray(y))
     # Fresh buffers for every leaf before donating the state: functrain's scale_by_adam.init puts one
@@ -294,11 +298,17 @@ def _torch(spec: ModelSpec, settings: Settings, leaves: Leaves, x: np.ndarray[An
 
 
 def contenders(spec: ModelSpec, settings: Settings, leaves: Leaves, x: np.ndarray[Any, Any],
-               y: np.ndarray[Any, Any], epochs: int) -> list[Contender]:
-    """All five training contenders for ``spec`` on data ``(x, y)``, ``epochs`` epochs per unit."""
+               y: np.ndarray[Any, Any], epochs: int, *, ablation: bool = False) -> list[Contender]:
+    """All five training contenders for ``spec`` on data ``(x, y)``, ``epochs`` epochs per unit.
+
+    With ``ablation``, also functrain with ``make_train_step(..., grad_norm=False)`` (the default
+    step also reports the gradient's global norm, one more pass over the gradients per step).
+    """
     ref = np.asarray(spec.jax_apply(pairs(leaves), jnp.asarray(x[:BATCH]), None, False), np.float64)
+    extra = [_functrain(spec, leaves, x, y, epochs, ref, grad_norm=False)] if ablation else []
     return [
         _functrain(spec, leaves, x, y, epochs, ref),
+        *extra,
         _jax_scan(spec, leaves, x, y, epochs),
         _jax_loop(spec, leaves, x, y, epochs),
         _equinox(spec, leaves, x, y, epochs, ref),

@@ -150,7 +150,7 @@ def _import_times(mod: str) -> tuple[float, float]:
 
 def import_time(settings: Settings, log: Callable[[str], None] = print) -> JSON:
     """``import X`` time beyond ``import jax`` for functrain, optax and equinox (median, seconds)."""
-    n = settings.units(full=9, quick=5, smoke=1)
+    n = settings.units(full=5 if settings.on_gpu else 9, quick=5, smoke=1)
     mods = ("functrain", "optax", "equinox")
     samples: dict[str, list[float]] = {m: [] for m in mods}
     jax_samples: list[float] = []

@@ -23,9 +23,11 @@ def run(settings: Settings, log: Callable[[str], None] = print) -> JSON:
     if settings.smoke:
         x, y = x[: 4 * _training.BATCH], y[: 4 * _training.BATCH]
     epochs = settings.units(full=8, quick=3, smoke=1)
+    if settings.on_gpu and not settings.smoke:
+        epochs *= 5  # a GPU step is ~50x faster: keep each timed unit well above timer noise
     steps = len(x) // _training.BATCH
     leaves = init_leaves(jax.random.key(0), MLP.leaf_shapes)
-    cs = _training.contenders(MLP, settings, leaves, x, y, epochs)
+    cs = _training.contenders(MLP, settings, leaves, x, y, epochs, ablation=True)
     times = interleaved(cs, settings.repeats, log=log)
     results = {c.name: throughput_entry(c, times.get(c.name), epochs * steps, "steps/s") for c in cs}
     add_ratios(results, higher_is_better=True)

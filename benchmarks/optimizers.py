@@ -137,7 +137,7 @@ def run(settings: Settings, log: Callable[[str], None] = print) -> JSON:
     grads = tree(kernels, jax.random.key(1))
     n_params = sum(int(a.size) for a in jax.tree_util.tree_leaves(params0))
     k = settings.units(full=10, quick=4, smoke=2)
-    if settings.on_gpu:
+    if settings.on_gpu and not settings.smoke:
         k = 100
     try:
         import functrain.optim as fo

@@ -289,11 +289,11 @@ def _settings(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[Any
     from benchmarks._common import Mode, Settings
 
     mode: Mode = "smoke" if args.smoke else "quick" if args.quick else "full"
-    repeats = args.repeats or {"full": 7, "quick": 5, "smoke": 1}[mode]
-    heavy = args.repeats or {"full": 5, "quick": 5, "smoke": 1}[mode]
     extra: JSON = {}
     dev = jax.devices()[0]
-    on_gpu = args.gpu and dev.platform in ("gpu", "cuda", "rocm")
+    on_gpu = bool(args.gpu) and dev.platform in ("gpu", "cuda", "rocm")
+    repeats = args.repeats or {"full": 5 if on_gpu else 7, "quick": 5, "smoke": 1}[mode]
+    heavy = args.repeats or {"full": 5, "quick": 5, "smoke": 1}[mode]
     if args.gpu and not on_gpu:
         msg = (f"--gpu: JAX sees no GPU (jax.devices()[0] is {dev.platform}: {dev}); falling back to the CPU "
                "(these are CPU numbers)")
