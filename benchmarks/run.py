@@ -230,7 +230,8 @@ def results_markdown(results: JSON) -> str:
             out += ["```", d["error"], "```"]
             continue
         out += [f"- {k}: {v}" for k, v in d.get("config", {}).items()]
-        out += [f"- measured at: {d.get('measured_at')}", ""]
+        out += [f"- measured at: {d.get('measured_at')} with `{d.get('command')}`, median of "
+                f"{d.get('repeats')} interleaved repeats, {_fmt(d.get('wall_s'))} s", ""]
         groups = ({o: g["results"] for o, g in d["optimizers"].items()} if "optimizers" in d
                   else {"": d.get("results", {})})
         for gname, res in groups.items():
@@ -392,6 +393,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             log(res["error"])
             failed = True
         res["measured_at"] = machine["date"]
+        res["command"] = cmd
+        res["repeats"] = settings.heavy_repeats if name in ("convnet", "seeds") else settings.repeats
         res["wall_s"] = time.perf_counter() - t0
         results["workloads"][name] = res
         log(f"   {name} took {res['wall_s']:.1f} s")
