@@ -64,6 +64,7 @@ __all__ = [
     "build_optimizer",
     "build_schedule",
     "check_config",
+    "checkpoint_like",
     "format_table",
     "load_data",
     "markdown_report",
@@ -393,6 +394,30 @@ def make_run(config: RunConfig, splits: Splits) -> tuple[Callable[[PRNGKey], Run
     return run, model
 
 
+def checkpoint_like(config: RunConfig, splits: Splits, seeds: int = 1) -> TrainState[Any, Any, Any]:
+    """The structure, shapes and dtypes of the train state ``functrain train`` checkpoints.
+
+    ``load_checkpoint(path, like=checkpoint_like(config, splits, seeds))`` loads
+    ``checkpoint.ckpt`` back (seeds stacked on a leading axis when ``seeds > 1``). Computed by
+    ``jax.eval_shape`` (nothing is trained or compiled).
+
+    Args:
+        config: the run's configuration (``history.json``'s ``"config"``).
+        splits: the run's data (:func:`prepare_splits` of the same source).
+        seeds: the number of seeds the run trained.
+
+    Returns:
+        A :class:`~functrain.train.TrainState` of ``jax.ShapeDtypeStruct`` leaves.
+    """
+    run, _ = make_run(config, splits)
+    if seeds > 1:
+        keys = jax.random.split(jax.random.key(0), seeds)
+        out: RunOutput = jax.eval_shape(jax.vmap(run), keys)
+    else:
+        out = jax.eval_shape(run, jax.random.key(0))
+    return out.state
+
+
 def _ready(out: RunOutput) -> RunOutput:
     """``out`` once computed (JAX dispatches asynchronously; timings must include the work)."""
     for leaf in jax.tree_util.tree_leaves(out):
@@ -474,7 +499,10 @@ class TrickResult(NamedTuple):
         label: the row's name.
         test_accuracy: ``(seeds,)`` test accuracy per seed (``(1,)`` for the ensemble row).
         epochs_run: ``(seeds,)`` epochs trained per seed.
-        seconds: wall-clock seconds of the row (compilation included).
+        train_seconds: wall-clock seconds of running the row's compiled program (for the
+            ensemble: of the prediction).
+        compile_seconds: wall-clock seconds of building and compiling the program (compiles
+            overlap with other rows' training).
         diverged: how many seeds ended with non-finite parameters.
         val_accuracy: ``(seeds, epochs)`` validation accuracy, NaN after early stopping
             (``None`` for the ensemble row).
@@ -488,7 +516,8 @@ class TrickResult(NamedTuple):
     label: str
     test_accuracy: np.ndarray[Any, Any]
     epochs_run: np.ndarray[Any, Any]
-    seconds: float
+    train_seconds: float
+    compile_seconds: float
     diverged: int
     val_accuracy: np.ndarray[Any, Any] | None
     val_loss: np.ndarray[Any, Any] | None
@@ -501,6 +530,22 @@ def _curve(values: Array, keep: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     return np.where(keep & np.isfinite(arr), arr, np.nan)
 
 
+class _Compiled(NamedTuple):
+    program: Callable[[Array], RunOutput]
+    model: layers.Layer
+    seconds: float
+
+
+def _compile_row(config: RunConfig, data: Splits, keys: Array,
+                 compiler_options: dict[str, Any] | None) -> _Compiled:
+    """Build and compile one row's program: ``run_seeds`` of the row's run over ``keys``."""
+    t0 = time.perf_counter()
+    run, model = make_run(config, data)
+    batched = jax.jit(lambda ks: run_seeds(run, ks, jit=False).results)
+    program = batched.lower(keys).compile(compiler_options=compiler_options)
+    return _Compiled(program, model, time.perf_counter() - t0)
+
+
 def run_tricks(
     *,
     seeds: int,
@@ -511,12 +556,17 @@ def run_tricks(
     splits: Splits | None = None,
     log: TextIO | None = sys.stderr,
     compiler_options: dict[str, Any] | None = None,
+    compile_workers: int | None = None,
 ) -> list[TrickResult]:
     """Run every row of :func:`trick_rows` over ``seeds`` seeds (vmapped), plus the ensemble row.
 
     All rows use the same seed keys (``split(key(seed), seeds)``: the same initial draws and
     batch orders where the configurations allow), the same data splits and the same epochs.
-    Progress goes to ``log``: a line when a row starts and one when it ends, with its time.
+    Each row is one compiled program (``run_seeds`` of its run, all seeds vmapped). Compiling
+    takes longer than training these small networks and uses one core, so the programs are
+    compiled ahead by ``compile_workers`` threads while earlier rows train; rows still train one
+    after the other, in order. Progress goes to ``log``: a line when a row starts and one when it
+    ends, with its compile and training times.
 
     Args:
         seeds: number of seeds per row (>= 1; the ensemble averages that many models).
@@ -527,10 +577,13 @@ def run_tricks(
         splits: the data (default: the digits, :func:`prepare_splits`).
         log: where progress lines go (``None`` for silence).
         compiler_options: XLA options for every row's program (see :func:`run_many`).
+        compile_workers: threads compiling ahead (default: 2, or 1 on a single core).
 
     Returns:
         One :class:`TrickResult` per row, the ensemble last.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     data = prepare_splits(load_digits()) if splits is None else splits
     keys = jax.random.split(jax.random.key(seed), seeds)
     rows = trick_rows(epochs=epochs, hidden=hidden, batch_size=batch_size)
@@ -539,44 +592,56 @@ def run_tricks(
     last_out: RunOutput | None = None
     last_model: layers.Layer | None = None
     start = time.perf_counter()
+    workers = compile_workers if compile_workers is not None else min(2, os.cpu_count() or 1)
 
     def say(text: str) -> None:
         if log is not None:
             print(text, file=log, flush=True)
 
-    for i, (label, config) in enumerate(rows):
-        say(f"[{i + 1}/{total}] {label}: training {seeds} seed{'s' * (seeds != 1)} x {epochs} epochs ...")
-        t0 = time.perf_counter()
-        run, model = make_run(config, data)
-        out = run_many(run, keys, compiler_options=compiler_options)
-        seconds = time.perf_counter() - t0
-        active = np.asarray(out.active, bool)
-        finite = np.asarray(out.finite, bool)
-        diverged = int(np.sum(~finite[:, -1]))
-        result = TrickResult(
-            label=label, test_accuracy=np.asarray(out.test_accuracy, np.float64),
-            epochs_run=np.asarray(out.epochs_run, np.int64), seconds=seconds, diverged=diverged,
-            val_accuracy=_curve(out.val_accuracy, active), val_loss=_curve(out.val_loss, active),
-            train_loss=_curve(out.train_loss, active))
-        results.append(result)
-        last_out, last_model = out, model
-        say(f"[{i + 1}/{total}] {label}: test accuracy {_mean_std(result.test_accuracy)}"
-            f"{f', {diverged} diverged' if diverged else ''} ({seconds:.1f} s, "
-            f"{time.perf_counter() - start:.0f} s so far)")
+    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="functrain-compile")
+    try:
+        futures = [pool.submit(_compile_row, config, data, keys, compiler_options) for _, config in rows]
+        for i, ((label, _), future) in enumerate(zip(rows, futures)):
+            say(f"[{i + 1}/{total}] {label}: {seeds} seed{'s' * (seeds != 1)} x {epochs} epochs ...")
+            compiled = future.result()
+            t0 = time.perf_counter()
+            out = _ready(compiled.program(keys))
+            seconds = time.perf_counter() - t0
+            active = np.asarray(out.active, bool)
+            finite = np.asarray(out.finite, bool)
+            diverged = int(np.sum(~finite[:, -1]))
+            result = TrickResult(
+                label=label, test_accuracy=np.asarray(out.test_accuracy, np.float64),
+                epochs_run=np.asarray(out.epochs_run, np.int64), train_seconds=seconds,
+                compile_seconds=compiled.seconds, diverged=diverged,
+                val_accuracy=_curve(out.val_accuracy, active), val_loss=_curve(out.val_loss, active),
+                train_loss=_curve(out.train_loss, active))
+            results.append(result)
+            last_out, last_model = out, compiled.model
+            say(f"[{i + 1}/{total}] {label}: test accuracy {_mean_std(result.test_accuracy)}"
+                f"{f', {diverged} diverged' if diverged else ''} (train {seconds:.1f} s, compile "
+                f"{compiled.seconds:.1f} s; {time.perf_counter() - start:.0f} s so far)")
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
     assert last_out is not None and last_model is not None  # rows is never empty
     label = f"+ ensemble of the {seeds} models above"
     say(f"[{total}/{total}] {label} ...")
-    t0 = time.perf_counter()
     state = last_out.state
-    probs = jax.jit(lambda p, s, x: ensemble_predict(last_model.apply, p, s, x))(
-        state.params, state.model_state, jnp.asarray(data.x_test))
-    acc = float(np.mean(np.argmax(np.asarray(probs), axis=-1) == data.y_test))
-    seconds = time.perf_counter() - t0
+    model = last_model
+    t0 = time.perf_counter()
+    predict = jax.jit(lambda p, s, x: ensemble_predict(model.apply, p, s, x))
+    x_test = jnp.asarray(data.x_test)
+    program = predict.lower(state.params, state.model_state, x_test).compile()
+    t1 = time.perf_counter()
+    probs = np.asarray(program(state.params, state.model_state, x_test))
+    acc = float(np.mean(np.argmax(probs, axis=-1) == data.y_test))
+    t2 = time.perf_counter()
     results.append(TrickResult(label=label, test_accuracy=np.asarray([acc]),
-                               epochs_run=results[-1].epochs_run, seconds=seconds, diverged=0,
-                               val_accuracy=None, val_loss=None, train_loss=None, ensemble=True))
-    say(f"[{total}/{total}] {label}: test accuracy {acc:.4f} ({seconds:.1f} s; "
+                               epochs_run=results[-1].epochs_run, train_seconds=t2 - t1,
+                               compile_seconds=t1 - t0, diverged=0, val_accuracy=None, val_loss=None,
+                               train_loss=None, ensemble=True))
+    say(f"[{total}/{total}] {label}: test accuracy {acc:.4f} ({t2 - t0:.1f} s; "
         f"{time.perf_counter() - start:.0f} s in all)")
     return results
 
@@ -591,17 +656,17 @@ def _mean_std(values: np.ndarray[Any, Any]) -> str:
     return f"{float(np.mean(values)):.4f} ± {float(np.std(values)):.4f}"
 
 
-def _cells(r: TrickResult) -> tuple[str, str, str, str]:
+def _cells(r: TrickResult) -> tuple[str, str, str, str, str]:
     acc = _mean_std(r.test_accuracy)
     if r.diverged:
         acc += f" ({r.diverged}/{r.test_accuracy.size} diverged)"
     if r.ensemble:
         acc += " (one ensemble)"
     epochs = f"{float(np.mean(r.epochs_run)):.1f}"
-    return r.label, acc, epochs, f"{r.seconds:.1f}"
+    return r.label, acc, epochs, f"{r.train_seconds:.1f}", f"{r.compile_seconds:.1f}"
 
 
-HEADER = ("trick (cumulative)", "test accuracy (mean ± std)", "epochs", "seconds")
+HEADER = ("trick (cumulative)", "test accuracy (mean ± std)", "epochs", "train s", "compile s")
 
 
 def format_table(results: Sequence[TrickResult]) -> str:
@@ -619,7 +684,7 @@ def format_table(results: Sequence[TrickResult]) -> str:
 
 def markdown_table(results: Sequence[TrickResult]) -> str:
     """The table as GitHub Markdown."""
-    lines = ["| " + " | ".join(HEADER) + " |", "| --- | ---: | ---: | ---: |"]
+    lines = ["| " + " | ".join(HEADER) + " |", "| --- | ---: | ---: | ---: | ---: |"]
     lines += ["| " + " | ".join(_cells(r)) + " |" for r in results]
     return "\n".join(lines)
 
@@ -746,8 +811,11 @@ def markdown_report(results: Sequence[TrickResult], *, splits: Splits, seeds: in
         f"Model: MLP {net} with ReLU, softmax cross-entropy, batches of {batch_size}, up to {epochs} "
         "epochs. Each row adds one trick to the row above (cumulative), with a standard "
         "hyperparameter fixed in advance (no per-row tuning). Every row trains the same "
-        f"{seeds} seeds, all at once (`jax.vmap` via `run_seeds`, one compiled program per row); "
-        "the seconds include compilation.",
+        f"{seeds} seeds, all at once (`jax.vmap` via `run_seeds`, one compiled program per row). "
+        "`train s` is the wall-clock time of running a row's program (all its seeds and epochs, "
+        "validation and test included); `compile s` that of building and compiling it, which for "
+        "these small networks takes longer: two programs are compiled ahead while earlier rows "
+        "train, so the compile times overlap the training and each other.",
         "",
         markdown_table(results),
         "",
@@ -759,7 +827,7 @@ def markdown_report(results: Sequence[TrickResult], *, splits: Splits, seeds: in
         "other tricks accumulate).",
         f"- The ensemble averages the class probabilities of the {ensemble} models of the row above "
         "(`ensemble_predict`: p(y|x) = mean_k softmax(f_k(x))), so it is one number; its epochs "
-        "are its members' and its seconds only the prediction.",
+        "are its members' and its times those of the prediction.",
         "",
         f"![Validation accuracy and training loss per epoch, and test accuracy, of every row]({image})",
         "",
@@ -779,7 +847,8 @@ def results_json(results: Sequence[TrickResult], *, seeds: int, epochs: int, hid
         "settings": {"seeds": seeds, "epochs": epochs, "hidden": list(hidden), "batch_size": batch_size,
                      "seed": seed},
         "rows": [{"trick": r.label, "test_accuracy": [float(v) for v in r.test_accuracy],
-                  "epochs_run": [int(v) for v in r.epochs_run], "seconds": r.seconds,
+                  "epochs_run": [int(v) for v in r.epochs_run], "train_seconds": r.train_seconds,
+                  "compile_seconds": r.compile_seconds,
                   "diverged": r.diverged, "ensemble": r.ensemble,
                   "val_accuracy": curve(r.val_accuracy), "val_loss": curve(r.val_loss),
                   "train_loss": curve(r.train_loss)}

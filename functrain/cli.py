@@ -19,6 +19,7 @@ import json
 import math
 import os
 import platform
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -41,7 +42,15 @@ class UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    """An ``ArgumentParser`` whose usage errors are a single line on stderr (exit status 2)."""
+    """An ``ArgumentParser`` whose usage errors are a single line on stderr (exit status 2).
+
+    It also reads ``-1e-4`` as a (negative) value rather than an option, as Python >= 3.13 does,
+    so that ``--weight-decay -1e-4`` reports the negative value instead of a missing argument.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(r"^-\d+$|^-\d*\.\d+$|^-(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 
     def error(self, message: str) -> NoReturn:
         """Print ``functrain: error: <message>`` and exit with status 2 (no usage block)."""

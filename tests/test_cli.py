@@ -1,0 +1,296 @@
+"""The ``functrain`` command: ``tricks`` and ``train`` end to end, the entry points, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import struct
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+import pytest
+
+from functrain import _tricks
+from functrain.cli import main
+from functrain.train import load_checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    """Width and height of a PNG, checking its signature and IHDR chunk."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    assert data[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", data[16:24])
+    return int(width), int(height)
+
+
+def _one_error_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, f"expected one line on stderr, got {lines}"
+    assert lines[0].startswith("functrain: error: "), lines[0]
+    assert "Traceback" not in err
+    return lines[0]
+
+
+# ----------------------------------------------------------------------------------------------
+# functrain tricks
+
+
+@pytest.mark.slow  # ten compiled programs: about 30 s of CPU even with --quick
+def test_tricks_quick_prints_table_and_writes_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "results"
+    assert main(["tricks", "--quick", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    labels = [label for label, _ in _tricks.trick_rows(epochs=2)] + ["+ ensemble of the 2 models above"]
+
+    # The table: header, rule, one line per row, in order.
+    lines = captured.out.strip().splitlines()
+    assert lines[0].split() == ["trick", "(cumulative)", "test", "accuracy", "(mean", "±", "std)", "epochs",
+                                "train", "s", "compile", "s"]
+    assert len(lines) == 2 + len(labels)
+    for line, label in zip(lines[2:], labels):
+        assert line.startswith(label)
+
+    # Progress: a line when every row starts and when it ends.
+    for i in range(1, len(labels) + 1):
+        assert f"[{i}/{len(labels)}]" in captured.err
+    assert "Traceback" not in captured.err
+
+    # The JSON holds what was measured; the printed and Markdown tables show exactly that.
+    doc = json.loads((out / "tricks.json").read_text())
+    assert doc["settings"] == {"seeds": 2, "epochs": 2, "hidden": [32, 32], "batch_size": 64, "seed": 0}
+    rows = doc["rows"]
+    assert [r["trick"] for r in rows] == labels
+    md = (out / "tricks.md").read_text()
+    for r, line in zip(rows, lines[2:]):
+        acc = np.asarray(r["test_accuracy"])
+        assert acc.shape == ((1,) if r["ensemble"] else (2,))
+        assert np.all((acc >= 0) & (acc <= 1))
+        cell = f"{acc.mean():.4f}" if acc.size == 1 else f"{acc.mean():.4f} ± {acc.std():.4f}"
+        assert cell in line
+        assert f"| {r['trick']} | {cell}" in md
+        assert r["epochs_run"] == [2, 2]  # patience 5 never stops a 2-epoch run
+        if not r["ensemble"]:
+            assert np.asarray(r["val_accuracy"], dtype=float).shape == (2, 2)
+    assert rows[-1]["ensemble"] and rows[-1]["val_accuracy"] is None
+    assert "![" in md and "(tricks.png)" in md
+
+    width, height = _png_size(out / "tricks.png")
+    assert width >= 1000 and height >= 700
+
+
+def test_tricks_table_cells_format_measured_numbers() -> None:
+    # format_table / markdown_table print mean ± population std of exactly the given numbers.
+    r = _tricks.TrickResult(label="x", test_accuracy=np.asarray([0.5, 1.0]), epochs_run=np.asarray([3, 4]),
+                            train_seconds=1.25, compile_seconds=6.5, diverged=1, val_accuracy=None,
+                            val_loss=None, train_loss=None)
+    table = _tricks.format_table([r])
+    assert table.splitlines()[2].split() == ["x", "0.7500", "±", "0.2500", "(1/2", "diverged)", "3.5", "1.2", "6.5"]
+    assert "| x | 0.7500 ± 0.2500 (1/2 diverged) | 3.5 | 1.2 | 6.5 |" in _tricks.markdown_table([r])
+
+
+def test_trick_rows_are_cumulative() -> None:
+    rows = _tricks.trick_rows(epochs=7)
+    configs = [c for _, c in rows]
+    base = configs[0]
+    assert (base.init, base.optimizer, base.batch_norm, base.dropout) == ("standard_normal", "sgd", False, 0.0)
+    changed = [{k for k in a._fields if getattr(a, k) != getattr(b, k)} for a, b in zip(configs, configs[1:])]
+    assert changed == [{"init"}, {"batch_norm"}, {"dropout"}, {"optimizer"}, {"optimizer", "learning_rate"},
+                       {"clip"}, {"schedule"}, {"weight_decay"}, {"early_stopping"}]
+    assert all(c.epochs == 7 for c in configs)
+
+
+# ----------------------------------------------------------------------------------------------
+# functrain train
+
+
+def _mlp_logits(params: Any, state: Any, x: np.ndarray) -> np.ndarray:
+    # Layers are Dense, [BatchNorm], Relu, [Dropout] per hidden width, then Dense: apply the ReLU
+    # after each hidden block (the position of the () entries tells which are activations).
+    h = x.astype(np.float64)
+    layers = list(zip(params, state))
+    for i, (p, s) in enumerate(layers):
+        if hasattr(p, "w"):
+            h = h @ np.asarray(p.w, np.float64) + np.asarray(p.b, np.float64)
+        elif hasattr(p, "scale"):
+            mean, var = np.asarray(s.mean, np.float64), np.asarray(s.var, np.float64)
+            h = (h - mean) / np.sqrt(var + 1e-5) * np.asarray(p.scale, np.float64) + np.asarray(p.bias, np.float64)
+        elif i > 0 and (hasattr(layers[i - 1][0], "w") or hasattr(layers[i - 1][0], "scale")):
+            h = np.maximum(h, 0.0)  # the ReLU right after Dense/BatchNorm; a later () is dropout
+    return h
+
+
+def _softmax_xent(logits: np.ndarray, y: np.ndarray) -> float:
+    z = logits - logits.max(axis=1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return float(-logp[np.arange(len(y)), y].mean())
+
+
+def _check_train_outputs(out: Path, source: str, seeds: int) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads((out / "history.json").read_text())
+    assert doc["seeds"] == seeds and len(doc["runs"]) == seeds
+    cfg = {**doc["config"], "hidden": tuple(doc["config"]["hidden"])}
+    config = _tricks.RunConfig(**cfg)
+    for run in doc["runs"]:
+        assert 1 <= run["epochs_run"] == len(run["epochs"]) <= config.epochs
+        assert [e["epoch"] for e in run["epochs"]] == list(range(1, run["epochs_run"] + 1))
+        for e in run["epochs"]:
+            assert set(e) == {"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy"}
+
+    # The checkpoint loads back, and its parameters give the reported test numbers (NumPy float64).
+    splits = _tricks.prepare_splits(_tricks.load_data(source))
+    state = load_checkpoint(out / "checkpoint.ckpt", like=_tricks.checkpoint_like(config, splits, seeds))
+    for s, run in enumerate(doc["runs"]):
+        pick = (lambda t: np.asarray(t)[s]) if seeds > 1 else np.asarray
+        params = jax.tree_util.tree_map(pick, state.params)
+        model_state = jax.tree_util.tree_map(pick, state.model_state)
+        logits = _mlp_logits(params, model_state, splits.x_test)
+        accuracy = float(np.mean(np.argmax(logits, axis=1) == splits.y_test))
+        assert abs(accuracy - run["test_accuracy"]) <= 1.0 / len(splits.y_test) + 1e-6
+        np.testing.assert_allclose(_softmax_xent(logits, splits.y_test), run["test_loss"], rtol=2e-4)
+    assert _png_size(out / "curves.png")[0] >= 800
+    return doc
+
+
+def test_train_quick_digits_several_seeds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    argv = ["train", "--quick", "--seeds", "2", "--epochs", "3", "--optimizer", "momentum", "--lr", "0.05",
+            "--schedule", "cosine", "--init", "xavier", "--batch-norm", "--dropout", "0.3", "--clip", "1",
+            "--weight-decay", "1e-4", "--early-stopping", "1", "--hidden", "16,8", "--out", str(out)]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("test accuracy ")
+    doc = _check_train_outputs(out, "digits", seeds=2)
+    assert doc["config"]["optimizer"] == "momentum" and doc["config"]["batch_norm"] is True
+    assert doc["config"]["hidden"] == [16, 8] and doc["config"]["dropout"] == 0.3
+
+
+def test_train_quick_npz_one_seed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(3, 5)) * 3
+    y = rng.integers(0, 3, size=150)
+    x = centers[y] + rng.normal(size=(150, 5))
+    data = tmp_path / "blobs.npz"
+    np.savez(data, x=x, y=y)
+    out = tmp_path / "run"
+    assert main(["train", "--quick", "--data", str(data), "--optimizer", "adamw", "--weight-decay", "1e-2",
+                 "--epochs", "4", "--out", str(out)]) == 0
+    capsys.readouterr()
+    doc = _check_train_outputs(out, str(data), seeds=1)
+    assert doc["data"] == {"source": str(data), "name": "blobs", "n_train": 96, "n_val": 24, "n_test": 30,
+                           "features": 5, "num_classes": 3}
+
+
+# ----------------------------------------------------------------------------------------------
+# Bad input: one line on stderr, exit status 2, no traceback
+
+
+def _bad_npz(tmp: Path) -> str:
+    path = tmp / "broken.npz"
+    path.write_bytes(b"this is not a zip archive")
+    return str(path)
+
+
+def _wrong_keys_npz(tmp: Path) -> str:
+    path = tmp / "wrong.npz"
+    np.savez(path, features=np.zeros((4, 2)), labels=np.zeros(4, int))
+    return str(path)
+
+
+def _a_file(tmp: Path) -> str:
+    path = tmp / "a_file"
+    path.write_text("not a directory")
+    return str(path)
+
+
+BAD = [
+    (["train", "--optimizer", "sgdx"], "invalid choice: 'sgdx'"),
+    (["train", "--lr", "-0.1"], "argument --lr: must be > 0"),
+    (["train", "--lr", "fast"], "argument --lr: expected a number"),
+    (["train", "--lr", "nan"], "argument --lr: expected a finite number"),
+    (["train", "--dropout", "1.0"], "argument --dropout: must be in [0, 1)"),
+    (["train", "--dropout", "-0.2"], "argument --dropout: must be in [0, 1)"),
+    (["train", "--schedule", "linear"], "invalid choice: 'linear'"),
+    (["train", "--init", "zeros"], "invalid choice: 'zeros'"),
+    (["train", "--clip", "0"], "argument --clip: must be > 0"),
+    (["train", "--weight-decay", "-1e-4"], "argument --weight-decay: must be >= 0"),
+    (["train", "--early-stopping", "0"], "argument --early-stopping: must be >= 1"),
+    (["train", "--seeds", "0"], "argument --seeds: must be >= 1"),
+    (["train", "--epochs", "2.5"], "argument --epochs: expected a whole number"),
+    (["train", "--hidden", "16,0"], "argument --hidden: expected one or more positive layer widths"),
+    (["train", "--data", "{tmp}/missing.npz"], "missing.npz: no such file"),
+    (["train", "--data", "{bad_npz}"], "not a readable .npz file"),
+    (["train", "--data", "{wrong_npz}"], "must hold either arrays 'x' and 'y'"),
+    (["train", "--out", "{a_file}"], "cannot create the output directory"),
+    (["train", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+    (["tricks", "--seeds", "0"], "argument --seeds: must be >= 1"),
+    (["tricks", "--epochs", "-3"], "argument --epochs: must be >= 1"),
+    (["tricks", "--out", "{a_file}"], "cannot create the output directory"),
+    (["fit"], "invalid choice: 'fit'"),
+    ([], "the following arguments are required: COMMAND"),
+]
+
+
+@pytest.mark.parametrize(("argv", "expected"), BAD, ids=[" ".join(a) or "<none>" for a, _ in BAD])
+def test_bad_input_is_one_line_and_exit_status_2(argv: list[str], expected: str, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    fill = {"tmp": str(tmp_path), "bad_npz": _bad_npz(tmp_path), "wrong_npz": _wrong_keys_npz(tmp_path),
+            "a_file": _a_file(tmp_path)}
+    args = [a.format(**fill) for a in argv]
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    line = _one_error_line(captured.err)
+    assert expected in line
+    assert captured.out == ""
+
+
+def test_help_in_process(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--help"]) == 0
+    text = capsys.readouterr().out
+    for flag in ("--optimizer", "--lr", "--schedule", "--init", "--batch-norm", "--dropout", "--clip",
+                 "--weight-decay", "--early-stopping", "--seeds", "--epochs", "--data", "--out"):
+        assert flag in text
+
+
+# ----------------------------------------------------------------------------------------------
+# Entry points (subprocesses)
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "JAX_PLATFORMS": "cpu"}
+
+
+def test_python_dash_m_functrain_help() -> None:
+    proc = subprocess.run([sys.executable, "-m", "functrain", "--help"], capture_output=True, text=True,
+                          cwd=REPO, env=_env(), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "tricks" in proc.stdout and "train" in proc.stdout
+
+
+def test_console_script_entry_point() -> None:
+    script = Path(sys.executable).parent / "functrain"
+    if not script.exists():
+        pytest.skip("the functrain console script is not installed in this environment (pip install -e .)")
+    ok = subprocess.run([str(script), "tricks", "--help"], capture_output=True, text=True, env=_env(),
+                        timeout=120)
+    assert ok.returncode == 0 and "--seeds" in ok.stdout and "--quick" in ok.stdout
+    bad = subprocess.run([str(script), "train", "--lr", "-1"], capture_output=True, text=True, env=_env(),
+                         timeout=120)
+    assert bad.returncode == 2
+    assert re.fullmatch(r"functrain: error: argument --lr: must be > 0, got -1 .*\n", bad.stderr)
+    assert bad.stdout == ""
+
+
+def test_import_functrain_stays_light() -> None:
+    code = ("import sys, functrain; "
+            "print([m for m in ('functrain.cli', 'functrain._tricks', 'matplotlib', 'sklearn') if m in sys.modules])")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
