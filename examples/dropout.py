@@ -6,8 +6,9 @@ The network is the lesson's (built by ``examples/convnet.py``)::
 
 trained on the 8x8 digits as ``(n, 8, 8, 1)`` images with Adam. During training (``train=True``)
 each unit before the last layer is dropped with probability ``rate`` and the kept ones are scaled
-by ``1 / (1 - rate)`` (inverted dropout); evaluation (``train=False``) uses every unit. The seeds
-of one rate train together, vmapped by ``run_seeds``. ``Dropout(rate)`` takes a Python float
+by ``1 / (1 - rate)`` (inverted dropout); evaluation (``train=False``) uses every unit. Every rate
+starts from the same weights (dropout has no parameters; one set per seed, drawn once), and the
+seeds of one rate train together under ``jax.vmap``. ``Dropout(rate)`` takes a Python float
 (checked when the layer is built), so each rate is its own compiled program; the functional
 ``layers.dropout(key, x, rate=..., train=True)`` also accepts a traced rate for a vmapped sweep.
 
@@ -26,8 +27,7 @@ from convnet import build_model  # examples/convnet.py, next to this file
 from matplotlib.figure import Figure
 
 from functrain import data, optim, plotting, train
-from functrain.train.seeds import run_seeds
-from functrain.typing import Array
+from functrain.typing import Array, PyTree
 
 RATES = (0.0, 0.2, 0.5, 0.8)
 
@@ -50,7 +50,8 @@ def main(argv: list[str] | None = None) -> None:
     train_xy = (data.min_max_scale(mm, split.train.x), split.train.y)
     test_xy = (data.min_max_scale(mm, split.test.x), split.test.y)
     opt = optim.adam(1e-3)
-    keys = jax.random.split(jax.random.key(1), n_seeds)
+    init_keys, fit_keys = jax.random.split(jax.random.key(1), (2, n_seeds))
+    initial = jax.jit(jax.vmap(lambda k: build_model(0.0).init(k, (-1, 8, 8, 1))[:2]))(init_keys)
 
     accuracy: dict[str, np.ndarray[Any, Any]] = {}
     loss: dict[str, np.ndarray[Any, Any]] = {}
@@ -61,16 +62,14 @@ def main(argv: list[str] | None = None) -> None:
         step = train.make_train_step(train.classifier_loss(model.apply, train=True), opt)
         eval_step = train.make_eval_step(train.classifier_loss(model.apply, train=False))
 
-        def run(key: Array, model: Any = model, step: train.TrainStep = step,
+        def run(start: tuple[PyTree, PyTree], key: Array, step: train.TrainStep = step,
                 eval_step: train.EvalStep = eval_step) -> train.EpochMetrics:
-            k_init, k_fit = jax.random.split(key)
-            params, model_state, _ = model.init(k_init, (-1, 8, 8, 1))
-            fit_state = train.init_fit_state(train.init_train_state(params, model_state, opt))
-            _, metrics = train.fit_scan(step, fit_state, train_xy, k_fit, epochs=epochs, batch_size=32,
+            fit_state = train.init_fit_state(train.init_train_state(*start, opt))
+            _, metrics = train.fit_scan(step, fit_state, train_xy, key, epochs=epochs, batch_size=32,
                                         eval_step=eval_step, val_data=test_xy, eval_batch_size=512)
             return metrics
 
-        metrics = run_seeds(run, keys).results
+        metrics = jax.jit(jax.vmap(run))(initial, fit_keys)
         label = f"rate {rate}"
         acc, tl = np.asarray(metrics.val["accuracy"]), np.asarray(metrics.train["loss"])
         accuracy[label], loss[label] = acc, tl
