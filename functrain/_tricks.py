@@ -65,6 +65,7 @@ __all__ = [
     "build_schedule",
     "check_config",
     "checkpoint_like",
+    "ensemble_accuracy",
     "format_table",
     "load_data",
     "markdown_report",
@@ -530,6 +531,42 @@ def _curve(values: Array, keep: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     return np.where(keep & np.isfinite(arr), arr, np.nan)
 
 
+def _ensemble_program(model: layers.Layer, state: TrainState[Any, Any, Any],
+                      x: np.ndarray[Any, Any]) -> Callable[[np.ndarray[Any, Any]], np.ndarray[Any, Any]]:
+    """``x -> averaged class probabilities`` of the stacked models in ``state``, compiled."""
+    predict = jax.jit(lambda p, s, inputs: ensemble_predict(model.apply, p, s, inputs))
+    program = predict.lower(state.params, state.model_state, jnp.asarray(x)).compile()
+
+    def probabilities(inputs: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        return np.asarray(program(state.params, state.model_state, jnp.asarray(inputs)))
+
+    return probabilities
+
+
+def _accuracy(probs: np.ndarray[Any, Any], y: np.ndarray[Any, Any]) -> float:
+    return float(np.mean(np.argmax(probs, axis=-1) == y))
+
+
+def ensemble_accuracy(model: layers.Layer, state: TrainState[Any, Any, Any], x: np.ndarray[Any, Any],
+                      y: np.ndarray[Any, Any]) -> float:
+    """Accuracy of the ensemble of the stacked models in ``state`` (seeds on a leading axis).
+
+    The ensemble predicts ``argmax_c (1/K) sum_k softmax(f_k(x))_c``
+    (:func:`~functrain.train.ensemble_predict`, inference mode).
+
+    Args:
+        model: the members' architecture.
+        state: their train states stacked along a leading ``(K,)`` axis (e.g. ``RunOutput.state``
+            from :func:`run_many`).
+        x: ``(n, features)`` inputs.
+        y: ``(n,)`` labels.
+
+    Returns:
+        The fraction of ``x`` the ensemble classifies correctly.
+    """
+    return _accuracy(_ensemble_program(model, state, x)(x), y)
+
+
 class _Compiled(NamedTuple):
     program: Callable[[Array], RunOutput]
     model: layers.Layer
@@ -627,15 +664,10 @@ def run_tricks(
     assert last_out is not None and last_model is not None  # rows is never empty
     label = f"+ ensemble of the {seeds} models above"
     say(f"[{total}/{total}] {label} ...")
-    state = last_out.state
-    model = last_model
     t0 = time.perf_counter()
-    predict = jax.jit(lambda p, s, x: ensemble_predict(model.apply, p, s, x))
-    x_test = jnp.asarray(data.x_test)
-    program = predict.lower(state.params, state.model_state, x_test).compile()
+    program = _ensemble_program(last_model, last_out.state, data.x_test)
     t1 = time.perf_counter()
-    probs = np.asarray(program(state.params, state.model_state, x_test))
-    acc = float(np.mean(np.argmax(probs, axis=-1) == data.y_test))
+    acc = _accuracy(program(data.x_test), data.y_test)
     t2 = time.perf_counter()
     results.append(TrickResult(label=label, test_accuracy=np.asarray([acc]),
                                epochs_run=results[-1].epochs_run, train_seconds=t2 - t1,
@@ -697,6 +729,28 @@ def _best_mean(a: np.ndarray[Any, Any]) -> float:
     return float(np.max(np.where(n > 0, means, 0.0), initial=0.0))
 
 
+def _clip_loss_axis(ax: Any, curves: Sequence[tuple[TrickResult, np.ndarray[Any, Any] | None]]) -> None:
+    """Limit a log-scale loss axis to the rows that did not blow up; name those that did.
+
+    A diverging row's loss can reach 1e30 and would flatten every other curve, so the axis ends
+    at twice the largest loss of the rows without a diverged seed, and the rows above it are
+    listed in the panel with their largest value.
+    """
+    finite = [(r, a[np.isfinite(a)]) for r, a in curves if a is not None]
+    tame = [v for r, v in finite if r.diverged == 0 and v.size]
+    if not tame:
+        return
+    top = 2.0 * max(float(v.max()) for v in tame)
+    low = 0.7 * min(float(v[v > 0].min()) for _, v in finite if (v > 0).any())
+    ax.set_ylim(low, top)
+    above = [f"{r.label}: up to {float(v.max()):.1e}"
+             + (f", {r.diverged}/{r.test_accuracy.size} seeds diverged to NaN" if r.diverged else "")
+             for r, v in finite if v.size and float(v.max()) > top]
+    if above:
+        ax.text(0.98, 0.97, "above the axis:\n" + "\n".join(above), transform=ax.transAxes, ha="right",
+                va="top", fontsize="small", bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "0.7"})
+
+
 def _zoom_low(values: Sequence[float]) -> float:
     """A lower axis limit showing the differences between the good rows (multiples of 0.05)."""
     good = [v for v in values if np.isfinite(v) and v >= 0.5]
@@ -741,6 +795,9 @@ def plot_tricks(results: Sequence[TrickResult], path: StrPath, *, title: str) ->
            ylabel="validation loss (cross-entropy)", log_y=True)
     curves(ax_loss, lambda r: r.train_loss, title="Training loss per epoch (log scale)",
            ylabel="training loss (cross-entropy, mean over the epoch)", log_y=True)
+
+    _clip_loss_axis(ax_vloss, [(r, r.val_loss) for r in trained])
+    _clip_loss_axis(ax_loss, [(r, r.train_loss) for r in trained])
 
     best = {r.label: _best_mean(r.val_accuracy) for r in trained if r.val_accuracy is not None}
     low = _zoom_low(list(best.values()) + [float(np.mean(r.test_accuracy)) for r in results])
@@ -791,15 +848,14 @@ def plot_tricks(results: Sequence[TrickResult], path: StrPath, *, title: str) ->
 
 def markdown_report(results: Sequence[TrickResult], *, splits: Splits, seeds: int, epochs: int,
                     hidden: tuple[int, ...], batch_size: int, seconds: float, cpu_seconds: float,
-                    image: str, machine: str) -> str:
+                    image: str, machine: str, command: str) -> str:
     """The Markdown file ``functrain tricks`` writes: setup, the table, notes and the figure."""
     net = "-".join(str(w) for w in (splits.x_train.shape[1], *hidden, splits.num_classes))
     ensemble = results[-1].test_accuracy.size if results and results[-1].ensemble else seeds
     return "\n".join([
         "# The training tricks, one at a time",
         "",
-        f"Produced by `functrain tricks --seeds {seeds} --epochs {epochs} --hidden "
-        f"{','.join(map(str, hidden))} --batch-size {batch_size}` in {seconds:.0f} s "
+        f"Produced by `{command}`, which trained and evaluated every row in {seconds:.0f} s "
         f"({cpu_seconds:.0f} s of CPU time) on {machine}.",
         "",
         f"Data: scikit-learn's embedded handwritten digits ({splits.name}, 8x8 images, 10 classes), "
@@ -825,6 +881,8 @@ def markdown_report(results: Sequence[TrickResult], *, splits: Splits, seeds: in
         "such a network predicts one class for every input.",
         "- Adam replaces SGD with momentum from its row on (the optimizers are alternatives; the "
         "other tricks accumulate).",
+        "- From the weight-decay row on, the training loss in the figure includes the L2 penalty "
+        "(lambda/2 ||W||^2), which is why those curves sit higher.",
         f"- The ensemble averages the class probabilities of the {ensemble} models of the row above "
         "(`ensemble_predict`: p(y|x) = mean_k softmax(f_k(x))), so it is one number; its epochs "
         "are its members' and its times those of the prediction.",

@@ -260,13 +260,27 @@ def _tricks_command(args: argparse.Namespace) -> int:
     md = out / "tricks.md"
     md.write_text(_tricks.markdown_report(results, splits=splits, seeds=seeds, epochs=epochs, hidden=hidden,
                                           batch_size=args.batch_size, seconds=wall, cpu_seconds=cpu,
-                                          image=png.name, machine=_machine()), encoding="utf-8")
+                                          image=png.name, machine=_machine(), command=_command(args)),
+                  encoding="utf-8")
     js = out / "tricks.json"
     js.write_text(json.dumps(_tricks.results_json(results, seeds=seeds, epochs=epochs, hidden=hidden,
                                                   batch_size=args.batch_size, seed=args.seed),
                              indent=1, allow_nan=False) + "\n", encoding="utf-8")
     _say(f"functrain tricks: {wall:.0f} s in all ({cpu:.0f} s of CPU); wrote {png}, {md} and {js}")
     return 0
+
+
+def _command(args: argparse.Namespace) -> str:
+    """The command line that reproduces these results (the output directory left out)."""
+    parts = [PROG, "tricks"]
+    if args.quick:
+        parts.append("--quick")
+    for flag, value in (("--seeds", args.seeds), ("--epochs", args.epochs), ("--seed", args.seed or None),
+                        ("--batch-size", None if args.batch_size == 64 else args.batch_size),
+                        ("--hidden", None if args.hidden is None else ",".join(map(str, args.hidden)))):
+        if value is not None:
+            parts += [flag, str(value)]
+    return " ".join(parts)
 
 
 def _machine() -> str:

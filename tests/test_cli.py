@@ -171,6 +171,22 @@ def test_train_quick_digits_several_seeds(tmp_path: Path, capsys: pytest.Capture
     assert doc["config"]["optimizer"] == "momentum" and doc["config"]["batch_norm"] is True
     assert doc["config"]["hidden"] == [16, 8] and doc["config"]["dropout"] == 0.3
 
+    # The ensemble accuracy (the tricks table's last row) against a float64 NumPy ensemble of the
+    # two checkpointed models: argmax of the mean of their softmax probabilities.
+    config = _tricks.RunConfig(**{**doc["config"], "hidden": tuple(doc["config"]["hidden"])})
+    splits = _tricks.prepare_splits(_tricks.load_data("digits"))
+    state = load_checkpoint(out / "checkpoint.ckpt", like=_tricks.checkpoint_like(config, splits, 2))
+    probs = []
+    for s in range(2):
+        logits = _mlp_logits(jax.tree_util.tree_map(lambda t: np.asarray(t)[s], state.params),
+                             jax.tree_util.tree_map(lambda t: np.asarray(t)[s], state.model_state), splits.x_test)
+        z = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probs.append(z / z.sum(axis=1, keepdims=True))
+    expected = float(np.mean(np.argmax(np.mean(probs, axis=0), axis=1) == splits.y_test))
+    model = _tricks.build_model(config, splits.num_classes)
+    got = _tricks.ensemble_accuracy(model, state, splits.x_test, splits.y_test)
+    assert abs(got - expected) <= 1.0 / len(splits.y_test) + 1e-9
+
 
 def test_train_quick_npz_one_seed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rng = np.random.default_rng(0)
