@@ -743,9 +743,14 @@ def _clip_loss_axis(ax: Any, curves: Sequence[tuple[TrickResult, np.ndarray[Any,
     top = 2.0 * max(float(v.max()) for v in tame)
     low = 0.7 * min(float(v[v > 0].min()) for _, v in finite if (v > 0).any())
     ax.set_ylim(low, top)
-    above = [f"{r.label}: up to {float(v.max()):.1e}"
-             + (f", {r.diverged}/{r.test_accuracy.size} seeds diverged to NaN" if r.diverged else "")
-             for r, v in finite if v.size and float(v.max()) > top]
+    def why(r: TrickResult) -> str:
+        n = r.test_accuracy.size
+        if not r.diverged:
+            return ""
+        rest = f" (later epochs: the other {n - r.diverged} alone)" if r.diverged < n else ""
+        return f",\n{r.diverged}/{n} seeds diverged to NaN{rest}"
+
+    above = [f"{r.label}: up to {float(v.max()):.1e}{why(r)}" for r, v in finite if v.size and float(v.max()) > top]
     if above:
         ax.text(0.98, 0.97, "above the axis:\n" + "\n".join(above), transform=ax.transAxes, ha="right",
                 va="top", fontsize="small", bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "0.7"})
@@ -851,7 +856,6 @@ def markdown_report(results: Sequence[TrickResult], *, splits: Splits, seeds: in
                     image: str, machine: str, command: str) -> str:
     """The Markdown file ``functrain tricks`` writes: setup, the table, notes and the figure."""
     net = "-".join(str(w) for w in (splits.x_train.shape[1], *hidden, splits.num_classes))
-    ensemble = results[-1].test_accuracy.size if results and results[-1].ensemble else seeds
     return "\n".join([
         "# The training tricks, one at a time",
         "",
@@ -883,7 +887,7 @@ def markdown_report(results: Sequence[TrickResult], *, splits: Splits, seeds: in
         "other tricks accumulate).",
         "- From the weight-decay row on, the training loss in the figure includes the L2 penalty "
         "(lambda/2 ||W||^2), which is why those curves sit higher.",
-        f"- The ensemble averages the class probabilities of the {ensemble} models of the row above "
+        f"- The ensemble averages the class probabilities of the {seeds} models of the row above "
         "(`ensemble_predict`: p(y|x) = mean_k softmax(f_k(x))), so it is one number; its epochs "
         "are its members' and its times those of the prediction.",
         "",

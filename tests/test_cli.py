@@ -81,6 +81,7 @@ def test_tricks_quick_prints_table_and_writes_files(tmp_path: Path, capsys: pyte
             assert np.asarray(r["val_accuracy"], dtype=float).shape == (2, 2)
     assert rows[-1]["ensemble"] and rows[-1]["val_accuracy"] is None
     assert "![" in md and "(tricks.png)" in md
+    assert "`functrain tricks --quick`" in md and "of the 2 models of the row above" in md
 
     width, height = _png_size(out / "tricks.png")
     assert width >= 1000 and height >= 700
