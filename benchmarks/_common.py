@@ -35,6 +35,7 @@ class Settings:
         heavy_repeats: timed repeats for the long workloads (convnet, seeds).
         torch_device: ``"cpu"``, ``"cuda"``, or ``None`` when PyTorch is skipped.
         torch_skip_reason: why PyTorch is skipped (``""`` when it runs).
+        gate: the shared-machine guard used before every timed unit.
     """
 
     mode: Mode
@@ -44,6 +45,7 @@ class Settings:
     heavy_repeats: int
     torch_device: str | None
     torch_skip_reason: str
+    gate: QuietGate | None = None
 
     @property
     def smoke(self) -> bool:
@@ -78,6 +80,70 @@ class Contender:
     report: Callable[[], JSON] = lambda: {}
 
 
+def _cpu_times() -> tuple[int, int] | None:
+    """``(busy, total)`` jiffies of all CPUs from ``/proc/stat`` (``None`` where unavailable)."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def background_busy(window: float = 0.2) -> float | None:
+    """Fraction of all CPU capacity used during ``window`` seconds while this process is idle.
+
+    Measured between timed units, when the benchmark itself runs nothing, so it is the load of
+    *other* processes on a shared machine (0 = quiet, 1 = every core busy).
+    """
+    a = _cpu_times()
+    if a is None:
+        return None
+    time.sleep(window)
+    b = _cpu_times()
+    if b is None or b[1] == a[1]:
+        return None
+    return (b[0] - a[0]) / (b[1] - a[1])
+
+
+@dataclass
+class QuietGate:
+    """Waits, before each timed unit, until other processes leave the CPUs (mostly) idle.
+
+    On a shared machine another process's burst slows whichever contender happens to run, and
+    multi-threaded runtimes (OpenMP in PyTorch especially) slow down out of all proportion when
+    their threads are descheduled. Before each timed unit the gate samples the other processes'
+    CPU use; while it is above ``threshold`` it sleeps and samples again, for at most ``max_wait``
+    seconds per unit and ``budget`` seconds per run. Every contender gets the same treatment;
+    the load seen before each unit is recorded with the results.
+
+    Attributes:
+        enabled: whether to wait at all (the load is recorded either way).
+        threshold: tolerated fraction of total CPU capacity used by others.
+        max_wait: longest wait before one unit (seconds).
+        budget: total waiting allowed in this run (seconds); ``waited`` counts it down.
+        waited: seconds waited so far.
+    """
+
+    enabled: bool = True
+    threshold: float = 0.15
+    max_wait: float = 20.0
+    budget: float = 240.0
+    waited: float = 0.0
+
+    def wait(self) -> float | None:
+        """Wait for a quiet machine; return the background load measured last."""
+        t0 = time.perf_counter()
+        load = background_busy()
+        while (self.enabled and load is not None and load > self.threshold
+               and time.perf_counter() - t0 < self.max_wait and self.waited + time.perf_counter() - t0 < self.budget):
+            time.sleep(0.5)
+            load = background_busy()
+        self.waited += time.perf_counter() - t0
+        return load
+
+
 def _timed(fn: Callable[[], float | None]) -> float:
     """Seconds taken by ``fn()`` (or reported by it), with the garbage collector run before and
     paused during it."""
@@ -93,7 +159,7 @@ def _timed(fn: Callable[[], float | None]) -> float:
 
 
 def interleaved(contenders: Sequence[Contender], repeats: int, *, warmup: int = 1,
-                log: Callable[[str], None] = print) -> dict[str, list[float]]:
+                log: Callable[[str], None] = print, gate: QuietGate | None = None) -> dict[str, list[float]]:
     """Time contenders side by side: ``warmup`` untimed units each, then ``repeats`` rounds.
 
     Each round runs every contender's unit once; the order is rotated from round to round
@@ -104,6 +170,8 @@ def interleaved(contenders: Sequence[Contender], repeats: int, *, warmup: int = 
         repeats: number of timed rounds.
         warmup: untimed units per contender before timing (compilation, caches).
         log: progress printer.
+        gate: if given, waits for a quiet machine before each timed unit and records the
+            background load in each contender's ``info["background_load"]``.
 
     Returns:
         ``{name: [seconds of each timed unit]}`` for the contenders that ran.
@@ -116,6 +184,8 @@ def interleaved(contenders: Sequence[Contender], repeats: int, *, warmup: int = 
     for r in range(repeats):
         shift = r % len(live) if live else 0
         for c in live[shift:] + live[:shift]:
+            if gate is not None:
+                c.info.setdefault("background_load", []).append(gate.wait())
             times[c.name].append(_timed(c.run))
         log("    round %d/%d: %s" % (r + 1, repeats,
                                     ", ".join(f"{n}={t[-1]:.4g}s" for n, t in times.items())))
@@ -130,9 +200,17 @@ def stats(samples: Sequence[float]) -> JSON:
             "n": len(xs), "samples": list(samples)}
 
 
+def _info(c: Contender) -> JSON:
+    info = dict(c.info)
+    loads = [x for x in info.pop("background_load", []) if x is not None]
+    if loads:
+        info["background_load"] = {"median": statistics.median(loads), "max": max(loads), "samples": loads}
+    return info
+
+
 def throughput_entry(c: Contender, samples: Sequence[float] | None, work: float, unit: str) -> JSON:
     """A result entry for a throughput: ``work`` items per measured unit, reported per second."""
-    entry: JSON = {"label": c.label, "unit": unit, **c.info}
+    entry: JSON = {"label": c.label, "unit": unit, **_info(c)}
     if samples is None:
         entry["skipped"] = c.skip_reason
         return entry
@@ -145,7 +223,7 @@ def throughput_entry(c: Contender, samples: Sequence[float] | None, work: float,
 
 def time_entry(c: Contender, samples: Sequence[float] | None) -> JSON:
     """A result entry for a duration (seconds; lower is better)."""
-    entry: JSON = {"label": c.label, "unit": "s", **c.info}
+    entry: JSON = {"label": c.label, "unit": "s", **_info(c)}
     if samples is None:
         entry["skipped"] = c.skip_reason
         return entry

@@ -171,7 +171,7 @@ def import_time(settings: Settings, log: Callable[[str], None] = print) -> JSON:
 def run(settings: Settings, log: Callable[[str], None] = print) -> JSON:
     """Compile times (functrain vs hand-written) and import times."""
     cs, stores = _compile_contenders(settings)
-    times = interleaved(cs, settings.repeats, warmup=settings.units(full=1, quick=1, smoke=0), log=log)
+    times = interleaved(cs, settings.repeats, warmup=settings.units(full=1, quick=1, smoke=0), log=log, gate=settings.gate)
     results: JSON = {}
     for c in cs:
         e = time_entry(c, times.get(c.name))

@@ -34,7 +34,7 @@ def run(settings: Settings, log: Callable[[str], None] = print) -> JSON:
     x, y = synthetic_images(steps * _training.BATCH, CONVNET.example_shape)
     leaves = init_leaves(jax.random.key(0), CONVNET.leaf_shapes)
     cs = _training.contenders(CONVNET, settings, leaves, x, y, epochs)
-    times = interleaved(cs, settings.heavy_repeats, log=log)
+    times = interleaved(cs, settings.heavy_repeats, log=log, gate=settings.gate)
     results = {c.name: throughput_entry(c, times.get(c.name), epochs * steps, "steps/s") for c in cs}
     add_ratios(results, higher_is_better=True)
     return {

@@ -28,7 +28,7 @@ def run(settings: Settings, log: Callable[[str], None] = print) -> JSON:
     steps = len(x) // _training.BATCH
     leaves = init_leaves(jax.random.key(0), MLP.leaf_shapes)
     cs = _training.contenders(MLP, settings, leaves, x, y, epochs, ablation=True)
-    times = interleaved(cs, settings.repeats, log=log)
+    times = interleaved(cs, settings.repeats, log=log, gate=settings.gate)
     results = {c.name: throughput_entry(c, times.get(c.name), epochs * steps, "steps/s") for c in cs}
     add_ratios(results, higher_is_better=True)
     return {

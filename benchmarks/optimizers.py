@@ -154,7 +154,7 @@ def run(settings: Settings, log: Callable[[str], None] = print) -> JSON:
             _contender("optax", f"optax {LABELS[name]}", functools.partial(optax_tx, name), optax.apply_updates,
                        params0, grads, k),
         ]
-        times = interleaved(cs, settings.repeats, log=log)
+        times = interleaved(cs, settings.repeats, log=log, gate=settings.gate)
         bpu = bytes_per_update(name, n_params)
         results = {c.name: throughput_entry(c, times.get(c.name), k, "updates/s") for c in cs}
         for e in results.values():

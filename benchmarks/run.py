@@ -20,6 +20,9 @@ Flags:
     --out DIR      where results.json/results.md go (default benchmarks/results).
     --readme PATH  the README to update (default README.md at the repository root).
     --no-readme    do not touch the README.
+    --no-wait-quiet  do not wait, before each timed unit, until other processes leave the CPUs
+                   (mostly) idle; by default the run waits up to 20 s per unit and 4 minutes in all
+                   (shared machines), and records the background load seen before every unit.
     --readme-only  rebuild results.md and the README table from the existing results.json.
 """
 
@@ -60,6 +63,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=None, help="results folder (default benchmarks/results)")
     p.add_argument("--readme", type=Path, default=None, help="README to update (default README.md)")
     p.add_argument("--no-readme", action="store_true", help="leave the README alone")
+    p.add_argument("--no-wait-quiet", action="store_true",
+                   help="do not wait for other processes to leave the CPUs idle before each timed unit")
     p.add_argument("--readme-only", action="store_true",
                    help="rebuild results.md and the README table from the existing results.json")
     args = p.parse_args(argv)
@@ -194,6 +199,10 @@ def _machine_line(results: JSON) -> str:
     torch = (f"torch {m['torch']} on {m['torch_device']} ({m['torch_threads']} threads)" if m.get("torch_device")
              else f"PyTorch skipped ({m.get('torch_skipped')})")
     fb = f" **{m['gpu_fallback']}**" if m.get("gpu_fallback") else ""
+    q = m.get("quiet_gate")
+    if q and q.get("enabled"):
+        fb = (f" Before each timed unit the run waited for other processes to leave the CPUs idle "
+              f"({q['waited_s']:.0f} s in all).") + fb
     return (f"{m.get('device')} ({m.get('cpu_model')}, {m.get('cpus_available')} cores available), "
             f"jax {m.get('jax')}, optax {m.get('optax')}, equinox {m.get('equinox')}, {torch}; "
             f"{m.get('date')}, mode `{m.get('mode')}`, median of {m.get('repeats')} interleaved repeats "
@@ -246,6 +255,8 @@ def results_markdown(results: JSON) -> str:
                                   if k in ("final_loss", "parity_max_abs_diff", "torch_threads", "bytes_per_s",
                                            "scaling_vs_1_seed", "lower_s", "compile_s",
                                            "xla_bytes_accessed", "xla_flops"))
+                if isinstance(e.get("background_load"), dict):
+                    notes += f", background load before units: median {e['background_load']['median']:.0%}"
                 best = _fmt(e.get("value_best")) if "value_best" in e else _fmt(t.get("min"))
                 tt = f"{_fmt(t['median'])} [{_fmt(t['min'])}, {_fmt(t['max'])}]" if t else "–"
                 out.append(f"| {e['label']} | {_value(e, e.get('unit', ''))} | {best} | {tt} | {_ratio(e)} | {notes} |")
@@ -287,7 +298,7 @@ def update_readme(readme: Path, block: str, gpu: bool) -> bool:
 def _settings(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[Any, JSON]:
     import jax
 
-    from benchmarks._common import Mode, Settings
+    from benchmarks._common import Mode, QuietGate, Settings
 
     mode: Mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     extra: JSON = {}
@@ -324,7 +335,9 @@ def _settings(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[Any
             threads = torch.get_num_threads()
     if skip:
         log(f"PyTorch skipped: {skip}")
-    return Settings(mode=mode, gpu=args.gpu, on_gpu=on_gpu, repeats=repeats, heavy_repeats=heavy,
+    gate = None if mode == "smoke" else QuietGate(enabled=not args.no_wait_quiet,
+                                                  budget=240.0 if mode == "full" else 60.0)
+    return Settings(mode=mode, gpu=args.gpu, on_gpu=on_gpu, repeats=repeats, heavy_repeats=heavy, gate=gate,
                     torch_device=torch_device,
                     torch_skip_reason=skip), {"threads": threads, **extra}
 
@@ -384,7 +397,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     failed = False
     t_start = time.perf_counter()
     for name in args.workloads:
-        log(f"== {name} ({settings.mode}, {settings.repeats} repeats)")
+        reps = settings.heavy_repeats if name in ("convnet", "seeds") else settings.repeats
+        log(f"== {name} ({settings.mode}, {reps} repeats)")
         t0 = time.perf_counter()
         try:
             res = _runner(name)(settings, log)
@@ -399,6 +413,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         results["workloads"][name] = res
         log(f"   {name} took {res['wall_s']:.1f} s")
     results["wall_s"] = time.perf_counter() - t_start
+    if settings.gate is not None:
+        results["machine"]["quiet_gate"] = {"enabled": settings.gate.enabled, "threshold": settings.gate.threshold,
+                                            "waited_s": settings.gate.waited}
     results["targets"] = targets(results)
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(results, indent=1, default=float) + "\n", encoding="utf-8")

@@ -98,7 +98,7 @@ def run(settings: Settings, log: Callable[[str], None] = print) -> JSON:
         cs += [c, ref]
     # No untimed warm-up: run_seeds is called exactly as a user calls it, and the reference was
     # compiled ahead of time above.
-    times = interleaved(cs, settings.heavy_repeats, warmup=0, log=log)
+    times = interleaved(cs, settings.heavy_repeats, warmup=0, log=log, gate=settings.gate)
     results = {c.name: throughput_entry(c, times.get(c.name), c.info.get("seeds", 0) * steps, "seed-steps/s")
                for c in cs}
     for prefix in ("run_seeds_", "jit_vmap_"):
