@@ -31,7 +31,8 @@ from functrain.typing import Array, PyTree
 
 def deep_mlp(batch_norm: bool, depth: int = 8, width: int = 64) -> layers.Layer:
     """``depth`` hidden layers ``Dense -> [BatchNorm] -> ReLU``, then ``Dense(10)``."""
-    block = [layers.Dense(width), layers.BatchNorm(), layers.Relu] if batch_norm else [layers.Dense(width), layers.Relu]
+    block = [layers.Dense(width), layers.BatchNorm(), layers.Relu] if batch_norm else [
+        layers.Dense(width), layers.Relu]
     return layers.serial(*block * depth, layers.Dense(10))
 
 
@@ -103,7 +104,8 @@ def main(argv: list[str] | None = None) -> None:
     for label, mode, batch_size in [("train=False: running statistics", False, x_test.shape[0]),
                                     ("train=True: statistics of all test digits at once", True, x_test.shape[0]),
                                     ("train=True: statistics of batches of 4 test digits", True, 4)]:
-        print(f"{label:<52}{accuracy(model, params, state, x_test, y_test, train=mode, batch_size=batch_size):.3f}")
+        mode_accuracy = accuracy(model, params, state, x_test, y_test, train=mode, batch_size=batch_size)
+        print(f"{label:<52}{mode_accuracy:.3f}")
 
     args.out.mkdir(parents=True, exist_ok=True)
     plotting.plot_curves(curves, title=f"Batch normalization ({depth} x 64 ReLU MLP, SGD lr={args.lr})",

@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> None:
     accuracy: dict[str, np.ndarray[Any, Any]] = {}
     loss: dict[str, np.ndarray[Any, Any]] = {}
     print(f"Lesson's convnet on digits, Adam lr=1e-3, {epochs} epochs, {n_seeds} seeds (mean ± std)")
-    print(f"{'dropout rate':<14}{'train loss, last':<20}{'test acc, epoch 1':<20}{'test acc, last':<18}{'best test acc'}")
+    print(f"{'dropout rate':<14}{'train loss, last':<20}{'test acc, epoch 1':<20}{'test acc, last':<18}"
+          "best test acc")
     for rate in RATES:
         model = build_model(rate)
         step = train.make_train_step(train.classifier_loss(model.apply, train=True), opt)

@@ -57,7 +57,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=10, help="epochs of the training comparison")
     parser.add_argument("--seeds", type=int, default=3)
     args = parser.parse_args(argv)
-    depth, width, epochs, n_seeds = (6, 32, 2, 2) if args.quick else (args.depth, args.width, args.epochs, args.seeds)
+    depth, width, epochs, n_seeds = (args.depth, args.width, args.epochs, args.seeds)
+    if args.quick:
+        depth, width, epochs, n_seeds = 6, 32, 2, 2
     args.out.mkdir(parents=True, exist_ok=True)
 
     # 1. Signal propagation through `depth` layers of `width` units.
@@ -66,10 +68,12 @@ def main(argv: list[str] | None = None) -> None:
     for act_name, (activation, _) in ACTIVATIONS.items():
         curves: dict[str, SignalPropagation] = {}
         for init_name, init in SQUARE_LAYER_INITIALIZERS.items():
-            sp = signal_propagation(init, activation, depth, width, jax.random.key(0), batch=128 if args.quick else 512)
+            sp = signal_propagation(init, activation, depth, width, jax.random.key(0),
+                                    batch=128 if args.quick else 512)
             curves[init_name] = sp
             fwd, bwd = np.asarray(sp.forward_std), np.asarray(sp.backward_std)
-            print(f"{act_name:<11}{init_name:<26}{f'{fwd[0]:.3g} -> {fwd[-1]:.3g}':<26}{f'{bwd[0]:.3g} -> {bwd[-1]:.3g}':<26}")
+            print(f"{act_name:<11}{init_name:<26}{f'{fwd[0]:.3g} -> {fwd[-1]:.3g}':<26}"
+                  f"{bwd[0]:.3g} -> {bwd[-1]:.3g}")
         plotting.plot_signal_propagation(curves, title=f"Signal propagation: {depth} x {width} {act_name} MLP",
                                          path=args.out / f"initialization_signal_{act_name}.png")
 

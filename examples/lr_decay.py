@@ -83,11 +83,13 @@ def main(argv: list[str] | None = None) -> None:
         metrics = jax.jit(jax.vmap(run))(initial, fit_keys)
         loss[name], accuracy[name] = np.asarray(metrics.train["loss"]), np.asarray(metrics.val["accuracy"])
         tl, acc, best = loss[name], accuracy[name], accuracy[name].max(axis=1)
-        print(f"{name:<18}{float(schedule(total - 1)):<12.3g}{f'{tl[:, -1].mean():.4f} ± {tl[:, -1].std():.4f}':<22}"
+        print(f"{name:<18}{float(schedule(total - 1)):<12.3g}"
+              f"{f'{tl[:, -1].mean():.4f} ± {tl[:, -1].std():.4f}':<22}"
               f"{f'{acc[:, -1].mean():.3f} ± {acc[:, -1].std():.3f}':<18}{best.mean():.3f} ± {best.std():.3f}")
 
     args.out.mkdir(parents=True, exist_ok=True)
-    plotting.plot_schedule(schedule_set, total, title=f"Learning-rate schedules ({epochs} epochs x {steps_per_epoch} steps)",
+    plotting.plot_schedule(schedule_set, total,
+                           title=f"Learning-rate schedules ({epochs} epochs x {steps_per_epoch} steps)",
                            path=args.out / "lr_decay_schedules.png")
     fig = Figure(figsize=(11.0, 4.4), layout="constrained")
     left, right = fig.subplots(1, 2)

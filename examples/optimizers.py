@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> None:
         loss[name], accuracy[name] = np.asarray(metrics.train["loss"]), np.asarray(metrics.val["accuracy"])
         tl, acc = loss[name], accuracy[name]
         print(f"{name:<26}{f'{tl[:, 0].mean():.4f} ± {tl[:, 0].std():.4f}':<22}"
-              f"{f'{tl[:, -1].mean():.4f} ± {tl[:, -1].std():.4f}':<20}{acc[:, -1].mean():.3f} ± {acc[:, -1].std():.3f}")
+              f"{f'{tl[:, -1].mean():.4f} ± {tl[:, -1].std():.4f}':<20}"
+              f"{acc[:, -1].mean():.3f} ± {acc[:, -1].std():.3f}")
 
     args.out.mkdir(parents=True, exist_ok=True)
     fig = Figure(figsize=(11.0, 4.6), layout="constrained")
