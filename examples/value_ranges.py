@@ -4,7 +4,8 @@ The same ReLU MLP and the same SGD learning rate are trained on four versions of
 scalers fitted on the training split only. One program is compiled and reused: the inputs are
 arguments, and the seeds run vmapped (``run_seeds``). At a learning rate that suits inputs of
 order 1, the raw 0..16 pixels blow the first steps up and the ReLUs die; zero-centred inputs
-([-1, 1], standardized) learn fastest. The float32 part shows why huge and tiny values don't mix:
+([-1, 1], standardized) learn fastest. (Standardizing divides nearly constant border pixels by a
+tiny standard deviation, so a few values land far outside [-3, 3]: the table shows the range.) The float32 part shows why huge and tiny values don't mix:
 a float32 has a 24-bit mantissa (about 7 decimal digits), so ``1e10 + 1e-10 == 1e10``.
 
     python examples/value_ranges.py [--quick] [--out DIR] [--seeds N] [--epochs N] [--lr LR]
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     results = {name: run_all_seeds(*xs) for name, xs in inputs.items()}
 
     print(f"\nReLU MLP, SGD lr={args.lr}, {epochs} epochs, {n_seeds} seeds (mean ± std)")
-    print(f"{'inputs':<18}{'value range':<18}{'test acc, epoch 1':<20}{'test acc, last':<18}{'test loss'}")
+    print(f"{'inputs':<18}{'train range':<18}{'test acc, epoch 1':<20}{'test acc, last':<18}{'test loss'}")
     for name, res in results.items():
         acc, loss = np.asarray(res["accuracy"]), np.asarray(res["loss"])
         low, high = float(jnp.min(inputs[name][0])), float(jnp.max(inputs[name][0]))
