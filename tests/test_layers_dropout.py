@@ -92,3 +92,23 @@ def test_dropout_layer() -> None:
         layer.apply(params, state, x, train=True)
     with pytest.raises(TypeError, match="Dropout: argument 'rate' must be a float"):
         Dropout("0.5")  # type: ignore[arg-type]  # deliberately wrong type
+
+
+def test_dropout_layer_rate_can_be_a_traced_hyperparameter() -> None:
+    """A model built inside a vmapped run sweeps dropout rates in one program."""
+    from functrain.layers import serial
+
+    x = jnp.ones((4000,))
+
+    def kept_fraction(rate: jax.Array) -> jax.Array:
+        model = serial(Dropout(rate))
+        y, _ = model.apply(((),), ((),), x[None], key=jax.random.key(0), train=True)
+        return jnp.mean(y != 0)
+
+    rates = jnp.array([0.0, 0.2, 0.5, 0.8])
+    kept = jax.jit(jax.vmap(kept_fraction))(rates)
+    np.testing.assert_allclose(np.asarray(kept), 1 - np.asarray(rates), atol=0.03)
+    with pytest.raises(ValueError, match="Dropout: argument 'rate' must be in"):
+        Dropout(jnp.float32(1.5))
+    with pytest.raises(ValueError, match="must be a scalar"):
+        Dropout(jnp.zeros(2))

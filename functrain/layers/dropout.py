@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Float
 
 from functrain.layers._util import check_fraction, check_input_shape, is_concrete
@@ -62,13 +63,15 @@ def _apply_dropout(key: PRNGKey | None, x: Array, rate: float | Array, train: bo
     return jnp.where(mask, x * (1.0 / keep), jnp.zeros((), x.dtype)).astype(x.dtype)
 
 
-def Dropout(rate: float) -> Layer:  # noqa: N802 (layer constructor)
+def Dropout(rate: float | Array) -> Layer:  # noqa: N802 (layer constructor)
     """Inverted :func:`dropout` as a composable layer (``params = state = ()``).
 
     ``apply(..., train=True)`` needs a ``key``; ``train=False`` is the identity.
 
     Args:
-        rate: probability of DROPPING each unit, in ``[0, 1)``.
+        rate: probability of DROPPING each unit, in ``[0, 1)``: a Python float (validated) or a
+            scalar array; a traced array is used as is, so a model built inside a vmapped run
+            can sweep dropout rates in one compiled program (``Dropout(hparams["rate"])``).
 
     Returns:
         The layer.
@@ -76,10 +79,12 @@ def Dropout(rate: float) -> Layer:  # noqa: N802 (layer constructor)
     Raises:
         ValueError: ``rate`` outside ``[0, 1)``; at ``apply``, ``train=True`` with ``key=None``.
     """
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)):
+    if isinstance(rate, bool) or not isinstance(rate, (int, float, jax.Array, np.ndarray)):
         raise TypeError(f"Dropout: argument 'rate' must be a float in [0, 1), got {rate!r}")
+    if isinstance(rate, (jax.Array, np.ndarray)) and np.ndim(rate) != 0:
+        raise ValueError(f"Dropout: argument 'rate' must be a scalar, got shape {np.shape(rate)}")
     check_fraction(rate, "rate", "Dropout", closed_right=False)
-    name = f"Dropout({rate})"
+    name = f"Dropout({rate})" if isinstance(rate, (int, float)) else "Dropout(<array rate>)"
 
     def init(key: PRNGKey, input_shape: Sequence[int]) -> tuple[PyTree, PyTree, Shape]:
         del key
