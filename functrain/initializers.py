@@ -25,6 +25,7 @@ References:
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
@@ -339,6 +340,40 @@ def default_is_bias(leaf: Any) -> bool:
     return _tree.is_float_array(leaf) and leaf.ndim == 1
 
 
+def _equinox_layer_types() -> tuple[type, ...]:
+    """``(eqx.nn.Linear, eqx.nn.Conv)`` if equinox is already imported (a tree can only hold
+    equinox modules then), else ``()``; keeps ``import functrain`` from importing equinox."""
+    eqx = sys.modules.get("equinox")
+    if eqx is None:
+        return ()
+    return (eqx.nn.Linear, eqx.nn.Conv)
+
+
+def _reinitialize_equinox_layer(layer: Any, key: PRNGKey, weight_init: Initializer,
+                                bias_init: Initializer, is_weight: Callable[[Any], bool],
+                                is_bias: Callable[[Any], bool]) -> Any:
+    """Re-draw an ``eqx.nn.Linear`` / ``eqx.nn.Conv`` in functrain's layout, then transpose.
+
+    Equinox stores a linear weight as ``(out, in)`` and a conv kernel as ``(out, in, *spatial)``;
+    drawing those shapes directly would swap the fans. The kernel is drawn as ``(in, out)`` /
+    HWIO ``(*spatial, in, out)`` (so :func:`compute_fans` sees the right fans) and transposed.
+    """
+    import equinox as eqx
+
+    w_key, b_key = jax.random.split(key)
+    weight = layer.weight
+    if is_weight(weight):
+        n_spatial = weight.ndim - 2
+        drawn_shape = (*weight.shape[2:], weight.shape[1], weight.shape[0])
+        drawn = weight_init(w_key, drawn_shape, weight.dtype)
+        new_weight = jnp.transpose(drawn, (n_spatial + 1, n_spatial, *range(n_spatial)))
+        layer = eqx.tree_at(lambda m: m.weight, layer, new_weight)
+    bias = layer.bias
+    if bias is not None and is_bias(jnp.ravel(bias)):
+        layer = eqx.tree_at(lambda m: m.bias, layer, bias_init(b_key, bias.shape, bias.dtype))
+    return layer
+
+
 def reinitialize(
     tree: PyTree,
     key: PRNGKey,
@@ -357,6 +392,12 @@ def reinitialize(
     as it is. Each leaf gets its own key, ``fold_in(key, leaf_position)``, so equal shapes still get
     independent draws and the result is a deterministic function of ``key``.
 
+    Fans assume functrain's layouts, dense ``(in, out)`` and conv HWIO. Equinox's ``eqx.nn.Linear``
+    (``(out, in)``) and ``eqx.nn.Conv`` (``(out, in, *spatial)``, bias ``(out, 1, ...)``) layers are
+    recognized and handled as units: the kernel is drawn in functrain's layout and transposed, so
+    ``he_normal`` gives ``N(0, 2/n_in)`` there too, and the bias is re-set (when ``is_bias`` holds
+    for it flattened). For other layouts pass a custom ``weight_init``.
+
     Args:
         tree: the parameters.
         key: PRNG key.
@@ -369,11 +410,15 @@ def reinitialize(
         A pytree with ``tree``'s structure.
     """
     b_init = zeros() if bias_init is None else bias_init
-    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    eqx_layers = _equinox_layer_types()
+    leaves, treedef = jax.tree_util.tree_flatten(
+        tree, is_leaf=(lambda x: isinstance(x, eqx_layers)) if eqx_layers else None)
     out = []
     for position, leaf in enumerate(leaves):
         k = jax.random.fold_in(key, position)
-        if is_weight(leaf):
+        if eqx_layers and isinstance(leaf, eqx_layers):
+            out.append(_reinitialize_equinox_layer(leaf, k, weight_init, b_init, is_weight, is_bias))
+        elif is_weight(leaf):
             out.append(weight_init(k, leaf.shape, leaf.dtype))
         elif is_bias(leaf):
             out.append(b_init(k, leaf.shape, leaf.dtype))

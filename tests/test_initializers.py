@@ -333,3 +333,23 @@ def test_glorot_normal_with_tanh_follows_mean_field_theory() -> None:
     assert 1e-2 <= s[-1] <= 1e2  # stays within the lesson's usable range
     standard = _activation_std_at_depth(I.standard_normal(), np.tanh)
     assert standard[-1] > 10  # N(0, 1) weights drive tanh units deep into saturation
+
+
+def test_reinitialize_equinox_uses_the_right_fans() -> None:
+    """Equinox stores (out, in) / (out, in, *spatial): fans must still be n_in of the layer."""
+    mlp = eqx.nn.MLP(64, 10, width_size=256, depth=2, key=jax.random.key(0))
+    out = I.reinitialize(mlp, jax.random.key(1), weight_init=I.he_normal())
+    for layer in out.layers:
+        n_in = layer.weight.shape[1]
+        assert float(jnp.std(layer.weight)) == pytest.approx(math.sqrt(2 / n_in), rel=0.1)
+    conv = eqx.nn.Conv2d(8, 64, (3, 3), key=jax.random.key(0))
+    new = I.reinitialize({"conv": conv}, jax.random.key(2), weight_init=I.he_normal(),
+                         bias_init=I.constant(0.1))["conv"]
+    assert new.weight.shape == conv.weight.shape
+    assert float(jnp.std(new.weight)) == pytest.approx(math.sqrt(2 / (9 * 8)), rel=0.05)
+    assert new.bias is not None and conv.bias is not None and new.bias.shape == conv.bias.shape
+    np.testing.assert_allclose(np.asarray(new.bias), 0.1)
+    # Glorot uses both fans: compare the whole kernel's variance with 2 / (fan_in + fan_out).
+    lin = eqx.nn.Linear(400, 100, key=jax.random.key(0))
+    g = I.reinitialize(lin, jax.random.key(3), weight_init=I.glorot_normal())
+    assert float(jnp.var(g.weight)) == pytest.approx(2 / 500, rel=0.05)
