@@ -10,7 +10,8 @@ is much faster than N separate runs on any accelerator (and on a CPU for small m
 Everything a run uses works inside: layers with batch norm and dropout, optimizers with schedules
 and clipping, early stopping (each run stops on its own; its state freezes via ``jnp.where``),
 reduce-on-plateau and weight averaging. Hyperparameters enter as traced arrays, so a grid over
-learning rates, weight decays or dropout rates needs no recompilation.
+learning rates, momenta, weight decays or dropout rates (``Dropout(hparams["rate"])`` built inside
+the run) needs no recompilation.
 
 Memory grows linearly with the number of simultaneous runs. ``chunk_size`` bounds it: runs are
 then computed ``chunk_size`` at a time with ``lax.map`` over chunks of vmapped runs (a remainder
@@ -147,11 +148,11 @@ def run_seeds(train_fn: Callable[[PRNGKey], R], keys: Array, *,
     n = _check_keys(keys, who)
     chunk = _check_chunk(chunk_size, who)
 
-    def batched(ks: Array) -> R:
-        return _batched(train_fn, ks, n, chunk)
+    def batched(ks: Array) -> RunResults[R]:
+        results = _batched(train_fn, ks, n, chunk)
+        return RunResults(results, summarize(results))  # inside the one compiled program
 
-    results = (jax.jit(batched) if jit else batched)(keys)
-    return RunResults(results, summarize(results))
+    return (jax.jit(batched) if jit else batched)(keys)
 
 
 def grid(**axes: Sequence[float] | Array) -> dict[str, Array]:
@@ -219,15 +220,14 @@ def sweep(train_fn: Callable[[PRNGKey, H], R], keys: Array, hyperparams: H, *,
     if n_configs < 1:
         raise ValueError(f"{who}: argument 'hyperparams' must hold at least one configuration")
 
-    def batched(ks: Array, hp: H) -> R:
+    def batched(ks: Array, hp: H) -> RunResults[R]:
         # Flatten (config, seed) pairs into one run axis, then restore (G, S).
         hp_rep = _tree.tree_map(lambda x: jnp.repeat(jnp.asarray(x), n_seeds, axis=0), hp)
         k_rep = jnp.tile(ks, (n_configs,) + (1,) * (ks.ndim - 1))
         flat = _batched(lambda a: train_fn(a[0], a[1]), (k_rep, hp_rep), n_configs * n_seeds, chunk)
         out: R = _tree.tree_map(lambda x: x.reshape((n_configs, n_seeds) + x.shape[1:]), flat)
-        return out
+        return RunResults(out, summarize(out, axis=1))
 
-    results = (jax.jit(batched) if jit else batched)(keys, hyperparams)
-    return RunResults(results, summarize(results, axis=1))
+    return (jax.jit(batched) if jit else batched)(keys, hyperparams)
 
 
