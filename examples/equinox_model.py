@@ -8,8 +8,8 @@ batch goes through ``jax.vmap(model)``.
 
 ``initializers.reinitialize`` then re-draws every weight of the same module with He's
 initialization and zeroes the biases, and the fresh model trains again. Equinox stores a linear
-layer's weight as ``(out_features, in_features)`` while functrain's fans assume ``(in, out)``
-kernels, so the example draws ``(in, out)`` and transposes (``he_for_equinox``).
+layer's weight as ``(out_features, in_features)``; ``reinitialize`` recognizes ``eqx.nn.Linear``
+and ``eqx.nn.Conv`` and draws their kernels with the right fans.
 
     python examples/equinox_model.py [--quick] [--out DIR] [--epochs N]
 """
@@ -17,7 +17,6 @@ kernels, so the example draws ``(in, out)`` and transposes (``he_for_equinox``).
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +24,9 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.typing import DTypeLike
 
 from functrain import data, initializers, losses, optim, plotting, train
 from functrain.typing import Array, Metrics, PRNGKey, PyTree
-
-
-def he_for_equinox(key: PRNGKey, shape: Sequence[int], dtype: DTypeLike = jnp.float32) -> Array:
-    """He normal ``N(0, 2 / n_in)`` for an equinox ``(out_features, in_features)`` weight."""
-    return initializers.he_normal()(key, tuple(reversed(shape)), dtype).T
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -67,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     step = train.make_train_step(loss_fn, opt)
     eval_step = train.make_eval_step(loss_fn)  # no dropout or batch norm: the same function evaluates
 
-    reinitialized = initializers.reinitialize(model, k_reinit, weight_init=he_for_equinox)
+    reinitialized = initializers.reinitialize(model, k_reinit, weight_init=initializers.he_normal())
     last = reinitialized.layers[-1].weight
     print(f"re-initialized output layer: weight {tuple(last.shape)}, std {float(jnp.std(last)):.3f} "
           f"(He for 64 inputs: {float(np.sqrt(2 / 64)):.3f})")
