@@ -209,9 +209,23 @@ def _machine_line(results: JSON) -> str:
             f"({m.get('repeats_long_workloads')} for the convnet and seeds).{fb}")
 
 
+def _shown_command(cmd: str) -> str:
+    """The measuring command without the flags that only say where outputs go."""
+    words, out = cmd.split(), []
+    skip = False
+    for w in words:
+        if skip:
+            skip = False
+        elif w in ("--out", "--readme"):
+            skip = True
+        elif w not in ("--no-readme",) and not w.startswith(("--out=", "--readme=")):
+            out.append(w)
+    return " ".join(out)
+
+
 def readme_table(results: JSON) -> str:
     """The Markdown block that goes between the README markers."""
-    cmd = results.get("command", "python -m benchmarks")
+    cmd = _shown_command(results.get("command", "python -m benchmarks"))
     lines = [f"Regenerate with `{cmd}` ({_machine_line(results)}) "
              "Ratios are functrain ÷ contender: above 1× functrain has the higher throughput; "
              "for compile times, below 1× functrain compiles faster. Details: "
@@ -230,7 +244,7 @@ def results_markdown(results: JSON) -> str:
     out = ["# functrain benchmarks", ""]
     if m.get("mode") == "smoke":
         out += ["**Smoke run: tiny shapes and one repeat. These numbers are not a measurement.**", ""]
-    out += [f"Command: `{results.get('command')}`", "", "## Machine", "", "| | |", "|---|---|"]
+    out += [f"Command: `{_shown_command(results.get('command', ''))}`", "", "## Machine", "", "| | |", "|---|---|"]
     out += [f"| {k} | {v} |" for k, v in m.items()]
     out += ["", "## Summary", ""] + _summary_rows(results) + ["", "## Targets", ""] + _targets_table(results)
     for key, d in results.get("workloads", {}).items():
@@ -239,7 +253,7 @@ def results_markdown(results: JSON) -> str:
             out += ["```", d["error"], "```"]
             continue
         out += [f"- {k}: {v}" for k, v in d.get("config", {}).items()]
-        out += [f"- measured at: {d.get('measured_at')} with `{d.get('command')}`, median of "
+        out += [f"- measured at: {d.get('measured_at')} with `{_shown_command(d.get('command', ''))}`, median of "
                 f"{d.get('repeats')} interleaved repeats, {_fmt(d.get('wall_s'))} s", ""]
         groups = ({o: g["results"] for o, g in d["optimizers"].items()} if "optimizers" in d
                   else {"": d.get("results", {})})
