@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -143,3 +144,22 @@ def test_adam_under_jit_and_vmap_over_betas() -> None:
     for i, b1 in enumerate([0.0, 0.5, 0.9]):
         np.testing.assert_allclose(np.asarray(got[i]), _adam_reference(0.01, b1, 0.999, 1e-8)[-1],
                                    rtol=2e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("amsgrad", [False, True])
+def test_adam_state_can_be_donated(amsgrad: bool) -> None:
+    """Each moment has its own buffer, so ``donate_argnums`` on the state works."""
+    params = {"w": jnp.ones((8, 4)), "b": jnp.zeros(4)}
+    tx = fo.chain(fo.scale_by_adam(amsgrad=amsgrad), fo.scale(-1e-2))
+    state = tx.init(params)
+    buffers = [id(x) for x in jax.tree_util.tree_leaves(state)]
+    assert len(set(buffers)) == len(buffers)
+
+    @functools.partial(jax.jit, donate_argnums=(0, 1))
+    def step(p: Any, s: Any) -> tuple[Any, Any]:
+        updates, s = tx.update(jax.tree_util.tree_map(jnp.ones_like, p), s, p)
+        return fo.apply_updates(p, updates), s
+
+    p1, s1 = step(params, state)
+    p2, _ = step(p1, s1)
+    np.testing.assert_allclose(np.asarray(p2["w"]), 1 - 2e-2, rtol=1e-5)

@@ -301,8 +301,9 @@ def scale_by_adam(
     if amsgrad:
 
         def init_ams(params: PyTree) -> ScaleByAmsgradState:
-            zeros = tree_zeros_like(params)
-            return ScaleByAmsgradState(jnp.zeros((), jnp.int32), zeros, zeros, zeros)
+            # Separate buffers (not one zeros tree three times), so the state can be donated.
+            return ScaleByAmsgradState(jnp.zeros((), jnp.int32), tree_zeros_like(params),
+                                       tree_zeros_like(params), tree_zeros_like(params))
 
         def update_ams(
             updates: PyTree, state: ScaleByAmsgradState, params: PyTree | None = None
@@ -317,8 +318,8 @@ def scale_by_adam(
         return GradientTransformation(init_ams, update_ams)
 
     def init(params: PyTree) -> ScaleByAdamState:
-        zeros = tree_zeros_like(params)
-        return ScaleByAdamState(jnp.zeros((), jnp.int32), zeros, zeros)
+        # Separate buffers for mu and nu, so a jitted step can donate the state.
+        return ScaleByAdamState(jnp.zeros((), jnp.int32), tree_zeros_like(params), tree_zeros_like(params))
 
     def update(
         updates: PyTree, state: ScaleByAdamState, params: PyTree | None = None
