@@ -197,3 +197,24 @@ def test_bad_input() -> None:
         sweep(lambda k, hp: hp, keys, {"a": jnp.float32(1.0)})
     with pytest.raises(ValueError, match="grid: argument 'lr'"):
         grid(lr=[])
+
+
+def test_calling_again_with_the_same_train_fn_does_not_recompile() -> None:
+    traces = []
+
+    def counted(key: PRNGKey) -> dict[str, Array]:
+        traces.append(1)
+        return _tiny(key)
+
+    for seed in range(3):
+        run_seeds(counted, jax.random.split(jax.random.key(seed), 4))
+    assert len(traces) == 1
+
+    def counted_sweep(key: PRNGKey, hp: dict[str, Array]) -> Array:
+        traces.append(2)
+        return hp["lr"] * jax.random.uniform(key)
+
+    for lr in (0.1, 0.2):
+        out = sweep(counted_sweep, jax.random.split(jax.random.key(0), 2), {"lr": jnp.array([lr, 2 * lr])})
+    assert traces.count(2) == 1
+    np.testing.assert_allclose(out.results[1], 2 * out.results[0], rtol=1e-6)

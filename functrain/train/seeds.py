@@ -134,7 +134,9 @@ def run_seeds(train_fn: Callable[[PRNGKey], R], keys: Array, *,
         chunk_size: at most this many runs at once (``lax.map`` over vmapped chunks); ``None``
             runs all at once.
         jit: compile the batched program with ``jax.jit`` (disable when calling from inside
-            an outer jit).
+            an outer jit). The compiled program is cached per ``train_fn`` object (and key
+            shape, chunk size): define ``train_fn`` once and call ``run_seeds`` again with new
+            keys without recompiling; a new lambda or closure per call recompiles.
 
     Returns:
         :class:`RunResults` with results stacked along a leading seed axis and their summary.
@@ -148,11 +150,18 @@ def run_seeds(train_fn: Callable[[PRNGKey], R], keys: Array, *,
     n = _check_keys(keys, who)
     chunk = _check_chunk(chunk_size, who)
 
-    def batched(ks: Array) -> RunResults[R]:
-        results = _batched(train_fn, ks, n, chunk)
-        return RunResults(results, summarize(results))  # inside the one compiled program
+    del n
+    return (_run_seeds_jit if jit else _run_seeds_impl)(train_fn, keys, chunk)
 
-    return (jax.jit(batched) if jit else batched)(keys)
+
+def _run_seeds_impl(train_fn: Callable[[PRNGKey], R], keys: Array, chunk: int | None) -> RunResults[R]:
+    results = _batched(train_fn, keys, keys.shape[0], chunk)
+    return RunResults(results, summarize(results))  # inside the one compiled program
+
+
+# One jitted function with ``train_fn`` static: calling run_seeds again with the same train_fn
+# (and key shape) reuses the compiled program instead of tracing a fresh closure.
+_run_seeds_jit = jax.jit(_run_seeds_impl, static_argnums=(0, 2))
 
 
 def grid(**axes: Sequence[float] | Array) -> dict[str, Array]:
@@ -203,7 +212,7 @@ def sweep(train_fn: Callable[[PRNGKey, H], R], keys: Array, hyperparams: H, *,
     who = "sweep"
     if not callable(train_fn):
         raise TypeError(f"{who}: argument 'train_fn' must be callable, got {type(train_fn).__name__}")
-    n_seeds = _check_keys(keys, who)
+    _check_keys(keys, who)
     chunk = _check_chunk(chunk_size, who)
     leaves = _tree.tree_leaves_with_path(hyperparams)
     if not leaves:
@@ -216,18 +225,24 @@ def sweep(train_fn: Callable[[PRNGKey, H], R], keys: Array, hyperparams: H, *,
         lengths[path] = int(shape[0])
     if len(set(lengths.values())) != 1:
         raise ValueError(f"{who}: all hyperparams must have the same leading length, got {lengths}")
-    n_configs = next(iter(lengths.values()))
-    if n_configs < 1:
+    if next(iter(lengths.values())) < 1:
         raise ValueError(f"{who}: argument 'hyperparams' must hold at least one configuration")
 
-    def batched(ks: Array, hp: H) -> RunResults[R]:
-        # Flatten (config, seed) pairs into one run axis, then restore (G, S).
-        hp_rep = _tree.tree_map(lambda x: jnp.repeat(jnp.asarray(x), n_seeds, axis=0), hp)
-        k_rep = jnp.tile(ks, (n_configs,) + (1,) * (ks.ndim - 1))
-        flat = _batched(lambda a: train_fn(a[0], a[1]), (k_rep, hp_rep), n_configs * n_seeds, chunk)
-        out: R = _tree.tree_map(lambda x: x.reshape((n_configs, n_seeds) + x.shape[1:]), flat)
-        return RunResults(out, summarize(out, axis=1))
+    return (_sweep_jit if jit else _sweep_impl)(train_fn, keys, hyperparams, chunk)
 
-    return (jax.jit(batched) if jit else batched)(keys, hyperparams)
+
+def _sweep_impl(train_fn: Callable[[PRNGKey, H], R], keys: Array, hyperparams: H,
+                chunk: int | None) -> RunResults[R]:
+    n_seeds = keys.shape[0]
+    n_configs = _tree.tree_leaves(hyperparams)[0].shape[0]
+    # Flatten (config, seed) pairs into one run axis, then restore (G, S).
+    hp_rep = _tree.tree_map(lambda x: jnp.repeat(jnp.asarray(x), n_seeds, axis=0), hyperparams)
+    k_rep = jnp.tile(keys, (n_configs,) + (1,) * (keys.ndim - 1))
+    flat = _batched(lambda a: train_fn(a[0], a[1]), (k_rep, hp_rep), n_configs * n_seeds, chunk)
+    out: R = _tree.tree_map(lambda x: x.reshape((n_configs, n_seeds) + x.shape[1:]), flat)
+    return RunResults(out, summarize(out, axis=1))
+
+
+_sweep_jit = jax.jit(_sweep_impl, static_argnums=(0, 3))
 
 
