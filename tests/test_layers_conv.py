@@ -184,3 +184,173 @@ def test_conv_under_jit_grad_and_ensemble_vmap() -> None:
     np.testing.assert_allclose(jax.vmap(lambda xi: conv2d(params, xi))(x), conv2d(params, x), rtol=1e-5, atol=1e-5)
     p1 = init_conv1d(KEY, 3, 2, 3)
     np.testing.assert_allclose(jax.jit(conv1d)(p1, x[0]), conv1d(p1, x[0]), rtol=1e-6)
+
+
+# ---------------------------------------------- gradients (CPU patches-based kernel gradient, jax#12868)
+
+_DN = {1: ("NWC", "WIO", "NWC"), 2: ("NHWC", "HWIO", "NHWC")}
+
+
+def _lax_conv(p: ConvParams, x: jax.Array, stride: Sequence[int], padding: PaddingLike,
+              dilation: Sequence[int]) -> jax.Array:
+    """The stock lax convolution (default gradients) as the reference."""
+    nsp = p.w.ndim - 2
+    pads = padding if isinstance(padding, str) else (
+        [(padding, padding)] * nsp if isinstance(padding, int) else list(padding))
+    return jax.lax.conv_general_dilated(x, p.w, tuple(stride), pads, rhs_dilation=tuple(dilation),
+                                        dimension_numbers=_DN[nsp]) + p.b
+
+
+def grad_reference(x: np.ndarray, w: np.ndarray, r: np.ndarray, stride: Sequence[int], padding: PaddingLike,
+                   dilation: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """float64 gradients of ``sum(conv(x, w) + b) * r)`` w.r.t. x, w, b by the direct definition."""
+    x = np.asarray(x, np.float64)
+    w = np.asarray(w, np.float64)
+    r = np.asarray(r, np.float64)
+    nsp = w.ndim - 2
+    pads = [_pads(x.shape[1 + a], w.shape[a], stride[a], dilation[a], padding, a) for a in range(nsp)]
+    xp = np.pad(x, [(0, 0)] + pads + [(0, 0)])
+    gxp = np.zeros_like(xp)
+    gw = np.zeros_like(w)
+    for n in range(x.shape[0]):
+        for pos in itertools.product(*(range(o) for o in r.shape[1:-1])):
+            for tap in itertools.product(*(range(k) for k in w.shape[:nsp])):
+                idx = tuple(pos[a] * stride[a] + tap[a] * dilation[a] for a in range(nsp))
+                gw[tap] += np.outer(xp[(n, *idx)], r[(n, *pos)])
+                gxp[(n, *idx)] += w[tap] @ r[(n, *pos)]
+    crop = (slice(None),) + tuple(slice(lo, lo + x.shape[1 + a]) for a, (lo, _) in enumerate(pads))
+    return gxp[crop], gw, r.reshape(-1, r.shape[-1]).sum(0)
+
+
+GRAD_CASES = [  # (spatial, input spatial shape, kernel, stride, padding, dilation)
+    (2, (7, 6), (3, 3), 1, "SAME", 1),
+    (2, (7, 6), (3, 2), 2, "SAME", 1),
+    (2, (7, 8), (3, 3), (2, 1), "VALID", (1, 2)),
+    (2, (6, 6), (3, 3), 1, 1, 2),
+    (2, (5, 6), (2, 3), 2, ((1, 0), (2, 1)), 1),
+    (2, (8, 7), (3, 3), 3, "SAME", (2, 1)),
+    (1, (9,), (3,), 1, "SAME", 1),
+    (1, (9,), (3,), 2, "VALID", 1),
+    (1, (10,), (3,), 1, ((2, 1),), 2),
+    (1, (11,), (4,), 3, "SAME", 1),
+]
+
+
+def _grad_case(spatial: int, size: tuple[int, ...], k: tuple[int, ...], stride: int | tuple[int, ...],
+               padding: PaddingLike, dilation: int | tuple[int, ...], batched: bool = True
+               ) -> tuple[ConvParams, jax.Array, jax.Array, tuple[int, ...], tuple[int, ...]]:
+    kx, kw, kb, kr = jax.random.split(jax.random.key(spatial * 100 + sum(size)), 4)
+    x = jax.random.normal(kx, (2, *size, 3))
+    params = ConvParams(jax.random.normal(kw, (*k, 3, 4)), jax.random.normal(kb, (4,)))
+    s = (stride,) * spatial if isinstance(stride, int) else stride
+    d = (dilation,) * spatial if isinstance(dilation, int) else dilation
+    out = _lax_conv(params, x, s, padding, d)
+    r = jax.random.normal(kr, out.shape)
+    return params, x, r, s, d
+
+
+@pytest.mark.parametrize("case", GRAD_CASES)
+def test_conv_gradients_match_lax_and_float64(case: tuple[object, ...]) -> None:
+    spatial, size, k, stride, padding, dilation = case
+    assert isinstance(spatial, int) and isinstance(size, tuple) and isinstance(k, tuple)
+    params, x, r, s, d = _grad_case(spatial, size, k, stride, padding, dilation)  # type: ignore[arg-type]  # case tuple values are objects
+    op = conv2d if spatial == 2 else conv1d
+
+    def loss(p: ConvParams, xx: jax.Array) -> jax.Array:
+        return jnp.sum(op(p, xx, stride=s, padding=padding, dilation=d) * r)  # type: ignore[arg-type]  # as above
+
+    def loss_lax(p: ConvParams, xx: jax.Array) -> jax.Array:
+        return jnp.sum(_lax_conv(p, xx, s, padding, d) * r)  # type: ignore[arg-type]  # as above
+
+    gp, gx = jax.jit(jax.grad(loss, argnums=(0, 1)))(params, x)
+    rp, rx = jax.grad(loss_lax, argnums=(0, 1))(params, x)
+    np.testing.assert_allclose(gp.w, rp.w, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(gp.b, rp.b, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(gx, rx, rtol=1e-5, atol=1e-5)
+    fx, fw, fb = grad_reference(np.asarray(x), np.asarray(params.w), np.asarray(r), s, padding, d)  # type: ignore[arg-type]  # as above
+    np.testing.assert_allclose(gp.w, fw, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(gp.b, fb, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(gx, fx, rtol=1e-4, atol=1e-4)
+    if padding != "SAME":
+        return
+    # One example (no batch axis) gives the per-example gradients.
+    g0 = jax.grad(lambda p: jnp.sum(op(p, x[0], stride=s, padding=padding, dilation=d) * r[0]))(params)
+    r0 = jax.grad(lambda p: jnp.sum(_lax_conv(p, x[:1], s, padding, d) * r[:1]))(params)
+    np.testing.assert_allclose(g0.w, r0.w, rtol=1e-5, atol=1e-5)
+
+
+def test_conv_kernel_gradient_uses_patches_on_cpu() -> None:
+    if jax.default_backend() != "cpu":
+        pytest.skip("the patches-based kernel gradient is CPU-only")
+    x = jnp.ones((2, 6, 6, 3))
+    params = init_conv2d(KEY, 3, 4, 3)
+
+    def grad_text(f: object) -> str:
+        return str(jax.jit(jax.grad(f)).lower(params).as_text())  # type: ignore[arg-type]  # f is a loss of params
+
+    ours = grad_text(lambda p: jnp.sum(conv2d(p, x) ** 2))
+    stock = grad_text(lambda p: jnp.sum(_lax_conv(p, x, (1, 1), "SAME", (1, 1)) ** 2))
+    # The stock kernel gradient is a backward-filter convolution; ours is an einsum of the patches.
+    assert "dot_general" in ours and "dot_general" not in stock
+
+
+def test_conv_gradients_under_vmap_over_kernels() -> None:
+    params, x, r, s, d = _grad_case(2, (7, 6), (3, 3), 2, "SAME", 1)
+    stacked = ConvParams(jnp.stack([params.w, 2 * params.w, -params.w]), jnp.stack([params.b] * 3))
+
+    def loss(p: ConvParams, xx: jax.Array) -> jax.Array:
+        return jnp.sum(conv2d(p, xx, stride=s) * r)
+
+    g = jax.jit(jax.vmap(jax.grad(loss, argnums=(0, 1)), in_axes=(0, None)))(stacked, x)
+    # Ensemble members also with their own inputs (both operands batched).
+    xs = jnp.stack([x, x + 1.0, 2 * x])
+    gb = jax.vmap(jax.grad(loss, argnums=(0, 1)))(stacked, xs)
+    for i in range(3):
+        p_i = ConvParams(stacked.w[i], stacked.b[i])
+        ref = jax.grad(lambda p, xx: jnp.sum(_lax_conv(p, xx, s, "SAME", d) * r), argnums=(0, 1))
+        rp, rx = ref(p_i, x)
+        np.testing.assert_allclose(g[0].w[i], rp.w, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(g[0].b[i], rp.b, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(g[1][i], rx, rtol=1e-5, atol=1e-5)
+        rp, rx = ref(p_i, xs[i])
+        np.testing.assert_allclose(gb[0].w[i], rp.w, rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(gb[1][i], rx, rtol=1e-5, atol=1e-5)
+
+
+def test_conv_gradients_inside_scan_match_python_loop() -> None:
+    x = jax.random.normal(KEY, (4, 2, 6, 6, 2))  # 4 steps of a batch of 2
+    p0 = ConvParams(jax.random.normal(jax.random.key(1), (3, 3, 2, 3)) * 0.3, jnp.zeros(3))
+
+    def step(p: ConvParams, xx: jax.Array, conv: object) -> ConvParams:
+        g = jax.grad(lambda q: jnp.mean(jnp.tanh(conv(q, xx)) ** 2))(p)  # type: ignore[operator]  # conv is a conv fn
+        return ConvParams(p.w - 0.5 * g.w, p.b - 0.5 * g.b)
+
+    def ours(p: ConvParams, xx: jax.Array) -> jax.Array:
+        return conv2d(p, xx, stride=2, padding="VALID", dilation=1)
+
+    def stock(p: ConvParams, xx: jax.Array) -> jax.Array:
+        return _lax_conv(p, xx, (2, 2), "VALID", (1, 1))
+
+    scanned, _ = jax.jit(lambda p: jax.lax.scan(lambda c, xx: (step(c, xx, ours), None), p, x))(p0)
+    ref = p0
+    for t in range(4):
+        ref = step(ref, x[t], stock)
+    assert float(jnp.max(jnp.abs(ref.w - p0.w))) > 1e-3  # the steps moved the kernel
+    np.testing.assert_allclose(scanned.w, ref.w, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(scanned.b, ref.b, rtol=1e-5, atol=1e-6)
+
+
+def test_conv_forward_mode_and_second_order() -> None:
+    params, x, r, s, d = _grad_case(1, (9,), (3,), 2, "VALID", 1)
+
+    def f(w: jax.Array) -> jax.Array:
+        return jnp.sum(jnp.tanh(conv1d(ConvParams(w, params.b), x, stride=s, padding="VALID")) * r)
+
+    def f_lax(w: jax.Array) -> jax.Array:
+        return jnp.sum(jnp.tanh(_lax_conv(ConvParams(w, params.b), x, s, "VALID", d)) * r)
+
+    dw = jax.random.normal(jax.random.key(7), params.w.shape)
+    _, t = jax.jvp(f, (params.w,), (dw,))
+    _, t_ref = jax.jvp(f_lax, (params.w,), (dw,))
+    np.testing.assert_allclose(t, t_ref, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(jax.hessian(f)(params.w), jax.hessian(f_lax)(params.w), rtol=1e-4, atol=1e-5)

@@ -4,6 +4,22 @@
 (cross-correlation, as in every deep-learning library), with strides ``s``, dilations ``d`` and
 padding offsets ``p``. Each op is a single ``lax.conv_general_dilated`` call plus a bias add.
 
+Kernel gradient on the CPU: XLA:CPU runs the kernel-gradient convolution (the transpose of
+``conv_general_dilated`` with respect to the kernel) about 100x slower inside a ``lax.scan`` /
+``while`` body than outside one (jax-ml/jax#12868), which made a scanned training epoch ~10x slower
+than a Python loop of jitted steps. The convolution therefore carries a ``jax.custom_jvp`` whose
+kernel tangent is, on the CPU only, written through the im2col patches of the input,
+``dy[n, i, o] = sum_{t, c} P[n, i, c, t] dw[t, c, o]`` with ``P = lax.conv_general_dilated_patches(x)``
+(the same window geometry), so that its transpose -- the kernel gradient -- is the contraction
+``g_w[t, c, o] = sum_{n, i} P[n, i, c, t] g[n, i, o]`` instead of a backward-filter convolution.
+The input tangent stays ``conv(dx, w)`` (its transpose is the usual transposed convolution) and
+the forward value is the unchanged ``lax.conv_general_dilated``. The platform is chosen per
+lowering with ``lax.platform_dependent``: on GPU/TPU the kernel tangent is the plain ``conv(x, dw)``,
+so gradients are exactly the stock ones. Being a ``custom_jvp`` (not a ``custom_vjp``), the rule
+supports every transformation: ``jit``, ``grad``, ``vmap``, ``jvp``/``jacfwd`` and higher-order
+derivatives (``jax.hessian``). Cost: the patches tensor (``prod(kernel_size)`` times the input's
+size) is a residual of the backward pass on the CPU.
+
 Default initialization: kernels ``glorot_uniform`` with fans ``n_in = k_h k_w c_in`` and
 ``n_out = k_h k_w c_out`` (the HWIO convention of :func:`functrain.initializers.compute_fans`), biases
 ``zeros``. For deep ReLU networks pass ``w_init=initializers.he_normal()``.
@@ -11,6 +27,8 @@ Default initialization: kernels ``glorot_uniform`` with fans ``n_in = k_h k_w c_
 
 from __future__ import annotations
 
+import functools
+import string
 from collections.abc import Sequence
 from typing import Literal, NamedTuple
 
@@ -186,6 +204,71 @@ def _conv_geometry(
     return strides, pads, dil, out
 
 
+def _plain_conv(
+    x: Array, w: Array, strides: tuple[int, ...], pads: Literal["SAME", "VALID"] | Pads,
+    dil: tuple[int, ...], spatial: int,
+) -> Array:
+    """The one ``lax.conv_general_dilated`` call behind every convolution (batched input)."""
+    return lax.conv_general_dilated(
+        x, w,
+        window_strides=strides,
+        padding=pads,
+        rhs_dilation=dil,
+        dimension_numbers=_LAYOUTS[spatial],
+    )
+
+
+def _patches_kernel_tangent(
+    x: Array, w_dot: Array, strides: tuple[int, ...], pads: Literal["SAME", "VALID"] | Pads,
+    dil: tuple[int, ...], spatial: int,
+) -> Array:
+    """``conv(x, w_dot)`` written as im2col patches of ``x`` contracted with ``w_dot``.
+
+    ``lax.conv_general_dilated_patches`` returns ``(N, *out, c_in * prod(k))`` with the feature axis
+    ordered ``(c_in, *k)``; ``out[n, i, o] = sum_{c, t} P[n, i, c, t] w_dot[t, c, o]``. Linear in
+    ``w_dot``, so its transpose (the kernel gradient) is one contraction over ``(n, i)``.
+    """
+    ks = tuple(w_dot.shape[:spatial])
+    c_in = w_dot.shape[-2]
+    p = lax.conv_general_dilated_patches(
+        x, ks, strides, pads, rhs_dilation=dil, dimension_numbers=_LAYOUTS[spatial],
+    )
+    p = p.reshape(*p.shape[:-1], c_in, *ks)
+    pos = string.ascii_lowercase[:spatial]  # output positions
+    taps = string.ascii_lowercase[spatial:2 * spatial]  # kernel taps
+    spec = f"N{pos}C{taps},{taps}CO->N{pos}O"
+    return jnp.einsum(spec, p, w_dot)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4, 5))
+def _conv(
+    x: Array, w: Array, strides: tuple[int, ...], pads: Literal["SAME", "VALID"] | Pads,
+    dil: tuple[int, ...], spatial: int,
+) -> Array:
+    """``lax.conv_general_dilated`` with a CPU-friendly kernel gradient (see the module docstring)."""
+    return _plain_conv(x, w, strides, pads, dil, spatial)
+
+
+@_conv.defjvp
+def _conv_jvp(
+    strides: tuple[int, ...], pads: Literal["SAME", "VALID"] | Pads, dil: tuple[int, ...], spatial: int,
+    primals: tuple[Array, Array], tangents: tuple[Array, Array],
+) -> tuple[Array, Array]:
+    """``d conv(x, w) = conv(dx, w) + conv(x, dw)``; on the CPU ``conv(x, dw)`` goes through patches."""
+    x, w = primals
+    x_dot, w_dot = tangents
+    y = _plain_conv(x, w, strides, pads, dil, spatial)
+
+    def patches(xx: Array, wd: Array) -> Array:
+        return _patches_kernel_tangent(xx, wd, strides, pads, dil, spatial)
+
+    def plain(xx: Array, wd: Array) -> Array:
+        return _plain_conv(xx, wd, strides, pads, dil, spatial)
+
+    dy_w: Array = lax.platform_dependent(x, w_dot, cpu=patches, default=plain)
+    return y, _plain_conv(x_dot, w, strides, pads, dil, spatial) + dy_w
+
+
 def _apply_conv(
     params: ConvParams,
     x: Array,
@@ -210,13 +293,7 @@ def _apply_conv(
     dtype = jnp.result_type(x, w)
     batched = x.ndim == spatial + 2
     xb = x if batched else x[None]
-    y = lax.conv_general_dilated(
-        xb.astype(dtype), w.astype(dtype),
-        window_strides=strides,
-        padding=pads,
-        rhs_dilation=dil,
-        dimension_numbers=_LAYOUTS[spatial],
-    )
+    y = _conv(xb.astype(dtype), w.astype(dtype), strides, pads, dil, spatial)
     y = y + b.astype(dtype)
     return y if batched else y[0]
 
