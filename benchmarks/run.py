@@ -123,6 +123,8 @@ def targets(results: JSON) -> list[JSON]:
     where = "GPU" if gpu else "CPU"
     mlp = w.get("mlp", {}).get("results", {})
     for name, thr, desc in (("jax_scan", 0.95, "hand-written lax.scan"),
+                            ("jax_scan_grad_norm", 0.95,
+                             "hand-written lax.scan with the same metrics (also the gradient norm)"),
                             ("equinox", 1.5, "equinox filter_jit loop"),
                             ("torch", 2.0, "PyTorch eager")):
         e = mlp.get(name, {})
@@ -134,10 +136,12 @@ def targets(results: JSON) -> list[JSON]:
         out.append({"target": f"{opt} update: functrain ≥ 0.95× optax", "threshold": 0.95,
                     "measured": e.get("ratio"), "comparison": ">=",
                     "met": None if e.get("ratio") is None else e["ratio"] >= 0.95})
-    e = w.get("compile", {}).get("results", {}).get("step_handwritten", {})
-    out.append({"target": "train-step compile time ≤ 1.2× hand-written", "threshold": 1.2,
-                "measured": e.get("ratio"), "comparison": "<=",
-                "met": None if e.get("ratio") is None else e["ratio"] <= 1.2})
+    for name, desc in (("step_handwritten", "hand-written"),
+                       ("step_handwritten_grad_norm", "hand-written with the same metrics")):
+        e = w.get("compile", {}).get("results", {}).get(name, {})
+        out.append({"target": f"train-step compile time ≤ 1.2× {desc}", "threshold": 1.2,
+                    "measured": e.get("ratio"), "comparison": "<=",
+                    "met": None if e.get("ratio") is None else e["ratio"] <= 1.2})
     return out
 
 
