@@ -8,8 +8,9 @@ labels (throughput does not depend on the pixel values). Contenders: see
 One measured unit is one epoch of 4 steps on the CPU (256 examples; 64 steps on a GPU). The
 epoch is short because on XLA:CPU a convolution's kernel gradient inside a ``lax.scan``/while
 loop body runs about 100x slower than the same convolution outside a loop (jax-ml/jax#12868),
-so the two ``lax.scan`` contenders take over a second per step; per-step throughput does not
-depend on the epoch length.
+so the hand-written ``lax.scan`` contender takes about a second per step (functrain's ``conv2d``
+computes the kernel gradient on CPU from input patches and an einsum, which avoids it); per-step
+throughput does not depend on the epoch length.
 """
 
 from __future__ import annotations
