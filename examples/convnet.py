@@ -2,7 +2,7 @@
 
     Conv2D 32 3x3 -> ReLU -> MaxPool 2 -> Conv2D 64 3x3 -> ReLU -> MaxPool 2 -> Flatten -> Dropout -> Dense 10
 
-Trains with plain minibatch SGD in a jitted step (dropout active, its key split per step) and reports
+Trains with functrain's SGD (``make_train_step`` + ``optim.sgd``) in a jitted step (dropout active, its key split per step) and reports
 the test accuracy in evaluation mode (dropout off, no key needed).
 
     python examples/convnet.py            # 400 steps
@@ -12,14 +12,13 @@ the test accuracy in evaluation mode (dropout off, no key needed).
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 
+from functrain import optim, train
 from functrain.data.datasets import load_digits
-from functrain.layers import Conv2D, Dense, Dropout, Flatten, Layer, MaxPool, Relu, log_softmax, serial
-from functrain.typing import Array, PRNGKey
+from functrain.layers import Conv2D, Dense, Dropout, Flatten, Layer, MaxPool, Relu, serial
 
 
 def build_model(dropout_rate: float = 0.5) -> Layer:
@@ -31,54 +30,52 @@ def build_model(dropout_rate: float = 0.5) -> Layer:
     )
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Train the network on the digits and print shapes, losses and the test accuracy."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def train_on_digits(model: Layer, argv: list[str] | None, *, steps: int, lr: float, doc: str) -> None:
+    """Train ``model`` on the 8x8 digits with functrain's SGD step; print shapes, losses, accuracy.
+
+    Shared by this example, ``resnet.py`` and ``inception.py``: 1500 digits for training, the rest
+    for testing; ``train.classifier_loss`` in training mode for the steps (dropout on, batch
+    statistics), in evaluation mode for the test set (deterministic, no key needed).
+    """
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a handful of steps (smoke test)")
-    parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--steps", type=int, default=steps)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument("--lr", type=float, default=lr)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    steps = 5 if args.quick else args.steps
+    n_steps = 3 if args.quick else args.steps
 
     digits = load_digits(as_images=True)
     x, y = jnp.asarray(digits.x) / 16.0, jnp.asarray(digits.y)
     x_train, y_train, x_test, y_test = x[:1500], y[:1500], x[1500:], y[1500:]
 
-    model = build_model()
     k_init, k_train = jax.random.split(jax.random.key(args.seed))
-    params, state, out_shape = model.init(k_init, (-1, *x.shape[1:]))
+    params, model_state, out_shape = model.init(k_init, (-1, *x.shape[1:]))
     n_params = sum(leaf.size for leaf in jax.tree_util.tree_leaves(params))
-    print(f"input {tuple(x_train.shape)} -> output {out_shape}; {n_params} parameters")
+    print(f"input {(-1, *x.shape[1:])} -> output {out_shape}; {n_params} parameters")
 
-    @jax.jit
-    def evaluate(p: Any, s: Any) -> tuple[Array, Array]:
-        logits, _ = model.apply(p, s, x_test, train=False)  # evaluation mode: deterministic, no key
-        return logits, jnp.mean(jnp.argmax(logits, axis=-1) == y_test)
+    logits, _ = jax.jit(lambda p, s: model.apply(p, s, x_test, train=False))(params, model_state)
+    print(f"forward pass on the test set: logits {tuple(logits.shape)}")
 
-    logits, accuracy = evaluate(params, state)
-    print(f"forward pass on the test set: logits {tuple(logits.shape)}, accuracy {float(accuracy):.3f}")
-
-    def loss_fn(p: Any, s: Any, xb: Array, yb: Array, key: PRNGKey) -> tuple[Array, Any]:
-        out, new_s = model.apply(p, s, xb, key=key, train=True)
-        return -jnp.mean(jnp.take_along_axis(log_softmax(out), yb[:, None], axis=1)), new_s
-
-    @jax.jit
-    def step(p: Any, s: Any, key: PRNGKey) -> tuple[Any, Any, Array]:
-        k_batch, k_drop = jax.random.split(key)
+    opt = optim.sgd(args.lr)
+    state = train.init_train_state(params, model_state, opt)
+    step = jax.jit(train.make_train_step(train.classifier_loss(model.apply, train=True), opt))
+    eval_step = train.make_eval_step(train.classifier_loss(model.apply, train=False))
+    for i, key in enumerate(jax.random.split(k_train, n_steps)):
+        k_batch, k_step = jax.random.split(key)
         idx = jax.random.randint(k_batch, (args.batch_size,), 0, x_train.shape[0])
-        (loss, s), grads = jax.value_and_grad(loss_fn, has_aux=True)(p, s, x_train[idx], y_train[idx], k_drop)
-        return jax.tree_util.tree_map(lambda w, g: w - args.lr * g, p, grads), s, loss
+        state, metrics = step(state, (x_train[idx], y_train[idx]), k_step)
+        if i == 0 or (i + 1) % max(1, n_steps // 5) == 0:
+            print(f"step {i + 1:4d}  loss {float(metrics['loss']):.4f}")
 
-    for i, key in enumerate(jax.random.split(k_train, steps)):
-        params, state, loss = step(params, state, key)
-        if i == 0 or (i + 1) % max(1, steps // 5) == 0:
-            print(f"step {i + 1:4d}  loss {float(loss):.4f}")
-
-    _, accuracy = evaluate(params, state)
+    accuracy = train.evaluate(eval_step, state, (x_test, y_test), batch_size=x_test.shape[0])["accuracy"]
     print(f"test accuracy {float(accuracy):.3f} on {x_test.shape[0]} digits")
 
+
+def main(argv: list[str] | None = None) -> None:
+    """Train the network on the digits and print shapes, losses and the test accuracy."""
+    train_on_digits(build_model(), argv, steps=400, lr=0.05, doc=__doc__ or "")
 
 if __name__ == "__main__":
     main()

@@ -10,13 +10,9 @@ branches on the same input -- a 1x1 convolution; 1x1 then 3x3; 1x1 then 5x5; 3x3
 
 from __future__ import annotations
 
-import argparse
-from typing import Any
-
 import jax
-import jax.numpy as jnp
+from convnet import train_on_digits  # examples/convnet.py, next to this file
 
-from functrain.data.datasets import load_digits
 from functrain.initializers import he_normal
 from functrain.layers import (
     Concatenate,
@@ -26,11 +22,9 @@ from functrain.layers import (
     Layer,
     MaxPool,
     Relu,
-    log_softmax,
     parallel,
     serial,
 )
-from functrain.typing import Array, PRNGKey
 
 
 def conv_relu(channels: int, size: int) -> Layer:
@@ -64,54 +58,10 @@ def build_model() -> Layer:
 
 def main(argv: list[str] | None = None) -> None:
     """Train the network on the digits and print shapes, losses and the test accuracy."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a handful of steps (smoke test)")
-    parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=0.1)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    steps = 3 if args.quick else args.steps
-
-    digits = load_digits(as_images=True)
-    x, y = jnp.asarray(digits.x) / 16.0, jnp.asarray(digits.y)
-    x_train, y_train, x_test, y_test = x[:1500], y[:1500], x[1500:], y[1500:]
-
-    model = build_model()
-    k_init, k_train = jax.random.split(jax.random.key(args.seed))
-    params, state, out_shape = model.init(k_init, (-1, 8, 8, 1))
-    n_params = sum(leaf.size for leaf in jax.tree_util.tree_leaves(params))
-    print(f"input (-1, 8, 8, 1) -> output {out_shape}; {n_params} parameters")
     block = inception_block(8, 8, 16, 4, 8, 8)
-    _, _, block_shape = block.init(k_init, (-1, 8, 8, 16))
+    _, _, block_shape = block.init(jax.random.key(0), (-1, 8, 8, 16))
     print(f"first inception block: (-1, 8, 8, 16) -> {block_shape}")
-
-    @jax.jit
-    def evaluate(p: Any) -> tuple[Array, Array]:
-        logits, _ = model.apply(p, state, x_test, train=False)
-        return logits, jnp.mean(jnp.argmax(logits, axis=-1) == y_test)
-
-    logits, accuracy = evaluate(params)
-    print(f"forward pass on the test set: logits {tuple(logits.shape)}, accuracy {float(accuracy):.3f}")
-
-    def loss_fn(p: Any, xb: Array, yb: Array) -> Array:
-        out, _ = model.apply(p, state, xb, train=True)  # no batch norm or dropout: state stays ()
-        return -jnp.mean(jnp.take_along_axis(log_softmax(out), yb[:, None], axis=1))
-
-    @jax.jit
-    def step(p: Any, key: PRNGKey) -> tuple[Any, Array]:
-        idx = jax.random.randint(key, (args.batch_size,), 0, x_train.shape[0])
-        loss, grads = jax.value_and_grad(loss_fn)(p, x_train[idx], y_train[idx])
-        return jax.tree_util.tree_map(lambda w, g: w - args.lr * g, p, grads), loss
-
-    for i, key in enumerate(jax.random.split(k_train, steps)):
-        params, loss = step(params, key)
-        if i == 0 or (i + 1) % max(1, steps // 5) == 0:
-            print(f"step {i + 1:4d}  loss {float(loss):.4f}")
-
-    _, accuracy = evaluate(params)
-    print(f"test accuracy {float(accuracy):.3f} on {x_test.shape[0]} digits")
-
+    train_on_digits(build_model(), argv, steps=300, lr=0.1, doc=__doc__ or "")
 
 if __name__ == "__main__":
     main()
