@@ -18,6 +18,21 @@
   propagation; :mod:`ft.plotting <functrain.plotting>` (matplotlib, imported lazily).
 
 The most used names are also available at the top level (``ft.adam``, ``ft.serial``, ``ft.fit`` ...).
+Docstring examples, here and in every module, assume ``import jax``, ``import jax.numpy as jnp``,
+``import numpy as np`` and ``import functrain as ft``; the test suite runs them all.
+
+Example:
+    >>> model = ft.serial(ft.layers.Dense(16), ft.layers.Relu, ft.layers.Dense(3))
+    >>> params, model_state, out_shape = model.init(jax.random.key(0), (-1, 4))
+    >>> out_shape
+    (-1, 3)
+    >>> opt = ft.adam(1e-2)
+    >>> state = ft.init_train_state(params, model_state, opt)
+    >>> step = ft.make_train_step(ft.train.classifier_loss(model.apply, train=True), opt)
+    >>> batch = (jnp.ones((8, 4)), jnp.zeros(8, jnp.int32))
+    >>> state, metrics = jax.jit(step)(state, batch, jax.random.key(1))
+    >>> int(state.step), sorted(metrics)
+    (1, ['accuracy', 'grad_norm', 'loss'])
 """
 
 from functrain import data, diagnostics, initializers, layers, losses, optim, plotting, train

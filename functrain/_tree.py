@@ -23,6 +23,8 @@ __all__ = [
     "check_same_structure",
     "describe_difference",
     "is_float_array",
+    "is_kernel",
+    "is_vector",
     "tree_add",
     "tree_cast_like",
     "tree_global_norm",
@@ -70,6 +72,21 @@ def tree_unflatten(treedef: TreeDef, leaves: Sequence[Any]) -> PyTree:
 def is_float_array(x: Any) -> bool:
     """Whether ``x`` is a JAX/NumPy array with a floating dtype."""
     return isinstance(x, (jax.Array, np.ndarray)) and jnp.issubdtype(x.dtype, jnp.floating)
+
+
+def is_kernel(leaf: Any) -> bool:
+    """The library's one "is this a weight" rule: a floating array with ``ndim >= 2``.
+
+    Dense kernels ``(in, out)`` and convolution kernels (HWIO) qualify; biases, normalization
+    scales/offsets (vectors) and scalars do not. Used by weight decay masks, the L1/L2 penalties
+    and :func:`functrain.initializers.reinitialize`.
+    """
+    return is_float_array(leaf) and leaf.ndim >= 2
+
+
+def is_vector(leaf: Any) -> bool:
+    """A floating array with ``ndim == 1`` (a bias, or a normalization scale or offset)."""
+    return is_float_array(leaf) and leaf.ndim == 1
 
 
 def describe_difference(expected: PyTree, got: PyTree) -> str | None:

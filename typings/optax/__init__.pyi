@@ -1,9 +1,11 @@
 # Minimal stubs for the parts of optax used in functrain's tests (optax ships no py.typed).
-# optax is a dev-only dependency: the reference for functrain.optim's parity tests.
+# optax is a dev-only dependency: the reference for functrain.optim's parity tests. Incomplete on
+# purpose: the module-level __getattr__ makes every other real optax name type as Any, never an error.
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol
 
 import jax
+from _typeshed import Incomplete
 from jax.typing import ArrayLike
 
 Params = Any
@@ -200,3 +202,5 @@ def cosine_onecycle_schedule(
 ) -> Schedule: ...
 def join_schedules(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> Schedule: ...
 def global_norm(updates: Any) -> jax.Array: ...
+
+def __getattr__(name: str) -> Incomplete: ...

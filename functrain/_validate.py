@@ -1,0 +1,444 @@
+"""The one home of argument checks, and of their message style.
+
+Every public function of functrain checks its arguments through these helpers, so every argument
+error reads the same way::
+
+    who: argument 'name' must be <expectation>, got <value>
+
+``TypeError`` when the argument has the wrong kind (a string where a number goes), ``ValueError``
+when it has the right kind but a bad value (a negative learning rate, a shape that does not fit).
+
+The checks look only at static information (Python values, shapes, dtypes, tree structures), so
+under ``jax.jit`` they run once, at trace time, and add nothing to the compiled program. Traced
+values (the hyperparameters of a ``jax.vmap``-ed sweep) cannot be inspected: they pass unchecked.
+Shape and tree assertions go through chex (imported on first use, so ``import functrain`` stays
+fast) and are re-raised in the message style above.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Collection, Iterable, Sequence
+from typing import Any, NoReturn, TypeVar
+
+import jax
+import numpy as np
+
+from functrain import _tree
+from functrain.typing import PyTree
+
+__all__ = [
+    "INT32_MAX",
+    "check_batch_size",
+    "check_bool",
+    "check_callable",
+    "check_choice",
+    "check_fraction",
+    "check_hyperparameter",
+    "check_int",
+    "check_keys",
+    "check_ints",
+    "check_leading_length",
+    "check_number",
+    "check_positive",
+    "check_rank",
+    "check_same_structure",
+    "check_shape",
+    "check_transformation",
+    "concrete_float",
+    "describe",
+    "fail",
+    "is_traced",
+    "message",
+]
+
+INT32_MAX = int(np.iinfo(np.int32).max)
+"""The largest count that fits the int32 counters of optimizer and training states."""
+
+_T = TypeVar("_T")
+
+
+# ----------------------------------------------------------------------------------------------
+# The message style
+
+
+def describe(value: object) -> str:
+    """A short description of ``value`` for the ``got ...`` part of a message.
+
+    Numbers, strings, ``None`` and bools are shown as their ``repr``; arrays by shape and dtype
+    (``an array of shape (2, 3) and dtype float32``), traced arrays as such; functions by name;
+    anything else by type and (shortened) ``repr``.
+    """
+    if value is None or isinstance(value, (bool, int, float, str, np.bool_, np.integer, np.floating)):
+        text = repr(value.item() if isinstance(value, np.generic) else value)
+        return text if len(text) <= 80 else text[:77] + "..."
+    if isinstance(value, jax.core.Tracer):
+        return f"a traced array of shape {tuple(value.shape)} and dtype {value.dtype}"
+    if isinstance(value, (jax.Array, np.ndarray)):
+        if value.ndim == 0 and value.size == 1:
+            return f"{value.item()!r} (a 0-d array of dtype {value.dtype})"
+        return f"an array of shape {tuple(value.shape)} and dtype {value.dtype}"
+    if callable(value) and hasattr(value, "__name__") and not isinstance(value, type):
+        return f"the function {value.__name__}"
+    text = repr(value)
+    if len(text) > 80:
+        text = text[:77] + "..."
+    return f"{type(value).__name__} {text}"
+
+
+def message(who: str, name: str, expectation: str, got: object) -> str:
+    """``who: argument 'name' must be <expectation>, got <description of got>``."""
+    return f"{who}: argument '{name}' must be {expectation}, got {describe(got)}"
+
+
+def fail(who: str, name: str, expectation: str, got: object, *,
+         error: type[Exception] = ValueError, detail: str = "") -> NoReturn:
+    """Raise ``error`` (``ValueError`` by default) with the standard message.
+
+    Args:
+        who: the public function (or ``Layer``/constructor) being called.
+        name: the argument's name as the user wrote it.
+        expectation: what the argument must be, e.g. ``"an int >= 1"``.
+        got: the value that came (described by :func:`describe`).
+        error: the exception class: ``TypeError`` for the wrong kind of value, ``ValueError``
+            for a bad value of the right kind.
+        detail: an optional sentence appended after ``got ...`` (``"; " + detail``).
+    """
+    text = message(who, name, expectation, got)
+    raise error(f"{text}; {detail}" if detail else text)
+
+
+# ----------------------------------------------------------------------------------------------
+# Python values
+
+
+def is_traced(value: object) -> bool:
+    """Whether ``value`` is a tracer (inside ``jit``/``vmap``/``grad``): its value is unknown."""
+    return isinstance(value, jax.core.Tracer)
+
+
+def check_bool(value: object, who: str, name: str) -> bool:
+    """``value`` as a Python bool (NumPy bools accepted); ``TypeError`` otherwise."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    fail(who, name, "a bool", value, error=TypeError)
+
+
+def check_int(value: object, who: str, name: str, *, low: int | None = None,
+              high: int | None = None) -> int:
+    """``value`` as a Python int in ``[low, high]`` (NumPy integers accepted, bools refused).
+
+    Raises:
+        TypeError: ``value`` is not an integer (floats, bools and strings are refused).
+        ValueError: ``value`` is outside ``[low, high]``.
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        fail(who, name, _int_range(low, high), value, error=TypeError)
+    v = int(value)
+    if (low is not None and v < low) or (high is not None and v > high):
+        fail(who, name, _int_range(low, high), v)
+    return v
+
+
+def _int_range(low: int | None, high: int | None) -> str:
+    if low is not None and high is not None:
+        return f"an int in [{low}, {high}]"
+    if low is not None:
+        return f"an int >= {low}"
+    if high is not None:
+        return f"an int <= {high}"
+    return "an int"
+
+
+def check_ints(value: object, n: int, who: str, name: str, *, low: int = 1) -> tuple[int, ...]:
+    """An int, or a sequence of ``n`` ints, as a tuple of ``n`` ints each ``>= low``.
+
+    Used for window sizes, strides and dilations (``3`` means ``(3, 3)`` in 2-D).
+
+    Raises:
+        TypeError: not an int or a sequence of ints.
+        ValueError: a sequence of the wrong length, or an entry below ``low``.
+    """
+    expectation = f"an int or a sequence of {n} ints, each >= {low}"
+    if isinstance(value, (bool, np.bool_)):
+        fail(who, name, expectation, value, error=TypeError)
+    if isinstance(value, (int, np.integer)):
+        out: tuple[int, ...] = (int(value),) * n
+    else:
+        try:
+            if not isinstance(value, Iterable):
+                raise TypeError("not iterable")
+            items: tuple[object, ...] = tuple(value)
+            if any(isinstance(v, (bool, np.bool_)) for v in items):
+                raise TypeError("bool")
+            out = tuple(operator.index(v) for v in items)  # type: ignore[arg-type]  # non-ints raise TypeError, handled below
+        except TypeError:
+            fail(who, name, expectation, value, error=TypeError)
+        if len(out) != n:
+            fail(who, name, expectation, value)
+    if any(v < low for v in out):
+        fail(who, name, expectation, value)
+    return out
+
+
+def concrete_float(value: object, who: str, name: str) -> float | None:
+    """``float(value)`` for a concrete real scalar, ``None`` for a traced one.
+
+    Accepts Python and NumPy numbers and 0-d real arrays (JAX or NumPy).
+
+    Raises:
+        TypeError: a bool, a non-number, or an array of a non-real dtype.
+        ValueError: an array that is not a scalar.
+    """
+    if isinstance(value, (bool, np.bool_)):
+        fail(who, name, "a number", value, error=TypeError)
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return float(value)
+    if isinstance(value, (jax.Array, np.ndarray)):
+        if value.ndim != 0:
+            fail(who, name, "a scalar", value)
+        if not (np.issubdtype(value.dtype, np.floating) or np.issubdtype(value.dtype, np.integer)):
+            fail(who, name, "a real number", value, error=TypeError)
+        if is_traced(value):
+            return None
+        try:
+            return float(np.asarray(value))
+        except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+            return None
+    fail(who, name, "a number", value, error=TypeError)
+
+
+def _range_text(low: float | None, high: float | None, low_open: bool, high_open: bool,
+                finite: bool) -> str:
+    if low is not None and high is not None:
+        return f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    parts = []
+    if low is not None:
+        parts.append(f"{'>' if low_open else '>='} {low:g}")
+    if high is not None:
+        parts.append(f"{'<' if high_open else '<='} {high:g}")
+    bound = " and ".join(parts)
+    if finite:
+        return f"a finite number {bound}".rstrip()
+    return bound or "a real number"
+
+
+def check_number(value: object, who: str, name: str, *, low: float | None = None,
+                 high: float | None = None, low_open: bool = False, high_open: bool = False,
+                 finite: bool = False) -> float | None:
+    """Validate a concrete real scalar (traced ones pass) and return it as a float.
+
+    NaN is always refused; infinities only with ``finite=True`` or when outside the bounds.
+
+    Returns:
+        ``float(value)``, or ``None`` when ``value`` is traced.
+
+    Raises:
+        TypeError: ``value`` is not a number or a real scalar array.
+        ValueError: a non-scalar array, NaN, infinite (``finite=True``) or out of range.
+    """
+    v = concrete_float(value, who, name)
+    if v is None:
+        return None
+    ok = not math.isnan(v) and (not finite or math.isfinite(v))
+    if low is not None:
+        ok = ok and (v > low if low_open else v >= low)
+    if high is not None:
+        ok = ok and (v < high if high_open else v <= high)
+    if not ok:
+        fail(who, name, _range_text(low, high, low_open, high_open, finite), value)
+    return v
+
+
+def check_positive(value: object, who: str, name: str) -> float:
+    """A concrete, finite number ``> 0`` (a scale, a temperature), returned as a float.
+
+    Raises:
+        TypeError: ``value`` is not a number or is traced (a static value is needed).
+        ValueError: ``value`` is not finite or not ``> 0``.
+    """
+    v = check_number(value, who, name, low=0.0, low_open=True, finite=True)
+    if v is None:
+        fail(who, name, "a concrete (not traced) finite number > 0", value, error=TypeError)
+    return v
+
+
+def check_fraction(value: object, who: str, name: str, *, closed_right: bool = False) -> None:
+    """A probability in ``[0, 1)`` (or ``[0, 1]``); traced values pass.
+
+    Raises:
+        TypeError: not a number or a real scalar array.
+        ValueError: outside the interval or NaN.
+    """
+    check_number(value, who, name, low=0.0, high=1.0, high_open=not closed_right)
+
+
+def check_hyperparameter(value: object, who: str, name: str, *, low: float | None = None,
+                         high: float | None = None, low_open: bool = False,
+                         high_open: bool = False, schedule_ok: bool = True) -> None:
+    """A hyperparameter: a number, a (possibly traced) scalar array, or a schedule.
+
+    Concrete values are range-checked; traced values and schedules (callables ``step -> value``)
+    pass, since their values are not known here.
+
+    Raises:
+        TypeError: not a number, a scalar array or (if ``schedule_ok``) a schedule.
+        ValueError: a non-scalar array, NaN or out of range.
+    """
+    if callable(value):
+        if schedule_ok:
+            return
+        fail(who, name, "a number or a scalar array (not a schedule)", value, error=TypeError)
+    if not isinstance(value, (bool, np.bool_, int, float, np.integer, np.floating, jax.Array,
+                              np.ndarray)):
+        expectation = "a number, a scalar array or a schedule" if schedule_ok else "a number or a scalar array"
+        fail(who, name, expectation, value, error=TypeError)
+    check_number(value, who, name, low=low, high=high, low_open=low_open, high_open=high_open)
+
+
+def check_choice(value: object, choices: Collection[_T], who: str, name: str) -> _T:
+    """``value`` if it is one of ``choices``, else ``ValueError`` listing them."""
+    try:
+        ok = value in choices
+    except TypeError:  # unhashable
+        ok = False
+    if not ok:
+        listed = ", ".join(repr(c) for c in choices)
+        fail(who, name, f"one of {listed}", value)
+    return value  # type: ignore[return-value]  # membership in choices proves the type
+
+
+def check_callable(value: object, who: str, name: str, what: str = "a function") -> None:
+    """``TypeError`` unless ``value`` is callable."""
+    if not callable(value):
+        fail(who, name, what, value, error=TypeError)
+
+
+def check_transformation(value: object, who: str, name: str) -> None:
+    """``TypeError`` unless ``value`` is a gradient transformation (optax's ``init``/``update``)."""
+    if not (callable(getattr(value, "init", None)) and callable(getattr(value, "update", None))):
+        fail(who, name, "a gradient transformation (an object with init and update functions, "
+             "e.g. functrain.optim.adam(1e-3))", value, error=TypeError)
+
+
+# ----------------------------------------------------------------------------------------------
+# Arrays and trees (chex assertions, messages in the style above)
+
+
+def _chex() -> Any:
+    import chex  # imported on first use: it costs ~0.1 s, which `import functrain` does not pay
+
+    return chex
+
+
+def check_rank(x: object, rank: int | Sequence[int], who: str, name: str, *,
+               layout: str = "") -> None:
+    """``ValueError`` unless the array ``x`` has rank ``rank`` (or one of several ranks).
+
+    Args:
+        x: the array.
+        rank: the expected rank, or a sequence of accepted ranks.
+        who: the public function.
+        name: the argument's name.
+        layout: what the axes mean, e.g. ``"(batch, height, width, channels)"``.
+    """
+    ranks = {rank} if isinstance(rank, int) else set(rank)
+    if not hasattr(x, "shape"):
+        fail(who, name, "an array", x, error=TypeError)
+    try:
+        _chex().assert_rank(x, ranks)
+    except AssertionError:
+        wanted = " or ".join(str(r) for r in sorted(ranks))
+        fail(who, name, f"an array of rank {wanted}{' ' + layout if layout else ''}", x)
+
+
+def check_shape(x: object, shape: Sequence[int | None], who: str, name: str) -> None:
+    """``ValueError`` unless the array ``x`` has ``shape`` (``None`` entries match any size)."""
+    if not hasattr(x, "shape"):
+        fail(who, name, "an array", x, error=TypeError)
+    try:
+        _chex().assert_shape(x, tuple(shape))
+    except AssertionError:
+        wanted = "(" + ", ".join("*" if d is None else str(d) for d in shape) + ")"
+        fail(who, name, f"an array of shape {wanted}", x)
+
+
+def check_same_structure(expected: PyTree, got: PyTree, who: str, name: str,
+                         expected_name: str) -> None:
+    """``TypeError`` unless ``got`` has the tree structure of ``expected``.
+
+    The message names the missing and unexpected leaf paths, e.g.
+    ``apply_updates: argument 'updates' must be a pytree with the structure of the params, got
+    missing leaves ["[1].b"]``.
+    """
+    try:
+        _chex().assert_trees_all_equal_structs(expected, got)
+    except AssertionError:
+        diff = _tree.describe_difference(expected, got) or "a different structure"
+        raise TypeError(f"{who}: argument '{name}' must be a pytree with the structure of "
+                        f"{expected_name}, got {diff}") from None
+
+
+def check_leading_length(tree: PyTree, who: str, name: str = "data", *,
+                         allow_empty: bool = False) -> int:
+    """The common leading length (number of examples) of every array in ``tree``.
+
+    Args:
+        tree: a pytree of arrays with a leading example axis, e.g. ``(x, y)``.
+        who: the public function.
+        name: the argument's name.
+        allow_empty: accept zero examples (default: refuse them).
+
+    Returns:
+        ``n``, the number of examples.
+
+    Raises:
+        TypeError: a leaf is not an array.
+        ValueError: no arrays, a scalar leaf, different leading lengths, or no examples.
+    """
+    leaves = _tree.tree_leaves_with_path(tree)
+    if not leaves:
+        fail(who, name, "a pytree with at least one array", tree)
+    lengths: dict[str, int] = {}
+    for path, leaf in leaves:
+        shape = getattr(leaf, "shape", None)
+        if shape is None:
+            fail(who, name, "a pytree of arrays", leaf, error=TypeError,
+                 detail=f"at {name}{path}")
+        if len(shape) == 0:
+            fail(who, name, "arrays with a leading example axis", leaf,
+                 detail=f"a scalar at {name}{path}")
+        lengths[f"{name}{path}"] = int(shape[0])
+    if len(set(lengths.values())) != 1:
+        raise ValueError(f"{who}: argument '{name}' must hold arrays with the same leading length "
+                         f"(number of examples), got {lengths}")
+    n = next(iter(lengths.values()))
+    if n == 0 and not allow_empty:
+        raise ValueError(f"{who}: argument '{name}' must hold at least one example, got leading "
+                         f"length 0")
+    return n
+
+
+def check_batch_size(batch_size: object, n: int, who: str, name: str = "batch_size") -> int:
+    """``batch_size`` as an int in ``[1, n]`` (``n`` examples are available)."""
+    bs = check_int(batch_size, who, name, low=1)
+    if bs > n:
+        fail(who, name, f"an int <= the number of examples ({n})", bs)
+    return bs
+
+
+def check_keys(keys: object, who: str, name: str = "keys") -> int:
+    """A batch of PRNG keys (typed ``key<impl>[n]`` or raw ``uint32[n, 2]``); returns ``n``."""
+    if not isinstance(keys, jax.Array):
+        fail(who, name, "a batch of PRNG keys (e.g. jax.random.split(key, n))", keys,
+             error=TypeError)
+    if jax.numpy.issubdtype(keys.dtype, jax.dtypes.prng_key):
+        if keys.ndim != 1:
+            fail(who, name, "a 1-d batch of typed keys", keys)
+        return int(keys.shape[0])
+    if keys.dtype != np.uint32 or keys.ndim != 2:
+        fail(who, name, "a batch of PRNG keys (typed keys of shape (n,) or raw uint32 keys of "
+             "shape (n, 2))", keys, error=TypeError)
+    return int(keys.shape[0])
+
