@@ -2,6 +2,7 @@
 # purpose: the module-level __getattr__ makes every other real chex name type as Any instead of
 # an error.
 from collections.abc import Callable, Sequence
+import unittest
 from types import EllipsisType
 from typing import Any, TypeVar
 
@@ -33,3 +34,19 @@ def assert_max_traces(fn: _F | None = None, n: int | None = None) -> _F: ...
 def clear_trace_counter() -> None: ...
 
 def __getattr__(name: str) -> Incomplete: ...
+
+class TestCase(unittest.TestCase):
+    """chex's parameterized test case: ``@variants(...)`` methods call ``self.variant(fn)``."""
+
+    def variant(self, fn: _F, /, *, static_argnums: int | Sequence[int] = ...,
+                static_argnames: str | Sequence[str] = ...) -> _F: ...
+
+def variants(
+    *,
+    with_jit: bool = ...,
+    without_jit: bool = ...,
+    with_device: bool = ...,
+    without_device: bool = ...,
+    with_pmap: bool = ...,
+) -> Callable[[_F], _F]: ...
+def all_variants(fn: _F) -> _F: ...
