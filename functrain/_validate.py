@@ -38,6 +38,7 @@ __all__ = [
     "check_hyperparameter",
     "check_int",
     "check_keys",
+    "check_labels",
     "check_ints",
     "check_leading_length",
     "check_number",
@@ -426,6 +427,41 @@ def check_batch_size(batch_size: object, n: int, who: str, name: str = "batch_si
     if bs > n:
         fail(who, name, f"an int <= the number of examples ({n})", bs)
     return bs
+
+
+def check_labels(labels: object, num_classes: int | None, who: str, name: str = "labels") -> None:
+    """Integer class labels, each in ``[0, num_classes)`` (only ``>= 0`` when ``num_classes`` is None).
+
+    Runs on the host, on concrete arrays only (a traced array passes: its values are unknown).
+    The range is checked on the values as given, before any cast, so ``2**31`` is not silently
+    wrapped to a negative int32.
+
+    Raises:
+        TypeError: ``labels`` is not an array of integers.
+        ValueError: a label is out of range; the message gives how many, and the first one's
+            index and value.
+    """
+    if is_traced(labels):
+        return
+    if not isinstance(labels, (jax.Array, np.ndarray)):
+        fail(who, name, "an array of integer class labels", labels, error=TypeError)
+    arr = np.asarray(labels)
+    if not np.issubdtype(arr.dtype, np.integer):
+        fail(who, name, "an array of integer class labels", labels, error=TypeError)
+    if arr.size == 0:
+        return
+    flat = arr.reshape(-1)
+    bad = flat < 0
+    if num_classes is not None:
+        bad = bad | (flat >= num_classes)
+    n_bad = int(np.count_nonzero(bad))
+    if n_bad:
+        first = int(np.flatnonzero(bad)[0])
+        where = np.unravel_index(first, arr.shape)
+        index = where[0] if arr.ndim == 1 else tuple(int(i) for i in where)
+        wanted = f"in [0, {num_classes})" if num_classes is not None else ">= 0"
+        raise ValueError(f"{who}: argument '{name}' must hold class labels {wanted}, got {n_bad} "
+                         f"out of range (the first at index {index}: {flat[first].item()})")
 
 
 def check_keys(keys: object, who: str, name: str = "keys") -> int:

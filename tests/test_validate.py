@@ -146,3 +146,15 @@ def test_check_keys() -> None:
     _raises(TypeError, v.check_keys, np.zeros((3, 2), np.uint32), "f")
     _raises(TypeError, v.check_keys, jnp.zeros((3, 2)), "f")
     _raises(ValueError, v.check_keys, jax.random.split(jax.random.key(0), (2, 2)), "f")
+
+
+def test_check_labels_counts_and_locates_bad_labels_before_any_cast() -> None:
+    v.check_labels(np.array([0, 1, 9]), 10, "f")
+    v.check_labels(jnp.array([0, 5]), None, "f")
+    text = _raises(ValueError, v.check_labels, np.array([0, -1, 3, 10]), 10, "f", "y")
+    assert "[0, 10), got 2 out of range (the first at index 1: -1)" in text
+    big = np.array([1, 2**31], np.int64)  # would wrap to -2**31 as int32
+    assert "index 1: 2147483648" in _raises(ValueError, v.check_labels, big, 10, "f")
+    _raises(TypeError, v.check_labels, np.array([0.0, 1.0]), 10, "f")
+    _raises(TypeError, v.check_labels, [0, 1], 10, "f")
+    assert "index (1, 0)" in _raises(ValueError, v.check_labels, np.array([[0], [7]]), 5, "f")
