@@ -460,7 +460,7 @@ def check_labels(labels: object, num_classes: int | None, who: str, name: str = 
         where = np.unravel_index(first, arr.shape)
         index = where[0] if arr.ndim == 1 else tuple(int(i) for i in where)
         wanted = f"in [0, {num_classes})" if num_classes is not None else ">= 0"
-        raise ValueError(f"{who}: argument '{name}' must hold class labels {wanted}, got {n_bad} "
+        raise ValueError(f"{who}: argument '{name}' must be class labels {wanted}, got {n_bad} "
                          f"out of range (the first at index {index}: {flat[first].item()})")
 
 
