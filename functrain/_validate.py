@@ -412,12 +412,12 @@ def check_leading_length(tree: PyTree, who: str, name: str = "data", *,
                  detail=f"a scalar at {name}{path}")
         lengths[f"{name}{path}"] = int(shape[0])
     if len(set(lengths.values())) != 1:
-        raise ValueError(f"{who}: argument '{name}' must hold arrays with the same leading length "
+        raise ValueError(f"{who}: argument '{name}' must be arrays with the same leading length "
                          f"(number of examples), got {lengths}")
     n = next(iter(lengths.values()))
     if n == 0 and not allow_empty:
-        raise ValueError(f"{who}: argument '{name}' must hold at least one example, got leading "
-                         f"length 0")
+        raise ValueError(f"{who}: argument '{name}' must be arrays with at least one example, got "
+                         "leading length 0")
     return n
 
 
