@@ -289,8 +289,8 @@ def default_penalty_mask(leaf: Any) -> bool:
         Whether the leaf is penalized.
 
     Example:
-        >>> ft.losses.default_penalty_mask(jnp.ones((3, 4))), ft.losses.default_penalty_mask(jnp.ones(4))
-        (True, False)
+        >>> [ft.losses.default_penalty_mask(leaf) for leaf in (jnp.ones((3, 4)), jnp.ones(4))]
+        [True, False]
     """
     return _tree.is_kernel(leaf)
 
@@ -369,8 +369,10 @@ def l1_penalty(params: PyTree, *, mask: PyTree | Callable[[Any], bool] | None = 
 
     Example:
         >>> params = {"w": jnp.array([[1.0, -2.0], [3.0, -4.0]]), "b": jnp.array([10.0, -10.0])}
-        >>> float(ft.losses.l1_penalty(params)), float(ft.losses.l1_penalty(params, mask=lambda leaf: True))
-        (10.0, 30.0)
+        >>> float(ft.losses.l1_penalty(params))  # 1 + 2 + 3 + 4; the bias is skipped
+        10.0
+        >>> float(ft.losses.l1_penalty(params, mask=lambda leaf: True))
+        30.0
     """
     leaves = _selected(params, mask, "l1_penalty")
     return _sum_leaves([jnp.sum(jnp.abs(_upcast(w))) for w in leaves])

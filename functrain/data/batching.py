@@ -106,7 +106,8 @@ def batches(
         >>> x, y = np.arange(10.0).reshape(5, 2), np.arange(5)
         >>> [yb.tolist() for _, yb in ft.data.batches((x, y), 2)]
         [[0, 1], [2, 3], [4]]
-        >>> [yb.shape for _, yb in ft.data.batches((x, y), 2, key=jax.random.key(0), drop_last=True)]
+        >>> shuffled = ft.data.batches((x, y), 2, key=jax.random.key(0), drop_last=True)
+        >>> [yb.shape for _, yb in shuffled]
         [(2,), (2,)]
     """
     who = "batches"

@@ -102,7 +102,8 @@ def _as_float(x: ArrayLike, who: str, name: str = "x") -> Array:
 
 def _leading_axes(axis: int | Sequence[int], ndim: int, who: str) -> tuple[int, ...]:
     """The ``k`` leading axes ``(0, ..., k-1)`` that ``axis`` names, checked against ``ndim``."""
-    expectation = "an int or a sequence of ints naming the leading axes (0, ..., k-1), e.g. 0 or (0, 1, 2)"
+    expectation = ("an int or a sequence of ints naming the leading axes (0, ..., k-1), "
+                   "e.g. 0 or (0, 1, 2)")
     if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer, Sequence)):
         _validate.fail(who, "axis", expectation, axis, error=TypeError)
     items = [axis] if isinstance(axis, (int, np.integer)) else list(axis)
