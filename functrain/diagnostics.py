@@ -8,29 +8,35 @@ Three ways to look inside a network while (or before) it trains:
   A healthy update-to-weight ratio ``||dw|| / ||w||`` is around ``1e-3`` per step (Karpathy's rule
   of thumb, CS231n "Babysitting the learning process"); far above means the learning rate is too
   large, far below too small.
-* :func:`activation_stats` runs a list of :class:`~functrain.layers.Layer` s one after another and
-  records the mean, standard deviation and fraction of exact zeros of every layer's output: dead
-  ReLUs, saturating units and drifting scales show up here.
+* :func:`activation_stats` runs a list of layers one after another and records the mean,
+  standard deviation and fraction of exact zeros of every layer's output: dead ReLUs, saturating
+  units and drifting scales show up here.
 * :func:`signal_propagation` measures how the standard deviation of the signal changes through
   the depth of a plain MLP, forward (pre-activations) and backward (gradients): the exploding and
   vanishing picture that motivates careful initialization (Glorot & Bengio 2010, He et al. 2015).
+
+Like the losses and the data utilities, this module sits at the bottom of the library: it imports
+only ``functrain.typing``, ``_tree`` and ``_validate``, never ``functrain.layers``. Layers are
+taken by their shape, not their class: anything with an ``apply(params, state, x, *, key, train)
+-> (y, new_state)`` function (a ``functrain.layers.Layer``, ``Branches`` or ``Join``, or your own
+record) can be measured by :func:`activation_stats`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
 from jaxtyping import Float
 
-from functrain import _tree
-from functrain.layers.base import Branches, Join, Layer
+from functrain import _tree, _validate
 from functrain.typing import Array, ArrayLike, Initializer, PRNGKey, PyTree
 
 __all__ = [
     "ActivationStats",
+    "LayerLike",
     "SignalPropagation",
     "activation_stats",
     "leaf_norms",
@@ -62,7 +68,17 @@ def leaf_norms(tree: PyTree, *, is_leaf: Callable[[Any], bool] | None = None) ->
 
     Returns:
         A pytree of 0-d arrays.
+
+    Raises:
+        TypeError: ``is_leaf`` is neither ``None`` nor a function.
+
+    Example:
+        >>> grads = {"w": jnp.array([[3.0, 0.0], [0.0, 4.0]]), "b": jnp.zeros(2)}
+        >>> {name: float(norm) for name, norm in ft.diagnostics.leaf_norms(grads).items()}
+        {'b': 0.0, 'w': 5.0}
     """
+    if is_leaf is not None:
+        _validate.check_callable(is_leaf, "leaf_norms", "is_leaf")
     return _tree.tree_map(_norm, tree, is_leaf=is_leaf)
 
 
@@ -83,10 +99,20 @@ def update_ratios(updates: PyTree, params: PyTree, *,
         A pytree of 0-d arrays with ``params``' structure.
 
     Raises:
-        TypeError: if ``updates`` and ``params`` have different structures.
+        TypeError: if ``updates`` and ``params`` have different structures, or ``is_leaf`` is
+            neither ``None`` nor a function.
+
+    Example:
+        >>> params = {"w": jnp.full((2, 2), 5.0), "b": jnp.zeros(2)}
+        >>> updates = {"w": jnp.full((2, 2), -0.005), "b": jnp.full(2, 0.1)}
+        >>> ratios = ft.diagnostics.update_ratios(updates, params)
+        >>> round(float(ratios["w"]), 6), float(ratios["b"])  # 0.01 / 10; a zero bias moving
+        (0.001, inf)
     """
-    _tree.check_same_structure(params, updates, name="update_ratios: argument 'updates'",
-                               expected_name="'params'")
+    who = "update_ratios"
+    _validate.check_same_structure(params, updates, who, "updates", "the params")
+    if is_leaf is not None:
+        _validate.check_callable(is_leaf, who, "is_leaf")
 
     def ratio(u: PyTree, w: PyTree) -> Array:
         un, wn = _norm(u), _norm(w)
@@ -108,7 +134,17 @@ def to_metrics(tree: PyTree, prefix: str = "") -> dict[str, Array]:
 
     Returns:
         A flat dict (a pytree itself, so it can be returned from a jitted step).
+
+    Raises:
+        TypeError: ``prefix`` is not a str.
+
+    Example:
+        >>> norms = ft.diagnostics.leaf_norms([jnp.array([3.0, 4.0]), jnp.ones(4)])
+        >>> {k: float(v) for k, v in ft.diagnostics.to_metrics(norms, "grad_norm").items()}
+        {'grad_norm[0]': 5.0, 'grad_norm[1]': 2.0}
     """
+    if not isinstance(prefix, str):
+        _validate.fail("to_metrics", "prefix", "a str", prefix, error=TypeError)
     return {prefix + path: jnp.asarray(leaf) for path, leaf in _tree.tree_leaves_with_path(tree)}
 
 
@@ -122,6 +158,14 @@ class ActivationStats(NamedTuple):
         std: standard deviation (population) of each layer's output.
         fraction_zero: fraction of each layer's output entries that are exactly 0 (dead ReLUs,
             dropped units).
+
+    Example:
+        >>> stats = ft.diagnostics.activation_stats([ft.layers.Relu], [()], [()],
+        ...                                         jnp.array([[-1.0, 0.0, 3.0, 5.0]]))
+        >>> isinstance(stats, ft.diagnostics.ActivationStats), stats.mean.tolist()
+        (True, [2.0])
+        >>> stats.fraction_zero.tolist()
+        [0.5]
     """
 
     mean: Float[Array, " layers"]
@@ -129,7 +173,31 @@ class ActivationStats(NamedTuple):
     fraction_zero: Float[Array, " layers"]
 
 
-AnyLayer = Layer | Branches | Join
+class LayerLike(Protocol):
+    """Anything with a layer's ``apply(params, state, x, *, key, train) -> (y, new_state)``.
+
+    :func:`activation_stats` needs nothing more of a layer: functrain's ``Layer``, ``Branches``
+    and ``Join`` records qualify, and so does any object of your own with such an ``apply``
+    (this module does not import ``functrain.layers``).
+
+    Example:
+        >>> layer: ft.diagnostics.LayerLike = ft.layers.Relu  # a functrain layer is LayerLike
+        >>> y, state = layer.apply((), (), jnp.array([-1.0, 2.0]), train=False)
+        >>> y.tolist()
+        [0.0, 2.0]
+        >>> class Double:  # and so is any object with an apply function
+        ...     def apply(self, params, state, x, *, key=None, train):
+        ...         return 2 * x, state
+        >>> y, _ = Double().apply((), (), jnp.array([-1.0, 2.0]), train=False)
+        >>> y.tolist()
+        [-2.0, 4.0]
+    """
+
+    @property
+    def apply(self) -> Callable[..., tuple[Any, PyTree]]:
+        """``apply(params, state, x, *, key, train) -> (y, new_state)``; ``y`` an array, or a
+        tuple of arrays for a fan-out (``Branches``)."""
+        ...
 
 
 def _stats(y: Array | Sequence[Array]) -> tuple[Array, Array, Array]:
@@ -139,8 +207,31 @@ def _stats(y: Array | Sequence[Array]) -> tuple[Array, Array, Array]:
     return jnp.mean(flat), jnp.std(flat), jnp.mean(flat == 0)
 
 
+def _check_layers(layers: object, params: object, state: object, who: str) -> int:
+    if callable(getattr(layers, "apply", None)):  # one layer (a NamedTuple is a sequence too)
+        _validate.fail(who, "layers", "a sequence of layers (wrap a single layer in a list)",
+                       layers, error=TypeError)
+    for name, value in (("layers", layers), ("params", params), ("state", state)):
+        if not isinstance(value, Sequence) or isinstance(value, str):
+            _validate.fail(who, name, "a sequence (one entry per layer)", value, error=TypeError)
+    assert isinstance(layers, Sequence) and isinstance(params, Sequence)
+    assert isinstance(state, Sequence)
+    n = len(layers)
+    if n == 0:
+        _validate.fail(who, "layers", "a non-empty sequence of layers", layers)
+    for position, layer in enumerate(layers):
+        if not callable(getattr(layer, "apply", None)):
+            _validate.fail(who, f"layers[{position}]", "a layer (an object with an apply function, "
+                           "e.g. functrain.layers.Dense(8))", layer, error=TypeError)
+    for name, value in (("params", params), ("state", state)):
+        if len(value) != n:
+            raise ValueError(f"{who}: argument '{name}' must be a sequence with one entry per "
+                             f"layer ({n}), got {len(value)} entries")
+    return n
+
+
 def activation_stats(
-    layers: Sequence[AnyLayer],
+    layers: Sequence[LayerLike],
     params: Sequence[PyTree],
     state: Sequence[PyTree],
     x: ArrayLike,
@@ -159,7 +250,8 @@ def activation_stats(
     Works under ``jax.jit`` (close over ``layers``) and ``jax.vmap``.
 
     Args:
-        layers: the layers, in order (``Layer``, or ``Branches`` followed by a ``Join``).
+        layers: the layers, in order: anything with an ``apply`` function (:class:`LayerLike`),
+            e.g. functrain ``Layer`` s, or a ``Branches`` followed by a ``Join``.
         params: one parameter pytree per layer.
         state: one state pytree per layer.
         x: an input batch, ``(batch, ...)``.
@@ -168,26 +260,26 @@ def activation_stats(
 
     Returns:
         :class:`ActivationStats`, each field of shape ``(len(layers),)``. Outputs of a
-        ``Branches`` are pooled together.
+        fan-out (``Branches``) are pooled together.
 
     Raises:
+        TypeError: ``layers``, ``params`` or ``state`` is not a sequence, an entry of ``layers``
+            has no ``apply`` function, or ``train`` is not a bool.
         ValueError: no layers, or ``params`` or ``state`` without one entry per layer.
-        TypeError: if an entry of ``layers`` is not a layer.
+
+    Example:
+        >>> layers = [ft.layers.Dense(16), ft.layers.Relu, ft.layers.Dense(3)]
+        >>> params, state, _ = ft.layers.serial(*layers).init(jax.random.key(0), (-1, 4))
+        >>> x = jax.random.normal(jax.random.key(1), (32, 4))
+        >>> stats = ft.diagnostics.activation_stats(layers, params, state, x)
+        >>> stats.std.shape, float(stats.fraction_zero[0])
+        ((3,), 0.0)
+        >>> 0.0 < float(stats.fraction_zero[1]) < 1.0  # the ReLU zeroes some units
+        True
     """
     who = "activation_stats"
-    n = len(layers)
-    if n == 0:
-        raise ValueError(f"{who}: argument 'layers' is empty; give at least one layer")
-    if len(params) != n or len(state) != n:
-        raise ValueError(
-            f"{who}: arguments 'params' and 'state' must have one entry per layer ({n}), "
-            f"got {len(params)} and {len(state)}"
-        )
-    for position, layer in enumerate(layers):
-        if not isinstance(layer, (Layer, Branches, Join)):
-            raise TypeError(
-                f"{who}: layers[{position}] must be a Layer, Branches or Join, got {type(layer).__name__}"
-            )
+    n = _check_layers(layers, params, state, who)
+    train = _validate.check_bool(train, who, "train")
     h: Any = jnp.asarray(x)
     keys = None if key is None else jax.random.split(key, n)
     means, stds, zeros = [], [], []
@@ -211,6 +303,14 @@ class SignalPropagation(NamedTuple):
             ``l = 1..depth``.
         backward_std: ``std(dL/dz_l)`` of the gradient of ``L = sum(h_depth * c)`` with respect to
             the same pre-activations (``c`` a standard-normal cotangent).
+
+    Example:
+        >>> sp = ft.diagnostics.signal_propagation(ft.initializers.lecun_normal(), lambda z: z,
+        ...                                        depth=3, width=32, key=jax.random.key(0))
+        >>> isinstance(sp, ft.diagnostics.SignalPropagation)
+        True
+        >>> sp.forward_std.shape, sp.backward_std.shape
+        ((3,), (3,))
     """
 
     forward_std: Float[Array, " depth"]
@@ -222,12 +322,6 @@ def _std(a: Array) -> Array:
     m = jnp.max(jnp.abs(a))
     safe = jnp.where((m > 0) & jnp.isfinite(m), m, jnp.ones_like(m))
     return safe * jnp.std(a / safe)
-
-
-def _positive_int(value: int, name: str, who: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{who}: argument '{name}' must be an int >= 1, got {value!r}")
-    return value
 
 
 def signal_propagation(
@@ -274,15 +368,28 @@ def signal_propagation(
         entry ``l - 1`` belongs to layer ``l``.
 
     Raises:
-        ValueError: if ``depth``, ``width`` or ``batch`` is not a positive int.
-        TypeError: if ``activation`` is not callable.
+        TypeError: if ``depth``, ``width`` or ``batch`` is not an int (NumPy integers are
+            accepted), or ``initializer`` or ``activation`` is not callable.
+        ValueError: if ``depth``, ``width`` or ``batch`` is below 1.
+
+    Example:
+        >>> key = jax.random.key(0)
+        >>> he = ft.diagnostics.signal_propagation(ft.initializers.he_normal(), jax.nn.relu,
+        ...                                        depth=10, width=64, key=key)
+        >>> he.forward_std.shape, bool(jnp.all((he.forward_std > 0.5) & (he.forward_std < 2.0)))
+        ((10,), True)
+        >>> normal = ft.diagnostics.signal_propagation(ft.initializers.standard_normal(),
+        ...                                            jax.nn.relu, depth=10, width=64, key=key)
+        >>> bool(normal.forward_std[-1] > 1e6)  # N(0, 1) weights: the scale explodes with depth
+        True
     """
     who = "signal_propagation"
-    depth = _positive_int(depth, "depth", who)
-    width = _positive_int(width, "width", who)
-    batch = _positive_int(batch, "batch", who)
-    if not callable(activation):
-        raise TypeError(f"{who}: argument 'activation' must be callable, got {activation!r}")
+    _validate.check_callable(initializer, who, "initializer",
+                             "an initializer (key, shape, dtype) -> array")
+    _validate.check_callable(activation, who, "activation")
+    depth = _validate.check_int(depth, who, "depth", low=1)
+    width = _validate.check_int(width, who, "width", low=1)
+    batch = _validate.check_int(batch, who, "batch", low=1)
 
     # Run op by op rather than under one jax.jit: each call gets new Python closures (initializer,
     # activation), so a jitted version would recompile every time, while eager ops hit JAX's cache.

@@ -11,8 +11,15 @@ input.
 * :func:`accuracy` -- fraction of argmax predictions equal to the label.
 * :func:`l2_penalty`, :func:`l1_penalty` -- weight penalties (weight decay as an explicit loss term).
 
-``reduction`` is ``"mean"`` (default: average over all examples/elements), ``"sum"`` or ``"none"``
-(per-example cross-entropy; elementwise binary cross-entropy and squared error).
+``reduction`` (a :data:`Reduction`) is ``"mean"`` (default: average over all examples/elements),
+``"sum"`` or ``"none"`` (per-example cross-entropy; elementwise binary cross-entropy and squared
+error).
+
+Example:
+    >>> reduction: ft.losses.Reduction = "sum"
+    >>> logits, labels = jnp.zeros((4, 2)), jnp.array([0, 1, 1, 0])
+    >>> round(float(ft.losses.softmax_cross_entropy(logits, labels, reduction=reduction)), 4)
+    2.7726
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Float, Int
 
-from functrain import _tree
+from functrain import _tree, _validate
 from functrain.typing import Array, PyTree
 
 __all__ = [
@@ -39,50 +46,64 @@ __all__ = [
 ]
 
 Reduction = Literal["mean", "sum", "none"]
-_REDUCTIONS = ("mean", "sum", "none")
+"""How per-example losses are combined: ``"mean"``, ``"sum"`` or ``"none"`` (kept)."""
+_REDUCTIONS: tuple[Reduction, ...] = ("mean", "sum", "none")
 
 
-def _reduce(values: Array, reduction: Reduction, who: str) -> Array:
+def _check_reduction(reduction: object, who: str) -> Reduction:
+    return _validate.check_choice(reduction, _REDUCTIONS, who, "reduction")
+
+
+def _reduce(values: Array, reduction: Reduction) -> Array:
     if reduction == "mean":
         return jnp.mean(values)
     if reduction == "sum":
         return jnp.sum(values)
-    if reduction == "none":
-        return values
-    raise ValueError(f"{who}: argument 'reduction' must be one of {_REDUCTIONS}, got {reduction!r}")
+    return values
 
 
-def _as_array(x: Any, name: str, who: str) -> Array:
+def _as_array(x: object, name: str, who: str) -> Array:
+    if isinstance(x, (str, bytes)):
+        _validate.fail(who, name, "an array", x, error=TypeError)
     try:
         return jnp.asarray(x)
-    except TypeError as e:
-        raise TypeError(f"{who}: argument '{name}' must be an array, got {type(x).__name__}") from e
+    except TypeError:
+        _validate.fail(who, name, "an array", x, error=TypeError)
+
+
+def _check_floating(x: Array, who: str, name: str) -> None:
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        _validate.fail(who, name, "a floating array", x, error=TypeError)
 
 
 def _check_logits(logits: Array, who: str) -> None:
     if logits.ndim < 1:
-        raise ValueError(f"{who}: argument 'logits' must have a trailing class axis (ndim >= 1), "
-                         f"got shape {logits.shape}")
-    if not jnp.issubdtype(logits.dtype, jnp.floating):
-        raise TypeError(f"{who}: argument 'logits' must be a floating array, got dtype {logits.dtype}")
+        _validate.fail(who, "logits", "an array with a trailing class axis (rank >= 1)", logits)
+    _check_floating(logits, who, "logits")
+
+
+def _check_same_shape(x: Array, shape: tuple[int, ...], who: str, name: str, detail: str) -> None:
+    """A chex shape assertion whose message also says where the expected shape comes from."""
+    try:
+        _validate.check_shape(x, shape, who, name)
+    except ValueError as e:
+        raise ValueError(f"{e}; {detail}") from None
 
 
 def _label_kind(logits: Array, labels: Array, who: str) -> Literal["int", "dist"]:
     """Decide whether ``labels`` are integer class indices or distributions over classes."""
     if jnp.issubdtype(labels.dtype, jnp.integer):
-        if labels.shape != logits.shape[:-1]:
-            raise ValueError(
-                f"{who}: integer 'labels' must have shape logits.shape[:-1] = {logits.shape[:-1]}, "
-                f"got {labels.shape}")
+        _check_same_shape(labels, logits.shape[:-1], who, "labels",
+                          f"integer class labels have the shape logits.shape[:-1] = "
+                          f"{tuple(logits.shape[:-1])}")
         return "int"
     if jnp.issubdtype(labels.dtype, jnp.floating):
-        if labels.shape != logits.shape:
-            raise ValueError(
-                f"{who}: floating (one-hot) 'labels' must have the shape of 'logits' {logits.shape}, "
-                f"got {labels.shape}")
+        _check_same_shape(labels, logits.shape, who, "labels",
+                          f"floating (one-hot or soft) labels have the shape of the logits "
+                          f"{tuple(logits.shape)}")
         return "dist"
-    raise TypeError(f"{who}: argument 'labels' must be integer class indices or floating one-hot "
-                    f"vectors, got dtype {labels.dtype}")
+    _validate.fail(who, "labels", "integer class indices or floating one-hot vectors", labels,
+                   error=TypeError)
 
 
 def softmax_cross_entropy(
@@ -114,8 +135,19 @@ def softmax_cross_entropy(
     Raises:
         ValueError: if the labels' shape does not fit the logits, or ``reduction`` is unknown.
         TypeError: if the logits are not floating or the labels neither integer nor floating.
+
+    Example:
+        >>> logits = jnp.array([[2.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+        >>> labels = jnp.array([0, 2])
+        >>> losses = ft.losses.softmax_cross_entropy(logits, labels, reduction="none")
+        >>> [round(float(v), 4) for v in losses]  # log(e^2 + 2) - 2, log(3)
+        [0.2395, 1.0986]
+        >>> one_hot = jax.nn.one_hot(labels, 3)
+        >>> round(float(ft.losses.softmax_cross_entropy(logits, one_hot)), 4)
+        0.6691
     """
     who = "softmax_cross_entropy"
+    reduction = _check_reduction(reduction, who)
     logits = _as_array(logits, "logits", who)
     labels = _as_array(labels, "labels", who)
     _check_logits(logits, who)
@@ -125,7 +157,7 @@ def softmax_cross_entropy(
     else:
         # 0 * log_p is 0 because log_p is finite: no 0 * (-inf) NaN.
         per_example = -jnp.sum(labels.astype(log_p.dtype) * log_p, axis=-1)
-    return _reduce(per_example, reduction, who)
+    return _reduce(per_example, reduction)
 
 
 def binary_cross_entropy(
@@ -155,18 +187,25 @@ def binary_cross_entropy(
     Raises:
         ValueError: if ``labels`` and ``logits`` shapes differ, or ``reduction`` is unknown.
         TypeError: if the logits are not floating.
+
+    Example:
+        >>> logits, labels = jnp.array([0.0, 2.0]), jnp.array([1, 0])
+        >>> losses = ft.losses.binary_cross_entropy(logits, labels, reduction="none")
+        >>> [round(float(v), 4) for v in losses]  # log(2), 2 + log(1 + e^-2)
+        [0.6931, 2.1269]
+        >>> round(float(ft.losses.binary_cross_entropy(jnp.array([-1000.0]), jnp.array([1.0]))), 4)
+        1000.0
     """
     who = "binary_cross_entropy"
+    reduction = _check_reduction(reduction, who)
     logits = _as_array(logits, "logits", who)
     labels = _as_array(labels, "labels", who)
-    if not jnp.issubdtype(logits.dtype, jnp.floating):
-        raise TypeError(f"{who}: argument 'logits' must be a floating array, got dtype {logits.dtype}")
-    if labels.shape != logits.shape:
-        raise ValueError(f"{who}: 'labels' must have the shape of 'logits' {logits.shape}, "
-                         f"got {labels.shape}")
+    _check_floating(logits, who, "logits")
+    _check_same_shape(labels, tuple(logits.shape), who, "labels",
+                      f"one target per logit, the shape of the logits {tuple(logits.shape)}")
     y = labels.astype(logits.dtype)
     losses = jnp.maximum(logits, 0) - logits * y + jnp.log1p(jnp.exp(-jnp.abs(logits)))
-    return _reduce(losses, reduction, who)
+    return _reduce(losses, reduction)
 
 
 def mean_squared_error(
@@ -187,14 +226,21 @@ def mean_squared_error(
 
     Raises:
         ValueError: if the shapes differ, or ``reduction`` is unknown.
+
+    Example:
+        >>> predictions, targets = jnp.array([1.0, 2.0, 3.0]), jnp.array([1.0, 0.0, 0.0])
+        >>> round(float(ft.losses.mean_squared_error(predictions, targets)), 4)  # (0 + 4 + 9) / 3
+        4.3333
+        >>> ft.losses.mean_squared_error(predictions, targets, reduction="none").tolist()
+        [0.0, 4.0, 9.0]
     """
     who = "mean_squared_error"
+    reduction = _check_reduction(reduction, who)
     predictions = _as_array(predictions, "predictions", who)
     targets = _as_array(targets, "targets", who)
-    if predictions.shape != targets.shape:
-        raise ValueError(f"{who}: 'targets' must have the shape of 'predictions' "
-                         f"{predictions.shape}, got {targets.shape}")
-    return _reduce(jnp.square(predictions - targets), reduction, who)
+    _check_same_shape(targets, tuple(predictions.shape), who, "targets",
+                      f"the shape of the predictions {tuple(predictions.shape)}")
+    return _reduce(jnp.square(predictions - targets), reduction)
 
 
 def accuracy(
@@ -204,7 +250,8 @@ def accuracy(
     """Fraction of examples whose arg-max score is the label, ``mean(argmax(z) == y)``.
 
     Args:
-        logits: ``(*batch, classes)`` scores (logits or probabilities: only the argmax matters).
+        logits: ``(*batch, classes)`` floating scores (logits or probabilities: only the argmax
+            matters).
         labels: ``(*batch,)`` integer class indices, or ``(*batch, classes)`` one-hot targets
             (their argmax is the class).
 
@@ -213,7 +260,12 @@ def accuracy(
 
     Raises:
         ValueError: if the labels' shape does not fit the logits.
-        TypeError: if the labels are neither integer nor floating.
+        TypeError: if the logits are not floating, or the labels neither integer nor floating.
+
+    Example:
+        >>> logits = jnp.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]])
+        >>> round(float(ft.losses.accuracy(logits, jnp.array([1, 1, 1]))), 4)
+        0.6667
     """
     who = "accuracy"
     logits = _as_array(logits, "logits", who)
@@ -225,12 +277,22 @@ def accuracy(
 
 
 def default_penalty_mask(leaf: Any) -> bool:
-    """Default leaf selection for the weight penalties: floating arrays with ``ndim >= 2``.
+    """Default leaf selection for the weight penalties: the kernels (``_tree.is_kernel``).
 
-    This picks dense and convolution kernels and leaves out biases, batch-norm scales and
-    offsets (1-d), which are conventionally not decayed.
+    A floating array with ``ndim >= 2`` (dense and convolution kernels) is penalized; biases,
+    batch-norm scales and offsets (1-d) and scalars are not, as is conventional.
+
+    Args:
+        leaf: one leaf of a parameter pytree.
+
+    Returns:
+        Whether the leaf is penalized.
+
+    Example:
+        >>> [ft.losses.default_penalty_mask(leaf) for leaf in (jnp.ones((3, 4)), jnp.ones(4))]
+        [True, False]
     """
-    return _tree.is_float_array(leaf) and leaf.ndim >= 2
+    return _tree.is_kernel(leaf)
 
 
 def _selected(params: PyTree, mask: PyTree | Callable[[Any], bool] | None, who: str) -> list[Array]:
@@ -239,9 +301,7 @@ def _selected(params: PyTree, mask: PyTree | Callable[[Any], bool] | None, who: 
     if callable(mask) and jax.tree_util.treedef_is_leaf(_tree.tree_structure(mask)):
         predicate = mask
         return [x for x in _tree.tree_leaves(params) if predicate(x)]
-    diff = _tree.describe_difference(params, mask)
-    if diff is not None:
-        raise ValueError(f"{who}: argument 'mask' must have the tree structure of 'params': {diff}")
+    _validate.check_same_structure(params, mask, who, "mask", "the params")
     return [x for x, m in zip(_tree.tree_leaves(params), _tree.tree_leaves(mask), strict=True)
             if bool(m)]
 
@@ -276,7 +336,16 @@ def l2_penalty(params: PyTree, *, mask: PyTree | Callable[[Any], bool] | None = 
         A scalar of at least float32 precision (0 when nothing is selected).
 
     Raises:
-        ValueError: if a mask tree does not have ``params``' structure.
+        TypeError: if a mask tree does not have ``params``' structure.
+
+    Example:
+        >>> params = {"w": jnp.array([[1.0, 2.0], [3.0, 4.0]]), "b": jnp.array([10.0, 10.0])}
+        >>> float(ft.losses.l2_penalty(params))  # 0.5 * (1 + 4 + 9 + 16); the bias is skipped
+        15.0
+        >>> float(ft.losses.l2_penalty(params, mask={"w": False, "b": True}))
+        100.0
+        >>> jax.grad(ft.losses.l2_penalty)(params)["w"].tolist()  # the gradient is w itself
+        [[1.0, 2.0], [3.0, 4.0]]
     """
     leaves = _selected(params, mask, "l2_penalty")
     return 0.5 * _sum_leaves([jnp.sum(jnp.square(_upcast(w))) for w in leaves])
@@ -296,7 +365,14 @@ def l1_penalty(params: PyTree, *, mask: PyTree | Callable[[Any], bool] | None = 
         A scalar of at least float32 precision (0 when nothing is selected).
 
     Raises:
-        ValueError: if a mask tree does not have ``params``' structure.
+        TypeError: if a mask tree does not have ``params``' structure.
+
+    Example:
+        >>> params = {"w": jnp.array([[1.0, -2.0], [3.0, -4.0]]), "b": jnp.array([10.0, -10.0])}
+        >>> float(ft.losses.l1_penalty(params))  # 1 + 2 + 3 + 4; the bias is skipped
+        10.0
+        >>> float(ft.losses.l1_penalty(params, mask=lambda leaf: True))
+        30.0
     """
     leaves = _selected(params, mask, "l1_penalty")
     return _sum_leaves([jnp.sum(jnp.abs(_upcast(w))) for w in leaves])

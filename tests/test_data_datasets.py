@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import gzip
+import re
 import struct
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import jax
@@ -22,6 +24,7 @@ from functrain.data import (
 )
 
 RNG = np.random.default_rng(0)
+STYLE = re.compile(r"^[\w.]+: argument '[\w.\[\]']+' must be .+, got .+$", re.S)
 
 
 # ------------------------------------------------------------------------------- digits
@@ -58,6 +61,38 @@ def test_split_dataset_keeps_metadata() -> None:
     assert (tt.train.num_examples, tt.test.num_examples) == (7, 3)
     assert (tt.test.num_classes, tt.test.name) == (3, "toy")
     np.testing.assert_array_equal(tt.test.x[:, 0] / 2, np.asarray(jax.random.permutation(jax.random.key(0), 10))[:3])
+
+
+def _message(exc: type[Exception], fn: Callable[..., object], *args: object,
+             **kwargs: object) -> str:
+    """Call ``fn``, expect ``exc`` with a message in the library's one style, return it."""
+    with pytest.raises(exc) as info:
+        fn(*args, **kwargs)
+    text = str(info.value)
+    assert STYLE.match(text), text
+    return text
+
+
+def test_arguments_are_checked_in_the_one_style(tmp_path: Path) -> None:
+    ds = Dataset(jax.numpy.zeros((4, 2)), jax.numpy.arange(4) % 2, 2, "toy")
+    assert "'as_images' must be a bool, got 'yes'" in _message(TypeError, load_digits, as_images="yes")
+    assert "'dataset' must be a functrain.data.Dataset" in _message(
+        TypeError, split_dataset, jax.random.key(0), (ds.x, ds.y))
+    assert _message(ValueError, split_dataset, jax.random.key(0), ds, test_fraction=1.5).startswith(
+        "split_dataset: argument 'test_fraction' must be in (0, 1)")
+    assert "split_dataset: argument 'test_fraction' must be a fraction that leaves both parts" in (
+        _message(ValueError, split_dataset, jax.random.key(0), ds, test_fraction=0.99))
+    assert "split_dataset: argument 'key' must be a PRNG key" in _message(
+        TypeError, split_dataset, 0, ds)
+    assert "read_idx: argument 'path' must be a path" in _message(TypeError, read_idx, 3)
+    assert "load_mnist: argument 'directory' must be a path" in _message(TypeError, load_mnist, None)
+    assert "load_mnist: argument 'as_images' must be a bool" in _message(
+        TypeError, load_mnist, tmp_path, as_images=1)
+    assert "load_mnist: argument 'name' must be a str, got 3" in _message(
+        TypeError, load_mnist, tmp_path, name=3)
+    assert "load_npz: argument 'name' must be a str or None, got 3" in _message(
+        TypeError, load_npz, tmp_path / "a.npz", name=3)
+    assert "load_npz: argument 'path' must be a path" in _message(TypeError, load_npz, b"a.npz")
 
 
 # ------------------------------------------------------------------------------- IDX files

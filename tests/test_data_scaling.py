@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,6 +14,7 @@ import pytest
 from functrain.data import scaling as S
 
 RNG = np.random.default_rng(0)
+STYLE = re.compile(r"^[\w.]+: argument '[\w.\[\]']+' must be .+, got .+$", re.S)
 
 
 def _train_test() -> tuple[np.ndarray, np.ndarray]:
@@ -100,38 +105,90 @@ def test_integer_pixels_become_float32() -> None:
     np.testing.assert_allclose(out, [[0.0, 1.0], [1.0, 0.0]])
 
 
-def test_transforms_under_jit_and_vmap() -> None:
-    x, x_test = _train_test()
-    mm = jax.jit(S.fit_min_max, static_argnums=(1, 2))(x, (-1.0, 1.0), 0)
-    st = jax.jit(S.fit_standardize)(x)
-    np.testing.assert_allclose(mm.data_min, S.fit_min_max(x).data_min)
-    np.testing.assert_allclose(st.std, S.fit_standardize(x).std)
-    np.testing.assert_allclose(jax.jit(S.min_max_scale)(mm, x_test), S.min_max_scale(mm, x_test),
-                               rtol=1e-6)
-    per_example = jax.vmap(lambda xi: S.standardize(st, xi))(jnp.asarray(x_test))
-    np.testing.assert_allclose(per_example, S.standardize(st, x_test), rtol=1e-6)
-    inv = jax.jit(jax.vmap(S.inverse_standardize, in_axes=(None, 0)))(st, S.standardize(st, x_test))
-    np.testing.assert_allclose(inv, x_test, rtol=1e-5, atol=1e-4)
+class TestTransformsUnderJit(chex.TestCase):
+    """The fitted transforms are pure functions of (statistics, data): jit and vmap change nothing."""
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_scale_and_invert_match_the_eager_result(self) -> None:
+        x, x_test = _train_test()
+        mm, st = S.fit_min_max(x, (-1.0, 1.0)), S.fit_standardize(x)
+        scale = self.variant(S.min_max_scale)
+        invert = self.variant(S.inverse_min_max_scale)
+        standardize = self.variant(S.standardize)
+        unstandardize = self.variant(S.inverse_standardize)
+        np.testing.assert_allclose(scale(mm, x_test), S.min_max_scale(mm, x_test), rtol=1e-6)
+        np.testing.assert_allclose(invert(mm, scale(mm, x_test)), x_test, rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(standardize(st, x_test), S.standardize(st, x_test), rtol=1e-6)
+        np.testing.assert_allclose(unstandardize(st, standardize(st, x_test)), x_test, rtol=1e-5,
+                                   atol=1e-4)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_fit_matches_numpy(self) -> None:
+        x, _ = _train_test()
+
+        def fit(data: jax.Array) -> tuple[S.MinMaxStats, S.StandardizeStats]:
+            return S.fit_min_max(data, (-1.0, 1.0)), S.fit_standardize(data)
+
+        mm, st = self.variant(fit)(jnp.asarray(x))
+        np.testing.assert_allclose(mm.data_min, x.min(0))
+        np.testing.assert_allclose(mm.data_max, x.max(0))
+        np.testing.assert_allclose(st.mean, x.astype(np.float64).mean(0), rtol=1e-5)
+
+    def test_vmap_over_examples_and_over_statistics(self) -> None:
+        x, x_test = _train_test()
+        st = S.fit_standardize(x)
+        per_example = jax.vmap(lambda xi: S.standardize(st, xi))(jnp.asarray(x_test))
+        np.testing.assert_allclose(per_example, S.standardize(st, x_test), rtol=1e-6)
+        # one set of statistics per data set (e.g. per seed), fitted and applied under vmap
+        both = jnp.stack([jnp.asarray(x), 2.0 * jnp.asarray(x) + 1.0])
+        stats = jax.vmap(S.fit_standardize)(both)
+        z = jax.vmap(S.standardize)(stats, both)
+        np.testing.assert_allclose(z[1], z[0], rtol=1e-4, atol=1e-5)  # affine data, same z-scores
+        np.testing.assert_allclose(stats.mean[1], 2.0 * stats.mean[0] + 1.0, rtol=1e-5)
+
+
+def _message(exc: type[Exception], fn: Callable[..., object], *args: object,
+             **kwargs: object) -> str:
+    """Call ``fn``, expect ``exc`` with a message in the library's one style, return it."""
+    with pytest.raises(exc) as info:
+        fn(*args, **kwargs)
+    text = str(info.value)
+    assert STYLE.match(text), text
+    return text
+
+
+def test_numpy_integer_axes_are_accepted() -> None:
+    imgs = RNG.uniform(0, 1, size=(3, 2, 2, 2)).astype(np.float32)
+    st = S.fit_standardize(imgs, axis=(np.int64(0), np.int32(1), 2))  # type: ignore[arg-type]  # NumPy integers are ints at runtime
+    np.testing.assert_allclose(st.mean, S.fit_standardize(imgs, axis=(0, 1, 2)).mean)
+    assert S.fit_min_max(imgs, axis=np.int64(0)).data_min.shape == (2, 2, 2)  # type: ignore[arg-type]  # NumPy integers are ints at runtime
 
 
 def test_bad_input_is_reported() -> None:
     x = np.ones((4, 3), np.float32)
-    with pytest.raises(ValueError, match=r"fit_min_max: argument 'feature_range'.*lower < upper"):
-        S.fit_min_max(x, (1.0, 0.0))
-    with pytest.raises(TypeError, match=r"fit_min_max: argument 'feature_range' must be a pair"):
-        S.fit_min_max(x, (0.0,))  # type: ignore[arg-type]  # deliberately wrong arity
-    with pytest.raises(ValueError, match=r"fit_standardize: argument 'axis' must name the leading"):
-        S.fit_standardize(x, axis=1)
-    with pytest.raises(ValueError, match=r"fit_standardize: argument 'axis' .* only 2"):
-        S.fit_standardize(x, axis=(0, 1, 2))
-    with pytest.raises(ValueError, match=r"fit_standardize: argument 'x' has no samples"):
-        S.fit_standardize(np.zeros((0, 3)))
-    with pytest.raises(ValueError, match=r"fit_min_max: argument 'x' must have at least one"):
-        S.fit_min_max(np.float32(1.0))
-    with pytest.raises(TypeError, match=r"fit_standardize: argument 'x' must be a numeric array, got ndarray of dtype <U1"):
-        S.fit_standardize(np.array([["a"], ["b"]]))
+    assert "lower < upper, got tuple (1.0, 0.0)" in _message(ValueError, S.fit_min_max, x, (1.0, 0.0))
+    _message(ValueError, S.fit_min_max, x, (0.0, float("inf")))
+    assert _message(TypeError, S.fit_min_max, x, (0.0,)).startswith(
+        "fit_min_max: argument 'feature_range' must be a pair")
+    _message(TypeError, S.fit_min_max, x, ("a", "b"))
+    assert "leading axes (0, ..., k-1)" in _message(ValueError, S.fit_standardize, x, axis=1)
+    _message(TypeError, S.fit_standardize, x, axis=0.5)
+    _message(TypeError, S.fit_standardize, x, axis=True)
+    assert "at most the 2 axes of 'x'" in _message(ValueError, S.fit_standardize, x, axis=(0, 1, 2))
+    assert "at least one sample" in _message(ValueError, S.fit_standardize, np.zeros((0, 3)))
+    assert "at least one (sample) axis" in _message(ValueError, S.fit_min_max, np.float32(1.0))
+    assert _message(TypeError, S.fit_standardize, np.array([["a"], ["b"]])) == (
+        "fit_standardize: argument 'x' must be a real numeric array, got an array of shape (2, 1) "
+        "and dtype <U1")
+    _message(TypeError, S.fit_standardize, np.ones((2, 2), np.complex64))
     stats = S.fit_standardize(x)
-    with pytest.raises(ValueError, match=r"standardize: argument 'x' of shape \(4, 5\).*\(3,\)"):
-        S.standardize(stats, np.ones((4, 5)))
-    with pytest.raises(ValueError, match=r"inverse_min_max_scale: argument 'y' of shape \(2,\)"):
-        S.inverse_min_max_scale(S.fit_min_max(x), np.ones((2,)))
+    assert _message(ValueError, S.standardize, stats, np.ones((4, 5))) == (
+        "standardize: argument 'x' must be an array of shape (*, 3), got an array of shape (4, 5) "
+        "and dtype float32")
+    text = _message(ValueError, S.inverse_min_max_scale, S.fit_min_max(np.ones((4, 2, 3))),
+                    np.ones((3,)))
+    assert text.startswith("inverse_min_max_scale: argument 'y' must be an array whose trailing "
+                           "axes have the shape of the fitted statistics (2, 3)")
+    assert "'stats' must be a StandardizeStats (from fit_standardize), got MinMaxStats" in _message(
+        TypeError, S.standardize, S.fit_min_max(x), x)
+    assert "'stats' must be a MinMaxStats" in _message(TypeError, S.min_max_scale, (0.0, 1.0), x)

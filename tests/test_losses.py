@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -9,8 +11,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from functrain import losses
+from functrain import _tree, losses
 from functrain.layers import DenseParams
+
+STYLE = re.compile(r"^[\w.]+: argument '[\w.\[\]']+' must be .+, got .+$", re.S)
 
 
 def _np_log_softmax(z: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
@@ -123,23 +127,69 @@ def test_penalties_explicit_masks_and_empty() -> None:
     assert float(jax.jit(losses.l2_penalty)(params)) == pytest.approx(2.0)
 
 
+def test_default_penalty_mask_is_the_library_kernel_rule() -> None:
+    leaves = [jnp.ones((2, 2)), np.ones((3, 3, 1, 2), np.float16), jnp.ones(3), jnp.ones(()),
+              jnp.ones((2, 2), jnp.int32), 1.0, "w"]
+    assert [losses.default_penalty_mask(x) for x in leaves] == [True, True, False, False, False,
+                                                                False, False]
+    assert [losses.default_penalty_mask(x) for x in leaves] == [_tree.is_kernel(x) for x in leaves]
+
+
+def _message(exc: type[Exception], fn: Callable[..., object], *args: object,
+             **kwargs: object) -> str:
+    """Call ``fn``, expect ``exc`` with a message in the library's one style, return it."""
+    with pytest.raises(exc) as info:
+        fn(*args, **kwargs)
+    text = str(info.value)
+    assert STYLE.match(text), text
+    return text
+
+
 def test_bad_inputs() -> None:
     z = jnp.zeros((3, 4))
-    with pytest.raises(ValueError, match=r"softmax_cross_entropy: integer 'labels' must have shape"):
-        losses.softmax_cross_entropy(z, jnp.zeros((4,), jnp.int32))
-    with pytest.raises(ValueError, match=r"one-hot\) 'labels' must have the shape"):
-        losses.softmax_cross_entropy(z, jnp.zeros((3, 5)))
-    with pytest.raises(TypeError, match="labels"):
-        losses.softmax_cross_entropy(z, jnp.zeros((3,), jnp.bool_))
-    with pytest.raises(TypeError, match="'logits' must be a floating"):
-        losses.softmax_cross_entropy(jnp.zeros((3, 4), jnp.int32), jnp.zeros((3,), jnp.int32))
-    with pytest.raises(ValueError, match="reduction"):
-        losses.softmax_cross_entropy(z, jnp.zeros((3,), jnp.int32), reduction="avg")  # type: ignore[arg-type]  # deliberate misuse
-    with pytest.raises(ValueError, match="binary_cross_entropy"):
-        losses.binary_cross_entropy(z, jnp.zeros((3,)))
-    with pytest.raises(ValueError, match="mean_squared_error"):
-        losses.mean_squared_error(z, jnp.zeros((4, 3)))
-    with pytest.raises(ValueError, match="accuracy"):
-        losses.accuracy(z, jnp.zeros((2,), jnp.int32))
-    with pytest.raises(ValueError, match="l2_penalty: argument 'mask'"):
-        losses.l2_penalty({"w": z}, mask={"v": True})
+    assert _message(ValueError, losses.softmax_cross_entropy, z, jnp.zeros((4,), jnp.int32)) == (
+        "softmax_cross_entropy: argument 'labels' must be an array of shape (3), got an array of "
+        "shape (4,) and dtype int32; integer class labels have the shape logits.shape[:-1] = (3,)")
+    assert "floating (one-hot or soft) labels have the shape of the logits (3, 4)" in _message(
+        ValueError, losses.softmax_cross_entropy, z, jnp.zeros((3, 5)))
+    assert "argument 'labels' must be integer class indices or floating one-hot vectors" in _message(
+        TypeError, losses.softmax_cross_entropy, z, jnp.zeros((3,), jnp.bool_))
+    assert "argument 'logits' must be a floating array" in _message(
+        TypeError, losses.softmax_cross_entropy, jnp.zeros((3, 4), jnp.int32), jnp.zeros((3,), jnp.int32))
+    assert "argument 'logits' must be an array with a trailing class axis" in _message(
+        ValueError, losses.accuracy, jnp.zeros(()), jnp.zeros((), jnp.int32))
+    assert _message(ValueError, losses.softmax_cross_entropy, z, jnp.zeros((3,), jnp.int32),
+                    reduction="avg") == (
+        "softmax_cross_entropy: argument 'reduction' must be one of 'mean', 'sum', 'none', got 'avg'")
+    for fn in (losses.binary_cross_entropy, losses.mean_squared_error):
+        assert "argument 'reduction' must be one of" in _message(ValueError, fn, z, z, reduction="x")
+    assert _message(ValueError, losses.binary_cross_entropy, z, jnp.zeros((3,))).startswith(
+        "binary_cross_entropy: argument 'labels' must be an array of shape (3, 4), got an array of "
+        "shape (3,)")
+    _message(TypeError, losses.binary_cross_entropy, jnp.zeros(3, jnp.int32), jnp.zeros(3))
+    assert _message(ValueError, losses.mean_squared_error, z, jnp.zeros((4, 3))).startswith(
+        "mean_squared_error: argument 'targets' must be an array of shape (3, 4)")
+    assert "accuracy: argument 'labels' must be an array of shape (3)" in _message(
+        ValueError, losses.accuracy, z, jnp.zeros((2,), jnp.int32))
+    assert "argument 'predictions' must be an array, got 'abc'" in _message(
+        TypeError, losses.mean_squared_error, "abc", z)
+    assert _message(TypeError, losses.l2_penalty, {"w": z}, mask={"v": True}).startswith(
+        "l2_penalty: argument 'mask' must be a pytree with the structure of the params, got ")
+    assert "missing leaves" in _message(TypeError, losses.l1_penalty, {"w": z, "b": z}, mask={"w": True})
+
+
+def test_shape_checks_run_at_trace_time_only() -> None:
+    """Under jit the shape assertion runs once, when tracing; the compiled call repeats nothing."""
+    traces = []
+
+    def loss(z: jax.Array, y: jax.Array) -> jax.Array:
+        traces.append(1)
+        return losses.softmax_cross_entropy(z, y)
+
+    step = jax.jit(loss)
+    z, y = jnp.zeros((3, 4)), jnp.zeros((3,), jnp.int32)
+    for _ in range(3):
+        step(z, y)
+    assert len(traces) == 1
+    with pytest.raises(ValueError, match=r"argument 'labels' must be an array of shape \(3\)"):
+        step(z, jnp.zeros((2,), jnp.int32))  # a new shape re-traces, and the check catches it

@@ -1,12 +1,13 @@
 """Data utilities: scaling fitted on training data, splitting and batching, dataset loaders.
 
-``functrain.data`` re-exports everything public from its three modules:
+``functrain.data`` re-exports everything public from its four modules:
 
 * :mod:`functrain.data.scaling` -- ``fit_min_max``/``min_max_scale`` and
   ``fit_standardize``/``standardize`` (fit -> statistics NamedTuple -> transform), with inverses;
 * :mod:`functrain.data.batching` -- ``train_test_split``, ``batches``, ``num_batches``;
 * :mod:`functrain.data.datasets` -- ``Dataset``/``TrainTest`` records, ``load_digits``,
-  ``load_mnist``, ``load_npz``, ``read_idx``, ``split_dataset``.
+  ``load_mnist``, ``load_npz``, ``split_dataset``;
+* :mod:`functrain.data.idx` -- ``read_idx``, the IDX file format of MNIST.
 """
 
 from functrain.data.batching import batches, num_batches, train_test_split
@@ -16,9 +17,9 @@ from functrain.data.datasets import (
     load_digits,
     load_mnist,
     load_npz,
-    read_idx,
     split_dataset,
 )
+from functrain.data.idx import read_idx
 from functrain.data.scaling import (
     MinMaxStats,
     StandardizeStats,

@@ -1,15 +1,14 @@
-"""Datasets as typed records: scikit-learn's embedded digits, MNIST-format IDX files, ``.npz`` files.
+"""Datasets as typed records: scikit-learn's embedded digits, MNIST-format files, ``.npz`` files.
 
 Every loader returns :class:`Dataset` records (``x`` float32 features, ``y`` int32 labels,
 ``num_classes``, ``name``), with raw, *unscaled* values: scale them with
 :mod:`functrain.data.scaling` fitted on the training part. Nothing is downloaded: the digits ship
-inside scikit-learn, and MNIST-format files and ``.npz`` files are read from the paths you give.
+inside scikit-learn, and MNIST-format files and ``.npz`` files are read from the paths you give
+(the IDX file format itself is read by :func:`functrain.data.idx.read_idx`).
 """
 
 from __future__ import annotations
 
-import gzip
-import os
 import zipfile
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -18,7 +17,9 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Float, Int
 
-from functrain.data.batching import train_test_split
+from functrain import _validate
+from functrain.data.batching import split_arrays
+from functrain.data.idx import StrPath, as_path, read_idx
 from functrain.typing import Array, PRNGKey
 
 __all__ = [
@@ -27,11 +28,13 @@ __all__ = [
     "load_digits",
     "load_mnist",
     "load_npz",
-    "read_idx",
     "split_dataset",
 ]
 
-StrPath = str | os.PathLike[str]
+def _check_name(name: object, who: str, *, optional: bool = False) -> None:
+    if not (isinstance(name, str) or (optional and name is None)):
+        _validate.fail(who, "name", "a str or None" if optional else "a str", name,
+                       error=TypeError)
 
 
 class Dataset(NamedTuple):
@@ -45,6 +48,12 @@ class Dataset(NamedTuple):
         y: integer class labels in ``[0, num_classes)``, int32, shape ``(n,)``.
         num_classes: the number of classes.
         name: a short name for tables and plots (``"digits"``, ``"mnist"``, the file's stem ...).
+
+    Example:
+        >>> ds = ft.data.Dataset(x=jnp.zeros((4, 3)), y=jnp.array([0, 1, 2, 1]), num_classes=3,
+        ...                      name="toy")
+        >>> ds.num_examples, ds.x.shape, ds.num_classes
+        (4, (4, 3), 3)
     """
 
     x: Float[Array, "n *features"]
@@ -59,7 +68,18 @@ class Dataset(NamedTuple):
 
 
 class TrainTest(NamedTuple):
-    """A dataset already split into a training and a test part."""
+    """A dataset already split into a training and a test part.
+
+    Attributes:
+        train: the training part.
+        test: the test part (same ``num_classes`` and ``name``).
+
+    Example:
+        >>> ds = ft.data.Dataset(jnp.zeros((10, 2)), jnp.arange(10) % 2, 2, "toy")
+        >>> parts = ft.data.split_dataset(jax.random.key(0), ds, test_fraction=0.2)
+        >>> isinstance(parts, ft.data.TrainTest), parts.train.num_examples, parts.test.num_examples
+        (True, 8, 2)
+    """
 
     train: Dataset
     test: Dataset
@@ -98,10 +118,20 @@ def split_dataset(key: PRNGKey, dataset: Dataset, *, test_fraction: float = 0.2)
         :class:`TrainTest` with the same ``num_classes`` and ``name`` in both parts.
 
     Raises:
+        TypeError: ``dataset`` is not a :class:`Dataset`, ``key`` not a PRNG key, or
+            ``test_fraction`` not a number.
         ValueError: as ``train_test_split`` (bad fraction, an empty part).
+
+    Example:
+        >>> ds = ft.data.Dataset(jnp.zeros((5, 2)), jnp.array([0, 1, 0, 1, 1]), 2, "toy")
+        >>> train, test = ft.data.split_dataset(jax.random.key(0), ds, test_fraction=0.4)
+        >>> train.x.shape, test.x.shape, test.name
+        ((3, 2), (2, 2), 'toy')
     """
-    (x_tr, y_tr), (x_te, y_te) = train_test_split(key, dataset.x, dataset.y,
-                                                  test_fraction=test_fraction)
+    who = "split_dataset"
+    if not isinstance(dataset, Dataset):
+        _validate.fail(who, "dataset", "a functrain.data.Dataset", dataset, error=TypeError)
+    (x_tr, y_tr), (x_te, y_te) = split_arrays(key, (dataset.x, dataset.y), test_fraction, who)
     return TrainTest(dataset._replace(x=x_tr, y=y_tr), dataset._replace(x=x_te, y=y_te))
 
 
@@ -120,8 +150,17 @@ def load_digits(*, as_images: bool = False) -> Dataset:
         ``Dataset(x, y, num_classes=10, name="digits")``.
 
     Raises:
+        TypeError: ``as_images`` is not a bool.
         ImportError: if scikit-learn is not installed, saying how to install it.
+
+    Example:
+        >>> digits = ft.data.load_digits()
+        >>> digits.x.shape, digits.x.dtype, digits.y.dtype, digits.num_classes, digits.name
+        ((1797, 64), dtype('float32'), dtype('int32'), 10, 'digits')
+        >>> ft.data.load_digits(as_images=True).x.shape
+        (1797, 8, 8, 1)
     """
+    as_images = _validate.check_bool(as_images, "load_digits", "as_images")
     try:
         from sklearn.datasets import load_digits as sk_load_digits
     except ImportError as e:
@@ -136,74 +175,7 @@ def load_digits(*, as_images: bool = False) -> Dataset:
     return _make(x, np.asarray(y), 10, "digits")
 
 
-# --------------------------------------------------------------------------- IDX / MNIST
-
-# IDX type codes (third magic byte) -> big-endian NumPy dtype.
-_IDX_DTYPES: dict[int, str] = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4",
-                               0x0E: ">f8"}
-
-
-def _read_bytes(path: Path, who: str) -> bytes:
-    if not path.is_file():
-        raise FileNotFoundError(f"{who}: file not found: {path}")
-    raw = path.read_bytes()
-    if raw[:2] == b"\x1f\x8b":  # gzip magic, whatever the file is called
-        try:
-            return gzip.decompress(raw)
-        except (OSError, EOFError) as e:
-            raise ValueError(f"{who}: {path} is not a valid gzip file ({e})") from e
-    return raw
-
-
-def read_idx(path: StrPath) -> np.ndarray[Any, Any]:
-    """Read one IDX file (the MNIST format), raw or gzip-compressed, into a NumPy array.
-
-    Format (big-endian): two zero bytes, a type code (``0x08`` uint8, ``0x09`` int8, ``0x0B``
-    int16, ``0x0C`` int32, ``0x0D`` float32, ``0x0E`` float64), the number of dimensions ``k``,
-    then ``k`` uint32 sizes, then the data in C order. MNIST images are ``0x00000803`` (uint8,
-    3-D) and labels ``0x00000801`` (uint8, 1-D).
-
-    Args:
-        path: the file; compressed files are recognised by their gzip magic bytes.
-
-    Returns:
-        The array, with the file's shape and dtype (native byte order).
-
-    Raises:
-        FileNotFoundError: the file does not exist.
-        ValueError: the file is not valid IDX (bad magic, unknown type code, truncated or with
-            trailing bytes), naming the file and the problem.
-    """
-    who = "read_idx"
-    p = Path(path)
-    raw = _read_bytes(p, who)
-    if len(raw) < 4:
-        raise ValueError(f"{who}: {p} is truncated: {len(raw)} bytes, too short for an IDX header")
-    zero0, zero1, code, ndim = raw[0], raw[1], raw[2], raw[3]
-    if zero0 != 0 or zero1 != 0 or code not in _IDX_DTYPES:
-        raise ValueError(
-            f"{who}: {p} has bad magic number 0x{int.from_bytes(raw[:4], 'big'):08x}; an IDX file "
-            "starts with 0x0000 then a type code in {0x08, 0x09, 0x0b, 0x0c, 0x0d, 0x0e}"
-        )
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise ValueError(
-            f"{who}: {p} is truncated: its header declares {ndim} dimensions but the file has "
-            f"only {len(raw)} bytes"
-        )
-    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    dtype = np.dtype(_IDX_DTYPES[code])
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    got = len(raw) - header
-    if got != expected:
-        problem = "truncated" if got < expected else "longer than its header says"
-        raise ValueError(
-            f"{who}: {p} is {problem}: shape {shape} of {dtype.name} needs {expected} data bytes, "
-            f"found {got}"
-        )
-    data = np.frombuffer(raw, dtype=dtype, count=expected // dtype.itemsize, offset=header)
-    return data.reshape(shape).astype(dtype.newbyteorder("="))
-
+# --------------------------------------------------------------------------- MNIST
 
 def _find_idx(directory: Path, prefix: str, kind: str, rank: int) -> Path:
     stems = [f"{prefix}-{kind}-idx{rank}-ubyte", f"{prefix}-{kind}.idx{rank}-ubyte"]
@@ -263,8 +235,26 @@ def load_mnist(directory: StrPath, *, as_images: bool = False, name: str = "mnis
             names looked for).
         ValueError: a malformed file (bad magic number, truncated) or image/label counts that
             differ, naming the file.
+        TypeError: ``directory`` is not a path, ``as_images`` not a bool or ``name`` not a str.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> def idx(a):  # IDX bytes of a uint8 array: 0x0000, type code 0x08, rank, sizes, data
+        ...     sizes = b"".join(int(n).to_bytes(4, "big") for n in a.shape)
+        ...     return bytes([0, 0, 0x08, a.ndim]) + sizes + a.tobytes()
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     for part, n in (("train", 6), ("t10k", 2)):
+        ...         images, labels = np.zeros((n, 4, 4), np.uint8), np.arange(n, dtype=np.uint8) % 3
+        ...         _ = pathlib.Path(d, f"{part}-images-idx3-ubyte").write_bytes(idx(images))
+        ...         _ = pathlib.Path(d, f"{part}-labels-idx1-ubyte").write_bytes(idx(labels))
+        ...     mnist = ft.data.load_mnist(d, as_images=True)
+        >>> mnist.train.x.shape, mnist.test.x.shape, mnist.train.num_classes
+        ((6, 4, 4, 1), (2, 4, 4, 1), 3)
     """
-    d = Path(directory)
+    who = "load_mnist"
+    d = as_path(directory, who, "directory")
+    as_images = _validate.check_bool(as_images, who, "as_images")
+    _check_name(name, who)
     if not d.is_dir():
         raise FileNotFoundError(f"load_mnist: directory not found: {d}")
     parts = [_read_mnist_pair(d, prefix) for prefix in ("train", "t10k")]
@@ -305,9 +295,20 @@ def load_npz(path: StrPath, *, name: str | None = None) -> Dataset | TrainTest:
         FileNotFoundError: the file does not exist.
         ValueError: not an ``.npz`` file, missing or ambiguous keys, non-numeric ``x``, non-integer
             or negative labels, or ``x``/``y`` lengths that differ; the message names the file.
+        TypeError: ``path`` is not a path or ``name`` not a str.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     path = pathlib.Path(d, "mine.npz")
+        ...     np.savez(path, x=np.ones((4, 3)), y=np.array([0, 2, 1, 2]))
+        ...     mine = ft.data.load_npz(path)
+        >>> type(mine).__name__, mine.x.shape, mine.num_classes, mine.name
+        ('Dataset', (4, 3), 3, 'mine')
     """
     who = "load_npz"
-    p = Path(path)
+    p = as_path(path, who)
+    _check_name(name, who, optional=True)
     if not p.is_file():
         raise FileNotFoundError(f"{who}: file not found: {p}")
     try:

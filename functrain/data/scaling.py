@@ -28,8 +28,10 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Float
 
+from functrain import _validate
 from functrain.typing import Array, ArrayLike
 
 __all__ = [
@@ -52,6 +54,12 @@ class MinMaxStats(NamedTuple):
         data_max: per-feature maximum of the training data (same shape).
         lower: bottom of the target range (for example 0.0 or -1.0).
         upper: top of the target range (for example 1.0).
+
+    Example:
+        >>> stats = ft.data.MinMaxStats(data_min=jnp.zeros(2), data_max=jnp.full(2, 4.0),
+        ...                             lower=0.0, upper=1.0)  # usually from fit_min_max
+        >>> ft.data.min_max_scale(stats, np.array([1.0, 2.0])).tolist()
+        [0.25, 0.5]
     """
 
     data_min: Array
@@ -67,6 +75,11 @@ class StandardizeStats(NamedTuple):
         mean: per-feature mean of the training data (shape: the non-reduced axes).
         std: per-feature (population, ``ddof=0``) standard deviation, with 1 in place of 0 for
             constant features.
+
+    Example:
+        >>> stats = ft.data.StandardizeStats(mean=jnp.ones(2), std=jnp.full(2, 2.0))
+        >>> ft.data.standardize(stats, np.array([3.0, -1.0])).tolist()
+        [1.0, -1.0]
     """
 
     mean: Array
@@ -74,69 +87,73 @@ class StandardizeStats(NamedTuple):
 
 
 def _as_float(x: ArrayLike, who: str, name: str = "x") -> Array:
+    """``x`` as a real floating array (integers and bools read as float32)."""
     try:
         arr = jnp.asarray(x)
-    except TypeError as e:
-        dtype = getattr(x, "dtype", None)
-        what = type(x).__name__ + (f" of dtype {dtype}" if dtype is not None else "")
-        raise TypeError(f"{who}: argument '{name}' must be a numeric array, got {what}") from e
-    if not (jnp.issubdtype(arr.dtype, jnp.number) or arr.dtype == jnp.bool_):
-        raise TypeError(f"{who}: argument '{name}' must be a numeric array, got dtype {arr.dtype}")
-    if jnp.issubdtype(arr.dtype, jnp.complexfloating):
-        raise TypeError(f"{who}: argument '{name}' must be real, got dtype {arr.dtype}")
+    except TypeError:
+        _validate.fail(who, name, "a real numeric array", x, error=TypeError)
+    numeric = jnp.issubdtype(arr.dtype, jnp.number) or arr.dtype == jnp.bool_
+    if not numeric or jnp.issubdtype(arr.dtype, jnp.complexfloating):
+        _validate.fail(who, name, "a real numeric array", arr, error=TypeError)
     if not jnp.issubdtype(arr.dtype, jnp.floating):
         arr = arr.astype(jnp.float32)
     return arr
 
 
 def _leading_axes(axis: int | Sequence[int], ndim: int, who: str) -> tuple[int, ...]:
-    axes = (axis,) if isinstance(axis, int) else tuple(axis)
-    if not all(isinstance(a, int) for a in axes):
-        raise TypeError(f"{who}: argument 'axis' must be an int or a sequence of ints, got {axis!r}")
-    k = len(axes)
-    if k == 0 or sorted(axes) != list(range(k)):
-        raise ValueError(
-            f"{who}: argument 'axis' must name the leading axes (0, ..., k-1) to reduce over, "
-            f"for example 0 or (0, 1, 2); got {axis!r}"
-        )
+    """The ``k`` leading axes ``(0, ..., k-1)`` that ``axis`` names, checked against ``ndim``."""
+    expectation = ("an int or a sequence of ints naming the leading axes (0, ..., k-1), "
+                   "e.g. 0 or (0, 1, 2)")
+    if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer, Sequence)):
+        _validate.fail(who, "axis", expectation, axis, error=TypeError)
+    items = [axis] if isinstance(axis, (int, np.integer)) else list(axis)
+    if any(isinstance(a, (bool, np.bool_)) or not isinstance(a, (int, np.integer)) for a in items):
+        _validate.fail(who, "axis", expectation, axis, error=TypeError)
+    k = len(items)
+    if k == 0 or sorted(int(a) for a in items) != list(range(k)):
+        _validate.fail(who, "axis", expectation, axis)
     if k > ndim:
-        raise ValueError(
-            f"{who}: argument 'axis' {axis!r} reduces {k} axes but 'x' has only {ndim}"
-        )
+        _validate.fail(who, "axis", f"at most the {ndim} axes of 'x' (of rank {ndim})", axis)
     return tuple(range(k))
 
 
 def _fit_input(x: ArrayLike, axis: int | Sequence[int], who: str) -> tuple[Array, tuple[int, ...]]:
     arr = _as_float(x, who)
     if arr.ndim == 0:
-        raise ValueError(f"{who}: argument 'x' must have at least one (sample) axis, got a scalar")
+        _validate.fail(who, "x", "an array with at least one (sample) axis", arr)
     axes = _leading_axes(axis, arr.ndim, who)
     if math.prod(arr.shape[: len(axes)]) == 0:
-        raise ValueError(f"{who}: argument 'x' has no samples to fit on (shape {arr.shape})")
+        _validate.fail(who, "x", "an array with at least one sample to fit on", arr)
     return arr, axes
 
 
+def _check_stats(stats: object, kind: type[MinMaxStats] | type[StandardizeStats], who: str) -> None:
+    if not isinstance(stats, kind):
+        maker = "fit_min_max" if kind is MinMaxStats else "fit_standardize"
+        _validate.fail(who, "stats", f"a {kind.__name__} (from {maker})", stats, error=TypeError)
+
+
 def _check_trailing(x: Array, stat: Array, who: str, name: str = "x") -> None:
+    """``x``'s trailing axes must be the statistics' shape (a chex shape assertion)."""
     k = stat.ndim
-    if x.ndim < k or tuple(x.shape[x.ndim - k:]) != tuple(stat.shape):
-        raise ValueError(
-            f"{who}: argument '{name}' of shape {tuple(x.shape)} does not match the fitted statistics: "
-            f"its trailing axes must be {tuple(stat.shape)}"
-        )
+    if x.ndim < k:
+        _validate.fail(who, name, f"an array whose trailing axes have the shape of the fitted "
+                       f"statistics {tuple(stat.shape)}", x)
+    _validate.check_shape(x, (None,) * (x.ndim - k) + tuple(stat.shape), who, name)
 
 
-def _check_range(feature_range: tuple[float, float], who: str) -> tuple[float, float]:
-    try:
-        lower, upper = (float(v) for v in feature_range)
-    except (TypeError, ValueError) as e:
-        raise TypeError(
-            f"{who}: argument 'feature_range' must be a pair of numbers (lower, upper), "
-            f"got {feature_range!r}"
-        ) from e
+def _check_range(feature_range: object, who: str) -> tuple[float, float]:
+    expectation = "a pair of finite numbers (lower, upper) with lower < upper"
+    if not isinstance(feature_range, Sequence) or isinstance(feature_range, str) \
+            or len(feature_range) != 2:
+        _validate.fail(who, "feature_range", expectation, feature_range, error=TypeError)
+    values = [_validate.concrete_float(v, who, "feature_range") for v in feature_range]
+    lower, upper = values
+    if lower is None or upper is None:
+        _validate.fail(who, "feature_range", "a pair of concrete (not traced) numbers",
+                       feature_range, error=TypeError)
     if not (math.isfinite(lower) and math.isfinite(upper) and lower < upper):
-        raise ValueError(
-            f"{who}: argument 'feature_range' must be finite with lower < upper, got {feature_range!r}"
-        )
+        _validate.fail(who, "feature_range", expectation, feature_range)
     return lower, upper
 
 
@@ -157,8 +174,13 @@ def fit_min_max(
         :class:`MinMaxStats` with ``data_min``/``data_max`` of shape ``x.shape[len(axis):]``.
 
     Raises:
+        TypeError: non-numeric ``x``, or ``feature_range``/``axis`` of the wrong kind.
         ValueError: empty ``x``, bad ``axis`` or ``feature_range`` (``lower >= upper``).
-        TypeError: non-numeric ``x``.
+
+    Example:
+        >>> stats = ft.data.fit_min_max(np.array([[0.0, 10.0], [4.0, 30.0]]), (-1.0, 1.0))
+        >>> stats.data_min.tolist(), stats.data_max.tolist(), stats.lower, stats.upper
+        ([0.0, 10.0], [4.0, 30.0], -1.0, 1.0)
     """
     who = "fit_min_max"
     lower, upper = _check_range(feature_range, who)
@@ -186,10 +208,19 @@ def min_max_scale(stats: MinMaxStats, x: ArrayLike) -> Float[Array, "*shape"]:
         The scaled data, same shape as ``x`` (float).
 
     Raises:
-        ValueError: if ``x``'s trailing axes do not match the statistics.
+        TypeError: ``stats`` is not a :class:`MinMaxStats`, or ``x`` is not numeric.
+        ValueError: ``x``'s trailing axes do not match the statistics.
+
+    Example:
+        >>> x_train = np.array([[0.0, 10.0], [4.0, 30.0]])
+        >>> stats = ft.data.fit_min_max(x_train)
+        >>> ft.data.min_max_scale(stats, np.array([[2.0, 20.0], [8.0, 10.0]])).tolist()
+        [[0.5, 0.5], [2.0, 0.0]]
     """
-    arr = _as_float(x, "min_max_scale")
-    _check_trailing(arr, stats.data_min, "min_max_scale")
+    who = "min_max_scale"
+    _check_stats(stats, MinMaxStats, who)
+    arr = _as_float(x, who)
+    _check_trailing(arr, stats.data_min, who)
     scale = (stats.upper - stats.lower) / _safe_range(stats)
     return (stats.lower + (arr - stats.data_min) * scale).astype(arr.dtype)
 
@@ -205,10 +236,18 @@ def inverse_min_max_scale(stats: MinMaxStats, y: ArrayLike) -> Float[Array, "*sh
         Data in the original units, same shape as ``y``.
 
     Raises:
-        ValueError: if ``y``'s trailing axes do not match the statistics.
+        TypeError: ``stats`` is not a :class:`MinMaxStats`, or ``y`` is not numeric.
+        ValueError: ``y``'s trailing axes do not match the statistics.
+
+    Example:
+        >>> stats = ft.data.fit_min_max(np.array([[0.0], [4.0]]), (-1.0, 1.0))
+        >>> ft.data.inverse_min_max_scale(stats, np.array([[-1.0], [0.0], [1.0]])).tolist()
+        [[0.0], [2.0], [4.0]]
     """
-    arr = _as_float(y, "inverse_min_max_scale", "y")
-    _check_trailing(arr, stats.data_min, "inverse_min_max_scale", "y")
+    who = "inverse_min_max_scale"
+    _check_stats(stats, MinMaxStats, who)
+    arr = _as_float(y, who, "y")
+    _check_trailing(arr, stats.data_min, who, "y")
     scale = _safe_range(stats) / (stats.upper - stats.lower)
     return (stats.data_min + (arr - stats.lower) * scale).astype(arr.dtype)
 
@@ -225,8 +264,14 @@ def fit_standardize(x: ArrayLike, axis: int | Sequence[int] = 0) -> StandardizeS
         (``ddof=0``), the latter set to 1 for constant features (``max == min``).
 
     Raises:
+        TypeError: non-numeric ``x``, or ``axis`` not an int or a sequence of ints.
         ValueError: empty ``x`` or bad ``axis``.
-        TypeError: non-numeric ``x``.
+
+    Example:
+        >>> images = np.arange(24.0).reshape(2, 2, 2, 3)           # (n, h, w, channels)
+        >>> stats = ft.data.fit_standardize(images, axis=(0, 1, 2))  # per channel
+        >>> stats.mean.tolist(), stats.std.shape
+        ([10.5, 11.5, 12.5], (3,))
     """
     arr, axes = _fit_input(x, axis, "fit_standardize")
     mean = jnp.mean(arr, axis=axes)
@@ -246,10 +291,18 @@ def standardize(stats: StandardizeStats, x: ArrayLike) -> Float[Array, "*shape"]
         The standardized data, same shape as ``x``.
 
     Raises:
-        ValueError: if ``x``'s trailing axes do not match the statistics.
+        TypeError: ``stats`` is not a :class:`StandardizeStats`, or ``x`` is not numeric.
+        ValueError: ``x``'s trailing axes do not match the statistics.
+
+    Example:
+        >>> stats = ft.data.fit_standardize(np.array([[1.0, 5.0], [3.0, 5.0]]))
+        >>> ft.data.standardize(stats, np.array([[1.0, 5.0], [5.0, 7.0]])).tolist()
+        [[-1.0, 0.0], [3.0, 2.0]]
     """
-    arr = _as_float(x, "standardize")
-    _check_trailing(arr, stats.mean, "standardize")
+    who = "standardize"
+    _check_stats(stats, StandardizeStats, who)
+    arr = _as_float(x, who)
+    _check_trailing(arr, stats.mean, who)
     return ((arr - stats.mean) / stats.std).astype(arr.dtype)
 
 
@@ -264,8 +317,16 @@ def inverse_standardize(stats: StandardizeStats, y: ArrayLike) -> Float[Array, "
         Data in the original units, same shape as ``y``.
 
     Raises:
-        ValueError: if ``y``'s trailing axes do not match the statistics.
+        TypeError: ``stats`` is not a :class:`StandardizeStats`, or ``y`` is not numeric.
+        ValueError: ``y``'s trailing axes do not match the statistics.
+
+    Example:
+        >>> stats = ft.data.fit_standardize(np.array([[1.0], [3.0]]))
+        >>> ft.data.inverse_standardize(stats, np.array([[-1.0], [0.0], [2.0]])).tolist()
+        [[1.0], [2.0], [4.0]]
     """
-    arr = _as_float(y, "inverse_standardize", "y")
-    _check_trailing(arr, stats.mean, "inverse_standardize", "y")
+    who = "inverse_standardize"
+    _check_stats(stats, StandardizeStats, who)
+    arr = _as_float(y, who, "y")
+    _check_trailing(arr, stats.mean, who, "y")
     return (arr * stats.std + stats.mean).astype(arr.dtype)
