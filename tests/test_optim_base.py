@@ -170,15 +170,14 @@ def test_constant_hyperparameters_cost_only_the_step_counter() -> None:
     momentum and decay) plus the saturating step increment (``min``, ``add``) of each state."""
     p = _params()  # 2 leaves
     counter = collections.Counter({"min": 1, "add": 1})
-    assert _primitives(fo.scale_by_learning_rate(0.1), p) == collections.Counter({"mul": 2}) + counter
+    lr = _primitives(fo.scale_by_learning_rate(0.1), p)
+    assert lr == collections.Counter({"mul": 2}) + counter
     assert _primitives(fo.trace(0.9), p) == collections.Counter({"mul": 2, "add": 2}) + counter
     decay = fo.add_decayed_weights(0.1)
     assert _primitives(decay, p) == collections.Counter({"mul": 2, "add": 2}) + counter
-    assert _primitives(fo.sgd(0.1), p) == _primitives(fo.scale_by_learning_rate(0.1), p)
-    assert _primitives(fo.momentum(0.1, 0.9), p) == (_primitives(fo.trace(0.9), p)
-                                                     + _primitives(fo.scale_by_learning_rate(0.1), p))
-    assert _primitives(fo.adam(1e-3), p) == (_primitives(fo.scale_by_adam(), p)
-                                             + _primitives(fo.scale_by_learning_rate(1e-3), p))
+    assert _primitives(fo.sgd(0.1), p) == lr
+    assert _primitives(fo.momentum(0.1, 0.9), p) == _primitives(fo.trace(0.9), p) + lr
+    assert _primitives(fo.adam(1e-3), p) == _primitives(fo.scale_by_adam(), p) + lr
 
 
 def test_scale_by_learning_rate_array_keeps_low_precision_updates() -> None:
@@ -354,7 +353,8 @@ def test_state_is_typed_and_structure_is_stable(name: str) -> None:
 @pytest.mark.parametrize(
     ("make", "error", "pattern"),
     [
-        (lambda: fo.sgd(-0.1), ValueError, r"sgd: argument 'learning_rate' must be >= 0, got -0.1$"),
+        (lambda: fo.sgd(-0.1), ValueError,
+         r"sgd: argument 'learning_rate' must be >= 0, got -0.1$"),
         (lambda: fo.adam(jnp.asarray(-1.0)), ValueError,
          r"adam: argument 'learning_rate' must be >= 0, got -1.0 \(a 0-d array of dtype float32\)"),
         (lambda: fo.adam(b1=1.0), ValueError, r"adam: argument 'b1' must be in \[0, 1\), got 1.0$"),
@@ -393,10 +393,12 @@ def test_state_is_typed_and_structure_is_stable(name: str) -> None:
         (lambda: fo.accumulate_gradients(fo.sgd(0.1), 2.0), TypeError,  # type: ignore[arg-type]  # deliberate misuse
          r"accumulate_gradients: argument 'every_k' must be an int >= 1, got 2.0$"),
         (lambda: fo.sgd("0.1"), TypeError,  # type: ignore[call-overload]  # deliberate misuse
-         r"sgd: argument 'learning_rate' must be a number, a scalar array or a schedule, got '0.1'$"),
+         r"sgd: argument 'learning_rate' must be a number, a scalar array or a schedule, "
+         r"got '0.1'$"),
         (lambda: fo.sgd(jnp.ones(3)), ValueError,
          r"sgd: argument 'learning_rate' must be a scalar, got an array of shape \(3,\)"),
-        (lambda: fo.sgd(True), TypeError, r"sgd: argument 'learning_rate' must be a number, got True$"),
+        (lambda: fo.sgd(True), TypeError,
+         r"sgd: argument 'learning_rate' must be a number, got True$"),
         (lambda: fo.sgd(0.1, nesterov=True), ValueError,
          r"sgd: argument 'nesterov' must be False when momentum is None, got True$"),
     ],
@@ -435,8 +437,9 @@ def test_updates_with_a_different_structure_than_params_raise_type_error() -> No
     with pytest.raises(TypeError, match=r"add_decayed_weights: argument 'params' must be the "
                                         r"current params .*, got None"):
         decay.update(p, decay.init(p))
-    for make, field in ((fo.scale_by_adam, "mu"), (fo.scale_by_amsgrad, "mu"), (fo.scale_by_rms, "nu"),
-                        (fo.scale_by_adagrad, "sum_of_squares"), (lambda: fo.trace(0.9), "trace")):
+    for make, field in ((fo.scale_by_adam, "mu"), (fo.scale_by_amsgrad, "mu"),
+                        (fo.scale_by_rms, "nu"), (fo.scale_by_adagrad, "sum_of_squares"),
+                        (lambda: fo.trace(0.9), "trace")):
         tx1: fo.GradientTransformation[Any] = make()
         with pytest.raises(TypeError, match=rf"argument 'updates' must be a pytree with the "
                                             rf"structure of state.{field} \(the params given"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -102,6 +103,19 @@ def test_schedules_are_jit_safe_with_traced_levels_and_vmap() -> None:
     # a traced zero peak is handled (alpha = 0) without NaN
     zero = jax.jit(lambda p: schedules.warmup_cosine_decay(0.0, p, 2, 10)(jnp.asarray(5)))
     assert float(zero(jnp.asarray(0.0))) == 0.0
+
+
+def test_numpy_integer_step_counts_are_accepted() -> None:
+    # typed as int; NumPy integers are accepted at run time (Any keeps mypy out of it)
+    ten: Any = np.int64(10)
+    two: Any = np.int32(2)
+    three: Any = np.int64(3)
+    s = schedules.cosine_decay(1.0, ten)
+    np.testing.assert_allclose(_values(s, [0, 10]), [1.0, 0.0], atol=1e-7)
+    p = schedules.piecewise_constant(1.0, {two: 0.5})
+    np.testing.assert_allclose(_values(p, [1, 2]), [1.0, 0.5])
+    j = schedules.join([schedules.constant(1.0), schedules.constant(2.0)], [three])
+    np.testing.assert_allclose(_values(j, [2, 3]), [1.0, 2.0])
 
 
 @pytest.mark.parametrize(
