@@ -1,13 +1,18 @@
 """Base: chain, identity, scale, scale_by_learning_rate, apply_updates; optax interop both ways;
-hyperparameters as data (vmap over learning rates, no recompilation); typed, stable states;
-bad-input errors."""
+hyperparameters as data (vmap over learning rates, no recompilation); typed, stable states with an
+int32 step; constants cost nothing but the step counter; bad-input errors in the one style."""
 
 from __future__ import annotations
 
+import collections
+import re
+import typing
 from collections.abc import Callable
 from typing import Any
 
+import chex
 import jax
+import jax.extend.core
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -17,6 +22,9 @@ import functrain.optim as fo
 from functrain._tree import describe_difference
 from functrain.optim import schedules
 from functrain.typing import Array, PyTree
+
+
+STYLE = re.compile(r"^[\w.]+: argument '[\w.\[\]']+' must be .+, got .+$", re.S)
 
 
 def _params() -> PyTree:
@@ -50,7 +58,8 @@ def test_apply_updates_casts_to_param_dtype() -> None:
 
 
 def test_apply_updates_structure_mismatch_is_type_error_naming_both() -> None:
-    with pytest.raises(TypeError, match=r"apply_updates: updates .*params.*missing leaves"):
+    with pytest.raises(TypeError, match=r"apply_updates: argument 'updates' must be a pytree with "
+                                        r"the structure of the params, got missing leaves"):
         fo.apply_updates({"w": jnp.ones(2), "b": jnp.ones(2)}, {"w": jnp.ones(2)})
 
 
@@ -86,9 +95,13 @@ def test_empty_chain_is_identity() -> None:
 
 def test_chain_rejects_wrong_state_and_non_transformations() -> None:
     tx = fo.chain(fo.scale(1.0), fo.sgd(0.1))
-    with pytest.raises(ValueError, match=r"chain: state expected a tuple of 2 states.*got a tuple of 1"):
+    with pytest.raises(ValueError, match=r"chain: argument 'state' must be a tuple of 2 states "
+                                         r".*got tuple \(EmptyState\(\),\)"):
         tx.update(_grads(_params()), (fo.EmptyState(),))  # type: ignore[arg-type]  # deliberate misuse
-    with pytest.raises(TypeError, match=r"chain: argument 2 expected a gradient transformation"):
+    with pytest.raises(TypeError, match=r"chain: argument 'state' must be a tuple of 2 states"):
+        tx.update(_grads(_params()), [fo.EmptyState(), ()])  # type: ignore[arg-type]  # deliberate misuse
+    with pytest.raises(TypeError, match=r"chain: argument 'txs\[1\]' must be a gradient "
+                                        r"transformation .*got 0.1"):
         fo.chain(fo.scale(1.0), 0.1)  # type: ignore[call-overload]  # deliberate misuse
 
 
@@ -102,26 +115,69 @@ def test_scale_multiplies() -> None:
 # scale_by_learning_rate
 
 
-@pytest.mark.parametrize("lr", [0.1, jnp.asarray(0.1)], ids=["float", "array"])
-def test_scale_by_learning_rate_constant_has_no_step(lr: float | Array) -> None:
-    tx = fo.scale_by_learning_rate(lr)
-    s = tx.init(_params())
-    assert s == fo.ScaleByLearningRateState(step=None)
-    assert jax.tree_util.tree_leaves(s) == []  # a constant costs no state
-    g = _grads(_params())
-    u, s2 = tx.update(g, s)
-    np.testing.assert_allclose(u["w"], -0.1 * g["w"], rtol=1e-7)
-    assert s2 == s
+class TestScaleByLearningRate(chex.TestCase):
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_constant_scales_and_counts_steps(self) -> None:
+        for lr in (0.1, jnp.asarray(0.1)):
+            tx = fo.scale_by_learning_rate(lr)
+            update = self.variant(tx.update)
+            s = tx.init(_params())
+            assert int(s.step) == 0 and s.step.dtype == jnp.int32 and s.step.shape == ()
+            g = _grads(_params())
+            for t in range(3):
+                u, s = update(g, s)
+                np.testing.assert_allclose(u["w"], -0.1 * g["w"], rtol=1e-7)
+                assert int(s.step) == t + 1
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_schedule_is_evaluated_at_the_step_count(self) -> None:
+        tx = fo.scale_by_learning_rate(schedules.exponential_decay(1.0, 0.5))
+        update = self.variant(tx.update)
+        g = {"x": jnp.ones(2)}
+        s = tx.init(g)
+        for t in range(4):
+            assert int(s.step) == t
+            u, s = update(g, s)
+            np.testing.assert_allclose(u["x"], -(0.5**t), rtol=1e-6)
 
 
-def test_scale_by_learning_rate_schedule_counts_steps() -> None:
-    tx = fo.scale_by_learning_rate(schedules.exponential_decay(1.0, 0.5))
-    g = {"x": jnp.ones(2)}
-    s = tx.init(g)
-    for t in range(4):
-        assert int(s.step) == t  # type: ignore[arg-type]  # step is an Array here
-        u, s = jax.jit(tx.update)(g, s)
-        np.testing.assert_allclose(u["x"], -(0.5**t), rtol=1e-6)
+def test_step_counter_saturates_at_int32_max() -> None:
+    tx = fo.scale_by_learning_rate(0.1)
+    top = fo.ScaleByLearningRateState(step=jnp.asarray(np.iinfo(np.int32).max - 1, jnp.int32))
+    _, s = tx.update({"x": jnp.ones(1)}, top)
+    _, s = jax.jit(tx.update)({"x": jnp.ones(1)}, s)
+    assert int(s.step) == np.iinfo(np.int32).max and s.step.dtype == jnp.int32
+
+
+def _primitives(tx: fo.GradientTransformation[Any], params: PyTree) -> collections.Counter[str]:
+    """The primitives of ``tx.update``'s jaxpr (nested jaxprs flattened)."""
+    closed = jax.make_jaxpr(tx.update)(params, tx.init(params), params)
+    out: collections.Counter[str] = collections.Counter()
+
+    def visit(jaxpr: Any) -> None:
+        for eqn in jaxpr.eqns:
+            out[eqn.primitive.name] += 1
+            for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+                visit(sub)
+
+    visit(closed.jaxpr)
+    return out
+
+
+def test_constant_hyperparameters_cost_only_the_step_counter() -> None:
+    """With a Python-float learning rate, momentum or decay, the compiled update is the textbook
+    arithmetic (one multiply per leaf for the learning rate, a multiply-add per leaf for
+    momentum and decay) plus the saturating step increment (``min``, ``add``) of each state."""
+    p = _params()  # 2 leaves
+    counter = collections.Counter({"min": 1, "add": 1})
+    lr = _primitives(fo.scale_by_learning_rate(0.1), p)
+    assert lr == collections.Counter({"mul": 2}) + counter
+    assert _primitives(fo.trace(0.9), p) == collections.Counter({"mul": 2, "add": 2}) + counter
+    decay = fo.add_decayed_weights(0.1)
+    assert _primitives(decay, p) == collections.Counter({"mul": 2, "add": 2}) + counter
+    assert _primitives(fo.sgd(0.1), p) == lr
+    assert _primitives(fo.momentum(0.1, 0.9), p) == _primitives(fo.trace(0.9), p) + lr
+    assert _primitives(fo.adam(1e-3), p) == _primitives(fo.scale_by_adam(), p) + lr
 
 
 def test_scale_by_learning_rate_array_keeps_low_precision_updates() -> None:
@@ -228,7 +284,7 @@ TRANSFORMS: dict[str, Callable[[], fo.GradientTransformation[Any]]] = {
     "adagrad": lambda: fo.adagrad(0.1),
     "rmsprop": lambda: fo.rmsprop(0.1, decay=schedules.constant(0.9), centered=True),
     "adam": lambda: fo.adam(schedules.one_cycle(10, 0.1)),
-    "amsgrad": lambda: fo.chain(fo.scale_by_adam(amsgrad=True), fo.scale(-0.1)),
+    "amsgrad": lambda: fo.chain(fo.scale_by_amsgrad(), fo.scale(-0.1)),
     "adamw": lambda: fo.adamw(0.1, weight_decay=schedules.constant(1e-2)),
     "clip": lambda: fo.chain(fo.clip_by_global_norm(1.0), fo.clip_by_block_norm(1.0),
                              fo.clip_by_value(min_value=-1.0, max_value=1.0),
@@ -264,8 +320,15 @@ def test_state_is_typed_and_structure_is_stable(name: str) -> None:
     for node in _state_nodes(s0):
         if not _is_namedtuple(node):  # the only plain tuples are chain states
             assert all(_is_namedtuple(n) for n in node), (name, node)
-        else:
-            assert not {"count", "index"} & set(type(node)._fields)
+            continue
+        assert not {"count", "index"} & set(type(node)._fields)
+        for field in ("step", "skipped_steps", "total_steps", "micro_step"):
+            if field in type(node)._fields:  # counters: always an int32 scalar, never Optional
+                counter = getattr(node, field)
+                assert isinstance(counter, jax.Array), (name, field, counter)
+                assert counter.dtype == jnp.int32 and counter.shape == (), (name, field)
+                hints = typing.get_type_hints(type(node))
+                assert hints[field] is jax.Array, (name, type(node).__name__, hints[field])
     s = s0
     for t in range(3):
         _, s = jax.jit(tx.update)(_grads(p, float(t)), s, p)
@@ -290,40 +353,65 @@ def test_state_is_typed_and_structure_is_stable(name: str) -> None:
 @pytest.mark.parametrize(
     ("make", "error", "pattern"),
     [
-        (lambda: fo.sgd(-0.1), ValueError, r"sgd: learning_rate expected a value >= 0, got -0.1"),
-        (lambda: fo.adam(jnp.asarray(-1.0)), ValueError, r"adam: learning_rate .*>= 0, got -1"),
-        (lambda: fo.adam(b1=1.0), ValueError, r"adam: b1 expected a value in \[0, 1\), got 1.0"),
-        (lambda: fo.adamw(0.1, b2=-0.1), ValueError, r"adamw: b2 expected .*\[0, 1\), got -0.1"),
-        (lambda: fo.momentum(0.1, 1.5), ValueError, r"momentum: momentum .*\[0, 1\), got 1.5"),
-        (lambda: fo.trace(float("nan")), ValueError, r"trace: decay .*got nan"),
-        (lambda: fo.rmsprop(0.1, decay=1.0), ValueError, r"rmsprop: decay .*\[0, 1\)"),
-        (lambda: fo.adamw(0.1, weight_decay=-1e-4), ValueError, r"adamw: weight_decay .*>= 0"),
+        (lambda: fo.sgd(-0.1), ValueError,
+         r"sgd: argument 'learning_rate' must be >= 0, got -0.1$"),
+        (lambda: fo.adam(jnp.asarray(-1.0)), ValueError,
+         r"adam: argument 'learning_rate' must be >= 0, got -1.0 \(a 0-d array of dtype float32\)"),
+        (lambda: fo.adam(b1=1.0), ValueError, r"adam: argument 'b1' must be in \[0, 1\), got 1.0$"),
+        (lambda: fo.adamw(0.1, b2=-0.1), ValueError,
+         r"adamw: argument 'b2' must be in \[0, 1\), got -0.1$"),
+        (lambda: fo.adamw(0.1, eps=-1.0), ValueError, r"adamw: argument 'eps' must be >= 0"),
+        (lambda: fo.scale_by_amsgrad(eps_root=-1.0), ValueError,
+         r"scale_by_amsgrad: argument 'eps_root' must be >= 0, got -1.0$"),
+        (lambda: fo.momentum(0.1, 1.5), ValueError,
+         r"momentum: argument 'momentum' must be in \[0, 1\), got 1.5$"),
+        (lambda: fo.trace(float("nan")), ValueError, r"trace: argument 'decay' must be .*got nan$"),
+        (lambda: fo.trace(0.9, nesterov=1), TypeError,  # type: ignore[arg-type]  # deliberate misuse
+         r"trace: argument 'nesterov' must be a bool, got 1$"),
+        (lambda: fo.rmsprop(0.1, decay=1.0), ValueError,
+         r"rmsprop: argument 'decay' must be in \[0, 1\), got 1.0$"),
+        (lambda: fo.rmsprop(0.1, initial_scale=-1.0), ValueError,
+         r"rmsprop: argument 'initial_scale' must be >= 0"),
+        (lambda: fo.rmsprop(0.1, centered="yes"), TypeError,  # type: ignore[arg-type]  # deliberate misuse
+         r"rmsprop: argument 'centered' must be a bool, got 'yes'$"),
+        (lambda: fo.adagrad(0.1, initial_accumulator_value=-1.0), ValueError,
+         r"adagrad: argument 'initial_accumulator_value' must be >= 0"),
+        (lambda: fo.adamw(0.1, weight_decay=-1e-4), ValueError,
+         r"adamw: argument 'weight_decay' must be >= 0, got -0.0001$"),
         (lambda: fo.clip_by_global_norm(0.0), ValueError,
-         r"clip_by_global_norm: max_norm expected a value > 0, got 0.0"),
-        (lambda: fo.clip_by_block_norm(-1.0), ValueError, r"clip_by_block_norm: max_norm .*> 0"),
-        (lambda: fo.adaptive_grad_clip(0.0), ValueError, r"adaptive_grad_clip: clipping .*> 0"),
+         r"clip_by_global_norm: argument 'max_norm' must be > 0, got 0.0$"),
+        (lambda: fo.clip_by_block_norm(-1.0), ValueError,
+         r"clip_by_block_norm: argument 'max_norm' must be > 0, got -1.0$"),
+        (lambda: fo.adaptive_grad_clip(0.0), ValueError,
+         r"adaptive_grad_clip: argument 'clipping' must be > 0, got 0.0$"),
+        (lambda: fo.scale(lambda step: 1.0), TypeError,  # type: ignore[arg-type]  # deliberate misuse
+         r"scale: argument 'factor' must be a number or a scalar array \(not a schedule\)"),
         (lambda: fo.accumulate_gradients(fo.sgd(0.1), 0), ValueError,
-         r"accumulate_gradients: every_k expected an int >= 1, got 0"),
-        (lambda: fo.accumulate_gradients(fo.sgd(0.1), 2.0), TypeError,  # type: ignore[arg-type]
-         r"accumulate_gradients: every_k expected an int, got float"),
-        (lambda: fo.sgd("0.1"), TypeError,  # type: ignore[call-overload]
-         r"sgd: learning_rate expected a number.*got str"),
-        (lambda: fo.sgd(jnp.ones(3)), ValueError, r"sgd: learning_rate expected a scalar, got .*\(3,\)"),
-        (lambda: fo.sgd(True), TypeError, r"sgd: learning_rate expected a number.*bool"),
-        (lambda: fo.sgd(0.1, nesterov=True), ValueError, r"sgd: nesterov=True expected a momentum"),
-        (lambda: schedules.join([schedules.constant(1.0)] * 3, [10, 5]), ValueError,
-         r"join: boundaries expected strictly increasing step boundaries, got \[10, 5\]"),
-        (lambda: schedules.piecewise_constant(1.0, {20: 0.1, 10: 0.1}), ValueError,
-         r"piecewise_constant: boundaries_and_scales \(keys\) expected strictly increasing"),
-        (lambda: schedules.cosine_decay(1.0, 0), ValueError,
-         r"cosine_decay: decay_steps expected an int >= 1, got 0"),
+         r"accumulate_gradients: argument 'every_k' must be an int >= 1, got 0$"),
+        (lambda: fo.accumulate_gradients(fo.sgd(0.1), np.int64(2)),  # type: ignore[arg-type]  # NumPy ints are accepted at runtime
+         None, ""),
+        (lambda: fo.accumulate_gradients(fo.sgd(0.1), 2.0), TypeError,  # type: ignore[arg-type]  # deliberate misuse
+         r"accumulate_gradients: argument 'every_k' must be an int >= 1, got 2.0$"),
+        (lambda: fo.sgd("0.1"), TypeError,  # type: ignore[call-overload]  # deliberate misuse
+         r"sgd: argument 'learning_rate' must be a number, a scalar array or a schedule, "
+         r"got '0.1'$"),
+        (lambda: fo.sgd(jnp.ones(3)), ValueError,
+         r"sgd: argument 'learning_rate' must be a scalar, got an array of shape \(3,\)"),
+        (lambda: fo.sgd(True), TypeError,
+         r"sgd: argument 'learning_rate' must be a number, got True$"),
+        (lambda: fo.sgd(0.1, nesterov=True), ValueError,
+         r"sgd: argument 'nesterov' must be False when momentum is None, got True$"),
     ],
 )
 def test_bad_hyperparameters_raise_naming_function_argument_expected_and_got(
-    make: Callable[[], object], error: type[Exception], pattern: str
+    make: Callable[[], object], error: type[Exception] | None, pattern: str
 ) -> None:
-    with pytest.raises(error, match=pattern):
+    if error is None:  # a valid call (e.g. a NumPy integer where an int goes)
         make()
+        return
+    with pytest.raises(error, match=pattern) as info:
+        make()
+    assert STYLE.match(str(info.value)), str(info.value)
 
 
 def test_traced_hyperparameters_are_not_checked() -> None:
@@ -340,14 +428,21 @@ def test_traced_hyperparameters_are_not_checked() -> None:
 def test_updates_with_a_different_structure_than_params_raise_type_error() -> None:
     p = _params()
     tx = fo.adamw(0.1, mask=None)
-    with pytest.raises(TypeError, match=r"chain: updates .*same tree structure as params"):
+    with pytest.raises(TypeError, match=r"chain: argument 'updates' must be a pytree with the "
+                                        r"structure of the params, got missing leaves"):
         tx.update({"w": p["w"]}, tx.init(p), p)
-    with pytest.raises(TypeError, match=r"add_decayed_weights: updates .*params"):
-        fo.add_decayed_weights(0.1).update({"w": p["w"]}, fo.AddDecayedWeightsState(None), p)
-    with pytest.raises(TypeError, match=r"add_decayed_weights: update expected the current params"):
-        fo.add_decayed_weights(0.1).update(p, fo.AddDecayedWeightsState(None))
-    adam = fo.scale_by_adam()
-    with pytest.raises(TypeError, match=r"scale_by_adam: updates .*state.mu \(the params given"):
-        adam.update({"w": p["w"]}, adam.init(p))
-    with pytest.raises(TypeError, match=r"adaptive_grad_clip: updates .*params"):
+    decay = fo.add_decayed_weights(0.1)
+    with pytest.raises(TypeError, match=r"add_decayed_weights: argument 'updates' .*the params"):
+        decay.update({"w": p["w"]}, decay.init(p), p)
+    with pytest.raises(TypeError, match=r"add_decayed_weights: argument 'params' must be the "
+                                        r"current params .*, got None"):
+        decay.update(p, decay.init(p))
+    for make, field in ((fo.scale_by_adam, "mu"), (fo.scale_by_amsgrad, "mu"),
+                        (fo.scale_by_rms, "nu"), (fo.scale_by_adagrad, "sum_of_squares"),
+                        (lambda: fo.trace(0.9), "trace")):
+        tx1: fo.GradientTransformation[Any] = make()
+        with pytest.raises(TypeError, match=rf"argument 'updates' must be a pytree with the "
+                                            rf"structure of state.{field} \(the params given"):
+            tx1.update({"w": p["w"]}, tx1.init(p))
+    with pytest.raises(TypeError, match=r"adaptive_grad_clip: argument 'updates' .*params"):
         fo.adaptive_grad_clip(0.1).update({"w": p["w"]}, fo.EmptyState(), p)

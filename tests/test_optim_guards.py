@@ -1,9 +1,11 @@
-"""skip_nonfinite and accumulate_gradients: bit-identical skips, counters, averaging, jit/vmap."""
+"""skip_nonfinite and accumulate_gradients: bit-identical skips, counters, averaging (with and
+without jit, under vmap)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -23,31 +25,67 @@ def _bits(tree: PyTree) -> list[bytes]:
     return [np.asarray(x).tobytes() for x in jax.tree_util.tree_leaves(tree)]
 
 
-@pytest.mark.parametrize("bad", [jnp.nan, jnp.inf, -jnp.inf])
-def test_skip_nonfinite_leaves_params_and_inner_state_bit_identical(bad: float) -> None:
-    tx = fo.skip_nonfinite(fo.adam(0.1))
-    update = jax.jit(tx.update)
-    state = tx.init(PARAMS)
-    params = PARAMS
-    for _ in range(2):  # two good steps first
-        u, state = update(_grads(), state, params)
-        params = fo.apply_updates(params, u)
-    assert (int(state.skipped_steps), int(state.total_steps)) == (0, 2)
+class TestGuards(chex.TestCase):
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_skip_nonfinite_leaves_params_and_inner_state_bit_identical(self) -> None:
+        tx, inner = fo.skip_nonfinite(fo.adam(0.1)), fo.adam(0.1)
+        update, inner_update = self.variant(tx.update), self.variant(inner.update)
+        for bad in (jnp.nan, jnp.inf, -jnp.inf):
+            self._check_skip(tx, update, inner_update, bad)
 
-    g = _grads()
-    g["w"] = g["w"].at[0, 1].set(bad)
-    u, new_state = update(g, state, params)
-    new_params = fo.apply_updates(params, u)
-    assert _bits(new_params) == _bits(params)
-    assert _bits(new_state.inner_state) == _bits(state.inner_state)
-    assert all(np.all(np.asarray(x) == 0.0) for x in jax.tree_util.tree_leaves(u))
-    assert (int(new_state.skipped_steps), int(new_state.total_steps)) == (1, 3)
+    def _check_skip(self, tx: fo.GradientTransformation[fo.SkipNonfiniteState[Any]],
+                    update: fo.UpdateFn[fo.SkipNonfiniteState[Any]],
+                    inner_update: fo.UpdateFn[Any], bad: float) -> None:
+        state = tx.init(PARAMS)
+        params = PARAMS
+        for _ in range(2):  # two good steps first
+            u, state = update(_grads(), state, params)
+            params = fo.apply_updates(params, u)
+        assert (int(state.skipped_steps), int(state.total_steps)) == (0, 2)
 
-    # a later finite step is taken normally, as if the bad one never happened
-    u2, s2 = update(_grads(), new_state, new_params)
-    ref_u, ref_s = jax.jit(fo.adam(0.1).update)(_grads(), state.inner_state, params)
-    assert _bits(u2) == _bits(ref_u) and _bits(s2.inner_state) == _bits(ref_s)
-    assert (int(s2.skipped_steps), int(s2.total_steps)) == (1, 4)
+        g = _grads()
+        g["w"] = g["w"].at[0, 1].set(bad)
+        u, new_state = update(g, state, params)
+        new_params = fo.apply_updates(params, u)
+        assert _bits(new_params) == _bits(params)
+        assert _bits(new_state.inner_state) == _bits(state.inner_state)
+        assert all(np.all(np.asarray(x) == 0.0) for x in jax.tree_util.tree_leaves(u))
+        assert (int(new_state.skipped_steps), int(new_state.total_steps)) == (1, 3)
+
+        # a later finite step is taken normally, as if the bad one never happened
+        u2, s2 = update(_grads(), new_state, new_params)
+        ref_u, ref_s = inner_update(_grads(), state.inner_state, params)
+        assert _bits(u2) == _bits(ref_u) and _bits(s2.inner_state) == _bits(ref_s)
+        assert (int(s2.skipped_steps), int(s2.total_steps)) == (1, 4)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_accumulate_gradients_averages_k_microbatches_then_steps(self) -> None:
+        k = 3
+        inner = fo.momentum(0.1, 0.9)
+        tx = fo.accumulate_gradients(inner, k)
+        update = self.variant(tx.update)
+        state = tx.init(PARAMS)
+        ref_state = inner.init(PARAMS)
+        scales = [1.0, 2.0, 6.0, -1.0, 0.5, 3.5]
+        for cycle in range(2):
+            micro = scales[cycle * k:(cycle + 1) * k]
+            for i, c in enumerate(micro):
+                before = state.inner_state
+                u, state = update(_grads(c), state, PARAMS)
+                if i < k - 1:
+                    assert all(np.all(np.asarray(x) == 0.0) for x in jax.tree_util.tree_leaves(u))
+                    assert _bits(state.inner_state) == _bits(before)
+                    assert int(state.micro_step) == i + 1
+                else:
+                    mean = _grads(float(np.mean(micro)))
+                    ref_u, ref_state = inner.update(mean, ref_state, PARAMS)
+                    for a, b in zip(jax.tree_util.tree_leaves(u),
+                                    jax.tree_util.tree_leaves(ref_u)):
+                        np.testing.assert_allclose(a, b, rtol=1e-6)
+                    assert int(state.micro_step) == 0
+                    assert all(np.all(np.asarray(x) == 0.0)
+                               for x in jax.tree_util.tree_leaves(state.grad_mean))
+        assert int(state.inner_state[0].step) == 2  # two inner steps in six calls
 
 
 def test_skip_nonfinite_under_vmap_skips_each_run_on_its_own() -> None:
@@ -68,33 +106,6 @@ def test_all_finite() -> None:
     assert bool(fo.all_finite({"a": jnp.ones(2), "b": [jnp.zeros(())]}))
     assert not bool(fo.all_finite({"a": jnp.asarray([1.0, jnp.nan])}))
     assert bool(fo.all_finite({}))
-
-
-def test_accumulate_gradients_averages_k_microbatches_then_steps() -> None:
-    k = 3
-    inner = fo.momentum(0.1, 0.9)
-    tx = fo.accumulate_gradients(inner, k)
-    update = jax.jit(tx.update)
-    state = tx.init(PARAMS)
-    ref_state = inner.init(PARAMS)
-    scales = [1.0, 2.0, 6.0, -1.0, 0.5, 3.5]
-    for cycle in range(2):
-        micro = scales[cycle * k:(cycle + 1) * k]
-        for i, c in enumerate(micro):
-            before = state.inner_state
-            u, state = update(_grads(c), state, PARAMS)
-            if i < k - 1:
-                assert all(np.all(np.asarray(x) == 0.0) for x in jax.tree_util.tree_leaves(u))
-                assert _bits(state.inner_state) == _bits(before)
-                assert int(state.micro_step) == i + 1
-            else:
-                mean = _grads(float(np.mean(micro)))
-                ref_u, ref_state = inner.update(mean, ref_state, PARAMS)
-                for a, b in zip(jax.tree_util.tree_leaves(u), jax.tree_util.tree_leaves(ref_u)):
-                    np.testing.assert_allclose(a, b, rtol=1e-6)
-                assert int(state.micro_step) == 0
-                assert all(np.all(np.asarray(x) == 0.0)
-                           for x in jax.tree_util.tree_leaves(state.grad_mean))
 
 
 def test_accumulate_gradients_every_1_is_the_inner_transformation() -> None:
@@ -128,7 +139,9 @@ def test_accumulate_gradients_bf16_accumulates_in_float32_and_works_under_vmap()
 
 
 def test_guards_reject_non_transformations() -> None:
-    with pytest.raises(TypeError, match=r"skip_nonfinite: inner expected a gradient transformation"):
+    with pytest.raises(TypeError, match=r"skip_nonfinite: argument 'inner' must be a gradient "
+                                        r"transformation .*, got 0.1"):
         fo.skip_nonfinite(0.1)  # type: ignore[arg-type]  # deliberate misuse
-    with pytest.raises(TypeError, match=r"accumulate_gradients: inner expected a gradient"):
+    with pytest.raises(TypeError, match=r"accumulate_gradients: argument 'inner' must be a "
+                                        r"gradient transformation"):
         fo.accumulate_gradients("adam", 2)  # type: ignore[arg-type]  # deliberate misuse

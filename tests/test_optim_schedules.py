@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -104,36 +105,62 @@ def test_schedules_are_jit_safe_with_traced_levels_and_vmap() -> None:
     assert float(zero(jnp.asarray(0.0))) == 0.0
 
 
+def test_numpy_integer_step_counts_are_accepted() -> None:
+    # typed as int; NumPy integers are accepted at run time (Any keeps mypy out of it)
+    ten: Any = np.int64(10)
+    two: Any = np.int32(2)
+    three: Any = np.int64(3)
+    s = schedules.cosine_decay(1.0, ten)
+    np.testing.assert_allclose(_values(s, [0, 10]), [1.0, 0.0], atol=1e-7)
+    p = schedules.piecewise_constant(1.0, {two: 0.5})
+    np.testing.assert_allclose(_values(p, [1, 2]), [1.0, 0.5])
+    j = schedules.join([schedules.constant(1.0), schedules.constant(2.0)], [three])
+    np.testing.assert_allclose(_values(j, [2, 3]), [1.0, 2.0])
+
+
 @pytest.mark.parametrize(
     ("make", "error", "pattern"),
     [
         (lambda: schedules.exponential_decay(0.1, 0.0), ValueError,
-         r"exponential_decay: decay_rate expected a value > 0, got 0.0"),
+         r"exponential_decay: argument 'decay_rate' must be > 0, got 0.0"),
         (lambda: schedules.exponential_decay(0.1, 0.9, transition_steps=0), ValueError,
-         r"exponential_decay: transition_steps expected an int >= 1, got 0"),
+         r"exponential_decay: argument 'transition_steps' must be an int >= 1, got 0"),
         (lambda: schedules.exponential_decay(0.1, 0.9, transition_begin=-1), ValueError,
-         r"exponential_decay: transition_begin expected an int >= 0, got -1"),
-        (lambda: schedules.polynomial(1.0, 0.0, 1.0, 2.5), TypeError,  # type: ignore[arg-type]
-         r"polynomial: transition_steps expected an int, got float"),
+         r"exponential_decay: argument 'transition_begin' must be an int >= 0, got -1"),
+        (lambda: schedules.exponential_decay(0.1, 0.9, staircase=1), TypeError,  # type: ignore[arg-type]  # deliberate misuse
+         r"exponential_decay: argument 'staircase' must be a bool, got 1"),
+        (lambda: schedules.polynomial(1.0, 0.0, 1.0, 2.5), TypeError,  # type: ignore[arg-type]  # deliberate misuse
+         r"polynomial: argument 'transition_steps' must be an int >= 1, got 2.5"),
         (lambda: schedules.polynomial(1.0, 0.0, 0.0, 10), ValueError,
-         r"polynomial: power expected a value > 0, got 0.0"),
+         r"polynomial: argument 'power' must be > 0, got 0.0"),
         (lambda: schedules.piecewise_constant(1.0, {5: -0.1}), ValueError,
-         r"piecewise_constant: boundaries_and_scales\[5\] expected a value >= 0, got -0.1"),
-        (lambda: schedules.piecewise_constant(1.0, {5: 0.1, 5.5: 0.1}), TypeError,  # type: ignore[dict-item]
-         r"piecewise_constant: boundaries_and_scales \(keys\)\[1\] expected an int"),
+         r"piecewise_constant: argument 'boundaries_and_scales\[5\]' must be >= 0, got -0.1"),
+        (lambda: schedules.piecewise_constant(1.0, {5: 0.1, 5.5: 0.1}), TypeError,  # type: ignore[dict-item]  # deliberate misuse
+         r"piecewise_constant: argument 'boundaries_and_scales' must be a mapping whose keys are "
+         r"strictly increasing int steps >= 0, got dict \{5: 0.1, 5.5: 0.1\}"),
+        (lambda: schedules.piecewise_constant(1.0, {20: 0.1, 10: 0.1}), ValueError,
+         r"piecewise_constant: argument 'boundaries_and_scales' must be .*strictly increasing"),
+        (lambda: schedules.piecewise_constant(1.0, [(5, 0.1)]), TypeError,  # type: ignore[arg-type]  # deliberate misuse
+         r"piecewise_constant: argument 'boundaries_and_scales' must be a mapping"),
         (lambda: schedules.warmup_cosine_decay(0.0, 1.0, 10, 10), ValueError,
-         r"warmup_cosine_decay: decay_steps expected an int >= 11, got 10"),
+         r"warmup_cosine_decay: argument 'decay_steps' must be an int >= 11, got 10"),
         (lambda: schedules.one_cycle(100, 1.0, pct_start=1.0), ValueError,
-         r"one_cycle: pct_start expected a value in \(0, 1\), got 1.0"),
+         r"one_cycle: argument 'pct_start' must be in \(0, 1\), got 1.0"),
+        (lambda: schedules.cosine_decay(1.0, 0), ValueError,
+         r"cosine_decay: argument 'decay_steps' must be an int >= 1, got 0"),
         (lambda: schedules.join([schedules.constant(1.0)] * 2, [5, 6]), ValueError,
-         r"join: boundaries expected 1 step counts \(one fewer than schedules\), got 2"),
+         r"join: argument 'boundaries' must be a sequence of 1 strictly increasing int steps >= 0 "
+         r"\(one fewer than schedules\), got list \[5, 6\]"),
         (lambda: schedules.join([schedules.constant(1.0)] * 3, [5, 5]), ValueError,
-         r"join: boundaries expected strictly increasing step boundaries, got \[5, 5\]"),
-        (lambda: schedules.join([schedules.constant(1.0), 0.5], [5]), TypeError,  # type: ignore[list-item]
-         r"join: schedules\[1\] expected a schedule"),
-        (lambda: schedules.join([], []), ValueError, r"join: schedules expected at least one"),
-        (lambda: schedules.constant("a"), TypeError,  # type: ignore[arg-type]
-         r"constant: value expected a number"),
+         r"join: argument 'boundaries' must be .*strictly increasing.*got list \[5, 5\]"),
+        (lambda: schedules.join([schedules.constant(1.0)] * 3, [10, 5]), ValueError,
+         r"join: argument 'boundaries' must be .*strictly increasing.*got list \[10, 5\]"),
+        (lambda: schedules.join([schedules.constant(1.0), 0.5], [5]), TypeError,  # type: ignore[list-item]  # deliberate misuse
+         r"join: argument 'schedules\[1\]' must be a schedule \(step -> value\), got 0.5"),
+        (lambda: schedules.join([], []), ValueError,
+         r"join: argument 'schedules' must be a non-empty sequence of schedules, got list \[\]"),
+        (lambda: schedules.constant("a"), TypeError,  # type: ignore[arg-type]  # deliberate misuse
+         r"constant: argument 'value' must be a number or a scalar array, got 'a'"),
     ],
 )
 def test_bad_input(make: Callable[[], object], error: type[Exception], pattern: str) -> None:

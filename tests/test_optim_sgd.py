@@ -1,13 +1,14 @@
-"""SGD, momentum (trace) and normalized SGD against float64 hand computations."""
+"""SGD, momentum (trace) and normalized SGD against float64 hand computations (with and without
+jit, under vmap)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -18,9 +19,10 @@ RNG = np.random.default_rng(1)
 GRADS = [RNG.normal(size=(4, 3)) for _ in range(6)]
 
 
-def _run(tx: fo.GradientTransformation[Any], grads: list[np.ndarray]) -> list[np.ndarray]:
+def _run(tx: fo.GradientTransformation[Any], update: fo.UpdateFn[Any],
+         grads: list[np.ndarray] = GRADS) -> list[np.ndarray]:
+    """The updates of ``tx`` on ``grads``, through ``update`` (``tx.update`` or a variant)."""
     state = tx.init({"w": jnp.zeros((4, 3))})
-    update = jax.jit(tx.update)
     out = []
     for g in grads:
         u, state = update({"w": jnp.asarray(g, jnp.float32)}, state)
@@ -28,45 +30,53 @@ def _run(tx: fo.GradientTransformation[Any], grads: list[np.ndarray]) -> list[np
     return out
 
 
-@pytest.mark.parametrize("nesterov", [False, True])
-def test_momentum_matches_float64_velocity_recursion(nesterov: bool) -> None:
-    lr, gamma = 0.1, 0.9
-    v = np.zeros((4, 3))
-    expected = []
-    for g in GRADS:
-        v = gamma * v + g
-        expected.append(-lr * (g + gamma * v if nesterov else v))
-    got = _run(fo.momentum(lr, gamma, nesterov=nesterov), GRADS)
-    for a, b in zip(got, expected):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+class TestSgd(chex.TestCase):
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_momentum_matches_float64_velocity_recursion(self) -> None:
+        lr, gamma = 0.1, 0.9
+        for nesterov in (False, True):
+            v = np.zeros((4, 3))
+            expected = []
+            for g in GRADS:
+                v = gamma * v + g
+                expected.append(-lr * (g + gamma * v if nesterov else v))
+            tx = fo.momentum(lr, gamma, nesterov=nesterov)
+            for a, b in zip(_run(tx, self.variant(tx.update)), expected, strict=True):
+                np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_sgd_is_minus_lr_times_gradient_and_sgd_momentum_equals_momentum(self) -> None:
+        tx = fo.sgd(0.3)
+        for a, g in zip(_run(tx, self.variant(tx.update)), GRADS, strict=True):
+            np.testing.assert_allclose(a, -0.3 * g, rtol=1e-6)
+        with_momentum, heavy_ball = fo.sgd(0.3, 0.5), fo.momentum(0.3, 0.5)
+        for a, b in zip(_run(with_momentum, self.variant(with_momentum.update)),
+                        _run(heavy_ball, self.variant(heavy_ball.update)), strict=True):
+            np.testing.assert_array_equal(a, b)
 
-def test_sgd_is_minus_lr_times_gradient_and_sgd_momentum_equals_momentum() -> None:
-    for a, g in zip(_run(fo.sgd(0.3), GRADS), GRADS):
-        np.testing.assert_allclose(a, -0.3 * g, rtol=1e-6)
-    for a, b in zip(_run(fo.sgd(0.3, 0.5), GRADS), _run(fo.momentum(0.3, 0.5), GRADS)):
-        np.testing.assert_array_equal(a, b)
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_scheduled_momentum_and_learning_rate(self) -> None:
+        lr = schedules.exponential_decay(0.1, 0.5)
+        gamma = schedules.linear_schedule(0.0, 0.8, 4)
+        v = np.zeros((4, 3))
+        expected = []
+        for t, g in enumerate(GRADS):
+            v = min(0.2 * t, 0.8) * v + g
+            expected.append(-0.1 * 0.5**t * v)
+        tx = fo.momentum(lr, gamma)
+        for a, b in zip(_run(tx, self.variant(tx.update)), expected, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
 
-
-def test_scheduled_momentum_and_learning_rate() -> None:
-    lr = schedules.exponential_decay(0.1, 0.5)
-    gamma = schedules.linear_schedule(0.0, 0.8, 4)
-    v = np.zeros((4, 3))
-    expected = []
-    for t, g in enumerate(GRADS):
-        v = min(0.2 * t, 0.8) * v + g
-        expected.append(-0.1 * 0.5**t * v)
-    for a, b in zip(_run(fo.momentum(lr, gamma), GRADS), expected):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
-
-
-def test_trace_state_is_the_velocity() -> None:
-    tx = fo.trace(0.5)
-    s = tx.init({"w": jnp.zeros(2)})
-    assert s == fo.TraceState(step=None, trace={"w": s.trace["w"]})
-    _, s = tx.update({"w": jnp.asarray([1.0, 2.0])}, s)
-    _, s = tx.update({"w": jnp.asarray([1.0, 0.0])}, s)
-    np.testing.assert_allclose(s.trace["w"], [1.5, 1.0])
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_trace_state_is_the_velocity_and_counts_steps(self) -> None:
+        tx = fo.trace(0.5)
+        update = self.variant(tx.update)
+        s = tx.init({"w": jnp.zeros(2)})
+        assert int(s.step) == 0 and s.step.dtype == jnp.int32
+        _, s = update({"w": jnp.asarray([1.0, 2.0])}, s)
+        _, s = update({"w": jnp.asarray([1.0, 0.0])}, s)
+        np.testing.assert_allclose(s.trace["w"], [1.5, 1.0])
+        assert int(s.step) == 2
 
 
 @st.composite
@@ -101,16 +111,17 @@ def test_normalize_by_global_norm_of_zero_gradient_is_zero() -> None:
         assert np.all(np.asarray(x) == 0.0)
 
 
-def test_momentum_under_vmap_runs_each_decay_separately() -> None:
+def test_momentum_under_vmap_runs_each_decay_and_learning_rate_separately() -> None:
     decays = jnp.asarray([0.0, 0.5, 0.9])
+    lrs = jnp.asarray([1.0, 0.5, 2.0])
 
-    def final_velocity(gamma: jax.Array) -> jax.Array:
-        tx = fo.momentum(1.0, gamma)
+    def final(lr: jax.Array, gamma: jax.Array) -> tuple[jax.Array, jax.Array]:
+        tx = fo.momentum(lr, gamma)
         s = tx.init({"w": jnp.zeros(())})
         for g in (1.0, 1.0, 1.0):
-            _, s = tx.update({"w": jnp.asarray(g)}, s)
-        v: jax.Array = s[0].trace["w"]
-        return v
+            u, s = tx.update({"w": jnp.asarray(g)}, s)
+        return s[0].trace["w"], u["w"]
 
-    got = jax.jit(jax.vmap(final_velocity))(decays)
-    np.testing.assert_allclose(got, [1.0, 1.75, 2.71], rtol=1e-6)
+    velocity, update = jax.jit(jax.vmap(final))(lrs, decays)
+    np.testing.assert_allclose(velocity, [1.0, 1.75, 2.71], rtol=1e-6)
+    np.testing.assert_allclose(update, [-1.0, -0.875, -5.42], rtol=1e-6)

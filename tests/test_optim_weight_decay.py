@@ -1,7 +1,8 @@
-"""Decoupled weight decay and its masks."""
+"""Decoupled weight decay and its masks (with and without jit, under vmap)."""
 
 from __future__ import annotations
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -29,6 +30,11 @@ def _decayed(mask: object, wd: float = 0.5) -> dict[str, float]:
 def test_default_decay_mask_selects_matrices_and_kernels() -> None:
     mask = fo.default_decay_mask(PARAMS)
     assert mask == {"dense": {"w": True, "b": False}, "conv": (True,), "scale": False}
+    # the library's one weight rule: floating arrays with ndim >= 2 (not integer tables)
+    odd = {"table": jnp.ones((2, 2), jnp.int32), "bf16": jnp.ones((2, 2), jnp.bfloat16),
+           "scalar": jnp.ones(())}
+    assert fo.default_decay_mask(odd) == {"bf16": True, "scalar": False, "table": False}
+    assert all(type(flag) is bool for flag in jax.tree_util.tree_leaves(mask))
 
 
 def test_mask_none_decays_every_leaf() -> None:
@@ -54,25 +60,40 @@ def test_pytree_mask_prefix_and_bool_arrays() -> None:
 
 def test_bad_masks_raise_type_error() -> None:
     tx = fo.add_decayed_weights(0.5, {"dense": True})
-    with pytest.raises(TypeError, match=r"add_decayed_weights: mask expected the tree structure"):
+    with pytest.raises(TypeError, match=r"add_decayed_weights: argument 'mask' must be a pytree "
+                                        r"with the structure of the params"):
         tx.update(_zeros(), tx.init(PARAMS), PARAMS)
     tx = fo.add_decayed_weights(0.5, {"dense": 1.0, "conv": (True,), "scale": True})
-    with pytest.raises(TypeError, match=r"add_decayed_weights: mask leaves expected bools"):
+    with pytest.raises(TypeError, match=r"add_decayed_weights: argument 'mask' must be a pytree "
+                                        r"of bools or boolean arrays, got 1.0"):
         tx.update(_zeros(), tx.init(PARAMS), PARAMS)
 
 
-def test_scheduled_weight_decay_counts_steps() -> None:
-    tx = fo.add_decayed_weights(schedules.exponential_decay(1.0, 0.5), mask=None)
-    s = tx.init(PARAMS)
-    for t in range(3):
-        u, s = tx.update(_zeros(), s, PARAMS)
-        np.testing.assert_allclose(u["scale"], 2.0 * 0.5**t)
-    assert int(s.step) == 3  # type: ignore[arg-type]  # step is an Array here
+class TestWeightDecay(chex.TestCase):
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_scheduled_weight_decay_counts_steps(self) -> None:
+        tx = fo.add_decayed_weights(schedules.exponential_decay(1.0, 0.5), mask=None)
+        update = self.variant(tx.update)
+        s = tx.init(PARAMS)
+        for t in range(3):
+            u, s = update(_zeros(), s, PARAMS)
+            np.testing.assert_allclose(u["scale"], 2.0 * 0.5**t)
+        assert int(s.step) == 3
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_weight_decay_zero_passes_the_updates_through_and_counts(self) -> None:
+        g = jax.tree_util.tree_map(jnp.ones_like, PARAMS)
+        tx = fo.add_decayed_weights(0.0)
+        u, s = self.variant(tx.update)(g, tx.init(PARAMS), PARAMS)
+        for a, b in zip(jax.tree_util.tree_leaves(u), jax.tree_util.tree_leaves(g), strict=True):
+            np.testing.assert_array_equal(a, b)
+        assert int(s.step) == 1
 
 
 def test_weight_decay_zero_is_a_no_op_and_traced_decay_works_under_vmap() -> None:
     g = jax.tree_util.tree_map(jnp.ones_like, PARAMS)
-    u, _ = fo.add_decayed_weights(0.0).update(g, fo.AddDecayedWeightsState(None), PARAMS)
+    tx = fo.add_decayed_weights(0.0)
+    u, _ = tx.update(g, tx.init(PARAMS), PARAMS)
     assert u is g
 
     def decayed_w(wd: jax.Array) -> jax.Array:

@@ -22,8 +22,9 @@ from typing import Any, Generic, NamedTuple, Protocol, TypeVar, overload
 
 import jax.numpy as jnp
 
-from functrain._tree import check_same_structure, tree_map
-from functrain.optim._hyper import check_scalar, increment, require_step
+from functrain import _validate
+from functrain._tree import tree_map
+from functrain.optim._hyper import increment, like, value_at, zero_step
 from functrain.typing import Array, PyTree, ScalarOrSchedule
 
 __all__ = [
@@ -50,7 +51,14 @@ S4 = TypeVar("S4")
 
 
 class InitFn(Protocol[S_co]):
-    """``init(params) -> state``."""
+    """``init(params) -> state``.
+
+    Example:
+        >>> init: ft.optim.InitFn[ft.optim.ScaleByLearningRateState]
+        >>> init = ft.optim.sgd(0.1).init
+        >>> init({"w": jnp.ones(2)})[1].step.dtype
+        dtype('int32')
+    """
 
     def __call__(self, params: PyTree, /) -> S_co:
         """Build the initial optimizer state for ``params``."""
@@ -58,7 +66,15 @@ class InitFn(Protocol[S_co]):
 
 
 class UpdateFn(Protocol[S]):
-    """``update(updates, state, params=None) -> (updates, state)``."""
+    """``update(updates, state, params=None) -> (updates, state)``.
+
+    Example:
+        >>> tx = ft.optim.scale(2.0)
+        >>> update: ft.optim.UpdateFn[ft.optim.EmptyState] = tx.update
+        >>> u, _ = update({"w": jnp.ones(2)}, ft.optim.EmptyState())
+        >>> u["w"].tolist()
+        [2.0, 2.0]
+    """
 
     def __call__(
         self, updates: PyTree, state: S, params: PyTree | None = None, /
@@ -68,14 +84,32 @@ class UpdateFn(Protocol[S]):
 
 
 class GradientTransformation(NamedTuple, Generic[S]):
-    """A pure optimizer building block: ``init`` and ``update`` functions over a state ``S``."""
+    """A pure optimizer building block: ``init`` and ``update`` functions over a state ``S``.
+
+    Example:
+        >>> tx = ft.optim.sgd(0.1)
+        >>> isinstance(tx, ft.optim.GradientTransformation)
+        True
+        >>> params = {"w": jnp.ones(2)}
+        >>> updates, state = tx.update({"w": jnp.full(2, 0.5)}, tx.init(params), params)
+        >>> round(float(ft.optim.apply_updates(params, updates)["w"][0]), 4)
+        0.95
+    """
 
     init: InitFn[S]
     update: UpdateFn[S]
 
 
 class TransformationLike(Protocol):
-    """Anything with optax's ``init``/``update`` pair: a functrain or an optax transformation."""
+    """Anything with optax's ``init``/``update`` pair: a functrain or an optax transformation.
+
+    Example:
+        >>> import optax
+        >>> def library(tx: ft.optim.TransformationLike) -> str:
+        ...     return type(tx.init({"w": jnp.ones(2)})).__module__.split(".")[0]
+        >>> library(ft.optim.trace(0.9)), library(optax.trace(0.9))
+        ('functrain', 'optax')
+    """
 
     @property
     def init(self) -> Callable[..., Any]:
@@ -89,23 +123,27 @@ class TransformationLike(Protocol):
 
 
 class EmptyState(NamedTuple):
-    """The state of a stateless transformation (no leaves, so it costs nothing)."""
+    """The state of a stateless transformation (no leaves, so it costs nothing).
 
-
-class ScaleByLearningRateState(NamedTuple):
-    """State of :func:`scale_by_learning_rate`.
-
-    Attributes:
-      step: int32 scalar, the number of updates done so far, kept only when the learning rate is
-        a schedule (it is the schedule's argument); ``None`` for a constant learning rate, so a
-        constant costs no extra operation.
+    Example:
+        >>> state = ft.optim.clip_by_global_norm(1.0).init({"w": jnp.ones(2)})
+        >>> state == ft.optim.EmptyState(), jax.tree_util.tree_leaves(state)
+        (True, [])
     """
-
-    step: Array | None
 
 
 def init_empty_state(params: PyTree) -> EmptyState:
     """The ``init`` of a stateless transformation: returns :class:`EmptyState` (``params`` unused).
+
+    Args:
+        params: the parameters (ignored).
+
+    Returns:
+        ``EmptyState()``.
+
+    Example:
+        >>> ft.optim.init_empty_state({"w": jnp.ones(3)})
+        EmptyState()
     """
     del params
     return EmptyState()
@@ -115,7 +153,13 @@ def identity() -> GradientTransformation[EmptyState]:
     """The transformation that returns the updates unchanged (stateless).
 
     Returns:
-      A :class:`GradientTransformation` with :class:`EmptyState`.
+        A :class:`GradientTransformation` with :class:`EmptyState`.
+
+    Example:
+        >>> tx = ft.optim.identity()
+        >>> u, _ = tx.update({"w": jnp.asarray([1.0, -2.0])}, tx.init(None))
+        >>> u["w"].tolist()
+        [1.0, -2.0]
     """
 
     def update(
@@ -125,14 +169,6 @@ def identity() -> GradientTransformation[EmptyState]:
         return updates, state
 
     return GradientTransformation(init_empty_state, update)
-
-
-def _check_transformation(fn: str, position: int, tx: object) -> None:
-    if not (callable(getattr(tx, "init", None)) and callable(getattr(tx, "update", None))):
-        raise TypeError(
-            f"{fn}: argument {position} expected a gradient transformation (an object with init "
-            f"and update functions), got {type(tx).__name__}"
-        )
 
 
 @overload
@@ -165,18 +201,28 @@ def chain(*txs: TransformationLike) -> GradientTransformation[tuple[Any, ...]]:
     too (anything with optax's ``init``/``update`` convention).
 
     Args:
-      *txs: the transformations, applied first to last.
+        *txs: the transformations, applied first to last.
 
     Returns:
-      A :class:`GradientTransformation` whose state is ``tuple(tx.init(params) for tx in txs)``.
+        A :class:`GradientTransformation` whose state is ``tuple(tx.init(params) for tx in txs)``.
 
     Raises:
-      TypeError: an argument has no ``init``/``update`` functions.
+        TypeError: an argument has no ``init``/``update`` functions; at update, a state that is
+            not a tuple, or updates whose tree structure differs from the params'.
+        ValueError: at update, a state tuple of the wrong length.
+
+    Example:
+        >>> tx = ft.optim.chain(ft.optim.clip_by_global_norm(1.0), ft.optim.sgd(0.5))
+        >>> params = {"w": jnp.zeros(2)}
+        >>> u, state = tx.update({"w": jnp.asarray([3.0, 4.0])}, tx.init(params), params)
+        >>> [round(x, 4) for x in u["w"].tolist()], len(state)
+        ([-0.3, -0.4], 2)
     """
     for i, tx in enumerate(txs):
-        _check_transformation("chain", i + 1, tx)
+        _validate.check_transformation(tx, "chain", f"txs[{i}]")
     inits = tuple(tx.init for tx in txs)
     updates_fns = tuple(tx.update for tx in txs)
+    n = len(updates_fns)
 
     def init(params: PyTree) -> tuple[Any, ...]:
         return tuple(fn(params) for fn in inits)
@@ -184,14 +230,12 @@ def chain(*txs: TransformationLike) -> GradientTransformation[tuple[Any, ...]]:
     def update(
         updates: PyTree, state: tuple[Any, ...], params: PyTree | None = None
     ) -> tuple[PyTree, tuple[Any, ...]]:
-        if not isinstance(state, tuple) or len(state) != len(updates_fns):
-            got = f"a tuple of {len(state)}" if isinstance(state, tuple) else type(state).__name__
-            raise ValueError(
-                f"chain: state expected a tuple of {len(updates_fns)} states (one per "
-                f"transformation, as built by this chain's init), got {got}"
-            )
+        if not isinstance(state, tuple) or len(state) != n:
+            _validate.fail("chain", "state", f"a tuple of {n} states (one per transformation, "
+                           "as built by this chain's init)", state,
+                           error=ValueError if isinstance(state, tuple) else TypeError)
         if params is not None:
-            check_same_structure(params, updates, name="chain: updates", expected_name="params")
+            _validate.check_same_structure(params, updates, "chain", "updates", "the params")
         new_states = []
         for fn, inner in zip(updates_fns, state):
             updates, inner = fn(updates, inner, params)
@@ -201,20 +245,39 @@ def chain(*txs: TransformationLike) -> GradientTransformation[tuple[Any, ...]]:
     return GradientTransformation(init, update)
 
 
+def require_params(who: str, updates: PyTree, params: PyTree | None) -> PyTree:
+    """The ``params`` argument of an ``update`` that needs it, with the updates' structure.
+
+    Raises:
+        TypeError: ``params`` is ``None`` or its tree structure differs from ``updates``'.
+    """
+    if params is None:
+        _validate.fail(who, "params", "the current params (this transformation needs them in "
+                       "update)", params, error=TypeError)
+    _validate.check_same_structure(params, updates, who, "updates", "the params")
+    return params
+
+
 def apply_updates(params: PyTree, updates: PyTree) -> PyTree:
     """Add ``updates`` to ``params`` leafwise: ``p <- p + u``, cast back to each param's dtype.
 
     Args:
-      params: a pytree of arrays.
-      updates: a pytree with the same structure and leaf shapes (the output of ``update``).
+        params: a pytree of arrays.
+        updates: a pytree with the same structure and leaf shapes (the output of ``update``).
 
     Returns:
-      The new parameters, with the structure and dtypes of ``params``.
+        The new parameters, with the structure and dtypes of ``params``.
 
     Raises:
-      TypeError: ``updates`` and ``params`` have different tree structures.
+        TypeError: ``updates`` and ``params`` have different tree structures.
+
+    Example:
+        >>> params = {"w": jnp.ones(2, jnp.bfloat16)}
+        >>> new = ft.optim.apply_updates(params, {"w": jnp.asarray([0.5, -1.0])})
+        >>> new["w"].tolist(), new["w"].dtype
+        ([1.5, 0.0], dtype(bfloat16))
     """
-    check_same_structure(params, updates, name="apply_updates: updates", expected_name="params")
+    _validate.check_same_structure(params, updates, "apply_updates", "updates", "the params")
     return tree_map(lambda p, u: jnp.asarray(p + u).astype(jnp.asarray(p).dtype), params, updates)
 
 
@@ -222,16 +285,22 @@ def scale(factor: float | Array) -> GradientTransformation[EmptyState]:
     """Multiply the updates by a constant: ``u <- factor * u`` (stateless).
 
     Args:
-      factor: a number or a (possibly traced) scalar array.
+        factor: a number or a (possibly traced) scalar array.
 
     Returns:
-      A :class:`GradientTransformation` with :class:`EmptyState`.
+        A :class:`GradientTransformation` with :class:`EmptyState`.
 
     Raises:
-      TypeError: ``factor`` is not a number or a scalar array.
-      ValueError: ``factor`` is a non-scalar array or NaN.
+        TypeError: ``factor`` is not a number or a scalar array.
+        ValueError: ``factor`` is a non-scalar array or NaN.
+
+    Example:
+        >>> tx = ft.optim.scale(-0.5)
+        >>> u, _ = tx.update({"w": jnp.asarray([2.0, 4.0])}, tx.init(None))
+        >>> u["w"].tolist()
+        [-1.0, -2.0]
     """
-    check_scalar("scale", "factor", factor, schedule_ok=False)
+    _validate.check_hyperparameter(factor, "scale", "factor", schedule_ok=False)
 
     def update(
         updates: PyTree, state: EmptyState, params: PyTree | None = None
@@ -242,68 +311,65 @@ def scale(factor: float | Array) -> GradientTransformation[EmptyState]:
     return GradientTransformation(init_empty_state, update)
 
 
+class ScaleByLearningRateState(NamedTuple):
+    """State of :func:`scale_by_learning_rate`.
+
+    Attributes:
+        step: int32 scalar, the number of updates done so far (a schedule's argument).
+
+    Example:
+        >>> state = ft.optim.scale_by_learning_rate(0.1).init({"w": jnp.ones(2)})
+        >>> int(state.step), state.step.dtype
+        (0, dtype('int32'))
+    """
+
+    step: Array
+
+
+def _init_step(params: PyTree) -> ScaleByLearningRateState:
+    del params
+    return ScaleByLearningRateState(step=zero_step())
+
+
 def scale_by_learning_rate(
     learning_rate: ScalarOrSchedule,
 ) -> GradientTransformation[ScaleByLearningRateState]:
     """Multiply the updates by the negative learning rate: ``u <- -lr_t * u``.
 
     This is the last step of every optimizer (gradient *descent*). A constant learning rate (a
-    number or a possibly traced scalar array) is one multiplication; a schedule ``lr_t =
-    schedule(t)`` is evaluated at the number of updates done so far, ``t = 0, 1, ...``, kept in
-    the state.
+    number or a possibly traced scalar array) is one multiplication per leaf; a schedule ``lr_t =
+    schedule(t)`` is evaluated at the number of updates done so far, ``t = 0, 1, ...``, which the
+    state counts in both cases.
 
     Args:
-      learning_rate: a number >= 0, a scalar array or a :class:`~functrain.typing.Schedule`.
+        learning_rate: a number >= 0, a scalar array or a :class:`~functrain.typing.Schedule`.
 
     Returns:
-      A :class:`GradientTransformation` with :class:`ScaleByLearningRateState`.
+        A :class:`GradientTransformation` with :class:`ScaleByLearningRateState`.
 
     Raises:
-      TypeError: ``learning_rate`` is not a number, scalar array or schedule.
-      ValueError: a concrete ``learning_rate`` is negative, NaN or a non-scalar array.
+        TypeError: ``learning_rate`` is not a number, scalar array or schedule.
+        ValueError: a concrete ``learning_rate`` is negative, NaN or a non-scalar array.
+
+    Example:
+        >>> tx = ft.optim.scale_by_learning_rate(ft.optim.schedules.exponential_decay(1.0, 0.5))
+        >>> state = tx.init({"w": jnp.ones(1)})
+        >>> for _ in range(3):
+        ...     u, state = tx.update({"w": jnp.ones(1)}, state)
+        >>> u["w"].tolist(), int(state.step)
+        ([-0.25], 3)
     """
-    check_scalar("scale_by_learning_rate", "learning_rate", learning_rate, low=0.0)
+    _validate.check_hyperparameter(learning_rate, "scale_by_learning_rate", "learning_rate",
+                                   low=0.0)
 
-    if callable(learning_rate):
-        schedule = learning_rate
-
-        def init_scheduled(params: PyTree) -> ScaleByLearningRateState:
-            del params
-            return ScaleByLearningRateState(step=jnp.zeros((), jnp.int32))
-
-        def update_scheduled(
-            updates: PyTree, state: ScaleByLearningRateState, params: PyTree | None = None
-        ) -> tuple[PyTree, ScaleByLearningRateState]:
-            del params
-            step = require_step("scale_by_learning_rate", state.step)
-            neg_lr = -schedule(step)
-            new = tree_map(lambda g: jnp.asarray(neg_lr, dtype=g.dtype) * g, updates)
-            return new, ScaleByLearningRateState(step=increment(step))
-
-        return GradientTransformation(init_scheduled, update_scheduled)
-
-    def init(params: PyTree) -> ScaleByLearningRateState:
-        del params
-        return ScaleByLearningRateState(step=None)
-
-    if isinstance(learning_rate, (int, float)):
-        neg = -learning_rate  # a Python number stays weakly typed: no dtype promotion
-
-        def update_number(
-            updates: PyTree, state: ScaleByLearningRateState, params: PyTree | None = None
-        ) -> tuple[PyTree, ScaleByLearningRateState]:
-            del params
-            return tree_map(lambda g: neg * g, updates), state
-
-        return GradientTransformation(init, update_number)
-
-    neg_array = -jnp.asarray(learning_rate)
-
-    def update_array(
+    def update(
         updates: PyTree, state: ScaleByLearningRateState, params: PyTree | None = None
     ) -> tuple[PyTree, ScaleByLearningRateState]:
         del params
-        # Cast the scalar (not the leaves) so low-precision updates stay low precision.
-        return tree_map(lambda g: neg_array.astype(g.dtype) * g, updates), state
+        # A Python number stays weakly typed; an array or a schedule's value is cast to each
+        # leaf's dtype (the scalar, not the leaf), so low-precision updates stay low precision.
+        neg = -value_at(learning_rate, state.step)
+        new = tree_map(lambda g: like(neg, g) * g, updates)
+        return new, ScaleByLearningRateState(step=increment(state.step))
 
-    return GradientTransformation(init, update_array)
+    return GradientTransformation(_init_step, update)

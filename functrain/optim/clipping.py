@@ -8,9 +8,15 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
+from functrain import _validate
 from functrain._tree import tree_global_norm, tree_map
-from functrain.optim._hyper import check_params, check_scalar, like
-from functrain.optim.base import EmptyState, GradientTransformation, init_empty_state
+from functrain.optim._hyper import like
+from functrain.optim.base import (
+    EmptyState,
+    GradientTransformation,
+    init_empty_state,
+    require_params,
+)
 from functrain.typing import Array, PyTree
 
 __all__ = [
@@ -36,18 +42,24 @@ def clip_by_global_norm(max_norm: float | Array) -> GradientTransformation[Empty
     ``optax.clip_by_global_norm``.
 
     Args:
-      max_norm: ``theta > 0``: a number or a (possibly traced) scalar array.
+        max_norm: ``theta > 0``: a number or a (possibly traced) scalar array.
 
     Returns:
-      A :class:`~functrain.optim.GradientTransformation` with
-      :class:`~functrain.optim.EmptyState`.
+        A :class:`~functrain.optim.GradientTransformation` with
+        :class:`~functrain.optim.EmptyState`.
 
     Raises:
-      TypeError: ``max_norm`` is not a number or scalar array.
-      ValueError: a concrete ``max_norm <= 0``.
+        TypeError: ``max_norm`` is not a number or scalar array.
+        ValueError: a concrete ``max_norm <= 0``.
+
+    Example:
+        >>> tx = ft.optim.clip_by_global_norm(1.0)
+        >>> u, _ = tx.update({"a": jnp.asarray([3.0]), "b": jnp.asarray([4.0])}, tx.init(None))
+        >>> round(float(u["a"][0]), 4), round(float(u["b"][0]), 4)
+        (0.6, 0.8)
     """
-    check_scalar("clip_by_global_norm", "max_norm", max_norm, low=0.0, low_open=True,
-                 schedule_ok=False)
+    _validate.check_hyperparameter(max_norm, "clip_by_global_norm", "max_norm", low=0.0,
+                                   low_open=True, schedule_ok=False)
 
     def update(
         updates: PyTree, state: EmptyState, params: PyTree | None = None
@@ -76,39 +88,45 @@ def clip_by_value(
     ``min_value`` and/or ``max_value``: ``g <- min(max(g, min_value), max_value)``.
 
     Args:
-      min_value: lower bound (``None``: no lower bound).
-      max_value: upper bound (``None``: no upper bound).
-      max_delta: ``> 0``, symmetric bound; excludes ``min_value``/``max_value``.
+        min_value: lower bound (``None``: no lower bound).
+        max_value: upper bound (``None``: no upper bound).
+        max_delta: ``> 0``, symmetric bound; excludes ``min_value``/``max_value``.
 
     Returns:
-      A :class:`~functrain.optim.GradientTransformation` with
-      :class:`~functrain.optim.EmptyState`.
+        A :class:`~functrain.optim.GradientTransformation` with
+        :class:`~functrain.optim.EmptyState`.
 
     Raises:
-      TypeError: a bound is not a number or scalar array.
-      ValueError: no bound, ``max_delta`` together with ``min_value``/``max_value``, a concrete
-        ``max_delta <= 0``, or concrete ``min_value > max_value``.
+        TypeError: a bound is not a number or scalar array.
+        ValueError: no bound, ``max_delta`` together with ``min_value``/``max_value``, a concrete
+            ``max_delta <= 0``, or concrete ``min_value > max_value``.
+
+    Example:
+        >>> tx = ft.optim.clip_by_value(max_delta=1.0)
+        >>> u, _ = tx.update({"w": jnp.asarray([-3.0, 0.5, 2.0])}, tx.init(None))
+        >>> u["w"].tolist()
+        [-1.0, 0.5, 1.0]
     """
     fn = "clip_by_value"
     if max_delta is not None:
-        if min_value is not None or max_value is not None:
-            raise ValueError(
-                f"{fn}: expected either max_delta or min_value/max_value, got both "
-                f"(max_delta={max_delta!r}, min_value={min_value!r}, max_value={max_value!r})"
-            )
-        check_scalar(fn, "max_delta", max_delta, low=0.0, low_open=True, schedule_ok=False)
+        for name, bound in (("min_value", min_value), ("max_value", max_value)):
+            if bound is not None:
+                _validate.fail(fn, name, "None when max_delta is given", bound)
+        _validate.check_hyperparameter(max_delta, fn, "max_delta", low=0.0, low_open=True,
+                                       schedule_ok=False)
         lo: float | Array | None = -max_delta
         hi: float | Array | None = max_delta
     else:
         if min_value is None and max_value is None:
-            raise ValueError(f"{fn}: expected max_delta, min_value or max_value, got none of them")
+            _validate.fail(fn, "max_delta", "a bound when min_value and max_value are None",
+                           max_delta)
+        low = None
         if min_value is not None:
-            check_scalar(fn, "min_value", min_value, schedule_ok=False)
+            _validate.check_hyperparameter(min_value, fn, "min_value", schedule_ok=False)
+            low = float(min_value) if isinstance(min_value, (int, float)) else None
         if max_value is not None:
-            check_scalar(fn, "max_value", max_value, schedule_ok=False)
-            if min_value is not None:
-                check_scalar(fn, "max_value", max_value, low=_concrete_or(min_value, None),
-                             schedule_ok=False)
+            _validate.check_hyperparameter(max_value, fn, "max_value", low=low,
+                                           schedule_ok=False)
         lo, hi = min_value, max_value
 
     def update(
@@ -120,11 +138,6 @@ def clip_by_value(
     return GradientTransformation(init_empty_state, update)
 
 
-def _concrete_or(value: float | Array, default: float | None) -> float | None:
-    """``float(value)`` for a Python number, else ``default`` (arrays may be traced)."""
-    return float(value) if isinstance(value, (int, float)) else default
-
-
 def clip_by_block_norm(max_norm: float | Array) -> GradientTransformation[EmptyState]:
     r"""Clip each leaf (block) separately to L2 norm at most ``theta``.
 
@@ -133,18 +146,25 @@ def clip_by_block_norm(max_norm: float | Array) -> GradientTransformation[EmptyS
     McMahan et al., "Learning Differentially Private Recurrent Language Models", ICLR 2018).
 
     Args:
-      max_norm: ``theta > 0``: a number or a (possibly traced) scalar array.
+        max_norm: ``theta > 0``: a number or a (possibly traced) scalar array.
 
     Returns:
-      A :class:`~functrain.optim.GradientTransformation` with
-      :class:`~functrain.optim.EmptyState`.
+        A :class:`~functrain.optim.GradientTransformation` with
+        :class:`~functrain.optim.EmptyState`.
 
     Raises:
-      TypeError: ``max_norm`` is not a number or scalar array.
-      ValueError: a concrete ``max_norm <= 0``.
+        TypeError: ``max_norm`` is not a number or scalar array.
+        ValueError: a concrete ``max_norm <= 0``.
+
+    Example:
+        >>> tx = ft.optim.clip_by_block_norm(1.0)
+        >>> g = {"big": jnp.asarray([3.0, 4.0]), "small": jnp.asarray([0.3, 0.4])}
+        >>> u, _ = tx.update(g, tx.init(None))
+        >>> [round(x, 4) for x in u["big"].tolist()], [round(x, 4) for x in u["small"].tolist()]
+        ([0.6, 0.8], [0.3, 0.4])
     """
-    check_scalar("clip_by_block_norm", "max_norm", max_norm, low=0.0, low_open=True,
-                 schedule_ok=False)
+    _validate.check_hyperparameter(max_norm, "clip_by_block_norm", "max_norm", low=0.0,
+                                   low_open=True, schedule_ok=False)
 
     def clip(g: Array) -> Array:
         norm = jnp.sqrt(jnp.sum(g**2))
@@ -167,13 +187,18 @@ def unitwise_norm(x: Array) -> Array:
     0-3. Same convention as ``optax.unitwise_norm``.
 
     Args:
-      x: an array of ndim <= 5.
+        x: an array of ndim <= 5.
 
     Returns:
-      An array of ``x``'s shape holding, at each entry, the norm of its unit.
+        An array of ``x``'s shape holding, at each entry, the norm of its unit.
 
     Raises:
-      ValueError: ``x.ndim > 5`` (and not a squeezable vector).
+        ValueError: ``x.ndim > 5`` (and not a squeezable vector).
+
+    Example:
+        >>> w = jnp.asarray([[3.0, 0.0], [4.0, 1.0]])  # dense (in, out): units are columns
+        >>> ft.optim.unitwise_norm(w).tolist()
+        [[5.0, 1.0], [5.0, 1.0]]
     """
     if jnp.squeeze(x).ndim <= 1:
         sq = jnp.sum(x**2, keepdims=True)
@@ -184,9 +209,7 @@ def unitwise_norm(x: Array) -> Array:
     elif x.ndim == 5:
         sq = jnp.sum(x**2, axis=(0, 1, 2, 3), keepdims=True)
     else:
-        raise ValueError(
-            f"unitwise_norm: expected an array with ndim in 1..5, got shape {x.shape}"
-        )
+        _validate.fail("unitwise_norm", "x", "an array with ndim <= 5", x)
     return jnp.broadcast_to(jnp.sqrt(sq), x.shape)
 
 
@@ -208,21 +231,29 @@ def adaptive_grad_clip(
     ``optax.adaptive_grad_clip``.
 
     Args:
-      clipping: ``lambda > 0``, the largest allowed ratio of update norm to parameter norm.
-      eps: ``epsilon >= 0``, so that zero-initialized units can still move.
+        clipping: ``lambda > 0``, the largest allowed ratio of update norm to parameter norm.
+        eps: ``epsilon >= 0``, so that zero-initialized units can still move.
 
     Returns:
-      A :class:`~functrain.optim.GradientTransformation` with
-      :class:`~functrain.optim.EmptyState`.
+        A :class:`~functrain.optim.GradientTransformation` with
+        :class:`~functrain.optim.EmptyState`.
 
     Raises:
-      TypeError: a hyperparameter of the wrong type; at update, ``params`` missing or of a
-        different tree structure than the updates.
-      ValueError: a concrete ``clipping <= 0`` or ``eps < 0``; a leaf with ndim > 5.
+        TypeError: a hyperparameter of the wrong type; at update, ``params`` missing or of a
+            different tree structure than the updates.
+        ValueError: a concrete ``clipping <= 0`` or ``eps < 0``; a leaf with ndim > 5.
+
+    Example:
+        >>> tx = ft.optim.adaptive_grad_clip(0.1)
+        >>> params = {"w": jnp.ones((4, 1))}  # one unit of norm 2: updates clipped to norm 0.2
+        >>> u, _ = tx.update({"w": jnp.full((4, 1), 10.0)}, tx.init(params), params)
+        >>> round(float(jnp.linalg.norm(u["w"])), 4)
+        0.2
     """
     fn = "adaptive_grad_clip"
-    check_scalar(fn, "clipping", clipping, low=0.0, low_open=True, schedule_ok=False)
-    check_scalar(fn, "eps", eps, low=0.0, schedule_ok=False)
+    _validate.check_hyperparameter(clipping, fn, "clipping", low=0.0, low_open=True,
+                                   schedule_ok=False)
+    _validate.check_hyperparameter(eps, fn, "eps", low=0.0, schedule_ok=False)
 
     def clip(g: Array, p: Array) -> Array:
         g_norm = unitwise_norm(g)
@@ -233,6 +264,6 @@ def adaptive_grad_clip(
     def update(
         updates: PyTree, state: EmptyState, params: PyTree | None = None
     ) -> tuple[PyTree, EmptyState]:
-        return tree_map(clip, updates, check_params(fn, updates, params)), state
+        return tree_map(clip, updates, require_params(fn, updates, params)), state
 
     return GradientTransformation(init_empty_state, update)

@@ -17,8 +17,9 @@ from typing import Generic, NamedTuple, TypeVar
 import jax
 import jax.numpy as jnp
 
+from functrain import _validate
 from functrain._tree import tree_leaves, tree_map, tree_where
-from functrain.optim._hyper import check_int, check_updates, increment
+from functrain.optim._hyper import increment, zero_step
 from functrain.optim.base import GradientTransformation
 from functrain.typing import Array, DType, PyTree
 
@@ -33,13 +34,37 @@ __all__ = [
 S = TypeVar("S")
 
 
+def all_finite(tree: PyTree) -> Array:
+    """Boolean scalar: whether every entry of every leaf of ``tree`` is finite (no NaN/inf).
+
+    Args:
+        tree: a pytree of arrays.
+
+    Returns:
+        A boolean scalar array (``True`` for a tree without leaves).
+
+    Example:
+        >>> bool(ft.optim.all_finite({"a": jnp.ones(2), "b": jnp.asarray([1.0, jnp.nan])}))
+        False
+    """
+    leaves = tree_leaves(tree)
+    if not leaves:
+        return jnp.asarray(True)
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+
+
 class SkipNonfiniteState(NamedTuple, Generic[S]):
     """State of :func:`skip_nonfinite`.
 
     Attributes:
-      inner_state: the wrapped transformation's state (unchanged by a skipped step).
-      skipped_steps: int32 scalar, the number of steps skipped because of NaN/inf gradients.
-      total_steps: int32 scalar, the number of calls to ``update``.
+        inner_state: the wrapped transformation's state (unchanged by a skipped step).
+        skipped_steps: int32 scalar, the number of steps skipped because of NaN/inf gradients.
+        total_steps: int32 scalar, the number of calls to ``update``.
+
+    Example:
+        >>> state = ft.optim.skip_nonfinite(ft.optim.sgd(0.1)).init({"w": jnp.ones(2)})
+        >>> int(state.skipped_steps), int(state.total_steps)
+        (0, 0)
     """
 
     inner_state: S
@@ -47,30 +72,9 @@ class SkipNonfiniteState(NamedTuple, Generic[S]):
     total_steps: Array
 
 
-class AccumulateGradientsState(NamedTuple, Generic[S]):
-    """State of :func:`accumulate_gradients`.
-
-    Attributes:
-      micro_step: int32 scalar in ``[0, every_k)``, the number of micro-batches accumulated since
-        the last inner step.
-      grad_mean: running mean of those micro-batch gradients (float32 at least).
-      inner_state: the wrapped transformation's state (changes only on inner steps).
-    """
-
-    micro_step: Array
-    grad_mean: PyTree
-    inner_state: S
-
-
-def all_finite(tree: PyTree) -> Array:
-    """Boolean scalar: whether every entry of every leaf of ``tree`` is finite (no NaN/inf)."""
-    leaves = tree_leaves(tree)
-    if not leaves:
-        return jnp.asarray(True)
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
-
-
-def skip_nonfinite(inner: GradientTransformation[S]) -> GradientTransformation[SkipNonfiniteState[S]]:
+def skip_nonfinite(
+    inner: GradientTransformation[S],
+) -> GradientTransformation[SkipNonfiniteState[S]]:
     """Skip steps whose incoming updates contain NaN or inf.
 
     If every entry of the incoming updates is finite, this is ``inner``. Otherwise the output
@@ -81,19 +85,25 @@ def skip_nonfinite(inner: GradientTransformation[S]) -> GradientTransformation[S
     consecutive skips.
 
     Args:
-      inner: the transformation to guard.
+        inner: the transformation to guard.
 
     Returns:
-      A :class:`~functrain.optim.GradientTransformation` with :class:`SkipNonfiniteState`.
+        A :class:`~functrain.optim.GradientTransformation` with :class:`SkipNonfiniteState`.
 
     Raises:
-      TypeError: ``inner`` is not a gradient transformation.
+        TypeError: ``inner`` is not a gradient transformation.
+
+    Example:
+        >>> tx = ft.optim.skip_nonfinite(ft.optim.sgd(0.1))
+        >>> params = {"w": jnp.ones(2)}
+        >>> u, state = tx.update({"w": jnp.asarray([1.0, jnp.inf])}, tx.init(params), params)
+        >>> u["w"].tolist(), int(state.skipped_steps), int(state.total_steps)
+        ([0.0, 0.0], 1, 1)
     """
-    _check_inner("skip_nonfinite", inner)
+    _validate.check_transformation(inner, "skip_nonfinite", "inner")
 
     def init(params: PyTree) -> SkipNonfiniteState[S]:
-        zero = jnp.zeros((), jnp.int32)
-        return SkipNonfiniteState(inner.init(params), zero, zero)
+        return SkipNonfiniteState(inner.init(params), zero_step(), zero_step())
 
     def update(
         updates: PyTree, state: SkipNonfiniteState[S], params: PyTree | None = None
@@ -108,19 +118,32 @@ def skip_nonfinite(inner: GradientTransformation[S]) -> GradientTransformation[S
     return GradientTransformation(init, update)
 
 
-def _check_inner(fn: str, inner: object) -> None:
-    if not (callable(getattr(inner, "init", None)) and callable(getattr(inner, "update", None))):
-        raise TypeError(
-            f"{fn}: inner expected a gradient transformation (with init and update), "
-            f"got {type(inner).__name__}"
-        )
-
-
 def _accumulator_dtype(x: Array) -> DType:
     """float32 at least for floating leaves (so bf16 gradients are averaged accurately)."""
     if jnp.issubdtype(x.dtype, jnp.floating):
         return jnp.promote_types(x.dtype, jnp.float32)
     return x.dtype
+
+
+class AccumulateGradientsState(NamedTuple, Generic[S]):
+    """State of :func:`accumulate_gradients`.
+
+    Attributes:
+        micro_step: int32 scalar in ``[0, every_k)``, the number of micro-batches accumulated
+            since the last inner step.
+        grad_mean: running mean of those micro-batch gradients (float32 at least).
+        inner_state: the wrapped transformation's state (changes only on inner steps).
+
+    Example:
+        >>> tx = ft.optim.accumulate_gradients(ft.optim.sgd(0.1), every_k=2)
+        >>> state = tx.init({"w": jnp.ones(2, jnp.bfloat16)})
+        >>> int(state.micro_step), state.grad_mean["w"].dtype
+        (0, dtype('float32'))
+    """
+
+    micro_step: Array
+    grad_mean: PyTree
+    inner_state: S
 
 
 def accumulate_gradients(
@@ -137,29 +160,38 @@ def accumulate_gradients(
     branches run).
 
     Args:
-      inner: the transformation that receives the averaged gradients.
-      every_k: ``k >= 1``, the number of micro-batches per step.
+        inner: the transformation that receives the averaged gradients.
+        every_k: ``k >= 1``, the number of micro-batches per step.
 
     Returns:
-      A :class:`~functrain.optim.GradientTransformation` with :class:`AccumulateGradientsState`.
+        A :class:`~functrain.optim.GradientTransformation` with :class:`AccumulateGradientsState`.
 
     Raises:
-      TypeError: ``inner`` is not a gradient transformation or ``every_k`` is not an int.
-      ValueError: ``every_k < 1``.
+        TypeError: ``inner`` is not a gradient transformation or ``every_k`` is not an int.
+        ValueError: ``every_k < 1``.
+
+    Example:
+        >>> tx = ft.optim.accumulate_gradients(ft.optim.sgd(1.0), every_k=2)
+        >>> state = tx.init({"w": jnp.zeros(1)})
+        >>> u1, state = tx.update({"w": jnp.asarray([1.0])}, state)
+        >>> u2, state = tx.update({"w": jnp.asarray([3.0])}, state)
+        >>> u1["w"].tolist(), u2["w"].tolist()  # nothing, then minus the mean of 1 and 3
+        ([0.0], [-2.0])
     """
     fn = "accumulate_gradients"
-    _check_inner(fn, inner)
-    k = check_int(fn, "every_k", every_k, low=1)
+    _validate.check_transformation(inner, fn, "inner")
+    k = _validate.check_int(every_k, fn, "every_k", low=1)
 
     def init(params: PyTree) -> AccumulateGradientsState[S]:
         mean = tree_map(lambda p: jnp.zeros(jnp.shape(p), _accumulator_dtype(jnp.asarray(p))),
                         params)
-        return AccumulateGradientsState(jnp.zeros((), jnp.int32), mean, inner.init(params))
+        return AccumulateGradientsState(zero_step(), mean, inner.init(params))
 
     def update(
         updates: PyTree, state: AccumulateGradientsState[S], params: PyTree | None = None
     ) -> tuple[PyTree, AccumulateGradientsState[S]]:
-        check_updates(fn, updates, state.grad_mean, "grad_mean")
+        _validate.check_same_structure(state.grad_mean, updates, fn, "updates",
+                                       "state.grad_mean (the params given to init)")
         n = state.micro_step
         mean = tree_map(lambda g, a: a + (g - a) / (n + 1), updates, state.grad_mean)
         emit = n == k - 1

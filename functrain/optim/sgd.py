@@ -13,15 +13,9 @@ from typing import NamedTuple, overload
 
 import jax.numpy as jnp
 
+from functrain import _validate
 from functrain._tree import tree_global_norm, tree_map, tree_zeros_like
-from functrain.optim._hyper import (
-    check_scalar,
-    check_updates,
-    increment,
-    is_schedule,
-    like,
-    value_at,
-)
+from functrain.optim._hyper import increment, like, value_at, zero_step
 from functrain.optim.base import (
     EmptyState,
     GradientTransformation,
@@ -43,15 +37,28 @@ __all__ = [
 ]
 
 
+def _check_momentum(who: str, learning_rate: ScalarOrSchedule, gamma: ScalarOrSchedule | None,
+                    nesterov: bool) -> None:
+    _validate.check_hyperparameter(learning_rate, who, "learning_rate", low=0.0)
+    if gamma is not None:
+        _validate.check_hyperparameter(gamma, who, "momentum", low=0.0, high=1.0, high_open=True)
+    _validate.check_bool(nesterov, who, "nesterov")
+
+
 class TraceState(NamedTuple):
     """State of :func:`trace`.
 
     Attributes:
-      step: int32 scalar update counter, kept only when ``decay`` is a schedule (else ``None``).
-      trace: the velocity ``v``, a pytree like the params.
+        step: int32 scalar, the number of updates done (the argument of a ``decay`` schedule).
+        trace: the velocity ``v``, a pytree like the params.
+
+    Example:
+        >>> state = ft.optim.trace(0.9).init({"w": jnp.ones(3)})
+        >>> int(state.step), state.trace["w"].tolist()
+        (0, [0.0, 0.0, 0.0])
     """
 
-    step: Array | None
+    step: Array
     trace: PyTree
 
 
@@ -68,36 +75,45 @@ def trace(decay: ScalarOrSchedule, nesterov: bool = False) -> GradientTransforma
     Same convention as ``optax.trace``.
 
     Args:
-      decay: the momentum coefficient ``gamma`` in [0, 1): a number, a scalar array or a schedule.
-      nesterov: use Nesterov's look-ahead form.
+        decay: the momentum coefficient ``gamma`` in [0, 1): a number, a scalar array or a
+            schedule.
+        nesterov: use Nesterov's look-ahead form.
 
     Returns:
-      A :class:`~functrain.optim.GradientTransformation` with :class:`TraceState`.
+        A :class:`~functrain.optim.GradientTransformation` with :class:`TraceState`.
 
     Raises:
-      TypeError: ``decay`` is not a number, scalar array or schedule.
-      ValueError: a concrete ``decay`` is outside [0, 1).
+        TypeError: ``decay`` is not a number, scalar array or schedule, or ``nesterov`` is not a
+            bool.
+        ValueError: a concrete ``decay`` is outside [0, 1).
+
+    Example:
+        >>> tx = ft.optim.trace(0.5)
+        >>> state = tx.init({"w": jnp.zeros(1)})
+        >>> for g in (1.0, 1.0):
+        ...     u, state = tx.update({"w": jnp.asarray([g])}, state)
+        >>> u["w"].tolist(), int(state.step)
+        ([1.5], 2)
     """
-    check_scalar("trace", "decay", decay, low=0.0, high=1.0, high_open=True)
-    scheduled = is_schedule(decay)
+    _validate.check_hyperparameter(decay, "trace", "decay", low=0.0, high=1.0, high_open=True)
+    _validate.check_bool(nesterov, "trace", "nesterov")
 
     def init(params: PyTree) -> TraceState:
-        step = jnp.zeros((), jnp.int32) if scheduled else None
-        return TraceState(step=step, trace=tree_zeros_like(params))
+        return TraceState(step=zero_step(), trace=tree_zeros_like(params))
 
     def update(
         updates: PyTree, state: TraceState, params: PyTree | None = None
     ) -> tuple[PyTree, TraceState]:
         del params
-        check_updates("trace", updates, state.trace, "trace")
-        d = value_at("trace", decay, state.step)
+        _validate.check_same_structure(state.trace, updates, "trace", "updates",
+                                       "state.trace (the params given to init)")
+        d = value_at(decay, state.step)
         new_trace = tree_map(lambda g, t: g + like(d, t) * t, updates, state.trace)
         if nesterov:
             updates = tree_map(lambda g, t: g + like(d, t) * t, updates, new_trace)
         else:
             updates = new_trace
-        step = increment(state.step) if state.step is not None else None
-        return updates, TraceState(step=step, trace=new_trace)
+        return updates, TraceState(step=increment(state.step), trace=new_trace)
 
     return GradientTransformation(init, update)
 
@@ -111,8 +127,14 @@ def normalize_by_global_norm() -> GradientTransformation[EmptyState]:
     Optimization", 2004, sec. 3.2.3). A zero gradient stays zero (no division by zero).
 
     Returns:
-      A :class:`~functrain.optim.GradientTransformation` with
-      :class:`~functrain.optim.EmptyState`.
+        A :class:`~functrain.optim.GradientTransformation` with
+        :class:`~functrain.optim.EmptyState`.
+
+    Example:
+        >>> tx = ft.optim.normalize_by_global_norm()
+        >>> u, _ = tx.update({"a": jnp.asarray([3.0]), "b": jnp.asarray([4.0])}, tx.init(None))
+        >>> round(float(u["a"][0]), 4), round(float(u["b"][0]), 4)
+        (0.6, 0.8)
     """
 
     def update(
@@ -148,25 +170,33 @@ def sgd(
     Same as ``optax.sgd``: ``chain(trace(momentum) or identity(), scale_by_learning_rate(lr))``.
 
     Args:
-      learning_rate: ``eta >= 0``: a number, a scalar array or a schedule.
-      momentum: ``gamma`` in [0, 1) (number, scalar array or schedule), or ``None`` for plain SGD.
-      nesterov: Nesterov momentum (only with ``momentum``).
+        learning_rate: ``eta >= 0``: a number, a scalar array or a schedule.
+        momentum: ``gamma`` in [0, 1) (number, scalar array or schedule), or ``None`` for plain
+            SGD.
+        nesterov: Nesterov momentum (only with ``momentum``).
 
     Returns:
-      A :class:`~functrain.optim.GradientTransformation`; its state is
-      ``(EmptyState | TraceState, ScaleByLearningRateState)``.
+        A :class:`~functrain.optim.GradientTransformation`; its state is
+        ``(EmptyState | TraceState, ScaleByLearningRateState)``.
 
     Raises:
-      TypeError: a hyperparameter is not a number, scalar array or schedule.
-      ValueError: a concrete ``learning_rate < 0`` or ``momentum`` outside [0, 1), or
-        ``nesterov`` without ``momentum``.
+        TypeError: a hyperparameter is not a number, scalar array or schedule, or ``nesterov``
+            is not a bool.
+        ValueError: a concrete ``learning_rate < 0`` or ``momentum`` outside [0, 1), or
+            ``nesterov`` without ``momentum``.
+
+    Example:
+        >>> tx = ft.optim.sgd(0.1)
+        >>> params = {"w": jnp.asarray([1.0, 2.0])}
+        >>> u, state = tx.update({"w": jnp.asarray([1.0, -1.0])}, tx.init(params), params)
+        >>> [round(x, 4) for x in ft.optim.apply_updates(params, u)["w"].tolist()]
+        [0.9, 2.1]
     """
-    check_scalar("sgd", "learning_rate", learning_rate, low=0.0)
+    _check_momentum("sgd", learning_rate, momentum, nesterov)
     if momentum is None:
         if nesterov:
-            raise ValueError("sgd: nesterov=True expected a momentum coefficient, got momentum=None")
+            _validate.fail("sgd", "nesterov", "False when momentum is None", nesterov)
         return chain(identity(), scale_by_learning_rate(learning_rate))
-    check_scalar("sgd", "momentum", momentum, low=0.0, high=1.0, high_open=True)
     return chain(trace(momentum, nesterov), scale_by_learning_rate(learning_rate))
 
 
@@ -179,20 +209,28 @@ def momentum(
     ``nesterov=True`` (Sutskever et al. 2013). Same as ``optax.sgd(lr, momentum, nesterov)``.
 
     Args:
-      learning_rate: ``eta >= 0``: a number, a scalar array or a schedule.
-      momentum: ``gamma`` in [0, 1): a number, a scalar array or a schedule.
-      nesterov: use Nesterov momentum.
+        learning_rate: ``eta >= 0``: a number, a scalar array or a schedule.
+        momentum: ``gamma`` in [0, 1): a number, a scalar array or a schedule.
+        nesterov: use Nesterov momentum.
 
     Returns:
-      A :class:`~functrain.optim.GradientTransformation` with state
-      ``(TraceState, ScaleByLearningRateState)``.
+        A :class:`~functrain.optim.GradientTransformation` with state
+        ``(TraceState, ScaleByLearningRateState)``.
 
     Raises:
-      TypeError: a hyperparameter is not a number, scalar array or schedule.
-      ValueError: a concrete ``learning_rate < 0`` or ``momentum`` outside [0, 1).
+        TypeError: a hyperparameter is not a number, scalar array or schedule, or ``nesterov``
+            is not a bool.
+        ValueError: a concrete ``learning_rate < 0`` or ``momentum`` outside [0, 1).
+
+    Example:
+        >>> tx = ft.optim.momentum(0.1, 0.5)
+        >>> state = tx.init({"w": jnp.zeros(1)})
+        >>> for _ in range(2):
+        ...     u, state = tx.update({"w": jnp.ones(1)}, state)
+        >>> round(float(u["w"][0]), 4), round(float(state[0].trace["w"][0]), 4)
+        (-0.15, 1.5)
     """
-    check_scalar("momentum", "learning_rate", learning_rate, low=0.0)
-    check_scalar("momentum", "momentum", momentum, low=0.0, high=1.0, high_open=True)
+    _check_momentum("momentum", learning_rate, momentum, nesterov)
     return chain(trace(momentum, nesterov), scale_by_learning_rate(learning_rate))
 
 
@@ -205,15 +243,21 @@ def normalized_sgd(
     gradient gives a zero step. ``chain(normalize_by_global_norm(), scale_by_learning_rate(lr))``.
 
     Args:
-      learning_rate: ``eta >= 0``: a number, a scalar array or a schedule.
+        learning_rate: ``eta >= 0``: a number, a scalar array or a schedule.
 
     Returns:
-      A :class:`~functrain.optim.GradientTransformation` with state
-      ``(EmptyState, ScaleByLearningRateState)``.
+        A :class:`~functrain.optim.GradientTransformation` with state
+        ``(EmptyState, ScaleByLearningRateState)``.
 
     Raises:
-      TypeError: ``learning_rate`` is not a number, scalar array or schedule.
-      ValueError: a concrete ``learning_rate < 0``.
+        TypeError: ``learning_rate`` is not a number, scalar array or schedule.
+        ValueError: a concrete ``learning_rate < 0``.
+
+    Example:
+        >>> tx = ft.optim.normalized_sgd(0.5)
+        >>> u, _ = tx.update({"w": jnp.asarray([30.0, 40.0])}, tx.init({"w": jnp.zeros(2)}))
+        >>> [round(x, 4) for x in u["w"].tolist()]
+        [-0.3, -0.4]
     """
-    check_scalar("normalized_sgd", "learning_rate", learning_rate, low=0.0)
+    _validate.check_hyperparameter(learning_rate, "normalized_sgd", "learning_rate", low=0.0)
     return chain(normalize_by_global_norm(), scale_by_learning_rate(learning_rate))

@@ -3,9 +3,19 @@
 :func:`add_decayed_weights` adds ``lambda * w`` to the updates, so that after
 :func:`~functrain.optim.scale_by_learning_rate` the step is ``w <- w - eta (u + lambda w)``
 (Loshchilov & Hutter, "Decoupled Weight Decay Regularization", ICLR 2019; Krogh & Hertz, "A
-Simple Weight Decay Can Improve Generalization", NIPS 1991). Masks choose which leaves decay;
-:func:`default_decay_mask` decays weight matrices and kernels but not biases or normalization
-scales. The loss-side penalties (L2 / L1 added to the loss) live in :mod:`functrain.losses`.
+Simple Weight Decay Can Improve Generalization", NIPS 1991). Masks (:data:`DecayMask`) choose
+which leaves decay; :func:`default_decay_mask` decays weight matrices and kernels but not biases
+or normalization scales. The loss-side penalties (L2 / L1 added to the loss) live in
+:mod:`functrain.losses`.
+
+Example:
+    >>> from functrain.optim.weight_decay import DecayMask
+    >>> params = {"w": jnp.ones((2, 2)), "b": jnp.ones(2)}
+    >>> only_w: DecayMask = {"w": True, "b": False}
+    >>> tx = ft.optim.add_decayed_weights(0.1, only_w)
+    >>> u, _ = tx.update({"w": jnp.zeros((2, 2)), "b": jnp.zeros(2)}, tx.init(params), params)
+    >>> round(float(u["w"][0, 0]), 4), round(float(u["b"][0]), 4)
+    (0.1, 0.0)
 """
 
 from __future__ import annotations
@@ -17,16 +27,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from functrain._tree import tree_leaves, tree_map
-from functrain.optim._hyper import (
-    check_params,
-    check_scalar,
-    increment,
-    is_schedule,
-    like,
-    value_at,
-)
-from functrain.optim.base import GradientTransformation
+from functrain import _validate
+from functrain._tree import is_kernel, tree_leaves, tree_map
+from functrain.optim._hyper import increment, like, value_at, zero_step
+from functrain.optim.base import GradientTransformation, require_params
 from functrain.typing import Array, PyTree, ScalarOrSchedule
 
 __all__ = [
@@ -42,31 +46,25 @@ may also be a boolean array broadcastable to its leaf), a function ``params -> s
 ``None`` for every leaf."""
 
 
-class AddDecayedWeightsState(NamedTuple):
-    """State of :func:`add_decayed_weights`.
-
-    Attributes:
-      step: int32 scalar update counter, kept only when ``weight_decay`` is a schedule (else
-        ``None``).
-    """
-
-    step: Array | None
-
-
 def default_decay_mask(params: PyTree) -> PyTree:
-    """The default weight-decay mask: ``True`` for leaves with ``ndim >= 2``.
+    """The default weight-decay mask: ``True`` for the weights (floating arrays with ``ndim >= 2``).
 
     Decays dense weight matrices ``(in, out)`` and conv kernels (HWIO), not biases or
-    normalization scales/offsets (vectors) or scalars, following common practice (e.g. Goyal et
-    al. 2017, "Accurate, Large Minibatch SGD", sec. 5.1; BERT/AdamW recipes).
+    normalization scales/offsets (vectors), scalars or integer arrays, following common practice
+    (e.g. Goyal et al. 2017, "Accurate, Large Minibatch SGD", sec. 5.1; BERT/AdamW recipes). The
+    rule is the library's one "is this a weight" rule, :func:`functrain._tree.is_kernel`.
 
     Args:
-      params: a pytree of arrays.
+        params: a pytree of arrays.
 
     Returns:
-      A pytree of Python bools with the structure of ``params``.
+        A pytree of Python bools with the structure of ``params``.
+
+    Example:
+        >>> ft.optim.default_decay_mask({"w": jnp.ones((3, 2)), "b": jnp.ones(2)})
+        {'b': False, 'w': True}
     """
-    return tree_map(lambda p: bool(jnp.ndim(p) >= 2), params)
+    return tree_map(lambda p: bool(is_kernel(p)), params)
 
 
 def _is_mask_function(mask: DecayMask) -> bool:
@@ -79,13 +77,35 @@ def _is_mask_function(mask: DecayMask) -> bool:
     return callable(mask) and len(leaves) > 0 and all(callable(leaf) for leaf in leaves)
 
 
-def _masked_leaf(fn: str, flag: Any, g: Any, p: Any, decay: Callable[[Any, Any], Any]) -> Any:
+def _masked_leaf(flag: Any, g: Any, p: Any, decay: Callable[[Any, Any], Any]) -> Any:
     """Apply ``decay`` to the subtree ``(g, p)`` where the mask leaf ``flag`` says so."""
     if isinstance(flag, (bool, np.bool_)):
         return tree_map(decay, g, p) if flag else g
     if isinstance(flag, (jax.Array, np.ndarray)) and flag.dtype == jnp.bool_:
         return tree_map(lambda gi, pi: jnp.where(flag, decay(gi, pi), gi), g, p)
-    raise TypeError(f"{fn}: mask leaves expected bools or boolean arrays, got {flag!r}")
+    _validate.fail("add_decayed_weights", "mask", "a pytree of bools or boolean arrays", flag,
+                   error=TypeError)
+
+
+class AddDecayedWeightsState(NamedTuple):
+    """State of :func:`add_decayed_weights`.
+
+    Attributes:
+        step: int32 scalar, the number of updates done (the argument of a ``weight_decay``
+            schedule).
+
+    Example:
+        >>> state = ft.optim.add_decayed_weights(1e-4).init({"w": jnp.ones((2, 2))})
+        >>> int(state.step), state.step.dtype
+        (0, dtype('int32'))
+    """
+
+    step: Array
+
+
+def _init_step(params: PyTree) -> AddDecayedWeightsState:
+    del params
+    return AddDecayedWeightsState(step=zero_step())
 
 
 def add_decayed_weights(
@@ -99,38 +119,39 @@ def add_decayed_weights(
     :func:`default_decay_mask` to spare biases and normalization parameters.
 
     Args:
-      weight_decay: ``lambda >= 0``: a number, a scalar array or a schedule (evaluated at the
-        number of updates done).
-      mask: a pytree of bools (or boolean arrays) with the params' structure or a prefix of it,
-        a function of the params returning one, or ``None`` for every leaf.
+        weight_decay: ``lambda >= 0``: a number, a scalar array or a schedule (evaluated at the
+            number of updates done).
+        mask: a pytree of bools (or boolean arrays) with the params' structure or a prefix of it,
+            a function of the params returning one, or ``None`` for every leaf.
 
     Returns:
-      A :class:`~functrain.optim.GradientTransformation` with :class:`AddDecayedWeightsState`.
+        A :class:`~functrain.optim.GradientTransformation` with :class:`AddDecayedWeightsState`.
 
     Raises:
-      TypeError: ``weight_decay`` of the wrong type; at update, ``params`` missing or with a
-        different tree structure than the updates, or a mask that does not fit the params.
-      ValueError: a concrete ``weight_decay < 0``.
+        TypeError: ``weight_decay`` of the wrong type; at update, ``params`` missing or with a
+            different tree structure than the updates, or a mask that does not fit the params.
+        ValueError: a concrete ``weight_decay < 0``.
+
+    Example:
+        >>> tx = ft.optim.add_decayed_weights(0.5, ft.optim.default_decay_mask)
+        >>> params = {"w": jnp.full((2, 2), 2.0), "b": jnp.full(2, 2.0)}
+        >>> grads = {"w": jnp.zeros((2, 2)), "b": jnp.zeros(2)}
+        >>> u, state = tx.update(grads, tx.init(params), params)
+        >>> float(u["w"][0, 0]), float(u["b"][0]), int(state.step)
+        (1.0, 0.0, 1)
     """
     fn = "add_decayed_weights"
-    check_scalar(fn, "weight_decay", weight_decay, low=0.0)
-    scheduled = is_schedule(weight_decay)
+    _validate.check_hyperparameter(weight_decay, fn, "weight_decay", low=0.0)
     is_zero = isinstance(weight_decay, (int, float)) and weight_decay == 0.0
-
-    def init(params: PyTree) -> AddDecayedWeightsState:
-        del params
-        return AddDecayedWeightsState(step=jnp.zeros((), jnp.int32) if scheduled else None)
 
     def update(
         updates: PyTree, state: AddDecayedWeightsState, params: PyTree | None = None
     ) -> tuple[PyTree, AddDecayedWeightsState]:
-        params = check_params(fn, updates, params)
-        new_state = AddDecayedWeightsState(
-            step=increment(state.step) if state.step is not None else None
-        )
+        params = require_params(fn, updates, params)
+        new_state = AddDecayedWeightsState(step=increment(state.step))
         if is_zero:
             return updates, new_state
-        wd = value_at(fn, weight_decay, state.step)
+        wd = value_at(weight_decay, state.step)
 
         def decay(g: Array, p: Array) -> Array:
             return g + like(wd, g) * p
@@ -140,12 +161,11 @@ def add_decayed_weights(
         mask_tree = mask(params) if _is_mask_function(mask) else mask
         try:
             new = jax.tree_util.tree_map(
-                lambda m, g, p: _masked_leaf(fn, m, g, p, decay), mask_tree, updates, params
+                lambda m, g, p: _masked_leaf(m, g, p, decay), mask_tree, updates, params
             )
         except ValueError as err:
-            raise TypeError(
-                f"{fn}: mask expected the tree structure of params (or a prefix of it): {err}"
-            ) from err
+            _validate.fail(fn, "mask", "a pytree with the structure of the params (or a prefix "
+                           "of it)", mask_tree, error=TypeError, detail=str(err))
         return new, new_state
 
-    return GradientTransformation(init, update)
+    return GradientTransformation(_init_step, update)

@@ -29,8 +29,13 @@ fo.scale_by_adam().init(params).momentum  # expect-error
 # The state of a chain is a typed tuple: its first entry is Adam's state.
 trace_again: fo.TraceState = fo.adam(1e-3).init(params)[0]  # expect-error
 
-# AMSGrad has its own state type.
-adam_state: fo.ScaleByAdamState = fo.scale_by_adam(amsgrad=True).init(params)  # expect-error
+# AMSGrad has its own transformation and state type (no flag on scale_by_adam) ...
+adam_state: fo.ScaleByAdamState = fo.scale_by_amsgrad().init(params)  # expect-error
+fo.scale_by_adam(amsgrad=True)  # expect-error
+
+# ... and counting states always hold their int32 step (never None).
+fo.TraceState(step=None, trace=params)  # expect-error
+fo.ScaleByLearningRateState(None)  # expect-error
 
 # Guards wrap a transformation, not a learning rate; every_k is an int.
 fo.skip_nonfinite(0.1)  # expect-error
@@ -50,4 +55,6 @@ tx = fo.chain(fo.clip_by_global_norm(1.0), fo.adamw(schedules.cosine_decay(1e-3,
 state = tx.init(params)
 updates, state = tx.update(params, state, params)
 adam_state_ok: fo.ScaleByAdamState = state[1][0]
+step_ok: int = int(adam_state_ok.step) + int(fo.trace(0.9).init(params).step)
+amsgrad_ok: fo.ScaleByAmsgradState = fo.scale_by_amsgrad().init(params)
 new_params = fo.apply_updates(params, updates)

@@ -1,0 +1,35 @@
+"""Helpers shared by the schedule modules: the level type, float32 output, argument checks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax.numpy as jnp
+import numpy as np
+from jax.typing import ArrayLike
+
+from functrain import _validate
+from functrain.typing import Array
+
+__all__ = ["Value", "check_boundaries", "f32"]
+
+Value = float | Array
+"""A schedule's level: a Python number or a (possibly traced) scalar array."""
+
+
+def f32(x: ArrayLike) -> Array:
+    """``x`` as a float32 array (every schedule returns float32 scalars)."""
+    return jnp.asarray(x, dtype=jnp.float32)
+
+
+def check_boundaries(fn: str, name: str, boundaries: Sequence[object], got: object,
+                      expectation: str) -> list[int]:
+    """Non-negative, strictly increasing int boundaries (``got`` is what the message shows)."""
+    out: list[int] = []
+    for b in boundaries:
+        if isinstance(b, (bool, np.bool_)) or not isinstance(b, (int, np.integer)):
+            _validate.fail(fn, name, expectation, got, error=TypeError)
+        out.append(int(b))
+    if any(b < 0 for b in out) or any(b <= a for a, b in zip(out, out[1:])):
+        _validate.fail(fn, name, expectation, got)
+    return out
