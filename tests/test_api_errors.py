@@ -54,6 +54,9 @@ def _samples() -> dict[str, Any]:
 
 SAMPLES = _samples()
 
+# Functions whose optional arguments cannot all be left out (e.g. a clip needs some bound).
+EXTRA: dict[str, dict[str, Any]] = {"clip_by_value": {"max_delta": 1.0}}
+
 _NON_NEGATIVE = {
     "learning_rate", "eps", "batch_size", "epochs", "patience", "out_features", "out_channels",
     "in_features", "in_channels", "num_features", "every_k", "decay_steps", "transition_steps",
@@ -113,7 +116,7 @@ def _cases() -> Iterator[tuple[str, Callable[..., Any], dict[str, Any], str, obj
         required = [p for p in params if p.default is p.empty]
         if any(p.name not in SAMPLES for p in required):
             continue  # no sample for a required argument: not walked
-        valid = {p.name: SAMPLES[p.name] for p in required}
+        valid = {p.name: SAMPLES[p.name] for p in required} | EXTRA.get(fn.__name__, {})
         for p in params:
             for bad, what in _bad_values(p.name, str(p.annotation)):
                 yield qualname, fn, valid, p.name, bad, what
