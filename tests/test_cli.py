@@ -15,8 +15,9 @@ import jax
 import numpy as np
 import pytest
 
-from functrain import _tricks
-from functrain.cli import main
+from functrain.cli import build_parser, main
+from functrain.experiments import tricks
+from functrain.experiments.tricks import commands
 from functrain.train import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,7 +49,7 @@ def test_tricks_quick_prints_table_and_writes_files(tmp_path: Path, capsys: pyte
     out = tmp_path / "results"
     assert main(["tricks", "--quick", "--out", str(out)]) == 0
     captured = capsys.readouterr()
-    labels = [label for label, _ in _tricks.trick_rows(epochs=2)] + ["+ ensemble of the 2 models above"]
+    labels = [label for label, _ in tricks.trick_rows(epochs=2)] + ["+ ensemble of the 2 models above"]
 
     # The table: header, rule, one line per row, in order.
     lines = captured.out.strip().splitlines()
@@ -89,16 +90,16 @@ def test_tricks_quick_prints_table_and_writes_files(tmp_path: Path, capsys: pyte
 
 def test_tricks_table_cells_format_measured_numbers() -> None:
     # format_table / markdown_table print mean ± population std of exactly the given numbers.
-    r = _tricks.TrickResult(label="x", test_accuracy=np.asarray([0.5, 1.0]), epochs_run=np.asarray([3, 4]),
+    r = tricks.TrickResult(label="x", test_accuracy=np.asarray([0.5, 1.0]), epochs_run=np.asarray([3, 4]),
                             train_seconds=1.25, compile_seconds=6.5, diverged=1, val_accuracy=None,
                             val_loss=None, train_loss=None)
-    table = _tricks.format_table([r])
+    table = tricks.format_table([r])
     assert table.splitlines()[2].split() == ["x", "0.7500", "±", "0.2500", "(1/2", "diverged)", "3.5", "1.2", "6.5"]
-    assert "| x | 0.7500 ± 0.2500 (1/2 diverged) | 3.5 | 1.2 | 6.5 |" in _tricks.markdown_table([r])
+    assert "| x | 0.7500 ± 0.2500 (1/2 diverged) | 3.5 | 1.2 | 6.5 |" in tricks.markdown_table([r])
 
 
 def test_trick_rows_are_cumulative() -> None:
-    rows = _tricks.trick_rows(epochs=7)
+    rows = tricks.trick_rows(epochs=7)
     configs = [c for _, c in rows]
     base = configs[0]
     assert (base.init, base.optimizer, base.batch_norm, base.dropout) == ("standard_normal", "sgd", False, 0.0)
@@ -138,7 +139,7 @@ def _check_train_outputs(out: Path, source: str, seeds: int) -> dict[str, Any]:
     doc: dict[str, Any] = json.loads((out / "history.json").read_text())
     assert doc["seeds"] == seeds and len(doc["runs"]) == seeds
     cfg = {**doc["config"], "hidden": tuple(doc["config"]["hidden"])}
-    config = _tricks.RunConfig(**cfg)
+    config = tricks.RunConfig(**cfg)
     for run in doc["runs"]:
         assert 1 <= run["epochs_run"] == len(run["epochs"]) <= config.epochs
         assert [e["epoch"] for e in run["epochs"]] == list(range(1, run["epochs_run"] + 1))
@@ -146,8 +147,8 @@ def _check_train_outputs(out: Path, source: str, seeds: int) -> dict[str, Any]:
             assert set(e) == {"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy"}
 
     # The checkpoint loads back, and its parameters give the reported test numbers (NumPy float64).
-    splits = _tricks.prepare_splits(_tricks.load_data(source))
-    state = load_checkpoint(out / "checkpoint.ckpt", like=_tricks.checkpoint_like(config, splits, seeds))
+    splits = tricks.prepare_splits(tricks.load_data(source))
+    state = load_checkpoint(out / "checkpoint.ckpt", like=tricks.checkpoint_like(config, splits, seeds))
     for s, run in enumerate(doc["runs"]):
         pick = (lambda t: np.asarray(t)[s]) if seeds > 1 else np.asarray
         params = jax.tree_util.tree_map(pick, state.params)
@@ -174,9 +175,9 @@ def test_train_quick_digits_several_seeds(tmp_path: Path, capsys: pytest.Capture
 
     # The ensemble accuracy (the tricks table's last row) against a float64 NumPy ensemble of the
     # two checkpointed models: argmax of the mean of their softmax probabilities.
-    config = _tricks.RunConfig(**{**doc["config"], "hidden": tuple(doc["config"]["hidden"])})
-    splits = _tricks.prepare_splits(_tricks.load_data("digits"))
-    state = load_checkpoint(out / "checkpoint.ckpt", like=_tricks.checkpoint_like(config, splits, 2))
+    config = tricks.RunConfig(**{**doc["config"], "hidden": tuple(doc["config"]["hidden"])})
+    splits = tricks.prepare_splits(tricks.load_data("digits"))
+    state = load_checkpoint(out / "checkpoint.ckpt", like=tricks.checkpoint_like(config, splits, 2))
     probs = []
     for s in range(2):
         logits = _mlp_logits(jax.tree_util.tree_map(lambda t: np.asarray(t)[s], state.params),
@@ -184,8 +185,8 @@ def test_train_quick_digits_several_seeds(tmp_path: Path, capsys: pytest.Capture
         z = np.exp(logits - logits.max(axis=1, keepdims=True))
         probs.append(z / z.sum(axis=1, keepdims=True))
     expected = float(np.mean(np.argmax(np.mean(probs, axis=0), axis=1) == splits.y_test))
-    model = _tricks.build_model(config, splits.num_classes)
-    got = _tricks.ensemble_accuracy(model, state, splits.x_test, splits.y_test)
+    model = tricks.build_model(config, splits.num_classes)
+    got = tricks.ensemble_accuracy(model, state, splits.x_test, splits.y_test)
     assert abs(got - expected) <= 1.0 / len(splits.y_test) + 1e-9
 
 
@@ -229,26 +230,28 @@ def _a_file(tmp: Path) -> str:
 
 BAD = [
     (["train", "--optimizer", "sgdx"], "invalid choice: 'sgdx'"),
-    (["train", "--lr", "-0.1"], "argument --lr: must be > 0"),
-    (["train", "--lr", "fast"], "argument --lr: expected a number"),
-    (["train", "--lr", "nan"], "argument --lr: expected a finite number"),
-    (["train", "--dropout", "1.0"], "argument --dropout: must be in [0, 1)"),
+    (["train", "--lr", "-0.1"], "argument --lr: must be a finite number > 0, got '-0.1'"),
+    (["train", "--lr", "fast"], "argument --lr: must be a finite number, got 'fast'"),
+    (["train", "--lr", "nan"], "argument --lr: must be a finite number > 0, got 'nan'"),
+    (["train", "--dropout", "1.0"], "argument --dropout: must be in [0, 1), got '1.0'"),
     (["train", "--dropout", "-0.2"], "argument --dropout: must be in [0, 1)"),
     (["train", "--schedule", "linear"], "invalid choice: 'linear'"),
     (["train", "--init", "zeros"], "invalid choice: 'zeros'"),
-    (["train", "--clip", "0"], "argument --clip: must be > 0"),
-    (["train", "--weight-decay", "-1e-4"], "argument --weight-decay: must be >= 0"),
-    (["train", "--early-stopping", "0"], "argument --early-stopping: must be >= 1"),
-    (["train", "--seeds", "0"], "argument --seeds: must be >= 1"),
-    (["train", "--epochs", "2.5"], "argument --epochs: expected a whole number"),
-    (["train", "--hidden", "16,0"], "argument --hidden: expected one or more positive layer widths"),
+    (["train", "--clip", "0"], "argument --clip: must be a finite number > 0, got '0'"),
+    (["train", "--weight-decay", "-1e-4"], "argument --weight-decay: must be a finite number >= 0, got '-1e-4'"),
+    (["train", "--early-stopping", "0"], "argument --early-stopping: must be an int >= 1, got '0'"),
+    (["train", "--seeds", "0"], "argument --seeds: must be an int >= 1, got '0'"),
+    (["train", "--epochs", "2.5"], "argument --epochs: must be an int >= 1, got '2.5'"),
+    (["train", "--hidden", "16,0"], "argument --hidden: must be comma-separated positive layer widths"),
     (["train", "--data", "{tmp}/missing.npz"], "missing.npz: no such file"),
     (["train", "--data", "{bad_npz}"], "not a readable .npz file"),
     (["train", "--data", "{wrong_npz}"], "must hold either arrays 'x' and 'y'"),
     (["train", "--out", "{a_file}"], "cannot create the output directory"),
+    (["train", "--decay-rate", "0"], "argument --decay-rate: must be in (0, 1], got '0'"),
+    (["train", "--seed", "-1"], "argument --seed: must be an int >= 0, got '-1'"),
     (["train", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
-    (["tricks", "--seeds", "0"], "argument --seeds: must be >= 1"),
-    (["tricks", "--epochs", "-3"], "argument --epochs: must be >= 1"),
+    (["tricks", "--seeds", "0"], "argument --seeds: must be an int >= 1, got '0'"),
+    (["tricks", "--epochs", "-3"], "argument --epochs: must be an int >= 1, got '-3'"),
     (["tricks", "--out", "{a_file}"], "cannot create the output directory"),
     (["fit"], "invalid choice: 'fit'"),
     ([], "the following arguments are required: COMMAND"),
@@ -301,13 +304,13 @@ def test_console_script_entry_point() -> None:
     bad = subprocess.run([str(script), "train", "--lr", "-1"], capture_output=True, text=True, env=_env(),
                          timeout=120)
     assert bad.returncode == 2
-    assert re.fullmatch(r"functrain: error: argument --lr: must be > 0, got -1 .*\n", bad.stderr)
+    assert re.fullmatch(r"functrain: error: argument --lr: must be a finite number > 0, got '-1' .*\n", bad.stderr)
     assert bad.stdout == ""
 
 
 def test_import_functrain_stays_light() -> None:
     code = ("import sys, functrain; "
-            "print([m for m in ('functrain.cli', 'functrain._tricks', 'matplotlib', 'sklearn') if m in sys.modules])")
+            "print([m for m in ('functrain.cli', 'functrain.experiments', 'matplotlib', 'sklearn') if m in sys.modules])")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
