@@ -26,20 +26,19 @@ so its restored parameters are exactly those ``fit(..., early_stopping=...)`` wo
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _common import parser  # examples/_common.py, next to this file
 from jax import lax
-from matplotlib.figure import Figure
 
 from functrain import data, layers, losses, optim, plotting, train
 from functrain.train.seeds import sweep
 from functrain.typing import Array, PyTree
+
 
 class RunOutput(NamedTuple):
     """What one run keeps: final, best-epoch and averaged weights, and the per-epoch validation metrics."""
@@ -54,17 +53,13 @@ class RunOutput(NamedTuple):
 
 def main(argv: list[str] | None = None) -> None:
     """Train the overfitting MLP with every remedy and print the test accuracy of each."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny run (smoke test)")
-    parser.add_argument("--out", type=Path, default=Path("examples/out"), help="directory for the PNG")
-    parser.add_argument("--seeds", type=int, default=4)
-    parser.add_argument("--epochs", type=int, default=150)
-    parser.add_argument("--train-size", type=int, default=200, help="training examples (few, to overfit)")
-    parser.add_argument("--patience", type=int, default=10)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--l2", type=float, default=1e-3, help="L2 coefficient added to the loss")
-    parser.add_argument("--decay", type=float, default=2.0, help="AdamW's decoupled weight decay")
-    args = parser.parse_args(argv)
+    p = parser(__doc__, seeds=4, epochs=150)
+    p.add_argument("--train-size", type=int, default=200, help="training examples (few, to overfit)")
+    p.add_argument("--patience", type=int, default=10)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--l2", type=float, default=1e-3, help="L2 coefficient added to the loss")
+    p.add_argument("--decay", type=float, default=2.0, help="AdamW's decoupled weight decay")
+    args = p.parse_args(argv)
     configs = {  # name -> (L2 coefficient in the loss, AdamW's decoupled weight decay)
         "no regularization": (0.0, 0.0),
         f"L2 penalty {args.l2:g} in the loss": (args.l2, 0.0),
@@ -161,8 +156,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{name:<58}{f'{acc.mean():.3f}{spread}':<18}{nll.mean():.4f}")
 
     args.out.mkdir(parents=True, exist_ok=True)
-    fig = Figure(figsize=(11.0, 4.4), layout="constrained")
-    left, right = fig.subplots(1, 2)
+    _, (left, right) = plotting.panels(1, 2, width=5.5)
     plotting.plot_curves({name: per_config(out, g).val["loss"] for g, name in enumerate(configs)},
                          title="Validation loss: overfitting after the minimum", ylabel="validation loss",
                          log_y=True, ax=left)
