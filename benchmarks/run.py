@@ -219,7 +219,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     log(f"wrote {json_path} and {md_path} (total {results['wall_s']:.0f} s)")
     for t in results["targets"]:
         m = "–" if t["measured"] is None else f"{t['measured']:.2f}x"
-        log(f"  target: {t['target']}: {m} -> {'not measured' if t['met'] is None else 'met' if t['met'] else 'MISSED'}")
+        verdict = "not measured" if t["met"] is None else "met" if t["met"] else "MISSED"
+        log(f"  target: {t['target']}: {m} -> {verdict}")
     if readme is not None and not update_readme(readme, readme_table(results), bool(args.gpu)):
         return 1
     if readme is not None:

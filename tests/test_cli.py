@@ -306,7 +306,8 @@ def test_console_script_entry_point() -> None:
 
 def test_import_functrain_stays_light() -> None:
     code = ("import sys, functrain; "
-            "print([m for m in ('functrain.cli', 'functrain.experiments', 'matplotlib', 'sklearn') if m in sys.modules])")
+            "print([m for m in ('functrain.cli', 'functrain.experiments', 'matplotlib', 'sklearn') "
+            "if m in sys.modules])")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"

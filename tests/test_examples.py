@@ -122,7 +122,8 @@ def test_common_fit_run_trains() -> None:
     assert metrics.val["loss"].shape == (3,) and int(state.step) == 3 * 4
     assert float(metrics.val["loss"][-1]) < float(metrics.val["loss"][0])
     final = train.evaluate(eval_step, state, (x, jnp.asarray(y)), batch_size=64)
-    assert float(final["loss"]) == pytest.approx(float(metrics.val["loss"][-1]), rel=1e-6)  # the returned state is the last
+    # the returned state is the last epoch's: it scores the last validation loss
+    assert float(final["loss"]) == pytest.approx(float(metrics.val["loss"][-1]), rel=1e-6)
 
 
 @pytest.mark.slow  # every script end to end: 5-25 s each
