@@ -15,15 +15,14 @@ on which other examples share its batch. The second table evaluates the trained 
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _common import fit_run, load_split, parser  # examples/_common.py, next to this file
 
-from functrain import data, layers, optim, plotting, train
+from functrain import layers, optim, plotting, train
 from functrain.layers import BatchNormState
 from functrain.train.seeds import run_seeds
 from functrain.typing import Array, PyTree
@@ -51,20 +50,14 @@ def accuracy(model: layers.Layer, params: PyTree, state: PyTree, x: Array, y: Ar
 
 def main(argv: list[str] | None = None) -> None:
     """Train with and without batch norm; compare curves and the two batch-norm modes."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny run (smoke test)")
-    parser.add_argument("--out", type=Path, default=Path("examples/out"), help="directory for the PNG")
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--lr", type=float, default=0.05)
-    parser.add_argument("--depth", type=int, default=8, help="hidden layers")
-    args = parser.parse_args(argv)
+    p = parser(__doc__, seeds=3, epochs=10)
+    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--depth", type=int, default=8, help="hidden layers")
+    args = p.parse_args(argv)
     n_seeds, epochs, depth = (2, 2, 3) if args.quick else (args.seeds, args.epochs, args.depth)
 
-    split = data.split_dataset(jax.random.key(0), data.load_digits(), test_fraction=0.25)
-    mm = data.fit_min_max(split.train.x, feature_range=(-1.0, 1.0))
-    train_xy = (data.min_max_scale(mm, split.train.x), split.train.y)
-    x_test, y_test = data.min_max_scale(mm, split.test.x), split.test.y
+    split = load_split()
+    train_xy, (x_test, y_test) = split.train, split.test
     opt = optim.sgd(args.lr)
     keys = jax.random.split(jax.random.key(1), n_seeds)
 
@@ -81,10 +74,9 @@ def main(argv: list[str] | None = None) -> None:
                 eval_step: train.EvalStep = eval_step) -> tuple[tuple[PyTree, PyTree], train.EpochMetrics]:
             k_init, k_fit = jax.random.split(key)
             params, model_state, _ = model.init(k_init, (-1, 64))
-            fit_state = train.init_fit_state(train.init_train_state(params, model_state, opt))
-            fit_state, metrics = train.fit_scan(step, fit_state, train_xy, k_fit, epochs=epochs, batch_size=32,
-                                                eval_step=eval_step, val_data=(x_test, y_test))
-            return (fit_state.train_state.params, fit_state.train_state.model_state), metrics
+            state, metrics = fit_run(step, train.init_train_state(params, model_state, opt), train_xy, k_fit,
+                                     epochs=epochs, eval_step=eval_step, val_data=(x_test, y_test))
+            return (state.params, state.model_state), metrics
 
         final, metrics = run_seeds(run, keys).results
         acc, loss = np.asarray(metrics.val["accuracy"]), np.asarray(metrics.train["loss"])

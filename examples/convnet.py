@@ -11,18 +11,23 @@ the test accuracy in evaluation mode (dropout off, no key needed).
 
 from __future__ import annotations
 
-import argparse
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+from _common import parser  # examples/_common.py, next to this file
 
 from functrain import optim, train
 from functrain.data.datasets import load_digits
 from functrain.layers import Conv2D, Dense, Dropout, Flatten, Layer, MaxPool, Relu, serial
+from functrain.typing import Array
 
 
-def build_model(dropout_rate: float = 0.5) -> Layer:
-    """The lesson's network; ``SAME`` padding keeps 8x8 digits at 8 -> 4 -> 2 pixels."""
+def build_model(dropout_rate: float | Array = 0.5) -> Layer:
+    """The lesson's network; ``SAME`` padding keeps 8x8 digits at 8 -> 4 -> 2 pixels.
+
+    ``dropout_rate`` may be a traced scalar (a sweep over rates in one program, ``dropout.py``).
+    """
     return serial(
         Conv2D(32, (3, 3)), Relu, MaxPool(2),
         Conv2D(64, (3, 3)), Relu, MaxPool(2),
@@ -30,21 +35,24 @@ def build_model(dropout_rate: float = 0.5) -> Layer:
     )
 
 
-def train_on_digits(model: Layer, argv: list[str] | None, *, steps: int, lr: float, doc: str) -> None:
+def train_on_digits(model: Layer, argv: list[str] | None, *, steps: int, lr: float, doc: str,
+                    preface: Callable[[], None] | None = None) -> None:
     """Train ``model`` on the 8x8 digits with functrain's SGD step; print shapes, losses, accuracy.
 
     Shared by this example, ``resnet.py`` and ``inception.py``: 1500 digits for training, the rest
     for testing; ``train.classifier_loss`` in training mode for the steps (dropout on, batch
-    statistics), in evaluation mode for the test set (deterministic, no key needed).
+    statistics), in evaluation mode for the test set (deterministic, no key needed). ``preface``
+    runs once the arguments are parsed (a script's own first lines).
     """
-    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a handful of steps (smoke test)")
-    parser.add_argument("--steps", type=int, default=steps)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=lr)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+    p = parser(doc, out=False)
+    p.add_argument("--steps", type=int, default=steps)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=lr)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
     n_steps = 3 if args.quick else args.steps
+    if preface is not None:
+        preface()
 
     digits = load_digits(as_images=True)
     x, y = jnp.asarray(digits.x) / 16.0, jnp.asarray(digits.y)

@@ -5,27 +5,21 @@
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 import jax
+from _common import load_split, parser  # examples/_common.py, next to this file
 
-from functrain import data, layers, optim, plotting, train
+from functrain import layers, optim, plotting, train
 
 
 def main(argv: list[str] | None = None) -> None:
     """Train an MLP on the digits and print its test accuracy; plot the learning curves."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a few epochs (smoke test)")
-    parser.add_argument("--out", type=Path, default=Path("examples/out"), help="directory for the PNG")
-    args = parser.parse_args(argv)
+    args = parser(__doc__).parse_args(argv)
 
     k_split, k_val, k_init, k_fit = jax.random.split(jax.random.key(0), 4)
-    train_test = data.split_dataset(k_split, data.load_digits(), test_fraction=0.2)
-    fit_val = data.split_dataset(k_val, train_test.train, test_fraction=0.2)
-    stats = data.fit_min_max(fit_val.train.x)  # fitted on the training part only
-    xy = {name: (data.min_max_scale(stats, d.x), d.y)
-          for name, d in [("train", fit_val.train), ("val", fit_val.test), ("test", train_test.test)]}
+    # 20% test, then 20% of the rest for validation; min-max statistics of the training part only
+    split = load_split(test_fraction=0.2, feature_range=(0.0, 1.0), split_key=k_split, val_fraction=0.2,
+                       val_key=k_val)
+    xy = {"train": split.train, "val": split.val, "test": split.test}
 
     model = layers.serial(layers.Dense(128), layers.Relu, layers.Dense(10))
     params, model_state, _ = model.init(k_init, (-1, 64))

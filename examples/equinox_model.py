@@ -16,34 +16,25 @@ and ``eqx.nn.Conv`` and draws their kernels with the right fans.
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
 from typing import Any
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _common import load_split, parser  # examples/_common.py, next to this file
 
-from functrain import data, initializers, losses, optim, plotting, train
+from functrain import initializers, losses, optim, plotting, train
 from functrain.typing import Array, Metrics, PRNGKey, PyTree
 
 
 def main(argv: list[str] | None = None) -> None:
     """Train an eqx.nn.MLP, re-initialize it with He weights, train it again; compare."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a few epochs (smoke test)")
-    parser.add_argument("--out", type=Path, default=Path("examples/out"), help="directory for the PNG")
-    parser.add_argument("--epochs", type=int, default=30)
-    args = parser.parse_args(argv)
+    args = parser(__doc__, epochs=30).parse_args(argv)
     epochs = 2 if args.quick else args.epochs
 
-    split = data.split_dataset(jax.random.key(0), data.load_digits(), test_fraction=0.25)
-    fit_val = data.split_dataset(jax.random.key(2), split.train, test_fraction=0.2)
-    mm = data.fit_min_max(fit_val.train.x, feature_range=(-1.0, 1.0))
-    train_xy = (data.min_max_scale(mm, fit_val.train.x), fit_val.train.y)
-    val_xy = (data.min_max_scale(mm, fit_val.test.x), fit_val.test.y)
-    test_xy = (data.min_max_scale(mm, split.test.x), split.test.y)
+    train_xy, test_xy, val_xy = load_split(val_fraction=0.2, val_key=2)
+    assert val_xy is not None
 
     k_model, k_reinit, k_fit = jax.random.split(jax.random.key(1), 3)
     model = eqx.nn.MLP(in_size=64, out_size=10, width_size=64, depth=2, activation=jax.nn.relu, key=k_model)

@@ -17,16 +17,14 @@ and all seeds train in one compiled program.
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from matplotlib.figure import Figure
+from _common import fit_run, load_split, parser  # examples/_common.py, next to this file
 
-from functrain import data, layers, optim, plotting, train
+from functrain import layers, optim, plotting, train
 from functrain.train.seeds import grid, sweep
 from functrain.typing import Array
 
@@ -35,19 +33,12 @@ THETAS = {"no clipping (theta = inf)": jnp.inf, "clip theta = 10": 10.0, "clip t
 
 def main(argv: list[str] | None = None) -> None:
     """Train the unstable network with each clipping threshold; print and plot the outcome."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny run (smoke test)")
-    parser.add_argument("--out", type=Path, default=Path("examples/out"), help="directory for the PNG")
-    parser.add_argument("--seeds", type=int, default=4)
-    parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument("--lr", type=float, default=0.5)
-    args = parser.parse_args(argv)
+    p = parser(__doc__, seeds=4, epochs=15)
+    p.add_argument("--lr", type=float, default=0.5)
+    args = p.parse_args(argv)
     n_seeds, epochs = (2, 2) if args.quick else (args.seeds, args.epochs)
 
-    split = data.split_dataset(jax.random.key(0), data.load_digits(), test_fraction=0.25)
-    mm = data.fit_min_max(split.train.x, feature_range=(-1.0, 1.0))
-    train_xy = (data.min_max_scale(mm, split.train.x), split.train.y)
-    test_xy = (data.min_max_scale(mm, split.test.x), split.test.y)
+    train_xy, test_xy, _ = load_split()
     model = layers.serial(*[layers.Dense(64), layers.Relu] * 6, layers.Dense(10))
     eval_step = train.make_eval_step(train.classifier_loss(model.apply, train=False))
 
@@ -57,9 +48,8 @@ def main(argv: list[str] | None = None) -> None:
         step = train.make_train_step(train.classifier_loss(model.apply, train=True), opt)
         k_init, k_fit = jax.random.split(key)
         params, model_state, _ = model.init(k_init, (-1, 64))
-        fit_state = train.init_fit_state(train.init_train_state(params, model_state, opt))
-        _, metrics = train.fit_scan(step, fit_state, train_xy, k_fit, epochs=epochs, batch_size=32,
-                                    eval_step=eval_step, val_data=test_xy, eval_batch_size=512)
+        _, metrics = fit_run(step, train.init_train_state(params, model_state, opt), train_xy, k_fit,
+                             epochs=epochs, eval_step=eval_step, val_data=test_xy, eval_batch_size=512)
         return metrics
 
     keys = jax.random.split(jax.random.key(1), n_seeds)
@@ -80,8 +70,7 @@ def main(argv: list[str] | None = None) -> None:
         train_loss[name] = np.asarray(out.train["loss"][g])
 
     args.out.mkdir(parents=True, exist_ok=True)
-    fig = Figure(figsize=(15.0, 4.4), layout="constrained")
-    left, middle, right = fig.subplots(1, 3)
+    _, (left, middle, right) = plotting.panels(1, 3, width=5.0)
     plotting.plot_curves(grad_norm, title="Gradient norm (before clipping), epoch mean",
                          ylabel="global gradient norm", log_y=True, ax=left)
     plotting.plot_curves(train_loss, title="Training loss, epoch mean (NaN runs left out)",

@@ -58,10 +58,11 @@ def build_model() -> Layer:
 
 def main(argv: list[str] | None = None) -> None:
     """Train the network on the digits and print shapes, losses and the test accuracy."""
-    block = inception_block(8, 8, 16, 4, 8, 8)
-    _, _, block_shape = block.init(jax.random.key(0), (-1, 8, 8, 16))
-    print(f"first inception block: (-1, 8, 8, 16) -> {block_shape}")
-    train_on_digits(build_model(), argv, steps=300, lr=0.1, doc=__doc__ or "")
+    def first_block() -> None:
+        _, _, block_shape = inception_block(8, 8, 16, 4, 8, 8).init(jax.random.key(0), (-1, 8, 8, 16))
+        print(f"first inception block: (-1, 8, 8, 16) -> {block_shape}")
+
+    train_on_digits(build_model(), argv, steps=300, lr=0.1, doc=__doc__ or "", preface=first_block)
 
 if __name__ == "__main__":
     main()

@@ -16,15 +16,14 @@ compiled training program serves every initializer.
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _common import fit_run, load_split, parser  # examples/_common.py, next to this file
 
-from functrain import data, initializers, layers, optim, plotting, train
+from functrain import initializers, layers, optim, plotting, train
 from functrain.diagnostics import SignalPropagation, signal_propagation
 from functrain.typing import Array, Initializer, PyTree
 
@@ -49,14 +48,10 @@ ACTIVATIONS: dict[str, tuple[Callable[[Array], Array], layers.Layer]] = {
 
 def main(argv: list[str] | None = None) -> None:
     """Measure signal propagation per initializer and activation, plot it, then train briefly."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
-    parser.add_argument("--out", type=Path, default=Path("examples/out"), help="directory for the PNGs")
-    parser.add_argument("--depth", type=int, default=20, help="layers in the signal-propagation MLP")
-    parser.add_argument("--width", type=int, default=256, help="units per layer")
-    parser.add_argument("--epochs", type=int, default=10, help="epochs of the training comparison")
-    parser.add_argument("--seeds", type=int, default=3)
-    args = parser.parse_args(argv)
+    p = parser(__doc__, seeds=3, epochs=10)
+    p.add_argument("--depth", type=int, default=20, help="layers in the signal-propagation MLP")
+    p.add_argument("--width", type=int, default=256, help="units per layer")
+    args = p.parse_args(argv)
     depth, width, epochs, n_seeds = (args.depth, args.width, args.epochs, args.seeds)
     if args.quick:
         depth, width, epochs, n_seeds = 6, 32, 2, 2
@@ -78,10 +73,7 @@ def main(argv: list[str] | None = None) -> None:
                                          path=args.out / f"initialization_signal_{act_name}.png")
 
     # 2. Training the same deep MLP from each initialization (4 hidden layers of 64 units, SGD).
-    split = data.split_dataset(jax.random.key(0), data.load_digits(), test_fraction=0.25)
-    mm = data.fit_min_max(split.train.x, feature_range=(-1.0, 1.0))
-    train_xy = (data.min_max_scale(mm, split.train.x), split.train.y)
-    test_xy = (data.min_max_scale(mm, split.test.x), split.test.y)
+    train_xy, test_xy, _ = load_split()
     opt = optim.sgd(0.05)
     keys = jax.random.split(jax.random.key(1), n_seeds)
     print(f"\nTraining a 4 x 64 MLP with SGD lr=0.05 for {epochs} epochs, {n_seeds} seeds (mean ± std)")
@@ -96,9 +88,8 @@ def main(argv: list[str] | None = None) -> None:
         @jax.vmap
         def run(params: PyTree, key: Array) -> tuple[Array, Array]:
             """Train from the given initial parameters; the last epoch's train loss and test accuracy."""
-            fit_state = train.init_fit_state(train.init_train_state(params, model_state, opt))
-            _, m = train.fit_scan(step, fit_state, train_xy, key, epochs=epochs, batch_size=32,
-                                  eval_step=eval_step, val_data=test_xy)
+            _, m = fit_run(step, train.init_train_state(params, model_state, opt), train_xy, key, epochs=epochs,
+                           eval_step=eval_step, val_data=test_xy)
             return m.train["loss"][-1], m.val["accuracy"][-1]
 
         for init_name, init in INITIALIZERS.items():

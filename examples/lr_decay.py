@@ -21,34 +21,25 @@ first, and the schedules that reach ~0 stop improving the training loss early.
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
-from matplotlib.figure import Figure
+from _common import fit_run, load_split, parser  # examples/_common.py, next to this file
 
-from functrain import data, layers, optim, plotting, train
+from functrain import layers, optim, plotting, train
 from functrain.optim import schedules
 from functrain.typing import Array, PyTree, Schedule
 
 
 def main(argv: list[str] | None = None) -> None:
     """Train with each schedule; print the table, plot the schedules and the curves."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny run (smoke test)")
-    parser.add_argument("--out", type=Path, default=Path("examples/out"), help="directory for the PNGs")
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--lr", type=float, default=0.1, help="initial (one-cycle: peak) learning rate")
-    args = parser.parse_args(argv)
+    p = parser(__doc__, seeds=3, epochs=30)
+    p.add_argument("--lr", type=float, default=0.1, help="initial (one-cycle: peak) learning rate")
+    args = p.parse_args(argv)
     n_seeds, epochs = (2, 2) if args.quick else (args.seeds, args.epochs)
 
-    split = data.split_dataset(jax.random.key(0), data.load_digits(), test_fraction=0.25)
-    mm = data.fit_min_max(split.train.x, feature_range=(-1.0, 1.0))
-    train_xy = (data.min_max_scale(mm, split.train.x), split.train.y)
-    test_xy = (data.min_max_scale(mm, split.test.x), split.test.y)
+    train_xy, test_xy, _ = load_split()
     batch_size = 32
     steps_per_epoch = train_xy[0].shape[0] // batch_size  # fit_scan drops the last partial batch
     total = epochs * steps_per_epoch
@@ -75,9 +66,8 @@ def main(argv: list[str] | None = None) -> None:
 
         def run(start: tuple[PyTree, PyTree], key: Array, opt: optim.TransformationLike = opt,
                 step: train.TrainStep = step) -> train.EpochMetrics:
-            fit_state = train.init_fit_state(train.init_train_state(*start, opt))
-            _, metrics = train.fit_scan(step, fit_state, train_xy, key, epochs=epochs, batch_size=batch_size,
-                                        eval_step=eval_step, val_data=test_xy, eval_batch_size=512)
+            _, metrics = fit_run(step, train.init_train_state(*start, opt), train_xy, key, epochs=epochs,
+                                 batch_size=batch_size, eval_step=eval_step, val_data=test_xy, eval_batch_size=512)
             return metrics
 
         metrics = jax.jit(jax.vmap(run))(initial, fit_keys)
@@ -91,8 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     plotting.plot_schedule(schedule_set, total,
                            title=f"Learning-rate schedules ({epochs} epochs x {steps_per_epoch} steps)",
                            path=args.out / "lr_decay_schedules.png")
-    fig = Figure(figsize=(11.0, 4.4), layout="constrained")
-    left, right = fig.subplots(1, 2)
+    _, (left, right) = plotting.panels(1, 2, width=5.5)
     plotting.plot_curves(loss, title="Training loss under each schedule", ylabel="cross-entropy loss (epoch mean)",
                          log_y=True, ax=left)
     plotting.plot_curves(accuracy, title="Test accuracy under each schedule", ylabel="test accuracy", ax=right,

@@ -14,34 +14,25 @@ bounds memory by running them a chunk at a time.
 
 from __future__ import annotations
 
-import argparse
 import time
-from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
+from _common import fit_run, load_split, parser  # examples/_common.py, next to this file
 
-from functrain import data, layers, optim, plotting, train
+from functrain import layers, optim, plotting, train
 from functrain.train.seeds import grid, sweep
 from functrain.typing import Array
 
 
 def main(argv: list[str] | None = None) -> None:
     """Sweep learning rate x momentum over seeds; print the summary table and plot bands."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny run (smoke test)")
-    parser.add_argument("--out", type=Path, default=Path("examples/out"), help="directory for the PNG")
-    parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--epochs", type=int, default=15)
-    args = parser.parse_args(argv)
+    args = parser(__doc__, seeds=5, epochs=15).parse_args(argv)
     n_seeds, epochs = (2, 2) if args.quick else (args.seeds, args.epochs)
     lrs = [0.03, 0.3] if args.quick else [0.01, 0.03, 0.1, 0.3]
 
-    split = data.split_dataset(jax.random.key(0), data.load_digits(), test_fraction=0.25)
-    mm = data.fit_min_max(split.train.x, feature_range=(-1.0, 1.0))
-    train_xy = (data.min_max_scale(mm, split.train.x), split.train.y)
-    test_xy = (data.min_max_scale(mm, split.test.x), split.test.y)
+    train_xy, test_xy, _ = load_split()
     model = layers.serial(layers.Dense(64), layers.Relu, layers.Dense(10))
     eval_step = train.make_eval_step(train.classifier_loss(model.apply, train=False))
 
@@ -51,9 +42,8 @@ def main(argv: list[str] | None = None) -> None:
         step = train.make_train_step(train.classifier_loss(model.apply, train=True), opt)
         k_init, k_fit = jax.random.split(key)
         params, model_state, _ = model.init(k_init, (-1, 64))
-        fit_state = train.init_fit_state(train.init_train_state(params, model_state, opt))
-        _, metrics = train.fit_scan(step, fit_state, train_xy, k_fit, epochs=epochs, batch_size=32,
-                                    eval_step=eval_step, val_data=test_xy, eval_batch_size=512)
+        _, metrics = fit_run(step, train.init_train_state(params, model_state, opt), train_xy, k_fit,
+                             epochs=epochs, eval_step=eval_step, val_data=test_xy, eval_batch_size=512)
         return {"accuracy": metrics.val["accuracy"], "final_accuracy": metrics.val["accuracy"][-1],
                 "final_loss": metrics.train["loss"][-1]}
 

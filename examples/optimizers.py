@@ -19,15 +19,13 @@ The learning rates are typical for each method (the adaptive ones take much smal
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
-from matplotlib.figure import Figure
+from _common import fit_run, load_split, parser  # examples/_common.py, next to this file
 
-from functrain import data, layers, optim, plotting, train
+from functrain import layers, optim, plotting, train
 from functrain.typing import Array, PyTree
 
 OPTIMIZERS: dict[str, optim.TransformationLike] = {
@@ -43,18 +41,10 @@ OPTIMIZERS: dict[str, optim.TransformationLike] = {
 
 def main(argv: list[str] | None = None) -> None:
     """Train the MLP with every optimizer; print a table and plot the curves."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny run (smoke test)")
-    parser.add_argument("--out", type=Path, default=Path("examples/out"), help="directory for the PNG")
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=20)
-    args = parser.parse_args(argv)
+    args = parser(__doc__, seeds=3, epochs=20).parse_args(argv)
     n_seeds, epochs = (2, 2) if args.quick else (args.seeds, args.epochs)
 
-    split = data.split_dataset(jax.random.key(0), data.load_digits(), test_fraction=0.25)
-    mm = data.fit_min_max(split.train.x, feature_range=(-1.0, 1.0))
-    train_xy = (data.min_max_scale(mm, split.train.x), split.train.y)
-    test_xy = (data.min_max_scale(mm, split.test.x), split.test.y)
+    train_xy, test_xy, _ = load_split()
     model = layers.serial(layers.Dense(64), layers.Relu, layers.Dense(64), layers.Relu, layers.Dense(10))
     eval_step = train.make_eval_step(train.classifier_loss(model.apply, train=False))
     init_keys, fit_keys = jax.random.split(jax.random.key(1), (2, n_seeds))
@@ -69,9 +59,8 @@ def main(argv: list[str] | None = None) -> None:
 
         def run(start: tuple[PyTree, PyTree], key: Array, opt: optim.TransformationLike = opt,
                 step: train.TrainStep = step) -> train.EpochMetrics:
-            fit_state = train.init_fit_state(train.init_train_state(*start, opt))
-            _, metrics = train.fit_scan(step, fit_state, train_xy, key, epochs=epochs, batch_size=32,
-                                        eval_step=eval_step, val_data=test_xy, eval_batch_size=512)
+            _, metrics = fit_run(step, train.init_train_state(*start, opt), train_xy, key, epochs=epochs,
+                                 eval_step=eval_step, val_data=test_xy, eval_batch_size=512)
             return metrics
 
         metrics = jax.jit(jax.vmap(run))(initial, fit_keys)
@@ -82,8 +71,7 @@ def main(argv: list[str] | None = None) -> None:
               f"{acc[:, -1].mean():.3f} ± {acc[:, -1].std():.3f}")
 
     args.out.mkdir(parents=True, exist_ok=True)
-    fig = Figure(figsize=(11.0, 4.6), layout="constrained")
-    left, right = fig.subplots(1, 2)
+    _, (left, right) = plotting.panels(1, 2, width=5.5, height=4.6)
     plotting.plot_curves(loss, title="Training loss", ylabel="cross-entropy loss", log_y=True, ax=left)
     plotting.plot_curves(accuracy, title="Test accuracy", ylabel="test accuracy", ax=right,
                          path=args.out / "optimizers.png")

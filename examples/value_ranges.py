@@ -13,12 +13,10 @@ a float32 has a 24-bit mantissa (about 7 decimal digits), so ``1e10 + 1e-10 == 1
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _common import fit_run, load_split, parser  # examples/_common.py, next to this file
 
 from functrain import data, layers, optim, plotting, train
 from functrain.train.seeds import run_seeds
@@ -35,18 +33,14 @@ def float32_demo() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Train on differently scaled inputs and print the test accuracy of each."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny run (smoke test)")
-    parser.add_argument("--out", type=Path, default=Path("examples/out"), help="directory for the PNG")
-    parser.add_argument("--seeds", type=int, default=4)
-    parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument("--lr", type=float, default=0.2)
-    args = parser.parse_args(argv)
+    p = parser(__doc__, seeds=4, epochs=15)
+    p.add_argument("--lr", type=float, default=0.2)
+    args = p.parse_args(argv)
     n_seeds, epochs = (2, 2) if args.quick else (args.seeds, args.epochs)
     float32_demo()
 
-    split = data.split_dataset(jax.random.key(0), data.load_digits(), test_fraction=0.25)
-    x_train, x_test = split.train.x, split.test.x
+    split = load_split(feature_range=None)  # the raw 0..16 pixels; each scaling below is fitted on x_train
+    (x_train, y_train), (x_test, y_test) = split.train, split.test
     inputs = {"raw 0..16": (x_train, x_test)}
     for name, feature_range in [("min-max [0, 1]", (0.0, 1.0)), ("min-max [-1, 1]", (-1.0, 1.0))]:
         mm = data.fit_min_max(x_train, feature_range=feature_range)
@@ -66,9 +60,8 @@ def main(argv: list[str] | None = None) -> None:
         def run(key: Array) -> dict[str, Array]:
             k_init, k_fit = jax.random.split(key)
             params, model_state, _ = model.init(k_init, (-1, 64))
-            fit_state = train.init_fit_state(train.init_train_state(params, model_state, opt))
-            _, metrics = train.fit_scan(step, fit_state, (x_tr, split.train.y), k_fit, epochs=epochs,
-                                        batch_size=32, eval_step=eval_step, val_data=(x_te, split.test.y))
+            _, metrics = fit_run(step, train.init_train_state(params, model_state, opt), (x_tr, y_train), k_fit,
+                                 epochs=epochs, eval_step=eval_step, val_data=(x_te, y_test))
             return metrics.val
         return run_seeds(run, keys, jit=False).results
 

@@ -1,21 +1,31 @@
-"""Figures for the lesson: training curves over seeds, signal propagation, learning-rate schedules.
+"""Figures: training curves over seeds, scores per method, signal propagation, schedules.
 
 matplotlib is an optional dependency (``pip install 'functrain[examples]'``), imported inside each
-function. Figures are built as ``matplotlib.figure.Figure`` objects directly, without ``pyplot``,
-so no global figure registry or interactive backend is involved; PNGs are rendered with Agg.
-Every function returns the ``Figure`` and, given ``path``, also writes it there as a PNG.
+function. Figures are ``matplotlib.figure.Figure`` objects built without ``pyplot`` (no global
+figure registry, no interactive backend); PNGs are rendered with Agg. Every ``plot_*`` function
+returns the figure and, given ``path``, also writes it as a PNG; given ``ax``, it draws into one
+panel of a figure made by :func:`panels` (then :func:`shared_legend` and :func:`save_figure`).
+
+Example:
+    >>> fig, (left, right) = ft.plotting.panels(1, 2, title="Two panels")
+    >>> _ = ft.plotting.plot_curves({"adam": np.ones((2, 3))}, ax=left, legend=False)
+    >>> _ = ft.plotting.plot_scores({"adam": [0.9, 0.95]}, ax=right)
+    >>> ft.plotting.shared_legend(fig, left, title="optimizers")
+    >>> len(fig.axes), fig.legends[0].get_texts()[0].get_text()
+    (2, 'adam')
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from functrain._validate import check_bool, check_choice, check_int, check_positive, fail
 from functrain.diagnostics import SignalPropagation
 from functrain.typing import ArrayLike, Schedule
 
@@ -23,57 +33,144 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["plot_curves", "plot_schedule", "plot_signal_propagation"]
+__all__ = ["panels", "plot_curves", "plot_schedule", "plot_scores", "plot_signal_propagation",
+           "save_figure", "shared_legend"]
 
 StrPath = str | os.PathLike[str]
+Values: TypeAlias = ArrayLike | Sequence[float] | Sequence[Sequence[float]]  # an array or (nested) lists
+CORNERS = ("upper right", "upper left", "lower right", "lower left")  # plot_curves' note_at
 
 
 def _figure_class(who: str) -> type[Figure]:
     try:
         from matplotlib.figure import Figure
     except ImportError as e:
-        raise ImportError(
-            f"functrain.plotting.{who} needs matplotlib, which is an optional dependency: "
-            "pip install 'functrain[examples]'"
-        ) from e
+        raise ImportError(f"functrain.plotting.{who} needs matplotlib, which is an optional "
+                          "dependency: pip install 'functrain[examples]'") from e
     return Figure
 
 
-def _new_figure(who: str, ncols: int = 1, width: float = 6.4) -> Figure:
-    return _figure_class(who)(figsize=(width * ncols if ncols > 1 else width, 4.4), layout="constrained")
+def _axes_or_new(ax: Axes | None, who: str) -> tuple[Figure, Axes]:
+    """``ax`` and its root figure, or a new single-panel figure."""
+    cls = _figure_class(who)
+    if ax is None:
+        figure = cls(figsize=(6.4, 4.4), layout="constrained")
+        return figure, figure.add_subplot()
+    parent = ax.figure  # may be a SubFigure: save the whole (root) figure
+    return (parent if isinstance(parent, cls) else parent.figure), ax
 
 
-def _integer_x(axes: Axes) -> None:
+def _finish(axes: Axes, title: str, xlabel: str, ylabel: str, log_y: bool, integer_x: bool = True) -> None:
     from matplotlib.ticker import MaxNLocator
 
-    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if log_y:
+        axes.set_yscale("log")
+    axes.set_title(title)
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
+    axes.grid(True, alpha=0.3)
+    if integer_x:
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
-def _save(fig: Figure, path: StrPath | None) -> Figure:
+def _labelled(items: object, name: str, who: str) -> Mapping[str, Any]:
+    if not isinstance(items, Mapping):
+        fail(who, name, "a mapping from label to data", items, error=TypeError)
+    if len(items) == 0:
+        fail(who, name, "a non-empty mapping from label to data", items)
+    return items
+
+
+def _check_pair(value: object, who: str, name: str) -> None:
+    if value is not None and (not isinstance(value, Sequence) or len(value) != 2):
+        fail(who, name, "a pair (low, high) or None", value, error=TypeError)
+
+
+def save_figure(fig: Figure, path: StrPath | None, *, dpi: int = 120) -> Figure:
+    """Write ``fig`` as a PNG (Agg canvas, no ``pyplot``) and return it; ``path=None`` writes nothing.
+
+    Example:
+        >>> fig, _ = ft.plotting.panels()
+        >>> ft.plotting.save_figure(fig, None) is fig
+        True
+    """
+    check_int(dpi, "save_figure", "dpi", low=1)
     if path is not None:
-        # Figure.savefig renders PNGs with the Agg canvas; no pyplot, no global backend state.
-        fig.savefig(os.fspath(path), format="png", dpi=120)
+        fig.savefig(os.fspath(path), format="png", dpi=dpi)
     return fig
 
 
-def _check_labels(items: Mapping[str, Any], name: str, who: str) -> None:
-    if not isinstance(items, Mapping):
-        raise TypeError(f"{who}: argument '{name}' must be a mapping from label to data, "
-                        f"got {type(items).__name__}")
-    if len(items) == 0:
-        raise ValueError(f"{who}: argument '{name}' is empty; give at least one labelled entry")
+def panels(nrows: int = 1, ncols: int = 1, *, width: float = 6.4, height: float = 4.4,
+           title: str | None = None) -> tuple[Figure, list[Axes]]:
+    """A new figure of ``nrows x ncols`` panels (constrained layout), for the ``ax=`` arguments.
+
+    Args:
+        nrows: rows of panels (>= 1).
+        ncols: columns of panels (>= 1).
+        width: inches per panel column.
+        height: inches per panel row.
+        title: the figure's title (``suptitle``).
+
+    Returns:
+        The figure and its axes, row by row.
+
+    Example:
+        >>> fig, axes = ft.plotting.panels(2, 3, width=2.0, height=1.5)
+        >>> len(axes), [float(v) for v in fig.get_size_inches()]
+        (6, [6.0, 3.0])
+    """
+    who = "panels"
+    rows, cols = check_int(nrows, who, "nrows", low=1), check_int(ncols, who, "ncols", low=1)
+    w, h = check_positive(width, who, "width"), check_positive(height, who, "height")
+    fig = _figure_class(who)(figsize=(w * cols, h * rows), layout="constrained")
+    grid = fig.subplots(rows, cols, squeeze=False)
+    if title is not None:
+        fig.suptitle(title)
+    return fig, [a for row in grid for a in row]
 
 
-def plot_curves(
-    histories: Mapping[str, ArrayLike],
-    *,
-    title: str = "Training curves",
-    xlabel: str = "epoch",
-    ylabel: str = "value",
-    log_y: bool = False,
-    path: StrPath | None = None,
-    ax: Axes | None = None,
-) -> Figure:
+def shared_legend(fig: Figure, ax: Axes, *, title: str | None = None, ncol: int = 4) -> None:
+    """One legend below all panels of ``fig``, with the labelled lines of ``ax``.
+
+    Draw the panels with ``plot_curves(..., legend=False)``, then call this once. The legend sits
+    outside the panels (constrained layout, as :func:`panels` makes).
+
+    Example:
+        >>> fig, (ax,) = ft.plotting.panels()
+        >>> _ = ft.plotting.plot_curves({"a": [1.0, 2.0], "b": [2.0, 1.0]}, ax=ax, legend=False)
+        >>> ft.plotting.shared_legend(fig, ax, ncol=2)
+        >>> [t.get_text() for t in fig.legends[0].get_texts()]
+        ['a', 'b']
+    """
+    check_int(ncol, "shared_legend", "ncol", low=1)
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=ncol, fontsize="medium", title=title)
+
+
+def _curve_array(values: Values, label: str, who: str) -> np.ndarray[Any, Any]:
+    arr = np.asarray(values, np.float64)
+    if arr.ndim == 1:
+        arr = arr[None]
+    if arr.ndim != 2 or 0 in arr.shape:
+        fail(who, f"histories[{label!r}]",
+             "an array of shape (seeds, epochs) or (epochs,) with at least one epoch", np.asarray(values))
+    return arr
+
+
+def _nan_mean_std(arr: np.ndarray[Any, Any]) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """Mean and population std over axis 0, leaving NaN entries out (NaN where all are)."""
+    present = np.isfinite(arr)
+    n = present.sum(0)
+    mean = np.where(n > 0, np.where(present, arr, 0.0).sum(0) / np.maximum(n, 1), np.nan)
+    var = np.where(present, (arr - mean) ** 2, 0.0).sum(0) / np.maximum(n, 1)
+    return mean, np.where(n > 0, np.sqrt(var), np.nan)
+
+
+def plot_curves(histories: Mapping[str, Values], *, title: str = "Training curves",
+                xlabel: str = "epoch", ylabel: str = "value", log_y: bool = False,
+                ylim: tuple[float, float] | None = None, legend: bool = True, note: str | None = None,
+                note_at: str = "upper right", path: StrPath | None = None,
+                ax: Axes | None = None) -> Figure:
     """Plot per-epoch curves, one per label, as the mean over seeds with a ± one-std band.
 
     Args:
@@ -83,6 +180,11 @@ def plot_curves(
         xlabel: x-axis label.
         ylabel: y-axis label (e.g. ``"test accuracy"``).
         log_y: logarithmic y axis (for losses).
+        ylim: the y-axis range ``(bottom, top)``; default: matplotlib's choice.
+        legend: draw the axes' legend (labels get `` (n seeds)``); ``False`` for a
+            :func:`shared_legend` (the lines keep their plain labels).
+        note: a text in a box in corner ``note_at`` (e.g. which curves leave the axis).
+        note_at: one of :data:`CORNERS`.
         path: write the figure to this PNG file.
         ax: draw into these axes (of your own figure) instead of a new figure.
 
@@ -90,69 +192,127 @@ def plot_curves(
         The figure (``ax.figure`` if ``ax`` was given).
 
     Raises:
+        TypeError: ``histories`` is not a mapping.
         ValueError: empty ``histories``, or values that are not 1-D/2-D with at least one epoch.
-        ImportError: if matplotlib is missing, saying how to install it.
+        ImportError: if matplotlib is missing (the message says how to install it).
+
+    Example:
+        >>> runs = np.array([[1.0, 0.5, 0.25], [2.0, 1.0, np.nan]])  # seed 2 stopped early
+        >>> fig = ft.plotting.plot_curves({"loss": runs}, ylabel="loss", log_y=True)
+        >>> [float(v) for v in fig.axes[0].lines[0].get_ydata()]
+        [1.5, 0.75, 0.25]
     """
     who = "plot_curves"
-    _check_labels(histories, "histories", who)
-    curves = {}
-    for label, values in histories.items():
-        arr = np.asarray(values, np.float64)
-        if arr.ndim == 1:
-            arr = arr[None]
-        if arr.ndim != 2 or arr.shape[1] == 0 or arr.shape[0] == 0:
-            raise ValueError(
-                f"{who}: histories[{label!r}] must have shape (seeds, epochs) or (epochs,) with at "
-                f"least one epoch, got shape {np.shape(values)}"
-            )
-        curves[label] = arr
-    if ax is None:
-        figure = _new_figure(who)
-        axes = figure.add_subplot()
-    else:
-        axes = ax
-        parent = ax.figure
-        # the axes may live in a SubFigure; save the whole (root) figure
-        figure = parent if isinstance(parent, _figure_class(who)) else parent.figure
+    curves = {label: _curve_array(v, label, who) for label, v in _labelled(histories, "histories", who).items()}
+    check_bool(log_y, who, "log_y")
+    check_bool(legend, who, "legend")
+    check_choice(note_at, CORNERS, who, "note_at")
+    _check_pair(ylim, who, "ylim")
+    figure, axes = _axes_or_new(ax, who)
     for label, arr in curves.items():
         epochs = np.arange(1, arr.shape[1] + 1)
-        present = np.isfinite(arr)
-        n = present.sum(0)
-        filled = np.where(present, arr, 0.0)
-        mean = np.where(n > 0, filled.sum(0) / np.maximum(n, 1), np.nan)
-        var = np.where(present, (arr - mean) ** 2, 0.0).sum(0) / np.maximum(n, 1)
-        std = np.where(n > 0, np.sqrt(var), np.nan)
+        mean, std = _nan_mean_std(arr)
         seeds = arr.shape[0]
-        (line,) = axes.plot(epochs, mean, label=f"{label} ({seeds} seeds)" if seeds > 1 else label,
-                            linewidth=1.8)
+        name = f"{label} ({seeds} seeds)" if seeds > 1 and legend else label
+        (line,) = axes.plot(epochs, mean, label=name, linewidth=1.8)
         if seeds > 1:
-            axes.fill_between(epochs, mean - std, mean + std, color=line.get_color(), alpha=0.2,
-                              linewidth=0)
-    if log_y:
-        axes.set_yscale("log")
-    axes.set_title(title)
+            axes.fill_between(epochs, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
+    _finish(axes, title, xlabel, ylabel, log_y)
+    if ylim is not None:
+        axes.set_ylim(*ylim)
+    if note:
+        top, right = note_at.startswith("upper"), note_at.endswith("right")
+        axes.text(0.98 if right else 0.02, 0.97 if top else 0.03, note, transform=axes.transAxes,
+                  ha="right" if right else "left", va="top" if top else "bottom", fontsize="small",
+                  bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "0.7"})
+    if legend:
+        several = any(arr.shape[0] > 1 for arr in curves.values())
+        axes.legend(loc="best", fontsize="small", title="mean ± std over seeds" if several else None,
+                    title_fontsize="small")
+    return save_figure(figure, path)
+
+
+def _draw_score(axes: Axes, values: np.ndarray[Any, Any], y: int, color: str, note: str,
+                xlim: tuple[float, float] | None) -> None:
+    """One row of :func:`plot_scores`: dot and bar (or an arrow at the left edge), and the value."""
+    m, sd = float(np.mean(values)), float(np.std(values))
+    low, high = xlim if xlim is not None else (-np.inf, np.inf)
+    if m < low:
+        axes.plot(low, y, marker="<", color=color, markersize=9, clip_on=False)
+        text = f"{m:.4f} (off the axis{'; ' + note if note else ''})"
+        where: dict[str, Any] = {"xytext": (12, 0), "ha": "left", "va": "center"}
+    else:
+        axes.errorbar(m, y, xerr=sd if values.size > 1 else None, fmt="o", color=color, capsize=4,
+                      markersize=7)
+        text = f"{m:.4f}" + (f" ± {sd:.4f}" if values.size > 1 else "") + (f" ({note})" if note else "")
+        right = xlim is not None and m > low + 0.8 * (high - low)
+        where = {"xytext": (0, 8), "ha": "right" if right else "center", "va": "bottom"}
+    axes.annotate(text, (max(m, low), y), textcoords="offset points", fontsize="small", color="0.2",
+                  **where)
+
+
+def plot_scores(scores: Mapping[str, Values], *, title: str = "Scores",
+                xlabel: str = "score (dot: mean over seeds, bar: ± std)",
+                xlim: tuple[float, float] | None = None, notes: Mapping[str, str] | None = None,
+                colors: Sequence[str] | None = None, path: StrPath | None = None,
+                ax: Axes | None = None) -> Figure:
+    """One row per label, top to bottom: the mean over seeds as a dot, a ± one-std bar, the value.
+
+    Args:
+        scores: label -> one score per seed, shape ``(seeds,)`` (one value: no bar).
+        title: the axes' title.
+        xlabel: x-axis label.
+        xlim: the x range ``(low, high)``; a mean below ``low`` is drawn as an arrow at the
+            left edge and its value written beside it ("off the axis"). Default: matplotlib's.
+        notes: label -> a remark written after the value (e.g. ``"2/5 diverged"``).
+        colors: one matplotlib color per label (default: the color cycle ``C0``, ``C1`` ...).
+        path: write the figure to this PNG file.
+        ax: draw into these axes instead of a new figure.
+
+    Returns:
+        The figure.
+
+    Raises:
+        TypeError: ``scores`` is not a mapping.
+        ValueError: empty ``scores``, a label without values, or ``colors`` of the wrong length.
+        ImportError: if matplotlib is missing (the message says how to install it).
+
+    Example:
+        >>> fig = ft.plotting.plot_scores({"sgd": [0.90, 0.92], "adam": [0.95, 0.97], "bad": [0.1]},
+        ...                               xlim=(0.8, 1.0), notes={"bad": "diverged"})
+        >>> [t.get_text() for t in fig.axes[0].texts]
+        ['0.9100 ± 0.0100', '0.9600 ± 0.0100', '0.1000 (off the axis; diverged)']
+    """
+    who = "plot_scores"
+    rows = {k: np.asarray(v, np.float64).reshape(-1) for k, v in _labelled(scores, "scores", who).items()}
+    for label, values in rows.items():
+        if values.size == 0:
+            fail(who, f"scores[{label!r}]", "at least one value", np.asarray(scores[label]))
+    _check_pair(xlim, who, "xlim")
+    if colors is not None and len(colors) != len(rows):
+        fail(who, "colors", f"one color per label ({len(rows)})", list(colors))
+    figure, axes = _axes_or_new(ax, who)
+    if xlim is not None:
+        axes.set_xlim(xlim[0], xlim[1] + (xlim[1] - xlim[0]) * 0.02)
+    for i, (label, values) in enumerate(rows.items()):
+        _draw_score(axes, values, len(rows) - 1 - i, colors[i] if colors is not None else f"C{i % 10}",
+                    (notes or {}).get(label, ""), xlim)
+    axes.set_yticks(np.arange(len(rows))[::-1], list(rows))
+    axes.set_ylim(-0.7, len(rows) - 0.3)
     axes.set_xlabel(xlabel)
-    axes.set_ylabel(ylabel)
-    axes.grid(True, alpha=0.3)
-    _integer_x(axes)
-    several = any(arr.shape[0] > 1 for arr in curves.values())
-    axes.legend(loc="best", fontsize="small", title="mean ± std over seeds" if several else None,
-                title_fontsize="small")
-    return _save(figure, path)
+    axes.set_title(title)
+    axes.grid(True, axis="x", alpha=0.3)
+    return save_figure(figure, path)
 
 
-def plot_signal_propagation(
-    results: Mapping[str, SignalPropagation],
-    *,
-    title: str = "Signal propagation through depth",
-    path: StrPath | None = None,
-) -> Figure:
+def plot_signal_propagation(results: Mapping[str, SignalPropagation], *,
+                            title: str = "Signal propagation through depth",
+                            path: StrPath | None = None) -> Figure:
     """Forward-activation and backward-gradient standard deviations per layer, one line per label.
 
-    Two panels with logarithmic y axes: the std of the pre-activations (left) and of the gradients
-    with respect to them (right), from :func:`functrain.diagnostics.signal_propagation`. A dashed
-    line marks std = 1; exploding initializations climb away from it, vanishing ones fall.
-    Non-finite values (float32 overflow) are not drawn.
+    Two log-scale panels, from :func:`functrain.diagnostics.signal_propagation`: the std of the
+    pre-activations (left) and of the gradients with respect to them (right). A dashed line marks
+    std = 1. Non-finite values (float32 overflow) are not drawn.
 
     Args:
         results: label (e.g. ``"standard_normal + relu"``) -> :class:`SignalPropagation`.
@@ -163,53 +323,41 @@ def plot_signal_propagation(
         The figure (two axes).
 
     Raises:
-        ValueError: empty ``results``.
         TypeError: an entry that is not a :class:`SignalPropagation`.
-        ImportError: if matplotlib is missing, saying how to install it.
+        ValueError: empty ``results``.
+        ImportError: if matplotlib is missing.
+
+    Example:
+        >>> sp = ft.diagnostics.SignalPropagation(jnp.array([1.0, 2.0]), jnp.array([1.0, 0.5]))
+        >>> fig = ft.plotting.plot_signal_propagation({"he": sp})
+        >>> len(fig.axes), fig.axes[0].get_yscale()
+        (2, 'log')
     """
     who = "plot_signal_propagation"
-    _check_labels(results, "results", who)
-    for label, res in results.items():
+    for label, res in _labelled(results, "results", who).items():
         if not isinstance(res, SignalPropagation):
-            raise TypeError(f"{who}: results[{label!r}] must be a SignalPropagation, "
-                            f"got {type(res).__name__}")
-    fig = _new_figure(who, ncols=2, width=5.2)
-    forward, backward = fig.subplots(1, 2, sharey=True)
-    panels = ((forward, "forward: pre-activations", "std of pre-activations", "forward_std"),
-              (backward, "backward: gradients", "std of gradient w.r.t. pre-activations",
-               "backward_std"))
-    for axes, subtitle, ylabel, field in panels:
+            fail(who, f"results[{label!r}]", "a SignalPropagation", res, error=TypeError)
+    fig, (forward, backward) = panels(1, 2, width=5.2, title=title)
+    backward.sharey(forward)
+    for axes, subtitle, ylabel, field in (
+            (forward, "forward: pre-activations", "std of pre-activations", "forward_std"),
+            (backward, "backward: gradients", "std of gradient w.r.t. pre-activations", "backward_std")):
         for label, res in results.items():
             values = np.asarray(getattr(res, field), np.float64)
             values = np.where(np.isfinite(values) & (values > 0), values, np.nan)
-            axes.plot(np.arange(1, values.shape[0] + 1), values, marker="o", markersize=3,
-                      label=label)
+            axes.plot(np.arange(1, values.shape[0] + 1), values, marker="o", markersize=3, label=label)
         axes.axhline(1.0, color="grey", linestyle="--", linewidth=1)
-        axes.set_yscale("log")
-        axes.set_title(subtitle)
-        axes.set_xlabel("layer")
-        axes.set_ylabel(ylabel)
-        axes.grid(True, which="major", alpha=0.3)
-        _integer_x(axes)
+        _finish(axes, subtitle, "layer", ylabel, log_y=True)
         axes.legend(loc="best", fontsize="small")
-    fig.suptitle(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-def plot_schedule(
-    schedule: Schedule | Mapping[str, Schedule],
-    steps: int,
-    *,
-    title: str = "Learning-rate schedule",
-    ylabel: str = "learning rate",
-    label: str = "schedule",
-    log_y: bool = False,
-    path: StrPath | None = None,
-) -> Figure:
+def plot_schedule(schedule: Schedule | Mapping[str, Schedule], steps: int, *,
+                  title: str = "Learning-rate schedule", ylabel: str = "learning rate",
+                  label: str = "schedule", log_y: bool = False, path: StrPath | None = None) -> Figure:
     """Plot one schedule, or several by label, over steps ``0 .. steps - 1``.
 
-    Schedules are evaluated with ``jax.vmap`` over the step numbers (they are pure functions of the
-    step, see :class:`functrain.typing.Schedule`; optax schedules work too).
+    Schedules (pure functions of the step, optax's too) are evaluated with ``jax.vmap``.
 
     Args:
         schedule: a schedule, or a mapping from label to schedule.
@@ -224,29 +372,29 @@ def plot_schedule(
         The figure.
 
     Raises:
-        ValueError: ``steps < 1`` or an empty mapping.
         TypeError: a schedule that is not callable.
-        ImportError: if matplotlib is missing, saying how to install it.
+        ValueError: ``steps < 1`` or an empty mapping.
+        ImportError: if matplotlib is missing.
+
+    Example:
+        >>> fig = ft.plotting.plot_schedule(ft.optim.schedules.cosine_decay(0.1, 100), 100)
+        >>> line = fig.axes[0].lines[0]
+        >>> round(float(line.get_ydata()[0]), 4), len(line.get_xdata())
+        (0.1, 100)
     """
     who = "plot_schedule"
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"{who}: argument 'steps' must be an int >= 1, got {steps!r}")
+    n = check_int(steps, who, "steps", low=1)
+    check_bool(log_y, who, "log_y")
     named: Mapping[str, Schedule] = schedule if isinstance(schedule, Mapping) else {label: schedule}
-    _check_labels(named, "schedule", who)
-    for name, fn in named.items():
+    for name, fn in _labelled(named, "schedule", who).items():
         if not callable(fn):
-            raise TypeError(f"{who}: schedule {name!r} must be callable (step -> value), got {fn!r}")
-    fig = _new_figure(who)
-    axes = fig.add_subplot()
-    xs = jnp.arange(steps)
+            fail(who, f"schedule[{name!r}]" if isinstance(schedule, Mapping) else "schedule",
+                 "a schedule (a callable step -> value)", fn, error=TypeError)
+    fig, axes = _axes_or_new(None, who)
+    xs = jnp.arange(n)
     for name, fn in named.items():
-        values = np.broadcast_to(np.asarray(jax.vmap(fn)(xs), np.float64), (steps,))
+        values = np.broadcast_to(np.asarray(jax.vmap(fn)(xs), np.float64), (n,))
         axes.plot(np.asarray(xs), values, label=name, linewidth=1.8)
-    if log_y:
-        axes.set_yscale("log")
-    axes.set_title(title)
-    axes.set_xlabel("step")
-    axes.set_ylabel(ylabel)
-    axes.grid(True, alpha=0.3)
+    _finish(axes, title, "step", ylabel, log_y, integer_x=False)
     axes.legend(loc="best", fontsize="small")
-    return _save(fig, path)
+    return save_figure(fig, path)

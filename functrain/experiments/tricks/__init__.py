@@ -1,0 +1,57 @@
+"""The trick experiments: one configurable MLP run on the digits, and the table of tricks.
+
+* :mod:`~functrain.experiments.tricks.config` -- :class:`RunConfig`, its tables of initializers,
+  optimizers and schedules by command-line name, their builders, and the rows of the table;
+* :mod:`~functrain.experiments.tricks.splits` -- the train / validation / test data;
+* :mod:`~functrain.experiments.tricks.run` -- one run as a pure function of a key, and many seeds
+  of it as one compiled program;
+* :mod:`~functrain.experiments.tricks.table` -- every row over several seeds, and the ensemble;
+* :mod:`~functrain.experiments.tricks.report` -- the table as text, Markdown and JSON;
+* :mod:`~functrain.experiments.tricks.figures` -- the figures, drawn with :mod:`functrain.plotting`;
+* :mod:`~functrain.experiments.tricks.commands` -- ``functrain tricks`` and ``functrain train``
+  once their arguments are parsed (the command line is :mod:`functrain.cli`).
+"""
+
+from functrain.experiments.tricks.config import (
+    INITIALIZERS,
+    OPTIMIZERS,
+    SCHEDULES,
+    OptimizerSpec,
+    RunConfig,
+    build_model,
+    build_optimizer,
+    build_schedule,
+    check_config,
+    trick_rows,
+)
+from functrain.experiments.tricks.report import format_table, markdown_table, results_json
+from functrain.experiments.tricks.run import RunOutput, checkpoint_like, make_run, run_many, run_one
+from functrain.experiments.tricks.splits import Splits, load_data, prepare_splits
+from functrain.experiments.tricks.table import TrickResult, ensemble_accuracy, run_tricks
+
+__all__ = [
+    "INITIALIZERS",
+    "OPTIMIZERS",
+    "SCHEDULES",
+    "OptimizerSpec",
+    "RunConfig",
+    "RunOutput",
+    "Splits",
+    "TrickResult",
+    "build_model",
+    "build_optimizer",
+    "build_schedule",
+    "check_config",
+    "checkpoint_like",
+    "ensemble_accuracy",
+    "format_table",
+    "load_data",
+    "make_run",
+    "markdown_table",
+    "prepare_splits",
+    "results_json",
+    "run_many",
+    "run_one",
+    "run_tricks",
+    "trick_rows",
+]

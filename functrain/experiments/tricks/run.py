@@ -1,0 +1,200 @@
+"""One run of the trick experiments as a pure function of a key, and many seeds of it at once.
+
+:func:`make_run` turns a :class:`~functrain.experiments.tricks.config.RunConfig` into
+``run(key) -> RunOutput``: initialize, train every epoch inside ``lax.scan`` with validation and
+optional early stopping, evaluate the kept model on the test part. Because it is pure,
+:func:`~functrain.train.seeds.run_seeds` trains all seeds as one vmapped, compiled program
+(:func:`run_many`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from functrain import layers
+from functrain.experiments.tricks.config import RunConfig, build_model, build_optimizer, build_schedule, check_config
+from functrain.experiments.tricks.splits import Splits
+from functrain.train import (
+    EpochMetrics,
+    EvalStep,
+    TrainState,
+    TrainStep,
+    classifier_loss,
+    early_stopping,
+    evaluate,
+    final_train_state,
+    fit_scan,
+    init_fit_state,
+    init_train_state,
+    make_eval_step,
+    make_train_step,
+)
+from functrain.train.early_stopping import EarlyStopping
+from functrain.train.seeds import run_seeds
+from functrain.typing import Array, PRNGKey, PyTree
+
+__all__ = ["CompilerOptions", "RunOutput", "checkpoint_like", "compile_seeds", "make_run", "run_many", "run_one",
+           "steps_per_epoch"]
+
+CompilerOptions = dict[str, Any] | None
+
+
+class RunOutput(NamedTuple):
+    """What one run returns (``run_seeds`` stacks every field along a leading seed axis).
+
+    Attributes:
+        train_loss: ``(epochs,)`` training loss, mean over each epoch's steps.
+        train_accuracy: ``(epochs,)`` training accuracy (training mode: dropout on).
+        val_loss: ``(epochs,)`` validation loss after each epoch.
+        val_accuracy: ``(epochs,)`` validation accuracy after each epoch.
+        active: ``(epochs,)`` whether the epoch trained (``False`` after early stopping).
+        finite: ``(epochs,)`` whether parameters and optimizer state were finite after the epoch.
+        epochs_run: the number of epochs that trained.
+        test_loss: test loss of the kept model (the best epoch's under early stopping).
+        test_accuracy: test accuracy of the kept model.
+        state: the kept :class:`~functrain.train.TrainState`.
+    """
+
+    train_loss: Array
+    train_accuracy: Array
+    val_loss: Array
+    val_accuracy: Array
+    active: Array
+    finite: Array
+    epochs_run: Array
+    test_loss: Array
+    test_accuracy: Array
+    state: TrainState[Any, Any, Any]
+
+
+def steps_per_epoch(config: RunConfig, splits: Splits) -> int:
+    """Full batches per epoch (the last partial batch is dropped), at least 1."""
+    return max(len(splits.x_train) // min(config.batch_size, len(splits.x_train)), 1)
+
+
+def _fit(step: TrainStep, train_state: TrainState[Any, Any, Any], train_data: PyTree, key: PRNGKey, *,
+         epochs: int, batch_size: int, eval_step: EvalStep, val_data: PyTree,
+         stopper: EarlyStopping | None) -> tuple[TrainState[Any, Any, Any], EpochMetrics]:
+    """Train for ``epochs`` epochs (validating after each); the kept state and per-epoch metrics.
+
+    The one place that calls the training-run API (``init_fit_state``, ``fit_scan``,
+    ``final_train_state``). The whole validation part is evaluated as one batch.
+    """
+    n_val = int(jax.tree_util.tree_leaves(val_data)[0].shape[0])
+    fit_state = init_fit_state(train_state, early_stopping=stopper)
+    fit_state, metrics = fit_scan(step, fit_state, train_data, key, epochs=epochs, batch_size=batch_size,
+                                  eval_step=eval_step, val_data=val_data, eval_batch_size=n_val,
+                                  early_stopping=stopper)
+    return final_train_state(fit_state, stopper), metrics
+
+
+def make_run(config: RunConfig, splits: Splits) -> tuple[Callable[[PRNGKey], RunOutput], layers.Layer]:
+    """A whole training run as a pure function ``run(key) -> RunOutput``, and its model.
+
+    ``key`` is split into the initialization key and the training key (shuffling, dropout).
+    Every epoch trains on ``splits.x_train`` and is evaluated on the validation part; with
+    ``config.early_stopping`` the run stops when the validation loss has not improved for
+    ``patience`` epochs and keeps the best epoch's parameters (Prechelt 1998). The kept model is
+    evaluated on the test part.
+
+    Raises:
+        TypeError, ValueError: an invalid ``config`` (see ``check_config``).
+    """
+    check_config(config)
+    model = build_model(config, splits.num_classes)
+    batch_size = min(config.batch_size, len(splits.x_train))
+    optimizer = build_optimizer(config, build_schedule(config, steps_per_epoch(config, splits)))
+    l2 = 0.0 if config.optimizer == "adamw" else config.weight_decay
+    step = make_train_step(classifier_loss(model.apply, train=True, weight_decay=l2), optimizer)
+    eval_step = make_eval_step(classifier_loss(model.apply, train=False))
+    stopper = None if config.early_stopping is None else early_stopping(config.early_stopping)
+    train_data = (jnp.asarray(splits.x_train), jnp.asarray(splits.y_train))
+    val_data = (jnp.asarray(splits.x_val), jnp.asarray(splits.y_val))
+    test_data = (jnp.asarray(splits.x_test), jnp.asarray(splits.y_test))
+    features = int(splits.x_train.shape[1])
+
+    def run(key: PRNGKey) -> RunOutput:
+        init_key, train_key = jax.random.split(key)
+        params, model_state, _ = model.init(init_key, (-1, features))
+        kept, m = _fit(step, init_train_state(params, model_state, optimizer), train_data, train_key,
+                       epochs=config.epochs, batch_size=batch_size, eval_step=eval_step,
+                       val_data=val_data, stopper=stopper)
+        test = evaluate(eval_step, kept, test_data, batch_size=len(splits.x_test))
+        return RunOutput(
+            train_loss=m.train["loss"], train_accuracy=m.train["accuracy"],
+            val_loss=m.val["loss"], val_accuracy=m.val["accuracy"],
+            active=m.active, finite=m.finite, epochs_run=jnp.sum(m.active.astype(jnp.int32)),
+            test_loss=test["loss"], test_accuracy=test["accuracy"], state=kept)
+
+    return run, model
+
+
+def checkpoint_like(config: RunConfig, splits: Splits, seeds: int = 1) -> TrainState[Any, Any, Any]:
+    """The structure, shapes and dtypes of the train state ``functrain train`` checkpoints.
+
+    ``load_checkpoint(path, like=checkpoint_like(config, splits, seeds))`` loads
+    ``checkpoint.ckpt`` back (seeds stacked on a leading axis when ``seeds > 1``). Computed by
+    ``jax.eval_shape`` (nothing is trained or compiled).
+
+    Args:
+        config: the run's configuration (``history.json``'s ``"config"``).
+        splits: the run's data (``prepare_splits`` of the same source).
+        seeds: the number of seeds the run trained.
+
+    Returns:
+        A :class:`~functrain.train.TrainState` of ``jax.ShapeDtypeStruct`` leaves.
+    """
+    run, _ = make_run(config, splits)
+    if seeds > 1:
+        out: RunOutput = jax.eval_shape(jax.vmap(run), jax.random.split(jax.random.key(0), seeds))
+    else:
+        out = jax.eval_shape(run, jax.random.key(0))
+    return out.state
+
+
+def ready(out: RunOutput) -> RunOutput:
+    """``out`` once computed (JAX dispatches asynchronously; timings must include the work)."""
+    for leaf in jax.tree_util.tree_leaves(out):
+        if isinstance(leaf, jax.Array):
+            leaf.block_until_ready()
+    return out
+
+
+def compile_seeds(run: Callable[[PRNGKey], RunOutput], keys: Array,
+                   compiler_options: CompilerOptions) -> Callable[[Array], RunOutput]:
+    """``run_seeds`` of ``run`` over keys like ``keys``, compiled with ``compiler_options``."""
+    batched = jax.jit(lambda ks: run_seeds(run, ks, jit=False).results)
+    compiled: Callable[[Array], RunOutput] = batched.lower(keys).compile(compiler_options=compiler_options)
+    return compiled
+
+
+def run_many(run: Callable[[PRNGKey], RunOutput], keys: Array, *,
+             compiler_options: CompilerOptions = None) -> RunOutput:
+    """All seeds of ``run`` at once with :func:`~functrain.train.seeds.run_seeds`: one program.
+
+    Args:
+        run: from :func:`make_run`.
+        keys: ``(n_seeds,)`` keys.
+        compiler_options: XLA compiler options for the program (e.g.
+            ``{"xla_backend_optimization_level": 0}`` compiles about 3x faster and runs slower:
+            worth it for tiny smoke-test runs); ``None`` for JAX's defaults.
+
+    Returns:
+        The outputs stacked along a leading seed axis (computed: blocks until ready).
+    """
+    if compiler_options is None:
+        out: RunOutput = run_seeds(run, keys).results
+        return ready(out)
+    return ready(compile_seeds(run, keys, compiler_options)(keys))
+
+
+def run_one(run: Callable[[PRNGKey], RunOutput], key: PRNGKey, *,
+            compiler_options: CompilerOptions = None) -> RunOutput:
+    """One seed of ``run``, jitted (``compiler_options`` as in :func:`run_many`)."""
+    compiled = jax.jit(run).lower(key).compile(compiler_options=compiler_options)
+    out: RunOutput = compiled(key)
+    return ready(out)

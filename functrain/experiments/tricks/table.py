@@ -1,0 +1,205 @@
+"""The trick table: every row of ``trick_rows`` over several seeds, then the ensemble of the last row.
+
+:func:`run_tricks` compiles each row's program (all seeds vmapped, :func:`run.compile_seeds
+<functrain.experiments.tricks.run.compile_seeds>`) ahead on worker threads while earlier rows
+train, and measures each row as a :class:`TrickResult`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple, TextIO
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from functrain import layers
+from functrain.data import load_digits
+from functrain.experiments.tricks.config import RunConfig, trick_rows
+from functrain.experiments.tricks.report import mean_std
+from functrain.experiments.tricks.run import CompilerOptions, RunOutput, compile_seeds, make_run, ready
+from functrain.experiments.tricks.splits import Splits, prepare_splits
+from functrain.train import TrainState, ensemble_predict
+from functrain.typing import Array
+
+__all__ = ["TrickResult", "curve", "ensemble_accuracy", "run_tricks"]
+
+
+class TrickResult(NamedTuple):
+    """One row of the trick table, as measured (host values).
+
+    Attributes:
+        label: the row's name.
+        test_accuracy: ``(seeds,)`` test accuracy per seed (``(1,)`` for the ensemble row).
+        epochs_run: ``(seeds,)`` epochs trained per seed.
+        train_seconds: wall-clock seconds of running the row's compiled program (for the
+            ensemble: of the prediction).
+        compile_seconds: wall-clock seconds of building and compiling the program (compiles
+            overlap with other rows' training).
+        diverged: how many seeds ended with non-finite parameters.
+        val_accuracy: ``(seeds, epochs)`` validation accuracy, NaN after early stopping
+            (``None`` for the ensemble row).
+        val_loss: ``(seeds, epochs)`` validation loss, NaN after early stopping or where not
+            finite (``None`` for the ensemble row).
+        train_loss: ``(seeds, epochs)`` training loss, NaN after early stopping or where not
+            finite (``None`` for the ensemble row).
+        ensemble: whether the row is the ensemble of the previous row's models.
+    """
+
+    label: str
+    test_accuracy: np.ndarray[Any, Any]
+    epochs_run: np.ndarray[Any, Any]
+    train_seconds: float
+    compile_seconds: float
+    diverged: int
+    val_accuracy: np.ndarray[Any, Any] | None
+    val_loss: np.ndarray[Any, Any] | None
+    train_loss: np.ndarray[Any, Any] | None
+    ensemble: bool = False
+
+
+def curve(values: Array, keep: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """``values`` as float64, NaN where ``keep`` is false or the value is not finite."""
+    arr = np.asarray(values, np.float64)
+    return np.where(keep & np.isfinite(arr), arr, np.nan)
+
+
+def _ensemble_program(model: layers.Layer, state: TrainState[Any, Any, Any],
+                      x: np.ndarray[Any, Any]) -> Callable[[np.ndarray[Any, Any]], np.ndarray[Any, Any]]:
+    """``x -> averaged class probabilities`` of the stacked models in ``state``, compiled."""
+    predict = jax.jit(lambda p, s, inputs: ensemble_predict(model.apply, p, s, inputs))
+    program = predict.lower(state.params, state.model_state, jnp.asarray(x)).compile()
+
+    def probabilities(inputs: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        return np.asarray(program(state.params, state.model_state, jnp.asarray(inputs)))
+
+    return probabilities
+
+
+def _accuracy(probs: np.ndarray[Any, Any], y: np.ndarray[Any, Any]) -> float:
+    return float(np.mean(np.argmax(probs, axis=-1) == y))
+
+
+def ensemble_accuracy(model: layers.Layer, state: TrainState[Any, Any, Any], x: np.ndarray[Any, Any],
+                      y: np.ndarray[Any, Any]) -> float:
+    """Accuracy of the ensemble of the stacked models in ``state`` (seeds on a leading axis).
+
+    The ensemble predicts ``argmax_c (1/K) sum_k softmax(f_k(x))_c``
+    (:func:`~functrain.train.ensemble_predict`, inference mode).
+
+    Args:
+        model: the members' architecture.
+        state: their train states stacked along a leading ``(K,)`` axis (e.g. ``RunOutput.state``
+            from :func:`run_many`).
+        x: ``(n, features)`` inputs.
+        y: ``(n,)`` labels.
+
+    Returns:
+        The fraction of ``x`` the ensemble classifies correctly.
+    """
+    return _accuracy(_ensemble_program(model, state, x)(x), y)
+
+
+class _Compiled(NamedTuple):
+    program: Callable[[Array], RunOutput]
+    model: layers.Layer
+    seconds: float
+
+
+def _compile_row(config: RunConfig, data: Splits, keys: Array, compiler_options: CompilerOptions) -> _Compiled:
+    """Build and compile one row's program: ``run_seeds`` of the row's run over ``keys``."""
+    t0 = time.perf_counter()
+    run, model = make_run(config, data)
+    program = compile_seeds(run, keys, compiler_options)
+    return _Compiled(program, model, time.perf_counter() - t0)
+
+
+def _measure(label: str, out: RunOutput, seconds: float, compile_seconds: float) -> TrickResult:
+    active = np.asarray(out.active, bool)
+    return TrickResult(
+        label=label, test_accuracy=np.asarray(out.test_accuracy, np.float64),
+        epochs_run=np.asarray(out.epochs_run, np.int64), train_seconds=seconds,
+        compile_seconds=compile_seconds, diverged=int(np.sum(~np.asarray(out.finite, bool)[:, -1])),
+        val_accuracy=curve(out.val_accuracy, active), val_loss=curve(out.val_loss, active),
+        train_loss=curve(out.train_loss, active))
+
+
+def _ensemble_row(label: str, model: layers.Layer, out: RunOutput, data: Splits,
+                  epochs_run: np.ndarray[Any, Any]) -> TrickResult:
+    t0 = time.perf_counter()
+    program = _ensemble_program(model, out.state, data.x_test)
+    t1 = time.perf_counter()
+    acc = _accuracy(program(data.x_test), data.y_test)
+    return TrickResult(label=label, test_accuracy=np.asarray([acc]), epochs_run=epochs_run,
+                       train_seconds=time.perf_counter() - t1, compile_seconds=t1 - t0, diverged=0,
+                       val_accuracy=None, val_loss=None, train_loss=None, ensemble=True)
+
+
+def run_tricks(*, seeds: int, epochs: int, hidden: tuple[int, ...] = (256, 256, 256), batch_size: int = 64,
+               seed: int = 0, splits: Splits | None = None, log: TextIO | None = sys.stderr,
+               compiler_options: CompilerOptions = None, compile_workers: int | None = None) -> list[TrickResult]:
+    """Run every row of ``trick_rows`` over ``seeds`` seeds (vmapped), plus the ensemble row.
+
+    All rows use the same seed keys (``split(key(seed), seeds)``: the same initial draws and
+    batch orders where the configurations allow), the same data splits and the same epochs.
+    Each row is one compiled program (``run_seeds`` of its run, all seeds vmapped). Compiling
+    takes longer than training these small networks and uses one core, so the programs are
+    compiled ahead by ``compile_workers`` threads while earlier rows train; rows still train one
+    after the other, in order. Progress goes to ``log``: a line when a row starts and one when it
+    ends, with its compile and training times.
+
+    Args:
+        seeds: number of seeds per row (>= 1; the ensemble averages that many models).
+        epochs: (maximum) epochs per run.
+        hidden: hidden-layer widths.
+        batch_size: examples per step.
+        seed: the base seed of the runs.
+        splits: the data (default: the digits, ``prepare_splits``).
+        log: where progress lines go (``None`` for silence).
+        compiler_options: XLA options for every row's program (see :func:`run_many`).
+        compile_workers: threads compiling ahead (default: 2, or 1 on a single core).
+
+    Returns:
+        One :class:`TrickResult` per row, the ensemble last.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    data = prepare_splits(load_digits()) if splits is None else splits
+    keys = jax.random.split(jax.random.key(seed), seeds)
+    rows = trick_rows(epochs=epochs, hidden=hidden, batch_size=batch_size)
+    total, start = len(rows) + 1, time.perf_counter()
+    results: list[TrickResult] = []
+    workers = compile_workers if compile_workers is not None else min(2, os.cpu_count() or 1)
+
+    def say(text: str) -> None:
+        if log is not None:
+            print(text, file=log, flush=True)
+
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="functrain-compile") as pool:
+        futures = [pool.submit(_compile_row, config, data, keys, compiler_options) for _, config in rows]
+        try:
+            for i, ((label, _), future) in enumerate(zip(rows, futures)):
+                say(f"[{i + 1}/{total}] {label}: {seeds} seed{'s' * (seeds != 1)} x {epochs} epochs ...")
+                compiled = future.result()
+                t0 = time.perf_counter()
+                out = ready(compiled.program(keys))
+                r = _measure(label, out, time.perf_counter() - t0, compiled.seconds)
+                results.append(r)
+                say(f"[{i + 1}/{total}] {label}: test accuracy {mean_std(r.test_accuracy)}"
+                    f"{f', {r.diverged} diverged' if r.diverged else ''} (train {r.train_seconds:.1f} s, "
+                    f"compile {r.compile_seconds:.1f} s; "
+                    f"{time.perf_counter() - start:.0f} s so far)")
+        finally:
+            for f in futures:
+                f.cancel()
+    label = f"+ ensemble of the {seeds} models above"
+    say(f"[{total}/{total}] {label} ...")
+    ens = _ensemble_row(label, compiled.model, out, data, results[-1].epochs_run)
+    results.append(ens)
+    say(f"[{total}/{total}] {label}: test accuracy {float(ens.test_accuracy[0]):.4f} "
+        f"({ens.train_seconds + ens.compile_seconds:.1f} s; {time.perf_counter() - start:.0f} s in all)")
+    return results
