@@ -12,7 +12,7 @@ import pytest
 
 from functrain import initializers
 from functrain.layers import Conv1D, Conv2D, ConvParams, conv1d, conv2d, init_conv1d, init_conv2d
-from functrain.layers._util import PaddingLike
+from functrain.layers import PaddingLike
 
 KEY = jax.random.key(0)
 
