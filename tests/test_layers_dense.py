@@ -60,7 +60,8 @@ def test_init_dense_uses_given_initializers() -> None:
         init_dense(KEY, 0, 3)
     with pytest.raises(TypeError, match=r"^init_dense: argument 'out_features' must be an int >= 1, got 3.0$"):
         init_dense(KEY, 2, 3.0)  # type: ignore[arg-type]  # deliberately wrong
-    assert init_dense(KEY, np.int64(2), 3).w.shape == (2, 3)  # NumPy integers are ints
+    n_in = np.int64(2)
+    assert init_dense(KEY, n_in, 3).w.shape == (2, 3)  # type: ignore[arg-type]  # NumPy integers are accepted at run time
 
 
 def test_dense_wrong_feature_count_raises_before_xla() -> None:

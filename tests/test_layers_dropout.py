@@ -21,7 +21,8 @@ def test_identity_for_rate_zero_and_eval() -> None:
     assert dropout(KEY, x, rate=0.0, train=True) is x
     assert dropout(KEY, x, rate=0.7, train=False) is x
     assert dropout(None, x, rate=0.7, train=False) is x
-    assert dropout(KEY, x, rate=0.7, train=np.bool_(False)) is x  # NumPy bools are bools
+    no = np.bool_(False)
+    assert dropout(KEY, x, rate=0.7, train=no) is x  # type: ignore[arg-type]  # NumPy bools are accepted at run time
 
 
 class TestDropout(chex.TestCase):
