@@ -212,6 +212,17 @@ def test_conv_under_jit_grad_and_ensemble_vmap() -> None:
     np.testing.assert_allclose(jax.jit(conv1d)(p1, x[0]), conv1d(p1, x[0]), rtol=1e-6)
 
 
+def test_shape_checks_add_nothing_to_the_traced_program() -> None:
+    """The chex checks run at trace time only: the program is the convolution and the bias add."""
+    from functrain.layers import _conv_jvp
+
+    params = ConvParams(jnp.ones((3, 3, 2, 4)), jnp.zeros(4))
+    x = jnp.ones((2, 6, 6, 2))
+    ours = jax.make_jaxpr(lambda p, z: conv2d(p, z, stride=2))(params, x)
+    bare = jax.make_jaxpr(lambda p, z: _conv_jvp.conv(z, p.w, (2, 2), "SAME", (1, 1), 2) + p.b)(params, x)
+    assert [e.primitive for e in ours.eqns] == [e.primitive for e in bare.eqns]
+
+
 # ---------------------------------------------- gradients (CPU patches-based kernel gradient, jax#12868)
 
 _DN = {1: ("NWC", "WIO", "NWC"), 2: ("NHWC", "HWIO", "NHWC")}

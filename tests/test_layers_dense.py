@@ -118,3 +118,14 @@ def test_dense_under_jit_grad_and_ensemble_vmap() -> None:
     # Each member is the model its own key initializes (init is vmappable over seeds).
     np.testing.assert_array_equal(stacked.w[2], init_dense(keys[2], 5, 3).w)
     assert not np.allclose(ys[0], ys[1])
+
+
+def test_shape_checks_add_nothing_to_the_traced_program() -> None:
+    """The chex checks run at trace time only: the program is exactly the bare computation."""
+    params = DenseParams(jnp.ones((5, 3)), jnp.zeros(3))
+    x = jnp.ones((4, 5))
+    ours = jax.make_jaxpr(dense)(params, x)
+    bare = jax.make_jaxpr(lambda p, z: jnp.matmul(z, p.w) + p.b)(params, x)
+    assert [e.primitive for e in ours.eqns] == [e.primitive for e in bare.eqns]
+    layer_apply = jax.make_jaxpr(lambda p, z: Dense(3).apply(p, (), z, train=False)[0])(params, x)
+    assert [e.primitive for e in layer_apply.eqns] == [e.primitive for e in bare.eqns]

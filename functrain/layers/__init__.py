@@ -22,14 +22,12 @@ and ``Concatenate`` joins the outputs of ``parallel(...)`` branches:
 >>> model = L.serial(L.Conv2D(4, 3), L.Relu, L.MaxPool(2), L.Flatten, L.Dropout(0.5), L.Dense(10),
 ...                  L.LogSoftmax)
 >>> params, state, out_shape = model.init(jax.random.key(0), (-1, 8, 8, 1))
->>> x = jnp.ones((2, 8, 8, 1))
->>> log_probs, state = model.apply(params, state, x, key=jax.random.key(1), train=True)
+>>> log_probs, state = model.apply(params, state, jnp.ones((2, 8, 8, 1)), train=False)  # evaluation
 >>> out_shape, log_probs.shape
 ((-1, 10), (2, 10))
->>> head = L.serial(L.GlobalAvgPool, L.Dense(3), L.Tanh, L.Dense(3), L.Sigmoid, L.Dense(2), L.Gelu,
-...                 L.Softmax)
+>>> head = L.serial(L.GlobalAvgPool, L.Tanh, L.Sigmoid, L.Gelu, L.Softmax)
 >>> head.init(jax.random.key(0), (-1, 8, 8, 4))[2]
-(-1, 2)
+(-1, 4)
 >>> block = L.serial(L.parallel(L.Conv2D(2, 1), L.Identity), L.Concatenate)
 >>> block.init(jax.random.key(0), (-1, 8, 8, 3))[2]
 (-1, 8, 8, 5)
