@@ -89,18 +89,26 @@ def _check_entries(tree: PyTree, n: int, name: str, who: str) -> None:
         _validate.fail(who, name, expectation, tree, detail=f"it has {len(tree)} entries")
 
 
-def _check_serial_layers(layers: Sequence[object]) -> None:
-    join = "a join such as Concatenate"
+def _stages(layers: Sequence[object]) -> list[tuple[int, Layer | Branches, Join | None]]:
+    """Check ``serial``'s arguments; ``(position, layer, None)`` per layer and
+    ``(position, branches, join)`` per fan-out/fan-in pair."""
+    stages: list[tuple[int, Layer | Branches, Join | None]] = []
     for i, layer in enumerate(layers):
-        if not isinstance(layer, (Layer, Branches, Join)):
+        nxt = layers[i + 1] if i + 1 < len(layers) else None
+        if isinstance(layer, Layer):
+            stages.append((i, layer, None))
+        elif isinstance(layer, Branches):
+            if not isinstance(nxt, Join):
+                _validate.fail("serial", f"layers[{i}]", "followed directly by a join such as Concatenate, "
+                               "since parallel(...) returns a tuple of outputs", layer)
+            stages.append((i, layer, nxt))
+        elif not isinstance(layer, Join):
             _not_a_layer("serial", f"layers[{i}]", "a Layer (e.g. Dense(10)), parallel(...) or a join "
                          "such as Concatenate", layer)
-        if isinstance(layer, Branches) and (i + 1 >= len(layers) or not isinstance(layers[i + 1], Join)):
-            _validate.fail("serial", f"layers[{i}]", f"followed directly by {join}, since parallel(...) "
-                           "returns a tuple of outputs", layer)
-        if isinstance(layer, Join) and (i == 0 or not isinstance(layers[i - 1], Branches)):
+        elif i == 0 or not isinstance(layers[i - 1], Branches):
             _validate.fail("serial", f"layers[{i}]", "directly after parallel(...), since a join "
                            "combines a tuple of inputs", layer)
+    return stages
 
 
 def serial(*layers: Layer | Branches | Join) -> Layer:
@@ -136,7 +144,7 @@ def serial(*layers: Layer | Branches | Join) -> Layer:
         >>> y.shape, state[1].mean.shape
         ((8, 3), (16,))
     """
-    _check_serial_layers(layers)
+    stages = _stages(layers)
     n = len(layers)
 
     def init(key: PRNGKey, input_shape: Sequence[int]) -> tuple[PyTree, PyTree, Shape]:
@@ -144,24 +152,16 @@ def serial(*layers: Layer | Branches | Join) -> Layer:
         keys = list(jax.random.split(key, n)) if n else []
         params: list[PyTree] = []
         states: list[PyTree] = []
-        i = 0
-        while i < n:
-            layer = layers[i]
+        for i, layer, join in stages:
             with _at(f"serial layer {i} of {n}"):
-                if isinstance(layer, Branches):
-                    join = layers[i + 1]
-                    assert isinstance(join, Join)  # checked at construction
-                    pb, sb, shapes = layer.init(keys[i], shape)
-                    pj, sj, shape = join.init(keys[i + 1], shapes)
-                    params += [pb, pj]
-                    states += [sb, sj]
-                    i += 2
-                else:
-                    assert isinstance(layer, Layer)  # checked at construction
+                if isinstance(layer, Layer):
                     p, s, shape = layer.init(keys[i], shape)
-                    params.append(p)
-                    states.append(s)
-                    i += 1
+                    params, states = params + [p], states + [s]
+                    continue
+                assert join is not None  # a parallel(...) is always followed by its join
+                pb, sb, shapes = layer.init(keys[i], shape)
+                pj, sj, shape = join.init(keys[i + 1], shapes)
+                params, states = params + [pb, pj], states + [sb, sj]
         return tuple(params), tuple(states), shape
 
     def apply(params: PyTree, state: PyTree, x: Array, *, key: PRNGKey | None = None,
@@ -170,22 +170,16 @@ def serial(*layers: Layer | Branches | Join) -> Layer:
         _check_entries(state, n, "state", "serial")
         keys = _split(key, n)
         new_states: list[PyTree] = []
-        i = 0
-        while i < n:
-            layer = layers[i]
+        for i, layer, join in stages:
             with _at(f"serial layer {i} of {n}"):
-                if isinstance(layer, Branches):
-                    join = layers[i + 1]
-                    assert isinstance(join, Join)  # checked at construction
-                    xs, sb = layer.apply(params[i], state[i], x, key=keys[i], train=train)
-                    x, sj = join.apply(params[i + 1], state[i + 1], xs, key=keys[i + 1], train=train)
-                    new_states += [sb, sj]
-                    i += 2
-                else:
-                    assert isinstance(layer, Layer)  # checked at construction
+                if isinstance(layer, Layer):
                     x, s = layer.apply(params[i], state[i], x, key=keys[i], train=train)
                     new_states.append(s)
-                    i += 1
+                    continue
+                assert join is not None  # a parallel(...) is always followed by its join
+                xs, sb = layer.apply(params[i], state[i], x, key=keys[i], train=train)
+                x, sj = join.apply(params[i + 1], state[i + 1], xs, key=keys[i + 1], train=train)
+                new_states += [sb, sj]
         return x, tuple(new_states)
 
     return Layer(init, apply)
