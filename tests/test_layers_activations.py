@@ -55,9 +55,9 @@ def test_softmax_axis_argument() -> None:
 
 def test_activation_gradients_and_vmap() -> None:
     x = jnp.asarray(X, jnp.float32)
-    g = jax.vmap(jax.grad(L.tanh))(x)
+    g = jax.jit(jax.vmap(jax.grad(L.tanh)))(x)
     np.testing.assert_allclose(g, 1 - np.tanh(X) ** 2, rtol=1e-5, atol=1e-6)
-    g = jax.vmap(jax.grad(L.sigmoid))(x)
+    g = jax.jit(jax.vmap(jax.grad(L.sigmoid)))(x)
     s = 1 / (1 + np.exp(-X))
     np.testing.assert_allclose(g, s * (1 - s), rtol=1e-5, atol=1e-6)
 
@@ -78,14 +78,21 @@ LAYER_CASES: list[tuple[L.Layer, Callable[[jax.Array], jax.Array]]] = [
 def test_activation_layers(layer: L.Layer, fn: Callable[[jax.Array], jax.Array]) -> None:
     params, state, out = layer.init(jax.random.key(0), (-1, 4, 3))
     assert params == () and state == () and out == (-1, 4, 3)
-    x = jax.random.normal(jax.random.key(1), (2, 4, 3))
+    x = jnp.asarray(np.random.default_rng(1).standard_normal((2, 4, 3)), jnp.float32)
     y, new_state = layer.apply(params, state, x, train=True)
     assert new_state == ()
     np.testing.assert_allclose(y, fn(x), rtol=1e-6)
 
 
 def test_activation_constructor_errors() -> None:
-    with pytest.raises(TypeError, match="LeakyRelu: argument 'negative_slope'"):
+    with pytest.raises(TypeError, match=r"^LeakyRelu: argument 'negative_slope' must be a number, got '0.1'$"):
         L.LeakyRelu("0.1")  # type: ignore[arg-type]  # deliberately wrong type
-    with pytest.raises(TypeError, match="Elementwise: argument 'fn' must be callable"):
+    with pytest.raises(ValueError, match=r"^Elu: argument 'alpha' must be a finite number, got nan$"):
+        L.Elu(float("nan"))
+    with pytest.raises(TypeError, match=r"^Elementwise: argument 'fn' must be a function of an array, got 3$"):
         L.Elementwise(3)  # type: ignore[arg-type]  # deliberately wrong type
+    with pytest.raises(TypeError, match=r"^Elementwise: argument 'name' must be a string or None, got 3$"):
+        L.Elementwise(jnp.abs, 3)  # type: ignore[arg-type]  # deliberately wrong type
+    with pytest.raises(ValueError, match=r"^Relu: argument 'input_shape' must be a shape whose non-batch sizes "
+                                         r"are >= 1, got tuple \(-1, 0\)$"):
+        L.Relu.init(jax.random.key(0), (-1, 0))

@@ -12,9 +12,14 @@ import pytest
 
 from functrain import initializers
 from functrain.layers import Conv1D, Conv2D, ConvParams, conv1d, conv2d, init_conv1d, init_conv2d
-from functrain.layers._util import PaddingLike
+from functrain.layers import PaddingLike
 
 KEY = jax.random.key(0)
+
+
+def _normal(seed: int, shape: tuple[int, ...]) -> jax.Array:
+    """Test inputs from NumPy (a jax.random draw compiles a program per shape, ~0.5 s each)."""
+    return jnp.asarray(np.random.default_rng(seed).standard_normal(shape), jnp.float32)
 
 
 def _pads(size: int, k: int, s: int, d: int, padding: PaddingLike, axis: int) -> tuple[int, int]:
@@ -65,12 +70,11 @@ CONV2D_CASES = [
 
 @pytest.mark.parametrize("case", CONV2D_CASES)
 def test_conv2d_matches_float64_loop(case: dict[str, object]) -> None:
-    kx, kw, kb = jax.random.split(KEY, 3)
     hw = case["hw"]
     k = case["k"]
     assert isinstance(hw, tuple) and isinstance(k, tuple)
-    x = jax.random.normal(kx, (2, *hw, 3))
-    params = ConvParams(jax.random.normal(kw, (*k, 3, 4)), jax.random.normal(kb, (4,)))
+    x = _normal(0, (2, *hw, 3))
+    params = ConvParams(_normal(1, (*k, 3, 4)), _normal(2, (4,)))
     stride, padding, dilation = case["stride"], case["padding"], case["dilation"]
     y = conv2d(params, x, stride=stride, padding=padding, dilation=dilation)  # type: ignore[arg-type]  # case dict values are objects
     s = (stride, stride) if isinstance(stride, int) else stride
@@ -83,9 +87,8 @@ def test_conv2d_matches_float64_loop(case: dict[str, object]) -> None:
 @pytest.mark.parametrize(("stride", "padding", "dilation"), [(1, "SAME", 1), (2, "VALID", 1), (1, ((2, 1),), 2),
                                                               (3, "SAME", 1), (1, 2, 1)])
 def test_conv1d_matches_float64_loop(stride: int, padding: PaddingLike, dilation: int) -> None:
-    kx, kw, kb = jax.random.split(KEY, 3)
-    x = jax.random.normal(kx, (3, 9, 2))
-    params = ConvParams(jax.random.normal(kw, (3, 2, 5)), jax.random.normal(kb, (5,)))
+    x = _normal(0, (3, 9, 2))
+    params = ConvParams(_normal(1, (3, 2, 5)), _normal(2, (5,)))
     y = conv1d(params, x, stride=stride, padding=padding, dilation=dilation)
     ref = conv_reference(np.asarray(x), np.asarray(params.w), np.asarray(params.b), (stride,), padding, (dilation,))
     assert y.shape == ref.shape
@@ -93,10 +96,10 @@ def test_conv1d_matches_float64_loop(stride: int, padding: PaddingLike, dilation
 
 
 def test_conv_one_example_equals_batch_of_one() -> None:
-    params = init_conv2d(KEY, 3, 4, 3)
-    x = jax.random.normal(KEY, (5, 5, 3))
+    params = ConvParams(_normal(1, (3, 3, 3, 4)), _normal(2, (4,)))
+    x = _normal(0, (5, 5, 3))
     np.testing.assert_allclose(conv2d(params, x, stride=2), conv2d(params, x[None], stride=2)[0], rtol=1e-6)
-    p1 = init_conv1d(KEY, 3, 4, 2)
+    p1 = ConvParams(_normal(3, (2, 3, 4)), _normal(4, (4,)))
     np.testing.assert_allclose(conv1d(p1, x[0], padding="VALID"), conv1d(p1, x[:1], padding="VALID")[0], rtol=1e-6)
 
 
@@ -112,54 +115,75 @@ def test_init_conv_shapes_and_initializers() -> None:
     assert p.w.shape == (4, 2, 3)
     np.testing.assert_array_equal(np.asarray(p.w), 1.0)
     np.testing.assert_array_equal(np.asarray(p.b), 2.0)
-    with pytest.raises(ValueError, match="init_conv2d: argument 'kernel_size'"):
+    with pytest.raises(ValueError, match=r"^init_conv2d: argument 'kernel_size' must be an int or a sequence of "
+                                         r"2 ints, each >= 1, got tuple \(3, 0\)$"):
         init_conv2d(KEY, 1, 1, (3, 0))
+    with pytest.raises(TypeError, match=r"^init_conv1d: argument 'in_channels' must be an int >= 1, got '2'$"):
+        init_conv1d(KEY, "2", 1, 3)  # type: ignore[arg-type]  # deliberately wrong
 
 
 def test_conv_shape_errors_raise_before_xla() -> None:
     params = init_conv2d(KEY, 3, 4, 3)
-    with pytest.raises(ValueError, match=r"conv2d: expected an input with 3 channels.*got shape \(2, 8, 8, 5\)"):
-        jax.jit(conv2d)(params, jnp.ones((2, 8, 8, 5)))
-    with pytest.raises(ValueError, match=r"conv2d: expected an input of rank 4 \(NHWC\).*got shape \(8, 3\)"):
+    with pytest.raises(ValueError, match=r"^conv2d: argument 'x' must be an array of shape \(\*, \*, \*, 3\), "
+                                         r"got a traced array of shape \(2, 8, 8, 5\)"):
+        jax.jit(conv2d)(params, jnp.ones((2, 8, 8, 5)))  # raised while tracing, before XLA
+    with pytest.raises(ValueError, match=r"^conv2d: argument 'x' must be an array of rank 3 or 4 \(N, H, W, C\) "
+                                         r"or \(H, W, C\) for one example, got an array of shape \(8, 3\)"):
         conv2d(params, jnp.ones((8, 3)))
-    with pytest.raises(ValueError, match=r"conv2d: the kernel \(3, 3\).*larger than the input's spatial size "
-                                         r"\(2, 8\).*\(1, 2, 8, 3\)"):
+    with pytest.raises(ValueError, match=r"^conv2d: argument 'x' must be an array whose spatial sizes fit the "
+                                         r"kernel \(3, 3\) .*'VALID', got an array of shape \(1, 2, 8, 3\).*"
+                                         r"spatial size \(2, 8\) is too small on spatial axis 0"):
         conv2d(params, jnp.ones((1, 2, 8, 3)), padding="VALID")
-    with pytest.raises(ValueError, match=r"conv2d: the kernel \(3, 3\) \(dilated extent 5"):
+    with pytest.raises(ValueError, match=r"^conv2d: .*kernel \(3, 3\) \(dilated extent \(5, 5\)\)"):
         conv2d(params, jnp.ones((1, 4, 8, 3)), padding="VALID", dilation=2)
-    with pytest.raises(ValueError, match="conv2d: argument 'padding'"):
+    with pytest.raises(ValueError, match=r"^conv2d: argument 'padding' must be 'SAME', 'VALID', an int >= 0 or 2 "
+                                         r"\(low, high\) pairs of ints >= 0, got 'same'$"):
         conv2d(params, jnp.ones((1, 4, 8, 3)), padding="same")  # type: ignore[arg-type]  # deliberately wrong
-    with pytest.raises(ValueError, match="conv2d: argument 'stride'"):
+    with pytest.raises(ValueError, match=r"^conv2d: argument 'padding' .*, got list \[\(1, 1\)\]$"):
+        conv2d(params, jnp.ones((1, 4, 8, 3)), padding=[(1, 1)])
+    with pytest.raises(ValueError, match=r"^conv2d: argument 'stride' must be an int or a sequence of 2 ints, "
+                                         r"each >= 1, got 0$"):
         conv2d(params, jnp.ones((1, 4, 8, 3)), stride=0)
-    with pytest.raises(ValueError, match=r"conv1d: kernel w must have rank 3 \(WIO\)"):
+    with pytest.raises(ValueError, match=r"^conv1d: argument 'params.w' must be an array of rank 3 "
+                                         r"\(k, c_in, c_out\), got an array of shape \(3, 3, 3, 4\)"):
         conv1d(params, jnp.ones((4, 3)))
+    with pytest.raises(ValueError, match=r"^conv2d: argument 'params.b' must be an array of shape \(4,?\)"):
+        conv2d(ConvParams(params.w, params.b[:2]), jnp.ones((1, 4, 8, 3)))
 
 
 def test_conv_layers_init_shapes_and_errors() -> None:
-    layer = Conv2D(8, 3, stride=2)
+    zero = initializers.zeros()  # these checks are about shapes: skip drawing random kernels
+    layer = Conv2D(8, 3, stride=2, w_init=initializers.constant(0.5))
     params, state, out = layer.init(KEY, (-1, 9, 7, 2))
     assert out == (-1, 5, 4, 8) and state == () and params.w.shape == (3, 3, 2, 8)
     y, _ = layer.apply(params, state, jnp.ones((2, 9, 7, 2)), train=False)
     assert y.shape == (2, 5, 4, 8)
-    _, _, out = Conv2D(8, (3, 2), padding="VALID", dilation=(2, 1)).init(KEY, (4, 9, 7, 2))
+    assert float(y[0, 2, 2, 0]) == 9.0  # an interior window: 3 x 3 taps x 2 channels x 0.5
+    _, _, out = Conv2D(8, (3, 2), padding="VALID", dilation=(2, 1), w_init=zero).init(KEY, (4, 9, 7, 2))
     assert out == (4, 5, 6, 8)
-    _, _, out = Conv1D(6, 4, padding="VALID").init(KEY, (-1, 10, 3))
+    _, _, out = Conv1D(6, 4, padding="VALID", w_init=zero).init(KEY, (-1, 10, 3))
     assert out == (-1, 7, 6)
-    with pytest.raises(ValueError, match=r"Conv2D\(8, \(3, 3\)\): expected an input_shape of rank 4 .*got \(-1, 9, 2\)"):
+    with pytest.raises(ValueError, match=r"^Conv2D: argument 'input_shape' must be a shape of rank 4 "
+                                         r"\(N, H, W, C\), batch axis included, got tuple \(-1, 9, 2\)$"):
         layer.init(KEY, (-1, 9, 2))
-    with pytest.raises(ValueError, match=r"Conv2D\(8, \(5, 5\)\): the kernel \(5, 5\).*\(-1, 4, 9, 2\)"):
+    with pytest.raises(ValueError, match=r"^Conv2D: argument 'input_shape' must be a shape whose spatial sizes "
+                                         r"fit the kernel \(5, 5\).*got tuple \(-1, 4, 9, 2\)"):
         Conv2D(8, 5, padding="VALID").init(KEY, (-1, 4, 9, 2))
-    with pytest.raises(ValueError, match=r"Conv2D\(8, \(3, 3\)\): expected an input with 2 channels.*\(2, 9, 7, 3\)"):
+    with pytest.raises(ValueError, match=r"^Conv2D: argument 'x' must be an array of shape \(\*, \*, \*, 2\), "
+                                         r"got an array of shape \(2, 9, 7, 3\)"):
         layer.apply(params, state, jnp.ones((2, 9, 7, 3)), train=False)
-    with pytest.raises(ValueError, match=r"Conv2D\(8, \(3, 3\)\): expected an input of rank 4"):
+    with pytest.raises(ValueError, match=r"^Conv2D: argument 'x' must be an array of rank 4 \(N, H, W, C\), "
+                                         r"got an array of shape \(9, 7, 2\)"):
         layer.apply(params, state, jnp.ones((9, 7, 2)), train=False)
-    with pytest.raises(ValueError, match="Conv2D: argument 'kernel_size'"):
+    with pytest.raises(ValueError, match=r"^Conv2D: argument 'kernel_size' must be an int or a sequence of 2 ints"):
         Conv2D(8, (3, 3, 3))
+    with pytest.raises(TypeError, match=r"^Conv1D: argument 'w_init' must be an initializer .*got 'he_normal'$"):
+        Conv1D(8, 3, w_init="he_normal")  # type: ignore[arg-type]  # deliberately wrong
 
 
 def test_conv_under_jit_grad_and_ensemble_vmap() -> None:
-    x = jax.random.normal(KEY, (2, 6, 6, 3))
-    params = init_conv2d(KEY, 3, 4, 3)
+    x = _normal(0, (2, 6, 6, 3))
+    params = ConvParams(_normal(1, (3, 3, 3, 4)), _normal(2, (4,)))
 
     def loss(p: ConvParams, xx: jax.Array) -> jax.Array:
         return jnp.sum(conv2d(p, xx, padding="VALID") ** 2)
@@ -174,16 +198,29 @@ def test_conv_under_jit_grad_and_ensemble_vmap() -> None:
     np.testing.assert_allclose(g.w, gw, rtol=1e-4, atol=1e-3)
     np.testing.assert_allclose(g.b, 2 * y.sum((0, 1, 2)), rtol=1e-4, atol=1e-3)
 
-    stacked = jax.vmap(lambda k: init_conv2d(k, 3, 4, 3))(jax.random.split(KEY, 3))
+    stacked = jax.jit(jax.vmap(lambda k: init_conv2d(k, 3, 4, 3)))(jax.random.split(KEY, 3))
     ys = jax.jit(jax.vmap(lambda p: conv2d(p, x, stride=2)))(stacked)
     assert ys.shape == (3, 2, 3, 3, 4)
     for i in range(3):
-        np.testing.assert_allclose(ys[i], conv2d(ConvParams(stacked.w[i], stacked.b[i]), x, stride=2), rtol=1e-5,
-                                   atol=1e-5)
+        ref = conv_reference(np.asarray(x), np.asarray(stacked.w[i]), np.asarray(stacked.b[i]), (2, 2), "SAME",
+                             (1, 1))
+        np.testing.assert_allclose(ys[i], ref, rtol=1e-5, atol=1e-5)
     # vmap over examples of the one-example form equals the batched call.
-    np.testing.assert_allclose(jax.vmap(lambda xi: conv2d(params, xi))(x), conv2d(params, x), rtol=1e-5, atol=1e-5)
-    p1 = init_conv1d(KEY, 3, 2, 3)
+    np.testing.assert_allclose(jax.jit(jax.vmap(lambda xi: conv2d(params, xi)))(x), conv2d(params, x), rtol=1e-5,
+                               atol=1e-5)
+    p1 = ConvParams(_normal(3, (3, 3, 2)), _normal(4, (2,)))
     np.testing.assert_allclose(jax.jit(conv1d)(p1, x[0]), conv1d(p1, x[0]), rtol=1e-6)
+
+
+def test_shape_checks_add_nothing_to_the_traced_program() -> None:
+    """The chex checks run at trace time only: the program is the convolution and the bias add."""
+    from functrain.layers import _conv_jvp
+
+    params = ConvParams(jnp.ones((3, 3, 2, 4)), jnp.zeros(4))
+    x = jnp.ones((2, 6, 6, 2))
+    ours = jax.make_jaxpr(lambda p, z: conv2d(p, z, stride=2))(params, x)
+    bare = jax.make_jaxpr(lambda p, z: _conv_jvp.conv(z, p.w, (2, 2), "SAME", (1, 1), 2) + p.b)(params, x)
+    assert [e.primitive for e in ours.eqns] == [e.primitive for e in bare.eqns]
 
 
 # ---------------------------------------------- gradients (CPU patches-based kernel gradient, jax#12868)
@@ -239,13 +276,13 @@ GRAD_CASES = [  # (spatial, input spatial shape, kernel, stride, padding, dilati
 def _grad_case(spatial: int, size: tuple[int, ...], k: tuple[int, ...], stride: int | tuple[int, ...],
                padding: PaddingLike, dilation: int | tuple[int, ...], batched: bool = True
                ) -> tuple[ConvParams, jax.Array, jax.Array, tuple[int, ...], tuple[int, ...]]:
-    kx, kw, kb, kr = jax.random.split(jax.random.key(spatial * 100 + sum(size)), 4)
-    x = jax.random.normal(kx, (2, *size, 3))
-    params = ConvParams(jax.random.normal(kw, (*k, 3, 4)), jax.random.normal(kb, (4,)))
+    seed = spatial * 100 + sum(size)
+    x = _normal(seed, (2, *size, 3))
+    params = ConvParams(_normal(seed + 1, (*k, 3, 4)), _normal(seed + 2, (4,)))
     s = (stride,) * spatial if isinstance(stride, int) else stride
     d = (dilation,) * spatial if isinstance(dilation, int) else dilation
-    out = _lax_conv(params, x, s, padding, d)
-    r = jax.random.normal(kr, out.shape)
+    out = jax.eval_shape(lambda: _lax_conv(params, x, s, padding, d))
+    r = _normal(seed + 3, out.shape)
     return params, x, r, s, d
 
 
@@ -263,7 +300,7 @@ def test_conv_gradients_match_lax_and_float64(case: tuple[object, ...]) -> None:
         return jnp.sum(_lax_conv(p, xx, s, padding, d) * r)  # type: ignore[arg-type]  # as above
 
     gp, gx = jax.jit(jax.grad(loss, argnums=(0, 1)))(params, x)
-    rp, rx = jax.grad(loss_lax, argnums=(0, 1))(params, x)
+    rp, rx = jax.jit(jax.grad(loss_lax, argnums=(0, 1)))(params, x)
     np.testing.assert_allclose(gp.w, rp.w, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(gp.b, rp.b, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(gx, rx, rtol=1e-5, atol=1e-5)
@@ -274,8 +311,8 @@ def test_conv_gradients_match_lax_and_float64(case: tuple[object, ...]) -> None:
     if padding != "SAME":
         return
     # One example (no batch axis) gives the per-example gradients.
-    g0 = jax.grad(lambda p: jnp.sum(op(p, x[0], stride=s, padding=padding, dilation=d) * r[0]))(params)
-    r0 = jax.grad(lambda p: jnp.sum(_lax_conv(p, x[:1], s, padding, d) * r[:1]))(params)
+    g0 = jax.jit(jax.grad(lambda p: jnp.sum(op(p, x[0], stride=s, padding=padding, dilation=d) * r[0])))(params)
+    r0 = jax.jit(jax.grad(lambda p: jnp.sum(_lax_conv(p, x[:1], s, padding, d) * r[:1])))(params)
     np.testing.assert_allclose(g0.w, r0.w, rtol=1e-5, atol=1e-5)
 
 
@@ -304,10 +341,10 @@ def test_conv_gradients_under_vmap_over_kernels() -> None:
     g = jax.jit(jax.vmap(jax.grad(loss, argnums=(0, 1)), in_axes=(0, None)))(stacked, x)
     # Ensemble members also with their own inputs (both operands batched).
     xs = jnp.stack([x, x + 1.0, 2 * x])
-    gb = jax.vmap(jax.grad(loss, argnums=(0, 1)))(stacked, xs)
+    gb = jax.jit(jax.vmap(jax.grad(loss, argnums=(0, 1))))(stacked, xs)
+    ref = jax.jit(jax.grad(lambda p, xx: jnp.sum(_lax_conv(p, xx, s, "SAME", d) * r), argnums=(0, 1)))
     for i in range(3):
         p_i = ConvParams(stacked.w[i], stacked.b[i])
-        ref = jax.grad(lambda p, xx: jnp.sum(_lax_conv(p, xx, s, "SAME", d) * r), argnums=(0, 1))
         rp, rx = ref(p_i, x)
         np.testing.assert_allclose(g[0].w[i], rp.w, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(g[0].b[i], rp.b, rtol=1e-5, atol=1e-5)
@@ -318,8 +355,8 @@ def test_conv_gradients_under_vmap_over_kernels() -> None:
 
 
 def test_conv_gradients_inside_scan_match_python_loop() -> None:
-    x = jax.random.normal(KEY, (4, 2, 6, 6, 2))  # 4 steps of a batch of 2
-    p0 = ConvParams(jax.random.normal(jax.random.key(1), (3, 3, 2, 3)) * 0.3, jnp.zeros(3))
+    x = _normal(0, (4, 2, 6, 6, 2))  # 4 steps of a batch of 2
+    p0 = ConvParams(_normal(1, (3, 3, 2, 3)) * 0.3, jnp.zeros(3))
 
     def step(p: ConvParams, xx: jax.Array, conv: object) -> ConvParams:
         g = jax.grad(lambda q: jnp.mean(jnp.tanh(conv(q, xx)) ** 2))(p)  # type: ignore[operator]  # conv is a conv fn
@@ -332,9 +369,10 @@ def test_conv_gradients_inside_scan_match_python_loop() -> None:
         return _lax_conv(p, xx, (2, 2), "VALID", (1, 1))
 
     scanned, _ = jax.jit(lambda p: jax.lax.scan(lambda c, xx: (step(c, xx, ours), None), p, x))(p0)
+    stock_step = jax.jit(lambda p, xx: step(p, xx, stock))
     ref = p0
     for t in range(4):
-        ref = step(ref, x[t], stock)
+        ref = stock_step(ref, x[t])
     assert float(jnp.max(jnp.abs(ref.w - p0.w))) > 1e-3  # the steps moved the kernel
     np.testing.assert_allclose(scanned.w, ref.w, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(scanned.b, ref.b, rtol=1e-5, atol=1e-6)
@@ -349,8 +387,9 @@ def test_conv_forward_mode_and_second_order() -> None:
     def f_lax(w: jax.Array) -> jax.Array:
         return jnp.sum(jnp.tanh(_lax_conv(ConvParams(w, params.b), x, s, "VALID", d)) * r)
 
-    dw = jax.random.normal(jax.random.key(7), params.w.shape)
-    _, t = jax.jvp(f, (params.w,), (dw,))
-    _, t_ref = jax.jvp(f_lax, (params.w,), (dw,))
+    dw = _normal(7, params.w.shape)
+    _, t = jax.jit(lambda w, v: jax.jvp(f, (w,), (v,)))(params.w, dw)
+    _, t_ref = jax.jit(lambda w, v: jax.jvp(f_lax, (w,), (v,)))(params.w, dw)
     np.testing.assert_allclose(t, t_ref, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(jax.hessian(f)(params.w), jax.hessian(f_lax)(params.w), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(jax.jit(jax.hessian(f))(params.w), jax.jit(jax.hessian(f_lax))(params.w),
+                               rtol=1e-4, atol=1e-5)

@@ -24,6 +24,11 @@ from functrain.layers import (
 KEY = jax.random.key(0)
 
 
+def _normal(seed: int, shape: tuple[int, ...]) -> jax.Array:
+    """Test inputs from NumPy (a jax.random draw compiles a program per shape, ~0.5 s each)."""
+    return jnp.asarray(np.random.default_rng(seed).standard_normal(shape), jnp.float32)
+
+
 def pool_reference(x: np.ndarray, window: Sequence[int], stride: Sequence[int], padding: str,
                    kind: str) -> np.ndarray:
     """Loop over windows of (N, *spatial, C); SAME pads (total // 2 before); avg counts real cells only."""
@@ -60,7 +65,7 @@ CASES = [((2, 2), None, "VALID"), ((3, 3), (2, 2), "VALID"), ((3, 3), (2, 2), "S
 @pytest.mark.parametrize("kind", ["max", "avg"])
 def test_pool2d_matches_numpy(window: tuple[int, int], stride: tuple[int, int] | None, padding: str,
                               kind: str) -> None:
-    x = jax.random.normal(KEY, (2, 7, 6, 3))
+    x = _normal(0, (2, 7, 6, 3))
     fn = max_pool if kind == "max" else avg_pool
     y = fn(x, window, stride=stride, padding=padding)  # type: ignore[arg-type]  # padding is a valid literal
     ref = pool_reference(np.asarray(x), window, stride or window, padding, kind)
@@ -70,17 +75,17 @@ def test_pool2d_matches_numpy(window: tuple[int, int], stride: tuple[int, int] |
 
 @pytest.mark.parametrize("kind", ["max", "avg"])
 def test_pool1d_and_one_example(kind: str) -> None:
-    x = jax.random.normal(KEY, (2, 9, 4))
+    x = _normal(0, (2, 9, 4))
     fn = max_pool if kind == "max" else avg_pool
     y = fn(x, (3,), stride=2, padding="SAME")
     np.testing.assert_allclose(y, pool_reference(np.asarray(x), (3,), (2,), "SAME", kind), rtol=1e-5, atol=1e-6)
     # One example (no batch axis) equals the batched result.
-    img = jax.random.normal(KEY, (6, 6, 2))
+    img = _normal(0, (6, 6, 2))
     np.testing.assert_allclose(fn(img, 2), fn(img[None], 2)[0], rtol=1e-6)
 
 
 def test_pool_explicit_padding() -> None:
-    x = jax.random.normal(KEY, (1, 4, 4, 1))
+    x = _normal(0, (1, 4, 4, 1))
     y = max_pool(x, 2, padding=((1, 1), (1, 1)))
     xp = np.pad(np.asarray(x)[0, :, :, 0], 1, constant_values=-np.inf)
     ref = xp.reshape(3, 2, 3, 2).max((1, 3))
@@ -93,27 +98,37 @@ def test_pool_explicit_padding() -> None:
 
 
 def test_global_avg_pool_and_flatten() -> None:
-    x = jax.random.normal(KEY, (2, 3, 4, 5))
+    x = _normal(0, (2, 3, 4, 5))
     np.testing.assert_allclose(global_avg_pool(x), np.asarray(x, np.float64).mean((1, 2)), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(global_avg_pool(x[0], batch_dims=0), np.asarray(x[0]).mean((0, 1)), rtol=1e-5)
     assert flatten(x).shape == (2, 60)
     np.testing.assert_array_equal(flatten(x), np.asarray(x).reshape(2, -1))
     assert flatten(x, batch_dims=0).shape == (120,)
     assert flatten(x, batch_dims=2).shape == (2, 3, 20)
-    with pytest.raises(ValueError, match=r"global_avg_pool: with batch_dims=1 expected an input of rank >= 3"):
+    with pytest.raises(ValueError, match=r"^global_avg_pool: argument 'x' must be an array of rank >= 3 "
+                                         r"\(\*batch, \*spatial, C\) for batch_dims=1, got an array of shape \(2, 3\)"):
         global_avg_pool(jnp.ones((2, 3)))
-    with pytest.raises(ValueError, match="flatten: argument 'batch_dims'"):
+    with pytest.raises(ValueError, match=r"^flatten: argument 'batch_dims' must be an int >= 0, got -1$"):
         flatten(x, batch_dims=-1)
+    with pytest.raises(ValueError, match=r"^flatten: argument 'x' must be an array of rank >= 5 for batch_dims=5"):
+        flatten(x, batch_dims=5)
 
 
 def test_pool_shape_errors() -> None:
-    with pytest.raises(ValueError, match=r"max_pool: the window \(5, 5\).*larger than the input's spatial size "
-                                         r"\(4, 4\).*\(1, 4, 4, 2\)"):
+    with pytest.raises(ValueError, match=r"^max_pool: argument 'x' must be an array whose spatial sizes fit the "
+                                         r"window \(5, 5\).*got a traced array of shape \(1, 4, 4, 2\).*spatial "
+                                         r"size \(4, 4\) is too small"):
         jax.jit(lambda x: max_pool(x, 5))(jnp.ones((1, 4, 4, 2)))
-    with pytest.raises(ValueError, match=r"avg_pool: a window of 2 spatial dims \(2, 2\) expects an input of rank 4"):
+    with pytest.raises(ValueError, match=r"^avg_pool: argument 'x' must be an array of rank 3 or 4 \(N, H, W, C\) "
+                                         r"or \(H, W, C\) for one example, got an array of shape \(4, 2\)"):
         avg_pool(jnp.ones((4, 2)), 2)
-    with pytest.raises(ValueError, match="max_pool: argument 'window'"):
+    with pytest.raises(ValueError, match=r"^max_pool: argument 'window' must be an int or a sequence of 2 ints, "
+                                         r"each >= 1, got tuple \(2, 0\)$"):
         max_pool(jnp.ones((1, 4, 4, 2)), (2, 0))
+    with pytest.raises(TypeError, match=r"^max_pool: argument 'stride' must be an int or a sequence of 2 ints"):
+        max_pool(jnp.ones((1, 4, 4, 2)), 2, stride="2")  # type: ignore[arg-type]  # deliberately wrong
+    with pytest.raises(ValueError, match=r"^avg_pool: argument 'padding' must be 'SAME', 'VALID'.*got 'valid'$"):
+        avg_pool(jnp.ones((1, 4, 4, 2)), 2, padding="valid")  # type: ignore[arg-type]  # deliberately wrong
 
 
 def test_pool_layers() -> None:
@@ -123,22 +138,29 @@ def test_pool_layers() -> None:
     assert out == (5, 4, 3, 3)
     _, _, out = MaxPool((2,)).init(KEY, (-1, 9, 4))
     assert out == (-1, 4, 4)
-    x = jax.random.normal(KEY, (2, 7, 6, 3))
+    x = _normal(0, (2, 7, 6, 3))
     y, _ = AvgPool(2, 1).apply((), (), x, train=False)
     np.testing.assert_allclose(y, avg_pool(x, 2, stride=1), rtol=1e-6)
     assert GlobalAvgPool.init(KEY, (-1, 7, 6, 3))[2] == (-1, 3)
     assert Flatten.init(KEY, (-1, 7, 6, 3))[2] == (-1, 126)
     assert Flatten.apply((), (), x, train=False)[0].shape == (2, 126)
-    with pytest.raises(ValueError, match=r"MaxPool\(\(4, 4\)\): the window \(4, 4\).*\(-1, 3, 6, 3\)"):
+    with pytest.raises(ValueError, match=r"^MaxPool: argument 'input_shape' must be a shape whose spatial sizes "
+                                         r"fit the window \(4, 4\).*got tuple \(-1, 3, 6, 3\)"):
         MaxPool(4).init(KEY, (-1, 3, 6, 3))
-    with pytest.raises(ValueError, match=r"MaxPool\(\(2, 2\)\): expected an input_shape of rank 4"):
+    with pytest.raises(ValueError, match=r"^MaxPool: argument 'input_shape' must be a shape of rank 4 "
+                                         r"\(N, H, W, C\)"):
         MaxPool(2).init(KEY, (-1, 6, 3))
-    with pytest.raises(ValueError, match=r"GlobalAvgPool: expected an input_shape of rank >= 3"):
+    with pytest.raises(ValueError, match=r"^MaxPool: argument 'x' must be an array of rank 4 \(N, H, W, C\), got "
+                                         r"an array of shape \(7, 6, 3\)"):
+        MaxPool(2).apply((), (), x[0], train=False)
+    with pytest.raises(ValueError, match=r"^GlobalAvgPool: argument 'input_shape' must be a shape of rank >= 3"):
         GlobalAvgPool.init(KEY, (-1, 6))
+    with pytest.raises(ValueError, match=r"^AvgPool: argument 'window' must be an int or a non-empty sequence"):
+        AvgPool(())
 
 
 def test_pool_jit_grad_vmap() -> None:
-    x = jax.random.normal(KEY, (2, 4, 4, 3))
+    x = _normal(0, (2, 4, 4, 3))
     g = jax.jit(jax.grad(lambda z: jnp.sum(max_pool(z, 2))))(x)
     # The gradient of a max pool routes 1 to each window's argmax.
     ref = np.zeros((2, 4, 4, 3))
@@ -148,10 +170,15 @@ def test_pool_jit_grad_vmap() -> None:
         u, v = np.unravel_index(np.argmax(win), (2, 2))
         ref[n, 2 * i + u, 2 * j + v, c] = 1.0
     np.testing.assert_array_equal(np.asarray(g), ref)
-    g = jax.grad(lambda z: jnp.sum(avg_pool(z, 2)))(x)
+    g = jax.jit(jax.grad(lambda z: jnp.sum(avg_pool(z, 2))))(x)
     np.testing.assert_allclose(g, 0.25, rtol=1e-6)
-    stack = jax.random.normal(KEY, (3, 2, 4, 4, 3))
-    np.testing.assert_allclose(jax.vmap(lambda z: avg_pool(z, 2))(stack), avg_pool(stack.reshape(6, 4, 4, 3), 2)
-                               .reshape(3, 2, 2, 2, 3), rtol=1e-6)
-    np.testing.assert_allclose(jax.vmap(global_avg_pool)(stack), stack.mean((2, 3)), rtol=1e-5)
-    assert jax.vmap(flatten)(stack).shape == (3, 2, 48)
+    stack = _normal(1, (3, 2, 4, 4, 3))
+    sn = np.asarray(stack, np.float64)
+
+    def pooled(z: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        return avg_pool(z, 2), global_avg_pool(z), flatten(z)
+
+    a, gap, flat = jax.jit(jax.vmap(pooled))(stack)
+    np.testing.assert_allclose(a, sn.reshape(3, 2, 2, 2, 2, 2, 3).mean((3, 5)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(gap, sn.mean((2, 3)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(flat, np.asarray(stack).reshape(3, 2, 48))

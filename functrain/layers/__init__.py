@@ -1,6 +1,6 @@
 """Layers: pure ops over NamedTuple parameters, and composable ``Layer(init, apply)`` values.
 
-Ops (work on one example or a batch; shapes checked at trace time, before XLA)::
+Ops (work on one example or a batch; shapes checked by chex at trace time, before XLA)::
 
     dense(DenseParams(w, b), x)                                  # x @ w + b
     conv1d / conv2d(ConvParams(w, b), x, stride=1, padding="SAME", dilation=1)   # NWC / NHWC, HWIO
@@ -13,11 +13,30 @@ Ops (work on one example or a batch; shapes checked at trace time, before XLA)::
 ``init_*`` functions build the parameters, taking initializers (defaults: ``glorot_uniform`` kernels,
 zero biases, unit normalization scales).
 
-Composable layers (stax convention; ``input_shape`` includes a leading batch axis that may be -1)::
+Composable layers (stax convention; ``input_shape`` includes a leading batch axis that may be -1).
+Constructors such as ``Dense(10)`` take hyperparameters; ``Relu``, ``Tanh``, ``Sigmoid``, ``Gelu``,
+``Softmax``, ``LogSoftmax``, ``Flatten``, ``GlobalAvgPool`` and ``Identity`` are ready-made values,
+and ``Concatenate`` joins the outputs of ``parallel(...)`` branches:
 
-    model = serial(Conv2D(32, 3), Relu, MaxPool(2), Flatten, Dropout(0.5), Dense(10))
-    params, state, out_shape = model.init(key, (-1, 28, 28, 1))
-    y, state = model.apply(params, state, x, key=key, train=True)
+>>> L = ft.layers
+>>> model = L.serial(L.Conv2D(4, 3), L.Relu, L.MaxPool(2), L.Flatten, L.Dropout(0.5), L.Dense(10),
+...                  L.LogSoftmax)
+>>> params, state, out_shape = model.init(jax.random.key(0), (-1, 8, 8, 1))
+>>> log_probs, state = model.apply(params, state, jnp.ones((2, 8, 8, 1)), train=False)  # evaluation
+>>> out_shape, log_probs.shape
+((-1, 10), (2, 10))
+>>> head = L.serial(L.GlobalAvgPool, L.Tanh, L.Sigmoid, L.Gelu, L.Softmax)
+>>> head.init(jax.random.key(0), (-1, 8, 8, 4))[2]
+(-1, 4)
+>>> block = L.serial(L.parallel(L.Conv2D(2, 1), L.Identity), L.Concatenate)
+>>> block.init(jax.random.key(0), (-1, 8, 8, 3))[2]
+(-1, 8, 8, 5)
+
+Modules: :mod:`~functrain.layers.base` (the ``Layer`` protocol), :mod:`~functrain.layers.dense`,
+:mod:`~functrain.layers.conv`, :mod:`~functrain.layers.pooling`,
+:mod:`~functrain.layers.normalization` (batch and layer norm), :mod:`~functrain.layers.weight_norm`,
+:mod:`~functrain.layers.dropout`, :mod:`~functrain.layers.activations`,
+:mod:`~functrain.layers.combinators` (``serial``, ``parallel``, ``Residual``).
 """
 
 from functrain.layers.activations import (
@@ -69,18 +88,10 @@ from functrain.layers.normalization import (
     BatchNormState,
     LayerNorm,
     LayerNormParams,
-    WeightNormConv2D,
-    WeightNormDense,
-    WeightNormParams,
     batch_norm,
     init_batch_norm,
     init_layer_norm,
-    init_weight_norm,
     layer_norm,
-    weight_norm,
-    weight_norm_conv1d,
-    weight_norm_conv2d,
-    weight_norm_dense,
 )
 from functrain.layers.pooling import (
     AvgPool,
@@ -91,6 +102,16 @@ from functrain.layers.pooling import (
     flatten,
     global_avg_pool,
     max_pool,
+)
+from functrain.layers.weight_norm import (
+    WeightNormConv2D,
+    WeightNormDense,
+    WeightNormParams,
+    init_weight_norm,
+    weight_norm,
+    weight_norm_conv1d,
+    weight_norm_conv2d,
+    weight_norm_dense,
 )
 
 __all__ = [

@@ -16,7 +16,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Float
 
-from functrain.layers.base import Layer, _stateless
+from functrain import _validate
+from functrain.layers.base import Layer, stateless
 from functrain.typing import Array
 
 __all__ = [
@@ -48,6 +49,10 @@ def relu(x: Float[Array, "..."]) -> Float[Array, "..."]:
 
     Returns:
         ``max(x, 0)`` elementwise, same shape and dtype.
+
+    Example:
+        >>> ft.layers.relu(jnp.array([-2.0, 0.0, 3.0])).tolist()
+        [0.0, 0.0, 3.0]
     """
     return jax.nn.relu(x)
 
@@ -61,6 +66,10 @@ def leaky_relu(x: Float[Array, "..."], negative_slope: float = 0.01) -> Float[Ar
 
     Returns:
         Same shape and dtype as ``x``.
+
+    Example:
+        >>> [round(v, 4) for v in ft.layers.leaky_relu(jnp.array([-2.0, 3.0]), 0.1).tolist()]
+        [-0.2, 3.0]
     """
     return jax.nn.leaky_relu(x, negative_slope)
 
@@ -74,6 +83,10 @@ def elu(x: Float[Array, "..."], alpha: float = 1.0) -> Float[Array, "..."]:
 
     Returns:
         Same shape and dtype as ``x``.
+
+    Example:
+        >>> [round(v, 4) for v in ft.layers.elu(jnp.array([-1.0, 2.0])).tolist()]  # e^-1 - 1
+        [-0.6321, 2.0]
     """
     return jax.nn.elu(x, alpha)
 
@@ -91,6 +104,10 @@ def gelu(x: Float[Array, "..."], approximate: bool = False) -> Float[Array, "...
 
     Returns:
         Same shape and dtype as ``x``.
+
+    Example:
+        >>> [round(v, 4) for v in ft.layers.gelu(jnp.array([-1.0, 0.0, 1.0])).tolist()]
+        [-0.1587, 0.0, 0.8413]
     """
     return jax.nn.gelu(x, approximate=approximate)
 
@@ -103,6 +120,10 @@ def tanh(x: Float[Array, "..."]) -> Float[Array, "..."]:
 
     Returns:
         Same shape and dtype as ``x``.
+
+    Example:
+        >>> [round(v, 4) for v in ft.layers.tanh(jnp.array([0.0, 1.0])).tolist()]
+        [0.0, 0.7616]
     """
     return jnp.tanh(x)
 
@@ -115,6 +136,10 @@ def sigmoid(x: Float[Array, "..."]) -> Float[Array, "..."]:
 
     Returns:
         Same shape and dtype as ``x``.
+
+    Example:
+        >>> ft.layers.sigmoid(jnp.array([0.0])).tolist()
+        [0.5]
     """
     return jax.nn.sigmoid(x)
 
@@ -128,6 +153,11 @@ def softmax(x: Float[Array, "..."], axis: int = -1) -> Float[Array, "..."]:
 
     Returns:
         Probabilities, same shape and dtype as ``x``.
+
+    Example:
+        >>> p = ft.layers.softmax(jnp.array([[1.0, 1.0, 1.0, 1.0]]))
+        >>> p.tolist()
+        [[0.25, 0.25, 0.25, 0.25]]
     """
     return jax.nn.softmax(x, axis=axis)
 
@@ -141,6 +171,11 @@ def log_softmax(x: Float[Array, "..."], axis: int = -1) -> Float[Array, "..."]:
 
     Returns:
         Log-probabilities, same shape and dtype as ``x``.
+
+    Example:
+        >>> lp = ft.layers.log_softmax(jnp.array([0.0, 0.0]))
+        >>> [round(v, 4) for v in lp.tolist()]  # log(1/2)
+        [-0.6931, -0.6931]
     """
     return jax.nn.log_softmax(x, axis=axis)
 
@@ -155,53 +190,92 @@ def Elementwise(fn: Callable[[Array], Array], name: str | None = None) -> Layer:
 
     Returns:
         A :class:`~functrain.layers.Layer` with ``params = state = ()``; the output shape is the input shape.
+
+    Raises:
+        TypeError: ``fn`` is not callable or ``name`` not a string.
+
+    Example:
+        >>> layer = ft.layers.Elementwise(jnp.abs)
+        >>> y, _ = layer.apply((), (), jnp.array([[-1.0, 2.0]]), train=False)
+        >>> y.tolist()
+        [[1.0, 2.0]]
     """
-    if not callable(fn):
-        raise TypeError(f"Elementwise: argument 'fn' must be callable, got {fn!r}")
-    label = name if name is not None else f"Elementwise({getattr(fn, '__name__', repr(fn))})"
-    return _stateless(label, fn)
+    who = "Elementwise"
+    _validate.check_callable(fn, who, "fn", "a function of an array")
+    if name is not None and not isinstance(name, str):
+        _validate.fail(who, "name", "a string or None", name, error=TypeError)
+    return stateless(name if name is not None else who, fn)
 
 
-Relu: Layer = _stateless("Relu", relu)
+Relu: Layer = stateless("Relu", relu)
 """Layer applying :func:`relu`."""
 
-Tanh: Layer = _stateless("Tanh", tanh)
+Tanh: Layer = stateless("Tanh", tanh)
 """Layer applying :func:`tanh`."""
 
-Sigmoid: Layer = _stateless("Sigmoid", sigmoid)
+Sigmoid: Layer = stateless("Sigmoid", sigmoid)
 """Layer applying :func:`sigmoid`."""
 
-Gelu: Layer = _stateless("Gelu", gelu)
+Gelu: Layer = stateless("Gelu", gelu)
 """Layer applying the exact :func:`gelu` ``x Phi(x)``."""
 
-Softmax: Layer = _stateless("Softmax", softmax)
+Softmax: Layer = stateless("Softmax", softmax)
 """Layer applying :func:`softmax` over the last axis."""
 
-LogSoftmax: Layer = _stateless("LogSoftmax", log_softmax)
+LogSoftmax: Layer = stateless("LogSoftmax", log_softmax)
 """Layer applying :func:`log_softmax` over the last axis."""
 
 
 def LeakyRelu(negative_slope: float = 0.01) -> Layer:  # noqa: N802 (layer constructor)
-    """Layer applying :func:`leaky_relu` with the given ``negative_slope`` (default 0.01).
+    """Layer applying :func:`leaky_relu` with the given ``negative_slope``.
+
+    Args:
+        negative_slope: slope for negative inputs, a concrete number (default 0.01).
+
+    Returns:
+        The layer (``params = state = ()``).
 
     Raises:
-        TypeError: if ``negative_slope`` is not a number.
+        TypeError: ``negative_slope`` is not a concrete number.
+        ValueError: ``negative_slope`` is NaN or infinite.
+
+    Example:
+        >>> layer = ft.layers.LeakyRelu(0.2)
+        >>> y, _ = layer.apply((), (), jnp.array([[-1.0, 1.0]]), train=False)
+        >>> [round(v, 4) for v in y[0].tolist()]
+        [-0.2, 1.0]
     """
     slope = _number(negative_slope, "negative_slope", "LeakyRelu")
-    return _stateless(f"LeakyRelu({slope})", lambda x: leaky_relu(x, slope))
+    return stateless("LeakyRelu", lambda x: leaky_relu(x, slope))
 
 
 def Elu(alpha: float = 1.0) -> Layer:  # noqa: N802 (layer constructor)
-    """Layer applying :func:`elu` with the given ``alpha`` (default 1).
+    """Layer applying :func:`elu` with the given ``alpha``.
+
+    Args:
+        alpha: ``-alpha`` is the saturation value for large negative inputs, a concrete number
+            (default 1).
+
+    Returns:
+        The layer (``params = state = ()``).
 
     Raises:
-        TypeError: if ``alpha`` is not a number.
+        TypeError: ``alpha`` is not a concrete number.
+        ValueError: ``alpha`` is NaN or infinite.
+
+    Example:
+        >>> layer = ft.layers.Elu(2.0)
+        >>> params, state, out_shape = layer.init(jax.random.key(0), (-1, 5))
+        >>> params, state, out_shape
+        ((), (), (-1, 5))
     """
     a = _number(alpha, "alpha", "Elu")
-    return _stateless(f"Elu({a})", lambda x: elu(x, a))
+    return stateless("Elu", lambda x: elu(x, a))
 
 
-def _number(value: float, name: str, who: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{who}: argument '{name}' must be a number, got {value!r}")
-    return float(value)
+def _number(value: object, name: str, who: str) -> float:
+    """A concrete, finite number (layer hyperparameters are fixed when the layer is built)."""
+    v = _validate.check_number(value, who, name, finite=True)
+    if v is None:
+        _validate.fail(who, name, "a concrete (not traced) finite number", value, error=TypeError)
+    return v

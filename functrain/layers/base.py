@@ -20,6 +20,9 @@ A :class:`Layer` is a pair of pure functions (the ``jax.example_libraries.stax``
 :class:`Branches` (made by :func:`~functrain.layers.parallel`) maps one input to a tuple of outputs,
 and :class:`Join` (e.g. :data:`~functrain.layers.Concatenate`) maps a tuple back to one array; in
 :func:`~functrain.layers.serial` a ``Branches`` must be followed directly by a ``Join``.
+
+Shared within :mod:`functrain.layers` (not exported): :func:`stateless`, which builds the
+parameter-free layers (activations, ``Flatten``, ``Identity`` ...).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import NamedTuple, Protocol
 
-from functrain.layers._util import check_input_shape
+from functrain.layers._geometry import check_input_shape
 from functrain.typing import Array, PRNGKey, PyTree, Shape
 
 __all__ = [
@@ -44,7 +47,14 @@ __all__ = [
 
 
 class InitFn(Protocol):
-    """``init(key, input_shape) -> (params, state, output_shape)``; shapes include the batch axis."""
+    """``init(key, input_shape) -> (params, state, output_shape)``; shapes include the batch axis.
+
+    Example:
+        >>> init: ft.layers.InitFn = ft.layers.Dense(3).init
+        >>> params, state, out_shape = init(jax.random.key(0), (-1, 2))
+        >>> out_shape
+        (-1, 3)
+    """
 
     def __call__(self, key: PRNGKey, input_shape: Sequence[int], /) -> tuple[PyTree, PyTree, Shape]:
         """Initialize parameters and state for inputs of ``input_shape``."""
@@ -52,7 +62,16 @@ class InitFn(Protocol):
 
 
 class ApplyFn(Protocol):
-    """``apply(params, state, x, *, key=None, train) -> (y, new_state)``."""
+    """``apply(params, state, x, *, key=None, train) -> (y, new_state)``.
+
+    Example:
+        >>> layer = ft.layers.Dense(3)
+        >>> params, state, _ = layer.init(jax.random.key(0), (-1, 2))
+        >>> apply: ft.layers.ApplyFn = layer.apply
+        >>> y, state = apply(params, state, jnp.ones((4, 2)), train=False)
+        >>> y.shape
+        (4, 3)
+    """
 
     def __call__(
         self, params: PyTree, state: PyTree, x: Array, /, *, key: PRNGKey | None = None, train: bool
@@ -67,6 +86,16 @@ class Layer(NamedTuple):
     Attributes:
         init: ``init(key, input_shape) -> (params, state, output_shape)``.
         apply: ``apply(params, state, x, *, key=None, train) -> (y, new_state)``.
+
+    Example:
+        >>> def init(key, input_shape):
+        ...     return jnp.ones(()), (), tuple(input_shape)
+        >>> def apply(params, state, x, *, key=None, train):
+        ...     return params * 2.0 * x, state
+        >>> double = ft.layers.Layer(init, apply)  # a custom layer: y = 2 a x, a learned
+        >>> params, state, _ = double.init(jax.random.key(0), (-1, 3))
+        >>> double.apply(params, state, jnp.ones((1, 3)), train=False)[0].tolist()
+        [[2.0, 2.0, 2.0]]
     """
 
     init: InitFn
@@ -74,7 +103,13 @@ class Layer(NamedTuple):
 
 
 class BranchesInitFn(Protocol):
-    """``init(key, input_shape) -> (params, state, output_shapes)``, one output shape per branch."""
+    """``init(key, input_shape) -> (params, state, output_shapes)``, one output shape per branch.
+
+    Example:
+        >>> init: ft.layers.BranchesInitFn = ft.layers.parallel(ft.layers.Dense(2), ft.layers.Dense(5)).init
+        >>> init(jax.random.key(0), (-1, 3))[2]
+        ((-1, 2), (-1, 5))
+    """
 
     def __call__(
         self, key: PRNGKey, input_shape: Sequence[int], /
@@ -84,7 +119,15 @@ class BranchesInitFn(Protocol):
 
 
 class BranchesApplyFn(Protocol):
-    """``apply(params, state, x, *, key=None, train) -> (ys, new_state)``, one output per branch."""
+    """``apply(params, state, x, *, key=None, train) -> (ys, new_state)``, one output per branch.
+
+    Example:
+        >>> branches = ft.layers.parallel(ft.layers.Identity, ft.layers.Relu)
+        >>> apply: ft.layers.BranchesApplyFn = branches.apply
+        >>> ys, _ = apply(((), ()), ((), ()), jnp.array([[-1.0, 2.0]]), train=False)
+        >>> [y.tolist() for y in ys]
+        [[[-1.0, 2.0]], [[0.0, 2.0]]]
+    """
 
     def __call__(
         self, params: PyTree, state: PyTree, x: Array, /, *, key: PRNGKey | None = None, train: bool
@@ -99,6 +142,14 @@ class Branches(NamedTuple):
     Attributes:
         init: ``init(key, input_shape) -> (params, state, output_shapes)``.
         apply: ``apply(params, state, x, *, key=None, train) -> (ys, new_state)``.
+
+    Example:
+        >>> branches = ft.layers.parallel(ft.layers.Dense(2), ft.layers.Dense(3))
+        >>> isinstance(branches, ft.layers.Branches)
+        True
+        >>> params, state, shapes = branches.init(jax.random.key(0), (-1, 4))
+        >>> shapes
+        ((-1, 2), (-1, 3))
     """
 
     init: BranchesInitFn
@@ -106,7 +157,13 @@ class Branches(NamedTuple):
 
 
 class JoinInitFn(Protocol):
-    """``init(key, input_shapes) -> (params, state, output_shape)``."""
+    """``init(key, input_shapes) -> (params, state, output_shape)``.
+
+    Example:
+        >>> init: ft.layers.JoinInitFn = ft.layers.Concatenate.init
+        >>> init(jax.random.key(0), [(-1, 2), (-1, 5)])[2]
+        (-1, 7)
+    """
 
     def __call__(
         self, key: PRNGKey, input_shapes: Sequence[Sequence[int]], /
@@ -116,7 +173,14 @@ class JoinInitFn(Protocol):
 
 
 class JoinApplyFn(Protocol):
-    """``apply(params, state, xs, *, key=None, train) -> (y, new_state)``."""
+    """``apply(params, state, xs, *, key=None, train) -> (y, new_state)``.
+
+    Example:
+        >>> apply: ft.layers.JoinApplyFn = ft.layers.Concatenate.apply
+        >>> y, _ = apply((), (), [jnp.ones((4, 2)), jnp.zeros((4, 5))], train=False)
+        >>> y.shape
+        (4, 7)
+    """
 
     def __call__(
         self, params: PyTree, state: PyTree, xs: Sequence[Array], /, *, key: PRNGKey | None = None,
@@ -132,13 +196,24 @@ class Join(NamedTuple):
     Attributes:
         init: ``init(key, input_shapes) -> (params, state, output_shape)``.
         apply: ``apply(params, state, xs, *, key=None, train) -> (y, new_state)``.
+
+    Example:
+        >>> def init(key, input_shapes):
+        ...     return (), (), tuple(input_shapes[0])
+        >>> def apply(params, state, xs, *, key=None, train):
+        ...     return sum(xs), state
+        >>> add = ft.layers.Join(init, apply)  # a custom join: the sum of the branches
+        >>> block = ft.layers.serial(ft.layers.parallel(ft.layers.Identity, ft.layers.Identity), add)
+        >>> params, state, _ = block.init(jax.random.key(0), (-1, 2))
+        >>> block.apply(params, state, jnp.ones((1, 2)), train=False)[0].tolist()
+        [[2.0, 2.0]]
     """
 
     init: JoinInitFn
     apply: JoinApplyFn
 
 
-def _stateless(
+def stateless(
     name: str,
     fn: Callable[[Array], Array],
     output_shape: Callable[[Shape], Shape] | None = None,
@@ -146,6 +221,9 @@ def _stateless(
     min_rank: int = 1,
 ) -> Layer:
     """A layer with no parameters and no state: ``y = fn(x)``; ``params = state = ()``.
+
+    Shared within :mod:`functrain.layers` (activations, pooling, ``Identity``); users write
+    :func:`~functrain.layers.Elementwise` instead.
 
     Args:
         name: the layer's name in error messages.

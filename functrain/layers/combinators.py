@@ -12,28 +12,37 @@
   projection otherwise (a dense layer for ``(N, C)`` inputs, a strided 1x1 convolution for images).
 * :data:`Identity` passes its input through.
 
-Example (the lesson's convolutional network)::
+Example (a small convolutional network, and an Inception-style block with a pass-through branch):
 
-    model = serial(Conv2D(32, 3), Relu, MaxPool(2), Conv2D(64, 3), Relu, MaxPool(2),
-                   Flatten, Dropout(0.5), Dense(10))
-    params, state, out_shape = model.init(key, (-1, 28, 28, 1))
-    logits, state = model.apply(params, state, images, key=dropout_key, train=True)
+>>> model = ft.layers.serial(ft.layers.Conv2D(4, 3), ft.layers.Relu, ft.layers.MaxPool(2),
+...                          ft.layers.Flatten, ft.layers.Dropout(0.5), ft.layers.Dense(10))
+>>> params, state, out_shape = model.init(jax.random.key(0), (-1, 8, 8, 1))
+>>> logits, state = model.apply(params, state, jnp.ones((2, 8, 8, 1)), key=jax.random.key(1),
+...                             train=True)
+>>> out_shape, logits.shape
+((-1, 10), (2, 10))
+>>> block = ft.layers.serial(ft.layers.parallel(ft.layers.Conv2D(4, 1), ft.layers.Identity),
+...                          ft.layers.Concatenate)
+>>> block.init(jax.random.key(0), (-1, 8, 8, 3))[2]
+(-1, 8, 8, 7)
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
+from functrain import _validate
 from functrain.initializers import glorot_uniform, zeros
-from functrain.layers._util import check_input_shape, fmt
-from functrain.layers.base import Branches, Join, Layer, _stateless
-from functrain.layers.conv import ConvParams, _apply_conv, _init_conv
-from functrain.layers.dense import DenseParams, _apply_dense, init_dense
+from functrain.layers._geometry import check_input_shape, fmt
+from functrain.layers.base import Branches, Join, Layer, stateless
+from functrain.layers.conv import ConvParams, apply_conv, init_conv
+from functrain.layers.dense import DenseParams, apply_dense, init_dense
 from functrain.typing import Array, Initializer, PRNGKey, PyTree, Shape
 
 __all__ = [
@@ -46,10 +55,23 @@ __all__ = [
 ]
 
 
-def _describe(obj: object) -> str:
-    if callable(obj) and hasattr(obj, "__name__"):
-        return f"the function {obj.__name__!s} (did you forget to call it, e.g. {obj.__name__!s}(...)?)"
-    return f"{type(obj).__name__} {obj!r}"[:200]
+def _not_a_layer(who: str, name: str, expectation: str, obj: object) -> None:
+    """``TypeError`` in the one style, with a hint when ``obj`` is an uncalled constructor."""
+    hint = ""
+    if callable(obj) and hasattr(obj, "__name__") and not isinstance(obj, type):
+        hint = f"did you forget to call it, e.g. {obj.__name__}(...)?"
+    _validate.fail(who, name, expectation, obj, error=TypeError, detail=hint)
+
+
+@contextlib.contextmanager
+def _at(where: str) -> Iterator[None]:
+    """Append ``; at <where>`` (a position in a model) to a ``ValueError``/``TypeError`` raised inside."""
+    try:
+        yield
+    except (ValueError, TypeError) as e:
+        if type(e) not in (ValueError, TypeError):  # keep jax's own subclasses as they are
+            raise
+        raise type(e)(f"{e}; at {where}") from e
 
 
 def _split(key: PRNGKey | None, n: int) -> list[PRNGKey | None]:
@@ -59,11 +81,34 @@ def _split(key: PRNGKey | None, n: int) -> list[PRNGKey | None]:
     return [keys[i] for i in range(n)]
 
 
-def _check_entries(tree: PyTree, n: int, what: str, who: str) -> None:
-    if not isinstance(tree, (tuple, list)) or len(tree) != n:
-        got = f"a {type(tree).__name__} of length {len(tree)}" if isinstance(tree, (tuple, list)) \
-            else type(tree).__name__
-        raise ValueError(f"{who}: expected {what} as a tuple with one entry per layer ({n}), got {got}")
+def _check_entries(tree: PyTree, n: int, name: str, who: str) -> None:
+    expectation = f"a tuple with one entry per layer ({n})"
+    if not isinstance(tree, (tuple, list)):
+        _validate.fail(who, name, expectation, tree, error=TypeError)
+    if len(tree) != n:
+        _validate.fail(who, name, expectation, tree, detail=f"it has {len(tree)} entries")
+
+
+def _stages(layers: Sequence[object]) -> list[tuple[int, Layer | Branches, Join | None]]:
+    """Check ``serial``'s arguments; ``(position, layer, None)`` per layer and
+    ``(position, branches, join)`` per fan-out/fan-in pair."""
+    stages: list[tuple[int, Layer | Branches, Join | None]] = []
+    for i, layer in enumerate(layers):
+        nxt = layers[i + 1] if i + 1 < len(layers) else None
+        if isinstance(layer, Layer):
+            stages.append((i, layer, None))
+        elif isinstance(layer, Branches):
+            if not isinstance(nxt, Join):
+                _validate.fail("serial", f"layers[{i}]", "followed directly by a join such as Concatenate, "
+                               "since parallel(...) returns a tuple of outputs", layer)
+            stages.append((i, layer, nxt))
+        elif not isinstance(layer, Join):
+            _not_a_layer("serial", f"layers[{i}]", "a Layer (e.g. Dense(10)), parallel(...) or a join "
+                         "such as Concatenate", layer)
+        elif i == 0 or not isinstance(layers[i - 1], Branches):
+            _validate.fail("serial", f"layers[{i}]", "directly after parallel(...), since a join "
+                           "combines a tuple of inputs", layer)
+    return stages
 
 
 def serial(*layers: Layer | Branches | Join) -> Layer:
@@ -75,7 +120,8 @@ def serial(*layers: Layer | Branches | Join) -> Layer:
     ``key`` is given it is split into one key per layer (``jax.random.split(key, n)``); with
     ``key=None`` every layer gets ``None`` (fine for ``train=False``; a dropout layer raises in
     training). A ``parallel(...)`` (a :class:`Branches`) must be followed directly by a
-    :class:`Join` such as :data:`Concatenate`.
+    :class:`Join` such as :data:`Concatenate`. An error raised by a layer ends with its position,
+    e.g. ``...; at serial layer 2 of 5``.
 
     Args:
         *layers: the layers, first applied first.
@@ -86,77 +132,54 @@ def serial(*layers: Layer | Branches | Join) -> Layer:
     Raises:
         TypeError: an argument is not a ``Layer``, ``Branches`` or ``Join`` (e.g. an uncalled
             constructor such as ``LeakyRelu``).
-        ValueError: a ``parallel(...)`` not followed by a join, or a join without one before it; at
-            ``init``, the first layer whose input shape is wrong (message prefixed with its position).
+        ValueError: a ``parallel(...)`` not followed by a join, or a join without one before it.
+
+    Example:
+        >>> mlp = ft.layers.serial(ft.layers.Dense(16), ft.layers.BatchNorm(), ft.layers.Relu,
+        ...                        ft.layers.Dense(3))
+        >>> params, state, out_shape = mlp.init(jax.random.key(0), (-1, 4))
+        >>> out_shape, len(params), params[2]
+        ((-1, 3), 4, ())
+        >>> y, state = mlp.apply(params, state, jnp.ones((8, 4)), train=True)  # new BN statistics
+        >>> y.shape, state[1].mean.shape
+        ((8, 3), (16,))
     """
-    for i, layer in enumerate(layers):
-        if not isinstance(layer, (Layer, Branches, Join)):
-            raise TypeError(f"serial: argument {i} must be a Layer (e.g. Dense(10)), parallel(...) or "
-                            f"Concatenate, got {_describe(layer)}")
-        if isinstance(layer, Branches) and (i + 1 >= len(layers) or not isinstance(layers[i + 1], Join)):
-            raise ValueError(f"serial: argument {i} is parallel(...), which returns a tuple of outputs; it must "
-                             "be followed directly by a join such as Concatenate")
-        if isinstance(layer, Join) and (i == 0 or not isinstance(layers[i - 1], Branches)):
-            raise ValueError(f"serial: argument {i} is a join (e.g. Concatenate), which needs a tuple of "
-                             "inputs; put parallel(...) directly before it")
+    stages = _stages(layers)
     n = len(layers)
 
     def init(key: PRNGKey, input_shape: Sequence[int]) -> tuple[PyTree, PyTree, Shape]:
         shape = check_input_shape(input_shape, "serial")
-        keys = jax.random.split(key, n) if n else None
+        keys = list(jax.random.split(key, n)) if n else []
         params: list[PyTree] = []
         states: list[PyTree] = []
-        i = 0
-        while i < n:
-            layer = layers[i]
-            position = i
-            assert keys is not None  # n > 0 inside the loop
-            try:
+        for i, layer, join in stages:
+            with _at(f"serial layer {i} of {n}"):
                 if isinstance(layer, Layer):
                     p, s, shape = layer.init(keys[i], shape)
-                    params.append(p)
-                    states.append(s)
-                    i += 1
-                elif isinstance(layer, Branches):
-                    join = layers[i + 1]
-                    if not isinstance(join, Join):  # excluded at construction
-                        raise TypeError(f"serial: argument {i + 1} must be a Join")
-                    pb, sb, shapes = layer.init(keys[i], shape)
-                    i += 1
-                    pj, sj, shape = join.init(keys[i], shapes)
-                    params += [pb, pj]
-                    states += [sb, sj]
-                    i += 1
-                else:  # a Join is always consumed with the Branches before it
-                    raise TypeError(f"serial: argument {i} is a join without parallel(...) before it")
-            except ValueError as e:
-                raise ValueError(f"serial: layer {position} of {n}: {e}") from e
+                    params, states = params + [p], states + [s]
+                    continue
+                assert join is not None  # a parallel(...) is always followed by its join
+                pb, sb, shapes = layer.init(keys[i], shape)
+                pj, sj, shape = join.init(keys[i + 1], shapes)
+                params, states = params + [pb, pj], states + [sb, sj]
         return tuple(params), tuple(states), shape
 
-    def apply(
-        params: PyTree, state: PyTree, x: Array, *, key: PRNGKey | None = None, train: bool
-    ) -> tuple[Array, PyTree]:
+    def apply(params: PyTree, state: PyTree, x: Array, *, key: PRNGKey | None = None,
+              train: bool) -> tuple[Array, PyTree]:
         _check_entries(params, n, "params", "serial")
         _check_entries(state, n, "state", "serial")
         keys = _split(key, n)
         new_states: list[PyTree] = []
-        i = 0
-        while i < n:
-            layer = layers[i]
-            if isinstance(layer, Layer):
-                x, s = layer.apply(params[i], state[i], x, key=keys[i], train=train)
-                new_states.append(s)
-                i += 1
-            elif isinstance(layer, Branches):
-                join = layers[i + 1]
-                if not isinstance(join, Join):  # excluded at construction
-                    raise TypeError(f"serial: argument {i + 1} must be a Join")
+        for i, layer, join in stages:
+            with _at(f"serial layer {i} of {n}"):
+                if isinstance(layer, Layer):
+                    x, s = layer.apply(params[i], state[i], x, key=keys[i], train=train)
+                    new_states.append(s)
+                    continue
+                assert join is not None  # a parallel(...) is always followed by its join
                 xs, sb = layer.apply(params[i], state[i], x, key=keys[i], train=train)
                 x, sj = join.apply(params[i + 1], state[i + 1], xs, key=keys[i + 1], train=train)
                 new_states += [sb, sj]
-                i += 2
-            else:
-                raise TypeError(f"serial: argument {i} is a join without parallel(...) before it")
         return x, tuple(new_states)
 
     return Layer(init, apply)
@@ -177,13 +200,21 @@ def parallel(*layers: Layer) -> Branches:
     Raises:
         TypeError: an argument is not a :class:`Layer`.
         ValueError: no branches.
+
+    Example:
+        >>> block = ft.layers.serial(
+        ...     ft.layers.parallel(ft.layers.Conv2D(2, 1),
+        ...                        ft.layers.serial(ft.layers.Conv2D(2, 1), ft.layers.Conv2D(4, 3)),
+        ...                        ft.layers.MaxPool(3, stride=1, padding="SAME")),
+        ...     ft.layers.Concatenate)
+        >>> block.init(jax.random.key(0), (-1, 6, 6, 5))[2]  # 2 + 4 + 5 channels
+        (-1, 6, 6, 11)
     """
     if not layers:
-        raise ValueError("parallel: needs at least one branch")
+        _validate.fail("parallel", "layers", "at least one branch (a Layer)", layers)
     for i, layer in enumerate(layers):
         if not isinstance(layer, Layer):
-            raise TypeError(f"parallel: argument {i} must be a Layer (e.g. Conv2D(16, 1) or serial(...)), "
-                            f"got {_describe(layer)}")
+            _not_a_layer("parallel", f"layers[{i}]", "a Layer (e.g. Conv2D(16, 1) or serial(...))", layer)
     n = len(layers)
 
     def init(key: PRNGKey, input_shape: Sequence[int]) -> tuple[PyTree, PyTree, tuple[Shape, ...]]:
@@ -191,24 +222,22 @@ def parallel(*layers: Layer) -> Branches:
         keys = jax.random.split(key, n)
         params, states, shapes = [], [], []
         for i, layer in enumerate(layers):
-            try:
+            with _at(f"parallel branch {i} of {n}"):
                 p, s, out = layer.init(keys[i], shape)
-            except ValueError as e:
-                raise ValueError(f"parallel: branch {i} of {n}: {e}") from e
             params.append(p)
             states.append(s)
             shapes.append(out)
         return tuple(params), tuple(states), tuple(shapes)
 
-    def apply(
-        params: PyTree, state: PyTree, x: Array, *, key: PRNGKey | None = None, train: bool
-    ) -> tuple[tuple[Array, ...], PyTree]:
+    def apply(params: PyTree, state: PyTree, x: Array, *, key: PRNGKey | None = None,
+              train: bool) -> tuple[tuple[Array, ...], PyTree]:
         _check_entries(params, n, "params", "parallel")
         _check_entries(state, n, "state", "parallel")
         keys = _split(key, n)
         ys, new_states = [], []
         for i, layer in enumerate(layers):
-            y, s = layer.apply(params[i], state[i], x, key=keys[i], train=train)
+            with _at(f"parallel branch {i} of {n}"):
+                y, s = layer.apply(params[i], state[i], x, key=keys[i], train=train)
             ys.append(y)
             new_states.append(s)
         return tuple(ys), tuple(new_states)
@@ -216,27 +245,31 @@ def parallel(*layers: Layer) -> Branches:
     return Branches(init, apply)
 
 
-def _concat_shapes(shapes: Sequence[Sequence[int]], who: str) -> Shape:
+def _concat_shapes(shapes: Sequence[Sequence[int]], name: str) -> Shape:
+    who = "Concatenate"
     if len(shapes) < 1:
-        raise ValueError(f"{who}: needs at least one input")
+        _validate.fail(who, name, "at least one input", shapes)
     first = tuple(shapes[0])
     for s in shapes[1:]:
         if len(s) != len(first) or tuple(s[:-1]) != first[:-1]:
-            raise ValueError(f"{who}: every input must have the same shape except in the last (channel) axis, "
-                             f"got shapes {[fmt(t) for t in shapes]}")
+            _validate.fail(who, name, "shapes that agree on every axis but the last (channel) axis",
+                           [tuple(int(d) for d in t) for t in shapes])
     return first[:-1] + (sum(int(s[-1]) for s in shapes),)
 
 
 def _concatenate_init(key: PRNGKey, input_shapes: Sequence[Sequence[int]]) -> tuple[PyTree, PyTree, Shape]:
     del key
-    return (), (), _concat_shapes([check_input_shape(s, "Concatenate") for s in input_shapes], "Concatenate")
+    shapes = [check_input_shape(s, "Concatenate") for s in input_shapes]
+    return (), (), _concat_shapes(shapes, "input_shapes")
 
 
 def _concatenate_apply(
     params: PyTree, state: PyTree, xs: Sequence[Array], *, key: PRNGKey | None = None, train: bool
 ) -> tuple[Array, PyTree]:
     del params, key, train
-    _concat_shapes([x.shape for x in xs], "Concatenate")
+    if not all(hasattr(x, "shape") for x in xs):
+        _validate.fail("Concatenate", "xs", "a sequence of arrays", xs, error=TypeError)
+    _concat_shapes([x.shape for x in xs], "xs")
     return jnp.concatenate(list(xs), axis=-1), state
 
 
@@ -246,7 +279,7 @@ Concatenate: Join = Join(_concatenate_init, _concatenate_apply)
 Inputs ``(N, ..., C_i)`` must agree on every axis but the last; the output is ``(N, ..., sum C_i)``.
 """
 
-Identity: Layer = _stateless("Identity", lambda x: x)
+Identity: Layer = stateless("Identity", lambda x: x)
 """Layer returning its input unchanged (``params = state = ()``)."""
 
 
@@ -257,41 +290,46 @@ class ResidualParams(NamedTuple):
         body: the parameters of the wrapped layer ``f``.
         projection: ``()`` for an identity shortcut, else ``DenseParams`` (``(N, C)`` inputs) or
             ``ConvParams`` of a 1x1 convolution (images and sequences).
+
+    Example:
+        >>> block = ft.layers.Residual(ft.layers.Dense(6))  # 4 -> 6 features: a dense projection
+        >>> params, state, _ = block.init(jax.random.key(0), (-1, 4))
+        >>> isinstance(params, ft.layers.ResidualParams), params.projection.w.shape
+        (True, (4, 6))
     """
 
     body: PyTree
     projection: PyTree
 
 
-def _shortcut_strides(in_shape: Sequence[int], out_shape: Sequence[int], who: str) -> tuple[int, ...]:
+def _shortcut_strides(in_shape: Sequence[int], out_shape: Sequence[int], who: str, name: str,
+                      got: object) -> tuple[int, ...]:
     """Strides of the 1x1 projection (``SAME`` padding) mapping ``in`` spatial sizes onto ``out``."""
     strides = []
     for n_in, n_out in zip(in_shape[1:-1], out_shape[1:-1], strict=True):
         s = max(1, math.ceil(n_in / n_out))
         if math.ceil(n_in / s) != n_out:
-            raise ValueError(
-                f"{who}: cannot project the shortcut from input shape {fmt(in_shape)} to the body's output "
-                f"shape {fmt(out_shape)} with a strided 1x1 convolution (spatial {n_in} -> {n_out}); "
-                "use padding='SAME' in the body"
-            )
+            _validate.fail(who, name, "an input whose spatial sizes a strided 1x1 convolution maps onto "
+                           f"the body's output {fmt(out_shape)} (use padding='SAME' in the body)", got,
+                           detail=f"spatial {n_in} -> {n_out}")
         strides.append(s)
     return tuple(strides)
 
 
-def _projection_kind(in_shape: Sequence[int], out_shape: Sequence[int], who: str) -> str:
+def _projection_kind(in_shape: Shape, out_shape: Shape, who: str) -> str:
     if len(in_shape) != len(out_shape) or (in_shape[0] != out_shape[0]):
-        raise ValueError(f"{who}: the body must keep the rank and batch size of its input, mapped "
-                         f"{fmt(in_shape)} to {fmt(out_shape)}")
-    if tuple(in_shape) == tuple(out_shape):
+        _validate.fail(who, "input_shape", "a shape that the body maps to the same rank and batch size",
+                       in_shape, detail=f"the body returns {fmt(out_shape)}")
+    if in_shape == out_shape:
         return "identity"
     if len(in_shape) == 2:
         return "dense"
-    if len(in_shape) in (3, 4, 5):
-        _shortcut_strides(in_shape, out_shape, who)
-        return "conv"
-    raise ValueError(f"{who}: cannot project a shortcut for inputs of rank {len(in_shape)} "
-                     f"({fmt(in_shape)} -> {fmt(out_shape)}); expected (N, C), (N, W, C), (N, H, W, C) or "
-                     "(N, D, H, W, C)")
+    if len(in_shape) not in (3, 4, 5):
+        _validate.fail(who, "input_shape", "(N, C), (N, W, C), (N, H, W, C) or (N, D, H, W, C) when the "
+                       "body changes the shape (a projection shortcut is needed)", in_shape,
+                       detail=f"the body returns {fmt(out_shape)}")
+    _shortcut_strides(in_shape, out_shape, who, "input_shape", in_shape)
+    return "conv"
 
 
 def Residual(  # noqa: N802 (layer constructor)
@@ -321,43 +359,51 @@ def Residual(  # noqa: N802 (layer constructor)
         TypeError: ``layer`` is not a :class:`Layer`.
         ValueError: at ``init``, a body that changes the rank or batch size, or whose spatial output
             a strided 1x1 convolution cannot reach.
+
+    Example:
+        >>> body = ft.layers.serial(ft.layers.Conv2D(8, 3, stride=2), ft.layers.Relu,
+        ...                         ft.layers.Conv2D(8, 3))
+        >>> block = ft.layers.Residual(body)  # the shortcut is a 1x1 convolution with stride 2
+        >>> params, state, out_shape = block.init(jax.random.key(0), (-1, 8, 8, 3))
+        >>> out_shape, params.projection.w.shape
+        ((-1, 4, 4, 8), (1, 1, 3, 8))
     """
+    who = "Residual"
     if not isinstance(layer, Layer):
-        raise TypeError(f"Residual: argument 'layer' must be a Layer, got {_describe(layer)}")
-    name = "Residual"
+        _not_a_layer(who, "layer", "a Layer (e.g. serial(Dense(10), Relu))", layer)
+    _validate.check_callable(projection_init, who, "projection_init",
+                             "an initializer (e.g. initializers.he_normal())")
 
     def init(key: PRNGKey, input_shape: Sequence[int]) -> tuple[PyTree, PyTree, Shape]:
-        shape = check_input_shape(input_shape, name, min_rank=2)
+        shape = check_input_shape(input_shape, who, min_rank=2)
         k_body, k_proj = jax.random.split(key)
         body_params, body_state, out = layer.init(k_body, shape)
-        kind = _projection_kind(shape, out, name)
-        projection: PyTree
-        if kind == "identity":
-            projection = ()
-        elif kind == "dense":
+        out = tuple(out)
+        kind = _projection_kind(shape, out, who)
+        projection: PyTree = ()
+        if kind == "dense":
             projection = init_dense(k_proj, shape[-1], out[-1], w_init=projection_init, b_init=zeros())
-        else:
+        elif kind == "conv":
             spatial = len(shape) - 2
-            projection = _init_conv(k_proj, shape[-1], out[-1], (1,) * spatial, spatial=spatial,
-                                    w_init=projection_init, b_init=zeros(), dtype=jnp.float32, who=name)
+            projection = init_conv(k_proj, shape[-1], out[-1], (1,) * spatial, spatial=spatial,
+                                   w_init=projection_init, b_init=zeros(), dtype=jnp.float32, who=who)
         return ResidualParams(body_params, projection), body_state, out
 
-    def apply(
-        params: PyTree, state: PyTree, x: Array, *, key: PRNGKey | None = None, train: bool
-    ) -> tuple[Array, PyTree]:
+    def apply(params: PyTree, state: PyTree, x: Array, *, key: PRNGKey | None = None,
+              train: bool) -> tuple[Array, PyTree]:
         body_params, projection = params
         y, new_state = layer.apply(body_params, state, x, key=key, train=train)
         if isinstance(projection, DenseParams):
-            shortcut = _apply_dense(projection, x, f"{name} projection")
+            shortcut = apply_dense(projection, x, who=who)
         elif isinstance(projection, ConvParams):
-            strides = _shortcut_strides(x.shape, y.shape, name)
-            shortcut = _apply_conv(projection, x, spatial=x.ndim - 2, stride=strides, padding="SAME",
-                                   dilation=1, who=f"{name} projection", batched_only=True)
+            strides = _shortcut_strides(x.shape, y.shape, who, "x", x)
+            shortcut = apply_conv(projection, x, spatial=x.ndim - 2, stride=strides, padding="SAME",
+                                  who=who, batched_only=True)
         else:
             shortcut = x
         if shortcut.shape != y.shape:
-            raise ValueError(f"{name}: the shortcut has shape {fmt(shortcut.shape)} but the body returned "
-                             f"{fmt(y.shape)}; initialize the block for this input shape")
+            _validate.fail(who, "x", "an input of the shape the block was initialized for", x,
+                           detail=f"the shortcut gives {fmt(shortcut.shape)}, the body {fmt(y.shape)}")
         return shortcut + y, new_state
 
     return Layer(init, apply)

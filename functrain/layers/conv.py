@@ -2,52 +2,45 @@
 
 ``y[n, i, j, o] = b[o] + sum_{di, dj, c} x[n, i*s_h + di*d_h - p_h, j*s_w + dj*d_w - p_w, c] w[di, dj, c, o]``
 (cross-correlation, as in every deep-learning library), with strides ``s``, dilations ``d`` and
-padding offsets ``p``. Each op is a single ``lax.conv_general_dilated`` call plus a bias add.
+padding offsets ``p``. Each op is one ``lax.conv_general_dilated`` call plus a bias add; its
+kernel gradient on the CPU goes through im2col patches (see :mod:`functrain.layers._conv_jvp`,
+jax-ml/jax#12868), so a training epoch inside ``lax.scan`` stays fast.
 
-Kernel gradient on the CPU: XLA:CPU runs the kernel-gradient convolution (the transpose of
-``conv_general_dilated`` with respect to the kernel) about 100x slower inside a ``lax.scan`` /
-``while`` body than outside one (jax-ml/jax#12868), which made a scanned training epoch ~10x slower
-than a Python loop of jitted steps. The convolution therefore carries a ``jax.custom_jvp`` whose
-kernel tangent is, on the CPU only, written through the im2col patches of the input,
-``dy[n, i, o] = sum_{t, c} P[n, i, c, t] dw[t, c, o]`` with ``P = lax.conv_general_dilated_patches(x)``
-(the same window geometry), so that its transpose -- the kernel gradient -- is the contraction
-``g_w[t, c, o] = sum_{n, i} P[n, i, c, t] g[n, i, o]`` instead of a backward-filter convolution.
-The input tangent stays ``conv(dx, w)`` (its transpose is the usual transposed convolution) and
-the forward value is the unchanged ``lax.conv_general_dilated``. The platform is chosen per
-lowering with ``lax.platform_dependent``: on GPU/TPU the kernel tangent is the plain ``conv(x, dw)``,
-so gradients are exactly the stock ones. Being a ``custom_jvp`` (not a ``custom_vjp``), the rule
-supports every transformation: ``jit``, ``grad``, ``vmap``, ``jvp``/``jacfwd`` and higher-order
-derivatives (``jax.hessian``). Cost: the patches tensor (``prod(kernel_size)`` times the input's
-size) is a residual of the backward pass on the CPU.
+Padding is a :data:`PaddingLike`: ``"SAME"``, ``"VALID"``, an int, or one ``(low, high)`` pair
+per spatial axis:
+
+>>> params = ft.layers.init_conv2d(jax.random.key(0), 1, 2, 3)
+>>> padding: ft.layers.PaddingLike = ((1, 0), (0, 1))
+>>> ft.layers.conv2d(params, jnp.ones((1, 5, 5, 1)), padding=padding).shape
+(1, 4, 4, 2)
 
 Default initialization: kernels ``glorot_uniform`` with fans ``n_in = k_h k_w c_in`` and
 ``n_out = k_h k_w c_out`` (the HWIO convention of :func:`functrain.initializers.compute_fans`), biases
 ``zeros``. For deep ReLU networks pass ``w_init=initializers.he_normal()``.
+
+Shared within :mod:`functrain.layers` (not exported): :func:`init_conv` and :func:`apply_conv`, the
+N-d forms behind the public functions, used by weight normalization and ``Residual``'s projection.
 """
 
 from __future__ import annotations
 
-import functools
-import string
 from collections.abc import Sequence
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 from jaxtyping import Float
 
+from functrain import _validate
 from functrain.initializers import glorot_uniform, zeros
-from functrain.layers._util import (
+from functrain.layers import _conv_jvp
+from functrain.layers._geometry import (
     PaddingLike,
-    Pads,
-    check_count,
-    fmt,
-    int_tuple,
-    normalize_padding,
-    check_array_rank,
     check_input_shape,
-    spatial_output,
+    check_last_axis,
+    conv_geometry,
+    layout,
+    normalize_padding,
 )
 from functrain.layers.base import Layer
 from functrain.typing import Array, DTypeLike, Initializer, PRNGKey, PyTree, Shape
@@ -63,11 +56,7 @@ __all__ = [
     "init_conv2d",
 ]
 
-_LAYOUTS: dict[int, tuple[str, str, str]] = {
-    1: ("NWC", "WIO", "NWC"),
-    2: ("NHWC", "HWIO", "NHWC"),
-    3: ("NDHWC", "DHWIO", "NDHWC"),
-}
+_KERNEL_AXES = {1: "(k, c_in, c_out)", 2: "(k_h, k_w, c_in, c_out)", 3: "(k_d, k_h, k_w, c_in, c_out)"}
 
 
 class ConvParams(NamedTuple):
@@ -77,44 +66,37 @@ class ConvParams(NamedTuple):
         w: kernel in HWIO layout, shape ``(*kernel_size, in_channels, out_channels)``
             (``(k_w, c_in, c_out)`` for 1-D, ``(k_h, k_w, c_in, c_out)`` for 2-D).
         b: bias, shape ``(out_channels,)``.
+
+    Example:
+        >>> p = ft.layers.ConvParams(w=jnp.ones((3, 3, 1, 4)), b=jnp.zeros(4))
+        >>> ft.layers.conv2d(p, jnp.ones((2, 8, 8, 1))).shape
+        (2, 8, 8, 4)
     """
 
     w: Array
     b: Array
 
 
-def _init_conv(
-    key: PRNGKey,
-    in_channels: int,
-    out_channels: int,
-    kernel_size: int | Sequence[int],
-    *,
-    spatial: int,
-    w_init: Initializer,
-    b_init: Initializer,
-    dtype: DTypeLike,
-    who: str,
-) -> ConvParams:
-    check_count(in_channels, "in_channels", who)
-    check_count(out_channels, "out_channels", who)
-    ks = int_tuple(kernel_size, spatial, "kernel_size", who)
+def init_conv(key: PRNGKey, in_channels: int, out_channels: int, kernel_size: int | Sequence[int], *,
+              spatial: int, w_init: Initializer, b_init: Initializer, dtype: DTypeLike,
+              who: str) -> ConvParams:
+    """Initialize an N-d convolution (``spatial`` = 1, 2 or 3); errors name ``who``.
+
+    Shared within :mod:`functrain.layers`: :func:`init_conv1d`, :func:`init_conv2d`, the ``Conv``
+    layers and ``Residual``'s 1x1 projection. Arguments as in :func:`init_conv2d`.
+    """
+    c_in = _validate.check_int(in_channels, who, "in_channels", low=1)
+    c_out = _validate.check_int(out_channels, who, "out_channels", low=1)
+    ks = _validate.check_ints(kernel_size, spatial, who, "kernel_size")
+    _validate.check_callable(w_init, who, "w_init", "an initializer (e.g. initializers.he_normal())")
+    _validate.check_callable(b_init, who, "b_init", "an initializer (e.g. initializers.zeros())")
     k_w, k_b = jax.random.split(key)
-    return ConvParams(
-        w=w_init(k_w, (*ks, in_channels, out_channels), dtype),
-        b=b_init(k_b, (out_channels,), dtype),
-    )
+    return ConvParams(w=w_init(k_w, (*ks, c_in, c_out), dtype), b=b_init(k_b, (c_out,), dtype))
 
 
-def init_conv1d(
-    key: PRNGKey,
-    in_channels: int,
-    out_channels: int,
-    kernel_size: int | Sequence[int],
-    *,
-    w_init: Initializer = glorot_uniform(),
-    b_init: Initializer = zeros(),
-    dtype: DTypeLike = jnp.float32,
-) -> ConvParams:
+def init_conv1d(key: PRNGKey, in_channels: int, out_channels: int, kernel_size: int | Sequence[int], *,
+                w_init: Initializer = glorot_uniform(), b_init: Initializer = zeros(),
+                dtype: DTypeLike = jnp.float32) -> ConvParams:
     """Initialize a 1-D convolution's parameters.
 
     Args:
@@ -130,22 +112,20 @@ def init_conv1d(
         ``ConvParams(w (k, c_in, c_out), b (c_out,))``.
 
     Raises:
-        ValueError: non-positive channel counts or kernel size.
+        TypeError, ValueError: non-positive or non-integer channel counts or kernel size.
+
+    Example:
+        >>> p = ft.layers.init_conv1d(jax.random.key(0), 2, 8, 5)
+        >>> p.w.shape, p.b.shape
+        ((5, 2, 8), (8,))
     """
-    return _init_conv(key, in_channels, out_channels, kernel_size, spatial=1, w_init=w_init,
-                      b_init=b_init, dtype=dtype, who="init_conv1d")
+    return init_conv(key, in_channels, out_channels, kernel_size, spatial=1, w_init=w_init,
+                     b_init=b_init, dtype=dtype, who="init_conv1d")
 
 
-def init_conv2d(
-    key: PRNGKey,
-    in_channels: int,
-    out_channels: int,
-    kernel_size: int | Sequence[int],
-    *,
-    w_init: Initializer = glorot_uniform(),
-    b_init: Initializer = zeros(),
-    dtype: DTypeLike = jnp.float32,
-) -> ConvParams:
+def init_conv2d(key: PRNGKey, in_channels: int, out_channels: int, kernel_size: int | Sequence[int], *,
+                w_init: Initializer = glorot_uniform(), b_init: Initializer = zeros(),
+                dtype: DTypeLike = jnp.float32) -> ConvParams:
     """Initialize a 2-D convolution's parameters.
 
     Args:
@@ -161,151 +141,49 @@ def init_conv2d(
         ``ConvParams(w (k_h, k_w, c_in, c_out), b (c_out,))``.
 
     Raises:
-        ValueError: non-positive channel counts or kernel size.
+        TypeError, ValueError: non-positive or non-integer channel counts or kernel size.
+
+    Example:
+        >>> p = ft.layers.init_conv2d(jax.random.key(0), 3, 16, (3, 5),
+        ...                           w_init=ft.initializers.he_normal())
+        >>> p.w.shape, p.b.shape
+        ((3, 5, 3, 16), (16,))
     """
-    return _init_conv(key, in_channels, out_channels, kernel_size, spatial=2, w_init=w_init,
-                      b_init=b_init, dtype=dtype, who="init_conv2d")
+    return init_conv(key, in_channels, out_channels, kernel_size, spatial=2, w_init=w_init,
+                     b_init=b_init, dtype=dtype, who="init_conv2d")
 
 
-def _conv_geometry(
-    w_shape: Sequence[int],
-    x_shape: Sequence[int],
-    *,
-    spatial: int,
-    stride: int | Sequence[int],
-    padding: PaddingLike,
-    dilation: int | Sequence[int],
-    who: str,
-    batched_only: bool = False,
-) -> tuple[tuple[int, ...], Literal["SAME", "VALID"] | Pads, tuple[int, ...], Shape]:
-    """Check a convolution's kernel and input shapes; return strides, padding, dilation, out spatial."""
-    layout_x, layout_w, _ = _LAYOUTS[spatial]
-    if len(w_shape) != spatial + 2:
-        raise ValueError(f"{who}: kernel w must have rank {spatial + 2} ({layout_w}), got shape {fmt(w_shape)}")
-    ranks = (spatial + 2,) if batched_only else (spatial + 2, spatial + 1)
-    if len(x_shape) not in ranks:
-        one = "" if batched_only else f" or rank {spatial + 1} ({layout_x[1:]}, one example)"
-        raise ValueError(
-            f"{who}: expected an input of rank {spatial + 2} ({layout_x}){one}, got shape {fmt(x_shape)}"
-        )
-    c_in = w_shape[-2]
-    if x_shape[-1] != c_in:
-        raise ValueError(
-            f"{who}: expected an input with {c_in} channels in its last axis ({layout_x}, kernel "
-            f"{fmt(w_shape)}), got shape {fmt(x_shape)}"
-        )
-    strides = int_tuple(stride, spatial, "stride", who)
-    dil = int_tuple(dilation, spatial, "dilation", who)
-    pads = normalize_padding(padding, spatial, who)
-    out = spatial_output(
-        tuple(x_shape[-spatial - 1:-1]), tuple(w_shape[:spatial]), strides, dil, pads,
-        who=who, what="kernel", input_shape=x_shape,
-    )
-    return strides, pads, dil, out
+def apply_conv(params: ConvParams, x: Array, *, spatial: int, stride: int | Sequence[int] = 1,
+               padding: PaddingLike = "SAME", dilation: int | Sequence[int] = 1, who: str,
+               batched_only: bool = False) -> Array:
+    """An N-d convolution (``spatial`` = 1, 2 or 3) of ``x`` with ``params``; errors name ``who``.
 
-
-def _plain_conv(
-    x: Array, w: Array, strides: tuple[int, ...], pads: Literal["SAME", "VALID"] | Pads,
-    dil: tuple[int, ...], spatial: int,
-) -> Array:
-    """The one ``lax.conv_general_dilated`` call behind every convolution (batched input)."""
-    return lax.conv_general_dilated(
-        x, w,
-        window_strides=strides,
-        padding=pads,
-        rhs_dilation=dil,
-        dimension_numbers=_LAYOUTS[spatial],
-    )
-
-
-def _patches_kernel_tangent(
-    x: Array, w_dot: Array, strides: tuple[int, ...], pads: Literal["SAME", "VALID"] | Pads,
-    dil: tuple[int, ...], spatial: int,
-) -> Array:
-    """``conv(x, w_dot)`` written as im2col patches of ``x`` contracted with ``w_dot``.
-
-    ``lax.conv_general_dilated_patches`` returns ``(N, *out, c_in * prod(k))`` with the feature axis
-    ordered ``(c_in, *k)``; ``out[n, i, o] = sum_{c, t} P[n, i, c, t] w_dot[t, c, o]``. Linear in
-    ``w_dot``, so its transpose (the kernel gradient) is one contraction over ``(n, i)``.
+    Shared within :mod:`functrain.layers`: the body of :func:`conv1d`, :func:`conv2d`, the
+    ``Conv`` layers, weight-normalized convolutions and ``Residual``'s projection. The shapes are
+    checked with chex assertions at trace time (nothing is added to the compiled program): the
+    kernel's rank, the bias against the kernel, the input's rank (``batched_only`` refuses the
+    one-example form) and channel count, and that the kernel fits the (padded) input.
     """
-    ks = tuple(w_dot.shape[:spatial])
-    c_in = w_dot.shape[-2]
-    p = lax.conv_general_dilated_patches(
-        x, ks, strides, pads, rhs_dilation=dil, dimension_numbers=_LAYOUTS[spatial],
-    )
-    p = p.reshape(*p.shape[:-1], c_in, *ks)
-    pos = string.ascii_lowercase[:spatial]  # output positions
-    taps = string.ascii_lowercase[spatial:2 * spatial]  # kernel taps
-    spec = f"N{pos}C{taps},{taps}CO->N{pos}O"
-    return jnp.einsum(spec, p, w_dot)
-
-
-@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4, 5))
-def _conv(
-    x: Array, w: Array, strides: tuple[int, ...], pads: Literal["SAME", "VALID"] | Pads,
-    dil: tuple[int, ...], spatial: int,
-) -> Array:
-    """``lax.conv_general_dilated`` with a CPU-friendly kernel gradient (see the module docstring)."""
-    return _plain_conv(x, w, strides, pads, dil, spatial)
-
-
-@_conv.defjvp
-def _conv_jvp(
-    strides: tuple[int, ...], pads: Literal["SAME", "VALID"] | Pads, dil: tuple[int, ...], spatial: int,
-    primals: tuple[Array, Array], tangents: tuple[Array, Array],
-) -> tuple[Array, Array]:
-    """``d conv(x, w) = conv(dx, w) + conv(x, dw)``; on the CPU ``conv(x, dw)`` goes through patches."""
-    x, w = primals
-    x_dot, w_dot = tangents
-    y = _plain_conv(x, w, strides, pads, dil, spatial)
-
-    def patches(xx: Array, wd: Array) -> Array:
-        return _patches_kernel_tangent(xx, wd, strides, pads, dil, spatial)
-
-    def plain(xx: Array, wd: Array) -> Array:
-        return _plain_conv(xx, wd, strides, pads, dil, spatial)
-
-    dy_w: Array = lax.platform_dependent(x, w_dot, cpu=patches, default=plain)
-    return y, _plain_conv(x_dot, w, strides, pads, dil, spatial) + dy_w
-
-
-def _apply_conv(
-    params: ConvParams,
-    x: Array,
-    *,
-    spatial: int,
-    stride: int | Sequence[int],
-    padding: PaddingLike,
-    dilation: int | Sequence[int],
-    who: str,
-    batched_only: bool = False,
-) -> Array:
-    """Convolution with ``spatial`` spatial dims; errors name ``who``."""
     w, b = params
-    if b.shape != (w.shape[-1],):
-        raise ValueError(
-            f"{who}: bias b must have shape {fmt((w.shape[-1],))} to match kernel {fmt(w.shape)}, got {fmt(b.shape)}"
-        )
-    strides, pads, dil, _ = _conv_geometry(
-        w.shape, x.shape, spatial=spatial, stride=stride, padding=padding, dilation=dilation,
-        who=who, batched_only=batched_only,
-    )
+    _validate.check_rank(w, spatial + 2, who, "params.w", layout=_KERNEL_AXES[spatial])
+    _validate.check_shape(b, (w.shape[-1],), who, "params.b")
+    axes = layout(spatial)
+    ranks = (spatial + 2,) if batched_only else (spatial + 1, spatial + 2)
+    _validate.check_rank(x, ranks, who, "x",
+                         layout=axes if batched_only else f"{axes} or ({axes[4:]} for one example")
+    check_last_axis(x, w.shape[-2], who)
+    strides, pads, dil, _ = conv_geometry(w.shape, x.shape, stride=stride, padding=padding,
+                                          dilation=dilation, who=who, name="x", got=x)
     dtype = jnp.result_type(x, w)
     batched = x.ndim == spatial + 2
     xb = x if batched else x[None]
-    y = _conv(xb.astype(dtype), w.astype(dtype), strides, pads, dil, spatial)
-    y = y + b.astype(dtype)
+    y = _conv_jvp.conv(xb.astype(dtype), w.astype(dtype), strides, pads, dil, spatial) + b.astype(dtype)
     return y if batched else y[0]
 
 
-def conv1d(
-    params: ConvParams,
-    x: Float[Array, "*batch width in_channels"],
-    *,
-    stride: int | Sequence[int] = 1,
-    padding: PaddingLike = "SAME",
-    dilation: int | Sequence[int] = 1,
-) -> Float[Array, "*batch out_width out_channels"]:
+def conv1d(params: ConvParams, x: Float[Array, "*batch width in_channels"], *,
+           stride: int | Sequence[int] = 1, padding: PaddingLike = "SAME",
+           dilation: int | Sequence[int] = 1) -> Float[Array, "*batch out_width out_channels"]:
     """1-D convolution (cross-correlation) of an NWC input with a ``(k, c_in, c_out)`` kernel.
 
     ``y[n, i, o] = b[o] + sum_{t, c} x[n, i s + t d - p, c] w[t, c, o]``.
@@ -323,18 +201,19 @@ def conv1d(
     Raises:
         ValueError: wrong input rank or channel count, or a kernel larger than the (padded) input,
             raised at trace time with the expected and actual shapes.
+
+    Example:
+        >>> p = ft.layers.init_conv1d(jax.random.key(0), 2, 4, 3)
+        >>> ft.layers.conv1d(p, jnp.ones((8, 10, 2)), stride=2, padding="VALID").shape
+        (8, 4, 4)
     """
-    return _apply_conv(params, x, spatial=1, stride=stride, padding=padding, dilation=dilation, who="conv1d")
+    return apply_conv(params, x, spatial=1, stride=stride, padding=padding, dilation=dilation,
+                      who="conv1d")
 
 
-def conv2d(
-    params: ConvParams,
-    x: Float[Array, "*batch height width in_channels"],
-    *,
-    stride: int | Sequence[int] = 1,
-    padding: PaddingLike = "SAME",
-    dilation: int | Sequence[int] = 1,
-) -> Float[Array, "*batch out_height out_width out_channels"]:
+def conv2d(params: ConvParams, x: Float[Array, "*batch height width in_channels"], *,
+           stride: int | Sequence[int] = 1, padding: PaddingLike = "SAME",
+           dilation: int | Sequence[int] = 1) -> Float[Array, "*batch out_height out_width out_channels"]:
     """2-D convolution (cross-correlation) of an NHWC input with an HWIO kernel.
 
     ``y[n, i, j, o] = b[o] + sum_{u, v, c} x[n, i s_h + u d_h - p_h, j s_w + v d_w - p_w, c] w[u, v, c, o]``.
@@ -353,46 +232,44 @@ def conv2d(
     Raises:
         ValueError: wrong input rank or channel count, or a kernel larger than the (padded) input,
             raised at trace time with the expected and actual shapes.
+
+    Example:
+        >>> p = ft.layers.init_conv2d(jax.random.key(0), 3, 8, 3)
+        >>> ft.layers.conv2d(p, jnp.ones((2, 9, 9, 3)), stride=2).shape
+        (2, 5, 5, 8)
+        >>> ft.layers.conv2d(p, jnp.ones((9, 9, 3)), padding="VALID", dilation=2).shape
+        (5, 5, 8)
     """
-    return _apply_conv(params, x, spatial=2, stride=stride, padding=padding, dilation=dilation, who="conv2d")
+    return apply_conv(params, x, spatial=2, stride=stride, padding=padding, dilation=dilation,
+                      who="conv2d")
 
 
-def _conv_layer(
-    out_channels: int,
-    kernel_size: int | Sequence[int],
-    *,
-    spatial: int,
-    stride: int | Sequence[int],
-    padding: PaddingLike,
-    dilation: int | Sequence[int],
-    w_init: Initializer,
-    b_init: Initializer,
-    ctor: str,
-) -> Layer:
-    check_count(out_channels, "out_channels", ctor)
-    ks = int_tuple(kernel_size, spatial, "kernel_size", ctor)
-    int_tuple(stride, spatial, "stride", ctor)
-    int_tuple(dilation, spatial, "dilation", ctor)
-    normalize_padding(padding, spatial, ctor)
-    name = f"{ctor}({out_channels}, {ks})"
-    layout = _LAYOUTS[spatial][0]
+def _conv_layer(out_channels: int, kernel_size: int | Sequence[int], *, spatial: int,
+                stride: int | Sequence[int], padding: PaddingLike, dilation: int | Sequence[int],
+                w_init: Initializer, b_init: Initializer, who: str) -> Layer:
+    c_out = _validate.check_int(out_channels, who, "out_channels", low=1)
+    ks = _validate.check_ints(kernel_size, spatial, who, "kernel_size")
+    _validate.check_callable(w_init, who, "w_init", "an initializer (e.g. initializers.he_normal())")
+    _validate.check_callable(b_init, who, "b_init", "an initializer (e.g. initializers.zeros())")
+    # Validate stride, dilation and padding now (with a 1x1 input the geometry may not fit).
+    _validate.check_ints(stride, spatial, who, "stride")
+    _validate.check_ints(dilation, spatial, who, "dilation")
+    normalize_padding(padding, spatial, who)
+    axes = layout(spatial)
 
     def init(key: PRNGKey, input_shape: Sequence[int]) -> tuple[PyTree, PyTree, Shape]:
-        shape = check_input_shape(input_shape, name, rank=spatial + 2, layout=f"({', '.join(layout)})")
-        c_in = shape[-1]
-        _, _, _, out = _conv_geometry((*ks, c_in, out_channels), shape, spatial=spatial, stride=stride,
-                                      padding=padding, dilation=dilation, who=name, batched_only=True)
-        params = _init_conv(key, c_in, out_channels, ks, spatial=spatial, w_init=w_init, b_init=b_init,
-                            dtype=jnp.float32, who=name)
-        return params, (), (shape[0], *out, out_channels)
+        shape = check_input_shape(input_shape, who, rank=spatial + 2, axes=axes)
+        _, _, _, out = conv_geometry((*ks, shape[-1], c_out), shape, stride=stride, padding=padding,
+                                     dilation=dilation, who=who, name="input_shape", got=shape)
+        params = init_conv(key, shape[-1], c_out, ks, spatial=spatial, w_init=w_init, b_init=b_init,
+                           dtype=jnp.float32, who=who)
+        return params, (), (shape[0], *out, c_out)
 
-    def apply(
-        params: PyTree, state: PyTree, x: Array, *, key: PRNGKey | None = None, train: bool
-    ) -> tuple[Array, PyTree]:
+    def apply(params: PyTree, state: PyTree, x: Array, *, key: PRNGKey | None = None,
+              train: bool) -> tuple[Array, PyTree]:
         del key, train
-        check_array_rank(x, name, rank=spatial + 2, layout=f"({', '.join(layout)})")
-        y = _apply_conv(params, x, spatial=spatial, stride=stride, padding=padding, dilation=dilation,
-                        who=name, batched_only=True)
+        y = apply_conv(params, x, spatial=spatial, stride=stride, padding=padding, dilation=dilation,
+                       who=who, batched_only=True)
         return y, state
 
     return Layer(init, apply)
@@ -423,11 +300,18 @@ def Conv1D(  # noqa: N802 (layer constructor)
         The layer; ``init`` returns ``(ConvParams, (), (N, W_out, out_channels))``.
 
     Raises:
-        ValueError: bad hyperparameters; at ``init``/``apply``, an input of the wrong rank or channel
-            count or smaller than the kernel (message names the layer and both shapes).
+        TypeError, ValueError: bad hyperparameters; at ``init``/``apply``, an input of the wrong
+            rank or channel count or smaller than the kernel (the message names the layer and
+            both shapes).
+
+    Example:
+        >>> layer = ft.layers.Conv1D(6, 4, padding="VALID")
+        >>> params, state, out_shape = layer.init(jax.random.key(0), (-1, 10, 3))
+        >>> out_shape
+        (-1, 7, 6)
     """
     return _conv_layer(out_channels, kernel_size, spatial=1, stride=stride, padding=padding,
-                       dilation=dilation, w_init=w_init, b_init=b_init, ctor="Conv1D")
+                       dilation=dilation, w_init=w_init, b_init=b_init, who="Conv1D")
 
 
 def Conv2D(  # noqa: N802 (layer constructor)
@@ -455,8 +339,18 @@ def Conv2D(  # noqa: N802 (layer constructor)
         The layer; ``init`` returns ``(ConvParams, (), (N, H_out, W_out, out_channels))``.
 
     Raises:
-        ValueError: bad hyperparameters; at ``init``/``apply``, an input of the wrong rank or channel
-            count or smaller than the kernel (message names the layer and both shapes).
+        TypeError, ValueError: bad hyperparameters; at ``init``/``apply``, an input of the wrong
+            rank or channel count or smaller than the kernel (the message names the layer and
+            both shapes).
+
+    Example:
+        >>> layer = ft.layers.Conv2D(8, 3, stride=2, w_init=ft.initializers.he_normal())
+        >>> params, state, out_shape = layer.init(jax.random.key(0), (-1, 28, 28, 1))
+        >>> out_shape, params.w.shape
+        ((-1, 14, 14, 8), (3, 3, 1, 8))
+        >>> y, state = layer.apply(params, state, jnp.ones((4, 28, 28, 1)), train=False)
+        >>> y.shape
+        (4, 14, 14, 8)
     """
     return _conv_layer(out_channels, kernel_size, spatial=2, stride=stride, padding=padding,
-                       dilation=dilation, w_init=w_init, b_init=b_init, ctor="Conv2D")
+                       dilation=dilation, w_init=w_init, b_init=b_init, who="Conv2D")

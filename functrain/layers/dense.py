@@ -5,6 +5,9 @@ Default initialization: weights ``glorot_uniform`` -- ``U(-a, a)`` with
 constant both forwards and backwards for any roughly linear-at-zero activation (tanh, the output
 layer); biases ``zeros``. For deep ReLU stacks pass ``w_init=initializers.he_normal()``
 (``N(0, 2/n_in)``, He et al. 2015), since ReLU zeroes half of its inputs.
+
+Shared within :mod:`functrain.layers` (not exported): :func:`apply_dense`, the body of
+:func:`dense` whose errors name the caller (a layer, weight normalization, ``Residual``'s projection).
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Float
 
+from functrain import _validate
 from functrain.initializers import glorot_uniform, zeros
-from functrain.layers._util import check_count, check_input_shape, fmt
+from functrain.layers._geometry import check_input_shape, check_last_axis
 from functrain.layers.base import Layer
 from functrain.typing import Array, DTypeLike, Initializer, PRNGKey, PyTree, Shape
 
@@ -35,6 +39,11 @@ class DenseParams(NamedTuple):
     Attributes:
         w: kernel, shape ``(in_features, out_features)``.
         b: bias, shape ``(out_features,)``.
+
+    Example:
+        >>> p = ft.layers.DenseParams(w=jnp.eye(2), b=jnp.array([1.0, -1.0]))
+        >>> ft.layers.dense(p, jnp.array([3.0, 4.0])).tolist()
+        [4.0, 3.0]
     """
 
     w: Array
@@ -64,30 +73,20 @@ def init_dense(
         ``DenseParams(w (n_in, n_out), b (n_out,))``.
 
     Raises:
-        ValueError: if a feature count is not a positive int.
+        TypeError, ValueError: a feature count that is not a positive int.
+
+    Example:
+        >>> p = ft.layers.init_dense(jax.random.key(0), 784, 10, w_init=ft.initializers.he_normal())
+        >>> p.w.shape, p.b.shape, p.w.dtype
+        ((784, 10), (10,), dtype('float32'))
     """
-    check_count(in_features, "in_features", "init_dense")
-    check_count(out_features, "out_features", "init_dense")
+    who = "init_dense"
+    n_in = _validate.check_int(in_features, who, "in_features", low=1)
+    n_out = _validate.check_int(out_features, who, "out_features", low=1)
+    _validate.check_callable(w_init, who, "w_init", "an initializer (e.g. initializers.he_normal())")
+    _validate.check_callable(b_init, who, "b_init", "an initializer (e.g. initializers.zeros())")
     k_w, k_b = jax.random.split(key)
-    return DenseParams(
-        w=w_init(k_w, (in_features, out_features), dtype),
-        b=b_init(k_b, (out_features,), dtype),
-    )
-
-
-def _check_dense(params: DenseParams, x_shape: tuple[int, ...], who: str) -> None:
-    """Validate ``params`` and an input shape for :func:`dense`, naming ``who`` in errors."""
-    w, b = params
-    if w.ndim != 2:
-        raise ValueError(f"{who}: kernel w must have rank 2 (in_features, out_features), got shape {fmt(w.shape)}")
-    if b.shape != (w.shape[1],):
-        raise ValueError(f"{who}: bias b must have shape {fmt((w.shape[1],))} to match kernel {fmt(w.shape)}, "
-                         f"got {fmt(b.shape)}")
-    if len(x_shape) < 1 or x_shape[-1] != w.shape[0]:
-        raise ValueError(
-            f"{who}: expected input with {w.shape[0]} features in its last axis, shape (..., {w.shape[0]}), "
-            f"got shape {fmt(x_shape)}"
-        )
+    return DenseParams(w=w_init(k_w, (n_in, n_out), dtype), b=b_init(k_b, (n_out,), dtype))
 
 
 def dense(params: DenseParams, x: Float[Array, "*batch in_features"]) -> Float[Array, "*batch out_features"]:
@@ -104,16 +103,29 @@ def dense(params: DenseParams, x: Float[Array, "*batch in_features"]) -> Float[A
         ``x @ w + b``, shape ``(..., n_out)``.
 
     Raises:
-        ValueError: if ``x.shape[-1] != n_in`` or the parameters have inconsistent shapes
-            (checked at trace time, before XLA sees the program).
+        ValueError: ``x.shape[-1] != n_in`` or parameters of inconsistent shapes (chex assertions
+            at trace time, before XLA sees the program).
+
+    Example:
+        >>> p = ft.layers.init_dense(jax.random.key(0), 5, 3)
+        >>> ft.layers.dense(p, jnp.ones((4, 5))).shape
+        (4, 3)
+        >>> ft.layers.dense(p, jnp.ones(5)).shape  # one example
+        (3,)
     """
-    return _apply_dense(params, x, "dense")
+    return apply_dense(params, x, who="dense")
 
 
-def _apply_dense(params: DenseParams, x: Array, who: str) -> Array:
-    """:func:`dense` with errors naming ``who`` (a layer's name)."""
-    _check_dense(params, tuple(x.shape), who)
+def apply_dense(params: DenseParams, x: Array, *, who: str) -> Array:
+    """:func:`dense` with errors naming ``who``; shared within :mod:`functrain.layers`.
+
+    chex checks (trace time only): the kernel has rank 2, the bias matches its output size, and
+    ``x``'s last axis matches its input size.
+    """
     w, b = params
+    _validate.check_rank(w, 2, who, "params.w", layout="(in_features, out_features)")
+    _validate.check_shape(b, (w.shape[1],), who, "params.b")
+    check_last_axis(x, w.shape[0], who)
     return jnp.matmul(x, w) + b
 
 
@@ -136,21 +148,32 @@ def Dense(  # noqa: N802 (layer constructor)
         The layer.
 
     Raises:
-        ValueError: ``out_features`` not a positive int; at ``init``/``apply``, an input whose last
-            axis does not match (the message names the layer and both shapes).
+        TypeError, ValueError: ``out_features`` not a positive int; at ``init``/``apply``, an
+            input whose last axis does not match (the message names the layer and both shapes).
+
+    Example:
+        >>> layer = ft.layers.Dense(10)
+        >>> params, state, out_shape = layer.init(jax.random.key(0), (-1, 784))
+        >>> out_shape, params.w.shape
+        ((-1, 10), (784, 10))
+        >>> y, state = layer.apply(params, state, jnp.ones((32, 784)), train=False)
+        >>> y.shape
+        (32, 10)
     """
-    name = f"Dense({out_features})"
-    check_count(out_features, "out_features", "Dense")
+    who = "Dense"
+    n_out = _validate.check_int(out_features, who, "out_features", low=1)
+    _validate.check_callable(w_init, who, "w_init", "an initializer (e.g. initializers.he_normal())")
+    _validate.check_callable(b_init, who, "b_init", "an initializer (e.g. initializers.zeros())")
 
     def init(key: PRNGKey, input_shape: Sequence[int]) -> tuple[PyTree, PyTree, Shape]:
-        shape = check_input_shape(input_shape, name, min_rank=2, layout="(N, ..., features)")
-        params = init_dense(key, shape[-1], out_features, w_init=w_init, b_init=b_init)
-        return params, (), shape[:-1] + (out_features,)
+        shape = check_input_shape(input_shape, who, min_rank=2, axes="(N, ..., features)")
+        params = init_dense(key, shape[-1], n_out, w_init=w_init, b_init=b_init)
+        return params, (), shape[:-1] + (n_out,)
 
     def apply(
         params: PyTree, state: PyTree, x: Array, *, key: PRNGKey | None = None, train: bool
     ) -> tuple[Array, PyTree]:
         del key, train
-        return _apply_dense(params, x, name), state
+        return apply_dense(params, x, who=who), state
 
     return Layer(init, apply)

@@ -12,10 +12,10 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jaxtyping import Float
 
-from functrain.layers._util import check_fraction, check_input_shape, is_concrete
+from functrain import _validate
+from functrain.layers._geometry import check_input_shape
 from functrain.layers.base import Layer
 from functrain.typing import Array, PRNGKey, PyTree, Shape
 
@@ -36,27 +36,35 @@ def dropout(
         x: array of any shape.
         rate: probability of dropping each unit, in ``[0, 1)``. A Python float (or concrete array)
             is validated; a traced array (e.g. a ``vmap``-ed sweep over rates) is used as is.
-        train: ``False`` returns ``x`` unchanged (evaluation mode). Must be a Python bool.
+        train: ``False`` returns ``x`` unchanged (evaluation mode). Must be a bool.
 
     Returns:
         Same shape and dtype as ``x``. Identity when ``train`` is false or ``rate == 0``.
 
     Raises:
+        TypeError: ``rate`` is not a number or ``train`` not a bool.
         ValueError: ``rate`` outside ``[0, 1)``, or ``train=True`` without a key.
+
+    Example:
+        >>> y = ft.layers.dropout(jax.random.key(0), jnp.ones(10_000), rate=0.25, train=True)
+        >>> sorted({round(v, 4) for v in y.tolist()})  # 0 (dropped) or 1 / (1 - 0.25) (kept)
+        [0.0, 1.3333]
+        >>> abs(float((y == 0).mean()) - 0.25) < 0.02
+        True
+        >>> ft.layers.dropout(None, jnp.ones(3), rate=0.25, train=False).tolist()  # evaluation
+        [1.0, 1.0, 1.0]
     """
     return _apply_dropout(key, x, rate, train, "dropout")
 
 
 def _apply_dropout(key: PRNGKey | None, x: Array, rate: float | Array, train: bool, who: str) -> Array:
-    check_fraction(rate, "rate", who, closed_right=False)
-    if not isinstance(train, bool):
-        raise TypeError(f"{who}: argument 'train' must be a Python bool, got {type(train).__name__}")
-    if not train:
+    _validate.check_fraction(rate, who, "rate")
+    if not _validate.check_bool(train, who, "train"):
         return x
     if key is None:
-        raise ValueError(f"{who}: train=True draws a random mask and needs a PRNG key; pass key=... "
-                         "(or train=False for evaluation)")
-    if is_concrete(rate) and float(rate) == 0.0:
+        _validate.fail(who, "key", "a PRNG key when train=True (a random mask is drawn; pass "
+                       "train=False for evaluation)", key)
+    if _validate.concrete_float(rate, who, "rate") == 0.0:
         return x
     keep = 1.0 - rate
     mask = jax.random.bernoulli(key, keep, x.shape)
@@ -77,23 +85,29 @@ def Dropout(rate: float | Array) -> Layer:  # noqa: N802 (layer constructor)
         The layer.
 
     Raises:
+        TypeError: ``rate`` is not a number or a scalar array.
         ValueError: ``rate`` outside ``[0, 1)``; at ``apply``, ``train=True`` with ``key=None``.
+
+    Example:
+        >>> layer = ft.layers.Dropout(0.5)
+        >>> x = jnp.ones((4, 10))
+        >>> y, _ = layer.apply((), (), x, key=jax.random.key(0), train=True)
+        >>> sorted(set(y.ravel().tolist()))
+        [0.0, 2.0]
+        >>> bool((layer.apply((), (), x, train=False)[0] == x).all())
+        True
     """
-    if isinstance(rate, bool) or not isinstance(rate, (int, float, jax.Array, np.ndarray)):
-        raise TypeError(f"Dropout: argument 'rate' must be a float in [0, 1), got {rate!r}")
-    if isinstance(rate, (jax.Array, np.ndarray)) and np.ndim(rate) != 0:
-        raise ValueError(f"Dropout: argument 'rate' must be a scalar, got shape {np.shape(rate)}")
-    check_fraction(rate, "rate", "Dropout", closed_right=False)
-    name = f"Dropout({rate})" if isinstance(rate, (int, float)) else "Dropout(<array rate>)"
+    who = "Dropout"
+    _validate.check_fraction(rate, who, "rate")
 
     def init(key: PRNGKey, input_shape: Sequence[int]) -> tuple[PyTree, PyTree, Shape]:
         del key
-        return (), (), check_input_shape(input_shape, name, min_rank=1)
+        return (), (), check_input_shape(input_shape, who, min_rank=1)
 
     def apply(
         params: PyTree, state: PyTree, x: Array, *, key: PRNGKey | None = None, train: bool
     ) -> tuple[Array, PyTree]:
         del params
-        return _apply_dropout(key, x, rate, train, name), state
+        return _apply_dropout(key, x, rate, train, who), state
 
     return Layer(init, apply)

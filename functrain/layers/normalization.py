@@ -1,4 +1,4 @@
-"""Normalization: batch normalization, layer normalization and weight normalization.
+"""Normalization of activations: batch normalization and layer normalization.
 
 * :func:`batch_norm` (Ioffe & Szegedy, "Batch Normalization: Accelerating Deep Network Training by
   Reducing Internal Covariate Shift", ICML 2015) normalizes each feature over the batch (and, for
@@ -6,8 +6,9 @@
   statistics replace them in evaluation.
 * :func:`layer_norm` (Ba, Kiros & Hinton, "Layer Normalization", 2016) normalizes each example over
   its features; it needs no state and behaves the same in training and evaluation.
-* :func:`weight_norm` (Salimans & Kingma, "Weight Normalization", NeurIPS 2016) reparametrizes a
-  kernel as ``w = g * v / ||v||``, decoupling each output unit's weight length ``g`` from its direction.
+
+Weight normalization, which reparametrizes kernels rather than activations, is in
+:mod:`functrain.layers.weight_norm`.
 """
 
 from __future__ import annotations
@@ -21,41 +22,22 @@ import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Float
 
-from functrain.initializers import glorot_uniform, ones, zeros
-from functrain.layers._util import (
-    PaddingLike,
-    check_array_rank,
-    check_count,
-    check_fraction,
-    check_input_shape,
-    check_positive,
-    fmt,
-    int_tuple,
-    normalize_padding,
-)
+from functrain import _validate
+from functrain.initializers import ones, zeros
+from functrain.layers._geometry import check_input_shape, check_last_axis
 from functrain.layers.base import Layer
-from functrain.layers.conv import ConvParams, _apply_conv, _conv_geometry
-from functrain.layers.dense import DenseParams, _apply_dense
 from functrain.typing import Array, DType, DTypeLike, Initializer, PRNGKey, PyTree, Shape
 
 __all__ = [
     "BatchNorm",
     "BatchNormParams",
-    "LayerNorm",
-    "WeightNormConv2D",
-    "WeightNormDense",
     "BatchNormState",
+    "LayerNorm",
     "LayerNormParams",
-    "WeightNormParams",
     "batch_norm",
     "init_batch_norm",
     "init_layer_norm",
-    "init_weight_norm",
     "layer_norm",
-    "weight_norm",
-    "weight_norm_conv1d",
-    "weight_norm_conv2d",
-    "weight_norm_dense",
 ]
 
 
@@ -65,6 +47,13 @@ class BatchNormParams(NamedTuple):
     Attributes:
         scale: ``gamma``, shape ``(C,)``.
         bias: ``beta``, shape ``(C,)``.
+
+    Example:
+        >>> params = ft.layers.BatchNormParams(scale=jnp.full(3, 2.0), bias=jnp.zeros(3))
+        >>> _, state = ft.layers.init_batch_norm(jax.random.key(0), 3)
+        >>> y, _ = ft.layers.batch_norm(params, state, jnp.ones((4, 3)), train=False)
+        >>> round(float(y[0, 0]), 4)  # 2 * (1 - 0) / sqrt(1 + 1e-5)
+        2.0
     """
 
     scale: Array
@@ -78,6 +67,13 @@ class BatchNormState(NamedTuple):
         mean: running mean of each feature, shape ``(C,)``.
         var: running *unbiased* variance of each feature (``n / (n - 1)`` times the batch's biased
             variance, as in PyTorch), shape ``(C,)``.
+
+    Example:
+        >>> params, state = ft.layers.init_batch_norm(jax.random.key(0), 1)
+        >>> x = jnp.array([[1.0], [3.0]])
+        >>> _, state = ft.layers.batch_norm(params, state, x, train=True, momentum=0.0)
+        >>> state.mean.tolist(), state.var.tolist()  # the batch's mean and unbiased variance
+        ([2.0], [2.0])
     """
 
     mean: Array
@@ -90,24 +86,15 @@ class LayerNormParams(NamedTuple):
     Attributes:
         scale: ``gamma``, shape ``(C,)``.
         bias: ``beta``, shape ``(C,)``.
+
+    Example:
+        >>> params = ft.layers.LayerNormParams(scale=jnp.ones(2), bias=jnp.array([0.0, 10.0]))
+        >>> [round(v, 3) for v in ft.layers.layer_norm(params, jnp.array([1.0, 3.0])).tolist()]
+        [-1.0, 11.0]
     """
 
     scale: Array
     bias: Array
-
-
-class WeightNormParams(NamedTuple):
-    """Weight-normalized dense or convolution parameters: the kernel is ``g * v / ||v||``.
-
-    Attributes:
-        v: direction, a dense kernel ``(n_in, n_out)`` or an HWIO conv kernel ``(*k, c_in, c_out)``.
-        g: length of each output unit's weight vector, shape ``(n_out,)``.
-        b: bias, shape ``(n_out,)``.
-    """
-
-    v: Array
-    g: Array
-    b: Array
 
 
 def _stats_dtype(dtype: DType) -> DType:
@@ -115,18 +102,22 @@ def _stats_dtype(dtype: DType) -> DType:
     return jnp.dtype(jnp.promote_types(dtype, jnp.float32))
 
 
-def _check_feature_params(scale: Array, bias: Array, x_shape: Sequence[int], who: str,
-                          names: tuple[str, str] = ("scale", "bias")) -> int:
-    if scale.ndim != 1:
-        raise ValueError(f"{who}: parameter '{names[0]}' must have shape (C,), got {fmt(scale.shape)}")
-    c = scale.shape[0]
-    if bias.shape != (c,):
-        raise ValueError(f"{who}: parameter '{names[1]}' must have shape {fmt((c,))} like '{names[0]}', "
-                         f"got {fmt(bias.shape)}")
-    if len(x_shape) < 1 or x_shape[-1] != c:
-        raise ValueError(f"{who}: expected an input with {c} features in its last axis, shape (..., {c}), "
-                         f"got shape {fmt(x_shape)}")
+def _check_features(scale: Array, bias: Array, x: Array, who: str) -> int:
+    """chex checks (trace time only): ``scale`` is ``(C,)``, ``bias`` too, ``x`` is ``(..., C)``."""
+    _validate.check_rank(scale, 1, who, "params.scale", layout="(C,)")
+    c = int(scale.shape[0])
+    _validate.check_shape(bias, (c,), who, "params.bias")
+    check_last_axis(x, c, who)
     return c
+
+
+def _init_scale_bias(key: PRNGKey, num_features: int, scale_init: Initializer, bias_init: Initializer,
+                     dtype: DTypeLike, who: str) -> tuple[int, Array, Array]:
+    c = _validate.check_int(num_features, who, "num_features", low=1)
+    _validate.check_callable(scale_init, who, "scale_init", "an initializer (e.g. initializers.ones())")
+    _validate.check_callable(bias_init, who, "bias_init", "an initializer (e.g. initializers.zeros())")
+    k_s, k_b = jax.random.split(key)
+    return c, scale_init(k_s, (c,), dtype), bias_init(k_b, (c,), dtype)
 
 
 def init_batch_norm(
@@ -150,15 +141,17 @@ def init_batch_norm(
         ``(BatchNormParams(scale, bias), BatchNormState(mean=0, var=1))``.
 
     Raises:
-        ValueError: if ``num_features`` is not a positive int.
+        TypeError, ValueError: ``num_features`` is not a positive int.
+
+    Example:
+        >>> params, state = ft.layers.init_batch_norm(jax.random.key(0), 16)
+        >>> params.scale.shape, state.mean.shape, float(state.var[0])
+        ((16,), (16,), 1.0)
     """
-    check_count(num_features, "num_features", "init_batch_norm")
-    k_s, k_b = jax.random.split(key)
+    c, scale, bias = _init_scale_bias(key, num_features, scale_init, bias_init, dtype, "init_batch_norm")
     sdt = _stats_dtype(jnp.dtype(dtype))
-    params = BatchNormParams(scale=scale_init(k_s, (num_features,), dtype),
-                             bias=bias_init(k_b, (num_features,), dtype))
-    state = BatchNormState(mean=jnp.zeros((num_features,), sdt), var=jnp.ones((num_features,), sdt))
-    return params, state
+    state = BatchNormState(mean=jnp.zeros((c,), sdt), var=jnp.ones((c,), sdt))
+    return BatchNormParams(scale=scale, bias=bias), state
 
 
 def batch_norm(
@@ -212,57 +205,56 @@ def batch_norm(
     Raises:
         ValueError: shapes inconsistent (the message names expected and actual), ``momentum`` outside
             ``[0, 1]``, ``eps <= 0``, or a training batch with one value per feature.
+
+    Example:
+        >>> params, state = ft.layers.init_batch_norm(jax.random.key(0), 2)
+        >>> x = jnp.array([[0.0, 10.0], [2.0, 30.0]])
+        >>> y, state = ft.layers.batch_norm(params, state, x, train=True)
+        >>> y.round(3).tolist()
+        [[-1.0, -1.0], [1.0, 1.0]]
+        >>> [round(v, 3) for v in state.mean.tolist()]  # 0.9 * 0 + 0.1 * batch mean
+        [0.1, 2.0]
     """
     return _apply_batch_norm(params, state, x, train=train, momentum=momentum, eps=eps,
-                             axis_name=axis_name, who="batch_norm")
+                            axis_name=axis_name, who="batch_norm")
 
 
-def _apply_batch_norm(
-    params: BatchNormParams,
-    state: BatchNormState,
-    x: Array,
-    *,
-    train: bool,
-    momentum: float,
-    eps: float,
-    axis_name: Hashable | None,
-    who: str,
-) -> tuple[Array, BatchNormState]:
-    c = _check_feature_params(params.scale, params.bias, x.shape, who)
-    if state.mean.shape != (c,) or state.var.shape != (c,):
-        raise ValueError(f"{who}: state mean and var must have shape {fmt((c,))}, got "
-                         f"{fmt(state.mean.shape)} and {fmt(state.var.shape)}")
-    if not isinstance(train, bool):
-        raise TypeError(f"{who}: argument 'train' must be a Python bool, got {type(train).__name__}")
-    check_fraction(momentum, "momentum", who, closed_right=True)
-    check_positive(eps, "eps", who)
+def _apply_batch_norm(params: BatchNormParams, state: BatchNormState, x: Array, *, train: bool,
+                     momentum: float, eps: float, axis_name: Hashable | None,
+                     who: str) -> tuple[Array, BatchNormState]:
+    """:func:`batch_norm` with errors naming ``who`` (the :func:`BatchNorm` layer shares it)."""
+    c = _check_features(params.scale, params.bias, x, who)
+    _validate.check_shape(state.mean, (c,), who, "state.mean")
+    _validate.check_shape(state.var, (c,), who, "state.var")
+    train = _validate.check_bool(train, who, "train")
+    _validate.check_fraction(momentum, who, "momentum", closed_right=True)
+    _validate.check_positive(eps, who, "eps")
     sdt = _stats_dtype(x.dtype)
     xf = x.astype(sdt)
-    if train:
-        axes = tuple(range(x.ndim - 1))
-        n = math.prod(x.shape[:-1]) * (1 if axis_name is None else lax.axis_size(axis_name))
-        if n < 2:
-            raise ValueError(f"{who}: training needs at least 2 values per feature to estimate a variance, "
-                             f"got an input of shape {fmt(x.shape)}"
-                             + ("" if axis_name is None else f" over axis {axis_name!r}"))
-        mean = jnp.mean(xf, axis=axes)
-        if axis_name is not None:
-            mean = lax.pmean(mean, axis_name)  # type: ignore[no-untyped-call]  # jax leaves pmean unannotated
-        centered = xf - mean
-        var = jnp.mean(jnp.square(centered), axis=axes)
-        if axis_name is not None:
-            var = lax.pmean(var, axis_name)  # type: ignore[no-untyped-call]  # jax leaves pmean unannotated
-        inv = lax.rsqrt(var + eps) * params.scale.astype(sdt)
-        y = centered * inv + params.bias.astype(sdt)
-        m_old = jnp.asarray(momentum, sdt)
-        new_state = BatchNormState(
-            mean=(m_old * state.mean + (1 - m_old) * lax.stop_gradient(mean)).astype(state.mean.dtype),
-            var=(m_old * state.var + (1 - m_old) * lax.stop_gradient(var) * (n / (n - 1))).astype(state.var.dtype),
-        )
-        return y.astype(x.dtype), new_state
-    inv = lax.rsqrt(state.var.astype(sdt) + eps) * params.scale.astype(sdt)
-    shift = params.bias.astype(sdt) - state.mean.astype(sdt) * inv
-    return (xf * inv + shift).astype(x.dtype), state
+    if not train:
+        inv = lax.rsqrt(state.var.astype(sdt) + eps) * params.scale.astype(sdt)
+        shift = params.bias.astype(sdt) - state.mean.astype(sdt) * inv
+        return (xf * inv + shift).astype(x.dtype), state
+    axes = tuple(range(x.ndim - 1))
+    n = math.prod(x.shape[:-1]) * (1 if axis_name is None else lax.axis_size(axis_name))
+    if n < 2:
+        _validate.fail(who, "x", "an array with at least 2 values per feature in training (to "
+                       "estimate a variance)", x,
+                       detail="" if axis_name is None else f"counted over axis {axis_name!r}")
+    mean = jnp.mean(xf, axis=axes)
+    if axis_name is not None:
+        mean = lax.pmean(mean, axis_name)  # type: ignore[no-untyped-call]  # jax leaves pmean unannotated
+    centered = xf - mean
+    var = jnp.mean(jnp.square(centered), axis=axes)
+    if axis_name is not None:
+        var = lax.pmean(var, axis_name)  # type: ignore[no-untyped-call]  # jax leaves pmean unannotated
+    y = centered * (lax.rsqrt(var + eps) * params.scale.astype(sdt)) + params.bias.astype(sdt)
+    m_old = jnp.asarray(momentum, sdt)
+    new_state = BatchNormState(
+        mean=(m_old * state.mean + (1 - m_old) * lax.stop_gradient(mean)).astype(state.mean.dtype),
+        var=(m_old * state.var + (1 - m_old) * lax.stop_gradient(var) * (n / (n - 1))).astype(state.var.dtype),
+    )
+    return y.astype(x.dtype), new_state
 
 
 def init_layer_norm(
@@ -286,12 +278,15 @@ def init_layer_norm(
         ``LayerNormParams(scale (C,), bias (C,))``.
 
     Raises:
-        ValueError: if ``num_features`` is not a positive int.
+        TypeError, ValueError: ``num_features`` is not a positive int.
+
+    Example:
+        >>> p = ft.layers.init_layer_norm(jax.random.key(0), 8)
+        >>> p.scale.shape, float(p.scale[0]), float(p.bias[0])
+        ((8,), 1.0, 0.0)
     """
-    check_count(num_features, "num_features", "init_layer_norm")
-    k_s, k_b = jax.random.split(key)
-    return LayerNormParams(scale=scale_init(k_s, (num_features,), dtype),
-                           bias=bias_init(k_b, (num_features,), dtype))
+    _, scale, bias = _init_scale_bias(key, num_features, scale_init, bias_init, dtype, "init_layer_norm")
+    return LayerNormParams(scale=scale, bias=bias)
 
 
 def layer_norm(
@@ -315,13 +310,20 @@ def layer_norm(
 
     Raises:
         ValueError: ``x.shape[-1] != C`` or ``eps <= 0``.
+
+    Example:
+        >>> p = ft.layers.init_layer_norm(jax.random.key(0), 4)
+        >>> y = ft.layers.layer_norm(p, jnp.array([[1.0, 2.0, 3.0, 4.0]]))
+        >>> [round(v, 2) for v in y[0].tolist()]
+        [-1.34, -0.45, 0.45, 1.34]
     """
-    return _apply_layer_norm(params, x, eps, "layer_norm")
+    return _apply_layer_norm(params, x, eps=eps, who="layer_norm")
 
 
-def _apply_layer_norm(params: LayerNormParams, x: Array, eps: float, who: str) -> Array:
-    _check_feature_params(params.scale, params.bias, x.shape, who)
-    check_positive(eps, "eps", who)
+def _apply_layer_norm(params: LayerNormParams, x: Array, *, eps: float, who: str) -> Array:
+    """:func:`layer_norm` with errors naming ``who`` (the :func:`LayerNorm` layer shares it)."""
+    _check_features(params.scale, params.bias, x, who)
+    _validate.check_positive(eps, who, "eps")
     sdt = _stats_dtype(x.dtype)
     xf = x.astype(sdt)
     mean = jnp.mean(xf, axis=-1, keepdims=True)
@@ -329,147 +331,6 @@ def _apply_layer_norm(params: LayerNormParams, x: Array, eps: float, who: str) -
     var = jnp.mean(jnp.square(centered), axis=-1, keepdims=True)
     y = centered * lax.rsqrt(var + eps) * params.scale.astype(sdt) + params.bias.astype(sdt)
     return y.astype(x.dtype)
-
-
-def init_weight_norm(
-    key: PRNGKey,
-    kernel_shape: Sequence[int],
-    *,
-    v_init: Initializer = glorot_uniform(),
-    b_init: Initializer = zeros(),
-    dtype: DTypeLike = jnp.float32,
-) -> WeightNormParams:
-    """Initialize weight-normalized parameters with ``g = ||v||``, so the initial kernel equals ``v``.
-
-    The effective kernel then starts with ``v_init``'s distribution (Salimans & Kingma also describe a
-    data-dependent initialization of ``g`` and ``b``; apply it yourself by rescaling if wanted).
-
-    Args:
-        key: PRNG key.
-        kernel_shape: ``(n_in, n_out)`` for a dense layer, ``(*kernel_size, c_in, c_out)`` (HWIO) for
-            a convolution.
-        v_init: direction initializer; default ``glorot_uniform()``.
-        b_init: bias initializer, shape ``(n_out,)``; default ``zeros()``.
-        dtype: parameter dtype (default float32).
-
-    Returns:
-        ``WeightNormParams(v, g (n_out,), b (n_out,))``.
-
-    Raises:
-        ValueError: if ``kernel_shape`` has rank < 2 or a non-positive dimension.
-    """
-    shape = tuple(int(d) for d in kernel_shape)
-    if len(shape) < 2 or any(d < 1 for d in shape):
-        raise ValueError(f"init_weight_norm: argument 'kernel_shape' must have rank >= 2 and positive sizes, "
-                         f"(n_in, n_out) or (*kernel_size, c_in, c_out), got {fmt(shape)}")
-    k_v, k_b = jax.random.split(key)
-    v = v_init(k_v, shape, dtype)
-    g = jnp.sqrt(jnp.sum(jnp.square(v), axis=tuple(range(v.ndim - 1))))
-    return WeightNormParams(v=v, g=g, b=b_init(k_b, (shape[-1],), dtype))
-
-
-def weight_norm(v: Float[Array, "*fan_in out"], g: Float[Array, " out"]) -> Float[Array, "*fan_in out"]:
-    """The weight-normalized kernel ``w[..., o] = g[o] * v[..., o] / ||v[..., o]||``.
-
-    The norm is taken per output unit, over every axis but the last (for a dense kernel ``(n_in, n_out)``
-    over ``n_in``; for an HWIO conv kernel over ``k_h, k_w, c_in``), so ``||w[..., o]|| = |g[o]|``.
-
-    Args:
-        v: direction, ``(n_in, n_out)`` or ``(*kernel_size, c_in, c_out)``.
-        g: lengths, ``(n_out,)``.
-
-    Returns:
-        ``w`` with ``v``'s shape.
-
-    Raises:
-        ValueError: ``v`` of rank < 2, or ``g`` not of shape ``(n_out,)``.
-    """
-    return _weight_norm(v, g, "weight_norm")
-
-
-def _weight_norm(v: Array, g: Array, who: str) -> Array:
-    if v.ndim < 2:
-        raise ValueError(f"{who}: direction v must have rank >= 2 (n_in, n_out) or HWIO, got {fmt(v.shape)}")
-    if g.shape != (v.shape[-1],):
-        raise ValueError(f"{who}: length g must have shape {fmt((v.shape[-1],))} (one per output unit of v "
-                         f"{fmt(v.shape)}), got {fmt(g.shape)}")
-    sq = jnp.sum(jnp.square(v), axis=tuple(range(v.ndim - 1)))
-    return v * (g * lax.rsqrt(sq))
-
-
-def weight_norm_dense(params: WeightNormParams, x: Float[Array, "*batch in_features"]) -> Float[Array, "*batch out_features"]:
-    """Weight-normalized dense layer: :func:`~functrain.layers.dense` with ``w = g v / ||v||``.
-
-    Args:
-        params: ``WeightNormParams(v (n_in, n_out), g (n_out,), b (n_out,))``.
-        x: ``(..., n_in)``.
-
-    Returns:
-        ``(..., n_out)``.
-
-    Raises:
-        ValueError: inconsistent parameter shapes or ``x.shape[-1] != n_in``.
-    """
-    return _apply_dense(DenseParams(_weight_norm(params.v, params.g, "weight_norm_dense"), params.b), x,
-                        "weight_norm_dense")
-
-
-def weight_norm_conv1d(
-    params: WeightNormParams,
-    x: Float[Array, "*batch width in_channels"],
-    *,
-    stride: int | Sequence[int] = 1,
-    padding: PaddingLike = "SAME",
-    dilation: int | Sequence[int] = 1,
-) -> Float[Array, "*batch out_width out_channels"]:
-    """Weight-normalized :func:`~functrain.layers.conv1d` (``w = g v / ||v||`` per output channel).
-
-    Args:
-        params: ``WeightNormParams(v (k, c_in, c_out), g (c_out,), b (c_out,))``.
-        x: ``(N, W, c_in)`` or ``(W, c_in)``.
-        stride: as in :func:`~functrain.layers.conv1d`.
-        padding: as in :func:`~functrain.layers.conv1d`.
-        dilation: as in :func:`~functrain.layers.conv1d`.
-
-    Returns:
-        ``(N, W_out, c_out)`` (or without ``N``).
-
-    Raises:
-        ValueError: as :func:`~functrain.layers.conv1d`, or inconsistent ``g``.
-    """
-    who = "weight_norm_conv1d"
-    w = _weight_norm(params.v, params.g, who)
-    return _apply_conv(ConvParams(w, params.b), x, spatial=1, stride=stride, padding=padding,
-                       dilation=dilation, who=who)
-
-
-def weight_norm_conv2d(
-    params: WeightNormParams,
-    x: Float[Array, "*batch height width in_channels"],
-    *,
-    stride: int | Sequence[int] = 1,
-    padding: PaddingLike = "SAME",
-    dilation: int | Sequence[int] = 1,
-) -> Float[Array, "*batch out_height out_width out_channels"]:
-    """Weight-normalized :func:`~functrain.layers.conv2d` (``w = g v / ||v||`` per output channel).
-
-    Args:
-        params: ``WeightNormParams(v (k_h, k_w, c_in, c_out), g (c_out,), b (c_out,))``.
-        x: ``(N, H, W, c_in)`` or ``(H, W, c_in)``.
-        stride: as in :func:`~functrain.layers.conv2d`.
-        padding: as in :func:`~functrain.layers.conv2d`.
-        dilation: as in :func:`~functrain.layers.conv2d`.
-
-    Returns:
-        ``(N, H_out, W_out, c_out)`` (or without ``N``).
-
-    Raises:
-        ValueError: as :func:`~functrain.layers.conv2d`, or inconsistent ``g``.
-    """
-    who = "weight_norm_conv2d"
-    w = _weight_norm(params.v, params.g, who)
-    return _apply_conv(ConvParams(w, params.b), x, spatial=2, stride=stride, padding=padding,
-                       dilation=dilation, who=who)
 
 
 def BatchNorm(  # noqa: N802 (layer constructor)
@@ -496,24 +357,32 @@ def BatchNorm(  # noqa: N802 (layer constructor)
         The layer.
 
     Raises:
-        ValueError: ``momentum`` outside ``[0, 1]`` or ``eps <= 0``; at ``init``/``apply``, a
-            feature count that does not match.
+        TypeError, ValueError: ``momentum`` outside ``[0, 1]`` or ``eps <= 0``; at
+            ``init``/``apply``, a feature count that does not match.
+
+    Example:
+        >>> layer = ft.layers.BatchNorm(momentum=0.99)
+        >>> params, state, out_shape = layer.init(jax.random.key(0), (-1, 8, 8, 3))
+        >>> y, state = layer.apply(params, state, jnp.ones((2, 8, 8, 3)), train=True)
+        >>> out_shape, y.shape, state.mean.shape
+        ((-1, 8, 8, 3), (2, 8, 8, 3), (3,))
     """
-    check_fraction(momentum, "momentum", "BatchNorm", closed_right=True)
-    check_positive(eps, "eps", "BatchNorm")
-    name = f"BatchNorm(momentum={momentum})"
+    who = "BatchNorm"
+    _validate.check_fraction(momentum, who, "momentum", closed_right=True)
+    _validate.check_positive(eps, who, "eps")
+    _validate.check_callable(scale_init, who, "scale_init", "an initializer (e.g. initializers.ones())")
+    _validate.check_callable(bias_init, who, "bias_init", "an initializer (e.g. initializers.zeros())")
 
     def init(key: PRNGKey, input_shape: Sequence[int]) -> tuple[PyTree, PyTree, Shape]:
-        shape = check_input_shape(input_shape, name, min_rank=2, layout="(N, ..., C)")
+        shape = check_input_shape(input_shape, who, min_rank=2, axes="(N, ..., C)")
         params, state = init_batch_norm(key, shape[-1], scale_init=scale_init, bias_init=bias_init)
         return params, state, shape
 
-    def apply(
-        params: PyTree, state: PyTree, x: Array, *, key: PRNGKey | None = None, train: bool
-    ) -> tuple[Array, PyTree]:
+    def apply(params: PyTree, state: PyTree, x: Array, *, key: PRNGKey | None = None,
+              train: bool) -> tuple[Array, PyTree]:
         del key
         return _apply_batch_norm(params, state, x, train=train, momentum=momentum, eps=eps,
-                                 axis_name=axis_name, who=name)
+                                axis_name=axis_name, who=who)
 
     return Layer(init, apply)
 
@@ -535,114 +404,27 @@ def LayerNorm(  # noqa: N802 (layer constructor)
         The layer; ``params`` is :class:`LayerNormParams`.
 
     Raises:
-        ValueError: ``eps <= 0``; at ``init``/``apply``, a feature count that does not match.
+        TypeError, ValueError: ``eps <= 0``; at ``init``/``apply``, a feature count that does not
+            match.
+
+    Example:
+        >>> layer = ft.layers.LayerNorm()
+        >>> params, state, out_shape = layer.init(jax.random.key(0), (-1, 16, 32))
+        >>> out_shape, params.scale.shape, state
+        ((-1, 16, 32), (32,), ())
     """
-    check_positive(eps, "eps", "LayerNorm")
-    name = "LayerNorm"
+    who = "LayerNorm"
+    _validate.check_positive(eps, who, "eps")
+    _validate.check_callable(scale_init, who, "scale_init", "an initializer (e.g. initializers.ones())")
+    _validate.check_callable(bias_init, who, "bias_init", "an initializer (e.g. initializers.zeros())")
 
     def init(key: PRNGKey, input_shape: Sequence[int]) -> tuple[PyTree, PyTree, Shape]:
-        shape = check_input_shape(input_shape, name, min_rank=1)
+        shape = check_input_shape(input_shape, who, min_rank=1)
         return init_layer_norm(key, shape[-1], scale_init=scale_init, bias_init=bias_init), (), shape
 
-    def apply(
-        params: PyTree, state: PyTree, x: Array, *, key: PRNGKey | None = None, train: bool
-    ) -> tuple[Array, PyTree]:
+    def apply(params: PyTree, state: PyTree, x: Array, *, key: PRNGKey | None = None,
+              train: bool) -> tuple[Array, PyTree]:
         del key, train
-        return _apply_layer_norm(params, x, eps, name), state
-
-    return Layer(init, apply)
-
-
-def WeightNormDense(  # noqa: N802 (layer constructor)
-    out_features: int,
-    *,
-    v_init: Initializer = glorot_uniform(),
-    b_init: Initializer = zeros(),
-) -> Layer:
-    """:func:`weight_norm_dense` as a composable layer; ``params`` is :class:`WeightNormParams`.
-
-    Args:
-        out_features: number of output features.
-        v_init: direction initializer (``g`` starts at ``||v||``); default ``glorot_uniform()``.
-        b_init: bias initializer; default ``zeros()``.
-
-    Returns:
-        The layer.
-
-    Raises:
-        ValueError: ``out_features`` not a positive int; at ``init``/``apply``, a feature count that
-            does not match.
-    """
-    check_count(out_features, "out_features", "WeightNormDense")
-    name = f"WeightNormDense({out_features})"
-
-    def init(key: PRNGKey, input_shape: Sequence[int]) -> tuple[PyTree, PyTree, Shape]:
-        shape = check_input_shape(input_shape, name, min_rank=2, layout="(N, ..., features)")
-        params = init_weight_norm(key, (shape[-1], out_features), v_init=v_init, b_init=b_init)
-        return params, (), shape[:-1] + (out_features,)
-
-    def apply(
-        params: PyTree, state: PyTree, x: Array, *, key: PRNGKey | None = None, train: bool
-    ) -> tuple[Array, PyTree]:
-        del key, train
-        v, g, b = params
-        return _apply_dense(DenseParams(_weight_norm(v, g, name), b), x, name), state
-
-    return Layer(init, apply)
-
-
-def WeightNormConv2D(  # noqa: N802 (layer constructor)
-    out_channels: int,
-    kernel_size: int | Sequence[int],
-    *,
-    stride: int | Sequence[int] = 1,
-    padding: PaddingLike = "SAME",
-    dilation: int | Sequence[int] = 1,
-    v_init: Initializer = glorot_uniform(),
-    b_init: Initializer = zeros(),
-) -> Layer:
-    """:func:`weight_norm_conv2d` over ``(N, H, W, C)`` batches as a composable layer.
-
-    Args:
-        out_channels: output channels.
-        kernel_size: ``k`` or ``(k_h, k_w)``.
-        stride: as in :func:`~functrain.layers.conv2d`.
-        padding: as in :func:`~functrain.layers.conv2d`.
-        dilation: as in :func:`~functrain.layers.conv2d`.
-        v_init: direction initializer (``g`` starts at ``||v||``); default ``glorot_uniform()``.
-        b_init: bias initializer; default ``zeros()``.
-
-    Returns:
-        The layer; ``params`` is :class:`WeightNormParams`.
-
-    Raises:
-        ValueError: bad hyperparameters; at ``init``/``apply``, an input of the wrong rank or channel
-            count or smaller than the kernel.
-    """
-    ctor = "WeightNormConv2D"
-    check_count(out_channels, "out_channels", ctor)
-    ks = int_tuple(kernel_size, 2, "kernel_size", ctor)
-    int_tuple(stride, 2, "stride", ctor)
-    int_tuple(dilation, 2, "dilation", ctor)
-    normalize_padding(padding, 2, ctor)
-    name = f"{ctor}({out_channels}, {ks})"
-
-    def init(key: PRNGKey, input_shape: Sequence[int]) -> tuple[PyTree, PyTree, Shape]:
-        shape = check_input_shape(input_shape, name, rank=4, layout="(N, H, W, C)")
-        kernel = (*ks, shape[-1], out_channels)
-        _, _, _, out = _conv_geometry(kernel, shape, spatial=2, stride=stride, padding=padding,
-                                      dilation=dilation, who=name, batched_only=True)
-        params = init_weight_norm(key, kernel, v_init=v_init, b_init=b_init)
-        return params, (), (shape[0], *out, out_channels)
-
-    def apply(
-        params: PyTree, state: PyTree, x: Array, *, key: PRNGKey | None = None, train: bool
-    ) -> tuple[Array, PyTree]:
-        del key, train
-        check_array_rank(x, name, rank=4, layout="(N, H, W, C)")
-        v, g, b = params
-        y = _apply_conv(ConvParams(_weight_norm(v, g, name), b), x, spatial=2, stride=stride,
-                        padding=padding, dilation=dilation, who=name, batched_only=True)
-        return y, state
+        return _apply_layer_norm(params, x, eps=eps, who=who), state
 
     return Layer(init, apply)

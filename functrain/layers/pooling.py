@@ -4,30 +4,37 @@
 example ``(*spatial, C)``), one ``lax.reduce_window`` each; the window's length gives the number of
 spatial axes (``(2, 2)`` pools an image, ``(2,)`` a sequence). The stride defaults to the window
 (non-overlapping pooling) and the padding to ``"VALID"``.
+
+As composable layers: :func:`MaxPool`, :func:`AvgPool`, and the ready-made values
+:data:`GlobalAvgPool` and :data:`Flatten`:
+
+>>> model = ft.layers.serial(ft.layers.MaxPool(2), ft.layers.GlobalAvgPool)
+>>> model.init(jax.random.key(0), (-1, 8, 8, 3))[2]
+(-1, 3)
+>>> ft.layers.Flatten.init(jax.random.key(0), (-1, 4, 4, 3))[2]
+(-1, 48)
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal
 
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 from jaxtyping import Float
 
-from functrain.layers._util import (
+from functrain import _validate
+from functrain.layers._geometry import (
     PaddingLike,
-    Pads,
-    check_array_rank,
+    PadSpec,
     check_input_shape,
-    fmt,
-    int_tuple,
+    layout,
     normalize_padding,
     spatial_output,
 )
-from functrain.layers.base import Layer, _stateless
+from functrain.layers.base import Layer, stateless
 from functrain.typing import Array, PRNGKey, PyTree, Shape
 
 __all__ = [
@@ -44,42 +51,23 @@ __all__ = [
 
 def _window(window: int | Sequence[int], who: str) -> tuple[int, ...]:
     """An int means a square 2-D window; a sequence gives one size per spatial axis."""
-    if isinstance(window, int):
-        return int_tuple(window, 2, "window", who)  # rejects bools
+    if isinstance(window, (int, np.integer)) and not isinstance(window, (bool, np.bool_)):
+        return _validate.check_ints(window, 2, who, "window")
     try:
-        n = len(window)
-    except TypeError as e:
-        raise TypeError(f"{who}: argument 'window' must be an int or a sequence of ints, got {window!r}") from e
+        n = len(window)  # type: ignore[arg-type]  # non-sequences are refused below
+    except TypeError:
+        _validate.fail(who, "window", "an int or a sequence of ints, each >= 1", window, error=TypeError)
     if n < 1:
-        raise ValueError(f"{who}: argument 'window' must have at least one spatial size, got {window!r}")
-    return int_tuple(window, n, "window", who)
+        _validate.fail(who, "window", "an int or a non-empty sequence of ints, each >= 1", window)
+    return _validate.check_ints(window, n, who, "window")
 
 
-def _pool_geometry(
-    x_shape: Sequence[int],
-    window: int | Sequence[int],
-    stride: int | Sequence[int] | None,
-    padding: PaddingLike,
-    who: str,
-    *,
-    batched_only: bool = False,
-) -> tuple[tuple[int, ...], tuple[int, ...], Literal["SAME", "VALID"] | Pads, Shape]:
-    """Validate a pooling call; return window, strides, padding and the output spatial shape."""
+def _pool_args(window: int | Sequence[int], stride: int | Sequence[int] | None, padding: PaddingLike,
+               who: str) -> tuple[tuple[int, ...], tuple[int, ...], PadSpec]:
+    """Validated window, strides (default: the window) and padding."""
     win = _window(window, who)
-    k = len(win)
-    strides = win if stride is None else int_tuple(stride, k, "stride", who)
-    pads = normalize_padding(padding, k, who)
-    ranks = (k + 2,) if batched_only else (k + 2, k + 1)
-    if len(x_shape) not in ranks:
-        layout = "(N, " + ", ".join(f"S{i}" for i in range(k)) + ", C)"
-        one = "" if batched_only else f" or rank {k + 1} (one example)"
-        raise ValueError(
-            f"{who}: a window of {k} spatial dims {win} expects an input of rank {k + 2} {layout}{one}, "
-            f"got shape {fmt(x_shape)}"
-        )
-    out = spatial_output(tuple(x_shape[-k - 1:-1]), win, strides, (1,) * k, pads,
-                         who=who, what="window", input_shape=x_shape)
-    return win, strides, pads, out
+    strides = win if stride is None else _validate.check_ints(stride, len(win), who, "stride")
+    return win, strides, normalize_padding(padding, len(win), who)
 
 
 def _full(x_ndim: int, spatial: tuple[int, ...]) -> tuple[int, ...]:
@@ -87,36 +75,34 @@ def _full(x_ndim: int, spatial: tuple[int, ...]) -> tuple[int, ...]:
     return (1,) * (x_ndim - len(spatial) - 1) + spatial + (1,)
 
 
-def _full_pads(x_ndim: int, k: int, pads: Literal["SAME", "VALID"] | Pads) -> str | Pads:
+def _full_pads(x_ndim: int, k: int, pads: PadSpec) -> str | tuple[tuple[int, int], ...]:
     if isinstance(pads, str):
         return pads
     return ((0, 0),) * (x_ndim - k - 1) + pads + ((0, 0),)
 
 
-def _apply_max_pool(x: Array, window: int | Sequence[int], stride: int | Sequence[int] | None,
-                    padding: PaddingLike, who: str, *, batched_only: bool = False) -> Array:
-    win, strides, pads, _ = _pool_geometry(x.shape, window, stride, padding, who, batched_only=batched_only)
-    init = -np.inf if jnp.issubdtype(x.dtype, jnp.floating) else np.iinfo(x.dtype).min
-    y: Array = lax.reduce_window(
-        x, np.array(init, x.dtype), lax.max, _full(x.ndim, win), _full(x.ndim, strides),
-        _full_pads(x.ndim, len(win), pads),
-    )
-    return y
-
-
-def _apply_avg_pool(x: Array, window: int | Sequence[int], stride: int | Sequence[int] | None,
-                    padding: PaddingLike, who: str, *, batched_only: bool = False) -> Array:
-    win, strides, pads, _ = _pool_geometry(x.shape, window, stride, padding, who, batched_only=batched_only)
-    dims, steps = _full(x.ndim, win), _full(x.ndim, strides)
-    full_pads = _full_pads(x.ndim, len(win), pads)
+def _pool(kind: str, x: Array, window: int | Sequence[int], stride: int | Sequence[int] | None,
+          padding: PaddingLike, who: str, *, batched_only: bool = False) -> Array:
+    """Max (``kind="max"``) or average pooling, with chex checks of ``x`` at trace time."""
+    win, strides, pads = _pool_args(window, stride, padding, who)
+    k = len(win)
+    axes = layout(k)
+    _validate.check_rank(x, (k + 2,) if batched_only else (k + 1, k + 2), who, "x",
+                         layout=axes if batched_only else f"{axes} or ({axes[4:]} for one example")
+    spatial_output(tuple(x.shape[-k - 1:-1]), win, strides, (1,) * k, pads, who=who, name="x",
+                   what="window", got=x)
+    dims, steps, full_pads = _full(x.ndim, win), _full(x.ndim, strides), _full_pads(x.ndim, k, pads)
+    if kind == "max":
+        init = -np.inf if jnp.issubdtype(x.dtype, jnp.floating) else np.iinfo(x.dtype).min
+        y: Array = lax.reduce_window(x, np.array(init, x.dtype), lax.max, dims, steps, full_pads)
+        return y
     summed: Array = lax.reduce_window(x, np.array(0, x.dtype), lax.add, dims, steps, full_pads)
     if pads == "VALID" or (not isinstance(pads, str) and all(p == (0, 0) for p in pads)):
         return summed / math.prod(win)
     # Count only the real (unpadded) elements in each window: a constant, folded by XLA.
-    k = len(win)
     ones = jnp.ones(tuple(x.shape[-k - 1:-1]) + (1,), x.dtype)
     counts: Array = lax.reduce_window(ones, np.array(0, x.dtype), lax.add, win + (1,), strides + (1,),
-                               _full_pads(k + 1, k, pads))
+                                      _full_pads(k + 1, k, pads))
     return summed / counts
 
 
@@ -140,8 +126,15 @@ def max_pool(
 
     Raises:
         ValueError: wrong input rank, or a window larger than the (padded) input.
+
+    Example:
+        >>> x = jnp.arange(16.0).reshape(1, 4, 4, 1)
+        >>> ft.layers.max_pool(x, 2)[0, :, :, 0].tolist()
+        [[5.0, 7.0], [13.0, 15.0]]
+        >>> ft.layers.max_pool(jnp.ones((2, 9, 3)), (3,), stride=2, padding="SAME").shape  # 1-D
+        (2, 5, 3)
     """
-    return _apply_max_pool(x, window, stride, padding, "max_pool")
+    return _pool("max", x, window, stride, padding, "max_pool")
 
 
 def avg_pool(
@@ -167,21 +160,27 @@ def avg_pool(
 
     Raises:
         ValueError: wrong input rank, or a window larger than the (padded) input.
+
+    Example:
+        >>> x = jnp.arange(16.0).reshape(4, 4, 1)  # one example
+        >>> ft.layers.avg_pool(x, 2)[:, :, 0].tolist()
+        [[2.5, 4.5], [10.5, 12.5]]
     """
-    return _apply_avg_pool(x, window, stride, padding, "avg_pool")
+    return _pool("avg", x, window, stride, padding, "avg_pool")
 
 
-def _check_batch_dims(x_shape: Sequence[int], batch_dims: int, min_rest: int, who: str, what: str) -> None:
-    if isinstance(batch_dims, bool) or not isinstance(batch_dims, int) or batch_dims < 0:
-        raise ValueError(f"{who}: argument 'batch_dims' must be an int >= 0, got {batch_dims!r}")
-    if len(x_shape) < batch_dims + min_rest:
-        raise ValueError(
-            f"{who}: with batch_dims={batch_dims} expected an input of rank >= {batch_dims + min_rest} "
-            f"{what}, got shape {fmt(x_shape)}"
-        )
+def _check_batch_dims(x: Array, batch_dims: int, min_rest: int, who: str, what: str) -> int:
+    n = _validate.check_int(batch_dims, who, "batch_dims", low=0)
+    ndim = getattr(x, "ndim", None)
+    if not isinstance(ndim, int):
+        _validate.fail(who, "x", "an array", x, error=TypeError)
+    if ndim < n + min_rest:
+        _validate.fail(who, "x", f"an array of rank >= {n + min_rest}{what} for batch_dims={n}", x)
+    return n
 
 
-def global_avg_pool(x: Float[Array, "*batch *spatial channels"], *, batch_dims: int = 1) -> Float[Array, "*batch channels"]:
+def global_avg_pool(x: Float[Array, "*batch *spatial channels"], *,
+                    batch_dims: int = 1) -> Float[Array, "*batch channels"]:
     """Global average pooling: the mean over every spatial axis, per channel (Lin et al. 2014).
 
     Args:
@@ -195,13 +194,19 @@ def global_avg_pool(x: Float[Array, "*batch *spatial channels"], *, batch_dims: 
 
     Raises:
         ValueError: fewer than one spatial axis.
+
+    Example:
+        >>> ft.layers.global_avg_pool(jnp.ones((8, 7, 7, 64))).shape
+        (8, 64)
+        >>> ft.layers.global_avg_pool(jnp.ones((7, 7, 64)), batch_dims=0).shape
+        (64,)
     """
-    return _apply_global_avg_pool(x, batch_dims, "global_avg_pool")
+    return _global_avg_pool(x, batch_dims, "global_avg_pool")
 
 
-def _apply_global_avg_pool(x: Array, batch_dims: int, who: str) -> Array:
-    _check_batch_dims(x.shape, batch_dims, 2, who, "(*batch, *spatial, C) with at least one spatial axis")
-    return jnp.mean(x, axis=tuple(range(batch_dims, x.ndim - 1)))
+def _global_avg_pool(x: Array, batch_dims: int, who: str) -> Array:
+    n = _check_batch_dims(x, batch_dims, 2, who, " (*batch, *spatial, C)")
+    return jnp.mean(x, axis=tuple(range(n, x.ndim - 1)))
 
 
 def flatten(x: Float[Array, "*batch ..."], *, batch_dims: int = 1) -> Float[Array, "*batch features"]:
@@ -216,40 +221,38 @@ def flatten(x: Float[Array, "*batch ..."], *, batch_dims: int = 1) -> Float[Arra
         ``(*batch, d_1 ... d_k)``.
 
     Raises:
-        ValueError: ``batch_dims`` negative or larger than ``x.ndim``.
+        TypeError, ValueError: ``batch_dims`` not an int ``>= 0``, or larger than ``x.ndim``.
+
+    Example:
+        >>> ft.layers.flatten(jnp.ones((8, 4, 4, 3))).shape
+        (8, 48)
+        >>> ft.layers.flatten(jnp.ones((8, 4, 4, 3)), batch_dims=2).shape
+        (8, 4, 12)
     """
-    return _apply_flatten(x, batch_dims, "flatten")
+    return _flatten(x, batch_dims, "flatten")
 
 
-def _apply_flatten(x: Array, batch_dims: int, who: str) -> Array:
-    _check_batch_dims(x.shape, batch_dims, 0, who, "")
-    lead = tuple(x.shape[:batch_dims])
-    return jnp.reshape(x, lead + (math.prod(x.shape[batch_dims:]),))
+def _flatten(x: Array, batch_dims: int, who: str) -> Array:
+    n = _check_batch_dims(x, batch_dims, 0, who, "")
+    return jnp.reshape(x, tuple(x.shape[:n]) + (math.prod(x.shape[n:]),))
 
 
-def _pool_layer(window: int | Sequence[int], stride: int | Sequence[int] | None, padding: PaddingLike,
-                ctor: str) -> Layer:
-    win = _window(window, ctor)
+def _pool_layer(kind: str, window: int | Sequence[int], stride: int | Sequence[int] | None,
+                padding: PaddingLike, who: str) -> Layer:
+    win, strides, pads = _pool_args(window, stride, padding, who)
     k = len(win)
-    if stride is not None:
-        int_tuple(stride, k, "stride", ctor)
-    normalize_padding(padding, k, ctor)
-    name = f"{ctor}({win})"
-    layout = "(N, " + ", ".join(f"S{i}" for i in range(k)) + ", C)"
-    pool = _apply_max_pool if ctor == "MaxPool" else _apply_avg_pool
 
     def init(key: PRNGKey, input_shape: Sequence[int]) -> tuple[PyTree, PyTree, Shape]:
         del key
-        shape = check_input_shape(input_shape, name, rank=k + 2, layout=layout)
-        _, _, _, out = _pool_geometry(shape, win, stride, padding, name, batched_only=True)
+        shape = check_input_shape(input_shape, who, rank=k + 2, axes=layout(k))
+        out = spatial_output(shape[1:-1], win, strides, (1,) * k, pads, who=who, name="input_shape",
+                             what="window", got=shape)
         return (), (), (shape[0], *out, shape[-1])
 
-    def apply(
-        params: PyTree, state: PyTree, x: Array, *, key: PRNGKey | None = None, train: bool
-    ) -> tuple[Array, PyTree]:
+    def apply(params: PyTree, state: PyTree, x: Array, *, key: PRNGKey | None = None,
+              train: bool) -> tuple[Array, PyTree]:
         del params, key, train
-        check_array_rank(x, name, rank=k + 2, layout=layout)
-        return pool(x, win, stride, padding, name, batched_only=True), state
+        return _pool(kind, x, win, strides, pads, who, batched_only=True), state
 
     return Layer(init, apply)
 
@@ -270,10 +273,16 @@ def MaxPool(  # noqa: N802 (layer constructor)
         The layer (``params = state = ()``).
 
     Raises:
-        ValueError: bad hyperparameters; at ``init``/``apply``, an input of the wrong rank or smaller
-            than the window.
+        TypeError, ValueError: bad hyperparameters; at ``init``/``apply``, an input of the wrong
+            rank or smaller than the window.
+
+    Example:
+        >>> ft.layers.MaxPool(2).init(jax.random.key(0), (-1, 28, 28, 8))[2]
+        (-1, 14, 14, 8)
+        >>> ft.layers.MaxPool((2,)).init(jax.random.key(0), (-1, 9, 4))[2]  # 1-D
+        (-1, 4, 4)
     """
-    return _pool_layer(window, stride, padding, "MaxPool")
+    return _pool_layer("max", window, stride, padding, "MaxPool")
 
 
 def AvgPool(  # noqa: N802 (layer constructor)
@@ -292,23 +301,28 @@ def AvgPool(  # noqa: N802 (layer constructor)
         The layer (``params = state = ()``).
 
     Raises:
-        ValueError: bad hyperparameters; at ``init``/``apply``, an input of the wrong rank or smaller
-            than the window.
+        TypeError, ValueError: bad hyperparameters; at ``init``/``apply``, an input of the wrong
+            rank or smaller than the window.
+
+    Example:
+        >>> layer = ft.layers.AvgPool(3, stride=2, padding="SAME")
+        >>> layer.init(jax.random.key(0), (-1, 7, 6, 3))[2]
+        (-1, 4, 3, 3)
     """
-    return _pool_layer(window, stride, padding, "AvgPool")
+    return _pool_layer("avg", window, stride, padding, "AvgPool")
 
 
-GlobalAvgPool: Layer = _stateless(
+GlobalAvgPool: Layer = stateless(
     "GlobalAvgPool",
-    lambda x: _apply_global_avg_pool(x, 1, "GlobalAvgPool"),
+    lambda x: _global_avg_pool(x, 1, "GlobalAvgPool"),
     lambda shape: (shape[0], shape[-1]),
     min_rank=3,
 )
 """Layer: :func:`global_avg_pool`, ``(N, *spatial, C) -> (N, C)``."""
 
-Flatten: Layer = _stateless(
+Flatten: Layer = stateless(
     "Flatten",
-    lambda x: _apply_flatten(x, 1, "Flatten"),
+    lambda x: _flatten(x, 1, "Flatten"),
     lambda shape: (shape[0], math.prod(shape[1:])),
     min_rank=2,
 )

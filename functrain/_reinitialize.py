@@ -1,0 +1,154 @@
+"""Re-initialize the weights and biases of any pytree (re-exported by :mod:`functrain.initializers`).
+
+:func:`reinitialize` walks a pytree -- dicts, NamedTuples, functrain layer parameters, equinox
+modules -- and re-draws each leaf that the weight rule selects with an initializer (and re-sets each
+bias). It lives apart from the initializers themselves (the distributions) because it is a tree
+operation with its own concern: equinox's ``(out, in)`` / ``(out, in, *spatial)`` kernel layouts,
+whose fans differ from functrain's ``(in, out)`` / HWIO.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from functrain import _tree, _validate
+from functrain.typing import Array, DTypeLike, Initializer, PRNGKey, PyTree
+
+__all__ = ["default_is_bias", "default_is_weight", "reinitialize"]
+
+
+def _zeros(key: PRNGKey, shape: Any, dtype: DTypeLike = jnp.float32) -> Array:
+    """The default bias initializer (``initializers.zeros()``, without importing it)."""
+    del key
+    return jnp.zeros(tuple(shape), dtype)
+
+
+def default_is_weight(leaf: Any) -> bool:
+    """Default weight rule for :func:`reinitialize`: a floating array with ``ndim >= 2``.
+
+    The library's one kernel rule (:func:`functrain._tree.is_kernel`): dense kernels and HWIO conv
+    kernels qualify; biases, normalization scales and scalars do not.
+
+    Example:
+        >>> ft.initializers.default_is_weight(jnp.ones((3, 4))), ft.initializers.default_is_weight(jnp.ones(4))
+        (True, False)
+    """
+    return _tree.is_kernel(leaf)
+
+
+def default_is_bias(leaf: Any) -> bool:
+    """Default bias rule for :func:`reinitialize`: a floating array with ``ndim == 1``.
+
+    Example:
+        >>> ft.initializers.default_is_bias(jnp.ones(4)), ft.initializers.default_is_bias(jnp.ones(4, int))
+        (True, False)
+    """
+    return _tree.is_vector(leaf)
+
+
+def _equinox_layer_types() -> tuple[type, ...]:
+    """``(eqx.nn.Linear, eqx.nn.Conv)`` if equinox is already imported (a tree can only hold
+    equinox modules then), else ``()``; keeps ``import functrain`` from importing equinox."""
+    eqx = sys.modules.get("equinox")
+    if eqx is None:
+        return ()
+    return (eqx.nn.Linear, eqx.nn.Conv)
+
+
+def _reinitialize_equinox_layer(layer: Any, key: PRNGKey, weight_init: Initializer,
+                                bias_init: Initializer, is_weight: Callable[[Any], bool],
+                                is_bias: Callable[[Any], bool]) -> Any:
+    """Re-draw an ``eqx.nn.Linear`` / ``eqx.nn.Conv`` in functrain's layout, then transpose.
+
+    Equinox stores a linear weight as ``(out, in)`` and a conv kernel as ``(out, in, *spatial)``;
+    drawing those shapes directly would swap the fans. The kernel is drawn as ``(in, out)`` /
+    HWIO ``(*spatial, in, out)`` (so :func:`compute_fans` sees the right fans) and transposed.
+    """
+    import equinox as eqx
+
+    w_key, b_key = jax.random.split(key)
+    weight = layer.weight
+    if is_weight(weight):
+        n_spatial = weight.ndim - 2
+        drawn_shape = (*weight.shape[2:], weight.shape[1], weight.shape[0])
+        drawn = weight_init(w_key, drawn_shape, weight.dtype)
+        new_weight = jnp.transpose(drawn, (n_spatial + 1, n_spatial, *range(n_spatial)))
+        layer = eqx.tree_at(lambda m: m.weight, layer, new_weight)
+    bias = layer.bias
+    if bias is not None and is_bias(jnp.ravel(bias)):
+        layer = eqx.tree_at(lambda m: m.bias, layer, bias_init(b_key, bias.shape, bias.dtype))
+    return layer
+
+
+def reinitialize(
+    tree: PyTree,
+    key: PRNGKey,
+    *,
+    weight_init: Initializer,
+    bias_init: Initializer | None = None,
+    is_weight: Callable[[Any], bool] = default_is_weight,
+    is_bias: Callable[[Any], bool] = default_is_bias,
+) -> PyTree:
+    """Return a copy of ``tree`` with every weight re-drawn and every bias re-set.
+
+    Works on any pytree: dicts, NamedTuples, functrain layer parameters and ``equinox.Module`` s
+    (``eqx.nn.MLP`` ...). A leaf for which ``is_weight`` holds is replaced by
+    ``weight_init(k, leaf.shape, leaf.dtype)``; a leaf for which ``is_bias`` holds by
+    ``bias_init(k, ...)``; every other leaf (integer arrays, scalars, functions, Python values) is kept
+    as it is. Each leaf gets its own key, ``fold_in(key, leaf_position)``, so equal shapes still get
+    independent draws and the result is a deterministic function of ``key``.
+
+    Fans assume functrain's layouts, dense ``(in, out)`` and conv HWIO. Equinox's ``eqx.nn.Linear``
+    (``(out, in)``) and ``eqx.nn.Conv`` (``(out, in, *spatial)``, bias ``(out, 1, ...)``) layers are
+    recognized and handled as units: the kernel is drawn in functrain's layout and transposed, so
+    ``he_normal`` gives ``N(0, 2/n_in)`` there too, and the bias is re-set (when ``is_bias`` holds
+    for it flattened). For other layouts pass a custom ``weight_init``.
+
+    Args:
+        tree: the parameters.
+        key: PRNG key.
+        weight_init: initializer for weights.
+        bias_init: initializer for biases; defaults to :func:`zeros`.
+        is_weight: predicate selecting weights (default: floating arrays with ``ndim >= 2``).
+        is_bias: predicate selecting biases (default: floating arrays with ``ndim == 1``).
+
+    Returns:
+        A pytree with ``tree``'s structure.
+
+    Raises:
+        TypeError: an initializer or a rule is not callable.
+
+    Example:
+        >>> params = {"w": jnp.zeros((64, 32)), "b": jnp.ones(32), "step": jnp.array(3)}
+        >>> new = ft.initializers.reinitialize(params, jax.random.key(0),
+        ...                                    weight_init=ft.initializers.he_normal())
+        >>> round(float(new["w"].var() * 64 / 2), 1), float(new["b"].sum()), int(new["step"])
+        (1.0, 0.0, 3)
+    """
+    who = "reinitialize"
+    _validate.check_callable(weight_init, who, "weight_init", "an initializer (e.g. he_normal())")
+    if bias_init is not None:
+        _validate.check_callable(bias_init, who, "bias_init", "an initializer (e.g. zeros())")
+    _validate.check_callable(is_weight, who, "is_weight", "a predicate of a leaf")
+    _validate.check_callable(is_bias, who, "is_bias", "a predicate of a leaf")
+    b_init: Initializer = _zeros if bias_init is None else bias_init
+    eqx_layers = _equinox_layer_types()
+    leaves, treedef = jax.tree_util.tree_flatten(
+        tree, is_leaf=(lambda x: isinstance(x, eqx_layers)) if eqx_layers else None)
+    out = []
+    for position, leaf in enumerate(leaves):
+        k = jax.random.fold_in(key, position)
+        if eqx_layers and isinstance(leaf, eqx_layers):
+            out.append(_reinitialize_equinox_layer(leaf, k, weight_init, b_init, is_weight, is_bias))
+        elif is_weight(leaf):
+            out.append(weight_init(k, leaf.shape, leaf.dtype))
+        elif is_bias(leaf):
+            out.append(b_init(k, leaf.shape, leaf.dtype))
+        else:
+            out.append(leaf)
+    return _tree.tree_unflatten(treedef, out)
