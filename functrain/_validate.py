@@ -80,6 +80,9 @@ def describe(value: object) -> str:
         if value.ndim == 0 and value.size == 1:
             return f"{value.item()!r} (a 0-d array of dtype {value.dtype})"
         return f"an array of shape {tuple(value.shape)} and dtype {value.dtype}"
+    if isinstance(value, tuple) and hasattr(value, "_fields") and any(
+            callable(getattr(value, f)) for f in value._fields):
+        return f"a {type(value).__name__} value"  # e.g. a Layer: its functions' reprs say nothing
     if callable(value) and hasattr(value, "__name__") and not isinstance(value, type):
         return f"the function {value.__name__}"
     text = repr(value)
@@ -361,7 +364,8 @@ def check_shape(x: object, shape: Sequence[int | None], who: str, name: str) -> 
     try:
         _chex().assert_shape(x, tuple(shape))
     except AssertionError:
-        wanted = "(" + ", ".join("*" if d is None else str(d) for d in shape) + ")"
+        dims = ["*" if d is None else str(d) for d in shape]
+        wanted = f"({dims[0]},)" if len(dims) == 1 else "(" + ", ".join(dims) + ")"
         fail(who, name, f"an array of shape {wanted}", x)
 
 

@@ -30,6 +30,9 @@ def test_message_and_describe() -> None:
     assert "0-d array" in v.describe(jnp.asarray(2.0))
     assert v.describe(len) == "the function len"
     assert v.describe([1, 2]) == "list [1, 2]"
+    from functrain import layers
+
+    assert v.describe(layers.Dense(3)) == "a Layer value"
     assert v.describe("x" * 200).endswith("...")
 
 
@@ -124,6 +127,7 @@ def test_tree_and_shape_checks_use_the_style() -> None:
         layout="(batch, height, width, channels)")
     _raises(TypeError, v.check_rank, [1, 2], 1, "f", "x")
     v.check_shape(jnp.zeros((2, 3)), (None, 3), "f", "x")
+    assert "shape (3,), got" in _raises(ValueError, v.check_shape, jnp.zeros(2), (3,), "f", "b")
     assert "shape (*, 4)" in _raises(ValueError, v.check_shape, jnp.zeros((2, 3)), (None, 4), "f", "x")
 
 
