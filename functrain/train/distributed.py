@@ -132,7 +132,7 @@ def _check_divisible(batch: PyTree, n_dev: int, who: str) -> None:
         shape = np.shape(leaf)
         if len(shape) == 0 or shape[0] % n_dev != 0:
             raise ValueError(
-                f"{who}: argument 'batch' must have a leading batch axis divisible by the {n_dev} "
+                f"{who}: argument 'batch' must be arrays with a leading batch axis divisible by the {n_dev} "
                 f"devices of the mesh, got shape {shape} at batch{path}")
 
 

@@ -170,8 +170,8 @@ def evaluate(
     if rest:
         tail = eval_step(state, _tree.tree_map(lambda x: jnp.asarray(x)[n_batches * bs:], data))
         if set(tail) != set(totals):
-            raise ValueError(f"{who}: argument 'eval_step' must return the same metrics for every "
-                             f"batch, got {sorted(tail)} for the last batch and {sorted(totals)} "
+            raise ValueError(f"{who}: argument 'eval_step' must be a function returning the "
+                             f"same metrics for every batch, got {sorted(tail)} for the last batch and {sorted(totals)} "
                              "for the others")
         totals = {name: totals[name] + tail[name] * rest for name in totals}
     return {name: v / n for name, v in totals.items()}

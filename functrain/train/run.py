@@ -256,10 +256,11 @@ def _check_run(fit_state: object, options: object, val_data: PyTree, who: str) -
         if val_data is None:
             _validate.fail(who, "val_data", "validation data since options.eval_step is set", val_data)
         _validate.check_leading_length(val_data, who, "val_data")
-    for name, rule, rule_state in (("early_stopping", options.early_stopping, fit_state.early_stopping),
-                                   ("plateau", options.plateau, fit_state.plateau)):
+    for name, what, rule, rule_state in (
+            ("early_stopping", "an early-stopping", options.early_stopping, fit_state.early_stopping),
+            ("plateau", "a reduce-on-plateau", options.plateau, fit_state.plateau)):
         if (rule is None) != (rule_state is None):
-            _validate.fail(who, f"options.{name}", f"set exactly when fit_state holds a {name} state "
+            _validate.fail(who, f"options.{name}", f"set exactly when fit_state holds {what} state "
                            "(build both from the same options: init_fit_state(train_state, options))",
                            rule)
 

@@ -101,14 +101,14 @@ class EvalStep(Protocol):
 def _check_loss_output(out: object, who: str) -> tuple[Array, PyTree, Mapping[str, Array]]:
     """The ``(loss, model_state, metrics)`` a loss function returned, checked at trace time."""
     if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], tuple) and len(out[1]) == 2):
-        raise TypeError(f"{who}: argument 'loss_fn' must return (loss, (new_model_state, metrics)), "
+        raise TypeError(f"{who}: argument 'loss_fn' must be a function returning (loss, (new_model_state, metrics)), "
                         f"got a return value of {_validate.describe(out)}")
     loss, (model_state, metrics) = out
     if jnp.shape(loss) != ():
-        raise ValueError(f"{who}: argument 'loss_fn' must return a scalar loss, got a loss of "
+        raise ValueError(f"{who}: argument 'loss_fn' must be a function returning a scalar loss, got a loss of "
                          f"shape {jnp.shape(loss)}")
     if not isinstance(metrics, Mapping):
-        raise TypeError(f"{who}: argument 'loss_fn' must return metrics as a mapping of names to "
+        raise TypeError(f"{who}: argument 'loss_fn' must be a function returning metrics as a mapping of names to "
                         f"scalars, got metrics of {_validate.describe(metrics)}")
     return loss, model_state, metrics
 
