@@ -207,7 +207,8 @@ def test_digits_ensemble_of_vmapped_runs_is_the_mixture_of_its_members() -> None
     # statistics), softmax, then the mean of the probabilities.
     def forward(i: int) -> np.ndarray[Any, Any]:
         def f64(a: Array) -> np.ndarray[Any, Any]:
-            return np.asarray(a[i], np.float64)
+            out: np.ndarray[Any, Any] = np.asarray(a[i], np.float64)
+            return out
 
         dense0, bn, dense1 = stacked_params[0], stacked_params[1], stacked_params[3]
         stats = stacked_state[1]
@@ -215,7 +216,8 @@ def test_digits_ensemble_of_vmapped_runs_is_the_mixture_of_its_members() -> None
         h = (h - f64(stats.mean)) / np.sqrt(f64(stats.var) + 1e-5) * f64(bn.scale) + f64(bn.bias)
         logits = np.maximum(h, 0.0) @ f64(dense1.w) + f64(dense1.b)
         e = np.exp(logits - logits.max(-1, keepdims=True))
-        return e / e.sum(-1, keepdims=True)
+        probs: np.ndarray[Any, Any] = e / e.sum(-1, keepdims=True)
+        return probs
 
     members = [forward(i) for i in range(3)]
     ref = np.mean(members, axis=0)

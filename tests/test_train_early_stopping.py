@@ -212,7 +212,8 @@ def test_bad_arguments() -> None:
         early_stopping(2, restore_best=1)  # type: ignore[arg-type]  # deliberate misuse
     with pytest.raises(TypeError, match=r"early_stopping: argument 'min_delta' must be a number"):
         early_stopping(2, min_delta="0.1")  # type: ignore[arg-type]  # deliberate misuse
-    assert early_stopping(np.int64(2)).patience == 2
+    two: Any = np.int64(2)  # (annotated int: NumPy ints are accepted at runtime)
+    assert early_stopping(two).patience == 2
     es = early_stopping(2)
     with pytest.raises(ValueError, match=r"EarlyStopping.init: argument 'params' must be the initial parameters"):
         es.init()

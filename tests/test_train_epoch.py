@@ -136,7 +136,8 @@ def test_evaluate_equals_the_whole_batch_metrics_of_a_model() -> None:
     state = init_train_state(params, mstate, optim.sgd(0.1))
     eval_step = make_eval_step(classifier_loss(model.apply, train=False))
     whole = eval_step(state, (x, y))  # one batch of all 37 examples
-    batched = evaluate(eval_step, state, (x, y), batch_size=np.int64(8))  # 4 batches + a tail of 5
+    eight: Any = np.int64(8)  # (annotated int: NumPy ints are accepted at runtime)
+    batched = evaluate(eval_step, state, (x, y), batch_size=eight)  # 4 batches + a tail of 5
     for name in ("loss", "accuracy"):
         np.testing.assert_allclose(batched[name], whole[name], rtol=1e-5)
 

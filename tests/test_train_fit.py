@@ -113,7 +113,8 @@ def test_fit_is_repeatable_leaves_the_callers_state_intact_and_records_the_sched
     schedule = optim.schedules.linear_schedule(0.5, 0.05, 9)
     state0, step, _ = _setup(_mlp(16, 4), optim.sgd(schedule))
     before = [np.asarray(x).copy() for x in jax.tree_util.tree_leaves(state0)]
-    a, hist = fit(step, state0, data, jax.random.key(3), epochs=3, batch_size=np.int64(40),
+    forty: Any = np.int64(40)  # (annotated int: NumPy ints are accepted at runtime)
+    a, hist = fit(step, state0, data, jax.random.key(3), epochs=3, batch_size=forty,
                   learning_rate=schedule, progress=False)
     b, _ = fit(step, state0, data, jax.random.key(3), epochs=3, batch_size=40, progress=False)
     for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True):

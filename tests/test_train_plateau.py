@@ -210,6 +210,9 @@ def test_bad_arguments() -> None:
             reduce_on_plateau, mode="up")
     _raises(TypeError, r"reduce_on_plateau: argument 'patience' must be an int >= 1, got 2.0", reduce_on_plateau,
             patience=2.0)
-    assert reduce_on_plateau(patience=np.int64(3), cooldown=np.int32(1)).patience == 3
+    three: Any = np.int64(3)  # (annotated int: NumPy ints are accepted at runtime)
+    one: Any = np.int32(1)
+    rule = reduce_on_plateau(patience=three, cooldown=one)
+    assert (rule.patience, rule.cooldown) == (3, 1) and type(rule.cooldown) is int
     _raises(ValueError, r"ReduceOnPlateau.update: argument 'value' must be a scalar, got an array of shape \(3,\)",
             reduce_on_plateau().update, reduce_on_plateau().init(), jnp.ones(3))

@@ -64,7 +64,9 @@ def _raises(exc: type[Exception], match: str, fn: Any, *args: Any, **kwargs: Any
 
 def test_fit_options_are_validated_normalized_and_hashable() -> None:
     es = early_stopping(3)
-    a = FitOptions(batch_size=np.int64(16), eval_batch_size=np.int32(64), early_stopping=es)
+    n16: Any = np.int64(16)  # (annotated int: NumPy ints are accepted at runtime)
+    n64: Any = np.int32(64)
+    a = FitOptions(batch_size=n16, eval_batch_size=n64, early_stopping=es)
     assert type(a.batch_size) is int and type(a.eval_batch_size) is int
     b = FitOptions(16, eval_batch_size=64, early_stopping=early_stopping(3))
     assert a == b and hash(a) == hash(b)  # equal options: one jit cache entry
@@ -97,7 +99,8 @@ def test_fit_options_are_static_under_jit_and_vmap() -> None:
     jitted = jax.jit(epoch)  # no static_argnums needed: FitOptions is a static pytree
     fs = init_fit_state(state)
     out1, _ = jitted(fs, jax.random.key(0), FitOptions(8))
-    out2, _ = jitted(fs, jax.random.key(0), FitOptions(np.int64(8)))
+    eight: Any = np.int64(8)  # (annotated int: NumPy ints are accepted at runtime)
+    out2, _ = jitted(fs, jax.random.key(0), FitOptions(eight))
     assert traces == [8]
     np.testing.assert_array_equal(out1.train_state.params[0].w, out2.train_state.params[0].w)
     jitted(fs, jax.random.key(0), FitOptions(16))
@@ -134,7 +137,7 @@ def test_fit_scan_computes_the_same_run_as_fit_and_a_manual_loop() -> None:
     for e in range(n_active):
         manual, me = one(step, manual, train_data, key, options, val_data=val_data)
         np.testing.assert_allclose(me.val["loss"], hist.val["loss"][e], rtol=1e-5)
-    assert bool(manual.early_stopping.stopped)
+    assert manual.early_stopping is not None and bool(manual.early_stopping.stopped)
     np.testing.assert_array_equal(m.active, np.arange(8) < n_active)
 
 
@@ -149,6 +152,7 @@ def test_monitor_picks_the_named_metric() -> None:
         options = FitOptions(32, eval_step=eval_step, early_stopping=rule, monitor=monitor)
         fs, m = fit_scan(step, init_fit_state(state0, options), train_data, jax.random.key(0), options,
                          epochs=3, val_data=val_data)
+        assert fs.early_stopping is not None
         watched = np.asarray(getattr(m, part)[name])
         best = np.max(watched) if name == "accuracy" else np.min(watched)
         np.testing.assert_allclose(fs.early_stopping.best_value, best, rtol=1e-6)
@@ -159,6 +163,7 @@ def test_final_train_state_restores_the_best_epoch_only_with_the_rule() -> None:
     data = _data(64)
     options = FitOptions(16, early_stopping=early_stopping(patience=10))
     fs, m = fit_scan(step, init_fit_state(state0, options), data, jax.random.key(0), options, epochs=3)
+    assert fs.early_stopping is not None
     best = int(fs.early_stopping.best_epoch)
     kept = final_train_state(fs, options)
     assert kept.params is fs.early_stopping.best_params[0]

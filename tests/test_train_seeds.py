@@ -129,7 +129,8 @@ def test_sweep_equals_separate_runs_and_members_stop_on_their_own() -> None:
     with jax.enable_x64(True):
         keys = jax.random.split(jax.random.key(7), 2)
         lrs = jnp.array([1e-2, 1e-3, 3e-5])  # momentum SGD learning rates 9x these
-        runs = sweep(lambda k, hp: _train(k, hp["lr"], adam=False), keys, {"lr": lrs}, chunk_size=np.int64(6))
+        six: Any = np.int64(6)  # (annotated int: NumPy ints are accepted at runtime)
+        runs = sweep(lambda k, hp: _train(k, hp["lr"], adam=False), keys, {"lr": lrs}, chunk_size=six)
         assert runs.results.val_loss.shape == (3, 2, EPOCHS)
         single = jax.jit(functools.partial(_train, adam=False))
         for g in range(3):
@@ -155,7 +156,8 @@ def _tiny(key: PRNGKey) -> dict[str, Array]:
 def test_chunking_gives_the_same_results() -> None:
     keys = jax.random.split(jax.random.key(0), 7)
     full = run_seeds(_tiny, keys)
-    for chunk in (1, 3, np.int64(3), 7):  # NumPy ints are ints (the same compiled program as 3)
+    chunks: tuple[Any, ...] = (1, 3, np.int64(3), 7)  # NumPy ints are ints (the same program as 3)
+    for chunk in chunks:
         chunked = run_seeds(_tiny, keys, chunk_size=chunk).results
         for x, y in zip(jax.tree_util.tree_leaves(chunked), jax.tree_util.tree_leaves(full.results), strict=True):
             np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-6)

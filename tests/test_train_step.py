@@ -60,7 +60,7 @@ class TestTrainStep(chex.TestCase):
         lr = 0.05
         state = init_train_state(params, {"calls": jnp.zeros((), jnp.int32)}, optim.sgd(lr))
         step = self.variant(make_train_step(_linear_loss, optim.sgd(lr)))
-        ref = params
+        ref: PyTree = params
         for i in range(2):  # two steps: the state really carries over
             state, metrics = step(state, (x, y), jax.random.key(i))
             ref, ref_metrics = _hand_sgd(ref, x, y, lr)

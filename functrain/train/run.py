@@ -1,17 +1,11 @@
 """A whole training run as a pure function: :class:`FitOptions`, :class:`FitState`, :func:`fit_epoch`, :func:`fit_scan`.
 
-* :class:`FitOptions` -- the options of a run (batch size, validation step, early stopping,
-  reduce-on-plateau, monitored metric) in one frozen, hashable value: a static argument of
-  ``jax.jit`` (it is registered as a static pytree, so it passes through ``jit``/``vmap`` as is).
-* :func:`init_fit_state` / :class:`FitState` -- everything a run carries from epoch to epoch.
-* :func:`fit_epoch` -- one epoch plus validation, reduce-on-plateau and early stopping, pure.
-* :func:`fit_scan` -- ``epochs`` epochs in one ``lax.scan``; ``jax.vmap(fit_scan)`` trains many
-  seeds at once, each stopping on its own (a stopped run's state is frozen with
-  :func:`~functrain.train.masked_update`); :func:`final_train_state` picks the state to keep.
-
-Epoch ``e`` of a run with key ``key`` uses ``fold_in(key, e)`` as the key of
-:func:`~functrain.train.train_epoch`, so :func:`~functrain.train.fit` (the host-side driver
-around the jitted :func:`fit_epoch`), :func:`fit_scan` and a resumed run compute the same run.
+The options of a run travel as one frozen, hashable :class:`FitOptions` (a static pytree, so it
+passes through ``jit``/``vmap`` as is); :func:`fit_epoch` adds validation, reduce-on-plateau and
+early stopping to an epoch; :func:`fit_scan` runs ``epochs`` of them in one ``lax.scan``, so
+``jax.vmap(fit_scan)`` trains many seeds at once, each stopping on its own. Epoch ``e`` uses
+``fold_in(key, e)``, so :func:`~functrain.train.fit` (the host loop around the jitted
+:func:`fit_epoch`), :func:`fit_scan` and a resumed run compute the same run.
 """
 
 from __future__ import annotations
@@ -93,9 +87,6 @@ class FitOptions:
         >>> same = ft.train.FitOptions(np.int64(32), early_stopping=ft.train.early_stopping(5))
         >>> same == options, hash(same) == hash(options), same.batch_size  # equal values: one compile
         (True, True, 32)
-        >>> ft.train.FitOptions(batch_size=0)
-        Traceback (most recent call last):
-        ValueError: FitOptions: argument 'batch_size' must be an int >= 1, got 0
     """
 
     batch_size: int
@@ -157,16 +148,14 @@ class EpochMetrics(NamedTuple):
         step: the train state's step counter after the epoch.
 
     Example:
-        >>> model = ft.serial(ft.layers.Dense(2))
-        >>> params, model_state, _ = model.init(jax.random.key(0), (-1, 3))
+        >>> def loss_fn(params, model_state, batch, key):
+        ...     return jnp.mean((batch[0] @ params - batch[1]) ** 2), (model_state, {})
         >>> opt = ft.optim.sgd(0.1)
-        >>> step = ft.train.make_train_step(ft.train.classifier_loss(model.apply, train=True), opt)
-        >>> fit_state = ft.train.init_fit_state(ft.train.init_train_state(params, model_state, opt))
-        >>> data = (jnp.ones((8, 3)), jnp.zeros(8, jnp.int32))
-        >>> _, m = ft.train.fit_epoch(step, fit_state, data, jax.random.key(1),
-        ...                           ft.train.FitOptions(batch_size=4))
+        >>> fit_state = ft.train.init_fit_state(ft.train.init_train_state(jnp.zeros(3), (), opt))
+        >>> step, data = ft.train.make_train_step(loss_fn, opt), (jnp.ones((8, 3)), jnp.ones(8))
+        >>> _, m = ft.train.fit_epoch(step, fit_state, data, jax.random.key(1), ft.train.FitOptions(4))
         >>> sorted(m.train), m.step_loss.shape, bool(m.finite), bool(m.active), int(m.step)
-        (['accuracy', 'grad_norm', 'loss'], (2,), True, True, 2)
+        (['grad_norm', 'loss'], (2,), True, True, 2)
     """
 
     train: dict[str, Array]
@@ -243,10 +232,14 @@ def _monitored(monitor: str, train: Mapping[str, Array], val: Mapping[str, Array
                    f"metric, or 'train_<name>' / 'val_<name>': one of {allowed}", monitor)
 
 
-def _check_run(fit_state: object, options: object, val_data: PyTree, who: str) -> None:
-    """The arguments of :func:`fit_epoch`/:func:`fit_scan` that the epoch itself does not check."""
+def _check_fit_state(fit_state: object, who: str) -> None:
     if not isinstance(fit_state, FitState):
         _validate.fail(who, "fit_state", "a FitState (see init_fit_state)", fit_state, error=TypeError)
+
+
+def _check_run(fit_state: FitState[Any], options: object, val_data: PyTree, who: str) -> None:
+    """The arguments of :func:`fit_epoch`/:func:`fit_scan` that the epoch itself does not check."""
+    _check_fit_state(fit_state, who)
     if not isinstance(options, FitOptions):
         _validate.fail(who, "options", "a FitOptions", options, error=TypeError)
     if options.eval_step is None and val_data is not None:
@@ -319,18 +312,16 @@ def fit_epoch(
         TypeError: for arguments of the wrong kind.
 
     Example:
-        >>> model = ft.serial(ft.layers.Dense(2))
-        >>> params, model_state, _ = model.init(jax.random.key(0), (-1, 3))
+        >>> def loss_fn(params, model_state, batch, key):
+        ...     return jnp.mean((batch[0] @ params - batch[1]) ** 2), (model_state, {})
         >>> opt = ft.optim.sgd(0.1)
-        >>> step = ft.train.make_train_step(ft.train.classifier_loss(model.apply, train=True), opt)
-        >>> eval_step = ft.train.make_eval_step(ft.train.classifier_loss(model.apply, train=False))
-        >>> options = ft.train.FitOptions(batch_size=4, eval_step=eval_step)
-        >>> fit_state = ft.train.init_fit_state(ft.train.init_train_state(params, model_state, opt))
-        >>> data = (jnp.ones((8, 3)), jnp.zeros(8, jnp.int32))
+        >>> step, data = ft.train.make_train_step(loss_fn, opt), (jnp.ones((8, 3)), jnp.ones(8))
+        >>> options = ft.train.FitOptions(batch_size=4, eval_step=ft.train.make_eval_step(loss_fn))
+        >>> fit_state = ft.train.init_fit_state(ft.train.init_train_state(jnp.zeros(3), (), opt))
         >>> epoch = jax.jit(ft.train.fit_epoch, static_argnums=0)
         >>> fit_state, m = epoch(step, fit_state, data, jax.random.key(1), options, val_data=data)
         >>> int(fit_state.epoch), int(fit_state.train_state.step), sorted(m.val)
-        (1, 2, ['accuracy', 'loss'])
+        (1, 2, ['loss'])
     """
     who = "fit_epoch"
     _check_run(fit_state, options, val_data, who)
@@ -395,16 +386,13 @@ def fit_scan(
         ValueError: as :func:`fit_epoch`, or ``epochs < 1``.
 
     Example:
-        >>> model = ft.serial(ft.layers.Dense(2))
-        >>> opt = ft.optim.sgd(0.5)
-        >>> step = ft.train.make_train_step(ft.train.classifier_loss(model.apply, train=True), opt)
-        >>> data = (jnp.ones((8, 3)), jnp.zeros(8, jnp.int32))
-        >>> options = ft.train.FitOptions(batch_size=4)
+        >>> def loss_fn(params, model_state, batch, key):
+        ...     return jnp.mean((batch[0] @ params - batch[1]) ** 2), (model_state, {})
+        >>> opt, options = ft.optim.sgd(0.1), ft.train.FitOptions(batch_size=4)
+        >>> step, data = ft.train.make_train_step(loss_fn, opt), (jnp.ones((8, 3)), jnp.ones(8))
         >>> def run(key):  # a whole run, a pure function of its key
-        ...     params, model_state, _ = model.init(key, (-1, 3))
-        ...     fit_state = ft.train.init_fit_state(ft.train.init_train_state(params, model_state, opt))
-        ...     fit_state, m = ft.train.fit_scan(step, fit_state, data, key, options, epochs=2)
-        ...     return m.train["loss"]
+        ...     fit_state = ft.train.init_fit_state(ft.train.init_train_state(jax.random.normal(key, (3,)), (), opt))
+        ...     return ft.train.fit_scan(step, fit_state, data, key, options, epochs=2)[1].train["loss"]
         >>> losses = jax.jit(jax.vmap(run))(jax.random.split(jax.random.key(0), 3))
         >>> losses.shape, bool(jnp.all(losses[:, 1] < losses[:, 0]))  # (seeds, epochs)
         ((3, 2), True)
@@ -445,8 +433,7 @@ def final_train_state(fit_state: FitState[TS], options: FitOptions | None = None
         [1.0, 1.0]
     """
     who = "final_train_state"
-    if not isinstance(fit_state, FitState):
-        _validate.fail(who, "fit_state", "a FitState", fit_state, error=TypeError)
+    _check_fit_state(fit_state, who)
     if options is not None and not isinstance(options, FitOptions):
         _validate.fail(who, "options", "a FitOptions or None", options, error=TypeError)
     ts = fit_state.train_state
