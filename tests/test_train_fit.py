@@ -40,9 +40,11 @@ def _digits() -> tuple[tuple[Array, Array], tuple[Array, Array]]:
 
 
 def _data(n: int, seed: int = 0) -> tuple[Array, Array]:
-    x = jax.random.normal(jax.random.key(seed), (n, 8))
-    w = jax.random.normal(jax.random.key(seed + 1), (8, 4))
-    return x, jnp.argmax(x @ w, axis=1)
+    """A small synthetic classification problem (host RNG: nothing to compile)."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 8)).astype(np.float32)
+    w = np.random.default_rng(100).normal(size=(8, 4))
+    return jnp.asarray(x), jnp.asarray(np.argmax(x @ w, axis=1).astype(np.int32))
 
 
 def _mlp(hidden: int, n_out: int, fancy: bool = False) -> layers.Layer:
@@ -59,6 +61,12 @@ def _setup(model: layers.Layer, opt: optim.GradientTransformation[Any], n_in: in
     step = make_train_step(classifier_loss(model.apply, train=True), opt)
     eval_step = make_eval_step(classifier_loss(model.apply, train=False))
     return state, step, eval_step
+
+
+@functools.cache
+def _small() -> tuple[TrainState[Any, Any, Any], TrainStep, EvalStep]:
+    """One small model and its steps, shared by the tests below (so they share compiled epochs)."""
+    return _setup(_mlp(8, 4), optim.sgd(0.1))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -148,12 +156,12 @@ def _used_in_epoch(key: PRNGKey, n: int, bs: int, bad: int, epoch: int) -> int |
 
 
 def test_fit_nan_loss_raises_naming_epoch_and_step() -> None:
-    n, bs, bad = 100, 16, 37
-    state, step, _ = _setup(_mlp(16, 4), optim.sgd(0.1))
+    n, bs, bad = 70, 32, 37  # 2 steps per epoch; 6 examples wait each epoch
+    state, step, _ = _small()
     key = jax.random.key(4)
     epoch = next(e for e in range(100) if _used_in_epoch(key, n, bs, bad, e) is not None)
     s = _used_in_epoch(key, n, bs, bad, epoch)
-    with pytest.raises(FloatingPointError, match=rf"fit: non-finite loss nan at epoch {epoch}, step {s} of 6"):
+    with pytest.raises(FloatingPointError, match=rf"fit: non-finite loss nan at epoch {epoch}, step {s} of 2"):
         fit(step, state, _poisoned(n, bad), key, epochs=epoch + 2, batch_size=bs, progress=False)
 
 
@@ -188,7 +196,7 @@ def test_fit_overflowing_params_raise_even_with_finite_losses() -> None:
 
 def test_progress_lines_without_tqdm(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     small = _data(64)
-    state, step, eval_step = _setup(_mlp(8, 4), optim.sgd(0.1))
+    state, step, eval_step = _small()
     monkeypatch.setitem(sys.modules, "tqdm.auto", None)  # makes "from tqdm.auto import tqdm" fail
     fit(step, state, small, jax.random.key(0), epochs=2, batch_size=32, eval_step=eval_step, val_data=small,
         learning_rate=0.1)
@@ -203,7 +211,7 @@ def test_progress_lines_without_tqdm(monkeypatch: pytest.MonkeyPatch, capsys: py
 def test_progress_bar_with_tqdm(capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("tqdm")
     small = _data(64)
-    state, step, _ = _setup(_mlp(8, 4), optim.sgd(0.1))
+    state, step, _ = _small()
     fit(step, state, small, jax.random.key(0), epochs=2, batch_size=32)
     err = capsys.readouterr().err
     assert "2/2" in err and "loss=" in err and "accuracy=" in err
@@ -220,7 +228,7 @@ def _raises(exc: type[Exception], match: str, fn: Any, *args: Any, **kwargs: Any
 
 
 def test_bad_arguments_name_fit() -> None:
-    state, step, eval_step = _setup(_mlp(8, 4), optim.sgd(0.1))
+    state, step, eval_step = _small()
     x, y = _data(10)
     key = jax.random.key(0)
     kw: dict[str, Any] = {"progress": False}
