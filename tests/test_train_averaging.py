@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from functrain import _tree, layers, optim
-from functrain.data.datasets import load_digits, split_dataset
+from functrain.data.datasets import load_digits
 from functrain.layers import BatchNormState
 from functrain.train import (
     FitOptions,
@@ -32,8 +32,8 @@ from functrain.typing import Array, PRNGKey, PyTree
 
 
 def _params(seed: int) -> PyTree:
-    k1, k2 = jax.random.split(jax.random.key(seed))
-    return {"w": jax.random.normal(k1, (3, 4)), "b": jax.random.normal(k2, (4,))}
+    rng = np.random.default_rng(seed)  # host RNG: nothing to compile
+    return {"w": jnp.asarray(rng.normal(size=(3, 4)), jnp.float32), "b": jnp.asarray(rng.normal(size=4), jnp.float32)}
 
 
 class TestAveraging(chex.TestCase):
@@ -150,9 +150,10 @@ def test_recompute_batch_norm_stats_is_the_cumulative_average_of_batch_statistic
 def test_recompute_batch_norm_stats_with_dropout_key_and_errors() -> None:
     model = layers.serial(layers.Dense(4), layers.Dropout(0.5), layers.BatchNorm())
     params, state, _ = model.init(jax.random.key(0), (-1, 3))
-    x = jax.random.normal(jax.random.key(1), (20, 3))
-    a = recompute_batch_norm_stats(model.apply, params, state, x, batch_size=10, key=jax.random.key(2))
-    b = recompute_batch_norm_stats(model.apply, params, state, x, batch_size=10, key=jax.random.key(3))
+    x = jnp.asarray(np.random.default_rng(1).normal(size=(20, 3)), jnp.float32)
+    recompute = jax.jit(recompute_batch_norm_stats, static_argnames=("apply", "batch_size"))
+    a = recompute(model.apply, params, state, x, batch_size=10, key=jax.random.key(2))
+    b = recompute(model.apply, params, state, x, batch_size=10, key=jax.random.key(3))
     assert not np.allclose(a[2].mean, b[2].mean)
     with pytest.raises(ValueError, match="needs a key|key"):
         recompute_batch_norm_stats(model.apply, params, state, x, batch_size=10)
@@ -168,12 +169,13 @@ def test_recompute_batch_norm_stats_with_dropout_key_and_errors() -> None:
 
 def test_ensemble_predict_averages_member_probabilities() -> None:
     model = layers.serial(layers.Dense(5), layers.Relu, layers.Dense(4))
-    keys = jax.random.split(jax.random.key(0), 3)
-    stacked_params, stacked_state, _ = jax.vmap(lambda k: model.init(k, (-1, 2))[:2] + (None,))(keys)
-    x = jax.random.normal(jax.random.key(1), (7, 2))
-    probs = jax.jit(ensemble_predict, static_argnames="apply")(model.apply, stacked_params, stacked_state, x)
-    members = [jax.nn.softmax(model.apply(_tree.tree_map(lambda a: a[i], stacked_params), stacked_state, x,
-                                          train=False)[0])
+    params, state, _ = model.init(jax.random.key(0), (-1, 2))
+    rng = np.random.default_rng(0)  # three members: the initial params with host-random leaves
+    stacked_params = _tree.tree_map(lambda a: jnp.asarray(rng.normal(size=(3,) + a.shape), a.dtype), params)
+    x = jnp.asarray(rng.normal(size=(7, 2)), jnp.float32)
+    probs = jax.jit(ensemble_predict, static_argnames="apply")(model.apply, stacked_params, state, x)
+    apply = jax.jit(model.apply, static_argnames="train")
+    members = [jax.nn.softmax(apply(_tree.tree_map(lambda a: a[i], stacked_params), state, x, train=False)[0])
                for i in range(3)]
     np.testing.assert_allclose(probs, np.mean(members, axis=0), rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-6)
@@ -184,8 +186,9 @@ def test_ensemble_predict_averages_member_probabilities() -> None:
 def test_digits_ensemble_of_vmapped_runs_is_the_mixture_of_its_members() -> None:
     """Members trained by one vmapped fit_scan; the ensemble against a float64 hand computation."""
     ds = load_digits()
-    tt = split_dataset(jax.random.key(0), ds._replace(x=ds.x / 16.0), test_fraction=0.2)
-    train, test = (tt.train.x[:600], tt.train.y[:600]), (tt.test.x, tt.test.y)
+    order = np.random.default_rng(0).permutation(len(ds.y))  # a random split, drawn on the host
+    x_all, y_all = np.asarray(ds.x, np.float32)[order] / 16.0, np.asarray(ds.y)[order]
+    train, test = (x_all[:1200], y_all[:1200]), (x_all[1200:], y_all[1200:])
     model = layers.serial(layers.Dense(32), layers.BatchNorm(), layers.Relu, layers.Dense(10))
     opt = optim.adam(1e-2)
     step = make_train_step(classifier_loss(model.apply, train=True), opt)
@@ -195,13 +198,13 @@ def test_digits_ensemble_of_vmapped_runs_is_the_mixture_of_its_members() -> None
     stacked = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *starts)
 
     def member(state: Any, key: PRNGKey) -> tuple[PyTree, PyTree]:
-        fs, _ = fit_scan(step, init_fit_state(state), train, key, options, epochs=3)
+        fs, _ = fit_scan(step, init_fit_state(state), train, key, options, epochs=5)
         ts = final_train_state(fs)
         return ts.params, ts.model_state
 
     stacked_params, stacked_state = jax.jit(jax.vmap(member))(stacked, keys)
     x, y = test
-    probs = ensemble_predict(model.apply, stacked_params, stacked_state, x)
+    probs = jax.jit(ensemble_predict, static_argnames="apply")(model.apply, stacked_params, stacked_state, x)
 
     # By hand, in float64: each member's inference-mode forward pass (batch norm with its running
     # statistics), softmax, then the mean of the probabilities.
@@ -224,5 +227,5 @@ def test_digits_ensemble_of_vmapped_runs_is_the_mixture_of_its_members() -> None
     np.testing.assert_allclose(probs, ref, rtol=1e-4, atol=1e-6)
     nll = -np.mean(np.log(ref[np.arange(len(y)), np.asarray(y)]))
     np.testing.assert_allclose(-jnp.mean(jnp.log(probs[jnp.arange(len(y)), y])), nll, rtol=1e-4)
-    assert float(jnp.mean(jnp.argmax(probs, -1) == y)) >= 0.9  # the members did learn
+    assert float(jnp.mean(jnp.argmax(probs, -1) == y)) >= 0.95, float(jnp.mean(jnp.argmax(probs, -1) == y))
     assert not np.allclose(members[0], members[1], atol=1e-3)  # and they differ

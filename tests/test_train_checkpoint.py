@@ -85,6 +85,18 @@ def test_round_trip_is_bitwise_exact(tmp_path: Path) -> None:
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
 
 
+def test_loaded_arrays_keep_the_placement_of_like(tmp_path: Path) -> None:
+    """Uncommitted like arrays load uncommitted (committed inputs would make a jitted epoch compile
+    again after a resume), committed ones committed."""
+    path = tmp_path / "c"
+    tree = {"w": jnp.arange(3.0)}
+    save_checkpoint(path, tree)
+    loaded = load_checkpoint(path, like=tree)
+    assert not tree["w"].committed and not loaded["w"].committed
+    placed = jax.device_put(tree, jax.devices()[0])  # committed to a device
+    assert placed["w"].committed and load_checkpoint(path, like=placed)["w"].committed
+
+
 def test_fit_state_with_early_stopping_and_plateau_round_trips(tmp_path: Path) -> None:
     model = layers.serial(layers.Dense(4), layers.BatchNorm(), layers.Dense(2))
     params, mstate, _ = model.init(jax.random.key(0), (-1, 3))

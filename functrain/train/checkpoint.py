@@ -256,10 +256,24 @@ def load_checkpoint(path: str | os.PathLike[str], like: T) -> T:
     return out
 
 
+def _placement(leaf: Any) -> Any:
+    """The sharding to place a loaded leaf with: ``like``'s, unless ``like``'s array is uncommitted.
+
+    An uncommitted ``like`` array (the default placement of ``jnp`` arrays) gives an uncommitted
+    loaded array, so a jitted function fed with the loaded tree reuses the program compiled for
+    the fresh one instead of compiling again for committed inputs.
+    """
+    if isinstance(leaf, jax.Array) and not leaf.committed:
+        return None
+    if isinstance(leaf, (jax.Array, jax.ShapeDtypeStruct)):
+        return getattr(leaf, "sharding", None)
+    return None
+
+
 def _rebuild(entry: dict[str, Any], leaf: Any, payload: memoryview) -> Any:
     shape = tuple(entry["shape"])
     raw = payload[entry["offset"]: entry["offset"] + entry["nbytes"]]
-    sharding = getattr(leaf, "sharding", None) if isinstance(leaf, (jax.Array, jax.ShapeDtypeStruct)) else None
+    sharding = _placement(leaf)
     if entry["key_impl"] is not None:
         impl = entry["key_impl"]
         data = np.frombuffer(raw, dtype=np.uint32).reshape(shape + (-1,)).copy()
