@@ -121,6 +121,8 @@ def summarize(results: PyTree, *, axis: int = 0) -> PyTree:
         >>> summary["loss"].mean.tolist(), summary["loss"].max.tolist()
         ([2.0, 3.0], [3.0, 4.0])
     """
+    axis = _validate.check_int(axis, "summarize", "axis", low=0)
+
     def one(x: Any) -> Stats | None:
         if isinstance(x, (jax.Array, np.ndarray)) and x.ndim > axis and (
                 jnp.issubdtype(x.dtype, jnp.number) or x.dtype == jnp.bool_):
