@@ -15,6 +15,7 @@ from functrain import _tree, layers, optim
 from functrain.data.datasets import load_digits
 from functrain.train import (
     CheckpointError,
+    FitOptions,
     FitState,
     classifier_loss,
     early_stopping,
@@ -84,12 +85,24 @@ def test_round_trip_is_bitwise_exact(tmp_path: Path) -> None:
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
 
 
+def test_loaded_arrays_keep_the_placement_of_like(tmp_path: Path) -> None:
+    """Uncommitted like arrays load uncommitted (committed inputs would make a jitted epoch compile
+    again after a resume), committed ones committed."""
+    path = tmp_path / "c"
+    tree = {"w": jnp.arange(3.0)}
+    save_checkpoint(path, tree)
+    loaded = load_checkpoint(path, like=tree)
+    assert not tree["w"].committed and not loaded["w"].committed
+    placed = jax.device_put(tree, jax.devices()[0])  # committed to a device
+    assert placed["w"].committed and load_checkpoint(path, like=placed)["w"].committed
+
+
 def test_fit_state_with_early_stopping_and_plateau_round_trips(tmp_path: Path) -> None:
     model = layers.serial(layers.Dense(4), layers.BatchNorm(), layers.Dense(2))
     params, mstate, _ = model.init(jax.random.key(0), (-1, 3))
     opt = optim.chain(optim.adam(1e-3), scale_by_plateau())
-    fs = init_fit_state(init_train_state(params, mstate, opt), early_stopping=early_stopping(3),
-                        plateau=reduce_on_plateau())
+    fs = init_fit_state(init_train_state(params, mstate, opt),
+                        FitOptions(8, early_stopping=early_stopping(3), plateau=reduce_on_plateau()))
     save_checkpoint(tmp_path / "fs", fs)
     out = load_checkpoint(tmp_path / "fs", like=fs)
     assert isinstance(out, FitState)
@@ -117,6 +130,11 @@ def test_mismatches_are_reported_by_leaf_path(tmp_path: Path) -> None:
         save_checkpoint(tmp_path / "no" / "dir" / "c", tree)
     with pytest.raises(TypeError, match=r"save_checkpoint: leaf \['f'\] must be an array"):
         save_checkpoint(path, {"f": "text"})
+    with pytest.raises(TypeError, match=r"save_checkpoint: argument 'path' must be a file path \(str or "
+                                        r"os.PathLike\), got dict"):
+        save_checkpoint(tree, path)  # type: ignore[arg-type]  # arguments swapped: the error under test
+    with pytest.raises(TypeError, match=r"load_checkpoint: argument 'path' must be a file path"):
+        load_checkpoint(3, like=tree)  # type: ignore[arg-type]  # the error under test
 
 
 def test_truncated_or_corrupted_files_raise_and_the_previous_checkpoint_still_loads(tmp_path: Path) -> None:
@@ -185,7 +203,7 @@ def test_fit_resumed_from_a_checkpoint_ends_bitwise_equal_to_an_uninterrupted_ru
     np.testing.assert_array_equal(hist.val["loss"], hist_full.val["loss"][3:])
     _assert_bitwise(resumed, full)
     # The checkpoint now holds the whole run's final state.
-    like = init_fit_state(state, early_stopping=kw["early_stopping"], plateau=kw["plateau"])
+    like = init_fit_state(state, FitOptions(32, early_stopping=kw["early_stopping"], plateau=kw["plateau"]))
     assert int(load_checkpoint(path, like=like).epoch) == 6
 
 

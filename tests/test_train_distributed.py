@@ -41,7 +41,7 @@ SCRIPT = textwrap.dedent(
     batch = shard_batch((x, y), mesh)
     assert batch[0].sharding == batch_sharding(mesh)
     assert len(batch[0].addressable_shards) == 8 and batch[0].addressable_shards[0].data.shape == (8, 12)
-    for i in range(3):
+    for i in range(2):
         k = jax.random.key(10 + i)
         s1, m1 = single(s1, (x, y), k)
         sp, mp = pstep(sp, batch, k)
@@ -87,10 +87,15 @@ def test_single_device_mesh_and_errors() -> None:
     assert is_replicated(replicate(tree, mesh))
     sharded = shard_batch((jnp.ones((4, 2)),), mesh)
     assert sharded[0].shape == (4, 2)
-    with pytest.raises(ValueError, match="argument 'devices' must list at least one device"):
+    with pytest.raises(ValueError, match="data_mesh: argument 'devices' must be a list of at least one device"):
         data_mesh([])
-    with pytest.raises(ValueError, match=r"shard_batch: batch\[0\] must have a leading batch axis"):
+    with pytest.raises(ValueError, match=r"shard_batch: argument 'batch' must be arrays with a leading batch "
+                                         r"axis divisible by the 1 devices of the mesh, got shape \(\) at batch\[0\]"):
         shard_batch((jnp.float32(1.0),), mesh)
+    with pytest.raises(TypeError, match=r"shard_batch: argument 'mesh' must be a jax.sharding.Mesh"):
+        shard_batch((jnp.ones(2),), jax.devices())  # type: ignore[arg-type]  # the error under test
+    with pytest.raises(TypeError, match=r"data_parallel_step: argument 'step' must be a train step function"):
+        data_parallel_step(None, mesh)  # type: ignore[arg-type]  # the error under test
 
     def step(s: jax.Array, batch: tuple[jax.Array], key: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
         return s + jnp.sum(batch[0]), {"loss": jnp.sum(batch[0])}

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -27,6 +29,8 @@ from functrain.train import (
     set_plateau_scale,
 )
 from functrain.typing import Array
+
+STYLE = re.compile(r"^[\w.]+: argument '[\w.\[\]']+' must be .+, got .+$", re.S)
 
 
 def _reference_scales(values: list[float], factor: float, patience: int, min_delta: float, cooldown: int,
@@ -82,6 +86,40 @@ def test_matches_the_reference_rule(patience: int, cooldown: int, min_delta: flo
     np.testing.assert_allclose(got, ref, rtol=1e-6)
 
 
+class TestReduceOnPlateauUpdate(chex.TestCase):
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_update_follows_the_reference_rule(self) -> None:
+        for patience, cooldown, mode in ((1, 0, "min"), (2, 1, "min"), (3, 3, "max")):
+            rule = reduce_on_plateau(factor=0.3, patience=patience, cooldown=cooldown, min_delta=0.5,
+                                     min_scale=0.001, mode=mode)  # type: ignore[arg-type]  # str from the table
+            vals = VALUES + [2.9, 2.95, 2.0] if mode == "min" else [-v for v in VALUES + [2.9, 2.95, 2.0]]
+
+            def update(s: ReduceOnPlateauState, v: Array) -> ReduceOnPlateauState:
+                return rule.update(s, v)
+
+            step = self.variant(update)
+            s = rule.init()
+            got = []
+            for v in vals:
+                s = step(s, jnp.asarray(v))
+                got.append(float(s.scale))
+            ref = _reference_scales(vals, 0.3, patience, 0.5, cooldown, 0.001, mode)
+            np.testing.assert_allclose(got, ref, rtol=1e-6)
+            assert min(ref) < 1.0  # each case reduces at least once
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_set_plateau_scale_acts_on_the_next_update(self) -> None:
+        tx = optim.chain(optim.sgd(0.1), scale_by_plateau())
+        params = {"w": jnp.array([1.0, -2.0])}
+
+        def scaled_update(opt_state: Any, scale: Array) -> Any:
+            updates, _ = tx.update(params, set_plateau_scale(opt_state, scale), params)
+            return updates
+
+        u = self.variant(scaled_update)(tx.init(params), jnp.asarray(0.5))
+        np.testing.assert_allclose(u["w"], -0.1 * 0.5 * np.array([1.0, -2.0]), rtol=1e-6)
+
+
 def test_jit_scan_and_vmap_over_sequences() -> None:
     rule = reduce_on_plateau(factor=0.5, patience=2, cooldown=1, min_scale=0.2)
 
@@ -118,10 +156,13 @@ def test_scale_by_plateau_scales_the_learning_rate() -> None:
 
 
 def test_missing_scale_by_plateau_is_a_clear_error() -> None:
-    with pytest.raises(ValueError, match=r"add functrain.train.scale_by_plateau\(\) at the end"):
+    with pytest.raises(ValueError, match=r"set_plateau_scale: argument 'opt_state' must be the state of an "
+                                         r"optimizer with exactly one scale_by_plateau\(\) \(add "
+                                         r"functrain.train.scale_by_plateau\(\) at the end") as info:
         set_plateau_scale(optim.sgd(0.1).init({"w": jnp.ones(2)}), 0.5)
+    assert STYLE.match(str(info.value)) and str(info.value).endswith("got a state with 0 ScaleByPlateauState")
     double = optim.chain(scale_by_plateau(), scale_by_plateau()).init({})
-    with pytest.raises(ValueError, match="2 ScaleByPlateauState"):
+    with pytest.raises(ValueError, match="get_plateau_scale: .*got a state with 2 ScaleByPlateauState"):
         get_plateau_scale(double)
 
 
@@ -144,22 +185,34 @@ def test_fit_with_plateau_reduces_the_learning_rate_by_the_rule() -> None:
     assert hist.learning_rate is not None
     np.testing.assert_allclose(hist.learning_rate, 5e-2 * np.asarray(ref), rtol=1e-6)
     assert float(get_plateau_scale(out.opt_state)) == pytest.approx(ref[-1])
-    with pytest.raises(ValueError, match="ScaleByPlateauState"):
+    with pytest.raises(ValueError, match="init_fit_state: argument 'train_state.opt_state' .*ScaleByPlateauState"):
         fit(make_train_step(classifier_loss(model.apply, train=True), optim.adam(1e-2)),
             init_train_state(params, mstate, optim.adam(1e-2)), train, jax.random.key(1), epochs=1,
             batch_size=50, plateau=rule, progress=False)
 
 
+def _raises(exc: type[Exception], match: str, fn: Any, *args: Any, **kwargs: Any) -> None:
+    with pytest.raises(exc, match=match) as info:
+        fn(*args, **kwargs)
+    assert STYLE.match(str(info.value)), str(info.value)
+
+
 def test_bad_arguments() -> None:
-    with pytest.raises(ValueError, match="reduce_on_plateau: argument 'factor'"):
-        reduce_on_plateau(factor=1.0)
-    with pytest.raises(ValueError, match="'patience' must be an int >= 1"):
-        reduce_on_plateau(patience=0)
-    with pytest.raises(ValueError, match="'cooldown' must be an int >= 0"):
-        reduce_on_plateau(cooldown=-1)
-    with pytest.raises(ValueError, match="min_scale"):
-        reduce_on_plateau(min_scale=-0.5)
-    with pytest.raises(ValueError, match="mode"):
-        reduce_on_plateau(mode="up")  # type: ignore[arg-type]  # deliberate misuse
-    with pytest.raises(ValueError, match="'value' must be a scalar"):
-        reduce_on_plateau().update(reduce_on_plateau().init(), jnp.ones(3))
+    _raises(ValueError, r"reduce_on_plateau: argument 'factor' must be in \(0, 1\), got 1.0", reduce_on_plateau,
+            factor=1.0)
+    _raises(ValueError, r"reduce_on_plateau: argument 'patience' must be an int >= 1, got 0", reduce_on_plateau,
+            patience=0)
+    _raises(ValueError, r"reduce_on_plateau: argument 'cooldown' must be an int >= 0, got -1", reduce_on_plateau,
+            cooldown=-1)
+    _raises(ValueError, r"reduce_on_plateau: argument 'min_scale' must be in \[0, 1\], got -0.5",
+            reduce_on_plateau, min_scale=-0.5)
+    _raises(ValueError, r"reduce_on_plateau: argument 'mode' must be one of 'min', 'max', got 'up'",
+            reduce_on_plateau, mode="up")
+    _raises(TypeError, r"reduce_on_plateau: argument 'patience' must be an int >= 1, got 2.0", reduce_on_plateau,
+            patience=2.0)
+    three: Any = np.int64(3)  # (annotated int: NumPy ints are accepted at runtime)
+    one: Any = np.int32(1)
+    rule = reduce_on_plateau(patience=three, cooldown=one)
+    assert (rule.patience, rule.cooldown) == (3, 1) and type(rule.cooldown) is int
+    _raises(ValueError, r"ReduceOnPlateau.update: argument 'value' must be a scalar, got an array of shape \(3,\)",
+            reduce_on_plateau().update, reduce_on_plateau().init(), jnp.ones(3))

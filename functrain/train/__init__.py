@@ -1,18 +1,35 @@
 """Training: state, pure steps, epochs in ``lax.scan``, ``fit``, early stopping, plateau, averaging, checkpoints.
 
-Typical use::
+One concept per module:
 
-    from functrain import train, optim, layers
+* ``state`` -- :class:`TrainState` and :func:`init_train_state`;
+* ``step`` -- :func:`make_train_step`, :func:`make_eval_step`, :func:`classifier_loss` and the
+  :class:`TrainStep`/:class:`EvalStep` protocols;
+* ``epoch`` -- :func:`train_epoch` (one shuffled epoch in ``lax.scan``) and :func:`evaluate`;
+* ``run`` -- a whole run as a pure function: :class:`FitOptions`, :class:`FitState`,
+  :func:`init_fit_state`, :func:`fit_epoch`, :func:`fit_scan`, :func:`final_train_state`;
+* ``fit`` -- the host-side driver :func:`fit` (progress, checkpoints) and its :class:`History`;
+* ``early_stopping``, ``plateau`` -- pure state machines (:func:`early_stopping`,
+  :func:`reduce_on_plateau` with :func:`scale_by_plateau`);
+* ``averaging`` -- EMA, SWA (with batch-norm recomputation) and ensembles;
+* ``checkpoint`` -- atomic, checksummed, bitwise checkpoints of any pytree;
+* ``seeds`` -- many runs in one program (:func:`run_seeds`, :func:`sweep`, :func:`grid`);
+* ``distributed`` -- data parallelism with ``jax.sharding``.
 
-    model = layers.serial(layers.Dense(128), layers.Relu, layers.Dense(10))
-    params, model_state, _ = model.init(key, (-1, 64))
-    opt = optim.adam(1e-3)
-    state = train.init_train_state(params, model_state, opt)
-    step = train.make_train_step(train.classifier_loss(model.apply, train=True), opt)
-    eval_step = train.make_eval_step(train.classifier_loss(model.apply, train=False))
-    state, history = train.fit(step, state, (x, y), key, epochs=20, batch_size=64,
-                               eval_step=eval_step, val_data=(x_val, y_val),
-                               early_stopping=train.early_stopping(5))
+Example:
+    >>> model = ft.serial(ft.layers.Dense(16), ft.layers.Relu, ft.layers.Dense(3))
+    >>> params, model_state, _ = model.init(jax.random.key(0), (-1, 4))
+    >>> opt = ft.optim.adam(1e-2)
+    >>> state = ft.train.init_train_state(params, model_state, opt)
+    >>> step = ft.train.make_train_step(ft.train.classifier_loss(model.apply, train=True), opt)
+    >>> eval_step = ft.train.make_eval_step(ft.train.classifier_loss(model.apply, train=False))
+    >>> x = jax.random.normal(jax.random.key(1), (32, 4))
+    >>> y = jnp.argmax(x[:, :3], axis=1)
+    >>> state, history = ft.train.fit(step, state, (x, y), jax.random.key(2), epochs=3, batch_size=8,
+    ...                               eval_step=eval_step, val_data=(x, y),
+    ...                               early_stopping=ft.train.early_stopping(5), progress=False)
+    >>> history.epoch.tolist(), sorted(history.val)
+    ([0, 1, 2], ['accuracy', 'loss'])
 """
 
 from functrain.train.averaging import (
@@ -25,17 +42,16 @@ from functrain.train.averaging import (
 )
 from functrain.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from functrain.train.early_stopping import EarlyStopping, EarlyStoppingState, early_stopping, masked_update
-from functrain.train.loop import (
+from functrain.train.epoch import evaluate, train_epoch
+from functrain.train.fit import History, fit
+from functrain.train.run import (
     EpochMetrics,
+    FitOptions,
     FitState,
-    History,
-    evaluate,
     final_train_state,
-    fit,
     fit_epoch,
     fit_scan,
     init_fit_state,
-    train_epoch,
 )
 from functrain.train.plateau import (
     ReduceOnPlateau,
@@ -57,6 +73,7 @@ __all__ = [
     "EarlyStoppingState",
     "EpochMetrics",
     "EvalStep",
+    "FitOptions",
     "FitState",
     "History",
     "ReduceOnPlateau",

@@ -23,10 +23,9 @@ import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Float
 
-from functrain import _tree
+from functrain import _tree, _validate
 from functrain.layers.base import ApplyFn
 from functrain.layers.normalization import BatchNormState
-from functrain.train._checks import check_data, check_batch_size, int_arg, number_arg
 from functrain.typing import Array, ArrayLike, PRNGKey, PyTree
 
 __all__ = [
@@ -39,12 +38,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-
-def _check_same(a: PyTree, b: PyTree, names: tuple[str, str], who: str) -> None:
-    diff = _tree.describe_difference(a, b)
-    if diff is not None:
-        raise ValueError(f"{who}: '{names[1]}' must have the tree structure of '{names[0]}': {diff}")
 
 
 def ema_update(average: T, params: T, decay: ArrayLike) -> T:
@@ -64,11 +57,19 @@ def ema_update(average: T, params: T, decay: ArrayLike) -> T:
         The new average.
 
     Raises:
-        ValueError: if the structures differ or a concrete ``decay`` is outside ``[0, 1]``.
+        TypeError: if ``params`` does not have the tree structure of ``average``.
+        ValueError: if a concrete ``decay`` is outside ``[0, 1]``.
+
+    Example:
+        >>> average = {"w": jnp.zeros(2)}
+        >>> for _ in range(2):
+        ...     average = ft.train.ema_update(average, {"w": jnp.ones(2)}, 0.5)
+        >>> average["w"].tolist()  # (1 - 0.5^2) * 1
+        [0.75, 0.75]
     """
     who = "ema_update"
-    number_arg(decay, "decay", who, low=0.0, high=1.0)
-    _check_same(average, params, ("average", "params"), who)
+    _validate.check_number(decay, who, "decay", low=0.0, high=1.0)
+    _validate.check_same_structure(average, params, who, "params", "the average")
     d = jnp.asarray(decay)
 
     def one(a: Array, p: Array) -> Array:
@@ -86,6 +87,12 @@ class SWAState(NamedTuple):
     Attributes:
         average: the running uniform average of the parameters averaged so far.
         n: int32, how many parameter sets have been averaged.
+
+    Example:
+        >>> state = ft.train.swa_init({"w": jnp.zeros(2)})
+        >>> state = ft.train.swa_update(state, {"w": jnp.ones(2)}, epoch=0)
+        >>> isinstance(state, ft.train.SWAState), int(state.n), state.average["w"].tolist()
+        (True, 1, [1.0, 1.0])
     """
 
     average: PyTree
@@ -100,6 +107,11 @@ def swa_init(params: PyTree) -> SWAState:
 
     Returns:
         ``SWAState(average=params, n=0)``.
+
+    Example:
+        >>> state = ft.train.swa_init({"w": jnp.ones(3)})
+        >>> int(state.n), state.average["w"].shape
+        (0, (3,))
     """
     return SWAState(average=params, n=jnp.zeros((), jnp.int32))
 
@@ -121,10 +133,20 @@ def swa_update(state: SWAState, params: PyTree, epoch: ArrayLike, *, start_epoch
         The new state.
 
     Raises:
-        ValueError: if the structures differ.
+        TypeError: if ``state`` is not an ``SWAState`` or ``params`` does not have the tree
+            structure of ``state.average``.
+
+    Example:
+        >>> state = ft.train.swa_init({"w": jnp.zeros(1)})
+        >>> for epoch in range(4):  # parameters 0, 1, 2, 3; averaging starts at epoch 1
+        ...     state = ft.train.swa_update(state, {"w": jnp.full(1, float(epoch))}, epoch, start_epoch=1)
+        >>> int(state.n), state.average["w"].tolist()  # (1 + 2 + 3) / 3
+        (3, [2.0])
     """
     who = "swa_update"
-    _check_same(state.average, params, ("state.average", "params"), who)
+    if not isinstance(state, SWAState):
+        _validate.fail(who, "state", "an SWAState (see swa_init)", state, error=TypeError)
+    _validate.check_same_structure(state.average, params, who, "params", "state.average")
     take = jnp.asarray(epoch) >= jnp.asarray(start_epoch)
     n_new = state.n + 1
 
@@ -180,12 +202,24 @@ def recompute_batch_norm_stats(
 
     Raises:
         ValueError: if ``state`` holds no ``BatchNormState``, or for bad data or batch size.
+
+    Example:
+        >>> model = ft.serial(ft.layers.Dense(2), ft.layers.BatchNorm())
+        >>> params, model_state, _ = model.init(jax.random.key(0), (-1, 3))
+        >>> x = jax.random.normal(jax.random.key(1), (8, 3))
+        >>> new_state = ft.train.recompute_batch_norm_stats(model.apply, params, model_state, x,
+        ...                                                 batch_size=8)
+        >>> h = x @ params[0].w + params[0].b  # the batch norm's input: one batch of 8
+        >>> bool(jnp.allclose(new_state[1].mean, h.mean(0), atol=1e-5))
+        True
     """
     who = "recompute_batch_norm_stats"
-    n = check_data(data, who)
-    bs = check_batch_size(batch_size, n, who)
+    _validate.check_callable(apply, who, "apply", "a model's apply function")
+    n = _validate.check_leading_length(data, who)
+    bs = _validate.check_batch_size(batch_size, n, who)
     if not [x for x in _tree.tree_leaves(state, is_leaf=_is_bn) if _is_bn(x)]:
-        raise ValueError(f"{who}: 'state' holds no BatchNormState (the model has no batch norm)")
+        _validate.fail(who, "state", "a model state holding a BatchNormState (the model has no "
+                       "batch norm)", state)
     n_batches = n // bs
     x = jnp.asarray(data)
     batches = x[: n_batches * bs].reshape((n_batches, bs) + x.shape[1:])
@@ -251,15 +285,24 @@ def ensemble_predict(
         ``(batch, classes)`` averaged probabilities (rows sum to 1).
 
     Raises:
-        ValueError: if the stacked leaves do not share one leading size.
+        ValueError: if the stacked leaves do not share one leading size ``K >= 1``.
+
+    Example:
+        >>> model = ft.serial(ft.layers.Dense(3))
+        >>> keys = jax.random.split(jax.random.key(0), 4)  # an ensemble of 4 members
+        >>> stacked_params, stacked_state = jax.vmap(lambda k: model.init(k, (-1, 2))[:2])(keys)
+        >>> probs = ft.train.ensemble_predict(model.apply, stacked_params, stacked_state, jnp.ones((5, 2)))
+        >>> probs.shape, bool(jnp.allclose(probs.sum(-1), 1.0))
+        ((5, 3), True)
     """
     who = "ensemble_predict"
-    sizes = {int(leaf.shape[0]) if getattr(leaf, "ndim", 0) >= 1 else -1
-             for leaf in _tree.tree_leaves((stacked_params, stacked_state))}
-    if len(sizes) != 1 or -1 in sizes:
-        raise ValueError(f"{who}: every leaf of 'stacked_params' and 'stacked_state' needs the same leading "
-                         f"(model) axis, got leading sizes {sorted(sizes)}")
-    int_arg(next(iter(sizes)), "number of models", who, low=1)
+    _validate.check_callable(apply, who, "apply", "a model's apply function")
+    k = _validate.check_leading_length(stacked_params, who, "stacked_params")
+    if _tree.tree_leaves(stacked_state):
+        k_state = _validate.check_leading_length(stacked_state, who, "stacked_state")
+        if k_state != k:
+            raise ValueError(f"{who}: argument 'stacked_state' must be stacked like 'stacked_params' "
+                             f"(the same leading length {k}), got leading length {k_state}")
 
     def member(p: PyTree, s: PyTree) -> Array:
         logits, _ = apply(p, s, x, key=None, train=False)

@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from functrain import _tree
+from functrain import _tree, _validate
 from functrain.typing import PyTree
 
 __all__ = ["CheckpointError", "load_checkpoint", "save_checkpoint"]
@@ -47,7 +47,21 @@ _LEN = 8
 
 
 class CheckpointError(ValueError):
-    """A checkpoint file is unreadable (truncated, corrupted, not a checkpoint) or does not match."""
+    """A checkpoint file is unreadable (truncated, corrupted, not a checkpoint) or does not match.
+
+    A ``ValueError``: the file's content, not the call, is wrong.
+
+    Example:
+        >>> import os, tempfile
+        >>> with tempfile.TemporaryDirectory() as directory:
+        ...     path = os.path.join(directory, "run.ckpt")
+        ...     ft.train.save_checkpoint(path, {"w": jnp.zeros(2)})
+        ...     try:
+        ...         ft.train.load_checkpoint(path, like={"w": jnp.zeros(3)})
+        ...     except ft.train.CheckpointError as error:
+        ...         print(isinstance(error, ValueError), "shape (2,) in the file" in str(error))
+        True True
+    """
 
 
 def _is_key(x: Any) -> bool:
@@ -67,6 +81,12 @@ def _leaf_bytes(x: Any) -> tuple[bytes, str | None]:
     if _is_key(x):
         return np.ascontiguousarray(np.asarray(jax.random.key_data(x))).tobytes(), str(jax.random.key_impl(x))
     return np.ascontiguousarray(np.asarray(x)).tobytes(), None
+
+
+def _check_path(path: object, who: str) -> str:
+    if not isinstance(path, (str, os.PathLike)):
+        _validate.fail(who, "path", "a file path (str or os.PathLike)", path, error=TypeError)
+    return os.fspath(path)
 
 
 def _fsync_dir(directory: str) -> None:
@@ -94,13 +114,23 @@ def save_checkpoint(path: str | os.PathLike[str], tree: PyTree) -> None:
         tree: a pytree whose leaves are arrays (JAX, NumPy, typed key arrays) or Python scalars.
 
     Raises:
-        TypeError: if a leaf is not an array or a number.
+        TypeError: if ``path`` is not a path or a leaf is not an array or a number.
         FileNotFoundError: if the directory of ``path`` does not exist.
+
+    Example:
+        >>> import os, tempfile
+        >>> state = ft.train.init_train_state({"w": jnp.ones(2)}, (), ft.optim.adam(1e-3))
+        >>> with tempfile.TemporaryDirectory() as directory:
+        ...     path = os.path.join(directory, "state.ckpt")
+        ...     ft.train.save_checkpoint(path, state)
+        ...     print(sorted(os.listdir(directory)))  # one complete file, no temporary left
+        ['state.ckpt']
     """
-    target = os.path.abspath(os.fspath(path))
+    name = _check_path(path, "save_checkpoint")
+    target = os.path.abspath(name)
     directory = os.path.dirname(target)
     if not os.path.isdir(directory):
-        raise FileNotFoundError(f"save_checkpoint: directory {directory!r} of {os.fspath(path)!r} does not exist")
+        raise FileNotFoundError(f"save_checkpoint: directory {directory!r} of {name!r} does not exist")
     entries: list[dict[str, Any]] = []
     chunks: list[bytes] = []
     offset = 0
@@ -182,9 +212,21 @@ def load_checkpoint(path: str | os.PathLike[str], like: T) -> T:
         FileNotFoundError: if ``path`` does not exist.
         CheckpointError: if the file is truncated, corrupted or not a checkpoint, or its leaves
             differ from ``like``'s (every differing leaf path, shape and dtype is listed).
+        TypeError: if ``path`` is not a path.
+
+    Example:
+        >>> import os, tempfile
+        >>> tree = {"w": jnp.arange(3.0), "step": jnp.int32(7)}
+        >>> with tempfile.TemporaryDirectory() as directory:
+        ...     path = os.path.join(directory, "run.ckpt")
+        ...     ft.train.save_checkpoint(path, tree)
+        ...     like = jax.eval_shape(lambda: tree)  # shapes and dtypes suffice
+        ...     loaded = ft.train.load_checkpoint(path, like=like)
+        >>> loaded["w"].tolist(), int(loaded["step"])
+        ([0.0, 1.0, 2.0], 7)
     """
     who = "load_checkpoint"
-    name = os.fspath(path)
+    name = _check_path(path, who)
     entries, payload = _read_verified(name)
     like_leaves = _tree.tree_leaves_with_path(like)
     saved_paths = [e["path"] for e in entries]
@@ -214,10 +256,24 @@ def load_checkpoint(path: str | os.PathLike[str], like: T) -> T:
     return out
 
 
+def _placement(leaf: Any) -> Any:
+    """The sharding to place a loaded leaf with: ``like``'s, unless ``like``'s array is uncommitted.
+
+    An uncommitted ``like`` array (the default placement of ``jnp`` arrays) gives an uncommitted
+    loaded array, so a jitted function fed with the loaded tree reuses the program compiled for
+    the fresh one instead of compiling again for committed inputs.
+    """
+    if isinstance(leaf, jax.Array) and not leaf.committed:
+        return None
+    if isinstance(leaf, (jax.Array, jax.ShapeDtypeStruct)):
+        return getattr(leaf, "sharding", None)
+    return None
+
+
 def _rebuild(entry: dict[str, Any], leaf: Any, payload: memoryview) -> Any:
     shape = tuple(entry["shape"])
     raw = payload[entry["offset"]: entry["offset"] + entry["nbytes"]]
-    sharding = getattr(leaf, "sharding", None) if isinstance(leaf, (jax.Array, jax.ShapeDtypeStruct)) else None
+    sharding = _placement(leaf)
     if entry["key_impl"] is not None:
         impl = entry["key_impl"]
         data = np.frombuffer(raw, dtype=np.uint32).reshape(shape + (-1,)).copy()

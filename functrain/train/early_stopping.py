@@ -27,8 +27,7 @@ from typing import Literal, NamedTuple, TypeVar
 
 import jax.numpy as jnp
 
-from functrain import _tree
-from functrain.train._checks import int_arg, number_arg
+from functrain import _tree, _validate
 from functrain.typing import Array, ArrayLike, PyTree
 
 __all__ = [
@@ -39,6 +38,8 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+_MODES: tuple[Literal["min", "max"], ...] = ("min", "max")
 
 
 class EarlyStoppingState(NamedTuple):
@@ -54,6 +55,14 @@ class EarlyStoppingState(NamedTuple):
         stopped: bool scalar, whether the run has stopped.
         epoch: int32, the number of epochs observed while running (it stops counting once
             ``stopped``, so a run stopped at epoch ``k`` has ``epoch == k + 1``).
+
+    Example:
+        >>> es = ft.train.early_stopping(patience=2)
+        >>> state = es.init(jnp.zeros(()))
+        >>> for epoch, loss in enumerate([3.0, 2.0, 2.5, 2.4, 1.0]):
+        ...     state = es.update(state, loss, jnp.asarray(float(epoch)))
+        >>> bool(state.stopped), int(state.best_epoch), int(state.epoch), float(state.best_params)
+        (True, 1, 4, 1.0)
     """
 
     best_value: Array
@@ -79,11 +88,17 @@ def masked_update(stopped: ArrayLike, new: T, old: T) -> T:
         ``old`` if ``stopped`` else ``new``, leafwise.
 
     Raises:
-        ValueError: if ``new`` and ``old`` have different structures.
+        TypeError: if ``new`` and ``old`` have different tree structures.
+
+    Example:
+        >>> old, new = {"w": jnp.zeros(2)}, {"w": jnp.ones(2)}
+        >>> ft.train.masked_update(jnp.asarray(True), new, old)["w"].tolist()
+        [0.0, 0.0]
+        >>> stopped = jnp.array([True, False])  # two vmapped runs, the first one stopped
+        >>> jax.vmap(ft.train.masked_update, in_axes=(0, None, None))(stopped, new, old)["w"].tolist()
+        [[0.0, 0.0], [1.0, 1.0]]
     """
-    diff = _tree.describe_difference(old, new)
-    if diff is not None:
-        raise ValueError(f"masked_update: 'new' and 'old' must have the same tree structure: {diff}")
+    _validate.check_same_structure(old, new, "masked_update", "new", "old")
     out: T = _tree.tree_where(jnp.asarray(stopped), old, new)
     return out
 
@@ -92,7 +107,15 @@ def masked_update(stopped: ArrayLike, new: T, old: T) -> T:
 class EarlyStopping:
     """Configuration plus the pure ``init``/``update`` functions of early stopping.
 
-    Build it with :func:`early_stopping`. Hashable, so it can be a static argument of ``jax.jit``.
+    Build it with :func:`early_stopping`. Hashable, so it can be a static argument of ``jax.jit``
+    (and a field of :class:`~functrain.train.FitOptions`).
+
+    Example:
+        >>> es = ft.train.early_stopping(patience=1, mode="max", restore_best=False)
+        >>> state = es.update(es.init(), 0.9)
+        >>> state = es.update(state, 0.8)
+        >>> bool(state.stopped), bool(es.improved(0.95, state.best_value)), hash(es) == hash(es)
+        (True, True, True)
     """
 
     patience: int
@@ -113,7 +136,8 @@ class EarlyStopping:
             ValueError: if ``restore_best`` is set and ``params`` is ``None``.
         """
         if self.restore_best and params is None:
-            raise ValueError("early_stopping.init: restore_best=True needs the initial 'params'")
+            _validate.fail("EarlyStopping.init", "params", "the initial parameters (restore_best=True "
+                           "keeps a copy of the best ones)", params)
         inf = jnp.inf if self.mode == "min" else -jnp.inf
         best = _tree.tree_map(jnp.asarray, params) if self.restore_best else None
         return EarlyStoppingState(
@@ -146,21 +170,21 @@ class EarlyStopping:
             The new state.
 
         Raises:
-            ValueError: if ``value`` is not a scalar, or ``restore_best`` is set and ``params``
-                does not have the structure of ``state.best_params``.
+            ValueError: if ``value`` is not a scalar.
+            TypeError: if ``restore_best`` is set and ``params`` does not have the structure of
+                ``state.best_params``.
         """
+        who = "EarlyStopping.update"
         v = jnp.asarray(value)
         if v.shape != ():
-            raise ValueError(f"early_stopping.update: argument 'value' must be a scalar, got shape {v.shape}")
+            _validate.fail(who, "value", "a scalar", v)
         running = jnp.logical_not(state.stopped)
         better = jnp.logical_and(self.improved(v, state.best_value), running)
         bad = jnp.where(better, 0, jnp.where(running, state.bad_epochs + 1, state.bad_epochs))
         stop_now = running & jnp.logical_not(better) & (bad >= self.patience)
         if self.restore_best:
-            diff = _tree.describe_difference(state.best_params, params)
-            if diff is not None:
-                raise ValueError("early_stopping.update: 'params' must have the structure of the "
-                                 f"params given to init: {diff}")
+            _validate.check_same_structure(state.best_params, params, who, "params",
+                                           "the params given to init")
             best_params = _tree.tree_where(better, params, state.best_params)
         else:
             best_params = None
@@ -214,14 +238,20 @@ def early_stopping(
         An :class:`EarlyStopping` with ``init``, ``update`` and ``restore``.
 
     Raises:
-        TypeError: if ``patience`` is not an int or ``restore_best`` not a bool.
+        TypeError: if ``patience`` is not an int, ``min_delta`` not a number or ``restore_best``
+            not a bool.
         ValueError: if ``patience < 1``, ``min_delta < 0`` or ``mode`` is not "min"/"max".
+
+    Example:
+        >>> es = ft.train.early_stopping(patience=3, min_delta=0.01)
+        >>> es.patience, es.mode, es.restore_best
+        (3, 'min', True)
     """
     who = "early_stopping"
-    patience = int_arg(patience, "patience", who, low=1)
-    number_arg(min_delta, "min_delta", who, low=0.0)
-    if mode not in ("min", "max"):
-        raise ValueError(f"{who}: argument 'mode' must be 'min' or 'max', got {mode!r}")
-    if not isinstance(restore_best, bool):
-        raise TypeError(f"{who}: argument 'restore_best' must be a bool, got {restore_best!r}")
-    return EarlyStopping(patience=patience, min_delta=float(min_delta), mode=mode, restore_best=restore_best)
+    n = _validate.check_int(patience, who, "patience", low=1)
+    delta = _validate.check_number(min_delta, who, "min_delta", low=0.0, finite=True)
+    if delta is None:
+        _validate.fail(who, "min_delta", "a concrete (not traced) number >= 0", min_delta, error=TypeError)
+    chosen = _validate.check_choice(mode, _MODES, who, "mode")
+    keep = _validate.check_bool(restore_best, who, "restore_best")
+    return EarlyStopping(patience=n, min_delta=delta, mode=chosen, restore_best=keep)

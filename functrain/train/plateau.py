@@ -36,10 +36,11 @@ from typing import Any, Literal, NamedTuple
 
 import jax.numpy as jnp
 
-from functrain import _tree
+from functrain import _tree, _validate
 from functrain.optim.base import GradientTransformation
-from functrain.train._checks import int_arg, number_arg
 from functrain.typing import Array, ArrayLike, PyTree
+
+_MODES: tuple[Literal["min", "max"], ...] = ("min", "max")
 
 __all__ = [
     "ReduceOnPlateau",
@@ -60,6 +61,14 @@ class ReduceOnPlateauState(NamedTuple):
         best_value: float32, the best monitored value so far (``+inf``/``-inf`` at the start).
         bad_epochs: int32, consecutive epochs without improvement (outside cooldown).
         cooldown_left: int32, epochs of cooldown remaining.
+
+    Example:
+        >>> rule = ft.train.reduce_on_plateau(factor=0.5, patience=1)
+        >>> state = rule.init()
+        >>> for loss in [1.0, 1.0, 0.5]:
+        ...     state = rule.update(state, loss)
+        >>> float(state.scale), float(state.best_value), int(state.bad_epochs)
+        (0.5, 0.5, 0)
     """
 
     scale: Array
@@ -69,14 +78,32 @@ class ReduceOnPlateauState(NamedTuple):
 
 
 class ScaleByPlateauState(NamedTuple):
-    """State of :func:`scale_by_plateau`: the multiplier applied to every update."""
+    """State of :func:`scale_by_plateau`: the multiplier applied to every update.
+
+    Example:
+        >>> opt = ft.optim.chain(ft.optim.sgd(1.0), ft.train.scale_by_plateau())
+        >>> opt_state = opt.init({"w": jnp.zeros(2)})
+        >>> isinstance(opt_state[-1], ft.train.ScaleByPlateauState), float(opt_state[-1].scale)
+        (True, 1.0)
+    """
 
     scale: Array
 
 
 @dataclass(frozen=True)
 class ReduceOnPlateau:
-    """Configuration plus the pure ``init``/``update`` of reduce-on-plateau (hashable)."""
+    """Configuration plus the pure ``init``/``update`` of reduce-on-plateau (hashable).
+
+    Build it with :func:`reduce_on_plateau`. Hashable, so it can be a static argument of
+    ``jax.jit`` (and a field of :class:`~functrain.train.FitOptions`).
+
+    Example:
+        >>> rule = ft.train.reduce_on_plateau(factor=0.1, patience=2)
+        >>> scales = jax.lax.scan(lambda s, v: (rule.update(s, v),) * 2, rule.init(),
+        ...                       jnp.array([1.0, 1.0, 1.0, 0.5]))[1].scale
+        >>> [round(s, 4) for s in scales.tolist()]
+        [1.0, 1.0, 0.1, 0.1]
+    """
 
     factor: float
     patience: int
@@ -110,7 +137,7 @@ class ReduceOnPlateau:
         """
         v = jnp.asarray(value)
         if v.shape != ():
-            raise ValueError(f"reduce_on_plateau.update: argument 'value' must be a scalar, got shape {v.shape}")
+            _validate.fail("ReduceOnPlateau.update", "value", "a scalar", v)
         v = v.astype(jnp.float32)
         if self.mode == "min":
             better = v < state.best_value - self.min_delta
@@ -159,17 +186,32 @@ def reduce_on_plateau(
     Raises:
         TypeError: for non-int ``patience``/``cooldown`` or non-number floats.
         ValueError: for values out of range or an unknown ``mode``.
+
+    Example:
+        >>> opt = ft.optim.chain(ft.optim.adam(1e-3), ft.train.scale_by_plateau())
+        >>> rule = ft.train.reduce_on_plateau(factor=0.5, patience=3)
+        >>> rule.factor, rule.patience, rule.init().scale.tolist()
+        (0.5, 3, 1.0)
     """
     who = "reduce_on_plateau"
-    number_arg(factor, "factor", who, low=0.0, high=1.0, low_open=True, high_open=True)
-    patience = int_arg(patience, "patience", who, low=1)
-    number_arg(min_delta, "min_delta", who, low=0.0)
-    if mode not in ("min", "max"):
-        raise ValueError(f"{who}: argument 'mode' must be 'min' or 'max', got {mode!r}")
-    cooldown = int_arg(cooldown, "cooldown", who, low=0)
-    number_arg(min_scale, "min_scale", who, low=0.0, high=1.0)
-    return ReduceOnPlateau(factor=float(factor), patience=patience, min_delta=float(min_delta),
-                           mode=mode, cooldown=cooldown, min_scale=float(min_scale))
+    return ReduceOnPlateau(
+        factor=_concrete(factor, who, "factor", low=0.0, high=1.0, low_open=True, high_open=True),
+        patience=_validate.check_int(patience, who, "patience", low=1),
+        min_delta=_concrete(min_delta, who, "min_delta", low=0.0),
+        mode=_validate.check_choice(mode, _MODES, who, "mode"),
+        cooldown=_validate.check_int(cooldown, who, "cooldown", low=0),
+        min_scale=_concrete(min_scale, who, "min_scale", low=0.0, high=1.0),
+    )
+
+
+def _concrete(value: object, who: str, name: str, *, low: float, high: float | None = None,
+              low_open: bool = False, high_open: bool = False) -> float:
+    """A concrete finite number in the range (the rule is static configuration: no tracers)."""
+    v = _validate.check_number(value, who, name, low=low, high=high, low_open=low_open,
+                               high_open=high_open, finite=True)
+    if v is None:
+        _validate.fail(who, name, "a concrete (not traced) number", value, error=TypeError)
+    return v
 
 
 def scale_by_plateau() -> GradientTransformation[ScaleByPlateauState]:
@@ -180,6 +222,13 @@ def scale_by_plateau() -> GradientTransformation[ScaleByPlateauState]:
 
     Returns:
         A gradient transformation.
+
+    Example:
+        >>> opt = ft.optim.chain(ft.optim.sgd(1.0), ft.train.scale_by_plateau())
+        >>> opt_state = ft.train.set_plateau_scale(opt.init(jnp.zeros(2)), 0.1)
+        >>> updates, _ = opt.update(jnp.ones(2), opt_state)
+        >>> [round(float(u), 4) for u in updates]
+        [-0.1, -0.1]
     """
 
     def init(params: PyTree) -> ScaleByPlateauState:
@@ -205,13 +254,22 @@ def _plateau_states(opt_state: PyTree) -> list[ScaleByPlateauState]:
 def get_plateau_scale(opt_state: PyTree) -> Array:
     """The scale held by the :func:`scale_by_plateau` state inside an optimizer state.
 
+    Args:
+        opt_state: an optimizer state whose transformation includes ``scale_by_plateau()``.
+
+    Returns:
+        The float32 scalar scale.
+
     Raises:
         ValueError: if ``opt_state`` holds no (or more than one) :class:`ScaleByPlateauState`.
+
+    Example:
+        >>> opt = ft.optim.chain(ft.optim.adam(1e-3), ft.train.scale_by_plateau())
+        >>> float(ft.train.get_plateau_scale(opt.init({"w": jnp.zeros(2)})))
+        1.0
     """
-    found = _plateau_states(opt_state)
-    if len(found) != 1:
-        raise ValueError(_missing_message("get_plateau_scale", len(found)))
-    return found[0].scale
+    check_plateau_state(opt_state, "get_plateau_scale")
+    return _plateau_states(opt_state)[0].scale
 
 
 def set_plateau_scale(opt_state: PyTree, scale: ArrayLike) -> PyTree:
@@ -228,18 +286,29 @@ def set_plateau_scale(opt_state: PyTree, scale: ArrayLike) -> PyTree:
 
     Raises:
         ValueError: if ``opt_state`` holds no (or more than one) :class:`ScaleByPlateauState`.
+
+    Example:
+        >>> opt = ft.optim.chain(ft.optim.adam(1e-3), ft.train.scale_by_plateau())
+        >>> opt_state = ft.train.set_plateau_scale(opt.init({"w": jnp.zeros(2)}), 0.25)
+        >>> float(ft.train.get_plateau_scale(opt_state))
+        0.25
     """
-    n = len(_plateau_states(opt_state))
-    if n != 1:
-        raise ValueError(_missing_message("set_plateau_scale", n))
+    check_plateau_state(opt_state, "set_plateau_scale")
     new = ScaleByPlateauState(scale=jnp.asarray(scale, jnp.float32))
     return _tree.tree_map(lambda x: new if _is_plateau_state(x) else x, opt_state,
                           is_leaf=_is_plateau_state)
 
 
-def _missing_message(who: str, n: int) -> str:
-    if n == 0:
-        return (f"{who}: the optimizer state holds no ScaleByPlateauState; add "
-                "functrain.train.scale_by_plateau() at the end of the optimizer chain, e.g. "
-                "chain(adam(lr), scale_by_plateau()), so the plateau scale can act on the updates")
-    return f"{who}: the optimizer state holds {n} ScaleByPlateauState entries; use exactly one"
+def check_plateau_state(opt_state: PyTree, who: str, name: str = "opt_state") -> None:
+    """``ValueError`` unless ``opt_state`` holds exactly one :class:`ScaleByPlateauState`.
+
+    (Not in ``__all__``: shared with :func:`functrain.train.init_fit_state`, which names its own
+    argument.)
+    """
+    n = len(_plateau_states(opt_state))
+    if n != 1:
+        raise ValueError(
+            f"{who}: argument '{name}' must be the state of an optimizer with exactly one "
+            "scale_by_plateau() (add functrain.train.scale_by_plateau() at the end of the "
+            "optimizer chain, e.g. chain(adam(lr), scale_by_plateau()), so the plateau scale can "
+            f"act on the updates), got a state with {n} ScaleByPlateauState")

@@ -20,7 +20,6 @@ chunk is handled too); the results are identical.
 
 from __future__ import annotations
 
-
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, NamedTuple, TypeVar
 
@@ -29,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from functrain import _tree
+from functrain import _tree, _validate
 from functrain.typing import Array, PRNGKey, PyTree
 
 __all__ = ["RunResults", "Stats", "grid", "run_seeds", "summarize", "sweep"]
@@ -39,7 +38,13 @@ H = TypeVar("H")
 
 
 class Stats(NamedTuple):
-    """Summary statistics of one result over the seed axis (population std, ``ddof=0``)."""
+    """Summary statistics of one result over the seed axis (population std, ``ddof=0``).
+
+    Example:
+        >>> stats = ft.train.summarize({"acc": jnp.array([0.5, 0.7, 0.9])})["acc"]
+        >>> isinstance(stats, ft.train.Stats), [round(float(v), 4) for v in stats]
+        (True, [0.7, 0.1633, 0.5, 0.9])
+    """
 
     mean: Array
     std: Array
@@ -56,35 +61,35 @@ class RunResults(NamedTuple, Generic[R]):
         summary: the same tree with every floating/integer array leaf replaced by
             :class:`Stats` over the seed axis (leading axis ``(n_configs,)`` for sweeps); other
             leaves become ``None``.
+
+    Example:
+        >>> runs = ft.train.run_seeds(lambda key: {"x": jax.random.normal(key, (2,))},
+        ...                           jax.random.split(jax.random.key(0), 5))
+        >>> isinstance(runs, ft.train.RunResults), runs.results["x"].shape, runs.summary["x"].mean.shape
+        (True, (5, 2), (2,))
     """
 
     results: R
     summary: PyTree
 
 
-def _check_keys(keys: Array, who: str) -> int:
-    if not isinstance(keys, (jax.Array, np.ndarray)):
-        raise TypeError(f"{who}: argument 'keys' must be an array of PRNG keys, got {type(keys).__name__}")
-    typed = jnp.issubdtype(keys.dtype, jax.dtypes.prng_key)
-    if typed and keys.ndim != 1:
-        raise ValueError(f"{who}: argument 'keys' must be a 1-d array of typed keys (n_seeds,), "
-                         f"got shape {keys.shape}")
-    if not typed and (keys.ndim != 2 or keys.dtype != jnp.uint32):
-        raise ValueError(f"{who}: argument 'keys' must be typed keys of shape (n_seeds,) (e.g. "
-                         f"jax.random.split(jax.random.key(0), n)) or raw uint32 keys of shape "
-                         f"(n_seeds, 2), got dtype {keys.dtype} and shape {keys.shape}")
-    n = int(keys.shape[0])
-    if n < 1:
-        raise ValueError(f"{who}: argument 'keys' must hold at least one key, got {n}")
-    return n
+def _check_keys(keys: object, who: str) -> Array:
+    """The keys as a JAX array (NumPy raw keys accepted), at least one of them."""
+    if isinstance(keys, np.ndarray):
+        keys = jnp.asarray(keys)
+    n = _validate.check_keys(keys, who)
+    if not isinstance(keys, jax.Array) or n < 1:  # (check_keys refuses non-arrays already)
+        _validate.fail(who, "keys", "at least one PRNG key", keys)
+    return keys
 
 
-def _check_chunk(chunk_size: int | None, who: str) -> int | None:
-    if chunk_size is None:
-        return None
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"{who}: argument 'chunk_size' must be a positive int or None, got {chunk_size!r}")
-    return chunk_size
+def _check_run_args(train_fn: object, keys: object, chunk_size: object, jit: object,
+                    who: str) -> tuple[Array, int | None]:
+    _validate.check_callable(train_fn, who, "train_fn", "a function (a whole training run)")
+    checked = _check_keys(keys, who)
+    chunk = None if chunk_size is None else _validate.check_int(chunk_size, who, "chunk_size", low=1)
+    _validate.check_bool(jit, who, "jit")
+    return checked, chunk
 
 
 def _batched(fn: Callable[[Any], R], xs: PyTree, n: int, chunk_size: int | None) -> R:
@@ -110,7 +115,14 @@ def summarize(results: PyTree, *, axis: int = 0) -> PyTree:
     Returns:
         The same tree with each numeric array leaf replaced by a :class:`Stats`; non-numeric
         leaves (and PRNG keys) become ``None``.
+
+    Example:
+        >>> summary = ft.train.summarize({"loss": jnp.array([[1.0, 2.0], [3.0, 4.0]])})
+        >>> summary["loss"].mean.tolist(), summary["loss"].max.tolist()
+        ([2.0, 3.0], [3.0, 4.0])
     """
+    axis = _validate.check_int(axis, "summarize", "axis", low=0)
+
     def one(x: Any) -> Stats | None:
         if isinstance(x, (jax.Array, np.ndarray)) and x.ndim > axis and (
                 jnp.issubdtype(x.dtype, jnp.number) or x.dtype == jnp.bool_):
@@ -142,16 +154,21 @@ def run_seeds(train_fn: Callable[[PRNGKey], R], keys: Array, *,
         :class:`RunResults` with results stacked along a leading seed axis and their summary.
 
     Raises:
-        ValueError: malformed ``keys`` or ``chunk_size``.
-    """
-    who = "run_seeds"
-    if not callable(train_fn):
-        raise TypeError(f"{who}: argument 'train_fn' must be callable, got {type(train_fn).__name__}")
-    n = _check_keys(keys, who)
-    chunk = _check_chunk(chunk_size, who)
+        TypeError: ``train_fn`` not callable, ``keys`` not PRNG keys, a non-int ``chunk_size``.
+        ValueError: no keys, malformed keys or ``chunk_size < 1``.
 
-    del n
-    return (_run_seeds_jit if jit else _run_seeds_impl)(train_fn, keys, chunk)
+    Example:
+        >>> def run(key):  # a whole "training run": here, the mean of 4 random draws
+        ...     return {"score": jnp.mean(jax.random.uniform(key, (4,)))}
+        >>> keys = jax.random.split(jax.random.key(0), 6)
+        >>> runs = ft.train.run_seeds(run, keys, chunk_size=4)  # 4 runs at a time
+        >>> runs.results["score"].shape
+        (6,)
+        >>> bool(jnp.allclose(runs.results["score"][2], run(keys[2])["score"]))
+        True
+    """
+    checked, chunk = _check_run_args(train_fn, keys, chunk_size, jit, "run_seeds")
+    return (_run_seeds_jit if jit else _run_seeds_impl)(train_fn, checked, chunk)
 
 
 def _run_seeds_impl(train_fn: Callable[[PRNGKey], R], keys: Array, chunk: int | None) -> RunResults[R]:
@@ -172,14 +189,19 @@ def grid(**axes: Sequence[float] | Array) -> dict[str, Array]:
 
     Raises:
         ValueError: no axes, or an axis with no values or more than one dimension.
+
+    Example:
+        >>> g = ft.train.grid(lr=[0.1, 0.01], wd=[0.0, 1e-4])
+        >>> [round(float(v), 4) for v in g["lr"]], [round(float(v), 4) for v in g["wd"]]
+        ([0.1, 0.1, 0.01, 0.01], [0.0, 0.0001, 0.0, 0.0001])
     """
     if not axes:
-        raise ValueError("grid: give at least one hyperparameter axis, e.g. grid(lr=[0.1, 0.01])")
+        _validate.fail("grid", "axes", "at least one named axis, e.g. grid(lr=[0.1, 0.01])", axes)
     values = {}
     for name, v in axes.items():
         a = jnp.asarray(v)
         if a.ndim != 1 or a.shape[0] == 0:
-            raise ValueError(f"grid: argument {name!r} must be a non-empty 1-d sequence, got shape {a.shape}")
+            _validate.fail("grid", name, "a non-empty 1-d sequence of values", a)
         values[name] = a
     mesh = jnp.meshgrid(*values.values(), indexing="ij")
     return {name: m.reshape(-1) for name, m in zip(values, mesh)}
@@ -207,28 +229,21 @@ def sweep(train_fn: Callable[[PRNGKey, H], R], keys: Array, hyperparams: H, *,
         configuration (leading axis ``G``).
 
     Raises:
+        TypeError: as :func:`run_seeds`, or ``hyperparams`` holding non-arrays.
         ValueError: malformed keys, an empty grid, or leaves with different leading lengths.
+
+    Example:
+        >>> def run(key, hp):  # a "training run" with a learning rate
+        ...     return hp["lr"] * jax.random.uniform(key)
+        >>> keys = jax.random.split(jax.random.key(0), 3)
+        >>> runs = ft.train.sweep(run, keys, ft.train.grid(lr=[1.0, 2.0]))
+        >>> runs.results.shape, bool(jnp.allclose(runs.results[1], 2 * runs.results[0]))
+        ((2, 3), True)
     """
     who = "sweep"
-    if not callable(train_fn):
-        raise TypeError(f"{who}: argument 'train_fn' must be callable, got {type(train_fn).__name__}")
-    _check_keys(keys, who)
-    chunk = _check_chunk(chunk_size, who)
-    leaves = _tree.tree_leaves_with_path(hyperparams)
-    if not leaves:
-        raise ValueError(f"{who}: argument 'hyperparams' must hold at least one array, got {hyperparams!r}")
-    lengths: dict[str, int] = {}
-    for path, leaf in leaves:
-        shape = jnp.shape(leaf)
-        if len(shape) == 0:
-            raise ValueError(f"{who}: hyperparams{path} must have a leading configuration axis, got a scalar")
-        lengths[path] = int(shape[0])
-    if len(set(lengths.values())) != 1:
-        raise ValueError(f"{who}: all hyperparams must have the same leading length, got {lengths}")
-    if next(iter(lengths.values())) < 1:
-        raise ValueError(f"{who}: argument 'hyperparams' must hold at least one configuration")
-
-    return (_sweep_jit if jit else _sweep_impl)(train_fn, keys, hyperparams, chunk)
+    checked, chunk = _check_run_args(train_fn, keys, chunk_size, jit, who)
+    _validate.check_leading_length(hyperparams, who, "hyperparams")
+    return (_sweep_jit if jit else _sweep_impl)(train_fn, checked, hyperparams, chunk)
 
 
 def _sweep_impl(train_fn: Callable[[PRNGKey, H], R], keys: Array, hyperparams: H,

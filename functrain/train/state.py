@@ -6,6 +6,7 @@ from typing import Any, Generic, NamedTuple, TypeVar
 
 import jax.numpy as jnp
 
+from functrain import _validate
 from functrain.optim.base import TransformationLike
 from functrain.typing import Array
 
@@ -26,12 +27,22 @@ class TrainState(NamedTuple, Generic[P, M, O]):
         model_state: non-trainable model state such as batch-norm running statistics (``()`` or
             ``None`` for stateless models).
         opt_state: the optimizer state, ``optimizer.init(params)``.
+
+    Example:
+        >>> state = ft.train.TrainState(jnp.zeros((), jnp.int32), {"w": jnp.ones(2)}, (), ())
+        >>> state = jax.jit(lambda s: s._replace(step=s.step + 1))(state)
+        >>> int(state.step), len(jax.tree_util.tree_leaves(state))
+        (1, 2)
     """
 
     step: Array
     params: P
     model_state: M
     opt_state: O
+
+
+TS = TypeVar("TS", bound=TrainState[Any, Any, Any])
+"""A train state type: the epoch and run functions return the type they are given."""
 
 
 def init_train_state(params: P, model_state: M, optimizer: TransformationLike) -> TrainState[P, M, Any]:
@@ -48,8 +59,11 @@ def init_train_state(params: P, model_state: M, optimizer: TransformationLike) -
 
     Raises:
         TypeError: if ``optimizer`` is not a gradient transformation (no ``init``/``update``).
+
+    Example:
+        >>> state = ft.train.init_train_state({"w": jnp.ones(3)}, (), ft.optim.sgd(0.1, momentum=0.9))
+        >>> int(state.step), state.step.dtype
+        (0, dtype('int32'))
     """
-    if not (callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None))):
-        raise TypeError("init_train_state: argument 'optimizer' must be a GradientTransformation "
-                        f"(with init and update functions), got {type(optimizer).__name__}")
+    _validate.check_transformation(optimizer, "init_train_state", "optimizer")
     return TrainState(jnp.zeros((), jnp.int32), params, model_state, optimizer.init(params))

@@ -35,11 +35,10 @@ from typing import Any, Protocol
 import jax
 import jax.numpy as jnp
 
-from functrain import _tree
+from functrain import _tree, _validate
 from functrain.layers.base import ApplyFn
 from functrain.losses import accuracy, l2_penalty, softmax_cross_entropy
 from functrain.optim.base import GradientTransformation, TransformationLike, apply_updates
-from functrain.train._checks import number_arg
 from functrain.train.state import TrainState
 from functrain.typing import Array, LossFn, Metrics, PRNGKey, PyTree
 
@@ -51,45 +50,83 @@ __all__ = [
     "make_train_step",
 ]
 
+
+
 class TrainStep(Protocol):
     """``step(state, batch, key) -> (new_state, metrics)``: one optimizer update, pure.
 
     (Deliberately not generic: mypy does not reliably reject a mismatched callable protocol
     passed to a generic function, and this way an eval step given as a train step is an error.)
+    :func:`make_train_step` builds one; a hand-written function with this signature works too.
+
+    Example:
+        >>> def step(state, batch, key):  # a hand-written step: plain gradient descent
+        ...     grads = jax.grad(lambda p: jnp.mean((batch[0] @ p - batch[1]) ** 2))(state.params)
+        ...     loss = jnp.mean((batch[0] @ state.params - batch[1]) ** 2)
+        ...     return state._replace(step=state.step + 1, params=state.params - 0.1 * grads), {"loss": loss}
+        >>> state = ft.train.init_train_state(jnp.zeros(2), (), ft.optim.sgd(0.1))
+        >>> data = (jnp.ones((4, 2)), jnp.ones(4))
+        >>> state, metrics = ft.train.train_epoch(step, state, data, jax.random.key(0), batch_size=2)
+        >>> int(state.step)
+        2
     """
 
     def __call__(
         self, state: TrainState[Any, Any, Any], batch: PyTree, key: PRNGKey, /
     ) -> tuple[TrainState[Any, Any, Any], Metrics]:
-        """Apply one update on ``batch``; ``metrics`` has ``"loss"`` and ``"grad_norm"``."""
+        """Apply one update on ``batch``; ``metrics`` has ``"loss"`` (and, from
+        :func:`make_train_step`, ``"grad_norm"``)."""
         ...
 
 
 class EvalStep(Protocol):
-    """``eval_step(state, batch) -> metrics``: the loss and metrics of ``state`` on a batch."""
+    """``eval_step(state, batch) -> metrics``: the loss and metrics of ``state`` on a batch.
+
+    :func:`make_eval_step` builds one; a hand-written function with this signature works too.
+
+    Example:
+        >>> def eval_step(state, batch):
+        ...     return {"loss": jnp.mean((batch[0] @ state.params - batch[1]) ** 2)}
+        >>> state = ft.train.init_train_state(jnp.ones(2), (), ft.optim.sgd(0.1))
+        >>> metrics = ft.train.evaluate(eval_step, state, (jnp.ones((5, 2)), jnp.ones(5)), batch_size=2)
+        >>> round(float(metrics["loss"]), 4)
+        1.0
+    """
 
     def __call__(self, state: TrainState[Any, Any, Any], batch: PyTree, /) -> Metrics:
         """Evaluate ``state`` on ``batch``; ``metrics`` has ``"loss"``."""
         ...
 
 
-def _check_loss_output(out: Any, who: str) -> tuple[Array, PyTree, Mapping[str, Array]]:
+def _check_loss_output(out: object, who: str) -> tuple[Array, PyTree, Mapping[str, Array]]:
+    """The ``(loss, model_state, metrics)`` a loss function returned, checked at trace time."""
     if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], tuple) and len(out[1]) == 2):
-        raise TypeError(f"{who}: loss_fn must return (loss, (new_model_state, metrics)), "
-                        f"got {type(out).__name__}")
+        raise TypeError(f"{who}: argument 'loss_fn' must be a function returning (loss, (new_model_state, metrics)), "
+                        f"got a return value of {_validate.describe(out)}")
     loss, (model_state, metrics) = out
     if jnp.shape(loss) != ():
-        raise ValueError(f"{who}: loss_fn must return a scalar loss, got shape {jnp.shape(loss)}")
+        raise ValueError(f"{who}: argument 'loss_fn' must be a function returning a scalar loss, got a loss of "
+                         f"shape {jnp.shape(loss)}")
     if not isinstance(metrics, Mapping):
-        raise TypeError(f"{who}: loss_fn's metrics must be a mapping of names to scalars, "
-                        f"got {type(metrics).__name__}")
+        raise TypeError(f"{who}: argument 'loss_fn' must be a function returning metrics as a mapping of names to "
+                        f"scalars, got metrics of {_validate.describe(metrics)}")
     return loss, model_state, metrics
 
 
-def _check_optimizer(optimizer: Any, who: str) -> None:
-    if not (callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None))):
-        raise TypeError(f"{who}: argument 'optimizer' must be a GradientTransformation "
-                        f"(with init and update functions), got {type(optimizer).__name__}")
+def _check_opt_state(optimizer: TransformationLike, state: TrainState[Any, Any, Any]) -> None:
+    """At trace time: ``state.opt_state`` must have the structure ``optimizer.init(state.params)`` has.
+
+    An optimizer state built for other parameters (another model, a parameter added after
+    ``init_train_state``) otherwise fails deep inside the optimizer with a cryptic message. The
+    check runs ``optimizer.init`` abstractly (``jax.eval_shape``): nothing is computed and nothing
+    enters the compiled step. An ``init`` that cannot run abstractly is not checked.
+    """
+    try:
+        expected = jax.eval_shape(optimizer.init, state.params)
+    except TypeError:  # an init that needs concrete values: no abstract reference to compare with
+        return
+    _validate.check_same_structure(expected, state.opt_state, "train_step", "state.opt_state",
+                                   "optimizer.init(state.params)")
 
 
 def make_train_step(loss_fn: LossFn, optimizer: GradientTransformation[Any] | TransformationLike, *,
@@ -104,7 +141,10 @@ def make_train_step(loss_fn: LossFn, optimizer: GradientTransformation[Any] | Tr
     applies.
 
     The step works for any pytree of parameters: functrain layers, or an equinox model split by
-    ``eqx.partition`` (see the module docstring).
+    ``eqx.partition`` (see the module docstring). When it is traced, it checks that
+    ``state.opt_state`` has the tree structure of ``optimizer.init(state.params)`` (an optimizer
+    state built for other parameters is a ``TypeError`` naming the differing leaves); the check
+    runs at trace time only and adds nothing to the compiled step.
 
     Args:
         loss_fn: ``loss_fn(params, model_state, batch, key) -> (loss, (new_model_state, metrics))``
@@ -119,15 +159,25 @@ def make_train_step(loss_fn: LossFn, optimizer: GradientTransformation[Any] | Tr
 
     Raises:
         TypeError: if ``loss_fn`` is not callable or ``optimizer`` is not a gradient
-            transformation; at the first (traced) call, if ``loss_fn`` returns the wrong structure.
+            transformation; at the first (traced) call, if ``loss_fn`` returns the wrong
+            structure or ``state.opt_state`` does not fit ``state.params``.
         ValueError: at the first call, if the loss is not a scalar.
+
+    Example:
+        >>> def loss_fn(params, model_state, batch, key):
+        ...     x, y = batch
+        ...     return jnp.mean((x @ params["w"] - y) ** 2), (model_state, {})
+        >>> opt = ft.optim.sgd(0.1)
+        >>> state = ft.train.init_train_state({"w": jnp.zeros(2)}, (), opt)
+        >>> step = jax.jit(ft.train.make_train_step(loss_fn, opt))
+        >>> state, metrics = step(state, (jnp.ones((4, 2)), jnp.ones(4)), jax.random.key(0))
+        >>> int(state.step), round(float(metrics["loss"]), 4), round(float(metrics["grad_norm"]), 4)
+        (1, 1.0, 2.8284)
     """
     who = "make_train_step"
-    if not callable(loss_fn):
-        raise TypeError(f"{who}: argument 'loss_fn' must be callable, got {type(loss_fn).__name__}")
-    _check_optimizer(optimizer, who)
-    if not isinstance(grad_norm, bool):
-        raise TypeError(f"{who}: argument 'grad_norm' must be a bool, got {grad_norm!r}")
+    _validate.check_callable(loss_fn, who, "loss_fn")
+    _validate.check_transformation(optimizer, who, "optimizer")
+    _validate.check_bool(grad_norm, who, "grad_norm")
 
     def wrapped(params: PyTree, model_state: PyTree, batch: PyTree,
                 key: PRNGKey) -> tuple[Array, tuple[PyTree, Mapping[str, Array]]]:
@@ -138,6 +188,7 @@ def make_train_step(loss_fn: LossFn, optimizer: GradientTransformation[Any] | Tr
 
     def step(state: TrainState[Any, Any, Any], batch: PyTree,
              key: PRNGKey) -> tuple[TrainState[Any, Any, Any], Metrics]:
+        _check_opt_state(optimizer, state)
         (loss, (model_state, metrics)), grads = grad_fn(state.params, state.model_state, batch, key)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = apply_updates(state.params, updates)
@@ -171,10 +222,18 @@ def make_eval_step(loss_fn: LossFn, *, key: PRNGKey | None = None) -> EvalStep:
         TypeError: if ``loss_fn`` is not callable; at the first call, if it returns the wrong
             structure.
         ValueError: at the first call, if the loss is not a scalar.
+
+    Example:
+        >>> model = ft.serial(ft.layers.Dense(3))
+        >>> params, model_state, _ = model.init(jax.random.key(0), (-1, 4))
+        >>> state = ft.train.init_train_state(params, model_state, ft.optim.sgd(0.1))
+        >>> eval_step = ft.train.make_eval_step(ft.train.classifier_loss(model.apply, train=False))
+        >>> metrics = eval_step(state, (jnp.ones((8, 4)), jnp.zeros(8, jnp.int32)))
+        >>> sorted(metrics), metrics["loss"].shape
+        (['accuracy', 'loss'], ())
     """
     who = "make_eval_step"
-    if not callable(loss_fn):
-        raise TypeError(f"{who}: argument 'loss_fn' must be callable, got {type(loss_fn).__name__}")
+    _validate.check_callable(loss_fn, who, "loss_fn")
 
     def eval_step(state: TrainState[Any, Any, Any], batch: PyTree) -> Metrics:
         k = jax.random.key(0) if key is None else key
@@ -205,9 +264,22 @@ def classifier_loss(apply: ApplyFn, *, train: bool, weight_decay: float | Array 
         ``loss_fn(params, model_state, batch, key) -> (loss, (model_state, metrics))``.
 
     Raises:
+        TypeError: if ``apply`` is not callable or ``train`` is not a bool.
         ValueError: if a concrete ``weight_decay`` is negative.
+
+    Example:
+        >>> model = ft.serial(ft.layers.Dense(3))
+        >>> params, model_state, _ = model.init(jax.random.key(0), (-1, 4))
+        >>> params = jax.tree_util.tree_map(jnp.zeros_like, params)  # uniform predictions
+        >>> loss_fn = ft.train.classifier_loss(model.apply, train=False)
+        >>> loss, (_, metrics) = loss_fn(params, model_state, (jnp.ones((2, 4)), jnp.array([0, 2])), None)
+        >>> round(float(loss), 4) == round(float(np.log(3)), 4), sorted(metrics)
+        (True, ['accuracy'])
     """
-    number_arg(weight_decay, "weight_decay", "classifier_loss", low=0.0)  # traced values pass
+    who = "classifier_loss"
+    _validate.check_callable(apply, who, "apply")
+    _validate.check_bool(train, who, "train")
+    _validate.check_number(weight_decay, who, "weight_decay", low=0.0)  # traced values pass
 
     def loss_fn(params: PyTree, model_state: PyTree, batch: PyTree,
                 key: PRNGKey) -> tuple[Array, tuple[PyTree, Metrics]]:

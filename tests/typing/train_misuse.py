@@ -61,8 +61,16 @@ history.val_loss  # expect-error
 # Loss reductions are literal strings.
 losses.softmax_cross_entropy(jnp.zeros((2, 3)), jnp.zeros((2,), jnp.int32), reduction="avg")  # expect-error
 
+# The run's options travel as one FitOptions: no separate keywords, and epochs is keyword-only.
+train.init_fit_state(state, early_stopping=train.early_stopping(3))  # expect-error
+train.fit_scan(step, train.init_fit_state(state), data, key, train.FitOptions(2), 3)  # expect-error
+train.FitOptions(batch_size="32")  # expect-error
+
 # Correct use type-checks.
 new_state, metrics = step(state, data, key)
 es = train.early_stopping(3, mode="max")
 es_state = es.update(es.init(state.params), metrics["loss"], new_state.params)
-fs = train.init_fit_state(new_state, early_stopping=es)
+options = train.FitOptions(2, eval_step=eval_step, early_stopping=es)
+fs = train.init_fit_state(new_state, options)
+fs, epoch_metrics = train.fit_scan(step, fs, data, key, options, epochs=2, val_data=data)
+final: train.TrainState[dict[str, jax.Array], tuple[()], object] = train.final_train_state(fs, options)

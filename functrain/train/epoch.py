@@ -1,0 +1,177 @@
+"""One epoch inside ``lax.scan`` (:func:`train_epoch`) and batched evaluation (:func:`evaluate`).
+
+Both are pure functions of arrays (jit them with ``batch_size`` and the step static, vmap them over
+seeds); :mod:`functrain.train.run` and :mod:`functrain.train.fit` build whole runs on them.
+
+Data is a pytree (usually a tuple ``(x, y)``) of arrays with a common leading length ``n``,
+resident on the device. The batch given to the step has the same structure.
+
+Shuffling rule: :func:`train_epoch` with key ``k`` splits ``perm_key, step_key = split(k)``, draws
+``perm = permutation(perm_key, n)`` and gives step ``i`` the batch
+``perm[i * batch_size:(i + 1) * batch_size]`` and the key ``split(step_key, n_batches)[i]``. The
+last partial batch (``n % batch_size`` examples) is dropped, so every step sees a full batch (one
+compiled shape); since the permutation changes every epoch, every example is used across epochs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from functrain import _tree, _validate
+from functrain.train.state import TS
+from functrain.train.step import EvalStep, TrainStep
+from functrain.typing import Array, Metrics, PRNGKey, PyTree
+
+__all__ = ["evaluate", "train_epoch"]
+
+
+def _shuffled_batches(data: PyTree, key: PRNGKey, n: int, batch_size: int) -> tuple[PyTree, Array]:
+    """``(batches, step_keys)``: data gathered once by a fresh permutation, shaped ``(n_batches, batch, ...)``."""
+    n_batches = n // batch_size
+    perm_key, step_key = jax.random.split(key)
+    perm = jax.random.permutation(perm_key, n)[: n_batches * batch_size]
+
+    def gather(x: Array) -> Array:
+        x = jnp.asarray(x)
+        return x.at[perm].get(mode="promise_in_bounds").reshape((n_batches, batch_size) + x.shape[1:])
+
+    return _tree.tree_map(gather, data), jax.random.split(step_key, n_batches)
+
+
+def scan_steps(step: TrainStep, state: TS, data: PyTree, key: PRNGKey, batch_size: int,
+               who: str, data_name: str = "data",
+               batch_name: str = "batch_size") -> tuple[TS, dict[str, Array]]:
+    """Run one epoch; return the new state and the per-step metrics, each of shape ``(n_batches,)``.
+
+    Shared by :func:`train_epoch` and :func:`~functrain.train.fit_epoch` (which needs the
+    per-step losses); ``who``, ``data_name`` and ``batch_name`` name the caller and its
+    arguments in errors.
+    """
+    _validate.check_callable(step, who, "step", "a train step function")
+    n = _validate.check_leading_length(data, who, data_name)
+    bs = _validate.check_batch_size(batch_size, n, who, batch_name)
+    batches, keys = _shuffled_batches(data, key, n, bs)
+
+    # The carry is typed Any: lax.scan itself enforces that the step returns a state of the
+    # same structure, shapes and dtypes, i.e. the caller's TS.
+    def body(s: Any, xs: tuple[PyTree, Array]) -> tuple[Any, Metrics]:
+        batch, k = xs
+        return step(s, batch, k)
+
+    new_state, per_step = lax.scan(body, state, (batches, keys))
+    return new_state, dict(per_step)
+
+
+def mean_metrics(per_step: Mapping[str, Array]) -> dict[str, Array]:
+    """Each per-step metric averaged over the epoch's steps (axis 0)."""
+    return {name: jnp.mean(v, axis=0) for name, v in per_step.items()}
+
+
+def train_epoch(
+    step: TrainStep,
+    state: TS,
+    data: PyTree,
+    key: PRNGKey,
+    *,
+    batch_size: int,
+) -> tuple[TS, dict[str, Array]]:
+    """One epoch of minibatch training, with all steps inside a single ``lax.scan``.
+
+    The data is shuffled by a permutation drawn from ``key`` and gathered once into
+    ``(n_batches, batch_size, ...)`` (so each scan iteration only slices its batch); the last
+    partial batch is dropped (see the module docstring for the exact key schedule). Pure:
+    jit it with ``batch_size`` (and ``step``) static, vmap it over keys and states.
+
+    Args:
+        step: ``step(state, batch, key) -> (state, metrics)``, e.g. from ``make_train_step``.
+        state: the training state.
+        data: a pytree (usually a tuple) of arrays with a common leading length ``n``.
+        key: the PRNG key of this epoch (shuffling and per-step keys).
+        batch_size: examples per step, ``1 <= batch_size <= n`` (a static Python or NumPy int).
+
+    Returns:
+        ``(new_state, metrics)`` with each metric averaged over the epoch's steps.
+
+    Raises:
+        ValueError: if the arrays have different leading lengths, ``data`` is empty, or
+            ``batch_size`` is not in ``[1, n]``.
+        TypeError: if ``step`` is not callable, ``batch_size`` is not an int or ``data`` holds
+            non-arrays.
+
+    Example:
+        >>> model = ft.serial(ft.layers.Dense(3))
+        >>> params, model_state, _ = model.init(jax.random.key(0), (-1, 4))
+        >>> opt = ft.optim.sgd(0.1)
+        >>> state = ft.train.init_train_state(params, model_state, opt)
+        >>> step = ft.train.make_train_step(ft.train.classifier_loss(model.apply, train=True), opt)
+        >>> data = (jnp.ones((10, 4)), jnp.zeros(10, jnp.int32))
+        >>> state, metrics = ft.train.train_epoch(step, state, data, jax.random.key(1), batch_size=4)
+        >>> int(state.step), sorted(metrics)  # 10 // 4 = 2 full batches; the last 2 examples wait
+        (2, ['accuracy', 'grad_norm', 'loss'])
+    """
+    new_state, per_step = scan_steps(step, state, data, key, batch_size, "train_epoch")
+    return new_state, mean_metrics(per_step)
+
+
+def evaluate(
+    eval_step: EvalStep,
+    state: TS,
+    data: PyTree,
+    *,
+    batch_size: int,
+) -> dict[str, Array]:
+    """Evaluate on all of ``data`` in batches, including the last partial batch.
+
+    The ``n // batch_size`` full batches run in one ``lax.map``; the remaining ``r`` examples run
+    as one smaller batch (one extra compiled shape). Each metric, a per-batch mean, is combined
+    as the example-weighted average ``(batch_size * sum_full + r * tail) / n``, which is the mean
+    over all ``n`` examples. ``batch_size`` larger than ``n`` means one batch of ``n``. Pure
+    (jit it with ``batch_size`` static).
+
+    Args:
+        eval_step: ``eval_step(state, batch) -> metrics``, e.g. from ``make_eval_step``.
+        state: the training state to evaluate.
+        data: a pytree of arrays with a common leading length ``n``.
+        batch_size: examples per evaluation batch (>= 1).
+
+    Returns:
+        The metrics averaged over all ``n`` examples.
+
+    Raises:
+        ValueError: if the arrays have different leading lengths, ``data`` is empty,
+            ``batch_size < 1``, or ``eval_step`` returns other metrics for the last batch.
+        TypeError: if ``eval_step`` is not callable or ``batch_size`` is not an int.
+
+    Example:
+        >>> def eval_step(state, batch):
+        ...     return {"loss": jnp.mean(batch[0])}
+        >>> state = ft.train.TrainState(jnp.zeros((), jnp.int32), (), (), ())
+        >>> data = (jnp.arange(5.0),)  # batches [0, 1], [2, 3] and the tail [4]
+        >>> float(ft.train.evaluate(eval_step, state, data, batch_size=2)["loss"])
+        2.0
+    """
+    who = "evaluate"
+    _validate.check_callable(eval_step, who, "eval_step", "an eval step function")
+    n = _validate.check_leading_length(data, who)
+    bs = min(_validate.check_int(batch_size, who, "batch_size", low=1), n)
+    n_batches, rest = divmod(n, bs)
+
+    def full(x: Array) -> Array:
+        x = jnp.asarray(x)
+        return x[: n_batches * bs].reshape((n_batches, bs) + x.shape[1:])
+
+    per_batch = lax.map(lambda b: dict(eval_step(state, b)), _tree.tree_map(full, data))
+    totals = {name: jnp.sum(v, axis=0) * bs for name, v in per_batch.items()}
+    if rest:
+        tail = eval_step(state, _tree.tree_map(lambda x: jnp.asarray(x)[n_batches * bs:], data))
+        if set(tail) != set(totals):
+            raise ValueError(f"{who}: argument 'eval_step' must be a function returning the "
+                             f"same metrics for every batch, got {sorted(tail)} for the last batch and {sorted(totals)} "
+                             "for the others")
+        totals = {name: totals[name] + tail[name] * rest for name in totals}
+    return {name: v / n for name, v in totals.items()}

@@ -1,0 +1,186 @@
+"""train_epoch and evaluate: the documented batch/key schedule, coverage, vmap, tails, errors."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from functrain import layers, optim
+from functrain.train import (
+    TrainState,
+    classifier_loss,
+    evaluate,
+    init_train_state,
+    make_eval_step,
+    make_train_step,
+    train_epoch,
+)
+from functrain.typing import Array, Metrics, PRNGKey, PyTree
+
+STYLE = re.compile(r"^[\w.]+: argument '[\w.\[\]']+' must be .+, got .+$", re.S)
+
+
+def _data(n: int, features: int = 8, classes: int = 4, seed: int = 0) -> tuple[Array, Array]:
+    """A small synthetic classification problem (labels from a random linear map; host RNG)."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, features)).astype(np.float32)
+    w = np.random.default_rng(100).normal(size=(features, classes))
+    return jnp.asarray(x), jnp.asarray(np.argmax(x @ w, axis=1).astype(np.int32))
+
+
+def _mlp(fancy: bool = False) -> layers.Layer:
+    if fancy:  # batch-norm state and dropout keys both flow through the epoch
+        return layers.serial(layers.Dense(16), layers.BatchNorm(), layers.Relu, layers.Dropout(0.2),
+                             layers.Dense(4))
+    return layers.serial(layers.Dense(16), layers.Relu, layers.Dense(4))
+
+
+_EPOCH = jax.jit(train_epoch, static_argnames=("step", "batch_size"))
+
+
+def test_train_epoch_equals_python_loop_over_the_same_batches() -> None:
+    x, y = _data(203)  # 203 = 12 * 16 + 11: the partial batch is dropped
+    model = _mlp(fancy=True)
+    opt = optim.momentum(0.05, 0.9)
+    params, mstate, _ = model.init(jax.random.key(1), (-1, 8))
+    state = init_train_state(params, mstate, opt)
+    step = make_train_step(classifier_loss(model.apply, train=True), opt)
+    key, bs = jax.random.key(7), 16
+    new_state, metrics = _EPOCH(step, state, (x, y), key, batch_size=bs)
+
+    # The documented schedule, by hand.
+    perm_key, step_key = jax.random.split(key)
+    perm = np.asarray(jax.random.permutation(perm_key, 203))
+    keys = jax.random.split(step_key, 203 // bs)
+    jstep = jax.jit(step)
+    s = state
+    losses = []
+    for i in range(203 // bs):
+        idx = perm[i * bs:(i + 1) * bs]
+        s, m = jstep(s, (x[idx], y[idx]), keys[i])
+        losses.append(float(m["loss"]))
+    assert int(new_state.step) == int(s.step) == 12
+    for a, b in zip(jax.tree_util.tree_leaves(new_state), jax.tree_util.tree_leaves(s), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-5, atol=2e-6)
+    np.testing.assert_allclose(metrics["loss"], np.mean(losses), rtol=1e-5)
+    assert set(metrics) == {"loss", "grad_norm", "accuracy"}
+
+
+def _counting_step(state: TrainState[Any, Any, Any], batch: PyTree, key: PRNGKey) -> tuple[
+        TrainState[Any, Any, Any], Metrics]:
+    (idx,) = batch
+    seen = state.model_state.at[idx].add(1)
+    return state._replace(step=state.step + 1, model_state=seen), {"loss": jnp.zeros(())}
+
+
+def test_train_epoch_sees_each_example_at_most_once_and_reshuffles() -> None:
+    n, bs = 23, 5
+    data = (jnp.arange(n),)
+    state = TrainState(jnp.zeros((), jnp.int32), (), jnp.zeros(n, jnp.int32), ())
+    s1, _ = _EPOCH(_counting_step, state, data, jax.random.key(0), batch_size=bs)
+    counts = np.asarray(s1.model_state)
+    assert counts.max() == 1 and counts.sum() == (n // bs) * bs  # 3 examples dropped
+    s2, _ = _EPOCH(_counting_step, state, data, jax.random.key(1), batch_size=bs)
+    assert not np.array_equal(counts, np.asarray(s2.model_state))  # a different epoch drops others
+    # Over many epochs every example is seen; a NumPy batch size is the same static value.
+    s = state
+    for e in range(12):
+        s, _ = _EPOCH(_counting_step, s, data, jax.random.key(e), batch_size=np.int64(bs))
+    assert np.asarray(s.model_state).min() >= 1
+
+
+def test_train_epoch_under_vmap_matches_each_seed() -> None:
+    x, y = _data(64)
+    model = _mlp()
+    opt = optim.sgd(0.1)
+    step = make_train_step(classifier_loss(model.apply, train=True), opt)
+
+    def run(state: TrainState[Any, Any, Any], key: PRNGKey) -> tuple[TrainState[Any, Any, Any], Metrics]:
+        return train_epoch(step, state, (x, y), key, batch_size=16)
+
+    keys = jax.random.split(jax.random.key(3), 3)
+    states = [init_train_state(*model.init(k, (-1, 8))[:2], opt) for k in keys]  # built outside: less to compile
+    stacked = jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *states)
+    batched, bm = jax.jit(jax.vmap(run))(stacked, keys)
+    single = jax.jit(run)
+    for i in range(3):
+        one, om = single(states[i], keys[i])
+        np.testing.assert_allclose(batched.params[0].w[i], one.params[0].w, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(bm["loss"][i], om["loss"], rtol=1e-5)
+    assert not np.allclose(bm["loss"][0], bm["loss"][1])  # the seeds really differ
+
+
+def _mean_eval(state: TrainState[Any, Any, Any], batch: PyTree) -> Metrics:
+    (v,) = batch
+    return {"loss": jnp.mean(v), "one": jnp.mean(v * 0 + 1)}
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 4, 10, 64])
+def test_evaluate_covers_the_tail_with_correct_weights(batch_size: int) -> None:
+    v = jnp.arange(10.0) ** 2
+    state = TrainState(jnp.zeros((), jnp.int32), (), (), ())
+    m = jax.jit(evaluate, static_argnames=("eval_step", "batch_size"))(_mean_eval, state, (v,),
+                                                                      batch_size=batch_size)
+    np.testing.assert_allclose(m["loss"], np.mean(np.arange(10.0) ** 2), rtol=1e-6)
+    np.testing.assert_allclose(m["one"], 1.0, rtol=1e-6)
+
+
+def test_evaluate_equals_the_whole_batch_metrics_of_a_model() -> None:
+    x, y = _data(37)
+    model = _mlp()
+    params, mstate, _ = model.init(jax.random.key(0), (-1, 8))
+    state = init_train_state(params, mstate, optim.sgd(0.1))
+    eval_step = make_eval_step(classifier_loss(model.apply, train=False))
+    whole = eval_step(state, (x, y))  # one batch of all 37 examples
+    eight: Any = np.int64(8)  # (annotated int: NumPy ints are accepted at runtime)
+    batched = evaluate(eval_step, state, (x, y), batch_size=eight)  # 4 batches + a tail of 5
+    for name in ("loss", "accuracy"):
+        np.testing.assert_allclose(batched[name], whole[name], rtol=1e-5)
+
+
+def _raises(exc: type[Exception], match: str, fn: Any, *args: Any, **kwargs: Any) -> str:
+    with pytest.raises(exc, match=match) as info:
+        fn(*args, **kwargs)
+    text = str(info.value)
+    assert STYLE.match(text), text
+    return text
+
+
+def test_bad_data_and_batch_sizes() -> None:
+    opt = optim.sgd(0.1)
+    model = _mlp()
+    params, mstate, _ = model.init(jax.random.key(0), (-1, 8))
+    state = init_train_state(params, mstate, opt)
+    step = make_train_step(classifier_loss(model.apply, train=True), opt)
+    eval_step = make_eval_step(classifier_loss(model.apply, train=False))
+    x, y = _data(10)
+    key = jax.random.key(0)
+    with pytest.raises(ValueError, match=r"train_epoch: argument 'data' must hold arrays with the same leading"):
+        train_epoch(step, state, (x, y[:9]), key, batch_size=2)
+    _raises(ValueError, r"train_epoch: argument 'batch_size' must be an int >= 1, got 0",
+            train_epoch, step, state, (x, y), key, batch_size=0)
+    _raises(ValueError, r"train_epoch: argument 'batch_size' must be an int <= the number of examples \(10\), got 11",
+            train_epoch, step, state, (x, y), key, batch_size=11)
+    _raises(TypeError, r"train_epoch: argument 'batch_size' must be an int >= 1, got 2.0",
+            train_epoch, step, state, (x, y), key, batch_size=2.0)
+    _raises(TypeError, r"train_epoch: argument 'step' must be a train step function",
+            train_epoch, 3, state, (x, y), key, batch_size=2)
+    with pytest.raises(ValueError, match=r"at least one example"):
+        train_epoch(step, state, (x[:0], y[:0]), key, batch_size=1)
+    with pytest.raises(ValueError, match=r"evaluate: argument 'data' must hold arrays with the same leading"):
+        evaluate(eval_step, state, (x[:3], y), batch_size=2)
+    _raises(ValueError, r"evaluate: argument 'batch_size' must be an int >= 1, got 0",
+            evaluate, eval_step, state, (x, y), batch_size=0)
+    _raises(TypeError, r"evaluate: argument 'eval_step' must be an eval step function",
+            evaluate, None, state, (x, y), batch_size=2)
+
+    def moody(state: TrainState[Any, Any, Any], batch: PyTree) -> Metrics:
+        return {"loss": jnp.zeros(())} if batch[0].shape[0] == 4 else {"other": jnp.zeros(())}
+
+    _raises(ValueError, r"evaluate: argument 'eval_step' must be a function returning the same metrics for every batch",
+            evaluate, moody, state, (x, y), batch_size=4)

@@ -1,0 +1,259 @@
+"""fit: digits accuracy (slow), restore-best, History, non-finite losses, progress display, errors."""
+
+from __future__ import annotations
+
+import functools
+import re
+import sys
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from functrain import layers, optim
+from functrain.data.datasets import load_digits, split_dataset
+from functrain.train import (
+    TrainState,
+    classifier_loss,
+    early_stopping,
+    evaluate,
+    fit,
+    init_train_state,
+    make_eval_step,
+    make_train_step,
+)
+from functrain.train.step import EvalStep, TrainStep
+from functrain.typing import Array, Metrics, PRNGKey, PyTree
+
+STYLE = re.compile(r"^[\w.]+: argument '[\w.\[\]']+' must be .+, got .+$", re.S)
+
+
+@functools.cache
+def _digits() -> tuple[tuple[Array, Array], tuple[Array, Array]]:
+    """Digits scaled to [0, 1], split 80/20 by key."""
+    ds = load_digits()
+    ds = ds._replace(x=ds.x / 16.0)
+    tt = split_dataset(jax.random.key(0), ds, test_fraction=0.2)
+    return (tt.train.x, tt.train.y), (tt.test.x, tt.test.y)
+
+
+def _data(n: int, seed: int = 0) -> tuple[Array, Array]:
+    """A small synthetic classification problem (host RNG: nothing to compile)."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 8)).astype(np.float32)
+    w = np.random.default_rng(100).normal(size=(8, 4))
+    return jnp.asarray(x), jnp.asarray(np.argmax(x @ w, axis=1).astype(np.int32))
+
+
+def _mlp(hidden: int, n_out: int, fancy: bool = False) -> layers.Layer:
+    if fancy:
+        return layers.serial(layers.Dense(hidden), layers.BatchNorm(), layers.Relu, layers.Dropout(0.2),
+                             layers.Dense(n_out))
+    return layers.serial(layers.Dense(hidden), layers.Relu, layers.Dense(n_out))
+
+
+def _setup(model: layers.Layer, opt: optim.GradientTransformation[Any], n_in: int = 8,
+           seed: int = 1) -> tuple[TrainState[Any, Any, Any], TrainStep, EvalStep]:
+    params, mstate, _ = model.init(jax.random.key(seed), (-1, n_in))
+    state = init_train_state(params, mstate, opt)
+    step = make_train_step(classifier_loss(model.apply, train=True), opt)
+    eval_step = make_eval_step(classifier_loss(model.apply, train=False))
+    return state, step, eval_step
+
+
+@functools.cache
+def _small() -> tuple[TrainState[Any, Any, Any], TrainStep, EvalStep]:
+    """One small model and its steps, shared by the tests below (so they share compiled epochs)."""
+    return _setup(_mlp(8, 4), optim.sgd(0.1))
+
+
+# ------------------------------------------------------------------------------------------------
+# Accuracy on digits (long runs)
+
+
+@pytest.mark.slow
+def test_fit_plain_mlp_reaches_97_percent_on_digits() -> None:
+    train, test = _digits()
+    state, step, eval_step = _setup(_mlp(128, 10), optim.sgd(0.1, momentum=0.9), n_in=64)
+    state, hist = fit(step, state, train, jax.random.key(2), epochs=15, batch_size=32, progress=False)
+    acc = evaluate(eval_step, state, test, batch_size=128)["accuracy"]
+    assert float(acc) >= 0.97, float(acc)
+    assert hist.train["loss"].shape == (15,) and hist.val == {}
+    assert hist.train["loss"][-1] < hist.train["loss"][0]
+    np.testing.assert_array_equal(hist.epoch, np.arange(15))
+
+
+@pytest.mark.slow
+def test_fit_batchnorm_dropout_adam_cosine_reaches_97_percent_with_restore_best() -> None:
+    (x, y), test = _digits()
+    # Validation split carved from the training part; the test set stays untouched.
+    train_data, val_data = (x[:1150], y[:1150]), (x[1150:], y[1150:])
+    epochs, bs = 20, 32
+    schedule = optim.schedules.cosine_decay(3e-3, epochs * (1150 // bs))
+    opt = optim.adam(schedule)
+    state0, step, eval_step = _setup(_mlp(128, 10, fancy=True), opt, n_in=64)
+    es = early_stopping(patience=4, restore_best=True)
+    key = jax.random.key(5)
+    state, hist = fit(step, state0, train_data, key, epochs=epochs, batch_size=bs, eval_step=eval_step,
+                      val_data=val_data, early_stopping=es, learning_rate=schedule, progress=False)
+    acc = evaluate(eval_step, state, test, batch_size=128)["accuracy"]
+    assert float(acc) >= 0.97, float(acc)
+
+    # restore_best: the returned params and batch-norm statistics are those of the best validation epoch.
+    best = hist.best_epoch
+    assert best is not None and best == int(np.argmin(hist.val["loss"]))
+    np.testing.assert_allclose(evaluate(eval_step, state, val_data, batch_size=bs)["loss"],
+                               hist.val["loss"][best], rtol=1e-6)
+    rerun, _ = fit(step, state0, train_data, key, epochs=best + 1, batch_size=bs, progress=False)
+    for a, b in zip(jax.tree_util.tree_leaves((state.params, state.model_state)),
+                    jax.tree_util.tree_leaves((rerun.params, rerun.model_state)), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
+
+
+# ------------------------------------------------------------------------------------------------
+# Runs, History, the caller's state
+
+
+def test_fit_is_repeatable_leaves_the_callers_state_intact_and_records_the_schedule() -> None:
+    data = _data(120)
+    schedule = optim.schedules.linear_schedule(0.5, 0.05, 9)
+    state0, step, _ = _setup(_mlp(16, 4), optim.sgd(schedule))
+    before = [np.asarray(x).copy() for x in jax.tree_util.tree_leaves(state0)]
+    forty: Any = np.int64(40)  # (annotated int: NumPy ints are accepted at runtime)
+    a, hist = fit(step, state0, data, jax.random.key(3), epochs=3, batch_size=forty,
+                  learning_rate=schedule, progress=False)
+    b, _ = fit(step, state0, data, jax.random.key(3), epochs=3, batch_size=40, progress=False)
+    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))  # bitwise the same run
+    for x, y in zip(before, jax.tree_util.tree_leaves(state0), strict=True):  # not donated away
+        np.testing.assert_array_equal(x, np.asarray(y))
+    assert int(a.step) == 9 and hist.train["loss"][-1] < hist.train["loss"][0]
+    assert hist.learning_rate is not None
+    np.testing.assert_allclose(hist.learning_rate, [float(schedule(3 * (e + 1))) for e in range(3)],
+                               rtol=1e-6)
+    np.testing.assert_array_equal(hist.lr_scale, 1.0)
+    np.testing.assert_array_equal(hist.nonfinite_steps, 0)
+    assert hist.seconds.shape == (3,) and hist.best_epoch is None and hist.stopped_epoch is None
+
+
+# ------------------------------------------------------------------------------------------------
+# Non-finite losses
+
+
+def _poisoned(n: int, bad: int) -> tuple[Array, Array]:
+    x, y = _data(n)
+    return x.at[bad, 3].set(jnp.nan), y
+
+
+def _used_in_epoch(key: PRNGKey, n: int, bs: int, bad: int, epoch: int) -> int | None:
+    """The step of ``epoch`` that uses the poisoned example (the documented schedule), or None."""
+    perm_key, _ = jax.random.split(jax.random.fold_in(key, epoch))
+    perm = np.asarray(jax.random.permutation(perm_key, n))
+    pos = int(np.flatnonzero(perm == bad)[0])
+    return pos // bs if pos < (n // bs) * bs else None
+
+
+def test_fit_nan_loss_raises_naming_epoch_and_step() -> None:
+    n, bs, bad = 70, 32, 37  # 2 steps per epoch; 6 examples wait each epoch
+    state, step, _ = _small()
+    key = jax.random.key(4)
+    epoch = next(e for e in range(100) if _used_in_epoch(key, n, bs, bad, e) is not None)
+    s = _used_in_epoch(key, n, bs, bad, epoch)
+    with pytest.raises(FloatingPointError, match=rf"fit: non-finite loss nan at epoch {epoch}, step {s} of 2"):
+        fit(step, state, _poisoned(n, bad), key, epochs=epoch + 2, batch_size=bs, progress=False)
+
+
+def test_fit_skips_nan_steps_under_skip_nonfinite() -> None:
+    n, bs, bad = 100, 16, 37
+    state, step, _ = _setup(_mlp(16, 4), optim.skip_nonfinite(optim.sgd(0.1)))
+    key = jax.random.key(4)
+    out, hist = fit(step, state, _poisoned(n, bad), key, epochs=4, batch_size=bs, progress=False)
+    expected = [0 if _used_in_epoch(key, n, bs, bad, e) is None else 1 for e in range(4)]
+    np.testing.assert_array_equal(hist.nonfinite_steps, expected)
+    assert sum(expected) >= 1
+    assert all(bool(jnp.all(jnp.isfinite(p))) for p in jax.tree_util.tree_leaves(out.params))
+
+
+def test_fit_overflowing_params_raise_even_with_finite_losses() -> None:
+    def loss_fn(params: PyTree, ms: PyTree, batch: PyTree, key: PRNGKey) -> tuple[Array, tuple[PyTree, Metrics]]:
+        return jnp.sum(jnp.clip(params["w"], -1.0, 1.0)), (ms, {})  # finite even for inf params
+
+    def blow_up(updates: PyTree, state: Any, params: PyTree = None) -> tuple[PyTree, Any]:
+        return jax.tree_util.tree_map(lambda u: u + jnp.inf, updates), state
+
+    opt = optim.GradientTransformation(lambda p: (), blow_up)
+    state = init_train_state({"w": jnp.ones(2)}, (), opt)
+    with pytest.raises(FloatingPointError, match="became non-finite during epoch 0"):
+        fit(make_train_step(loss_fn, opt), state, (jnp.ones((8, 1)),), jax.random.key(0), epochs=2, batch_size=4,
+            progress=False)
+
+
+# ------------------------------------------------------------------------------------------------
+# Progress display
+
+
+def test_progress_lines_without_tqdm(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    small = _data(64)
+    state, step, eval_step = _small()
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)  # makes "from tqdm.auto import tqdm" fail
+    fit(step, state, small, jax.random.key(0), epochs=2, batch_size=32, eval_step=eval_step, val_data=small,
+        learning_rate=0.1)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2
+    assert err[1].startswith("epoch 2/2: loss=") and "accuracy=" in err[1] and "val_loss=" in err[1]
+    assert "lr=0.1" in err[1]
+    fit(step, state, small, jax.random.key(0), epochs=2, batch_size=32, progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_progress_bar_with_tqdm(capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("tqdm")
+    small = _data(64)
+    state, step, _ = _small()
+    fit(step, state, small, jax.random.key(0), epochs=2, batch_size=32)
+    err = capsys.readouterr().err
+    assert "2/2" in err and "loss=" in err and "accuracy=" in err
+
+
+# ------------------------------------------------------------------------------------------------
+# Bad input
+
+
+def _raises(exc: type[Exception], match: str, fn: Any, *args: Any, **kwargs: Any) -> None:
+    with pytest.raises(exc, match=match) as info:
+        fn(*args, **kwargs)
+    assert STYLE.match(str(info.value)), str(info.value)
+
+
+def test_bad_arguments_name_fit() -> None:
+    state, step, eval_step = _small()
+    x, y = _data(10)
+    key = jax.random.key(0)
+    kw: dict[str, Any] = {"progress": False}
+    with pytest.raises(ValueError, match=r"fit: argument 'train_data' must hold arrays with the same"):
+        fit(step, state, (x, y[:5]), key, epochs=1, batch_size=2, **kw)
+    _raises(ValueError, r"fit: argument 'batch_size' must be an int >= 1, got -3",
+            fit, step, state, (x, y), key, epochs=1, batch_size=-3, **kw)
+    _raises(ValueError, r"fit: argument 'batch_size' must be an int <= the number of examples \(10\), got 20",
+            fit, step, state, (x, y), key, epochs=1, batch_size=20, **kw)
+    with pytest.raises(ValueError, match=r"fit: argument 'val_data' must hold arrays with the same"):
+        fit(step, state, (x, y), key, epochs=1, batch_size=2, eval_step=eval_step, val_data=(x, y[:3]), **kw)
+    _raises(ValueError, r"fit: argument 'val_data' must be given exactly when eval_step is given",
+            fit, step, state, (x, y), key, epochs=1, batch_size=2, val_data=(x, y), **kw)
+    _raises(ValueError, r"fit: argument 'epochs' must be an int >= 1, got 0",
+            fit, step, state, (x, y), key, epochs=0, batch_size=2, **kw)
+    _raises(ValueError, r"fit_epoch: argument 'options.monitor' must be the name of a validation metric",
+            fit, step, state, (x, y), key, epochs=1, batch_size=2, eval_step=eval_step, val_data=(x, y),
+            early_stopping=early_stopping(2), monitor="val_acc", **kw)
+    _raises(ValueError, r"fit: argument 'checkpoint_path' must be a path when resume=True, got None",
+            fit, step, state, (x, y), key, epochs=1, batch_size=2, resume=True, **kw)
+    _raises(TypeError, r"fit: argument 'progress' must be a bool, got 'yes'",
+            fit, step, state, (x, y), key, epochs=1, batch_size=2, progress="yes")
+    _raises(TypeError, r"fit: argument 'state' must be a TrainState",
+            fit, step, {"w": x}, (x, y), key, epochs=1, batch_size=2, **kw)
+    _raises(ValueError, r"fit: argument 'learning_rate' must be >= 0, got -0.1",
+            fit, step, state, (x, y), key, epochs=1, batch_size=2, learning_rate=-0.1, **kw)
+    _raises(TypeError, r"fit: argument 'early_stopping' must be an EarlyStopping rule",
+            fit, step, state, (x, y), key, epochs=1, batch_size=2, early_stopping=2, **kw)
