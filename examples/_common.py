@@ -98,7 +98,9 @@ def fit_run(step: train.TrainStep, train_state: train.TrainState[Any, Any, Any],
     Pure and traceable (use it inside ``jit``/``vmap``). Returns the final train state and the
     per-epoch metrics (``metrics.train[name]``, ``metrics.val[name]``: ``(epochs,)`` arrays).
     """
-    fit_state = train.init_fit_state(train_state)
-    fit_state, metrics = train.fit_scan(step, fit_state, train_data, key, epochs=epochs, batch_size=batch_size,
-                                        eval_step=eval_step, val_data=val_data, eval_batch_size=eval_batch_size)
-    return train.final_train_state(fit_state), metrics
+    options = train.FitOptions(batch_size=batch_size, eval_step=eval_step,
+                               eval_batch_size=eval_batch_size)
+    fit_state = train.init_fit_state(train_state, options)
+    fit_state, metrics = train.fit_scan(step, fit_state, train_data, key, options, epochs=epochs,
+                                        val_data=val_data)
+    return train.final_train_state(fit_state, options), metrics

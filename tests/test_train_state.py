@@ -12,7 +12,7 @@ import optax
 import pytest
 
 from functrain import optim
-from functrain.optim.adaptive import ScaleByAdamState
+from functrain.optim.adam import ScaleByAdamState
 from functrain.train import TrainState, init_train_state
 from functrain.typing import Array, PyTree
 

@@ -21,6 +21,7 @@ from functrain.experiments.tricks.splits import Splits
 from functrain.train import (
     EpochMetrics,
     EvalStep,
+    FitOptions,
     TrainState,
     TrainStep,
     classifier_loss,
@@ -85,11 +86,12 @@ def _fit(step: TrainStep, train_state: TrainState[Any, Any, Any], train_data: Py
     ``final_train_state``). The whole validation part is evaluated as one batch.
     """
     n_val = int(jax.tree_util.tree_leaves(val_data)[0].shape[0])
-    fit_state = init_fit_state(train_state, early_stopping=stopper)
-    fit_state, metrics = fit_scan(step, fit_state, train_data, key, epochs=epochs, batch_size=batch_size,
-                                  eval_step=eval_step, val_data=val_data, eval_batch_size=n_val,
-                                  early_stopping=stopper)
-    return final_train_state(fit_state, stopper), metrics
+    options = FitOptions(batch_size=batch_size, eval_step=eval_step, eval_batch_size=n_val,
+                         early_stopping=stopper)
+    fit_state = init_fit_state(train_state, options)
+    fit_state, metrics = fit_scan(step, fit_state, train_data, key, options, epochs=epochs,
+                                  val_data=val_data)
+    return final_train_state(fit_state, options), metrics
 
 
 def make_run(config: RunConfig, splits: Splits) -> tuple[Callable[[PRNGKey], RunOutput], layers.Layer]:
