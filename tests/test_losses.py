@@ -148,7 +148,7 @@ def _message(exc: type[Exception], fn: Callable[..., object], *args: object,
 def test_bad_inputs() -> None:
     z = jnp.zeros((3, 4))
     assert _message(ValueError, losses.softmax_cross_entropy, z, jnp.zeros((4,), jnp.int32)) == (
-        "softmax_cross_entropy: argument 'labels' must be an array of shape (3), got an array of "
+        "softmax_cross_entropy: argument 'labels' must be an array of shape (3,), got an array of "
         "shape (4,) and dtype int32; integer class labels have the shape logits.shape[:-1] = (3,)")
     assert "floating (one-hot or soft) labels have the shape of the logits (3, 4)" in _message(
         ValueError, losses.softmax_cross_entropy, z, jnp.zeros((3, 5)))
@@ -169,7 +169,7 @@ def test_bad_inputs() -> None:
     _message(TypeError, losses.binary_cross_entropy, jnp.zeros(3, jnp.int32), jnp.zeros(3))
     assert _message(ValueError, losses.mean_squared_error, z, jnp.zeros((4, 3))).startswith(
         "mean_squared_error: argument 'targets' must be an array of shape (3, 4)")
-    assert "accuracy: argument 'labels' must be an array of shape (3)" in _message(
+    assert "accuracy: argument 'labels' must be an array of shape (3,)" in _message(
         ValueError, losses.accuracy, z, jnp.zeros((2,), jnp.int32))
     assert "argument 'predictions' must be an array, got 'abc'" in _message(
         TypeError, losses.mean_squared_error, "abc", z)
@@ -191,5 +191,5 @@ def test_shape_checks_run_at_trace_time_only() -> None:
     for _ in range(3):
         step(z, y)
     assert len(traces) == 1
-    with pytest.raises(ValueError, match=r"argument 'labels' must be an array of shape \(3\)"):
+    with pytest.raises(ValueError, match=r"argument 'labels' must be an array of shape \(3,\)"):
         step(z, jnp.zeros((2,), jnp.int32))  # a new shape re-traces, and the check catches it

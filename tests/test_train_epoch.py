@@ -160,7 +160,7 @@ def test_bad_data_and_batch_sizes() -> None:
     eval_step = make_eval_step(classifier_loss(model.apply, train=False))
     x, y = _data(10)
     key = jax.random.key(0)
-    with pytest.raises(ValueError, match=r"train_epoch: argument 'data' must hold arrays with the same leading"):
+    with pytest.raises(ValueError, match=r"train_epoch: argument 'data' must be arrays with the same leading"):
         train_epoch(step, state, (x, y[:9]), key, batch_size=2)
     _raises(ValueError, r"train_epoch: argument 'batch_size' must be an int >= 1, got 0",
             train_epoch, step, state, (x, y), key, batch_size=0)
@@ -172,7 +172,7 @@ def test_bad_data_and_batch_sizes() -> None:
             train_epoch, 3, state, (x, y), key, batch_size=2)
     with pytest.raises(ValueError, match=r"at least one example"):
         train_epoch(step, state, (x[:0], y[:0]), key, batch_size=1)
-    with pytest.raises(ValueError, match=r"evaluate: argument 'data' must hold arrays with the same leading"):
+    with pytest.raises(ValueError, match=r"evaluate: argument 'data' must be arrays with the same leading"):
         evaluate(eval_step, state, (x[:3], y), batch_size=2)
     _raises(ValueError, r"evaluate: argument 'batch_size' must be an int >= 1, got 0",
             evaluate, eval_step, state, (x, y), batch_size=0)

@@ -232,13 +232,13 @@ def test_bad_arguments_name_fit() -> None:
     x, y = _data(10)
     key = jax.random.key(0)
     kw: dict[str, Any] = {"progress": False}
-    with pytest.raises(ValueError, match=r"fit: argument 'train_data' must hold arrays with the same"):
+    with pytest.raises(ValueError, match=r"fit: argument 'train_data' must be arrays with the same"):
         fit(step, state, (x, y[:5]), key, epochs=1, batch_size=2, **kw)
     _raises(ValueError, r"fit: argument 'batch_size' must be an int >= 1, got -3",
             fit, step, state, (x, y), key, epochs=1, batch_size=-3, **kw)
     _raises(ValueError, r"fit: argument 'batch_size' must be an int <= the number of examples \(10\), got 20",
             fit, step, state, (x, y), key, epochs=1, batch_size=20, **kw)
-    with pytest.raises(ValueError, match=r"fit: argument 'val_data' must hold arrays with the same"):
+    with pytest.raises(ValueError, match=r"fit: argument 'val_data' must be arrays with the same"):
         fit(step, state, (x, y), key, epochs=1, batch_size=2, eval_step=eval_step, val_data=(x, y[:3]), **kw)
     _raises(ValueError, r"fit: argument 'val_data' must be given exactly when eval_step is given",
             fit, step, state, (x, y), key, epochs=1, batch_size=2, val_data=(x, y), **kw)

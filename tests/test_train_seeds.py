@@ -212,7 +212,7 @@ def test_bad_input() -> None:
     _raises(TypeError, "run_seeds: argument 'train_fn' must be a function", run_seeds, 3, keys)
     _raises(TypeError, "run_seeds: argument 'jit' must be a bool", run_seeds, _tiny, keys, jit=None)
     _raises(TypeError, "sweep: argument 'keys' must be a batch of PRNG keys", sweep, _tiny, [1, 2], {"a": jnp.zeros(2)})
-    with pytest.raises(ValueError, match="sweep: argument 'hyperparams' must hold arrays with the same leading length"):
+    with pytest.raises(ValueError, match="sweep: argument 'hyperparams' must be arrays with the same leading length"):
         sweep(lambda k, hp: hp, keys, {"a": jnp.zeros(2), "b": jnp.zeros(3)})
     _raises(ValueError, r"sweep: argument 'hyperparams' must be arrays with a leading example axis, .*a scalar at "
             r"hyperparams\['a'\]", sweep, lambda k, hp: hp, keys, {"a": jnp.float32(1.0)})
