@@ -84,7 +84,7 @@ def piecewise_interpolate(
 
     def schedule(step: ArrayLike) -> Array:
         count = jnp.asarray(step)
-        b = jnp.asarray([0, *bounds])
+        b = jnp.stack([0, *bounds])  # (not asarray: XLA then folds the divisions differently)
         levels = jnp.cumprod(jnp.stack([f32(init_value), *(f32(s) for s in scales)]))
         sizes = jnp.maximum(b[1:] - b[:-1], 1)
         inside = jnp.logical_and(b[:-1] <= count, count < b[1:])

@@ -11,16 +11,22 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from functrain import _validate
-from functrain.optim.schedules._common import Value, f32
+from functrain.optim.schedules._common import Value
+from functrain.optim.schedules.composite import join, warmup_cosine_decay
 from functrain.typing import Array, Schedule
 
 __all__ = ["sgdr"]
 
+_MAX_JOINED = 64
+"""Equal cycles with decaying peaks are joined one by one up to this many cycles (else computed
+by division, with the peak as an array)."""
+
 
 def _growing_cycles(first: int, mult: int, n_cycles: int | None) -> tuple[list[int], list[int]]:
-    """Start steps and lengths of geometrically growing cycles (``mult >= 2``).
+    """Start steps and lengths of the cycles (``mult >= 2``, or ``n_cycles`` given).
 
-    Without ``n_cycles``, cycles are listed until one would start beyond the int32 step counter.
+    Without ``n_cycles``, cycles are listed until one would start beyond the int32 step counter
+    (at most 32 for ``mult >= 2``).
     """
     starts, lengths = [0], [first]
     while n_cycles is None or len(starts) < n_cycles:
@@ -56,10 +62,10 @@ def sgdr(
 
     (Loshchilov & Hutter, "SGDR: Stochastic Gradient Descent with Warm Restarts", ICLR 2017:
     ``T_0``, ``T_mult = m``, ``eta_max``, ``eta_min``.) Without ``n_cycles`` the restarts go on for
-    ever; with it the value stays at ``end_value`` after the last cycle. Same values as
-    ``optax.sgdr_schedule`` with one ``warmup_cosine_decay_schedule`` per cycle (``decay_steps =
-    T_i``, ``warmup_steps = w``, ``peak_value = eta_i``, ``init_value``, ``end_value``,
-    ``exponent``), whose form this is.
+    ever; with it the value stays at ``end_value`` after the last cycle. Each cycle is a
+    :func:`~functrain.optim.schedules.warmup_cosine_decay`, joined as ``optax.sgdr_schedule``
+    joins one ``warmup_cosine_decay_schedule`` per cycle (``decay_steps = T_i``, ``warmup_steps =
+    w``, ``peak_value = eta_i``, ``init_value``, ``end_value``, ``exponent``): the same values.
 
     Args:
         peak_value: ``eta_0``, the first cycle's peak (a number or a scalar array).
@@ -96,29 +102,22 @@ def sgdr(
     n = None if n_cycles is None else _validate.check_int(n_cycles, fn, "n_cycles", low=1)
     _validate.check_hyperparameter(exponent, fn, "exponent", low=0.0, low_open=True,
                                    schedule_ok=False)
-    table = None if mult == 1 else _growing_cycles(first, mult, n)
-    plain = isinstance(exponent, (int, float)) and exponent == 1.0
+    unit_decay = isinstance(peak_decay, (int, float)) and peak_decay == 1.0
 
-    def schedule(step: ArrayLike) -> Array:
-        t = jnp.asarray(step, jnp.int32)
-        if table is None:  # equal cycles: the cycle index by division
+    def cycle(peak: Value, length: int) -> Schedule:  # one cycle: optax's form, per cycle
+        return warmup_cosine_decay(init_value, peak, warmup, length, end_value, exponent)
+
+    if mult == 1 and (n is None or n > _MAX_JOINED or unit_decay):
+        # equal cycles: the cycle index by division
+        same = cycle(peak_value, first) if unit_decay else None
+
+        def schedule(step: ArrayLike) -> Array:
+            t = jnp.asarray(step)
             i = t // first if n is None else jnp.minimum(t // first, n - 1)
-            s, length = t - i * first, jnp.asarray(first, jnp.int32)
-        else:
-            starts, lengths = jnp.asarray(table[0], jnp.int32), jnp.asarray(table[1], jnp.int32)
-            i = jnp.clip(jnp.searchsorted(starts, t, side="right") - 1, 0, len(table[0]) - 1)
-            s, length = t - starts[i], lengths[i]
-        peak = peak_value * peak_decay**i
-        # each cycle as optax's warmup_cosine_decay_schedule(init, peak, w, length, end)
-        alpha = jnp.where(peak == 0.0, 0.0, end_value / jnp.where(peak == 0.0, 1.0, peak))
-        count = jnp.minimum(s - warmup, length - warmup)
-        cosine = 0.5 * (1 + jnp.cos(jnp.pi * count / (length - warmup)))
-        if not plain:
-            cosine = cosine**exponent
-        decayed = peak * ((1 - alpha) * cosine + alpha)
-        if warmup == 0:
-            return f32(decayed)
-        rising = (init_value - peak) * (1 - jnp.clip(s, 0, warmup) / warmup) + peak
-        return f32(jnp.where(s < warmup, rising, decayed))
+            s = t - i * first
+            return same(s) if same is not None else cycle(peak_value * peak_decay**i, first)(s)
 
-    return schedule
+        return schedule
+    starts, lengths = _growing_cycles(first, mult, n)
+    peaks: list[Value] = [peak_value * peak_decay**i for i in range(len(starts))]
+    return join([cycle(p, length) for p, length in zip(peaks, lengths)], starts[1:])
