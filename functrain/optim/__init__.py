@@ -13,11 +13,11 @@ Modules, one concept family each: :mod:`~functrain.optim.base` (the transformati
 (NAdam, RAdam, Adamax), :mod:`~functrain.optim.adabelief`, :mod:`~functrain.optim.lion`,
 :mod:`~functrain.optim.layerwise` (trust ratio, LARS, LAMB), :mod:`~functrain.optim.weight_decay`,
 :mod:`~functrain.optim.clipping`, :mod:`~functrain.optim.centralization` (gradient
-centralization), :mod:`~functrain.optim.noise` (annealed gradient noise), :mod:`~functrain.optim.ema`
-(a moving average of the updates), :mod:`~functrain.optim.partition` (parameter groups: masked,
-partitioned and frozen leaves), :mod:`~functrain.optim.lookahead`, :mod:`~functrain.optim.guards`
-(skipping non-finite steps, a divergence limit, gradient accumulation) and
-:mod:`~functrain.optim.schedules`.
+centralization), :mod:`~functrain.optim.noise` (annealed gradient noise),
+:mod:`~functrain.optim.ema` (a moving average of the updates), :mod:`~functrain.optim.partition`
+(parameter groups: masked, partitioned and frozen leaves), :mod:`~functrain.optim.lookahead`,
+:mod:`~functrain.optim.guards` (skipping non-finite steps, a divergence limit, gradient
+accumulation) and :mod:`~functrain.optim.schedules`.
 
 Example:
     >>> tx = ft.optim.chain(ft.optim.clip_by_global_norm(1.0),

@@ -1,4 +1,4 @@
-"""Adam variants: Nesterov momentum (NAdam), a rectified variance (RAdam), the infinity norm (Adamax).
+"""Adam variants: Nesterov momentum (NAdam), a rectified variance (RAdam), infinity norm (Adamax).
 
 Each is a building block ``scale_by_*`` (a rescaling of the gradient, like
 :func:`~functrain.optim.scale_by_adam`) and an optimizer that chains it with

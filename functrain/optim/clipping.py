@@ -1,4 +1,4 @@
-"""Gradient clipping: by global norm, by value, per block (leaf: norm or RMS) and adaptive (unit-wise).
+"""Gradient clipping: by global norm, by value, per block (norm or RMS) and adaptive (unit-wise).
 
 All are stateless transformations (state :class:`~functrain.optim.EmptyState`), meant to come
 first in a :func:`~functrain.optim.chain`, before the optimizer's rescaling.

@@ -86,7 +86,7 @@ class SkipNonfiniteState(NamedTuple, Generic[S]):
 def skip_nonfinite(
     inner: GradientTransformation[S], max_consecutive: int | None = None
 ) -> GradientTransformation[SkipNonfiniteState[S]]:
-    """Skip steps whose incoming updates contain NaN or inf; optionally give up after ``N`` in a row.
+    """Skip steps whose incoming updates contain NaN or inf; optionally stop after ``N`` in a row.
 
     If every entry of the incoming updates is finite, this is ``inner``. Otherwise the output
     updates are zeros (so :func:`~functrain.optim.apply_updates` leaves the params bit-identical),
@@ -268,7 +268,11 @@ def accumulate_gradients(
     if callable(every_k):
         k_of = every_k
     else:
-        k_const = _validate.check_int(every_k, fn, "every_k", low=1)
+        try:
+            k_const = _validate.check_int(every_k, fn, "every_k", low=1)
+        except TypeError:
+            _validate.fail(fn, "every_k", "an int >= 1 or a function of the inner step count",
+                           every_k, error=TypeError)
         k_of = lambda s: k_const  # noqa: E731
 
     def init(params: PyTree) -> AccumulateGradientsState[S]:

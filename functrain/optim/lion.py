@@ -114,7 +114,7 @@ def lion(
 ) -> GradientTransformation[
     tuple[ScaleByLionState, AddDecayedWeightsState, ScaleByLearningRateState]
 ]:
-    r"""Lion: ``w <- w - eta (sign(b1 m + (1 - b1) g) + lambda w)``, then ``m <- b2 m + (1 - b2) g``.
+    r"""Lion: ``w <- w - eta (sign(b1 m + (1 - b1) g) + lambda w)``, ``m <- b2 m + (1 - b2) g``.
 
     Chen et al., NeurIPS 2023; see :func:`scale_by_lion`. Its steps are larger than Adam's (every
     coordinate moves by ``eta``), so its learning rate is typically 3-10x smaller and its weight

@@ -53,7 +53,7 @@ def lookahead(inner: TransformationLike, sync_period: int, alpha: ScalarOrSchedu
               reset_state: bool = False) -> GradientTransformation[LookaheadState[Any]]: ...
 def lookahead(inner: TransformationLike, sync_period: int, alpha: ScalarOrSchedule = 0.5,
               reset_state: bool = False) -> GradientTransformation[LookaheadState[Any]]:
-    r"""Lookahead around a fast optimizer: every ``k`` steps, move the slow weights towards the fast.
+    r"""Lookahead around a fast optimizer: every ``k`` steps, the slow weights move to the fast.
 
     With fast weights ``w`` (the params) updated by ``inner`` and slow weights ``phi`` (in the
     state), at every ``k``-th step, after the fast step,

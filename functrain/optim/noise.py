@@ -102,8 +102,8 @@ def add_noise(
         next_key, sample_key = jax.random.split(state.key)
         leaves = tree_leaves(updates)
         keys = list(jax.random.split(sample_key, len(leaves)))
-        noise = tree_unflatten(tree_structure(updates),
-                               [jax.random.normal(k, x.shape, x.dtype) for k, x in zip(keys, leaves)])
+        draws = [jax.random.normal(k, x.shape, x.dtype) for k, x in zip(keys, leaves)]
+        noise = tree_unflatten(tree_structure(updates), draws)
         new = tree_map(lambda g, n: g + like(std, n) * n, updates, noise)
         return new, AddNoiseState(t, next_key)
 

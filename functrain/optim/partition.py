@@ -275,7 +275,7 @@ def partition(
     Example:
         >>> params = (ft.layers.DenseParams(jnp.ones((2, 2)), jnp.zeros(2)),
         ...           ft.layers.DenseParams(jnp.ones((2, 1)), jnp.zeros(1)))
-        >>> by_layer = ft.optim.label_by_path(lambda path, leaf: "head" if path[0] == 1 else "trunk")
+        >>> by_layer = ft.optim.label_by_path(lambda path, _: "head" if path[0] == 1 else "trunk")
         >>> tx = ft.optim.partition({"trunk": ft.optim.sgd(0.001), "head": ft.optim.sgd(0.1)},
         ...                         by_layer)
         >>> u, state = tx.update(jax.tree_util.tree_map(jnp.ones_like, params), tx.init(params),
@@ -290,7 +290,8 @@ def partition(
     for key, tx in transforms.items():
         _validate.check_transformation(tx, fn, f"transforms[{key!r}]")
     groups = dict(transforms)
-    expectation = f"a pytree of labels among {sorted(map(repr, groups))} (the keys of transforms)"
+    listed = ", ".join(sorted(map(repr, groups)))
+    expectation = f"a pytree of labels among {listed} (the keys of transforms)"
 
     def label_tree(tree: PyTree) -> PyTree:
         tree_labels = labels(tree) if _is_mask_function(labels) else labels
