@@ -117,8 +117,10 @@ def test_radam_is_momentum_sgd_until_the_variance_is_tractable() -> None:
 
 def test_constant_beta_schedules_equal_constant_betas() -> None:
     const = fo.schedules.constant
-    for make in (lambda b1, b2: fo.nadam(0.01, b1, b2), lambda b1, b2: fo.radam(0.01, b1, b2),
-                 lambda b1, b2: fo.adamax(0.01, b1, b2), lambda b1, b2: fo.amsgrad(0.01, b1, b2)):
+    makers: list[Callable[[Any, Any], Any]] = [
+        lambda b1, b2: fo.nadam(0.01, b1, b2), lambda b1, b2: fo.radam(0.01, b1, b2),
+        lambda b1, b2: fo.adamax(0.01, b1, b2), lambda b1, b2: fo.amsgrad(0.01, b1, b2)]
+    for make in makers:
         outs = []
         for tx in (make(0.8, 0.9), make(const(0.8), const(0.9))):
             state = tx.init({"w": jnp.zeros(5)})
@@ -137,7 +139,8 @@ BAD: list[tuple[Callable[[], Any], type[Exception], str]] = [
      r"^radam: argument 'threshold' must be >= 4, got 3.0$"),
     (lambda: fo.scale_by_radam(eps_root=-1.0), ValueError,
      r"^scale_by_radam: argument 'eps_root'"),
-    (lambda: fo.adamax(b2="x"), TypeError, r"^adamax: argument 'b2' must be a number"),
+    (lambda: fo.adamax(b2="x"), TypeError,  # type: ignore[arg-type]  # the error tested
+     r"^adamax: argument 'b2' must be a number"),
     (lambda: fo.amsgrad(eps=-1.0), ValueError, r"^amsgrad: argument 'eps' must be >= 0"),
 ]
 

@@ -22,7 +22,7 @@ import pytest
 import functrain.optim as fo
 from functrain._tree import describe_difference
 from functrain.optim import schedules
-from functrain.typing import Array, PyTree
+from functrain.typing import Array, ArrayLike, PyTree
 
 STEPS = 100
 FAST = {"xla_backend_optimization_level": 0}  # compiles 2x faster; both sides alike
@@ -86,6 +86,10 @@ def assert_parity(ours: Any, theirs: Any, dtype: Any = jnp.float32, rtol: float 
 
 def _kernels(params: PyTree) -> PyTree:
     return jax.tree_util.tree_map(lambda x: x.ndim >= 2, params)
+
+
+def _every_k(gradient_step: ArrayLike) -> Array:
+    return 1 + jnp.asarray(gradient_step) % 3
 
 
 LABELS = {"dense": {"w": "adam", "b": "sgd"}, "conv": ["lion", ("sgd",)]}
@@ -156,8 +160,8 @@ TRANSFORMS: dict[str, Callable[[], tuple[Any, Any]]] = {
                           optax.chain(optax.add_noise(0.01, 0.55, jax.random.key(3)),
                                       optax.sgd(0.05))),
     "accumulate_gradients_every_k_schedule": lambda: (
-        fo.accumulate_gradients(fo.adam(0.01), lambda s: 1 + s % 3),
-        optax.MultiSteps(optax.adam(0.01), lambda s: 1 + s % 3).gradient_transformation()),
+        fo.accumulate_gradients(fo.adam(0.01), _every_k),
+        optax.MultiSteps(optax.adam(0.01), _every_k).gradient_transformation()),
 }
 
 # optax.MultiSteps keeps (mini_step, gradient_step, inner_opt_state, acc_grads, skip_state).
@@ -287,12 +291,17 @@ def test_schedule_matches_optax(name: str) -> None:
 @pytest.mark.parametrize("name", ["sgdr_growing_warmup_decay", "linear_one_cycle",
                                   "piecewise_interpolate_cosine"])
 def test_schedule_with_a_traced_peak_equals_the_concrete_one(name: str) -> None:
-    build = {"sgdr_growing_warmup_decay": lambda v: schedules.sgdr(v, 10, 2, warmup_steps=3),
-             "linear_one_cycle": lambda v: schedules.linear_one_cycle(120, v),
-             "piecewise_interpolate_cosine": lambda v: schedules.piecewise_interpolate(
-                 v, {25: 0.1, 60: 0.5}, "cosine")}[name]
+    build: Callable[[Any], Any] = {
+        "sgdr_growing_warmup_decay": lambda v: schedules.sgdr(v, 10, 2, warmup_steps=3),
+        "linear_one_cycle": lambda v: schedules.linear_one_cycle(120, v),
+        "piecewise_interpolate_cosine": lambda v: schedules.piecewise_interpolate(
+            v, {25: 0.1, 60: 0.5}, "cosine")}[name]
     steps = jnp.arange(150)
     peaks = jnp.asarray([0.1, 0.5])
-    traced = jax.jit(jax.vmap(lambda v: jax.vmap(build(v))(steps)))(peaks)
+    def values(peak: Array) -> Array:
+        out: Array = jax.vmap(build(peak))(steps)
+        return out
+
+    traced = jax.jit(jax.vmap(values))(peaks)
     for i, v in enumerate([0.1, 0.5]):
         np.testing.assert_allclose(traced[i], jax.vmap(build(v))(steps), rtol=1e-6, atol=1e-7 * v)

@@ -227,6 +227,5 @@ class TestEveryKSchedule(chex.TestCase):
 
     def test_bad_every_k(self) -> None:
         with pytest.raises(TypeError, match=r"^accumulate_gradients: argument 'every_k' must be an "
-                                            r"int >= 1 or a function of the inner step count, "
-                                            r"got 'two'$"):
+                                            r"int >= 1, got 'two'$"):
             fo.accumulate_gradients(fo.sgd(0.1), "two")  # type: ignore[arg-type]  # deliberate

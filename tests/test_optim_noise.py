@@ -30,8 +30,10 @@ class TestAddNoise(chex.TestCase):
 
         keys = jax.random.split(jax.random.key(0), N_KEYS)
         for t in (1, 4):
-            run = self.variant(jax.vmap(lambda k, t=t: noise_after(k, t)))
-            w, b = run(keys)
+            def after_t(key: Array, t: int = t) -> tuple[Array, Array]:
+                return noise_after(key, t)
+
+            w, b = self.variant(jax.vmap(after_t))(keys)
             var = eta / t**gamma
             for x in (w[:, 0], w[:, 1], b):
                 assert abs(float(jnp.mean(x))) < 4 * np.sqrt(var / N_KEYS)

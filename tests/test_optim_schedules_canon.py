@@ -5,6 +5,7 @@ inverse square root (the Transformer's formula), cosine exponents; jit and vmap;
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -93,10 +94,11 @@ def test_traced_levels_under_vmap() -> None:
 
 
 S = schedules
-BAD: list[tuple[object, type[Exception], str]] = [
+BAD: list[tuple[Callable[[], object], type[Exception], str]] = [
     (lambda: S.sgdr(0.1, 0), ValueError,
      r"^sgdr: argument 'cycle_steps' must be an int >= 1, got 0$"),
-    (lambda: S.sgdr(0.1, 10, 1.5), TypeError, r"^sgdr: argument 'cycle_mult' must be an int"),
+    (lambda: S.sgdr(0.1, 10, 1.5), TypeError,  # type: ignore[arg-type]  # the error tested
+     r"^sgdr: argument 'cycle_mult' must be an int"),
     (lambda: S.sgdr(0.1, 10, warmup_steps=10), ValueError,
      r"^sgdr: argument 'warmup_steps' must be an int in \[0, 9\]"),
     (lambda: S.sgdr(0.1, 10, peak_decay=0.0), ValueError,
@@ -118,6 +120,6 @@ BAD: list[tuple[object, type[Exception], str]] = [
 
 
 @pytest.mark.parametrize(("make", "error", "pattern"), BAD)
-def test_bad_arguments(make: object, error: type[Exception], pattern: str) -> None:
+def test_bad_arguments(make: Callable[[], object], error: type[Exception], pattern: str) -> None:
     with pytest.raises(error, match=pattern):
-        make()  # type: ignore[operator]  # a lambda from the table
+        make()

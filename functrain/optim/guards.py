@@ -268,11 +268,7 @@ def accumulate_gradients(
     if callable(every_k):
         k_of = every_k
     else:
-        try:
-            k_const = _validate.check_int(every_k, fn, "every_k", low=1)
-        except TypeError:
-            _validate.fail(fn, "every_k", "an int >= 1 or a function of the inner step count",
-                           every_k, error=TypeError)
+        k_const = _validate.check_int(every_k, fn, "every_k", low=1)
         k_of = lambda s: k_const  # noqa: E731
 
     def init(params: PyTree) -> AccumulateGradientsState[S]:
