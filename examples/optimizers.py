@@ -1,8 +1,8 @@
-"""Optimizers compared: SGD, momentum, Nesterov, Adagrad, RMSProp, Adam and normalized SGD on one network.
+"""Optimizers compared: from SGD, momentum and Adam to NAdam, RAdam, Lion, LAMB, LARS and Lookahead.
 
-Every optimizer trains the same MLP from the same initial weights: one set per seed, drawn once
-and passed to each optimizer's training program, which ``jax.vmap`` runs for all seeds at once.
-The update rules::
+Every optimizer trains the same MLP from the same initial weights with the same budget (epochs,
+batch size): one set of weights per seed, drawn once and passed to each optimizer's training
+program, which ``jax.vmap`` runs for all seeds at once. The update rules::
 
     SGD             w <- w - eta g
     momentum        v <- gamma v + g,  w <- w - eta v                    (gamma = 0.9)
@@ -11,8 +11,20 @@ The update rules::
     Adagrad         G <- G + g^2,  w <- w - eta g / sqrt(G)
     RMSProp         s <- rho s + (1 - rho) g^2,  w <- w - eta g / sqrt(s)
     Adam            RMSProp's scaling of a momentum average, with bias corrections
+    NAdam           Adam with a Nesterov (look-ahead) momentum average
+    RAdam           momentum SGD while Adam's variance estimate is unreliable, then Adam, rectified
+    AMSGrad         Adam whose denominator is the running maximum (never shrinks)
+    Adamax          Adam with the infinity norm max(b2 u, |g|) in place of sqrt(v)
+    AdaBelief       Adam with the variance of g - m (the "belief") in place of g^2
+    Lion            w <- w - eta sign(b1 m + (1 - b1) g): every coordinate moves by eta
+    LAMB            Adam's step rescaled per layer to eta ||w|| (the trust ratio)
+    LARS            momentum SGD whose per-layer step is eta * 0.001 ||w|| / ||g|| g
+    Lookahead       5 fast Adam steps, then the slow weights move halfway to the fast ones
 
-The learning rates are typical for each method (the adaptive ones take much smaller steps).
+The learning rates are typical for each method (the adaptive ones take much smaller steps, Lion's
+are 3-10x smaller than Adam's, LAMB's and LARS' are relative to the weights' norms); no weight
+decay anywhere. For Lookahead the evaluated params are the training loop's (the fast weights,
+synchronized with the slow ones every 5 steps).
 
     python examples/optimizers.py [--quick] [--out DIR] [--seeds N] [--epochs N]
 """
@@ -36,6 +48,15 @@ OPTIMIZERS: dict[str, optim.TransformationLike] = {
     "Adagrad lr=0.05": optim.adagrad(0.05),
     "RMSProp lr=1e-3": optim.rmsprop(1e-3),
     "Adam lr=1e-3": optim.adam(1e-3),
+    "NAdam lr=1e-3": optim.nadam(1e-3),
+    "RAdam lr=1e-3": optim.radam(1e-3),
+    "AMSGrad lr=1e-3": optim.amsgrad(1e-3),
+    "Adamax lr=2e-3": optim.adamax(2e-3),
+    "AdaBelief lr=1e-3": optim.adabelief(1e-3),
+    "Lion lr=3e-4": optim.lion(3e-4, weight_decay=0.0),
+    "LAMB lr=1e-2": optim.lamb(1e-2),
+    "LARS lr=1": optim.lars(1.0),
+    "Lookahead(Adam) k=5": optim.lookahead(optim.adam(1e-3), 5, 0.5),
 }
 
 

@@ -291,6 +291,24 @@ TRANSFORMS: dict[str, Callable[[], fo.GradientTransformation[Any]]] = {
                              fo.adaptive_grad_clip(0.1)),
     "skip_nonfinite": lambda: fo.skip_nonfinite(fo.adam(0.1)),
     "accumulate_gradients": lambda: fo.accumulate_gradients(fo.momentum(0.1), 2),
+    # issue 16
+    "adam_variants": lambda: fo.chain(fo.scale_by_nadam(), fo.scale_by_radam(),
+                                      fo.scale_by_adamax(), fo.scale_by_belief(),
+                                      fo.scale_by_lion(), fo.scale(-0.1)),
+    "nadam": lambda: fo.nadam(schedules.sgdr(0.1, 3)),
+    "lamb": lambda: fo.lamb(0.1, weight_decay=0.1),
+    "lars": lambda: fo.lars(schedules.inverse_sqrt(0.1, 2), 0.1),
+    "noise_centralize_ema_rms": lambda: fo.chain(
+        fo.add_noise(0.1, 0.55, jax.random.key(0)), fo.centralize(), fo.clip_by_block_rms(1.0),
+        fo.ema(schedules.constant(0.9)), fo.scale_by_learning_rate(0.1)),
+    "partition_freeze": lambda: fo.partition(
+        {"a": fo.adam(0.1), "b": fo.freeze(True)}, {"w": "a", "b": ["b"]}),
+    "masked": lambda: fo.chain(fo.masked(fo.momentum(0.1), {"w": True, "b": [False]}),
+                               fo.freeze({"w": False, "b": True}, fo.sgd(0.1))),
+    "lookahead": lambda: fo.lookahead(fo.adam(0.1), 2, schedules.constant(0.5)),
+    "skip_nonfinite_limit": lambda: fo.skip_nonfinite(fo.adam(0.1), max_consecutive=3),
+    "accumulate_gradients_schedule": lambda: fo.accumulate_gradients(fo.adam(0.1),
+                                                                     lambda s: 1 + s % 2),
 }
 
 
@@ -322,7 +340,8 @@ def test_state_is_typed_and_structure_is_stable(name: str) -> None:
             assert all(_is_namedtuple(n) for n in node), (name, node)
             continue
         assert not {"count", "index"} & set(type(node)._fields)
-        for field in ("step", "skipped_steps", "total_steps", "micro_step"):
+        for field in ("step", "skipped_steps", "total_steps", "micro_step", "since_sync",
+                      "consecutive_skips"):
             if field in type(node)._fields:  # counters: always an int32 scalar, never Optional
                 counter = getattr(node, field)
                 assert isinstance(counter, jax.Array), (name, field, counter)

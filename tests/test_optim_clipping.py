@@ -133,3 +133,21 @@ def test_unitwise_norm_rejects_ndim_above_5() -> None:
     with pytest.raises(ValueError, match=r"unitwise_norm: argument 'x' must be an array with "
                                          r"ndim <= 5, got an array of shape \(2, 2, 2, 2, 2, 2\)"):
         fo.unitwise_norm(jnp.ones((2,) * 6))
+
+
+def test_clip_by_block_rms_bounds_each_leaf_rms_whatever_its_size() -> None:
+    rng = np.random.default_rng(6)
+    g = {"big": jnp.asarray(rng.normal(size=(50, 40)) * 3.0, jnp.float32),
+         "small": jnp.asarray([0.1, -0.2], jnp.float32), "zero": jnp.zeros(3)}
+    tx = fo.clip_by_block_rms(0.5)
+    u, _ = jax.jit(tx.update)(g, tx.init(g))
+    big = np.asarray(g["big"], np.float64)
+    rms = np.sqrt(np.mean(big**2))
+    np.testing.assert_allclose(u["big"], big * 0.5 / rms, rtol=1e-5)  # clipped to rms 0.5
+    np.testing.assert_array_equal(u["small"], g["small"])  # rms below 0.5: unchanged
+    np.testing.assert_array_equal(u["zero"], 0.0)
+    batch = jax.tree_util.tree_map(lambda x: jnp.stack([x, x / 100]), g)
+    ub, _ = jax.vmap(tx.update, in_axes=(0, None))(batch, fo.EmptyState())
+    np.testing.assert_allclose(ub["big"][1], big / 100, rtol=1e-5)  # rms 0.03: unchanged
+    with pytest.raises(ValueError, match=r"^clip_by_block_rms: argument 'max_rms' must be > 0"):
+        fo.clip_by_block_rms(0.0)

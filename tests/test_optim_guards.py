@@ -145,3 +145,87 @@ def test_guards_reject_non_transformations() -> None:
     with pytest.raises(TypeError, match=r"accumulate_gradients: argument 'inner' must be a "
                                         r"gradient transformation"):
         fo.accumulate_gradients("adam", 2)  # type: ignore[arg-type]  # deliberate misuse
+
+
+class TestDivergenceLimit(chex.TestCase):
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_the_nth_consecutive_nonfinite_step_declares_divergence_and_freezes(self) -> None:
+        tx = fo.chain(fo.clip_by_global_norm(10.0),
+                      fo.skip_nonfinite(fo.adam(0.1), max_consecutive=3))
+        update = self.variant(tx.update)
+        state, params = tx.init(PARAMS), PARAMS
+        finite = [True, False, False, True, False, False, False, True, True]
+        # consecutive non-finite steps: 0 1 2 0 1 2 3 (diverged) ...; frozen from step 7 on
+        for t, ok in enumerate(finite, start=1):
+            g = _grads(1.0 + t) if ok else jax.tree_util.tree_map(lambda x: x * jnp.nan, _grads())
+            before = state
+            u, state = update(g, state, params)
+            params = fo.apply_updates(params, u)
+            guard = state[1]
+            assert bool(fo.has_diverged(state)) == (t >= 7) == bool(guard.diverged), t
+            if not ok or t >= 7:
+                assert all(np.all(np.asarray(x) == 0.0) for x in jax.tree_util.tree_leaves(u))
+                assert _bits(guard.inner_state) == _bits(before[1].inner_state)
+        assert int(guard.consecutive_skips) == 0  # the last steps were finite again
+        assert (int(guard.skipped_steps), int(guard.total_steps)) == (7, 9)
+        assert int(guard.inner_state[0].step) == 2  # only steps 1 and 4 were applied
+
+    def test_without_a_limit_a_run_never_diverges(self) -> None:
+        tx = fo.skip_nonfinite(fo.sgd(0.1))
+        state = tx.init(PARAMS)
+        for _ in range(20):
+            _, state = tx.update(jax.tree_util.tree_map(lambda x: x * jnp.inf, _grads()), state)
+        assert int(state.consecutive_skips) == 20 and not bool(state.diverged)
+        assert not bool(fo.has_diverged(state))
+
+    def test_vmapped_runs_diverge_on_their_own_and_the_others_match_their_solo_runs(self) -> None:
+        tx = fo.skip_nonfinite(fo.momentum(0.05, 0.9), max_consecutive=2)
+        bad_from = jnp.asarray([99, 3, 99, 99])  # run 1 produces NaN gradients from step 3 on
+        scales = jnp.asarray([1.0, 2.0, -1.0, 0.5])
+
+        def run(scale: jax.Array, first_bad: jax.Array) -> tuple[Any, Any]:
+            params, state = PARAMS, tx.init(PARAMS)
+            for t in range(6):
+                g = jax.tree_util.tree_map(lambda x: scale * x, _grads(1.0 + t))
+                g = jax.tree_util.tree_map(lambda x: jnp.where(t >= first_bad, jnp.nan, x), g)
+                u, state = tx.update(g, state, params)
+                params = fo.apply_updates(params, u)
+            return params, state
+
+        params, state = jax.jit(jax.vmap(run))(scales, bad_from)
+        np.testing.assert_array_equal(fo.has_diverged(state), [False, True, False, False])
+        for i in range(4):
+            solo, solo_state = jax.jit(run)(scales[i], bad_from[i])
+            assert bool(solo_state.diverged) == (i == 1)
+            for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(solo)):
+                np.testing.assert_allclose(a[i], b, rtol=1e-6)
+            assert np.all(np.isfinite(np.asarray(params["w"][i])))
+
+    def test_bad_limit(self) -> None:
+        with pytest.raises(ValueError, match=r"^skip_nonfinite: argument 'max_consecutive' must be "
+                                             r"an int >= 1, got 0$"):
+            fo.skip_nonfinite(fo.sgd(0.1), max_consecutive=0)
+
+
+class TestEveryKSchedule(chex.TestCase):
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_k_follows_the_schedule_of_inner_steps(self) -> None:
+        inner = fo.sgd(1.0)
+        tx = fo.accumulate_gradients(inner, lambda s: jnp.where(s < 2, 1, 3))
+        update = self.variant(tx.update)
+        state = tx.init(PARAMS)
+        scales = [1.0, 2.0, 3.0, 5.0, -1.0, 2.0, 4.0]
+        emitted = []
+        for i, c in enumerate(scales):
+            u, state = update(_grads(c), state, PARAMS)
+            emitted.append(bool(np.any(np.asarray(u["w"]) != 0.0)))
+            if i == 4:  # the mean of the micro-batches 2, 3 and 4 (k = 3 from the 3rd inner step)
+                np.testing.assert_allclose(u["w"], -_grads(float(np.mean(scales[2:5])))["w"],
+                                           rtol=1e-6)
+        assert emitted == [True, True, False, False, True, False, False]
+        assert int(state.step) == 3 and int(state.micro_step) == 2
+
+    def test_bad_every_k(self) -> None:
+        with pytest.raises(TypeError, match=r"^accumulate_gradients: argument 'every_k' must be an "
+                                            r"int >= 1, got 'two'$"):
+            fo.accumulate_gradients(fo.sgd(0.1), "two")  # type: ignore[arg-type]  # deliberate

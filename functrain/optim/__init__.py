@@ -9,9 +9,15 @@ ones that count updates hold an int32 ``step``.
 Modules, one concept family each: :mod:`~functrain.optim.base` (the transformation type,
 :func:`chain`, :func:`apply_updates`, :func:`scale_by_learning_rate`), :mod:`~functrain.optim.sgd`
 (SGD, momentum, normalized SGD), :mod:`~functrain.optim.adaptive` (Adagrad, RMSProp),
-:mod:`~functrain.optim.adam` (Adam, AMSGrad, AdamW), :mod:`~functrain.optim.weight_decay`,
-:mod:`~functrain.optim.clipping`, :mod:`~functrain.optim.guards` (skipping non-finite steps,
-gradient accumulation) and :mod:`~functrain.optim.schedules`.
+:mod:`~functrain.optim.adam` (Adam, AMSGrad, AdamW), :mod:`~functrain.optim.adam_variants`
+(NAdam, RAdam, Adamax), :mod:`~functrain.optim.adabelief`, :mod:`~functrain.optim.lion`,
+:mod:`~functrain.optim.layerwise` (trust ratio, LARS, LAMB), :mod:`~functrain.optim.weight_decay`,
+:mod:`~functrain.optim.clipping`, :mod:`~functrain.optim.centralization` (gradient
+centralization), :mod:`~functrain.optim.noise` (annealed gradient noise),
+:mod:`~functrain.optim.ema` (a moving average of the updates), :mod:`~functrain.optim.partition`
+(parameter groups: masked, partitioned and frozen leaves), :mod:`~functrain.optim.lookahead`,
+:mod:`~functrain.optim.guards` (skipping non-finite steps, a divergence limit, gradient
+accumulation) and :mod:`~functrain.optim.schedules`.
 
 Example:
     >>> tx = ft.optim.chain(ft.optim.clip_by_global_norm(1.0),
@@ -26,13 +32,24 @@ Example:
 """
 
 from functrain.optim import schedules
+from functrain.optim.adabelief import ScaleByBeliefState, adabelief, scale_by_belief
 from functrain.optim.adam import (
     ScaleByAdamState,
     ScaleByAmsgradState,
     adam,
     adamw,
+    amsgrad,
     scale_by_adam,
     scale_by_amsgrad,
+)
+from functrain.optim.adam_variants import (
+    ScaleByAdamaxState,
+    adamax,
+    nadam,
+    radam,
+    scale_by_adamax,
+    scale_by_nadam,
+    scale_by_radam,
 )
 from functrain.optim.adaptive import (
     ScaleByAdagradState,
@@ -56,19 +73,36 @@ from functrain.optim.base import (
     scale,
     scale_by_learning_rate,
 )
+from functrain.optim.centralization import centralize
 from functrain.optim.clipping import (
     adaptive_grad_clip,
     clip_by_block_norm,
+    clip_by_block_rms,
     clip_by_global_norm,
     clip_by_value,
     unitwise_norm,
 )
+from functrain.optim.ema import EmaState, ema
 from functrain.optim.guards import (
     AccumulateGradientsState,
     SkipNonfiniteState,
     accumulate_gradients,
     all_finite,
+    has_diverged,
     skip_nonfinite,
+)
+from functrain.optim.layerwise import lamb, lars, scale_by_trust_ratio
+from functrain.optim.lion import ScaleByLionState, lion, scale_by_lion
+from functrain.optim.lookahead import LookaheadState, lookahead
+from functrain.optim.noise import AddNoiseState, add_noise
+from functrain.optim.partition import (
+    MaskedNode,
+    MaskedState,
+    PartitionState,
+    freeze,
+    label_by_path,
+    masked,
+    partition,
 )
 from functrain.optim.sgd import (
     TraceState,
@@ -88,44 +122,77 @@ from functrain.optim.weight_decay import (
 __all__ = [
     "AccumulateGradientsState",
     "AddDecayedWeightsState",
+    "AddNoiseState",
     "DecayMask",
+    "EmaState",
     "EmptyState",
     "GradientTransformation",
     "InitFn",
+    "LookaheadState",
+    "MaskedNode",
+    "MaskedState",
+    "PartitionState",
     "ScaleByAdagradState",
     "ScaleByAdamState",
+    "ScaleByAdamaxState",
     "ScaleByAmsgradState",
+    "ScaleByBeliefState",
     "ScaleByLearningRateState",
+    "ScaleByLionState",
     "ScaleByRmsState",
     "SkipNonfiniteState",
     "TraceState",
     "TransformationLike",
     "UpdateFn",
     "accumulate_gradients",
+    "adabelief",
     "adagrad",
     "adam",
+    "adamax",
     "adamw",
     "adaptive_grad_clip",
     "add_decayed_weights",
+    "add_noise",
     "all_finite",
+    "amsgrad",
     "apply_updates",
+    "centralize",
     "chain",
     "clip_by_block_norm",
+    "clip_by_block_rms",
     "clip_by_global_norm",
     "clip_by_value",
     "default_decay_mask",
+    "ema",
+    "freeze",
+    "has_diverged",
     "identity",
     "init_empty_state",
+    "label_by_path",
+    "lamb",
+    "lars",
+    "lion",
+    "lookahead",
+    "masked",
     "momentum",
+    "nadam",
     "normalize_by_global_norm",
     "normalized_sgd",
+    "partition",
+    "radam",
     "rmsprop",
     "scale",
     "scale_by_adagrad",
     "scale_by_adam",
+    "scale_by_adamax",
     "scale_by_amsgrad",
+    "scale_by_belief",
     "scale_by_learning_rate",
+    "scale_by_lion",
+    "scale_by_nadam",
+    "scale_by_radam",
     "scale_by_rms",
+    "scale_by_trust_ratio",
     "schedules",
     "sgd",
     "skip_nonfinite",

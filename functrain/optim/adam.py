@@ -2,8 +2,9 @@
 
 Building blocks rescale the gradient by the ratio of its moving average to the root of the moving
 average of its square (:func:`scale_by_adam`; :func:`scale_by_amsgrad` with a running maximum of
-the second moment); the optimizers :func:`adam` and :func:`adamw` (decoupled weight decay) chain
-them with :func:`~functrain.optim.scale_by_learning_rate`. Conventions follow optax exactly, so
+the second moment); the optimizers :func:`adam`, :func:`amsgrad` and :func:`adamw` (decoupled
+weight decay) chain them with :func:`~functrain.optim.scale_by_learning_rate`. NAdam, RAdam and
+Adamax are in :mod:`functrain.optim.adam_variants`. Conventions follow optax exactly, so
 results match ``optax`` to float rounding.
 """
 
@@ -36,6 +37,7 @@ __all__ = [
     "ScaleByAmsgradState",
     "adam",
     "adamw",
+    "amsgrad",
     "scale_by_adam",
     "scale_by_amsgrad",
 ]
@@ -264,6 +266,42 @@ def adam(
     _validate.check_hyperparameter(learning_rate, "adam", "learning_rate", low=0.0)
     _check_adam("adam", b1, b2, eps)
     return chain(scale_by_adam(b1, b2, eps), scale_by_learning_rate(learning_rate))
+
+
+def amsgrad(
+    learning_rate: ScalarOrSchedule = 1e-3,
+    b1: ScalarOrSchedule = 0.9,
+    b2: ScalarOrSchedule = 0.999,
+    eps: float = 1e-8,
+) -> GradientTransformation[tuple[ScaleByAmsgradState, ScaleByLearningRateState]]:
+    r"""AMSGrad: Adam whose denominator never shrinks, ``w <- w - eta m_hat / (sqrt(vmax) + eps)``.
+
+    Reddi, Kale & Kumar, ICLR 2018; see :func:`scale_by_amsgrad`. Same as ``optax.amsgrad``.
+
+    Args:
+        learning_rate: ``eta >= 0``: a number, a scalar array or a schedule.
+        b1: ``beta_1`` in [0, 1): a number, a scalar array or a schedule.
+        b2: ``beta_2`` in [0, 1): a number, a scalar array or a schedule.
+        eps: ``epsilon >= 0``.
+
+    Returns:
+        A :class:`~functrain.optim.GradientTransformation` with state
+        ``(ScaleByAmsgradState, ScaleByLearningRateState)``.
+
+    Raises:
+        TypeError: a hyperparameter of the wrong type.
+        ValueError: a concrete hyperparameter out of range.
+
+    Example:
+        >>> tx = ft.optim.amsgrad(0.01)
+        >>> params = {"w": jnp.asarray([1.0, 2.0])}
+        >>> u, state = tx.update({"w": jnp.asarray([0.3, -5.0])}, tx.init(params), params)
+        >>> [round(x, 4) for x in u["w"].tolist()]  # the first step is -lr * sign(g)
+        [-0.01, 0.01]
+    """
+    _validate.check_hyperparameter(learning_rate, "amsgrad", "learning_rate", low=0.0)
+    _check_adam("amsgrad", b1, b2, eps)
+    return chain(scale_by_amsgrad(b1, b2, eps), scale_by_learning_rate(learning_rate))
 
 
 def adamw(

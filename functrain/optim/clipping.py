@@ -1,4 +1,4 @@
-"""Gradient clipping: by global norm, by value, per block (leaf) and adaptive (unit-wise).
+"""Gradient clipping: by global norm, by value, per block (norm or RMS) and adaptive (unit-wise).
 
 All are stateless transformations (state :class:`~functrain.optim.EmptyState`), meant to come
 first in a :func:`~functrain.optim.chain`, before the optimizer's rescaling.
@@ -22,6 +22,7 @@ from functrain.typing import Array, PyTree
 __all__ = [
     "adaptive_grad_clip",
     "clip_by_block_norm",
+    "clip_by_block_rms",
     "clip_by_global_norm",
     "clip_by_value",
     "unitwise_norm",
@@ -169,6 +170,47 @@ def clip_by_block_norm(max_norm: float | Array) -> GradientTransformation[EmptyS
     def clip(g: Array) -> Array:
         norm = jnp.sqrt(jnp.sum(g**2))
         return g / jnp.maximum(1.0, norm / like(max_norm, norm))
+
+    def update(
+        updates: PyTree, state: EmptyState, params: PyTree | None = None
+    ) -> tuple[PyTree, EmptyState]:
+        del params
+        return tree_map(clip, updates), state
+
+    return GradientTransformation(init_empty_state, update)
+
+
+def clip_by_block_rms(max_rms: float | Array) -> GradientTransformation[EmptyState]:
+    r"""Clip each leaf (block) separately to root mean square at most ``theta``.
+
+    ``g_b <- g_b / max(1, rms(g_b) / theta)`` with ``rms(g_b) = sqrt(mean(g_b^2))`` over the
+    entries of leaf ``b``: unlike :func:`clip_by_block_norm`, the bound does not grow with the
+    size of the leaf. Same as ``optax.clip_by_block_rms``.
+
+    Args:
+        max_rms: ``theta > 0``: a number or a (possibly traced) scalar array.
+
+    Returns:
+        A :class:`~functrain.optim.GradientTransformation` with
+        :class:`~functrain.optim.EmptyState`.
+
+    Raises:
+        TypeError: ``max_rms`` is not a number or scalar array.
+        ValueError: a concrete ``max_rms <= 0``.
+
+    Example:
+        >>> tx = ft.optim.clip_by_block_rms(1.0)
+        >>> g = {"big": jnp.asarray([3.0, -3.0]), "small": jnp.asarray([0.3, 0.4])}
+        >>> u, _ = tx.update(g, tx.init(None))
+        >>> u["big"].tolist(), [round(x, 4) for x in u["small"].tolist()]
+        ([1.0, -1.0], [0.3, 0.4])
+    """
+    _validate.check_hyperparameter(max_rms, "clip_by_block_rms", "max_rms", low=0.0,
+                                   low_open=True, schedule_ok=False)
+
+    def clip(g: Array) -> Array:
+        rms = jnp.sqrt(jnp.mean(g**2))
+        return g / jnp.maximum(1.0, rms / like(max_rms, rms))
 
     def update(
         updates: PyTree, state: EmptyState, params: PyTree | None = None

@@ -1,7 +1,7 @@
-"""Schedules in phases: joined schedules, warmup then cosine decay, and the 1cycle policy.
+"""Schedules in phases: joined schedules, warmup then decay, and the 1cycle policy.
 
-:func:`join` runs schedules one after the other; :func:`warmup_cosine_decay` and
-:func:`one_cycle` are the common warmup-then-decay shapes.
+:func:`join` runs schedules one after the other; :func:`warmup_cosine_decay`,
+:func:`inverse_sqrt` and :func:`one_cycle` are the common warmup-then-decay shapes.
 
 Each factory returns a :class:`~functrain.typing.Schedule` (``step -> float32 scalar``) whose
 values match the corresponding ``optax`` schedule.
@@ -19,7 +19,7 @@ from functrain.optim.schedules._common import Value, check_boundaries, f32
 from functrain.optim.schedules.decay import cosine_decay, linear_schedule
 from functrain.typing import Array, Schedule
 
-__all__ = ["join", "one_cycle", "warmup_cosine_decay"]
+__all__ = ["inverse_sqrt", "join", "one_cycle", "warmup_cosine_decay"]
 
 
 def warmup_cosine_decay(
@@ -28,6 +28,7 @@ def warmup_cosine_decay(
     warmup_steps: int,
     decay_steps: int,
     end_value: Value = 0.0,
+    exponent: float | Array = 1.0,
 ) -> Schedule:
     """Linear warmup from ``init_value`` to ``peak_value``, then cosine decay to ``end_value``.
 
@@ -41,13 +42,15 @@ def warmup_cosine_decay(
         warmup_steps: ``>= 0``.
         decay_steps: total length, ``> warmup_steps``.
         end_value: final value.
+        exponent: ``p > 0``, the power of the cosine factor (see
+            :func:`~functrain.optim.schedules.cosine_decay`).
 
     Returns:
         A :class:`~functrain.typing.Schedule`.
 
     Raises:
         TypeError: an argument of the wrong type.
-        ValueError: ``warmup_steps < 0`` or ``decay_steps <= warmup_steps``.
+        ValueError: ``warmup_steps < 0``, ``decay_steps <= warmup_steps`` or ``exponent <= 0``.
 
     Example:
         >>> lr = ft.optim.schedules.warmup_cosine_decay(0.0, 1.0, warmup_steps=10, decay_steps=110)
@@ -66,10 +69,53 @@ def warmup_cosine_decay(
     else:
         peak = jnp.asarray(peak_value)
         alpha = jnp.where(peak == 0.0, 0.0, end_value / jnp.where(peak == 0.0, 1.0, peak))
-    decay = cosine_decay(peak_value, total - warmup, alpha)
+    decay = cosine_decay(peak_value, total - warmup, alpha, exponent)
     if warmup == 0:
         return decay
     return join([linear_schedule(init_value, peak_value, warmup), decay], [warmup])
+
+
+def inverse_sqrt(peak_value: Value, warmup_steps: int, init_value: Value = 0.0) -> Schedule:
+    r"""Linear warmup to ``peak_value``, then decay as the inverse square root of the step.
+
+    .. math::
+
+        \eta_t = \begin{cases} \eta_0 + (\eta_{peak} - \eta_0)\, t / w & t < w \\
+        \eta_{peak} \sqrt{w / t} & t \ge w \end{cases}
+
+    The Transformer's schedule (Vaswani et al., "Attention Is All You Need", NeurIPS 2017, eq. 3:
+    ``d^-0.5 min(t^-0.5, t w^-1.5)``, which is this one with ``init_value = 0`` and
+    ``peak_value = (d w)^-0.5``).
+
+    Args:
+        peak_value: ``eta_peak``, the value at step ``w``.
+        warmup_steps: ``w >= 1``.
+        init_value: ``eta_0``, the value at step 0.
+
+    Returns:
+        A :class:`~functrain.typing.Schedule`.
+
+    Raises:
+        TypeError: an argument of the wrong type.
+        ValueError: ``warmup_steps < 1``.
+
+    Example:
+        >>> lr = ft.optim.schedules.inverse_sqrt(1.0, warmup_steps=100)
+        >>> [round(float(lr(t)), 4) for t in (0, 50, 100, 400, 10_000)]
+        [0.0, 0.5, 1.0, 0.5, 0.1]
+    """
+    fn = "inverse_sqrt"
+    _validate.check_hyperparameter(peak_value, fn, "peak_value", schedule_ok=False)
+    warmup = _validate.check_int(warmup_steps, fn, "warmup_steps", low=1)
+    _validate.check_hyperparameter(init_value, fn, "init_value", schedule_ok=False)
+
+    def schedule(step: ArrayLike) -> Array:
+        t = jnp.asarray(step, jnp.float32)
+        rising = init_value + (peak_value - init_value) * t / warmup
+        falling = peak_value * jnp.sqrt(warmup / jnp.maximum(t, warmup))
+        return f32(jnp.where(t < warmup, rising, falling))
+
+    return schedule
 
 
 def one_cycle(

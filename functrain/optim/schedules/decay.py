@@ -258,43 +258,54 @@ linear_warmup = linear_schedule
 and then holds ``peak``."""
 
 
-def cosine_decay(init_value: Value, decay_steps: int, alpha: Value = 0.0) -> Schedule:
-    r"""Cosine decay (SGDR without restarts).
+def cosine_decay(
+    init_value: Value, decay_steps: int, alpha: Value = 0.0, exponent: float | Array = 1.0
+) -> Schedule:
+    r"""Cosine decay (SGDR without restarts), optionally raised to a power.
 
     .. math::
 
-        \eta_t = \eta_0 \left((1-\alpha) \tfrac12 \left(1 + \cos\frac{\pi \min(t, T)}{T}\right)
-        + \alpha\right)
+        \eta_t = \eta_0 \left((1-\alpha) \left[\tfrac12 \left(1 + \cos\frac{\pi \min(t, T)}{T}
+        \right)\right]^p + \alpha\right)
 
     from ``eta_0`` down to ``alpha eta_0`` at step ``T``, then held (Loshchilov & Hutter, "SGDR:
-    Stochastic Gradient Descent with Warm Restarts", ICLR 2017). Same as
-    ``optax.cosine_decay_schedule``.
+    Stochastic Gradient Descent with Warm Restarts", ICLR 2017). An exponent ``p > 1`` decays
+    faster early, ``p < 1`` stays high longer. Same as ``optax.cosine_decay_schedule``.
 
     Args:
         init_value: ``eta_0``.
         decay_steps: ``T >= 1``.
         alpha: final value as a fraction of ``init_value``.
+        exponent: ``p > 0`` (1: the plain cosine).
 
     Returns:
         A :class:`~functrain.typing.Schedule`.
 
     Raises:
         TypeError: an argument of the wrong type.
-        ValueError: ``decay_steps < 1``.
+        ValueError: ``decay_steps < 1`` or a concrete ``exponent <= 0``.
 
     Example:
         >>> lr = ft.optim.schedules.cosine_decay(2.0, decay_steps=10, alpha=0.1)
         >>> [round(float(lr(t)), 4) for t in (0, 5, 10, 20)]
         [2.0, 1.1, 0.2, 0.2]
+        >>> squared = ft.optim.schedules.cosine_decay(1.0, decay_steps=10, exponent=2.0)
+        >>> round(float(squared(5)), 4)
+        0.25
     """
     fn = "cosine_decay"
     _validate.check_hyperparameter(init_value, fn, "init_value", schedule_ok=False)
     _validate.check_hyperparameter(alpha, fn, "alpha", schedule_ok=False)
     steps = float(_validate.check_int(decay_steps, fn, "decay_steps", low=1))
+    _validate.check_hyperparameter(exponent, fn, "exponent", low=0.0, low_open=True,
+                                   schedule_ok=False)
+    plain = isinstance(exponent, (int, float)) and exponent == 1.0
 
     def schedule(step: ArrayLike) -> Array:
         count = jnp.minimum(jnp.asarray(step), steps)
         cosine = 0.5 * (1 + jnp.cos(jnp.pi * count / steps))
+        if not plain:
+            cosine = cosine**exponent
         return f32(init_value * ((1 - alpha) * cosine + alpha))
 
     return schedule
