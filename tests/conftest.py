@@ -10,6 +10,7 @@ programs come from, never what runs: tracing (and so every trace-count test) hap
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import jax
@@ -24,9 +25,10 @@ def _enable_compilation_cache() -> None:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError:
         return  # a read-only home: run without the cache
-    jax.config.update("jax_compilation_cache_dir", str(directory))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    update: Callable[[str, object], None] = jax.config.update  # untyped in jax
+    update("jax_compilation_cache_dir", str(directory))
+    update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 _enable_compilation_cache()
