@@ -20,23 +20,17 @@ TreeDef: TypeAlias = Any
 
 __all__ = [
     "TreeDef",
-    "check_same_structure",
     "describe_difference",
     "is_float_array",
     "is_kernel",
     "is_vector",
-    "tree_add",
-    "tree_cast_like",
     "tree_global_norm",
     "tree_leaves",
     "tree_leaves_with_path",
     "tree_map",
     "tree_scale",
-    "tree_stack",
     "tree_structure",
-    "tree_sub",
     "tree_unflatten",
-    "tree_unstack",
     "tree_where",
     "tree_zeros_like",
 ]
@@ -107,36 +101,18 @@ def describe_difference(expected: PyTree, got: PyTree) -> str | None:
     return "; ".join(parts)
 
 
-def check_same_structure(expected: PyTree, got: PyTree, *, name: str, expected_name: str) -> None:
-    """Raise ``TypeError`` naming ``name`` when ``got`` does not have ``expected``'s structure."""
-    diff = describe_difference(expected, got)
-    if diff is not None:
-        raise TypeError(f"{name} must have the same tree structure as {expected_name}: {diff}")
-
 
 def tree_zeros_like(tree: PyTree) -> PyTree:
     """A tree of zeros with the shapes and dtypes of ``tree``."""
     return tree_map(jnp.zeros_like, tree)
 
 
-def tree_add(a: PyTree, b: PyTree) -> PyTree:
-    """Leafwise ``a + b``."""
-    return tree_map(lambda x, y: x + y, a, b)
-
-
-def tree_sub(a: PyTree, b: PyTree) -> PyTree:
-    """Leafwise ``a - b``."""
-    return tree_map(lambda x, y: x - y, a, b)
 
 
 def tree_scale(tree: PyTree, factor: Array | float) -> PyTree:
     """Leafwise ``factor * x``, keeping each leaf's dtype."""
     return tree_map(lambda x: (factor * x).astype(x.dtype), tree)
 
-
-def tree_cast_like(tree: PyTree, like: PyTree) -> PyTree:
-    """Cast each leaf of ``tree`` to the dtype of the matching leaf of ``like``."""
-    return tree_map(lambda x, y: jnp.asarray(x).astype(jnp.asarray(y).dtype), tree, like)
 
 
 def tree_global_norm(tree: PyTree) -> Array:
@@ -150,15 +126,3 @@ def tree_global_norm(tree: PyTree) -> Array:
 def tree_where(cond: Array | bool, on_true: PyTree, on_false: PyTree) -> PyTree:
     """Leafwise ``jnp.where(cond, on_true, on_false)`` with a scalar condition."""
     return tree_map(lambda t, f: jnp.where(cond, t, f), on_true, on_false)
-
-
-def tree_stack(trees: Sequence[PyTree]) -> PyTree:
-    """Stack a list of same-structured trees along a new leading axis."""
-    return tree_map(lambda *xs: jnp.stack(xs), *trees)
-
-
-def tree_unstack(tree: PyTree) -> list[PyTree]:
-    """Split a tree with a leading axis into a list of trees."""
-    leaves, treedef = jax.tree_util.tree_flatten(tree)
-    n = leaves[0].shape[0] if leaves else 0
-    return [jax.tree_util.tree_unflatten(treedef, [x[i] for x in leaves]) for i in range(n)]

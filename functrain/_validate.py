@@ -37,6 +37,7 @@ __all__ = [
     "check_fraction",
     "check_hyperparameter",
     "check_int",
+    "check_key",
     "check_keys",
     "check_labels",
     "check_ints",
@@ -148,21 +149,13 @@ def check_int(value: object, who: str, name: str, *, low: int | None = None,
 def _int_range(low: int | None, high: int | None) -> str:
     if low is not None and high is not None:
         return f"an int in [{low}, {high}]"
-    if low is not None:
-        return f"an int >= {low}"
-    if high is not None:
-        return f"an int <= {high}"
-    return "an int"
+    return "an int" + (f" >= {low}" if low is not None else f" <= {high}" if high is not None else "")
 
 
 def check_ints(value: object, n: int, who: str, name: str, *, low: int = 1) -> tuple[int, ...]:
-    """An int, or a sequence of ``n`` ints, as a tuple of ``n`` ints each ``>= low``.
+    """An int, or ``n`` ints, as a tuple of ``n`` ints each ``>= low`` (``3`` is ``(3, 3)`` in 2-D).
 
-    Used for window sizes, strides and dilations (``3`` means ``(3, 3)`` in 2-D).
-
-    Raises:
-        TypeError: not an int or a sequence of ints.
-        ValueError: a sequence of the wrong length, or an entry below ``low``.
+    ``TypeError`` for anything but ints; ``ValueError`` for a wrong length or an entry below ``low``.
     """
     expectation = f"an int or a sequence of {n} ints, each >= {low}"
     if isinstance(value, (bool, np.bool_)):
@@ -187,13 +180,9 @@ def check_ints(value: object, n: int, who: str, name: str, *, low: int = 1) -> t
 
 
 def concrete_float(value: object, who: str, name: str) -> float | None:
-    """``float(value)`` for a concrete real scalar, ``None`` for a traced one.
+    """``float(value)`` for a concrete real scalar (Python/NumPy number, 0-d array), ``None`` if traced.
 
-    Accepts Python and NumPy numbers and 0-d real arrays (JAX or NumPy).
-
-    Raises:
-        TypeError: a bool, a non-number, or an array of a non-real dtype.
-        ValueError: an array that is not a scalar.
+    ``TypeError`` for bools, non-numbers and non-real dtypes; ``ValueError`` for non-scalar arrays.
     """
     if isinstance(value, (bool, np.bool_)):
         fail(who, name, "a number", value, error=TypeError)
@@ -231,16 +220,10 @@ def _range_text(low: float | None, high: float | None, low_open: bool, high_open
 def check_number(value: object, who: str, name: str, *, low: float | None = None,
                  high: float | None = None, low_open: bool = False, high_open: bool = False,
                  finite: bool = False) -> float | None:
-    """Validate a concrete real scalar (traced ones pass) and return it as a float.
+    """A real scalar in the given range, as a float; ``None`` when traced (it cannot be checked).
 
     NaN is always refused; infinities only with ``finite=True`` or when outside the bounds.
-
-    Returns:
-        ``float(value)``, or ``None`` when ``value`` is traced.
-
-    Raises:
-        TypeError: ``value`` is not a number or a real scalar array.
-        ValueError: a non-scalar array, NaN, infinite (``finite=True``) or out of range.
+    ``TypeError`` for non-numbers; ``ValueError`` for non-scalars, NaN and values out of range.
     """
     v = concrete_float(value, who, name)
     if v is None:
@@ -256,12 +239,7 @@ def check_number(value: object, who: str, name: str, *, low: float | None = None
 
 
 def check_positive(value: object, who: str, name: str) -> float:
-    """A concrete, finite number ``> 0`` (a scale, a temperature), returned as a float.
-
-    Raises:
-        TypeError: ``value`` is not a number or is traced (a static value is needed).
-        ValueError: ``value`` is not finite or not ``> 0``.
-    """
+    """A concrete (not traced), finite number ``> 0`` such as a scale, returned as a float."""
     v = check_number(value, who, name, low=0.0, low_open=True, finite=True)
     if v is None:
         fail(who, name, "a concrete (not traced) finite number > 0", value, error=TypeError)
@@ -269,26 +247,16 @@ def check_positive(value: object, who: str, name: str) -> float:
 
 
 def check_fraction(value: object, who: str, name: str, *, closed_right: bool = False) -> None:
-    """A probability in ``[0, 1)`` (or ``[0, 1]``); traced values pass.
-
-    Raises:
-        TypeError: not a number or a real scalar array.
-        ValueError: outside the interval or NaN.
-    """
+    """A probability in ``[0, 1)`` (or ``[0, 1]``); traced values pass."""
     check_number(value, who, name, low=0.0, high=1.0, high_open=not closed_right)
 
 
 def check_hyperparameter(value: object, who: str, name: str, *, low: float | None = None,
                          high: float | None = None, low_open: bool = False,
                          high_open: bool = False, schedule_ok: bool = True) -> None:
-    """A hyperparameter: a number, a (possibly traced) scalar array, or a schedule.
+    """A hyperparameter: a number, a (possibly traced) scalar array, or a schedule ``step -> value``.
 
-    Concrete values are range-checked; traced values and schedules (callables ``step -> value``)
-    pass, since their values are not known here.
-
-    Raises:
-        TypeError: not a number, a scalar array or (if ``schedule_ok``) a schedule.
-        ValueError: a non-scalar array, NaN or out of range.
+    Concrete values are range-checked; traced values and schedules pass (their values are unknown).
     """
     if callable(value):
         if schedule_ok:
@@ -338,14 +306,9 @@ def _chex() -> Any:
 
 def check_rank(x: object, rank: int | Sequence[int], who: str, name: str, *,
                layout: str = "") -> None:
-    """``ValueError`` unless the array ``x`` has rank ``rank`` (or one of several ranks).
+    """``ValueError`` unless the array ``x`` has rank ``rank`` (or one of a sequence of ranks).
 
-    Args:
-        x: the array.
-        rank: the expected rank, or a sequence of accepted ranks.
-        who: the public function.
-        name: the argument's name.
-        layout: what the axes mean, e.g. ``"(batch, height, width, channels)"``.
+    ``layout`` says what the axes mean, e.g. ``"(batch, height, width, channels)"``.
     """
     ranks = {rank} if isinstance(rank, int) else set(rank)
     if not hasattr(x, "shape"):
@@ -387,20 +350,10 @@ def check_same_structure(expected: PyTree, got: PyTree, who: str, name: str,
 
 def check_leading_length(tree: PyTree, who: str, name: str = "data", *,
                          allow_empty: bool = False) -> int:
-    """The common leading length (number of examples) of every array in ``tree``.
+    """``n``, the common leading length (number of examples) of the arrays in ``tree``, e.g. ``(x, y)``.
 
-    Args:
-        tree: a pytree of arrays with a leading example axis, e.g. ``(x, y)``.
-        who: the public function.
-        name: the argument's name.
-        allow_empty: accept zero examples (default: refuse them).
-
-    Returns:
-        ``n``, the number of examples.
-
-    Raises:
-        TypeError: a leaf is not an array.
-        ValueError: no arrays, a scalar leaf, different leading lengths, or no examples.
+    ``TypeError`` for a non-array leaf; ``ValueError`` for no arrays, a scalar leaf, different
+    leading lengths, or no examples (unless ``allow_empty``).
     """
     leaves = _tree.tree_leaves_with_path(tree)
     if not leaves:
@@ -440,10 +393,8 @@ def check_labels(labels: object, num_classes: int | None, who: str, name: str = 
     The range is checked on the values as given, before any cast, so ``2**31`` is not silently
     wrapped to a negative int32.
 
-    Raises:
-        TypeError: ``labels`` is not an array of integers.
-        ValueError: a label is out of range; the message gives how many, and the first one's
-            index and value.
+    ``TypeError`` for non-integer labels; ``ValueError`` naming how many labels are out of range
+    and the first one's index and value.
     """
     if is_traced(labels):
         return
@@ -466,6 +417,17 @@ def check_labels(labels: object, num_classes: int | None, who: str, name: str = 
         wanted = f"in [0, {num_classes})" if num_classes is not None else ">= 0"
         raise ValueError(f"{who}: argument '{name}' must be class labels {wanted}, got {n_bad} "
                          f"out of range (the first at index {index}: {flat[first].item()})")
+
+
+def check_key(key: object, who: str, name: str = "key") -> None:
+    """One PRNG key: a typed key scalar (``jax.random.key``) or a raw ``uint32[2]`` key."""
+    if isinstance(key, (jax.Array, np.ndarray)):
+        if jax.numpy.issubdtype(key.dtype, jax.dtypes.prng_key) and key.ndim == 0:
+            return
+        if key.dtype == np.uint32 and key.shape == (2,):
+            return
+    fail(who, name, "a PRNG key (jax.random.key(seed), or a raw uint32[2] key)", key,
+         error=TypeError)
 
 
 def check_keys(keys: object, who: str, name: str = "keys") -> int:

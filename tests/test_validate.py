@@ -144,6 +144,15 @@ def test_leading_length_and_batch_size() -> None:
     assert "<= the number of examples (5), got 6" in _raises(ValueError, v.check_batch_size, 6, 5, "f")
 
 
+def test_check_key() -> None:
+    v.check_key(jax.random.key(0), "f")
+    v.check_key(jax.random.PRNGKey(0), "f")
+    v.check_key(np.zeros(2, np.uint32), "f")
+    _raises(TypeError, v.check_key, jax.random.split(jax.random.key(0), 2), "f")
+    _raises(TypeError, v.check_key, 0, "f", "seed_key")
+    _raises(TypeError, v.check_key, jnp.zeros(2), "f")
+
+
 def test_check_keys() -> None:
     assert v.check_keys(jax.random.split(jax.random.key(0), 3), "f") == 3
     assert v.check_keys(jax.random.split(jax.random.PRNGKey(0), 4), "f") == 4

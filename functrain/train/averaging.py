@@ -270,7 +270,7 @@ def ensemble_predict(
     """Average the class probabilities of an ensemble, ``p(y|x) = (1/K) sum_k softmax(f_k(x))``.
 
     The ``K`` members share one architecture; their parameters and states are stacked along a
-    leading axis (``tree_stack``, or ``jax.vmap`` of an init over ``K`` keys) and evaluated with
+    leading axis (e.g. by ``jax.vmap`` of an init over ``K`` keys) and evaluated with
     ``jax.vmap`` in inference mode (``train=False``). Averaging probabilities (not logits) gives
     the mixture's predictive distribution, whose negative log-likelihood is never worse than the
     members' average (Jensen's inequality, ``-log`` being convex).
