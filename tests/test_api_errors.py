@@ -28,7 +28,7 @@ import functrain
 from functrain import initializers, layers, optim
 
 STYLE = re.compile(r"^[\w.]+: argument '[\w.\[\]']+' must be .+, got .+$", re.S)
-MIN_CASES = 150
+MIN_CASES = 380
 
 # Applications built on the library are not its API (the CLI has its own one-line errors).
 _NOT_API = ("functrain.cli", "functrain.__main__", "functrain.experiments")
@@ -54,8 +54,56 @@ def _samples() -> dict[str, Any]:
 
 SAMPLES = _samples()
 
-# Functions whose optional arguments cannot all be left out (e.g. a clip needs some bound).
-EXTRA: dict[str, dict[str, Any]] = {"clip_by_value": {"max_delta": 1.0}}
+
+def _extra() -> dict[str, dict[str, Any]]:
+    """Per-function valid arguments: array inputs of the right shapes, and arguments that cannot
+    all be left out (e.g. a clip needs some bound)."""
+    from functrain import data
+
+    key = jax.random.key(0)
+    vec = jnp.linspace(-1.0, 1.0, 12).reshape(4, 3)
+    dense = layers.DenseParams(jnp.ones((3, 2)), jnp.zeros(2))
+    conv1 = layers.ConvParams(jnp.ones((3, 1, 2)), jnp.zeros(2))
+    conv2 = layers.ConvParams(jnp.ones((3, 3, 1, 2)), jnp.zeros(2))
+    image = jnp.ones((1, 6, 6, 1))
+    bn_p, bn_s = layers.init_batch_norm(key, 3)
+    wn = layers.init_weight_norm(key, (3, 2))
+    wn_conv = layers.init_weight_norm(key, (3, 3, 1, 2))
+    labels = jnp.array([0, 1, 2, 1])
+    x_data = jnp.ones((6, 3))
+    digits = data.Dataset(x_data, jnp.arange(6) % 2, 2, "tiny")
+    sgd = optim.sgd(0.1)
+    return {
+        "clip_by_value": {"max_delta": 1.0},
+        "dense": {"params": dense, "x": vec},
+        "conv1d": {"params": conv1, "x": jnp.ones((1, 6, 1))},
+        "conv2d": {"params": conv2, "x": image},
+        "max_pool": {"x": image}, "avg_pool": {"x": image}, "global_avg_pool": {"x": image},
+        "flatten": {"x": image},
+        "dropout": {"key": key, "x": vec, "rate": 0.5, "train": True},
+        "batch_norm": {"params": bn_p, "state": bn_s, "x": vec, "train": True},
+        "layer_norm": {"params": layers.init_layer_norm(key, 3), "x": vec},
+        "weight_norm": {"v": wn.v, "g": wn.g},
+        "weight_norm_dense": {"params": wn, "x": vec},
+        "weight_norm_conv2d": {"params": wn_conv, "x": image},
+        "leaky_relu": {"x": vec}, "elu": {"x": vec}, "gelu": {"x": vec},
+        "softmax": {"x": vec}, "log_softmax": {"x": vec},
+        "softmax_cross_entropy": {"logits": vec, "labels": labels},
+        "accuracy": {"logits": vec, "labels": labels},
+        "binary_cross_entropy": {"logits": vec, "labels": jnp.ones((4, 3))},
+        "mean_squared_error": {"predictions": vec, "targets": vec},
+        "fit_min_max": {"x": x_data}, "fit_standardize": {"x": x_data},
+        "batches": {"data": (x_data,), "batch_size": 2},
+        "split_dataset": {"key": key, "dataset": digits},
+        "lookahead": {"inner": sgd, "sync_period": 2},
+        "add_noise": {"eta": 0.1, "gamma": 0.55, "key": key},
+        "clip_by_block_rms": {"max_rms": 1.0},
+        "masked": {"inner": sgd, "mask": {"a": True}},
+        "freeze": {"mask": {"a": True}},
+    }
+
+
+EXTRA = _extra()
 
 _NON_NEGATIVE = {
     "learning_rate", "eps", "batch_size", "epochs", "patience", "out_features", "out_channels",
@@ -114,9 +162,10 @@ def _cases() -> Iterator[tuple[str, Callable[..., Any], dict[str, Any], str, obj
         params = [p for p in sig.parameters.values()
                   if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
         required = [p for p in params if p.default is p.empty]
-        if any(p.name not in SAMPLES for p in required):
+        extra = EXTRA.get(fn.__name__, {})
+        if any(p.name not in SAMPLES and p.name not in extra for p in required):
             continue  # no sample for a required argument: not walked
-        valid = {p.name: SAMPLES[p.name] for p in required} | EXTRA.get(fn.__name__, {})
+        valid = {p.name: SAMPLES[p.name] for p in required if p.name not in extra} | extra
         for p in params:
             for bad, what in _bad_values(p.name, str(p.annotation)):
                 yield qualname, fn, valid, p.name, bad, what

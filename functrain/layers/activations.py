@@ -71,6 +71,7 @@ def leaky_relu(x: Float[Array, "..."], negative_slope: float = 0.01) -> Float[Ar
         >>> [round(v, 4) for v in ft.layers.leaky_relu(jnp.array([-2.0, 3.0]), 0.1).tolist()]
         [-0.2, 3.0]
     """
+    _validate.check_number(negative_slope, "leaky_relu", "negative_slope", finite=True)
     return jax.nn.leaky_relu(x, negative_slope)
 
 
@@ -88,6 +89,7 @@ def elu(x: Float[Array, "..."], alpha: float = 1.0) -> Float[Array, "..."]:
         >>> [round(v, 4) for v in ft.layers.elu(jnp.array([-1.0, 2.0])).tolist()]  # e^-1 - 1
         [-0.6321, 2.0]
     """
+    _validate.check_number(alpha, "elu", "alpha", finite=True)
     return jax.nn.elu(x, alpha)
 
 
@@ -109,6 +111,7 @@ def gelu(x: Float[Array, "..."], approximate: bool = False) -> Float[Array, "...
         >>> [round(v, 4) for v in ft.layers.gelu(jnp.array([-1.0, 0.0, 1.0])).tolist()]
         [-0.1587, 0.0, 0.8413]
     """
+    approximate = _validate.check_bool(approximate, "gelu", "approximate")
     return jax.nn.gelu(x, approximate=approximate)
 
 
@@ -159,7 +162,7 @@ def softmax(x: Float[Array, "..."], axis: int = -1) -> Float[Array, "..."]:
         >>> p.tolist()
         [[0.25, 0.25, 0.25, 0.25]]
     """
-    return jax.nn.softmax(x, axis=axis)
+    return jax.nn.softmax(x, axis=_axis(x, axis, "softmax"))
 
 
 def log_softmax(x: Float[Array, "..."], axis: int = -1) -> Float[Array, "..."]:
@@ -177,7 +180,7 @@ def log_softmax(x: Float[Array, "..."], axis: int = -1) -> Float[Array, "..."]:
         >>> [round(v, 4) for v in lp.tolist()]  # log(1/2)
         [-0.6931, -0.6931]
     """
-    return jax.nn.log_softmax(x, axis=axis)
+    return jax.nn.log_softmax(x, axis=_axis(x, axis, "log_softmax"))
 
 
 def Elementwise(fn: Callable[[Array], Array], name: str | None = None) -> Layer:  # noqa: N802 (layer constructor)
@@ -271,6 +274,12 @@ def Elu(alpha: float = 1.0) -> Layer:  # noqa: N802 (layer constructor)
     """
     a = _number(alpha, "alpha", "Elu")
     return stateless("Elu", lambda x: elu(x, a))
+
+
+def _axis(x: Array, axis: object, who: str) -> int:
+    """An axis of ``x`` (negative axes count from the end), checked against its rank."""
+    ndim = jnp.ndim(x)
+    return _validate.check_int(axis, who, "axis", low=-max(ndim, 1), high=max(ndim, 1) - 1)
 
 
 def _number(value: object, name: str, who: str) -> float:
