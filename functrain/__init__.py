@@ -15,7 +15,9 @@
   parallelism;
 * :mod:`ft.data <functrain.data>` -- scaling, splits, batching, digits/MNIST/npz loaders;
 * :mod:`ft.diagnostics <functrain.diagnostics>` -- gradient/activation statistics, signal
-  propagation; :mod:`ft.plotting <functrain.plotting>` (matplotlib, imported lazily).
+  propagation; :mod:`ft.plotting <functrain.plotting>` (matplotlib, imported lazily);
+* :mod:`ft.compilation_cache <functrain.compilation_cache>` -- JAX's persistent compilation cache,
+  turned on by the ``functrain`` command and the examples so that a second run skips compiling.
 
 The most used names are also available at the top level (``ft.adam``, ``ft.serial``, ``ft.fit`` ...).
 Docstring examples, here and in every module, assume ``import jax``, ``import jax.numpy as jnp``,
@@ -35,7 +37,17 @@ Example:
     (1, ['accuracy', 'grad_norm', 'loss'])
 """
 
-from functrain import data, diagnostics, initializers, layers, losses, optim, plotting, train
+from functrain import (
+    compilation_cache,
+    data,
+    diagnostics,
+    initializers,
+    layers,
+    losses,
+    optim,
+    plotting,
+    train,
+)
 from functrain.layers import Layer, serial
 from functrain.losses import accuracy, softmax_cross_entropy
 from functrain.optim import (
@@ -87,6 +99,7 @@ __all__ = [
     "apply_updates",
     "chain",
     "clip_by_global_norm",
+    "compilation_cache",
     "data",
     "diagnostics",
     "early_stopping",

@@ -16,7 +16,7 @@ from pathlib import Path
 import jax
 
 
-def _enable_compilation_cache() -> None:
+def _enable_compilation_cache_for_tests() -> None:
     setting = os.environ.get("FUNCTRAIN_TEST_CACHE", "")
     if setting.lower() in ("off", "0", "no", "false"):
         return
@@ -31,4 +31,4 @@ def _enable_compilation_cache() -> None:
     update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
-_enable_compilation_cache()
+_enable_compilation_cache_for_tests()
