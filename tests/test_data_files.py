@@ -185,11 +185,19 @@ def test_case_16_damaged_npz_archives(tmp_path: Path) -> None:
         "bad_header": (_zip(x=b"\x93NUMPY\x01\x00\x04\x00{'a'", y=_npy(y)),
                        r"member 'x.npy' has a malformed .npy header"),
         "npy": (_npy(x), r"is a .npy file holding a single array, not an .npz archive"),
+        "sizes": (_declare_size(good, 2**31), r"member 'x.npy' is malformed: its zip entry declares "
+                  rf"{2**31} bytes stored in \d+, more than the file can hold"),
     }
     for stem, (payload, pattern) in cases.items():
         path = tmp_path / f"{stem}.npz"
         path.write_bytes(payload)
         _value_error(load_npz, path, pattern)
+
+
+def _declare_size(data: bytes, size: int) -> bytes:
+    """The archive with the uncompressed size of its first member in the central directory set."""
+    at = data.index(b"PK\x01\x02") + 24  # the central directory entry's uncompressed size field
+    return data[:at] + size.to_bytes(4, "little") + data[at + 4:]
 
 
 def _flip(data: bytes, at: int) -> bytes:

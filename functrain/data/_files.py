@@ -37,6 +37,7 @@ except ImportError:  # pragma: no cover - Python built without lzma
 _ARCHIVE_ERRORS: tuple[type[Exception], ...] = (*STREAM_ERRORS, ValueError, NotImplementedError,
                                                 RuntimeError, OSError)
 
+DEFLATE_MAX_RATIO = 1032  # deflate expands its input at most ~1032-fold
 _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a local file header; an empty archive
 _NPY_MAGIC = b"\x93NUMPY"
 
@@ -113,6 +114,11 @@ def read_npz_array(path: Path, info: zipfile.ZipInfo, who: str) -> np.ndarray[An
             corrupted (bad CRC, damaged compressed data); the message names file and member.
     """
     where = f"{who}: {path}: member '{info.filename}'"
+    ratio = {zipfile.ZIP_STORED: 1, zipfile.ZIP_DEFLATED: DEFLATE_MAX_RATIO}.get(info.compress_type)
+    if info.compress_size > path.stat().st_size or (
+            ratio is not None and info.file_size > ratio * info.compress_size):
+        raise ValueError(f"{where} is malformed: its zip entry declares {info.file_size} bytes "
+                         f"stored in {info.compress_size}, more than the file can hold")
     try:
         with zipfile.ZipFile(path) as archive:
             with archive.open(info) as member:

@@ -13,7 +13,13 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from functrain.data._files import STREAM_ERRORS, StrPath, as_path, check_file
+from functrain.data._files import (
+    DEFLATE_MAX_RATIO,
+    STREAM_ERRORS,
+    StrPath,
+    as_path,
+    check_file,
+)
 
 __all__ = ["read_idx"]
 
@@ -21,7 +27,6 @@ __all__ = ["read_idx"]
 _IDX_DTYPES: dict[int, str] = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4",
                                0x0E: ">f8"}
 _GZIP_MAGIC = b"\x1f\x8b"
-_DEFLATE_MAX_RATIO = 1032  # deflate expands its input at most ~1032-fold
 _CHUNK = 1 << 26  # read at most 64 MiB at a time, so memory follows the bytes actually present
 _GZIP_ERRORS: tuple[type[Exception], ...] = (*STREAM_ERRORS, gzip.BadGzipFile)
 
@@ -125,8 +130,8 @@ def _parse(f: _Readable, p: Path, size: int, *, gz: bool) -> np.ndarray[Any, Any
                           f"data bytes, {found} (the file has {size} bytes"
                           f"{', gzip-compressed' if gz else ''})")
 
-    if gz and needed > size * _DEFLATE_MAX_RATIO:
-        raise error("is truncated", f"but it can hold at most {size * _DEFLATE_MAX_RATIO}")
+    if gz and needed > size * DEFLATE_MAX_RATIO:
+        raise error("is truncated", f"but it can hold at most {size * DEFLATE_MAX_RATIO}")
     present = size - 4 - len(dims)  # the data bytes of a raw file
     if not gz and needed != present:
         raise error("is truncated" if present < needed else "is longer than its header says",
