@@ -68,8 +68,8 @@ def test_case_16_npz_nan_and_inf_are_refused_with_count_and_first_index(tmp_path
     x = np.zeros((4, 3))
     x[1, 2], x[3, 0], x[3, 1] = np.nan, np.inf, -np.inf
     path = _npz(tmp_path / "nan.npz", x=x, y=np.zeros(4, int))
-    _value_error(load_npz, path, r"^load_npz: .*nan.npz: 'x' must hold finite numbers, got 3 NaN or "
-                 r"infinite values \(the first at index \(1, 2\): nan\)$")
+    _value_error(load_npz, path, r"^load_npz: .*nan.npz: 'x' must hold finite numbers, got 3 NaN "
+                 r"or infinite values \(the first at index \(1, 2\): nan\)$")
     one = _npz(tmp_path / "inf.npz", x=np.array([[1.0], [np.inf]], np.float32), y=np.zeros(2, int))
     _value_error(load_npz, one, r"'x' must hold finite numbers, got 1 NaN or infinite value "
                  r"\(the first at index \(1, 0\): inf\)")
@@ -79,8 +79,9 @@ def test_case_16_npz_values_overflowing_float32_are_refused(tmp_path: Path) -> N
     x = np.ones((3, 2))
     x[0, 1], x[2, 0] = 1e39, -5e38
     path = _npz(tmp_path / "big.npz", x=x, y=np.zeros(3, int))
-    _value_error(load_npz, path, r"'x' must hold values that fit float32 \(\|v\| <= 3.4028235e\+38\), "
-                 r"got 2 values beyond that range \(the first at index \(0, 1\): 1e\+39\)")
+    _value_error(load_npz, path, r"'x' must hold values that fit float32 "
+                 r"\(\|v\| <= 3.4028235e\+38\), got 2 values beyond that range "
+                 r"\(the first at index \(0, 1\): 1e\+39\)")
     fits = _npz(tmp_path / "fits.npz", x=np.array([[3.4e38], [-3.4e38]]), y=np.zeros(2, int))
     ds = load_npz(fits)
     assert isinstance(ds, Dataset) and bool(np.isfinite(np.asarray(ds.x)).all())
@@ -90,8 +91,9 @@ def test_case_16_npz_complex_values_are_refused(tmp_path: Path) -> None:
     x = np.ones((2, 3), np.complex64)
     x[1, 1] = 1 + 2j
     path = _npz(tmp_path / "complex.npz", x=x, y=np.zeros(2, int))
-    _value_error(load_npz, path, r"'x' must hold real numbers, got dtype complex64: 1 value with a "
-                 r"nonzero imaginary part \(the first at index \(1, 1\): \(1\+2j\)\); store np.real")
+    _value_error(load_npz, path, r"'x' must hold real numbers, got dtype complex64: 1 value with "
+                 r"a nonzero imaginary part \(the first at index \(1, 1\): \(1\+2j\)\); "
+                 r"store np.real")
     real = _npz(tmp_path / "real.npz", x=np.ones((2, 3), np.complex128), y=np.zeros(2, int))
     _value_error(load_npz, real, r"'x' must hold real numbers, got dtype complex128: only zero "
                  r"imaginary parts")
@@ -155,12 +157,13 @@ def test_case_16_idx_header_with_huge_dimensions(tmp_path: Path) -> None:
     path.write_bytes(struct.pack(">BBBB3I", 0, 0, 0x08, 3, 2**31, 2**31, 2**31) + bytes(5))
     needed = 2**93
     _value_error(read_idx, path, rf"huge-idx3-ubyte is truncated: shape \(2147483648, 2147483648, "
-                 rf"2147483648\) of uint8 needs {needed} data bytes, found 5 \(the file has 21 bytes\)")
+                 rf"2147483648\) of uint8 needs {needed} data bytes, found 5 "
+                 r"\(the file has 21 bytes\)")
     zipped = tmp_path / "huge-idx3-ubyte.gz"
     zipped.write_bytes(gzip.compress(path.read_bytes()))
-    _value_error(read_idx, zipped, rf"is truncated: shape \(2147483648, 2147483648, 2147483648\) of "
-                 rf"uint8 needs {needed} data bytes, but it can hold at most \d+ \(the file has "
-                 r"\d+ bytes, gzip-compressed\)")
+    _value_error(read_idx, zipped, r"is truncated: shape \(2147483648, 2147483648, "
+                 rf"2147483648\) of uint8 needs {needed} data bytes, but it can hold at most \d+ "
+                 r"\(the file has \d+ bytes, gzip-compressed\)")
     wide = tmp_path / "wide-idx2-ubyte"  # int64 products would overflow to a negative count
     wide.write_bytes(struct.pack(">BBBB2I", 0, 0, 0x0E, 2, 2**32 - 1, 2**32 - 1))
     _value_error(read_idx, wide, rf"needs {(2**32 - 1) ** 2 * 8} data bytes, found 0")
@@ -185,8 +188,8 @@ def test_case_16_damaged_npz_archives(tmp_path: Path) -> None:
         "bad_header": (_zip(x=b"\x93NUMPY\x01\x00\x04\x00{'a'", y=_npy(y)),
                        r"member 'x.npy' has a malformed .npy header"),
         "npy": (_npy(x), r"is a .npy file holding a single array, not an .npz archive"),
-        "sizes": (_declare_size(good, 2**31), r"member 'x.npy' is malformed: its zip entry declares "
-                  rf"{2**31} bytes stored in \d+, more than the file can hold"),
+        "sizes": (_declare_size(good, 2**31), r"member 'x.npy' is malformed: its zip entry "
+                  rf"declares {2**31} bytes stored in \d+, more than the file can hold"),
     }
     for stem, (payload, pattern) in cases.items():
         path = tmp_path / f"{stem}.npz"
@@ -255,13 +258,13 @@ def test_case_16_wrong_kinds_of_paths(tmp_path: Path) -> None:
 def test_case_16_gz_name_without_gzip_signature_says_so(tmp_path: Path) -> None:
     path = tmp_path / "labels-idx1-ubyte.gz"
     path.write_bytes(b"\x1f\x00" + gzip.compress(_idx(np.zeros(3, np.uint8)))[2:])
-    _value_error(read_idx, path, r"has bad magic number .*the name ends in .gz but the file does not "
-                 r"start with the gzip signature 1f 8b")
+    _value_error(read_idx, path, r"has bad magic number .*the name ends in .gz but the file does "
+                 r"not start with the gzip signature 1f 8b")
 
 
 @pytest.mark.parametrize("kind", ["npz", "npz_compressed", "idx", "idx_gz"])
 def test_case_16_randomly_damaged_files_fail_cleanly(tmp_path: Path, kind: str) -> None:
-    """Truncations and byte flips anywhere: either a clean load or one ValueError naming the file."""
+    """Truncated or flipped bytes anywhere: a clean load or one ValueError naming the file."""
     rng = np.random.default_rng(16)
     source = tmp_path / "source"
     loader: Callable[[Path], object]
@@ -328,9 +331,10 @@ def test_case_1_npz_float_labels_only_when_whole_numbers(tmp_path: Path) -> None
                  r"index 1: 1.5\)"),
         "nan": (np.array([0.0, np.nan, 1.0], np.float32), r"got 1 non-whole or non-finite value "
                 r"\(the first at index 1: nan\)"),
-        "wrap": (np.array([0.0, 1.0, 2.0**31]), r"must be class labels in \[0, 2147483647\), got 1 out "
-                 r"of range \(the first at index 2: 2147483648.0\)"),
-        "negative": (np.array([0.0, -1.0, 1.0]), r"got 1 out of range \(the first at index 1: -1.0\)"),
+        "wrap": (np.array([0.0, 1.0, 2.0**31]), r"must be class labels in \[0, 2147483647\), got 1 "
+                 r"out of range \(the first at index 2: 2147483648.0\)"),
+        "negative": (np.array([0.0, -1.0, 1.0]),
+                     r"got 1 out of range \(the first at index 1: -1.0\)"),
     }
     for stem, (labels, pattern) in cases.items():
         path = _npz(tmp_path / f"{stem}.npz", x=np.zeros((3, 1)), y=labels)

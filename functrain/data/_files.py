@@ -86,8 +86,8 @@ def npz_members(path: Path, who: str) -> dict[str, zipfile.ZipInfo]:
     with open(path, "rb") as f:
         head = f.read(len(_NPY_MAGIC))
     if head.startswith(_NPY_MAGIC):
-        raise ValueError(f"{who}: {path} is a .npy file holding a single array, not an .npz archive "
-                         "of x and y (write one with np.savez(path, x=x, y=y))")
+        raise ValueError(f"{who}: {path} is a .npy file holding a single array, not an .npz "
+                         "archive of x and y (write one with np.savez(path, x=x, y=y))")
     if not head.startswith(_ZIP_MAGICS):
         what = "an empty file" if not head else "not a zip archive"
         raise ValueError(f"{who}: {path} is not an .npz archive: it is {what} (an .npz file is the "

@@ -5,6 +5,11 @@ Every loader returns :class:`Dataset` records (``x`` float32 features, ``y`` int
 :mod:`functrain.data.scaling` fitted on the training part. Nothing is downloaded: the digits ship
 inside scikit-learn, and MNIST-format files and ``.npz`` files are read from the paths you give
 (the IDX file format itself is read by :func:`functrain.data.idx.read_idx`).
+
+Loaders fail loudly and change nothing silently: a malformed or damaged file is one ``ValueError``
+naming the file and what is wrong, and values are checked as stored, before the float32/int32
+casts (non-finite or float32-overflowing features, complex features, labels outside
+``[0, 2**31 - 1)`` are refused, with the count and the first bad index).
 """
 
 from __future__ import annotations
