@@ -229,7 +229,7 @@ def test_load_npz_reports_bad_files(tmp_path: Path) -> None:
         load_npz(tmp_path / "absent.npz")
     text = tmp_path / "text.npz"
     text.write_text("hello")
-    with pytest.raises(ValueError, match=r"load_npz: .*text.npz is not an .npz archive: it is not a zip"):
+    with pytest.raises(ValueError, match=r"load_npz: .*text.npz is not a readable .npz file: it is not a zip"):
         load_npz(text)
     np.save(tmp_path / "single.npy", np.zeros(3))
     with pytest.raises(ValueError, match=r"single.npy is a .npy file holding a single array, not an .npz"):

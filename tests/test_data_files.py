@@ -109,13 +109,13 @@ def test_case_16_npz_zero_features_are_refused(tmp_path: Path, shape: tuple[int,
 def test_case_16_text_file_as_npz_is_not_an_archive(tmp_path: Path) -> None:
     text = tmp_path / "notes.npz"
     text.write_text("x,y\n1,0\n")
-    _value_error(load_npz, text, r"notes.npz is not an .npz archive: it is not a zip archive")
+    _value_error(load_npz, text, r"notes.npz is not a readable .npz file: it is not a zip archive")
     pickled = tmp_path / "pickled.npz"
     pickled.write_bytes(pickle.dumps({"x": [[1.0]], "y": [0]}))
-    _value_error(load_npz, pickled, r"pickled.npz is not an .npz archive")
+    _value_error(load_npz, pickled, r"pickled.npz is not a readable .npz file: it is not a zip")
     empty = tmp_path / "empty.npz"
     empty.write_bytes(b"")
-    _value_error(load_npz, empty, r"empty.npz is not an .npz archive: it is an empty file")
+    _value_error(load_npz, empty, r"empty.npz is not a readable .npz file: it is empty")
 
 
 def test_case_16_pickled_npz_members_stay_refused_without_unsafe_advice(tmp_path: Path) -> None:
@@ -175,7 +175,7 @@ def test_case_16_damaged_npz_archives(tmp_path: Path) -> None:
     compressed = tmp_path / "compressed.npz"
     np.savez_compressed(compressed, x=x, y=y)
     cases = {
-        "truncated": (good[: len(good) // 2], r"is not a readable .npz archive: its zip structure "
+        "truncated": (good[: len(good) // 2], r"is not a readable .npz file: its zip structure "
                       r"is damaged"),
         "deflate": (_corrupt_member(compressed.read_bytes()), r"member 'x.npy' could not be read: "
                     r"its compressed data is corrupted"),

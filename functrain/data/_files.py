@@ -89,16 +89,16 @@ def npz_members(path: Path, who: str) -> dict[str, zipfile.ZipInfo]:
         raise ValueError(f"{who}: {path} is a .npy file holding a single array, not an .npz "
                          "archive of x and y (write one with np.savez(path, x=x, y=y))")
     if not head.startswith(_ZIP_MAGICS):
-        what = "an empty file" if not head else "not a zip archive"
-        raise ValueError(f"{who}: {path} is not an .npz archive: it is {what} (an .npz file is the "
-                         "zip archive written by np.savez or np.savez_compressed)")
+        what = "empty" if not head else "not a zip archive"
+        raise ValueError(f"{who}: {path} is not a readable .npz file: it is {what} (an .npz "
+                         "file is the zip archive written by np.savez or np.savez_compressed)")
     try:
         with zipfile.ZipFile(path) as archive:
             infos = archive.infolist()
     except _ARCHIVE_ERRORS as e:
         if isinstance(e, OSError) and not _bad_offset(e):
             raise
-        raise ValueError(f"{who}: {path} is not a readable .npz archive: its zip structure is "
+        raise ValueError(f"{who}: {path} is not a readable .npz file: its zip structure is "
                          "damaged (truncated or corrupted)") from e
     return {info.filename.removesuffix(".npy"): info for info in infos}
 
