@@ -229,17 +229,21 @@ def test_load_npz_reports_bad_files(tmp_path: Path) -> None:
         load_npz(tmp_path / "absent.npz")
     text = tmp_path / "text.npz"
     text.write_text("hello")
-    with pytest.raises(ValueError, match=r"load_npz: .*text.npz is not a readable .npz file"):
+    with pytest.raises(ValueError, match=r"load_npz: .*text.npz is not a readable .npz file: it is not a zip"):
         load_npz(text)
     np.save(tmp_path / "single.npy", np.zeros(3))
-    with pytest.raises(ValueError, match=r"single.npy holds a single array"):
+    with pytest.raises(ValueError, match=r"single.npy is a .npy file holding a single array, not an .npz"):
         load_npz(tmp_path / "single.npy")
     cases: dict[str, tuple[dict[str, np.ndarray], str]] = {
         "keys": ({"a": np.zeros(2)}, r"must hold either arrays 'x' and 'y'.*neither found.*\['a'\]"),
         "both": ({"x": np.zeros((2, 1)), "y": np.zeros(2, int), "x_train": np.zeros(1),
                   "y_train": np.zeros(1), "x_test": np.zeros(1), "y_test": np.zeros(1)}, r"both found"),
-        "float_y": ({"x": np.zeros((2, 1)), "y": np.array([0.0, 1.0])}, r"'y' must hold integer class labels"),
-        "neg_y": ({"x": np.zeros((2, 1)), "y": np.array([0, -1])}, r"'y' must hold labels >= 0"),
+        "float_y": ({"x": np.zeros((2, 1)), "y": np.array([0.0, 1.5])},
+                    r"'y' must hold whole-number class labels, got 1 non-whole or non-finite value "
+                    r"\(the first at index 1: 1.5\)"),
+        "str_y": ({"x": np.zeros((2, 1)), "y": np.array(["a", "b"])}, r"'y' must hold integer class labels"),
+        "neg_y": ({"x": np.zeros((2, 1)), "y": np.array([0, -1])},
+                  r"'y' must be class labels in \[0, 2147483647\), got 1 out of range \(the first at index 1: -1\)"),
         "2d_y": ({"x": np.zeros((2, 1)), "y": np.zeros((2, 1), int)}, r"'y' must be a 1-D array"),
         "lengths": ({"x": np.zeros((3, 1)), "y": np.zeros(2, int)}, r"'x' has 3 examples but 'y' has 2"),
         "str_x": ({"x": np.array(["a", "b"]), "y": np.zeros(2, int)}, r"'x' must be a numeric array"),
@@ -254,5 +258,5 @@ def test_load_npz_reports_bad_files(tmp_path: Path) -> None:
         with pytest.raises(ValueError, match=rf"load_npz: .*{stem}.npz.*{pattern}"):
             load_npz(path)
     np.savez(tmp_path / "objects.npz", x=np.array([object(), object()]), y=np.zeros(2, int))
-    with pytest.raises(ValueError, match=r"objects.npz is not a readable .npz file.*pickle"):
+    with pytest.raises(ValueError, match=r"objects.npz: member 'x.npy' holds Python objects \(pickled data\)"):
         load_npz(tmp_path / "objects.npz")

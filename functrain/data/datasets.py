@@ -5,11 +5,15 @@ Every loader returns :class:`Dataset` records (``x`` float32 features, ``y`` int
 :mod:`functrain.data.scaling` fitted on the training part. Nothing is downloaded: the digits ship
 inside scikit-learn, and MNIST-format files and ``.npz`` files are read from the paths you give
 (the IDX file format itself is read by :func:`functrain.data.idx.read_idx`).
+
+Loaders fail loudly and change nothing silently: a malformed or damaged file is one ``ValueError``
+naming the file and what is wrong, and values are checked as stored, before the float32/int32
+casts (non-finite or float32-overflowing features, complex features, labels outside
+``[0, 2**31 - 1)`` are refused, with the count and the first bad index).
 """
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -18,8 +22,10 @@ import numpy as np
 from jaxtyping import Float, Int
 
 from functrain import _validate
+from functrain.data import _values
+from functrain.data._files import StrPath, as_path, npz_members, read_npz_array
 from functrain.data.batching import split_arrays
-from functrain.data.idx import StrPath, as_path, read_idx
+from functrain.data.idx import read_idx
 from functrain.typing import Array, PRNGKey
 
 __all__ = [
@@ -83,19 +89,6 @@ class TrainTest(NamedTuple):
 
     train: Dataset
     test: Dataset
-
-
-def _labels(y: np.ndarray[Any, Any], who: str, what: str) -> np.ndarray[Any, Any]:
-    if y.ndim != 1:
-        raise ValueError(f"{who}: {what} must be a 1-D array of class labels, got shape {y.shape}")
-    if not (np.issubdtype(y.dtype, np.integer) or y.dtype == np.bool_):
-        raise ValueError(
-            f"{who}: {what} must hold integer class labels, got dtype {y.dtype} "
-            "(cast them with y.astype(int) if they are whole numbers)"
-        )
-    if y.size and int(y.min()) < 0:
-        raise ValueError(f"{who}: {what} must hold labels >= 0, got minimum {int(y.min())}")
-    return y.astype(np.int32)
 
 
 def _num_classes(*ys: np.ndarray[Any, Any]) -> int:
@@ -194,13 +187,19 @@ def _read_mnist_pair(directory: Path, prefix: str) -> tuple[np.ndarray[Any, Any]
     img_path = _find_idx(directory, prefix, "images", 3)
     lbl_path = _find_idx(directory, prefix, "labels", 1)
     images = _read_idx_checked(img_path, 0x0803, 3, "images")
-    labels = _read_idx_checked(lbl_path, 0x0801, 1, "labels")
-    if images.shape[0] != labels.shape[0]:
+    targets = _read_idx_checked(lbl_path, 0x0801, 1, "labels")
+    if images.shape[0] == 0:
+        raise ValueError(f"{who}: {img_path} holds no images (its header declares shape "
+                         f"{images.shape})")
+    if images.shape[1] == 0 or images.shape[2] == 0:
+        raise ValueError(f"{who}: {img_path} holds images of {images.shape[1]}x{images.shape[2]} "
+                         "pixels (no pixels)")
+    if images.shape[0] != targets.shape[0]:
         raise ValueError(
             f"{who}: {img_path.name} has {images.shape[0]} images but {lbl_path.name} has "
-            f"{labels.shape[0]} labels"
+            f"{targets.shape[0]} labels"
         )
-    return images, labels
+    return images, targets
 
 
 def _read_idx_checked(path: Path, magic: int, rank: int, what: str) -> np.ndarray[Any, Any]:
@@ -233,8 +232,11 @@ def load_mnist(directory: StrPath, *, as_images: bool = False, name: str = "mnis
     Raises:
         FileNotFoundError: the directory or one of the files is missing (the message lists the
             names looked for).
-        ValueError: a malformed file (bad magic number, truncated) or image/label counts that
-            differ, naming the file.
+        NotADirectoryError: ``directory`` is a file.
+        ValueError: naming the file: a malformed file (see :func:`~functrain.data.read_idx`: a
+            damaged gzip stream, a bad magic number, a header that does not match the data), an
+            images file that is not uint8 3-D or a labels file not uint8 1-D, no images, images
+            of zero rows or columns, or image and label counts that differ.
         TypeError: ``directory`` is not a path, ``as_images`` not a bool or ``name`` not a str.
 
     Example:
@@ -256,7 +258,10 @@ def load_mnist(directory: StrPath, *, as_images: bool = False, name: str = "mnis
     as_images = _validate.check_bool(as_images, who, "as_images")
     _check_name(name, who)
     if not d.is_dir():
-        raise FileNotFoundError(f"load_mnist: directory not found: {d}")
+        if d.exists():
+            raise NotADirectoryError(f"{who}: {d} is not a directory (give the folder holding the "
+                                     "four MNIST files)")
+        raise FileNotFoundError(f"{who}: directory not found: {d}")
     parts = [_read_mnist_pair(d, prefix) for prefix in ("train", "t10k")]
     num_classes = _num_classes(*(y for _, y in parts))
     out = []
@@ -280,9 +285,18 @@ def load_npz(path: StrPath, *, name: str | None = None) -> Dataset | TrainTest:
     * ``x`` and ``y``: one :class:`Dataset` is returned (split it with :func:`split_dataset`), or
     * ``x_train``, ``y_train``, ``x_test`` and ``y_test``: a :class:`TrainTest` is returned.
 
-    ``x`` is any numeric array ``(n, ...)`` (converted to float32, shape kept); ``y`` holds integer
-    class labels ``(n,)`` (int32). ``num_classes`` is ``1 + the largest label``. Pickled objects are
-    refused (``allow_pickle=False``).
+    ``x`` is a real numeric array ``(n, ...)`` with at least one feature per example, converted to
+    float32 (shape kept). ``y`` holds class labels ``(n,)`` in ``[0, 2**31 - 1)``: integers (or
+    bools), or floats that are all whole numbers (as tools that store everything as float64
+    write them), converted to int32. ``num_classes`` is ``1 + the largest label``. Other arrays
+    in the file are not read.
+
+    Nothing is changed silently on the way in: every check runs on the values as stored, before
+    any cast. NaN or infinite features, float64 features beyond float32's range (which would
+    become ``inf``), complex features (whose imaginary part a cast would drop), non-whole float
+    labels and labels out of range (``2**31`` would wrap to ``-2**31`` in int32) are refused, and
+    the message says how many values are bad and where the first one is. Arrays of Python objects
+    are never loaded (unpickling can run arbitrary code).
 
     Args:
         path: the ``.npz`` file.
@@ -293,8 +307,14 @@ def load_npz(path: StrPath, *, name: str | None = None) -> Dataset | TrainTest:
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: not an ``.npz`` file, missing or ambiguous keys, non-numeric ``x``, non-integer
-            or negative labels, or ``x``/``y`` lengths that differ; the message names the file.
+        IsADirectoryError: ``path`` is a directory.
+        ValueError: naming the file: it is not an ``.npz`` archive (a text file, a pickle, a
+            single ``.npy`` array), or a damaged one (truncated, failed checksum, corrupted
+            compressed data, an array header that does not match its data); missing or
+            ambiguous keys; an array of Python objects; ``x`` non-numeric, complex, without
+            examples or features, with NaN/infinite values or values beyond float32's range;
+            ``y`` not 1-D, non-integer (floats that are not whole numbers) or out of range;
+            ``x``/``y`` lengths or ``x_train``/``x_test`` example shapes that differ.
         TypeError: ``path`` is not a path or ``name`` not a str.
 
     Example:
@@ -303,27 +323,21 @@ def load_npz(path: StrPath, *, name: str | None = None) -> Dataset | TrainTest:
         ...     path = pathlib.Path(d, "mine.npz")
         ...     np.savez(path, x=np.ones((4, 3)), y=np.array([0, 2, 1, 2]))
         ...     mine = ft.data.load_npz(path)
+        ...     np.savez(path, x=np.array([[1.0, np.nan]]), y=np.array([0]))
+        ...     try:
+        ...         ft.data.load_npz(path)
+        ...     except ValueError as e:
+        ...         print(str(e).split(": ", 2)[2])
+        'x' must hold finite numbers, got 1 NaN or infinite value
+        (the first at index (0, 1): nan)
         >>> type(mine).__name__, mine.x.shape, mine.num_classes, mine.name
         ('Dataset', (4, 3), 3, 'mine')
     """
     who = "load_npz"
     p = as_path(path, who)
     _check_name(name, who, optional=True)
-    if not p.is_file():
-        raise FileNotFoundError(f"{who}: file not found: {p}")
-    try:
-        loaded = np.load(p, allow_pickle=False)
-        if not isinstance(loaded, np.lib.npyio.NpzFile):
-            raise ValueError(f"{who}: {p} holds a single array, not an .npz archive of x and y")
-        with loaded as f:
-            arrays = {k: np.asarray(f[k]) for k in f.files}
-    except (zipfile.BadZipFile, OSError, EOFError) as e:
-        raise ValueError(f"{who}: {p} is not a readable .npz file ({e})") from e
-    except ValueError as e:
-        if str(e).startswith(who):
-            raise
-        raise ValueError(f"{who}: {p} is not a readable .npz file ({e})") from e
-    keys = set(arrays)
+    members = npz_members(p, who)
+    keys = set(members)
     has_xy = {"x", "y"} <= keys
     has_split = set(_SPLIT_KEYS) <= keys
     if has_xy == has_split:
@@ -335,15 +349,8 @@ def load_npz(path: StrPath, *, name: str | None = None) -> Dataset | TrainTest:
     label = p.stem if name is None else name
 
     def part(xk: str, yk: str) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
-        x, y = arrays[xk], arrays[yk]
-        if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_) or x.ndim == 0:
-            raise ValueError(
-                f"{who}: {p}: '{xk}' must be a numeric array (n, ...), got dtype {x.dtype}, "
-                f"shape {x.shape}"
-            )
-        y = _labels(y, who, f"{p}: '{yk}'")
-        if x.shape[0] == 0:
-            raise ValueError(f"{who}: {p}: '{xk}' has no examples")
+        x = _values.features(read_npz_array(p, members[xk], who), f"{who}: {p}: '{xk}'")
+        y = _values.labels(read_npz_array(p, members[yk], who), who, f"{who}: {p}: '{yk}'", yk)
         if x.shape[0] != y.shape[0]:
             raise ValueError(
                 f"{who}: {p}: '{xk}' has {x.shape[0]} examples but '{yk}' has {y.shape[0]} labels"

@@ -7,45 +7,32 @@ four files of a data set into :class:`~functrain.data.Dataset` records.
 from __future__ import annotations
 
 import gzip
-import os
+import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from functrain import _validate
+from functrain.data._files import (
+    DEFLATE_MAX_RATIO,
+    STREAM_ERRORS,
+    StrPath,
+    as_path,
+    check_file,
+)
 
 __all__ = ["read_idx"]
-
-StrPath = str | os.PathLike[str]
-
-
-def as_path(path: object, who: str, name: str = "path") -> Path:
-    """``path`` (a ``str`` or an ``os.PathLike``) as a :class:`~pathlib.Path`, else ``TypeError``.
-
-    The argument check of every loader of :mod:`functrain.data` that takes a path (not exported).
-    """
-    if not isinstance(path, (str, os.PathLike)):
-        _validate.fail(who, name, "a path (a str or an os.PathLike such as pathlib.Path)", path,
-                       error=TypeError)
-    return Path(path)
-
 
 # IDX type codes (third magic byte) -> big-endian NumPy dtype.
 _IDX_DTYPES: dict[int, str] = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4",
                                0x0E: ">f8"}
+_GZIP_MAGIC = b"\x1f\x8b"
+_CHUNK = 1 << 26  # read at most 64 MiB at a time, so memory follows the bytes actually present
+_GZIP_ERRORS: tuple[type[Exception], ...] = (*STREAM_ERRORS, gzip.BadGzipFile)
 
 
-def _read_bytes(path: Path, who: str) -> bytes:
-    if not path.is_file():
-        raise FileNotFoundError(f"{who}: file not found: {path}")
-    raw = path.read_bytes()
-    if raw[:2] == b"\x1f\x8b":  # gzip magic, whatever the file is called
-        try:
-            return gzip.decompress(raw)
-        except (OSError, EOFError) as e:
-            raise ValueError(f"{who}: {path} is not a valid gzip file ({e})") from e
-    return raw
+class _Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
 
 
 def read_idx(path: StrPath) -> np.ndarray[Any, Any]:
@@ -65,8 +52,12 @@ def read_idx(path: StrPath) -> np.ndarray[Any, Any]:
     Raises:
         TypeError: ``path`` is not a ``str`` or an ``os.PathLike``.
         FileNotFoundError: the file does not exist.
-        ValueError: the file is not valid IDX (bad magic, unknown type code, truncated or with
-            trailing bytes), naming the file and the problem.
+        IsADirectoryError: ``path`` is a directory.
+        ValueError: the file is not valid IDX, naming the file and the problem: a damaged gzip
+            stream (corrupted or truncated), a bad magic number or unknown type code, a header
+            whose dimensions need more (or fewer) data bytes than the file holds (the message
+            gives the declared shape, the bytes needed and the file's size), trailing bytes.
+            Nothing larger than the data actually present is allocated, whatever the header says.
 
     Example:
         >>> import pathlib, tempfile
@@ -80,30 +71,75 @@ def read_idx(path: StrPath) -> np.ndarray[Any, Any]:
     """
     who = "read_idx"
     p = as_path(path, who)
-    raw = _read_bytes(p, who)
-    if len(raw) < 4:
-        raise ValueError(f"{who}: {p} is truncated: {len(raw)} bytes, too short for an IDX header")
-    zero0, zero1, code, ndim = raw[0], raw[1], raw[2], raw[3]
-    if zero0 != 0 or zero1 != 0 or code not in _IDX_DTYPES:
+    size = check_file(p, who)
+    with open(p, "rb") as raw:
+        gz = raw.read(2) == _GZIP_MAGIC
+        raw.seek(0)
+        if not gz:
+            return _parse(raw, p, size, gz=False)
+        try:
+            with gzip.GzipFile(fileobj=raw, mode="rb") as stream:
+                try:
+                    return _parse(stream, p, size, gz=True)
+                except ValueError:  # garbage content may come from a corrupted stream: say so
+                    while stream.read(1 << 20):
+                        pass
+                    raise
+        except _GZIP_ERRORS as e:
+            problem = "truncated" if isinstance(e, EOFError) else "corrupted"
+            raise ValueError(f"{who}: {p} is not a valid gzip file: its compressed data is "
+                             f"{problem}") from e
+
+
+def _read(f: _Readable, n: int) -> bytes:
+    """Up to ``n`` bytes of ``f`` (fewer at the end of the file), read in bounded chunks."""
+    parts = []
+    while n > 0:
+        chunk = f.read(min(n, _CHUNK))
+        if not chunk:
+            break
+        parts.append(chunk)
+        n -= len(chunk)
+    return b"".join(parts)
+
+
+def _parse(f: _Readable, p: Path, size: int, *, gz: bool) -> np.ndarray[Any, Any]:
+    """The IDX array of the (decompressed) stream ``f`` of the file ``p`` of ``size`` bytes."""
+    who = "read_idx"
+    head = _read(f, 4)
+    if len(head) < 4:
+        raise ValueError(f"{who}: {p} is truncated: {len(head)} bytes, too short for an IDX header")
+    if head[0] != 0 or head[1] != 0 or head[2] not in _IDX_DTYPES:
         raise ValueError(
-            f"{who}: {p} has bad magic number 0x{int.from_bytes(raw[:4], 'big'):08x}; an IDX file "
+            f"{who}: {p} has bad magic number 0x{int.from_bytes(head, 'big'):08x}; an IDX file "
             "starts with 0x0000 then a type code in {0x08, 0x09, 0x0b, 0x0c, 0x0d, 0x0e}"
+            + ("; the name ends in .gz but the file does not start with the gzip signature 1f 8b"
+               if p.suffix == ".gz" and not gz else "")
         )
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise ValueError(
-            f"{who}: {p} is truncated: its header declares {ndim} dimensions but the file has "
-            f"only {len(raw)} bytes"
-        )
-    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    dtype = np.dtype(_IDX_DTYPES[code])
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    got = len(raw) - header
-    if got != expected:
-        problem = "truncated" if got < expected else "longer than its header says"
-        raise ValueError(
-            f"{who}: {p} is {problem}: shape {shape} of {dtype.name} needs {expected} data bytes, "
-            f"found {got}"
-        )
-    data = np.frombuffer(raw, dtype=dtype, count=expected // dtype.itemsize, offset=header)
-    return data.reshape(shape).astype(dtype.newbyteorder("="))
+    ndim = head[3]
+    dims = _read(f, 4 * ndim)
+    if len(dims) < 4 * ndim:
+        raise ValueError(f"{who}: {p} is truncated: its header declares {ndim} dimensions but the "
+                         f"file has only {4 + len(dims)} bytes")
+    shape = tuple(int.from_bytes(dims[4 * i: 4 * i + 4], "big") for i in range(ndim))
+    dtype = np.dtype(_IDX_DTYPES[head[2]])
+    needed = math.prod(shape) * dtype.itemsize  # Python ints: no overflow, however large
+
+    def error(problem: str, found: str) -> ValueError:
+        return ValueError(f"{who}: {p} {problem}: shape {shape} of {dtype.name} needs {needed} "
+                          f"data bytes, {found} (the file has {size} bytes"
+                          f"{', gzip-compressed' if gz else ''})")
+
+    if gz and needed > size * DEFLATE_MAX_RATIO:
+        raise error("is truncated", f"but it can hold at most {size * DEFLATE_MAX_RATIO}")
+    present = size - 4 - len(dims)  # the data bytes of a raw file
+    if not gz and needed != present:
+        raise error("is truncated" if present < needed else "is longer than its header says",
+                    f"found {present}")
+    data = _read(f, needed)
+    if len(data) < needed:
+        raise error("is truncated", f"found {len(data)}")
+    if f.read(1):
+        raise error("is longer than its header says", "found more")
+    arr = np.frombuffer(data, dtype=dtype, count=needed // dtype.itemsize)
+    return arr.reshape(shape).astype(dtype.newbyteorder("="))
