@@ -35,6 +35,7 @@ from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Float, Int
 
 from functrain import _tree, _validate
@@ -121,7 +122,7 @@ def _nan_unless(valid: Array, dtype: DType) -> Array:
 def _in_range(labels: Array, n: int) -> Array:
     """Elementwise ``0 <= labels < n`` for integer labels, with no wrap-around or overflow."""
     valid = labels >= 0
-    if n <= int(jnp.iinfo(labels.dtype).max):  # else every value of the dtype is below n
+    if n <= int(np.iinfo(labels.dtype).max):  # else every value of the dtype is below n
         valid = valid & (labels < n)
     return valid
 
