@@ -12,11 +12,9 @@
   projection otherwise (a dense layer for ``(N, C)`` inputs, a strided 1x1 convolution for images).
 * :data:`Identity` passes its input through.
 
-When a layer inside a combinator fails, its error ends with its position (``...; at serial layer
-2 of 5``); if the ``params``/``state`` given do not have the structure ``init`` gives (swapped
-``params`` and ``state``, an entry of another layer), the error is instead a ``TypeError`` naming
-the entry, the layer and the expected structure. That diagnosis runs only when something failed,
-at trace time: correct models pay nothing.
+A layer's error ends with its position (``...; at serial layer 2 of 5``); when ``params``/``state``
+lack the structure ``init`` gives (e.g. swapped), a ``TypeError`` names the entry and the expected
+structure instead (diagnosed only after a failure: correct models pay nothing).
 
 Example (a small convolutional network, and an Inception-style block with a pass-through branch):
 
