@@ -32,7 +32,7 @@ def _zeros(key: PRNGKey, shape: Any, dtype: DTypeLike = jnp.float32) -> Array:
 
 
 def default_is_weight(leaf: Any) -> bool:
-    """Default weight rule for :func:`reinitialize`: a floating array with ``ndim >= 2``.
+    """Default weight rule for :func:`reinitialize`: a floating/complex array with ``ndim >= 2``.
 
     The library's one kernel rule (:func:`functrain._tree.is_kernel`): dense kernels and HWIO conv
     kernels qualify; biases, normalization scales and scalars do not.
@@ -45,7 +45,7 @@ def default_is_weight(leaf: Any) -> bool:
 
 
 def default_is_bias(leaf: Any) -> bool:
-    """Default bias rule for :func:`reinitialize`: a floating array with ``ndim == 1``.
+    """Default bias rule for :func:`reinitialize`: a floating/complex array with ``ndim == 1``.
 
     :func:`reinitialize` applies it outside normalization layers only: their scales (1-d too)
     are recognized by type and reset to ones.
@@ -173,8 +173,8 @@ def reinitialize(
         key: PRNG key.
         weight_init: initializer for weights.
         bias_init: initializer for biases; defaults to :func:`zeros`.
-        is_weight: predicate selecting weights (default: floating arrays with ``ndim >= 2``).
-        is_bias: predicate selecting biases (default: floating arrays with ``ndim == 1``
+        is_weight: predicate selecting weights (default: floating or complex arrays with ``ndim >= 2``).
+        is_bias: predicate selecting biases (default: floating or complex arrays with ``ndim == 1``
             outside the normalization layers above).
 
     Returns:

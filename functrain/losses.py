@@ -312,8 +312,8 @@ def accuracy(
 def default_penalty_mask(leaf: Any) -> bool:
     """Default leaf selection for the weight penalties: the kernels (``_tree.is_kernel``).
 
-    A floating array with ``ndim >= 2`` (dense and convolution kernels) is penalized; biases,
-    batch-norm scales and offsets (1-d) and scalars are not, as is conventional.
+    A floating (or complex) array with ``ndim >= 2`` (dense and convolution kernels) is penalized;
+    biases, batch-norm scales and offsets (1-d) and scalars are not, as is conventional.
 
     Args:
         leaf: one leaf of a parameter pytree.
@@ -353,7 +353,7 @@ def _sum_leaves(sums: list[Array]) -> Array:
 
 
 def l2_penalty(params: PyTree, *, mask: PyTree | Callable[[Any], bool] | None = None) -> Array:
-    """Half the squared L2 norm of the selected weights, ``0.5 * sum_i w_i^2``.
+    """Half the squared L2 norm of the selected weights, ``0.5 * sum_i |w_i|^2``.
 
     The factor ``1/2`` makes the gradient exactly ``w``, so adding ``lam * l2_penalty(params)`` to
     the loss adds ``lam * w`` to the gradient: classic (coupled) weight decay with coefficient
@@ -362,7 +362,7 @@ def l2_penalty(params: PyTree, *, mask: PyTree | Callable[[Any], bool] | None = 
     Args:
         params: any pytree of arrays (functrain params, an equinox module's arrays ...).
         mask: which leaves to penalize: ``None`` (default: :func:`default_penalty_mask`,
-            floating leaves with ``ndim >= 2``, i.e. kernels but not biases or norm scales),
+            floating or complex leaves with ``ndim >= 2``: kernels, not biases or norm scales),
             a predicate ``leaf -> bool``, or a pytree of Python bools with ``params``' structure.
 
     Returns:
@@ -381,7 +381,8 @@ def l2_penalty(params: PyTree, *, mask: PyTree | Callable[[Any], bool] | None = 
         [[1.0, 2.0], [3.0, 4.0]]
     """
     leaves = _selected(params, mask, "l2_penalty")
-    return 0.5 * _sum_leaves([jnp.sum(jnp.square(_upcast(w))) for w in leaves])
+    return 0.5 * _sum_leaves([jnp.sum(jnp.square(jnp.abs(_upcast(w))) if jnp.iscomplexobj(w)
+                                      else jnp.square(_upcast(w))) for w in leaves])
 
 
 def l1_penalty(params: PyTree, *, mask: PyTree | Callable[[Any], bool] | None = None) -> Array:

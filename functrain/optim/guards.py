@@ -230,6 +230,9 @@ def accumulate_gradients(
     gradients wider than the params (float32 gradients of bfloat16/float16 params, or bfloat16
     and float16 mixed), a new inner state that came out wider is cast back, as
     ``optax.MultiSteps`` does; the updates have the dtype the plain inner transformation gives.
+    The running mean is kept in at least float32, and complex for complex gradients (optax's
+    default float32 accumulator drops their imaginary part; ``accumulator_dtype=jnp.complex64``
+    there gives the same results as here).
 
     ``every_k`` may be a schedule of the number of inner steps taken so far, ``k_s =
     every_k(s)``: a batch size that grows during training (Smith et al., "Don't Decay the
