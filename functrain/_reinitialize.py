@@ -3,8 +3,11 @@
 :func:`reinitialize` walks a pytree -- dicts, NamedTuples, functrain layer parameters, equinox
 modules -- and re-draws each leaf that the weight rule selects with an initializer (and re-sets each
 bias). It lives apart from the initializers themselves (the distributions) because it is a tree
-operation with its own concern: equinox's ``(out, in)`` / ``(out, in, *spatial)`` kernel layouts,
-whose fans differ from functrain's ``(in, out)`` / HWIO.
+operation with its own concerns: equinox's ``(out, in)`` / ``(out, in, *spatial)`` kernel layouts,
+whose fans differ from functrain's ``(in, out)`` / HWIO, and normalization layers, whose 1-d scales
+are not biases (they are reset to ones, not zeros). Layer types are recognized through
+``sys.modules`` (a tree can only hold them once their module is imported), so this module imports
+neither :mod:`functrain.layers` (that would point the imports upward) nor equinox.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ def _zeros(key: PRNGKey, shape: Any, dtype: DTypeLike = jnp.float32) -> Array:
 
 
 def default_is_weight(leaf: Any) -> bool:
-    """Default weight rule for :func:`reinitialize`: a floating array with ``ndim >= 2``.
+    """Default weight rule for :func:`reinitialize`: a floating/complex array with ``ndim >= 2``.
 
     The library's one kernel rule (:func:`functrain._tree.is_kernel`): dense kernels and HWIO conv
     kernels qualify; biases, normalization scales and scalars do not.
@@ -42,7 +45,10 @@ def default_is_weight(leaf: Any) -> bool:
 
 
 def default_is_bias(leaf: Any) -> bool:
-    """Default bias rule for :func:`reinitialize`: a floating array with ``ndim == 1``.
+    """Default bias rule for :func:`reinitialize`: a floating/complex array with ``ndim == 1``.
+
+    :func:`reinitialize` applies it outside normalization layers only: their scales (1-d too)
+    are recognized by type and reset to ones.
 
     Example:
         >>> ft.initializers.default_is_bias(jnp.ones(4)), ft.initializers.default_is_bias(jnp.ones(4, int))
@@ -51,13 +57,19 @@ def default_is_bias(leaf: Any) -> bool:
     return _tree.is_vector(leaf)
 
 
-def _equinox_layer_types() -> tuple[type, ...]:
-    """``(eqx.nn.Linear, eqx.nn.Conv)`` if equinox is already imported (a tree can only hold
+def _equinox_types(*names: str) -> tuple[type, ...]:
+    """The ``eqx.nn`` classes ``names`` if equinox is already imported (a tree can only hold
     equinox modules then), else ``()``; keeps ``import functrain`` from importing equinox."""
     eqx = sys.modules.get("equinox")
     if eqx is None:
         return ()
-    return (eqx.nn.Linear, eqx.nn.Conv)
+    return tuple(getattr(eqx.nn, name) for name in names if hasattr(eqx.nn, name))
+
+
+def _functrain_types(module: str, *names: str) -> tuple[type, ...]:
+    """Classes of a functrain layers module, without importing it (the imports point upward)."""
+    mod = sys.modules.get(module)
+    return () if mod is None else tuple(getattr(mod, name) for name in names)
 
 
 def _reinitialize_equinox_layer(layer: Any, key: PRNGKey, weight_init: Initializer,
@@ -85,6 +97,42 @@ def _reinitialize_equinox_layer(layer: Any, key: PRNGKey, weight_init: Initializ
     return layer
 
 
+def _reset_equinox_norm(layer: Any) -> Any:
+    """An equinox normalization layer with ``weight = 1`` and ``bias = 0`` (its initial values;
+    ``None`` fields, and the running statistics of ``eqx.nn.BatchNorm``, are kept)."""
+    import equinox as eqx
+
+    if getattr(layer, "weight", None) is not None:
+        layer = eqx.tree_at(lambda m: m.weight, layer, jnp.ones_like(layer.weight))
+    if getattr(layer, "bias", None) is not None:
+        layer = eqx.tree_at(lambda m: m.bias, layer, jnp.zeros_like(layer.bias))
+    return layer
+
+
+def _reset_functrain_norm(record: Any) -> Any:
+    """A functrain normalization record at its initial values: ``scale = 1, bias = 0``
+    (``BatchNormParams``, ``LayerNormParams``), running ``mean = 0, var = 1`` (``BatchNormState``)."""
+    if hasattr(record, "scale"):
+        return record._replace(scale=jnp.ones_like(record.scale), bias=jnp.zeros_like(record.bias))
+    return record._replace(mean=jnp.zeros_like(record.mean), var=jnp.ones_like(record.var))
+
+
+def _reinitialize_weight_norm(record: Any, key: PRNGKey, position: int, weight_init: Initializer,
+                              bias_init: Initializer, is_weight: Callable[[Any], bool],
+                              is_bias: Callable[[Any], bool]) -> Any:
+    """``WeightNormParams(v, g, b)``: ``v`` re-drawn, ``g = ||v||`` per output unit (the kernel
+    ``g v / ||v||`` then equals ``v``, as ``init_weight_norm`` sets it), ``b`` re-set. The keys
+    are those the leaves would get on their own (``fold_in(key, position)`` for ``v``,
+    ``position + 2`` for ``b``)."""
+    v, g, b = record
+    if is_weight(v):
+        v = weight_init(jax.random.fold_in(key, position), v.shape, v.dtype)
+        g = jnp.sqrt(jnp.sum(jnp.square(v), axis=tuple(range(v.ndim - 1)))).astype(g.dtype)
+    if is_bias(b):
+        b = bias_init(jax.random.fold_in(key, position + 2), b.shape, b.dtype)
+    return type(record)(v, g, b)
+
+
 def reinitialize(
     tree: PyTree,
     key: PRNGKey,
@@ -109,13 +157,25 @@ def reinitialize(
     ``he_normal`` gives ``N(0, 2/n_in)`` there too, and the bias is re-set (when ``is_bias`` holds
     for it flattened). For other layouts pass a custom ``weight_init``.
 
+    Normalization layers are recognized by type and reset to their initial values, whatever the
+    rules say: their 1-d scales are not biases, and zeroing them (as the default bias rule would)
+    makes every normalized unit output its offset, the same for every input. functrain's
+    ``BatchNormParams`` and ``LayerNormParams`` get ``scale = 1, bias = 0`` and ``BatchNormState``
+    its initial running statistics ``mean = 0, var = 1``; equinox's ``eqx.nn.LayerNorm``,
+    ``BatchNorm``, ``GroupNorm`` and ``RMSNorm`` get ``weight = 1, bias = 0`` (the running
+    statistics of ``eqx.nn.BatchNorm`` live in its ``eqx.nn.State``, not touched). In
+    ``WeightNormParams(v, g, b)`` the direction ``v`` is re-drawn (if ``is_weight`` holds), the
+    length set to ``g = ||v||`` per output unit, so the kernel ``g v / ||v||`` equals ``v`` as
+    ``init_weight_norm`` sets it, and ``b`` re-set (if ``is_bias`` holds).
+
     Args:
         tree: the parameters.
         key: PRNG key.
         weight_init: initializer for weights.
         bias_init: initializer for biases; defaults to :func:`zeros`.
-        is_weight: predicate selecting weights (default: floating arrays with ``ndim >= 2``).
-        is_bias: predicate selecting biases (default: floating arrays with ``ndim == 1``).
+        is_weight: predicate selecting weights (default: floating or complex arrays with ``ndim >= 2``).
+        is_bias: predicate selecting biases (default: floating or complex arrays with ``ndim == 1``
+            outside the normalization layers above).
 
     Returns:
         A pytree with ``tree``'s structure.
@@ -129,6 +189,12 @@ def reinitialize(
         ...                                    weight_init=ft.initializers.he_normal())
         >>> round(float(new["w"].var() * 64 / 2), 1), float(new["b"].sum()), int(new["step"])
         (1.0, 0.0, 3)
+        >>> model = ft.layers.serial(ft.layers.Dense(4), ft.layers.BatchNorm())
+        >>> params, _, _ = model.init(jax.random.key(0), (-1, 3))
+        >>> new = ft.initializers.reinitialize(params, jax.random.key(1),
+        ...                                    weight_init=ft.initializers.he_normal())
+        >>> new[1].scale.tolist(), new[1].bias.tolist()  # normalization: ones and zeros
+        ([1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0])
     """
     who = "reinitialize"
     _validate.check_callable(weight_init, who, "weight_init", "an initializer (e.g. he_normal())")
@@ -137,18 +203,32 @@ def reinitialize(
     _validate.check_callable(is_weight, who, "is_weight", "a predicate of a leaf")
     _validate.check_callable(is_bias, who, "is_bias", "a predicate of a leaf")
     b_init: Initializer = _zeros if bias_init is None else bias_init
-    eqx_layers = _equinox_layer_types()
+    eqx_layers = _equinox_types("Linear", "Conv")
+    eqx_norms = _equinox_types("LayerNorm", "GroupNorm", "BatchNorm", "RMSNorm")
+    norms = _functrain_types("functrain.layers.normalization", "BatchNormParams",
+                             "LayerNormParams", "BatchNormState")
+    weight_norms = _functrain_types("functrain.layers.weight_norm", "WeightNormParams")
+    units = eqx_layers + eqx_norms + norms + weight_norms
     leaves, treedef = jax.tree_util.tree_flatten(
-        tree, is_leaf=(lambda x: isinstance(x, eqx_layers)) if eqx_layers else None)
+        tree, is_leaf=(lambda x: isinstance(x, units)) if units else None)
     out = []
-    for position, leaf in enumerate(leaves):
+    position = 0  # the leaf's position in the plain flattening (an eqx Linear/Conv counts once)
+    for leaf in leaves:
         k = jax.random.fold_in(key, position)
-        if eqx_layers and isinstance(leaf, eqx_layers):
+        if isinstance(leaf, eqx_layers):
             out.append(_reinitialize_equinox_layer(leaf, k, weight_init, b_init, is_weight, is_bias))
+        elif isinstance(leaf, eqx_norms):
+            out.append(_reset_equinox_norm(leaf))
+        elif isinstance(leaf, norms):
+            out.append(_reset_functrain_norm(leaf))
+        elif isinstance(leaf, weight_norms):
+            out.append(_reinitialize_weight_norm(leaf, key, position, weight_init, b_init,
+                                                 is_weight, is_bias))
         elif is_weight(leaf):
             out.append(weight_init(k, leaf.shape, leaf.dtype))
         elif is_bias(leaf):
             out.append(b_init(k, leaf.shape, leaf.dtype))
         else:
             out.append(leaf)
+        position += 1 if isinstance(leaf, eqx_layers) else len(jax.tree_util.tree_leaves(leaf))
     return _tree.tree_unflatten(treedef, out)

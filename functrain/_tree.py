@@ -68,19 +68,25 @@ def is_float_array(x: Any) -> bool:
     return isinstance(x, (jax.Array, np.ndarray)) and jnp.issubdtype(x.dtype, jnp.floating)
 
 
-def is_kernel(leaf: Any) -> bool:
-    """The library's one "is this a weight" rule: a floating array with ``ndim >= 2``.
+def _is_inexact_array(x: Any) -> bool:
+    """A JAX/NumPy array with a floating or complex dtype (a trainable parameter)."""
+    return isinstance(x, (jax.Array, np.ndarray)) and jnp.issubdtype(x.dtype, jnp.inexact)
 
-    Dense kernels ``(in, out)`` and convolution kernels (HWIO) qualify; biases, normalization
-    scales/offsets (vectors) and scalars do not. Used by weight decay masks, the L1/L2 penalties
-    and :func:`functrain.initializers.reinitialize`.
+
+def is_kernel(leaf: Any) -> bool:
+    """The library's one "is this a weight" rule: a floating or complex array with ``ndim >= 2``.
+
+    Dense kernels ``(in, out)`` and convolution kernels (HWIO) qualify, complex ones too (as
+    optax's ``ndim``-based masks); biases, normalization scales/offsets (vectors) and scalars do
+    not. Used by weight decay masks, gradient centralization, the L1/L2 penalties and
+    :func:`functrain.initializers.reinitialize`.
     """
-    return is_float_array(leaf) and leaf.ndim >= 2
+    return _is_inexact_array(leaf) and leaf.ndim >= 2
 
 
 def is_vector(leaf: Any) -> bool:
-    """A floating array with ``ndim == 1`` (a bias, or a normalization scale or offset)."""
-    return is_float_array(leaf) and leaf.ndim == 1
+    """A floating or complex array with ``ndim == 1`` (a bias, a normalization scale or offset)."""
+    return _is_inexact_array(leaf) and leaf.ndim == 1
 
 
 def describe_difference(expected: PyTree, got: PyTree) -> str | None:

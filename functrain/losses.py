@@ -11,6 +11,12 @@ input.
 * :func:`accuracy` -- fraction of argmax predictions equal to the label.
 * :func:`l2_penalty`, :func:`l1_penalty` -- weight penalties (weight decay as an explicit loss term).
 
+Integer labels outside their range (a class outside ``[0, C)``, a binary target outside
+``{0, 1}``) make the loss of that example NaN, and its gradient too (never a wrap-around to the
+last class): a wrong label is loud (a NaN loss, a skipped or NaN step), never a silently wrong
+but finite value. The check is a compare and a select per example, so it runs under ``jit`` and
+``vmap`` with traced labels at no measurable cost; data loaders check labels eagerly before that.
+
 ``reduction`` (a :data:`Reduction`) is ``"mean"`` (default: average over all examples/elements),
 ``"sum"`` or ``"none"`` (per-example cross-entropy; elementwise binary cross-entropy and squared
 error).
@@ -29,10 +35,11 @@ from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Float, Int
 
 from functrain import _tree, _validate
-from functrain.typing import Array, PyTree
+from functrain.typing import Array, DType, PyTree
 
 __all__ = [
     "Reduction",
@@ -106,6 +113,20 @@ def _label_kind(logits: Array, labels: Array, who: str) -> Literal["int", "dist"
                    error=TypeError)
 
 
+def _nan_unless(valid: Array, dtype: DType) -> Array:
+    """``1`` where ``valid``, NaN elsewhere: multiplying a loss by it makes the loss and its
+    gradient NaN for invalid examples (a ``where`` would give a NaN loss with a finite gradient)."""
+    return jnp.where(valid, jnp.ones((), dtype), jnp.full((), jnp.nan, dtype))
+
+
+def _in_range(labels: Array, n: int) -> Array:
+    """Elementwise ``0 <= labels < n`` for integer labels, with no wrap-around or overflow."""
+    valid = labels >= 0
+    if n <= int(np.iinfo(labels.dtype).max):  # else every value of the dtype is below n
+        valid = valid & (labels < n)
+    return valid
+
+
 def softmax_cross_entropy(
     logits: Float[Array, "*batch classes"],
     labels: Int[Array, "*batch"] | Float[Array, "*batch classes"],
@@ -119,8 +140,9 @@ def softmax_cross_entropy(
         ``loss = -sum_c y_c * log_softmax(z)_c,  log_softmax(z)_c = z_c - logsumexp(z)``.
 
     Integer labels ``k`` are the one-hot case, ``loss = logsumexp(z) - z_k``. The log-sum-exp is
-    shifted by ``max(z)`` so the result is finite for any finite logits (no ``log(0)``). Integer
-    labels must lie in ``[0, C)``; out-of-range labels cannot be checked on traced values.
+    shifted by ``max(z)`` so the result is finite for any finite logits (no ``log(0)``). An integer
+    label outside ``[0, C)`` (``-1`` included: no wrap-around to the last class) gives that
+    example a NaN loss and a NaN gradient, also for traced labels under ``jit`` and ``vmap``.
 
     Args:
         logits: ``(*batch, classes)`` floating scores.
@@ -153,7 +175,11 @@ def softmax_cross_entropy(
     _check_logits(logits, who)
     log_p = jax.nn.log_softmax(logits, axis=-1)
     if _label_kind(logits, labels, who) == "int":
-        per_example = -jnp.take_along_axis(log_p, labels[..., None], axis=-1)[..., 0]
+        n = int(logits.shape[-1])
+        # mode="clip": an in-bounds gather (cheaper than the default NaN fill); the factor below
+        # makes out-of-range labels NaN.
+        picked = jnp.take_along_axis(log_p, labels[..., None], axis=-1, mode="clip")[..., 0]
+        per_example = -picked * _nan_unless(_in_range(labels, n), log_p.dtype)
     else:
         # 0 * log_p is 0 because log_p is finite: no 0 * (-inf) NaN.
         per_example = -jnp.sum(labels.astype(log_p.dtype) * log_p, axis=-1)
@@ -178,7 +204,8 @@ def binary_cross_entropy(
 
     Args:
         logits: ``(*shape)`` floating scores (one per binary target).
-        labels: ``(*shape)`` targets in ``[0, 1]`` (integer 0/1 or floating).
+        labels: ``(*shape)`` targets in ``[0, 1]``: integer 0/1 (any other integer gives a NaN
+            loss and gradient for that element) or floating (soft targets).
         reduction: ``"mean"`` over all elements (default), ``"sum"``, or ``"none"`` (elementwise).
 
     Returns:
@@ -205,6 +232,8 @@ def binary_cross_entropy(
                       f"one target per logit, the shape of the logits {tuple(logits.shape)}")
     y = labels.astype(logits.dtype)
     losses = jnp.maximum(logits, 0) - logits * y + jnp.log1p(jnp.exp(-jnp.abs(logits)))
+    if jnp.issubdtype(labels.dtype, jnp.integer):
+        losses = losses * _nan_unless(_in_range(labels, 2), losses.dtype)
     return _reduce(losses, reduction)
 
 
@@ -256,7 +285,8 @@ def accuracy(
             (their argmax is the class).
 
     Returns:
-        A float32 scalar in ``[0, 1]``.
+        A float32 scalar in ``[0, 1]``; NaN if an integer label lies outside ``[0, C)`` (as for
+        :func:`softmax_cross_entropy`: a wrong label is never counted as a plain miss).
 
     Raises:
         ValueError: if the labels' shape does not fit the logits.
@@ -271,16 +301,19 @@ def accuracy(
     logits = _as_array(logits, "logits", who)
     labels = _as_array(labels, "labels", who)
     _check_logits(logits, who)
-    if _label_kind(logits, labels, who) == "dist":
-        labels = jnp.argmax(labels, axis=-1)
-    return jnp.mean((jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32))
+    hits = jnp.argmax(logits, axis=-1) == (
+        jnp.argmax(labels, axis=-1) if _label_kind(logits, labels, who) == "dist" else labels)
+    if jnp.issubdtype(labels.dtype, jnp.integer):
+        valid = _in_range(labels, int(logits.shape[-1]))
+        return jnp.mean(jnp.where(valid, hits.astype(jnp.float32), jnp.nan))
+    return jnp.mean(hits.astype(jnp.float32))
 
 
 def default_penalty_mask(leaf: Any) -> bool:
     """Default leaf selection for the weight penalties: the kernels (``_tree.is_kernel``).
 
-    A floating array with ``ndim >= 2`` (dense and convolution kernels) is penalized; biases,
-    batch-norm scales and offsets (1-d) and scalars are not, as is conventional.
+    A floating (or complex) array with ``ndim >= 2`` (dense and convolution kernels) is penalized;
+    biases, batch-norm scales and offsets (1-d) and scalars are not, as is conventional.
 
     Args:
         leaf: one leaf of a parameter pytree.
@@ -320,7 +353,7 @@ def _sum_leaves(sums: list[Array]) -> Array:
 
 
 def l2_penalty(params: PyTree, *, mask: PyTree | Callable[[Any], bool] | None = None) -> Array:
-    """Half the squared L2 norm of the selected weights, ``0.5 * sum_i w_i^2``.
+    """Half the squared L2 norm of the selected weights, ``0.5 * sum_i |w_i|^2``.
 
     The factor ``1/2`` makes the gradient exactly ``w``, so adding ``lam * l2_penalty(params)`` to
     the loss adds ``lam * w`` to the gradient: classic (coupled) weight decay with coefficient
@@ -329,7 +362,7 @@ def l2_penalty(params: PyTree, *, mask: PyTree | Callable[[Any], bool] | None = 
     Args:
         params: any pytree of arrays (functrain params, an equinox module's arrays ...).
         mask: which leaves to penalize: ``None`` (default: :func:`default_penalty_mask`,
-            floating leaves with ``ndim >= 2``, i.e. kernels but not biases or norm scales),
+            floating or complex leaves with ``ndim >= 2``: kernels, not biases or norm scales),
             a predicate ``leaf -> bool``, or a pytree of Python bools with ``params``' structure.
 
     Returns:
@@ -348,7 +381,8 @@ def l2_penalty(params: PyTree, *, mask: PyTree | Callable[[Any], bool] | None = 
         [[1.0, 2.0], [3.0, 4.0]]
     """
     leaves = _selected(params, mask, "l2_penalty")
-    return 0.5 * _sum_leaves([jnp.sum(jnp.square(_upcast(w))) for w in leaves])
+    return 0.5 * _sum_leaves([jnp.sum(jnp.square(jnp.abs(_upcast(w))) if jnp.iscomplexobj(w)
+                                      else jnp.square(_upcast(w))) for w in leaves])
 
 
 def l1_penalty(params: PyTree, *, mask: PyTree | Callable[[Any], bool] | None = None) -> Array:

@@ -389,3 +389,61 @@ def test_reinitialize_equinox_uses_the_right_fans() -> None:
     lin = _eqx_blank(eqx.nn.Linear, 256, 64)
     g = I.reinitialize(lin, jax.random.key(3), weight_init=I.glorot_normal())
     assert float(jnp.var(g.weight)) == pytest.approx(2 / 320, rel=0.05)
+
+
+def test_case_5_reinitialize_resets_normalization_scales_to_ones() -> None:
+    """Issue 12 case 5: the default bias rule zeroed BatchNorm/LayerNorm scales (a re-initialized
+    BN model gave the same logits for every input). Normalization records and equinox norm layers
+    are recognized by type: scales 1, offsets 0, running statistics at their initial values."""
+    from functrain import layers as L
+
+    model = L.serial(L.Dense(8), L.BatchNorm(), L.Relu, L.Dense(8), L.LayerNorm(), L.Dense(3))
+    params, state, _ = model.init(KEY, (-1, 5))
+    trained = jax.tree_util.tree_map(lambda p: p * 3.0 + 0.5, params)  # scales != 1, offsets != 0
+    stats = jax.tree_util.tree_map(lambda s: s + 2.0, state)
+    new = I.reinitialize(trained, jax.random.key(7), weight_init=I.he_normal())
+    new_state = I.reinitialize(stats, jax.random.key(7), weight_init=I.he_normal())
+    for i in (1, 4):
+        np.testing.assert_array_equal(np.asarray(new[i].scale), 1.0)
+        np.testing.assert_array_equal(np.asarray(new[i].bias), 0.0)
+    np.testing.assert_array_equal(np.asarray(new[0].b), 0.0)  # plain biases are still re-set
+    assert not np.allclose(np.asarray(new[0].w), np.asarray(trained[0].w))
+    np.testing.assert_array_equal(np.asarray(new_state[1].mean), 0.0)
+    np.testing.assert_array_equal(np.asarray(new_state[1].var), 1.0)
+    x = jax.random.normal(jax.random.key(1), (6, 5))
+    for train in (True, False):
+        logits, _ = model.apply(new, new_state, x, train=train)
+        assert float(jnp.max(jnp.std(logits, axis=0))) > 1e-3, train  # outputs differ across inputs
+    # Weight normalization: g = ||v|| so the kernel equals the new direction; b re-set.
+    wn = L.init_weight_norm(KEY, (4, 3))._replace(g=jnp.zeros(3), b=jnp.ones(3))
+    new_wn = I.reinitialize({"wn": wn}, jax.random.key(2), weight_init=I.glorot_normal())["wn"]
+    np.testing.assert_allclose(L.weight_norm(new_wn.v, new_wn.g), new_wn.v, rtol=1e-6)
+    np.testing.assert_array_equal(np.asarray(new_wn.b), 0.0)
+
+
+def test_case_5_reinitialize_resets_equinox_norm_layers() -> None:
+    """Issue 12 case 5, equinox side: eqx.nn.LayerNorm, BatchNorm and GroupNorm weights were
+    zeroed (LayerNorm's 2-d weight was even re-drawn as a kernel); now weight 1, bias 0."""
+    k1, k2, k3 = jax.random.split(KEY, 3)
+    layer_norm = eqx.nn.LayerNorm((4, 6))
+    group_norm = eqx.nn.GroupNorm(2, 6)
+    batch_norm, bn_state = eqx.nn.make_with_state(eqx.nn.BatchNorm)(6, axis_name="batch",
+                                                                     mode="batch")
+    tree = {"lin": eqx.nn.Linear(6, 6, key=k1), "ln": layer_norm, "gn": group_norm,
+            "bn": batch_norm, "rms": eqx.nn.RMSNorm(6)}
+    shifted = jax.tree_util.tree_map(lambda x: x * 3.0 - 0.5 if eqx.is_inexact_array(x) else x, tree)
+    new = I.reinitialize(shifted, k2, weight_init=I.he_normal())
+    for name in ("ln", "gn", "bn", "rms"):
+        assert new[name].weight is not None and new[name].bias is not None
+        np.testing.assert_array_equal(np.asarray(new[name].weight), 1.0)
+        np.testing.assert_array_equal(np.asarray(new[name].bias), 0.0)
+    assert new["ln"].weight.shape == (4, 6)
+    assert not np.allclose(np.asarray(new["lin"].weight), np.asarray(shifted["lin"].weight))
+    x = jax.random.normal(k3, (5, 4, 6))
+    out = jax.vmap(new["ln"])(x)
+    assert float(jnp.min(jnp.std(out.reshape(5, -1), axis=0))) > 1e-3  # differs across inputs
+    out_gn = jax.vmap(new["gn"])(x[:, 0])
+    out_bn, _ = jax.vmap(new["bn"], axis_name="batch", in_axes=(0, None),
+                         out_axes=(0, None))(x[:, 0], bn_state)
+    for y in (out_gn, out_bn):
+        assert float(jnp.min(jnp.std(y, axis=0))) > 1e-3

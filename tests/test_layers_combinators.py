@@ -330,3 +330,42 @@ def test_residual_ensemble_vmap() -> None:
         ref = xn @ np.asarray(proj.w[i]) + np.asarray(proj.b[i]) + np.maximum(
             xn @ np.asarray(body.w[i]) + np.asarray(body.b[i]), 0.0)
         np.testing.assert_allclose(ys[i], ref, rtol=1e-5, atol=1e-5)
+
+
+def test_case_8_swapped_params_and_state_name_the_layer_and_expectation() -> None:
+    """Issue 12 case 8: swapped params/model_state gave "not enough values to unpack (expected 2,
+    got 0)" deep inside serial; serial, parallel and Residual now name the entry, the layer and
+    the expected structure (one message style), eagerly and under jit; correct calls are untouched."""
+    style = r"^[\w.]+: argument '[\w.\[\]']+' must be .+, got .+$"
+    model = serial(Dense(16), BatchNorm(), Relu, Dense(3))
+    params, state, _ = model.init(KEY, (-1, 4))
+    x = jnp.ones((8, 4))
+    expected = (r"^serial: argument 'params\[0\]' must be the parameters of layer 0 of 4, "
+                r"DenseParams\(w=f32\[4,16\], b=f32\[16\]\), got \(\); params and state look swapped")
+    for run in (model.apply, jax.jit(model.apply, static_argnames="train")):
+        with pytest.raises(TypeError, match=expected) as info:
+            run(state, params, x, train=True)
+        assert __import__("re").match(style, str(info.value))
+    # A wrong entry that is not a swap: the state of layer 1 replaced by its parameters.
+    with pytest.raises(TypeError, match=r"^serial: argument 'state\[1\]' must be the state of layer 1 "
+                                        r"of 4, BatchNormState\(mean=f32\[16\], var=f32\[16\]\), got "
+                                        r"BatchNormParams\(scale=f32\[16\], bias=f32\[16\]\)$"):
+        model.apply(params, (state[0], params[1], *state[2:]), x, train=True)
+    block = Residual(serial(Dense(4), BatchNorm()))
+    rp, rs, _ = block.init(KEY, (-1, 4))
+    with pytest.raises(TypeError, match=r"^Residual: argument 'params.body' must be the parameters of the "
+                                        r"body, \(DenseParams\(w=f32\[4,4\], b=f32\[4\]\), "
+                                        r"BatchNormParams.*got \(\); params and state look swapped"):
+        block.apply(rs, rp, x, train=True)
+    branches = serial(parallel(Dense(2), serial(Dense(3), BatchNorm())), Concatenate)
+    bp, bs, _ = branches.init(KEY, (-1, 4))
+    with pytest.raises(TypeError, match=r"^parallel: argument 'params\[0\]' must be the parameters of "
+                                        r"branch 0 of 2, DenseParams.*; at serial layer 0 of 2$"):
+        branches.apply(bs, bp, x, train=True)
+    # Other errors are not rewritten, and correct calls still work (the check runs only on errors).
+    with pytest.raises(ValueError, match=r"^Dense: argument 'x' must be an array of shape \(\*, 4\)"):
+        model.apply(params, state, jnp.ones((8, 5)), train=True)
+    assert model.apply(params, state, x, train=True)[0].shape == (8, 3)
+    assert block.apply(rp, rs, x, train=False)[0].shape == (8, 4)
+    # Lists for tuples are still accepted (the entries hold the right leaves).
+    assert model.apply(list(params), list(state), x, train=False)[0].shape == (8, 3)

@@ -259,3 +259,33 @@ def test_layer_norm_closed_form_and_layer() -> None:
         LayerNorm(eps=-1.0)
     with pytest.raises(ValueError, match=r"^layer_norm: argument 'params.scale' must be an array of rank 1"):
         layer_norm(LayerNormParams(jnp.ones((2, 6)), jnp.ones(6)), x)
+
+
+def test_case_6_integer_inputs_are_promoted_to_the_parameter_dtype() -> None:
+    """Issue 12 case 6: uint8/int32/bool inputs gave integer outputs (0s and 1s); they are promoted
+    to the parameter dtype as dense and conv promote them, with the values of the float input."""
+    pixels = np.random.default_rng(0).integers(0, 256, (6, 4))
+    as_float = jnp.asarray(pixels, jnp.float32)
+    bn = BatchNorm()
+    bp, bs, _ = bn.init(KEY, (-1, 4))
+    for dtype in (jnp.uint8, jnp.int32, jnp.int8):
+        x = jnp.asarray(pixels % 128, dtype) if dtype == jnp.int8 else jnp.asarray(pixels, dtype)
+        ref_x = x.astype(jnp.float32)
+        for train in (True, False):
+            y, s = bn.apply(bp, bs, x, train=train)
+            y_ref, s_ref = bn.apply(bp, bs, ref_x, train=train)
+            assert y.dtype == jnp.float32, (dtype, train)
+            np.testing.assert_allclose(y, y_ref, rtol=1e-6)
+            chex.assert_trees_all_close(s, s_ref)
+        y16, _ = batch_norm(*init_batch_norm(KEY, 4, dtype=jnp.bfloat16), x, train=True)
+        assert y16.dtype == jnp.bfloat16
+        ln = layer_norm(init_layer_norm(KEY, 4), x)
+        assert ln.dtype == jnp.float32
+        np.testing.assert_allclose(ln, layer_norm(init_layer_norm(KEY, 4), ref_x), rtol=1e-6)
+        ln_layer, _ = LayerNorm().apply(init_layer_norm(KEY, 4), (), x, train=False)
+        assert ln_layer.dtype == jnp.float32
+    assert float(jnp.std(bn.apply(bp, bs, jnp.asarray(pixels, jnp.uint8), train=True)[0])) > 0.5
+    assert batch_norm(bp, bs, jnp.asarray(pixels > 100), train=True)[0].dtype == jnp.float32
+    # Floating inputs keep their dtype (mixed precision: bfloat16 activations, float32 params).
+    assert batch_norm(bp, bs, as_float.astype(jnp.bfloat16), train=True)[0].dtype == jnp.bfloat16
+    assert layer_norm(init_layer_norm(KEY, 4), as_float.astype(jnp.float16)).dtype == jnp.float16

@@ -103,6 +103,37 @@ def test_accuracy_integer_and_one_hot() -> None:
     assert losses.accuracy(z, y).dtype == jnp.float32
 
 
+def test_case_1_out_of_range_labels_give_nan_without_wrap_around(logits: jax.Array) -> None:
+    """Issue 12 case 1: -1 is not the last class and C is not a silent NaN of some paths: every
+    label outside [0, C) gives that example a NaN loss and gradient, eagerly, under jit and vmap."""
+    good = jnp.array([0, 1, 4, 2, 3, 3, 0])
+    ref = losses.softmax_cross_entropy(logits, good, reduction="none")
+    for bad_value in (-1, 5, -6, 2**31 - 1):
+        bad = good.at[2].set(bad_value)
+        for fn in (losses.softmax_cross_entropy, jax.jit(losses.softmax_cross_entropy,
+                                                         static_argnames="reduction")):
+            per = fn(logits, bad, reduction="none")
+            assert bool(jnp.isnan(per[2])), bad_value
+            np.testing.assert_array_equal(np.delete(per, 2), np.delete(ref, 2))
+        assert bool(jnp.isnan(losses.softmax_cross_entropy(logits, bad)))
+        assert bool(jnp.isnan(losses.accuracy(logits, bad)))
+        assert bool(jnp.isnan(jax.jit(losses.accuracy)(logits, bad)))
+        grads = jax.grad(lambda z, y=bad: losses.softmax_cross_entropy(z, y, reduction="sum"))(logits)
+        assert bool(jnp.all(jnp.isnan(grads[2]))) and bool(jnp.all(jnp.isfinite(np.delete(grads, 2, 0))))
+        per_vmap = jax.vmap(lambda z, y: losses.softmax_cross_entropy(z, y))(logits, bad)
+        assert [bool(v) for v in jnp.isnan(per_vmap)] == [i == 2 for i in range(7)]
+        assert bool(jnp.isnan(jax.vmap(losses.accuracy)(logits, bad)[2]))
+    # Narrow and unsigned label dtypes: no overflow of the class count, no wrap-around.
+    wide = jnp.zeros((2, 300))
+    assert bool(jnp.isfinite(losses.softmax_cross_entropy(wide, jnp.array([1, 127], jnp.int8))))
+    assert bool(jnp.isnan(losses.softmax_cross_entropy(logits, good.astype(jnp.uint8).at[0].set(5))))
+    assert float(losses.accuracy(logits, good)) == float(losses.accuracy(logits, good.astype(jnp.uint8)))
+    # Integer binary targets outside {0, 1} are NaN too; soft floating targets are untouched.
+    bce = losses.binary_cross_entropy(jnp.zeros(4), jnp.array([0, 1, 2, -1]), reduction="none")
+    assert [bool(v) for v in jnp.isnan(bce)] == [False, False, True, True]
+    assert bool(jnp.isfinite(losses.binary_cross_entropy(jnp.zeros(2), jnp.array([0.25, 1.0]))))
+
+
 def test_penalties_default_mask_skips_biases() -> None:
     params: dict[str, Any] = {"dense": DenseParams(w=jnp.array([[1.0, -2.0], [3.0, 0.5]]), b=jnp.array([10.0, -10.0])),
               "kernel": jnp.ones((2, 2, 1, 1)) * -1.5}

@@ -229,3 +229,50 @@ class TestEveryKSchedule(chex.TestCase):
         with pytest.raises(TypeError, match=r"^accumulate_gradients: argument 'every_k' must be an "
                                             r"int >= 1, got 'two'$"):
             fo.accumulate_gradients(fo.sgd(0.1), "two")  # type: ignore[arg-type]  # deliberate
+
+
+def test_case_19_accumulate_gradients_with_mixed_precision_matches_optax_multisteps() -> None:
+    """Issue 12 case 19: gradients wider than the params (f32 on f16/bf16, bf16 <-> f16) made adam's
+    inner state change dtype and lax.cond fail. Now every pairing works: the updates have plain
+    adam's dtype, the inner state keeps its init dtypes, and the values match optax.MultiSteps."""
+    import optax
+
+    dtypes = (jnp.float32, jnp.float16, jnp.bfloat16)
+    pairs = [(p, g) for p in dtypes for g in dtypes]
+
+    def run(tx: Any, p_dtype: Any, g_dtype: Any) -> tuple[PyTree, Any]:
+        params = {"w": jnp.linspace(-1.0, 1.0, 4).astype(p_dtype)}
+        state = tx.init(params)
+        outs = []
+        for t in range(2):  # one cycle: accumulate, then step (no zero gradient: f16 eps is 0)
+            g = {"w": (jnp.arange(4.0) * 0.25 - 0.3 * t + 0.13).astype(g_dtype)}
+            u, state = tx.update(g, state, params)
+            outs.append(u)
+        return outs, state
+
+    def all_pairs() -> list[Any]:
+        results = []
+        for p_dtype, g_dtype in pairs:
+            ours = run(fo.accumulate_gradients(fo.adam(0.1), every_k=2), p_dtype, g_dtype)
+            theirs = run(optax.MultiSteps(optax.adam(0.1), every_k_schedule=2), p_dtype, g_dtype)
+            plain = run(fo.adam(0.1), p_dtype, g_dtype)
+            results.append((ours, theirs, plain))
+        return results
+
+    for (p_dtype, g_dtype), ((ours, state), (theirs, their_state), (plain, _)) in zip(
+            pairs, jax.jit(all_pairs, compiler_options={"xla_backend_optimization_level": 0})(),
+            strict=True):
+        assert [u["w"].dtype for u in ours] == [u["w"].dtype for u in plain], (p_dtype, g_dtype)
+        assert [u["w"].dtype for u in ours] == [u["w"].dtype for u in theirs]
+        init = fo.adam(0.1).init({"w": jnp.zeros(4, p_dtype)})
+        assert [x.dtype for x in jax.tree_util.tree_leaves(state.inner_state)] == [
+            x.dtype for x in jax.tree_util.tree_leaves(init)]
+        tol = 1e-6 if jnp.dtype(p_dtype) == jnp.float32 and jnp.dtype(g_dtype) == jnp.float32 else 2e-2
+        for a, b in zip(ours, theirs, strict=True):
+            np.testing.assert_allclose(np.asarray(a["w"], np.float32), np.asarray(b["w"], np.float32),
+                                       rtol=tol, atol=tol * 0.1)
+        assert float(jnp.max(jnp.abs(ours[-1]["w"].astype(jnp.float32)))) > 0.01  # it stepped
+        mu_ours = jax.tree_util.tree_leaves(state.inner_state[0].mu)[0]
+        mu_theirs = their_state.inner_opt_state[0].mu["w"]
+        np.testing.assert_allclose(np.asarray(mu_ours, np.float32), np.asarray(mu_theirs, np.float32),
+                                   rtol=tol, atol=tol * 0.1)

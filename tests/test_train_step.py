@@ -261,3 +261,101 @@ def _raises(exc: type[Exception], match: str, fn: Any, *args: Any, **kwargs: Any
     with pytest.raises(exc, match=match) as info:
         fn(*args, **kwargs)
     assert STYLE.match(str(info.value)), str(info.value)
+
+
+def _bn_model_state() -> tuple[Any, TrainState[Any, Any, Any], tuple[Array, Array]]:
+    model = layers.serial(layers.Dense(4), layers.BatchNorm(), layers.Relu, layers.Dense(3))
+    params, model_state, _ = model.init(jax.random.key(0), (-1, 5))
+    x = jax.random.normal(jax.random.key(1), (8, 5))
+    return model, TrainState(jnp.zeros((), jnp.int32), params, model_state, ()), (x, jnp.arange(8) % 3)
+
+
+def test_case_2_a_skipped_step_keeps_batch_norm_statistics() -> None:
+    """Issue 12 case 2: with NaN in a batch, skip_nonfinite skipped the update but the running
+    mean/var became NaN. Now a skipped step leaves params, opt state AND model state unchanged
+    (only the counters advance); under jit and vmap, with functrain's and optax's guards."""
+    model, base, (x, y) = _bn_model_state()
+    loss = classifier_loss(model.apply, train=True)
+    bad = (x.at[3, 2].set(jnp.nan), y)
+    guards: list[Any] = [optim.skip_nonfinite(optim.adam(0.1)),
+                         optim.chain(optim.clip_by_global_norm(1.0),
+                                     optim.skip_nonfinite(optim.sgd(0.1), max_consecutive=3)),
+                         optax.apply_if_finite(optax.adam(0.1), 5)]
+    for opt in guards:
+        state = base._replace(opt_state=opt.init(base.params))
+        run = jax.jit(make_train_step(loss, opt))
+        new, metrics = run(state, bad, jax.random.key(0))
+        assert bool(jnp.isnan(metrics["loss"]))
+        chex.assert_trees_all_equal(new.params, state.params)
+        chex.assert_trees_all_equal(new.model_state, state.model_state)  # not NaN statistics
+        assert int(new.step) == 1
+        good, _ = run(new, (x, y), jax.random.key(1))  # a finite batch updates everything
+        assert not np.allclose(good.model_state[1].mean, state.model_state[1].mean)
+        assert bool(jnp.all(jnp.isfinite(good.model_state[1].var)))
+    # Under vmap each run skips on its own: run 0 sees the NaN batch, run 1 a clean one.
+    opt = optim.skip_nonfinite(optim.sgd(0.1))
+    state = base._replace(opt_state=opt.init(base.params))
+    xs = jnp.stack([bad[0], x])
+    out, _ = jax.jit(jax.vmap(make_train_step(loss, opt), in_axes=(None, 0, None)))(
+        state, (xs, jnp.stack([y, y])), jax.random.key(0))
+    np.testing.assert_array_equal(out.model_state[1].mean[0], state.model_state[1].mean)
+    assert not np.allclose(out.model_state[1].mean[1], state.model_state[1].mean)
+    assert bool(jnp.all(jnp.isfinite(out.model_state[1].var)))
+
+
+def test_case_2_the_guard_costs_nothing_without_a_guard() -> None:
+    """Issue 12 case 2: the model-state protection is found at trace time; an unguarded step is
+    still exactly the hand-written program (see also the test above with adam)."""
+    model, base, batch = _bn_model_state()
+    loss = classifier_loss(model.apply, train=True)
+    opt = optim.sgd(0.1)
+    state = base._replace(opt_state=opt.init(base.params))
+
+    def by_hand(state: TrainState[Any, Any, Any], batch: PyTree, key: PRNGKey) -> tuple[Any, Metrics]:
+        (value, (ms, metrics)), g = jax.value_and_grad(loss, has_aux=True)(
+            state.params, state.model_state, batch, key)
+        updates, opt_state = opt.update(g, state.opt_state, state.params)
+        params = optim.apply_updates(state.params, updates)
+        return TrainState(state.step + 1, params, ms, opt_state), {**metrics, "loss": value}
+
+    args = (state, batch, jax.random.key(0))
+    assert str(jax.make_jaxpr(make_train_step(loss, opt, grad_norm=False))(*args)) == str(
+        jax.make_jaxpr(by_hand)(*args))
+    guarded = optim.skip_nonfinite(opt)
+    g_state = base._replace(opt_state=guarded.init(base.params))
+    n_plain = len(jax.make_jaxpr(make_train_step(loss, opt))(*args).eqns)
+    n_guard = len(jax.make_jaxpr(make_train_step(loss, guarded))(g_state, batch, jax.random.key(0)).eqns)
+    assert n_guard > n_plain  # the guard and its select are there only when asked for
+
+
+def test_case_7_eval_step_refuses_a_training_mode_loss() -> None:
+    """Issue 12 case 7: make_eval_step accepted classifier_loss(apply, train=True) and evaluated
+    with dropout on. classifier_loss returns a ClassifierLoss carrying its mode; make_eval_step
+    refuses train=True (also a functools.partial with train=True); the step keeps its loss_fn."""
+    import functools
+
+    model = layers.serial(layers.Dense(8), layers.Dropout(0.5), layers.Dense(3))
+    train_loss = classifier_loss(model.apply, train=True, weight_decay=1e-4)
+    eval_loss = classifier_loss(model.apply, train=False)
+    assert (train_loss.apply, train_loss.train, train_loss.weight_decay) == (model.apply, True, 1e-4)
+    assert train_loss == classifier_loss(model.apply, train=True, weight_decay=1e-4)
+    assert train_loss != eval_loss and len({train_loss, eval_loss, train_loss}) == 2
+    _raises(ValueError, r"^make_eval_step: argument 'loss_fn' must be an evaluation loss function "
+            r"\(train=False.*got ClassifierLoss classifier_loss\(.*train=True.*dropout on",
+            make_eval_step, train_loss)
+
+    def my_loss(p: PyTree, s: PyTree, b: PyTree, k: PRNGKey, *, train: bool) -> Any:
+        return eval_loss(p, s, b, k)
+
+    _raises(ValueError, r"^make_eval_step: argument 'loss_fn' must be an evaluation loss function",
+            make_eval_step, functools.partial(my_loss, train=True))
+    make_eval_step(functools.partial(my_loss, train=False))
+    params, model_state, _ = model.init(jax.random.key(0), (-1, 4))
+    state = init_train_state(params, model_state, optim.sgd(0.1))
+    batch = (jnp.ones((6, 4)), jnp.zeros(6, jnp.int32))
+    m1, m2 = make_eval_step(eval_loss)(state, batch), make_eval_step(eval_loss, key=jax.random.key(5))(state, batch)
+    assert float(m1["loss"]) == float(m2["loss"])  # deterministic: dropout off
+    step = make_train_step(train_loss, optim.sgd(0.1))
+    assert getattr(step, "loss_fn") is train_loss and getattr(step, "loss_fn").apply is model.apply
+    loss, (_, metrics) = train_loss(params, model_state, batch, jax.random.key(0))
+    assert loss.shape == () and set(metrics) == {"accuracy"}

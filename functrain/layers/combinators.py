@@ -12,6 +12,10 @@
   projection otherwise (a dense layer for ``(N, C)`` inputs, a strided 1x1 convolution for images).
 * :data:`Identity` passes its input through.
 
+A layer's error ends with its position (``...; at serial layer 2 of 5``); when ``params``/``state``
+lack the structure ``init`` gives (e.g. swapped), a ``TypeError`` names the entry and the expected
+structure instead (diagnosed only after a failure: correct models pay nothing).
+
 Example (a small convolutional network, and an Inception-style block with a pass-through branch):
 
 >>> model = ft.layers.serial(ft.layers.Conv2D(4, 3), ft.layers.Relu, ft.layers.MaxPool(2),
@@ -40,6 +44,7 @@ import jax.numpy as jnp
 from functrain import _validate
 from functrain.initializers import glorot_uniform, zeros
 from functrain.layers._geometry import check_input_shape, fmt
+from functrain.layers._diagnose import MISMATCH, diagnose, shape_of
 from functrain.layers.base import Branches, Join, Layer, stateless
 from functrain.layers.conv import ConvParams, apply_conv, init_conv
 from functrain.layers.dense import DenseParams, apply_dense, init_dense
@@ -71,7 +76,10 @@ def _at(where: str) -> Iterator[None]:
     except (ValueError, TypeError) as e:
         if type(e) not in (ValueError, TypeError):  # keep jax's own subclasses as they are
             raise
-        raise type(e)(f"{e}; at {where}") from e
+        err = type(e)(f"{e}; at {where}")
+        if getattr(e, MISMATCH, False):
+            setattr(err, MISMATCH, True)
+        raise err from e
 
 
 def _split(key: PRNGKey | None, n: int) -> list[PRNGKey | None]:
@@ -121,7 +129,10 @@ def serial(*layers: Layer | Branches | Join) -> Layer:
     ``key=None`` every layer gets ``None`` (fine for ``train=False``; a dropout layer raises in
     training). A ``parallel(...)`` (a :class:`Branches`) must be followed directly by a
     :class:`Join` such as :data:`Concatenate`. An error raised by a layer ends with its position,
-    e.g. ``...; at serial layer 2 of 5``.
+    e.g. ``...; at serial layer 2 of 5``; when the cause is a ``params``/``state`` entry without
+    the structure ``init`` gives (e.g. the two swapped), a ``TypeError`` names that entry instead:
+    ``serial: argument 'params[0]' must be the parameters of layer 0 of 4, DenseParams(w=f32[4,16],
+    b=f32[16]), got (); params and state look swapped ...``.
 
     Args:
         *layers: the layers, first applied first.
@@ -131,7 +142,8 @@ def serial(*layers: Layer | Branches | Join) -> Layer:
 
     Raises:
         TypeError: an argument is not a ``Layer``, ``Branches`` or ``Join`` (e.g. an uncalled
-            constructor such as ``LeakyRelu``).
+            constructor such as ``LeakyRelu``); at ``apply``, when a layer fails on a
+            ``params``/``state`` entry without the structure ``init`` gives.
         ValueError: a ``parallel(...)`` not followed by a join, or a join without one before it.
 
     Example:
@@ -169,20 +181,34 @@ def serial(*layers: Layer | Branches | Join) -> Layer:
         _check_entries(params, n, "params", "serial")
         _check_entries(state, n, "state", "serial")
         keys = _split(key, n)
-        new_states: list[PyTree] = []
-        for i, layer, join in stages:
-            with _at(f"serial layer {i} of {n}"):
-                if isinstance(layer, Layer):
-                    x, s = layer.apply(params[i], state[i], x, key=keys[i], train=train)
-                    new_states.append(s)
-                    continue
-                assert join is not None  # a parallel(...) is always followed by its join
-                xs, sb = layer.apply(params[i], state[i], x, key=keys[i], train=train)
-                x, sj = join.apply(params[i + 1], state[i + 1], xs, key=keys[i + 1], train=train)
-                new_states += [sb, sj]
-        return x, tuple(new_states)
+        shape = shape_of(x)
+        try:
+            return _serial_apply(stages, n, params, state, x, keys, train)
+        except Exception as e:
+            diagnose("serial", init, shape, params, state,
+                      [(f"[{i}]", "params state", f"layer {i} of {n}") for i in range(n)], e)
+            raise
+
 
     return Layer(init, apply)
+
+
+def _serial_apply(stages: list[tuple[int, Layer | Branches, Join | None]], n: int, params: PyTree,
+                  state: PyTree, x: Array, keys: list[PRNGKey | None],
+                  train: bool) -> tuple[Array, PyTree]:
+    """The loop of :func:`serial`'s ``apply`` (its checks and error diagnosis are around it)."""
+    new_states: list[PyTree] = []
+    for i, layer, join in stages:
+        with _at(f"serial layer {i} of {n}"):
+            if isinstance(layer, Layer):
+                x, s = layer.apply(params[i], state[i], x, key=keys[i], train=train)
+                new_states.append(s)
+                continue
+            assert join is not None  # a parallel(...) is always followed by its join
+            xs, sb = layer.apply(params[i], state[i], x, key=keys[i], train=train)
+            x, sj = join.apply(params[i + 1], state[i + 1], xs, key=keys[i + 1], train=train)
+            new_states += [sb, sj]
+    return x, tuple(new_states)
 
 
 def parallel(*layers: Layer) -> Branches:
@@ -198,7 +224,8 @@ def parallel(*layers: Layer) -> Branches:
         A :class:`Branches`.
 
     Raises:
-        TypeError: an argument is not a :class:`Layer`.
+        TypeError: an argument is not a :class:`Layer`; at ``apply``, when a branch fails on a
+            ``params``/``state`` entry without the structure ``init`` gives.
         ValueError: no branches.
 
     Example:
@@ -235,11 +262,17 @@ def parallel(*layers: Layer) -> Branches:
         _check_entries(state, n, "state", "parallel")
         keys = _split(key, n)
         ys, new_states = [], []
-        for i, layer in enumerate(layers):
-            with _at(f"parallel branch {i} of {n}"):
-                y, s = layer.apply(params[i], state[i], x, key=keys[i], train=train)
-            ys.append(y)
-            new_states.append(s)
+        shape = shape_of(x)
+        try:
+            for i, layer in enumerate(layers):
+                with _at(f"parallel branch {i} of {n}"):
+                    y, s = layer.apply(params[i], state[i], x, key=keys[i], train=train)
+                ys.append(y)
+                new_states.append(s)
+        except Exception as e:
+            diagnose("parallel", init, shape, params, state,
+                      [(f"[{i}]", "params state", f"branch {i} of {n}") for i in range(n)], e)
+            raise
         return tuple(ys), tuple(new_states)
 
     return Branches(init, apply)
@@ -356,7 +389,8 @@ def Residual(  # noqa: N802 (layer constructor)
         The layer.
 
     Raises:
-        TypeError: ``layer`` is not a :class:`Layer`.
+        TypeError: ``layer`` is not a :class:`Layer`; at ``apply``, when the body fails on
+            ``params``/``state`` without the structure ``init`` gives (e.g. the two swapped).
         ValueError: at ``init``, a body that changes the rank or batch size, or whose spatial output
             a strided 1x1 convolution cannot reach.
 
@@ -391,8 +425,14 @@ def Residual(  # noqa: N802 (layer constructor)
 
     def apply(params: PyTree, state: PyTree, x: Array, *, key: PRNGKey | None = None,
               train: bool) -> tuple[Array, PyTree]:
-        body_params, projection = params
-        y, new_state = layer.apply(body_params, state, x, key=key, train=train)
+        try:
+            body_params, projection = params
+            y, new_state = layer.apply(body_params, state, x, key=key, train=train)
+        except Exception as e:
+            diagnose(who, init, shape_of(x), params, state,
+                      [(".body", "params", "the body"), (".projection", "params", "the shortcut"),
+                       ("", "state", "the body")], e)
+            raise
         if isinstance(projection, DenseParams):
             shortcut = apply_dense(projection, x, who=who)
         elif isinstance(projection, ConvParams):

@@ -7,6 +7,10 @@
 * :func:`layer_norm` (Ba, Kiros & Hinton, "Layer Normalization", 2016) normalizes each example over
   its features; it needs no state and behaves the same in training and evaluation.
 
+Integer and boolean inputs (``uint8`` images, ``int32`` counts) are promoted to the parameter
+dtype, as :func:`~functrain.layers.dense` and the convolutions promote them; floating inputs keep
+their dtype (``bfloat16`` activations stay ``bfloat16``).
+
 Weight normalization, which reparametrizes kernels rather than activations, is in
 :mod:`functrain.layers.weight_norm`.
 """
@@ -100,6 +104,13 @@ class LayerNormParams(NamedTuple):
 def _stats_dtype(dtype: DType) -> DType:
     # Statistics of bfloat16/float16 activations are accumulated in float32.
     return jnp.dtype(jnp.promote_types(dtype, jnp.float32))
+
+
+def _out_dtype(x: Array, scale: Array) -> DType:
+    """The output dtype: ``x``'s if floating, else the parameters' (integers are promoted)."""
+    if jnp.issubdtype(x.dtype, jnp.inexact):
+        return jnp.dtype(x.dtype)
+    return jnp.dtype(jnp.result_type(x.dtype, scale.dtype))
 
 
 def _check_features(scale: Array, bias: Array, x: Array, who: str) -> int:
@@ -199,8 +210,10 @@ def batch_norm(
         axis_name: name of a mapped axis to average the statistics over, or ``None``.
 
     Returns:
-        ``(y, new_state)``: ``y`` with ``x``'s shape and dtype; ``new_state`` is ``state`` itself
-        when ``train`` is false.
+        ``(y, new_state)``: ``y`` with ``x``'s shape, and its dtype if floating (an integer or
+        boolean ``x``, e.g. ``uint8`` pixels, is promoted to the parameter dtype, as
+        :func:`~functrain.layers.dense` promotes it); ``new_state`` is ``state`` itself when
+        ``train`` is false.
 
     Raises:
         ValueError: shapes inconsistent (the message names expected and actual), ``momentum`` outside
@@ -234,7 +247,7 @@ def _apply_batch_norm(params: BatchNormParams, state: BatchNormState, x: Array, 
     if not train:
         inv = lax.rsqrt(state.var.astype(sdt) + eps) * params.scale.astype(sdt)
         shift = params.bias.astype(sdt) - state.mean.astype(sdt) * inv
-        return (xf * inv + shift).astype(x.dtype), state
+        return (xf * inv + shift).astype(_out_dtype(x, params.scale)), state
     axes = tuple(range(x.ndim - 1))
     n = math.prod(x.shape[:-1]) * (1 if axis_name is None else lax.axis_size(axis_name))
     if n < 2:
@@ -254,7 +267,7 @@ def _apply_batch_norm(params: BatchNormParams, state: BatchNormState, x: Array, 
         mean=(m_old * state.mean + (1 - m_old) * lax.stop_gradient(mean)).astype(state.mean.dtype),
         var=(m_old * state.var + (1 - m_old) * lax.stop_gradient(var) * (n / (n - 1))).astype(state.var.dtype),
     )
-    return y.astype(x.dtype), new_state
+    return y.astype(_out_dtype(x, params.scale)), new_state
 
 
 def init_layer_norm(
@@ -306,7 +319,8 @@ def layer_norm(
         eps: added to the variance, ``> 0``.
 
     Returns:
-        Same shape and dtype as ``x``.
+        ``x``'s shape, and its dtype if floating (an integer or boolean ``x`` is promoted to the
+        parameter dtype, as in :func:`batch_norm`).
 
     Raises:
         ValueError: ``x.shape[-1] != C`` or ``eps <= 0``.
@@ -330,7 +344,7 @@ def _apply_layer_norm(params: LayerNormParams, x: Array, *, eps: float, who: str
     centered = xf - mean
     var = jnp.mean(jnp.square(centered), axis=-1, keepdims=True)
     y = centered * lax.rsqrt(var + eps) * params.scale.astype(sdt) + params.bias.astype(sdt)
-    return y.astype(x.dtype)
+    return y.astype(_out_dtype(x, params.scale))
 
 
 def BatchNorm(  # noqa: N802 (layer constructor)
@@ -344,7 +358,8 @@ def BatchNorm(  # noqa: N802 (layer constructor)
     """:func:`batch_norm` over the last axis of ``(N, ..., C)`` batches as a composable layer.
 
     ``params`` is :class:`BatchNormParams`, ``state`` is :class:`BatchNormState` (running mean and
-    unbiased variance); ``apply(..., train=True)`` returns the updated state.
+    unbiased variance); ``apply(..., train=True)`` returns the updated state. An integer input
+    (``uint8`` images) is promoted to the parameter dtype; a floating one keeps its dtype.
 
     Args:
         momentum: weight of the old running statistics, in ``[0, 1]`` (default 0.9).
@@ -394,6 +409,8 @@ def LayerNorm(  # noqa: N802 (layer constructor)
     bias_init: Initializer = zeros(),
 ) -> Layer:
     """:func:`layer_norm` over the last axis as a composable layer (``state = ()``).
+
+    An integer input is promoted to the parameter dtype; a floating one keeps its dtype.
 
     Args:
         eps: variance offset, ``> 0`` (default 1e-5).

@@ -19,6 +19,11 @@ centralization), :mod:`~functrain.optim.noise` (annealed gradient noise),
 :mod:`~functrain.optim.guards` (skipping non-finite steps, a divergence limit, gradient
 accumulation) and :mod:`~functrain.optim.schedules`.
 
+Complex parameters work as in optax: second moments, norms and RMS values use the squared
+magnitude ``|g|^2 = conj(g) g`` (never ``g**2``), so every optimizer gives optax's results on
+``complex64`` parameters (with the gradient conjugated, ``conj(dL/dw)``, the descent direction);
+:func:`clip_by_value` refuses complex updates (they have no order).
+
 Example:
     >>> tx = ft.optim.chain(ft.optim.clip_by_global_norm(1.0),
     ...                     ft.optim.adamw(ft.optim.schedules.cosine_decay(1e-2, 100)))

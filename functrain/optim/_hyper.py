@@ -1,4 +1,5 @@
-"""Hyperparameters as data: their value at a step, cast like a leaf, and the step counter.
+"""Hyperparameters as data: their value at a step, cast like a leaf, and the step counter; and
+:func:`abs_sq`, the squared magnitude that makes the optimizers correct on complex parameters.
 
 Every hyperparameter of a transformation may be a Python number, a (possibly traced) scalar array
 or, where it makes sense, a :class:`~functrain.typing.Schedule`. These helpers evaluate them inside
@@ -12,7 +13,7 @@ import jax.numpy as jnp
 from functrain._validate import INT32_MAX
 from functrain.typing import Array, ScalarOrSchedule
 
-__all__ = ["increment", "like", "value_at", "zero_step"]
+__all__ = ["abs_sq", "increment", "like", "value_at", "zero_step"]
 
 
 def zero_step() -> Array:
@@ -33,6 +34,15 @@ def value_at(value: ScalarOrSchedule, step: Array) -> float | Array:
     if callable(value):
         return value(step)
     return value
+
+
+def abs_sq(x: Array) -> Array:
+    """``|x|^2`` elementwise: ``x**2`` for real arrays (the same program as before), the real
+    ``(conj(x) * x).real`` for complex ones, as optax's ``numerics.abs_sq``. Second moments,
+    norms and RMS values of complex gradients need it: ``g**2`` is complex and wrong there."""
+    if jnp.iscomplexobj(x):
+        return (jnp.conj(x) * x).real
+    return x**2
 
 
 def like(value: float | Array, leaf: Array) -> float | Array:

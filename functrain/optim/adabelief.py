@@ -14,7 +14,7 @@ import jax.numpy as jnp
 
 from functrain import _validate
 from functrain._tree import tree_map, tree_zeros_like
-from functrain.optim._hyper import increment, like, value_at, zero_step
+from functrain.optim._hyper import abs_sq, increment, like, value_at, zero_step
 from functrain.optim.adam import _check_adam
 from functrain.optim.base import (
     GradientTransformation,
@@ -58,7 +58,7 @@ def scale_by_belief(
     .. math::
 
         m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t, \qquad
-        s_t = \beta_2 s_{t-1} + (1-\beta_2) (g_t - m_t)^2 + \epsilon_{root}, \\
+        s_t = \beta_2 s_{t-1} + (1-\beta_2) |g_t - m_t|^2 + \epsilon_{root}, \\
         u_t = \frac{m_t / (1-\beta_1^t)}{\sqrt{s_t / (1-\beta_2^t)} + \epsilon}
 
     A gradient close to its prediction ``m_t`` (high "belief") gets a large step, a surprising one
@@ -100,7 +100,7 @@ def scale_by_belief(
         beta1, beta2 = value_at(b1, state.step), value_at(b2, state.step)
         mu = tree_map(lambda g, m: like(1 - beta1, m) * g + like(beta1, m) * m, updates, state.mu)
         nu = tree_map(
-            lambda g, m, s: like(1 - beta2, s) * ((g - m) ** 2) + like(beta2, s) * s + eps_root,
+            lambda g, m, s: like(1 - beta2, s) * abs_sq(g - m) + like(beta2, s) * s + eps_root,
             updates, mu, state.nu,
         )
         t = increment(state.step)

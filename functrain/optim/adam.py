@@ -17,7 +17,7 @@ import jax.numpy as jnp
 
 from functrain import _validate
 from functrain._tree import tree_map, tree_zeros_like
-from functrain.optim._hyper import increment, like, value_at, zero_step
+from functrain.optim._hyper import abs_sq, increment, like, value_at, zero_step
 from functrain.optim.base import (
     GradientTransformation,
     ScaleByLearningRateState,
@@ -59,7 +59,7 @@ def _moments(who: str, b1: ScalarOrSchedule, b2: ScalarOrSchedule, updates: PyTr
     beta1 = value_at(b1, step)
     beta2 = value_at(b2, step)
     mu = tree_map(lambda g, t: like(1 - beta1, t) * g + like(beta1, t) * t, updates, mu)
-    nu = tree_map(lambda g, t: like(1 - beta2, t) * (g**2) + like(beta2, t) * t, updates, nu)
+    nu = tree_map(lambda g, t: like(1 - beta2, t) * abs_sq(g) + like(beta2, t) * t, updates, nu)
     t = increment(step)
     return mu, nu, t, 1 - beta1**t, 1 - beta2**t  # bias corrections: two scalars
 
@@ -101,11 +101,12 @@ def scale_by_adam(
     .. math::
 
         m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t, \qquad
-        v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2, \\
+        v_t = \beta_2 v_{t-1} + (1-\beta_2) |g_t|^2, \\
         \hat m_t = m_t / (1-\beta_1^t), \qquad \hat v_t = v_t / (1-\beta_2^t), \qquad
         u_t = \hat m_t / (\sqrt{\hat v_t + \epsilon_{root}} + \epsilon)
 
-    (Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015.) The bias corrections
+    (Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015.) ``|g_t|^2`` is the
+    squared magnitude (``conj(g) g`` for complex parameters, as in optax). The bias corrections
     are two scalars per step. Scheduled betas are evaluated at the step count before the update
     (``beta_t = b(t - 1)`` for the ``t``-th update) and used in the bias correction as
     ``1 - beta_t^t``. Same as ``optax.scale_by_adam``.
@@ -319,9 +320,9 @@ def adamw(
 
     Loshchilov & Hutter, "Decoupled Weight Decay Regularization", ICLR 2019. As in optax and
     PyTorch, the decay is multiplied by the learning rate (schedule included). Same as
-    ``optax.adamw`` with the same ``mask``. By default only the weights (floating leaves with
-    ``ndim >= 2``: weight matrices, conv kernels) are decayed, not biases or normalization scales
-    (:func:`~functrain.optim.default_decay_mask`); pass ``mask=None`` to decay every leaf.
+    ``optax.adamw`` with the same ``mask``. By default only the weights (floating or complex leaves
+    with ``ndim >= 2``: weight matrices, conv kernels) are decayed, not biases or normalization
+    scales (:func:`~functrain.optim.default_decay_mask`); pass ``mask=None`` to decay every leaf.
 
     Args:
         learning_rate: ``eta >= 0``: a number, a scalar array or a schedule.

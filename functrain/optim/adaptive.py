@@ -17,7 +17,7 @@ import jax.numpy as jnp
 
 from functrain import _validate
 from functrain._tree import tree_map, tree_zeros_like
-from functrain.optim._hyper import increment, like, value_at, zero_step
+from functrain.optim._hyper import abs_sq, increment, like, value_at, zero_step
 from functrain.optim.base import (
     GradientTransformation,
     ScaleByLearningRateState,
@@ -73,7 +73,7 @@ def scale_by_adagrad(
 
     .. math::
 
-        G_t = G_{t-1} + g_t^2, \qquad u_t = g_t / \sqrt{G_t + \epsilon}
+        G_t = G_{t-1} + |g_t|^2, \qquad u_t = g_t / \sqrt{G_t + \epsilon}
         \quad (u_t = 0 \text{ where } G_t = 0)
 
     with ``G_0 = initial_accumulator_value`` (Duchi, Hazan & Singer, "Adaptive Subgradient
@@ -111,7 +111,7 @@ def scale_by_adagrad(
         del params
         _validate.check_same_structure(state.sum_of_squares, updates, fn, "updates",
                                        "state.sum_of_squares (the params given to init)")
-        ss = tree_map(lambda g, t: g**2 + t, updates, state.sum_of_squares)
+        ss = tree_map(lambda g, t: abs_sq(g) + t, updates, state.sum_of_squares)
         inv = tree_map(lambda t: jnp.where(t > 0, jax.lax.rsqrt(t + eps), 0.0), ss)
         return tree_map(lambda s, g: s * g, inv, updates), ScaleByAdagradState(ss)
 
@@ -147,10 +147,10 @@ def scale_by_rms(
 
     .. math::
 
-        \nu_t = \rho \nu_{t-1} + (1-\rho) g_t^2, \qquad u_t = g_t / \sqrt{\nu_t + \epsilon}
+        \nu_t = \rho \nu_{t-1} + (1-\rho) |g_t|^2, \qquad u_t = g_t / \sqrt{\nu_t + \epsilon}
 
     Centered (Graves 2013): also track ``mu_t = rho mu_{t-1} + (1-rho) g_t`` and divide by
-    ``sqrt(nu_t - mu_t^2 + eps)``, the standard deviation. (Tieleman & Hinton, Coursera lecture
+    ``sqrt(nu_t - |mu_t|^2 + eps)``, the standard deviation. (Tieleman & Hinton, Coursera lecture
     6.5, 2012.) Same as ``optax.scale_by_rms`` / ``optax.scale_by_stddev`` (eps inside the root).
 
     Args:
@@ -189,11 +189,11 @@ def scale_by_rms(
         _validate.check_same_structure(state.nu, updates, fn, "updates",
                                        "state.nu (the params given to init)")
         d = value_at(decay, state.step)
-        nu = tree_map(lambda g, t: like(1 - d, t) * (g**2) + like(d, t) * t, updates, state.nu)
+        nu = tree_map(lambda g, t: like(1 - d, t) * abs_sq(g) + like(d, t) * t, updates, state.nu)
         mu = None
         if centered:
             mu = tree_map(lambda g, t: like(1 - d, t) * g + like(d, t) * t, updates, state.mu)
-            scaling = tree_map(lambda m, n: jax.lax.rsqrt(n - m**2 + eps), mu, nu)
+            scaling = tree_map(lambda m, n: jax.lax.rsqrt(n - abs_sq(m) + eps), mu, nu)
         else:
             scaling = tree_map(lambda n: jax.lax.rsqrt(n + eps), nu)
         updates = tree_map(lambda s, g: s * g, scaling, updates)

@@ -1,7 +1,9 @@
 """Gradient clipping: by global norm, by value, per block (norm or RMS) and adaptive (unit-wise).
 
 All are stateless transformations (state :class:`~functrain.optim.EmptyState`), meant to come
-first in a :func:`~functrain.optim.chain`, before the optimizer's rescaling.
+first in a :func:`~functrain.optim.chain`, before the optimizer's rescaling. Norms use the
+magnitude ``|g|``, so complex gradients are clipped as optax clips them; :func:`clip_by_value`
+refuses complex gradients (a complex number has no order to clip by).
 """
 
 from __future__ import annotations
@@ -9,8 +11,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from functrain import _validate
-from functrain._tree import tree_global_norm, tree_map
-from functrain.optim._hyper import like
+from functrain._tree import tree_global_norm, tree_leaves_with_path, tree_map
+from functrain.optim._hyper import abs_sq, like
 from functrain.optim.base import (
     EmptyState,
     GradientTransformation,
@@ -98,7 +100,7 @@ def clip_by_value(
         :class:`~functrain.optim.EmptyState`.
 
     Raises:
-        TypeError: a bound is not a number or scalar array.
+        TypeError: a bound is not a number or scalar array; at update, a complex leaf.
         ValueError: no bound, ``max_delta`` together with ``min_value``/``max_value``, a concrete
             ``max_delta <= 0``, or concrete ``min_value > max_value``.
 
@@ -134,6 +136,11 @@ def clip_by_value(
         updates: PyTree, state: EmptyState, params: PyTree | None = None
     ) -> tuple[PyTree, EmptyState]:
         del params
+        for path, g in tree_leaves_with_path(updates):
+            if jnp.iscomplexobj(g):
+                _validate.fail(fn, f"updates{path}", "real (complex values have no order to clip "
+                               "by; clip by norm instead, e.g. clip_by_block_norm)", g,
+                               error=TypeError)
         return tree_map(lambda g: jnp.clip(g, lo, hi), updates), state
 
     return GradientTransformation(init_empty_state, update)
@@ -168,7 +175,7 @@ def clip_by_block_norm(max_norm: float | Array) -> GradientTransformation[EmptyS
                                    low_open=True, schedule_ok=False)
 
     def clip(g: Array) -> Array:
-        norm = jnp.sqrt(jnp.sum(g**2))
+        norm = jnp.sqrt(jnp.sum(abs_sq(g)))
         return g / jnp.maximum(1.0, norm / like(max_norm, norm))
 
     def update(
@@ -209,7 +216,7 @@ def clip_by_block_rms(max_rms: float | Array) -> GradientTransformation[EmptySta
                                    low_open=True, schedule_ok=False)
 
     def clip(g: Array) -> Array:
-        rms = jnp.sqrt(jnp.mean(g**2))
+        rms = jnp.sqrt(jnp.mean(abs_sq(g)))
         return g / jnp.maximum(1.0, rms / like(max_rms, rms))
 
     def update(
@@ -243,13 +250,13 @@ def unitwise_norm(x: Array) -> Array:
         [[5.0, 1.0], [5.0, 1.0]]
     """
     if jnp.squeeze(x).ndim <= 1:
-        sq = jnp.sum(x**2, keepdims=True)
+        sq = jnp.sum(abs_sq(x), keepdims=True)
     elif x.ndim in (2, 3):
-        sq = jnp.sum(x**2, axis=0, keepdims=True)
+        sq = jnp.sum(abs_sq(x), axis=0, keepdims=True)
     elif x.ndim == 4:
-        sq = jnp.sum(x**2, axis=(0, 1, 2), keepdims=True)
+        sq = jnp.sum(abs_sq(x), axis=(0, 1, 2), keepdims=True)
     elif x.ndim == 5:
-        sq = jnp.sum(x**2, axis=(0, 1, 2, 3), keepdims=True)
+        sq = jnp.sum(abs_sq(x), axis=(0, 1, 2, 3), keepdims=True)
     else:
         _validate.fail("unitwise_norm", "x", "an array with ndim <= 5", x)
     return jnp.broadcast_to(jnp.sqrt(sq), x.shape)

@@ -226,7 +226,13 @@ def accumulate_gradients(
     micro-batches this is the step of a ``k`` times larger batch (gradient accumulation; same
     semantics as ``optax.MultiSteps(inner, every_k)``, as a plain transformation). The inner
     step runs under ``lax.cond``, so only every ``k``-th call pays for it (under ``vmap`` both
-    branches run).
+    branches run). The inner state keeps the dtypes ``inner.init(params)`` gave it: with
+    gradients wider than the params (float32 gradients of bfloat16/float16 params, or bfloat16
+    and float16 mixed), a new inner state that came out wider is cast back, as
+    ``optax.MultiSteps`` does; the updates have the dtype the plain inner transformation gives.
+    The running mean is kept in at least float32, and complex for complex gradients (optax's
+    default float32 accumulator drops their imaginary part; ``accumulator_dtype=jnp.complex64``
+    there gives the same results as here).
 
     ``every_k`` may be a schedule of the number of inner steps taken so far, ``k_s =
     every_k(s)``: a batch size that grows during training (Smith et al., "Don't Decay the
@@ -287,7 +293,12 @@ def accumulate_gradients(
         grads = tree_map(lambda a, g: a.astype(g.dtype), mean, updates)
 
         def step() -> tuple[PyTree, S]:
-            return inner.update(grads, state.inner_state, params)
+            out, new_inner = inner.update(grads, state.inner_state, params)
+            # Gradients wider than the params (f32 on bf16/f16) widen an inner state such as
+            # adam's moments; keep its dtypes, so both branches agree (as optax.MultiSteps).
+            kept: S = tree_map(lambda n, o: n if n.dtype == o.dtype else n.astype(o.dtype),
+                               new_inner, state.inner_state)
+            return out, kept
 
         def wait() -> tuple[PyTree, S]:
             shapes = jax.eval_shape(step)[0]

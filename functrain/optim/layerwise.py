@@ -14,6 +14,7 @@ import jax.numpy as jnp
 
 from functrain import _validate
 from functrain._tree import tree_map
+from functrain.optim._hyper import abs_sq
 from functrain.optim.adam import ScaleByAdamState, _check_adam, scale_by_adam
 from functrain.optim.base import (
     EmptyState,
@@ -87,8 +88,8 @@ def scale_by_trust_ratio(
     _check_trust(fn, min_norm, trust_coefficient, eps)
 
     def scaled(u: Array, p: Array) -> Array:
-        p_norm = jnp.maximum(jnp.sqrt(jnp.sum(p * p)), min_norm)
-        u_norm = jnp.maximum(jnp.sqrt(jnp.sum(u * u)), min_norm)
+        p_norm = jnp.maximum(jnp.sqrt(jnp.sum(abs_sq(p))), min_norm)
+        u_norm = jnp.maximum(jnp.sqrt(jnp.sum(abs_sq(u))), min_norm)
         ratio = trust_coefficient * p_norm / (u_norm + eps)
         zero = jnp.logical_or(p_norm == 0.0, u_norm == 0.0)
         return u * jnp.where(zero, jnp.ones((), p.dtype), ratio)
@@ -184,8 +185,8 @@ def lars(
     (You, Gitman & Ginsburg, "Large Batch Training of Convolutional Networks", 2017.)
     ``chain(add_decayed_weights, masked(scale_by_trust_ratio), scale_by_learning_rate, trace)``,
     as ``optax.lars`` with the same masks (the momentum acts on the learning-rate-scaled steps).
-    By default the weight decay and the trust ratio apply to the weights only (floating leaves
-    with ``ndim >= 2``, :func:`~functrain.optim.default_decay_mask`), as is common practice;
+    By default the weight decay and the trust ratio apply to the weights only (floating or complex
+    leaves with ``ndim >= 2``, :func:`~functrain.optim.default_decay_mask`), as is common practice;
     biases and normalization parameters then take plain momentum-SGD steps. Pass ``None`` for
     optax's default (every leaf).
 

@@ -47,7 +47,7 @@ may also be a boolean array broadcastable to its leaf), a function ``params -> s
 
 
 def default_decay_mask(params: PyTree) -> PyTree:
-    """The default weight-decay mask: ``True`` for the weights (floating arrays with ``ndim >= 2``).
+    """The default weight-decay mask: ``True`` for the weights (inexact arrays with ``ndim >= 2``).
 
     Decays dense weight matrices ``(in, out)`` and conv kernels (HWIO), not biases or
     normalization scales/offsets (vectors), scalars or integer arrays, following common practice

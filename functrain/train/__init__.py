@@ -3,8 +3,8 @@
 One concept per module:
 
 * ``state`` -- :class:`TrainState` and :func:`init_train_state`;
-* ``step`` -- :func:`make_train_step`, :func:`make_eval_step`, :func:`classifier_loss` and the
-  :class:`TrainStep`/:class:`EvalStep` protocols;
+* ``step`` -- :func:`make_train_step`, :func:`make_eval_step`, :func:`classifier_loss` (a
+  :class:`ClassifierLoss`) and the :class:`TrainStep`/:class:`EvalStep` protocols;
 * ``epoch`` -- :func:`train_epoch` (one shuffled epoch in ``lax.scan``) and :func:`evaluate`;
 * ``run`` -- a whole run as a pure function: :class:`FitOptions`, :class:`FitState`,
   :func:`init_fit_state`, :func:`fit_epoch`, :func:`fit_scan`, :func:`final_train_state`;
@@ -65,10 +65,18 @@ from functrain.train.plateau import (
 from functrain.train import distributed, seeds
 from functrain.train.seeds import RunResults, Stats, grid, run_seeds, summarize, sweep
 from functrain.train.state import TrainState, init_train_state
-from functrain.train.step import EvalStep, TrainStep, classifier_loss, make_eval_step, make_train_step
+from functrain.train.step import (
+    ClassifierLoss,
+    EvalStep,
+    TrainStep,
+    classifier_loss,
+    make_eval_step,
+    make_train_step,
+)
 
 __all__ = [
     "CheckpointError",
+    "ClassifierLoss",
     "EarlyStopping",
     "EarlyStoppingState",
     "EpochMetrics",

@@ -29,6 +29,9 @@ pytree node, so gradients, optimizers, norms, checkpoints and averages skip it.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import sys
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -39,17 +42,18 @@ from functrain import _tree, _validate
 from functrain.layers.base import ApplyFn
 from functrain.losses import accuracy, l2_penalty, softmax_cross_entropy
 from functrain.optim.base import GradientTransformation, TransformationLike, apply_updates
+from functrain.optim.guards import SkipNonfiniteState
 from functrain.train.state import TrainState
 from functrain.typing import Array, LossFn, Metrics, PRNGKey, PyTree
 
 __all__ = [
+    "ClassifierLoss",
     "EvalStep",
     "TrainStep",
     "classifier_loss",
     "make_eval_step",
     "make_train_step",
 ]
-
 
 
 class TrainStep(Protocol):
@@ -129,6 +133,32 @@ def _check_opt_state(optimizer: TransformationLike, state: TrainState[Any, Any, 
                                    "optimizer.init(state.params)")
 
 
+def _guard_types() -> tuple[type, ...]:
+    """The optimizer-state records of step-skipping guards: functrain's
+    :class:`~functrain.optim.SkipNonfiniteState`, and ``optax.ApplyIfFiniteState`` if optax is
+    imported (a state can only hold it then; functrain does not import optax)."""
+    optax = sys.modules.get("optax")
+    extra = getattr(optax, "ApplyIfFiniteState", None) if optax is not None else None
+    return (SkipNonfiniteState,) if extra is None else (SkipNonfiniteState, extra)
+
+
+def _guards(opt_state: PyTree) -> list[Any]:
+    """The guard records in ``opt_state``, in tree order (found at trace time, in Python)."""
+    types = _guard_types()
+    return [x for x in _tree.tree_leaves(opt_state, is_leaf=lambda x: isinstance(x, types))
+            if isinstance(x, types)]
+
+
+def _skipped(old: list[Any], new: list[Any]) -> Array:
+    """Whether any guard skipped this step: its skip counter advanced."""
+    skipped = jnp.asarray(False)
+    for o, n in zip(old, new, strict=True):
+        advanced = (n.skipped_steps != o.skipped_steps) if isinstance(n, SkipNonfiniteState) else (
+            n.total_notfinite != o.total_notfinite)
+        skipped = jnp.logical_or(skipped, advanced)
+    return skipped
+
+
 def make_train_step(loss_fn: LossFn, optimizer: GradientTransformation[Any] | TransformationLike, *,
                     grad_norm: bool = True) -> TrainStep:
     """Build the pure training step ``step(state, batch, key) -> (state, metrics)``.
@@ -145,6 +175,18 @@ def make_train_step(loss_fn: LossFn, optimizer: GradientTransformation[Any] | Tr
     ``state.opt_state`` has the tree structure of ``optimizer.init(state.params)`` (an optimizer
     state built for other parameters is a ``TypeError`` naming the differing leaves); the check
     runs at trace time only and adds nothing to the compiled step.
+
+    A step that a guard in the optimizer skips (:func:`~functrain.optim.skip_nonfinite`, or
+    ``optax.apply_if_finite``: its skip counter advances) leaves the whole state unchanged but
+    the counters: the params (zero updates), the optimizer state (kept by the guard) AND the model
+    state, whose new batch-norm statistics are dropped (``jnp.where`` on the guard's counter, so
+    a NaN batch cannot poison the running statistics; under ``vmap`` each run on its own).
+    ``state.step`` and the guard's counters still advance. The guard is found in
+    ``state.opt_state`` at trace time, so a step without one does no extra work at all.
+
+    The returned function carries two read-only attributes for drivers: ``step.loss_fn`` (the
+    ``loss_fn`` given, e.g. a :class:`ClassifierLoss` whose ``apply`` is the model) and
+    ``step.optimizer``.
 
     Args:
         loss_fn: ``loss_fn(params, model_state, batch, key) -> (loss, (new_model_state, metrics))``
@@ -192,12 +234,26 @@ def make_train_step(loss_fn: LossFn, optimizer: GradientTransformation[Any] | Tr
         (loss, (model_state, metrics)), grads = grad_fn(state.params, state.model_state, batch, key)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = apply_updates(state.params, updates)
+        guards = _guards(state.opt_state)
+        if guards:  # trace time: only a guarded optimizer pays for the select
+            skipped = _skipped(guards, _guards(opt_state))
+            model_state = _tree.tree_where(skipped, state.model_state, model_state)
         out = {**metrics, "loss": loss}
         if grad_norm:
             out["grad_norm"] = _tree.tree_global_norm(grads)
         return TrainState(state.step + 1, params, model_state, opt_state), out
 
+    setattr(step, "loss_fn", loss_fn)  # noqa: B010 (an attribute on a function, for drivers)
+    setattr(step, "optimizer", optimizer)  # noqa: B010
     return step
+
+
+def _training_mode(loss_fn: object) -> bool:
+    """Whether ``loss_fn`` declares training mode: ``train is True`` on it (a
+    :class:`ClassifierLoss`), or in the keywords of a ``functools.partial``."""
+    if getattr(loss_fn, "train", None) is True:
+        return True
+    return isinstance(loss_fn, functools.partial) and loss_fn.keywords.get("train") is True
 
 
 def make_eval_step(loss_fn: LossFn, *, key: PRNGKey | None = None) -> EvalStep:
@@ -207,7 +263,11 @@ def make_eval_step(loss_fn: LossFn, *, key: PRNGKey | None = None) -> EvalStep:
     runs the model with ``train=False`` (dropout off, batch-norm running statistics), for example
     ``classifier_loss(apply, train=False)`` or ``functools.partial(my_loss, train=False)``.
     The new model state the loss function returns is discarded (evaluation never updates
-    batch-norm statistics), and no gradient is computed.
+    batch-norm statistics), and no gradient is computed. A loss function that declares training
+    mode is refused, since it would evaluate with dropout on and batch statistics: an object with
+    ``train`` set to ``True`` (a :class:`ClassifierLoss` from ``classifier_loss(apply,
+    train=True)``) or a ``functools.partial`` with the keyword ``train=True``. (The type checker
+    cannot refuse it: a training loss has the same call signature as an evaluation one.)
 
     Args:
         loss_fn: an evaluation loss function with the :class:`~functrain.typing.LossFn` signature.
@@ -221,7 +281,8 @@ def make_eval_step(loss_fn: LossFn, *, key: PRNGKey | None = None) -> EvalStep:
     Raises:
         TypeError: if ``loss_fn`` is not callable; at the first call, if it returns the wrong
             structure.
-        ValueError: at the first call, if the loss is not a scalar.
+        ValueError: if ``loss_fn`` declares training mode (``train=True``, see above); at the
+            first call, if the loss is not a scalar.
 
     Example:
         >>> model = ft.serial(ft.layers.Dense(3))
@@ -234,6 +295,11 @@ def make_eval_step(loss_fn: LossFn, *, key: PRNGKey | None = None) -> EvalStep:
     """
     who = "make_eval_step"
     _validate.check_callable(loss_fn, who, "loss_fn")
+    if _training_mode(loss_fn):
+        _validate.fail(who, "loss_fn", "an evaluation loss function (train=False, e.g. "
+                       "classifier_loss(apply, train=False))", loss_fn,
+                       detail="a training-mode loss would evaluate with dropout on and batch "
+                       "statistics")
 
     def eval_step(state: TrainState[Any, Any, Any], batch: PyTree) -> Metrics:
         k = jax.random.key(0) if key is None else key
@@ -243,7 +309,67 @@ def make_eval_step(loss_fn: LossFn, *, key: PRNGKey | None = None) -> EvalStep:
     return eval_step
 
 
-def classifier_loss(apply: ApplyFn, *, train: bool, weight_decay: float | Array = 0.0) -> LossFn:
+@dataclasses.dataclass(frozen=True, eq=False)
+class ClassifierLoss:
+    """The loss function :func:`classifier_loss` builds: a :class:`~functrain.typing.LossFn`
+    that also says which model it runs and in which mode.
+
+    ``loss_fn(params, model_state, (x, labels), key) -> (loss, (new_model_state, metrics))`` with
+    ``loss = softmax_cross_entropy(logits, labels) + weight_decay * l2_penalty(params)`` and
+    ``metrics = {"accuracy": ...}``. The fields let tools inspect it: :func:`make_eval_step`
+    refuses ``train=True``, and a driver can run ``apply`` (e.g. to count the classes).
+    Immutable and hashable; two are equal when their fields are (a ``weight_decay`` array
+    compares by identity).
+
+    Attributes:
+        apply: the model's ``apply(params, state, x, *, key, train) -> (logits, new_state)``.
+        train: the mode of the forward pass (``True``: dropout on, batch statistics).
+        weight_decay: the L2 coefficient (``0`` for none; may be a traced array).
+
+    Example:
+        >>> model = ft.serial(ft.layers.Dense(3))
+        >>> loss_fn = ft.train.classifier_loss(model.apply, train=True)
+        >>> isinstance(loss_fn, ft.train.ClassifierLoss), loss_fn.train, loss_fn.apply is model.apply
+        (True, True, True)
+        >>> loss_fn == ft.train.classifier_loss(model.apply, train=True), hash(loss_fn) == hash(loss_fn)
+        (True, True)
+    """
+
+    apply: ApplyFn
+    train: bool
+    weight_decay: float | Array = 0.0
+
+    def _key(self) -> tuple[object, ...]:
+        wd = self.weight_decay
+        return (self.apply, self.train, wd if isinstance(wd, (int, float)) else id(wd))
+
+    def __eq__(self, other: object) -> bool:
+        """Equal fields (a ``weight_decay`` array by identity)."""
+        return isinstance(other, ClassifierLoss) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        """The hash of the fields (a ``weight_decay`` array by identity)."""
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        """``classifier_loss(<apply>, train=..., weight_decay=...)``."""
+        wd = self.weight_decay
+        return (f"classifier_loss({getattr(self.apply, '__qualname__', 'apply')}, "
+                f"train={self.train}, weight_decay={wd if isinstance(wd, (int, float)) else 'array'})")
+
+    def __call__(self, params: PyTree, model_state: PyTree, batch: PyTree,
+                 key: PRNGKey) -> tuple[Array, tuple[PyTree, Metrics]]:
+        """The loss and ``(new_model_state, {"accuracy": ...})`` of ``params`` on ``batch = (x, labels)``."""
+        x, labels = batch
+        logits, new_state = self.apply(params, model_state, x, key=key, train=self.train)
+        loss = softmax_cross_entropy(logits, labels)
+        wd = self.weight_decay
+        if not (isinstance(wd, (int, float)) and wd == 0):
+            loss = loss + wd * l2_penalty(params)
+        return loss, (new_state, {"accuracy": accuracy(logits, labels)})
+
+
+def classifier_loss(apply: ApplyFn, *, train: bool, weight_decay: float | Array = 0.0) -> ClassifierLoss:
     """A classification loss function for a model with the functrain ``apply`` convention.
 
     The batch is ``(x, labels)``; the loss is
@@ -251,17 +377,20 @@ def classifier_loss(apply: ApplyFn, *, train: bool, weight_decay: float | Array 
         ``softmax_cross_entropy(logits, labels) + weight_decay * l2_penalty(params)``
 
     (``l2_penalty = 0.5 * sum w^2`` over kernels, so the penalty adds ``weight_decay * w`` to the
-    gradient), and the metrics are ``{"accuracy": ...}`` (the loss is added by the steps).
+    gradient), and the metrics are ``{"accuracy": ...}`` (the loss is added by the steps). A
+    label outside ``[0, classes)`` makes the loss and accuracy NaN (see
+    :func:`~functrain.losses.softmax_cross_entropy`).
 
     Args:
         apply: the model's ``apply(params, state, x, *, key, train) -> (logits, new_state)``.
         train: whether the forward pass is in training mode (dropout on, batch statistics).
             Use ``train=True`` for :func:`make_train_step` and ``train=False`` for
-            :func:`make_eval_step`.
+            :func:`make_eval_step` (which refuses ``train=True``).
         weight_decay: the L2 coefficient (``0`` for none; may be a traced array).
 
     Returns:
-        ``loss_fn(params, model_state, batch, key) -> (loss, (model_state, metrics))``.
+        A :class:`ClassifierLoss`: ``loss_fn(params, model_state, batch, key) -> (loss,
+        (model_state, metrics))``, with the fields ``apply``, ``train`` and ``weight_decay``.
 
     Raises:
         TypeError: if ``apply`` is not callable or ``train`` is not a bool.
@@ -280,14 +409,4 @@ def classifier_loss(apply: ApplyFn, *, train: bool, weight_decay: float | Array 
     _validate.check_callable(apply, who, "apply")
     _validate.check_bool(train, who, "train")
     _validate.check_number(weight_decay, who, "weight_decay", low=0.0)  # traced values pass
-
-    def loss_fn(params: PyTree, model_state: PyTree, batch: PyTree,
-                key: PRNGKey) -> tuple[Array, tuple[PyTree, Metrics]]:
-        x, labels = batch
-        logits, new_state = apply(params, model_state, x, key=key, train=train)
-        loss = softmax_cross_entropy(logits, labels)
-        if not (isinstance(weight_decay, (int, float)) and weight_decay == 0):
-            loss = loss + weight_decay * l2_penalty(params)
-        return loss, (new_state, {"accuracy": accuracy(logits, labels)})
-
-    return loss_fn
+    return ClassifierLoss(apply, train, weight_decay)
