@@ -10,6 +10,7 @@
 * :mod:`functrain.data.idx` -- ``read_idx``, the IDX file format of MNIST.
 """
 
+from functrain.data.augment import cutmix, mixup
 from functrain.data.batching import batches, num_batches, train_test_split
 from functrain.data.datasets import (
     Dataset,
@@ -37,6 +38,7 @@ __all__ = [
     "StandardizeStats",
     "TrainTest",
     "batches",
+    "cutmix",
     "fit_min_max",
     "fit_standardize",
     "inverse_min_max_scale",
@@ -45,6 +47,7 @@ __all__ = [
     "load_mnist",
     "load_npz",
     "min_max_scale",
+    "mixup",
     "num_batches",
     "read_idx",
     "split_dataset",
