@@ -1,0 +1,235 @@
+"""The learning-rate range test (Smith, "Cyclical Learning Rates for Training Neural Networks",
+2015/2017; the "lr finder" of fastai), in one compiled program.
+
+Train from the given weights for ``steps`` steps while the learning rate grows exponentially from
+``min_lr`` to ``max_lr``, ``lr_t = min_lr (max_lr / min_lr)^(t / (steps - 1))``, and record the loss
+of every batch, smoothed by a debiased exponential moving average (fastai's)::
+
+    avg_t = beta avg_{t-1} + (1 - beta) loss_t,    smoothed_t = avg_t / (1 - beta^(t + 1)).
+
+The test stops once the smoothed loss exceeds ``diverge_factor`` times the best smoothed loss so
+far (or is not finite): the step that crossed is the last recorded, later entries are NaN. Under
+``jit`` nothing really stops -- the scan runs all steps and masks the rest -- so many range tests
+(seeds, candidate ranges) run side by side under ``jax.vmap``, each stopping on its own.
+
+Suggestions, both computed inside the program (so they vmap too):
+
+* ``suggestion``: the learning rate where the smoothed loss falls fastest, ``lr_i`` at the
+  minimum of ``(smoothed_{i+1} - smoothed_i) / (log lr_{i+1} - log lr_i)`` (fastai's "steep"),
+  ignoring the first ``skip_start`` and last ``skip_end`` recorded steps (noisy, and already
+  diverging);
+* ``min_loss_suggestion``: a tenth of the learning rate at the lowest smoothed loss (fastai's
+  "minimum / 10" rule).
+
+The learning rate is data: :func:`lr_find` passes the schedule ``lr_t`` to your optimizer factory
+(every functrain optimizer, and optax's, takes a schedule), so ``min_lr``/``max_lr`` may be traced.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.typing import ArrayLike
+
+from functrain import _tree, _validate
+from functrain.optim.base import TransformationLike
+from functrain.train.state import init_train_state
+from functrain.train.step import make_train_step
+from functrain.typing import Array, LossFn, PRNGKey, PyTree, Schedule
+
+__all__ = ["LRFindResult", "lr_find"]
+
+
+class LRFindResult(NamedTuple):
+    """The curves and suggestions of :func:`lr_find` (with a leading axis per vmapped test).
+
+    Attributes:
+        lrs: ``(steps,)`` the learning rate of each step.
+        losses: ``(steps,)`` the smoothed (debiased EMA) loss; NaN after the test stopped.
+        raw_losses: ``(steps,)`` each batch's loss; NaN after the test stopped.
+        suggestion: the learning rate of the steepest descent of the smoothed loss (NaN if too few
+            steps were recorded).
+        min_loss_suggestion: a tenth of the learning rate at the lowest smoothed loss.
+        steps_run: int32, the number of recorded steps (``steps`` if it never diverged).
+
+    Example:
+        >>> r = ft.train.LRFindResult(jnp.array([0.1, 1.0]), jnp.array([1.0, 0.5]),
+        ...                           jnp.array([1.0, 0.4]), jnp.array(0.1), jnp.array(0.1),
+        ...                           jnp.array(2))
+        >>> int(r.steps_run), r.lrs.shape
+        (2, (2,))
+    """
+
+    lrs: Array
+    losses: Array
+    raw_losses: Array
+    suggestion: Array
+    min_loss_suggestion: Array
+    steps_run: Array
+
+
+def _exponential(min_lr: float | Array, max_lr: float | Array, steps: int) -> Schedule:
+    def schedule(step: ArrayLike) -> Array:
+        t = jnp.asarray(step, jnp.float32) / (steps - 1)
+        low, high = jnp.asarray(min_lr, jnp.float32), jnp.asarray(max_lr, jnp.float32)
+        return low * (high / low) ** t
+
+    return schedule
+
+
+def _batch_indices(key: PRNGKey, n: int, batch_size: int, steps: int) -> Array:
+    """``(steps, batch_size)`` indices: shuffled epochs back to back, last partial batches dropped."""
+    per_epoch = n // batch_size
+    epochs = math.ceil(steps / per_epoch)
+    perms = jax.vmap(lambda k: jax.random.permutation(k, n)[: per_epoch * batch_size])(
+        jax.random.split(key, epochs))
+    return perms.reshape(epochs * per_epoch, batch_size)[:steps]
+
+
+def _smooth(raw: Array, beta: float | Array, factor: float | None) -> tuple[Array, Array]:
+    """Debiased EMA of ``raw`` and the mask of recorded steps (up to and including divergence)."""
+
+    def body(carry: tuple[Array, Array, Array], xs: tuple[Array, Array]) -> tuple[Any, Any]:
+        avg, best, stopped = carry
+        loss, t = xs
+        avg = beta * avg + (1 - beta) * loss
+        smooth = avg / (1 - beta ** (t + 1))
+        best = jnp.minimum(best, smooth)
+        diverged = ~jnp.isfinite(smooth)
+        if factor is not None:
+            diverged = diverged | (smooth > factor * best)
+        return (avg, best, stopped | diverged), (smooth, ~stopped)
+
+    init = (jnp.zeros((), jnp.float32), jnp.asarray(jnp.inf, jnp.float32), jnp.zeros((), bool))
+    steps = jnp.arange(raw.shape[0], dtype=jnp.float32)
+    _, (smooth, recorded) = lax.scan(body, init, (raw.astype(jnp.float32), steps))
+    return smooth, recorded
+
+
+def _suggest(lrs: Array, smooth: Array, recorded: Array, skip_start: int,
+             skip_end: int) -> tuple[Array, Array, Array]:
+    n_run = jnp.sum(recorded).astype(jnp.int32)
+    i = jnp.arange(lrs.shape[0] - 1)
+    slope = (smooth[1:] - smooth[:-1]) / (jnp.log(lrs[1:]) - jnp.log(lrs[:-1]))
+    usable = (i >= skip_start) & (i + 1 < n_run - skip_end) & jnp.isfinite(slope)
+    steepest = jnp.argmin(jnp.where(usable, slope, jnp.inf))
+    suggestion = jnp.where(jnp.any(usable), lrs[steepest], jnp.nan)
+    lowest = jnp.argmin(jnp.where(recorded & jnp.isfinite(smooth), smooth, jnp.inf))
+    return suggestion, lrs[lowest] / 10.0, n_run
+
+
+def lr_find(loss_fn: LossFn, optimizer: Callable[[Schedule], TransformationLike], params: PyTree,
+            model_state: PyTree, data: PyTree, key: PRNGKey, *, min_lr: float | Array = 1e-7,
+            max_lr: float | Array = 10.0, steps: int = 100, batch_size: int = 32,
+            smoothing: float | Array = 0.98, diverge_factor: float | None = 4.0,
+            skip_start: int = 10, skip_end: int = 5) -> LRFindResult:
+    """Run the learning-rate range test from ``params``; vmapped over a batch of keys if given one.
+
+    See the module docstring for the schedule, the smoothing, the stopping rule and the
+    suggestions. Batches are drawn from shuffled epochs of ``data`` (as
+    :func:`~functrain.train.train_epoch` draws them), the step is
+    :func:`~functrain.train.make_train_step` ``(loss_fn, optimizer(schedule))``, and ``params``
+    are not changed (the range test is a throw-away run). With a batch of ``n`` keys the ``n``
+    tests (seeds of the batch order and of the loss's randomness, same starting weights) run
+    vmapped in one compiled program and every field of the result gets a leading axis ``n``; to
+    start each seed from its own weights, ``jax.vmap`` this function over ``params`` yourself.
+
+    Args:
+        loss_fn: ``loss_fn(params, model_state, batch, key) -> (loss, (model_state, metrics))``,
+            in training mode (e.g. ``classifier_loss(model.apply, train=True)``).
+        optimizer: a factory ``schedule -> optimizer``, e.g. ``ft.optim.sgd`` or
+            ``lambda lr: ft.optim.sgd(lr, momentum=0.9)``.
+        params: the starting parameters.
+        model_state: the starting model state (``()`` if none).
+        data: a pytree of arrays with a common leading length (e.g. ``(x, y)``).
+        key: one PRNG key, or a batch of keys (one test per key, vmapped).
+        min_lr: ``> 0``, the first learning rate; may be traced.
+        max_lr: ``> min_lr``, the last learning rate; may be traced.
+        steps: ``>= skip_start + skip_end + 2`` steps (fastai: 100).
+        batch_size: examples per step, at most the number of examples.
+        smoothing: ``beta`` of the moving average, in ``[0, 1)``.
+        diverge_factor: ``> 1``: stop once the smoothed loss exceeds this times the best;
+            ``None`` never stops (only non-finite losses do).
+        skip_start: the first steps left out of the steepest-descent suggestion.
+        skip_end: the last recorded steps left out of it.
+
+    Returns:
+        An :class:`LRFindResult`.
+
+    Raises:
+        TypeError: ``loss_fn`` or ``optimizer`` not callable, ``optimizer`` not returning a
+            gradient transformation, or a bad key.
+        ValueError: a learning-rate range, step count, batch size or factor out of range.
+
+    Example:
+        >>> def loss_fn(params, model_state, batch, key):  # least squares, y = 2 x
+        ...     x, y = batch
+        ...     return jnp.mean((x * params - y) ** 2), (model_state, {})
+        >>> x = jnp.linspace(-1.0, 1.0, 64)
+        >>> result = ft.train.lr_find(loss_fn, ft.optim.sgd, jnp.zeros(()), (), (x, 2 * x),
+        ...                           jax.random.split(jax.random.key(0), 4), min_lr=1e-3,
+        ...                           max_lr=1e2, steps=40, batch_size=16, smoothing=0.9)
+        >>> result.losses.shape, result.suggestion.shape  # 4 seeds in one program
+        ((4, 40), (4,))
+        >>> bool(jnp.all(result.steps_run < 40))  # each stopped when its loss blew up
+        True
+        >>> bool(jnp.all((result.suggestion > 0.01) & (result.suggestion < 10)))
+        True
+    """
+    who = "lr_find"
+    _validate.check_callable(loss_fn, who, "loss_fn")
+    _validate.check_callable(optimizer, who, "optimizer",
+                             "a function learning_rate -> gradient transformation (e.g. ft.optim.sgd)")
+    low = _validate.check_number(min_lr, who, "min_lr", low=0.0, low_open=True, finite=True)
+    high = _validate.check_number(max_lr, who, "max_lr", low=0.0, low_open=True, finite=True)
+    if low is not None and high is not None and high <= low:
+        _validate.fail(who, "max_lr", f"a number > min_lr ({low:g})", max_lr)
+    start = _validate.check_int(skip_start, who, "skip_start", low=0)
+    end = _validate.check_int(skip_end, who, "skip_end", low=0)
+    n_steps = _validate.check_int(steps, who, "steps", low=start + end + 2)
+    n = _validate.check_leading_length(data, who, "data")
+    bs = _validate.check_batch_size(batch_size, n, who)
+    _validate.check_number(smoothing, who, "smoothing", low=0.0, high=1.0, high_open=True)
+    factor = None if diverge_factor is None else _validate.check_number(
+        diverge_factor, who, "diverge_factor", low=1.0, low_open=True, finite=True)
+    schedule = _exponential(min_lr, max_lr, n_steps)
+    opt = optimizer(schedule)
+    _validate.check_transformation(opt, who, "optimizer(schedule)")
+    step = make_train_step(loss_fn, opt, grad_norm=False)
+
+    def run(k: PRNGKey) -> LRFindResult:
+        k_data, k_steps = jax.random.split(k)
+        indices = _batch_indices(k_data, n, bs, n_steps)
+
+        def body(state: Any, xs: tuple[Array, PRNGKey]) -> tuple[Any, Array]:
+            idx, k_step = xs
+            batch = _tree.tree_map(lambda leaf: jnp.asarray(leaf)[idx], data)
+            state, metrics = step(state, batch, k_step)
+            return state, metrics["loss"]
+
+        state = init_train_state(params, model_state, opt)
+        _, raw = lax.scan(body, state, (indices, jax.random.split(k_steps, n_steps)))
+        lrs = schedule(jnp.arange(n_steps))
+        smooth, recorded = _smooth(raw, smoothing, factor)
+        suggestion, by_min, n_run = _suggest(lrs, smooth, recorded, start, end)
+        nan = jnp.asarray(jnp.nan, jnp.float32)
+        return LRFindResult(lrs, jnp.where(recorded, smooth, nan),
+                            jnp.where(recorded, raw.astype(jnp.float32), nan), suggestion, by_min, n_run)
+
+    if _is_key_batch(key):
+        return jax.jit(jax.vmap(run))(key)
+    _validate.check_key(key, who)
+    return jax.jit(run)(key)
+
+
+def _is_key_batch(key: object) -> bool:
+    if not isinstance(key, jax.Array):
+        return False
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return key.ndim == 1
+    return key.dtype == jnp.uint32 and key.ndim == 2
