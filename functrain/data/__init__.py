@@ -20,6 +20,14 @@ from functrain.data.datasets import (
     load_npz,
     split_dataset,
 )
+from functrain.data.download import (
+    MIRRORS,
+    MNIST_FILES,
+    DownloadError,
+    cache_directory,
+    download_file,
+    fetch_mnist,
+)
 from functrain.data.idx import read_idx
 from functrain.data.scaling import (
     MinMaxStats,
@@ -33,12 +41,18 @@ from functrain.data.scaling import (
 )
 
 __all__ = [
+    "MIRRORS",
+    "MNIST_FILES",
     "Dataset",
+    "DownloadError",
     "MinMaxStats",
     "StandardizeStats",
     "TrainTest",
     "batches",
+    "cache_directory",
     "cutmix",
+    "download_file",
+    "fetch_mnist",
     "fit_min_max",
     "fit_standardize",
     "inverse_min_max_scale",
