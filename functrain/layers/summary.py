@@ -119,9 +119,11 @@ def _nonlocals(fn: object) -> dict[str, object]:
 
 
 def _kind(layer: AnyLayer) -> str:
-    """The name of the function that built ``layer.init`` (``"Dense"``, ``"serial"`` ...)."""
-    qualname = getattr(layer.init, "__qualname__", type(layer.init).__name__)
-    return str(qualname).split(".<locals>")[0].split(".")[-1]
+    """The constructor of ``layer.init`` (``"Dense"`` for ``Dense.<locals>.init``), else its name."""
+    parts = str(getattr(layer.init, "__qualname__", type(layer.init).__name__)).split(".")
+    if parts[-1] in ("init", "<lambda>") and len(parts) >= 3 and parts[-2] == "<locals>":
+        return parts[-3]
+    return parts[-1]
 
 
 def _name(layer: AnyLayer) -> str:
