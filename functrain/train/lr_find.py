@@ -14,10 +14,13 @@ far (or is not finite): the step that crossed is the last recorded, later entrie
 
 Suggestions, both computed inside the program (so they vmap too):
 
-* ``suggestion``: the learning rate where the smoothed loss falls fastest, ``lr_i`` at the
-  minimum of ``(smoothed_{i+1} - smoothed_i) / (log lr_{i+1} - log lr_i)`` (fastai's "steep"),
-  ignoring the first ``skip_start`` and last ``skip_end`` recorded steps (noisy, and already
-  diverging);
+* ``suggestion``: the learning rate where the smoothed loss falls fastest on its way down: with
+  a window of ``k`` steps, the ``i`` minimizing the slope
+  ``(smoothed_{i+k} - smoothed_i) / (log lr_{i+k} - log lr_i)`` over the windows that end by the
+  lowest smoothed loss, skipping the first ``skip_start`` and the last ``skip_end`` recorded
+  steps, and the learning rate in the window's middle, ``lr_{i + k // 2}``. This is fastai's
+  "steep" rule (``k = 1``) made robust: the slope over one step of a noisy curve picks noise, and
+  a drop after a spike at a too-high learning rate is a recovery, not a descent;
 * ``min_loss_suggestion``: a tenth of the learning rate at the lowest smoothed loss (fastai's
   "minimum / 10" rule).
 
@@ -111,15 +114,16 @@ def _smooth(raw: Array, beta: float | Array, factor: float | None) -> tuple[Arra
     return smooth, recorded
 
 
-def _suggest(lrs: Array, smooth: Array, recorded: Array, skip_start: int,
-             skip_end: int) -> tuple[Array, Array, Array]:
+def _suggest(lrs: Array, smooth: Array, recorded: Array, skip_start: int, skip_end: int,
+             window: int) -> tuple[Array, Array, Array]:
     n_run = jnp.sum(recorded).astype(jnp.int32)
-    i = jnp.arange(lrs.shape[0] - 1)
-    slope = (smooth[1:] - smooth[:-1]) / (jnp.log(lrs[1:]) - jnp.log(lrs[:-1]))
-    usable = (i >= skip_start) & (i + 1 < n_run - skip_end) & jnp.isfinite(slope)
-    steepest = jnp.argmin(jnp.where(usable, slope, jnp.inf))
-    suggestion = jnp.where(jnp.any(usable), lrs[steepest], jnp.nan)
     lowest = jnp.argmin(jnp.where(recorded & jnp.isfinite(smooth), smooth, jnp.inf))
+    i = jnp.arange(lrs.shape[0] - window)
+    slope = (smooth[window:] - smooth[:-window]) / (jnp.log(lrs[window:]) - jnp.log(lrs[:-window]))
+    usable = ((i >= skip_start) & (i + window < n_run - skip_end) & (i + window <= lowest)
+              & jnp.isfinite(slope))
+    steepest = jnp.argmin(jnp.where(usable, slope, jnp.inf))
+    suggestion = jnp.where(jnp.any(usable), lrs[steepest + window // 2], jnp.nan)
     return suggestion, lrs[lowest] / 10.0, n_run
 
 
@@ -127,7 +131,7 @@ def lr_find(loss_fn: LossFn, optimizer: Callable[[Schedule], TransformationLike]
             model_state: PyTree, data: PyTree, key: PRNGKey, *, min_lr: float | Array = 1e-7,
             max_lr: float | Array = 10.0, steps: int = 100, batch_size: int = 32,
             smoothing: float | Array = 0.98, diverge_factor: float | None = 4.0,
-            skip_start: int = 10, skip_end: int = 5) -> LRFindResult:
+            skip_start: int = 10, skip_end: int = 5, window: int | None = None) -> LRFindResult:
     """Run the learning-rate range test from ``params``; vmapped over a batch of keys if given one.
 
     See the module docstring for the schedule, the smoothing, the stopping rule and the
@@ -150,13 +154,15 @@ def lr_find(loss_fn: LossFn, optimizer: Callable[[Schedule], TransformationLike]
         key: one PRNG key, or a batch of keys (one test per key, vmapped).
         min_lr: ``> 0``, the first learning rate; may be traced.
         max_lr: ``> min_lr``, the last learning rate; may be traced.
-        steps: ``>= skip_start + skip_end + 2`` steps (fastai: 100).
+        steps: ``>= skip_start + skip_end + window + 1`` steps (fastai: 100).
         batch_size: examples per step, at most the number of examples.
         smoothing: ``beta`` of the moving average, in ``[0, 1)``.
         diverge_factor: ``> 1``: stop once the smoothed loss exceeds this times the best;
             ``None`` never stops (only non-finite losses do).
         skip_start: the first steps left out of the steepest-descent suggestion.
         skip_end: the last recorded steps left out of it.
+        window: ``k >= 1``, the steps over which the slope is measured; default
+            ``max(1, steps // 20)``.
 
     Returns:
         An :class:`LRFindResult`.
@@ -191,7 +197,12 @@ def lr_find(loss_fn: LossFn, optimizer: Callable[[Schedule], TransformationLike]
         _validate.fail(who, "max_lr", f"a number > min_lr ({low:g})", max_lr)
     start = _validate.check_int(skip_start, who, "skip_start", low=0)
     end = _validate.check_int(skip_end, who, "skip_end", low=0)
-    n_steps = _validate.check_int(steps, who, "steps", low=start + end + 2)
+    span = None if window is None else _validate.check_int(window, who, "window", low=1)
+    n_steps = _validate.check_int(steps, who, "steps", low=start + end + (span or 1) + 1)
+    span = max(1, n_steps // 20) if span is None else span
+    if n_steps < start + end + span + 1:
+        _validate.fail(who, "steps", f"an int >= skip_start + skip_end + window + 1 "
+                       f"({start + end + span + 1})", steps)
     n = _validate.check_leading_length(data, who, "data")
     bs = _validate.check_batch_size(batch_size, n, who)
     _validate.check_number(smoothing, who, "smoothing", low=0.0, high=1.0, high_open=True)
@@ -216,7 +227,7 @@ def lr_find(loss_fn: LossFn, optimizer: Callable[[Schedule], TransformationLike]
         _, raw = lax.scan(body, state, (indices, jax.random.split(k_steps, n_steps)))
         lrs = schedule(jnp.arange(n_steps))
         smooth, recorded = _smooth(raw, smoothing, factor)
-        suggestion, by_min, n_run = _suggest(lrs, smooth, recorded, start, end)
+        suggestion, by_min, n_run = _suggest(lrs, smooth, recorded, start, end, span)
         nan = jnp.asarray(jnp.nan, jnp.float32)
         return LRFindResult(lrs, jnp.where(recorded, smooth, nan),
                             jnp.where(recorded, raw.astype(jnp.float32), nan), suggestion, by_min, n_run)
