@@ -5,6 +5,7 @@ cross-entropy, identical results with and without jit and under vmap (keys, trac
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import chex
 import jax
@@ -20,8 +21,13 @@ N, C = 8, 5
 LABELS = jnp.array([0, 1, 2, 3, 4, 0, 1, 2])
 
 
+def _any(value: object) -> Any:
+    """A deliberately wrong argument, past the type checker."""
+    return value
+
+
 def _one_hot(y: np.ndarray, c: int = C) -> np.ndarray:
-    return np.eye(c, dtype=np.float32)[np.asarray(y)]
+    return np.asarray(np.eye(c, dtype=np.float32)[np.asarray(y)])
 
 
 def _read_mixup(mixed: np.ndarray) -> tuple[float, np.ndarray]:
@@ -182,15 +188,15 @@ class TestSameUnderTransformations(chex.TestCase):
 @pytest.mark.parametrize(("call", "error", "name"), [
     (lambda: mixup(jax.random.key(0), (jnp.eye(N), LABELS), 0.4), TypeError, "num_classes"),
     (lambda: mixup(jax.random.key(0), (jnp.eye(N), LABELS), -1.0, num_classes=C), ValueError, "alpha"),
-    (lambda: mixup(jax.random.key(0), (jnp.eye(N), LABELS), "a", num_classes=C), TypeError, "alpha"),
+    (lambda: mixup(jax.random.key(0), (jnp.eye(N), LABELS), _any("a"), num_classes=C), TypeError, "alpha"),
     (lambda: mixup(jax.random.key(0), (jnp.eye(N, dtype=jnp.int32), LABELS), 0.4, num_classes=C),
      TypeError, "batch[0]"),
-    (lambda: mixup(jax.random.key(0), jnp.eye(N), 0.4, num_classes=C), TypeError, "batch"),
+    (lambda: mixup(jax.random.key(0), _any(jnp.eye(N)), 0.4, num_classes=C), TypeError, "batch"),
     (lambda: mixup(jax.random.key(0), (jnp.eye(N), LABELS), 0.4, num_classes=3), ValueError, "batch[1]"),
     (lambda: mixup(jax.random.key(0), (jnp.eye(N), jnp.ones((N, 4))), 0.4, num_classes=3),
      ValueError, "num_classes"),
     (lambda: mixup(jax.random.key(0), (jnp.eye(N), LABELS[:4]), 0.4, num_classes=C), ValueError, "batch"),
-    (lambda: mixup("key", (jnp.eye(N), LABELS), 0.4, num_classes=C), TypeError, "key"),
+    (lambda: mixup(_any("key"), (jnp.eye(N), LABELS), 0.4, num_classes=C), TypeError, "key"),
     (lambda: cutmix(jax.random.key(0), (jnp.eye(N), LABELS), 0.4, num_classes=C), ValueError, "batch[0]"),
 ])
 def test_errors_name_the_argument(call: object, error: type[Exception], name: str) -> None:

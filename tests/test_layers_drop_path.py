@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import re
+from typing import Any
 
 import chex
 import jax
@@ -18,6 +19,11 @@ from functrain.layers import Dense, DropPath, Residual, drop_path, serial
 STYLE = re.compile(r"^[\w.]+: argument '[\w.\[\]']+' must be .+, got .+$", re.S)
 KEY = jax.random.key(0)
 X = jnp.asarray(np.random.default_rng(0).standard_normal((16, 3, 4)), jnp.float32)
+
+
+def _any(value: object) -> Any:
+    """A deliberately wrong argument, past the type checker."""
+    return value
 
 
 class TestDropPath(chex.TestCase):
@@ -88,9 +94,9 @@ def test_in_a_residual_block_the_dropped_examples_pass_through() -> None:
 
 @pytest.mark.parametrize(("call", "error", "name"), [
     (lambda: DropPath(1.0), ValueError, "rate"),
-    (lambda: DropPath("x"), TypeError, "rate"),
+    (lambda: DropPath(_any("x")), TypeError, "rate"),
     (lambda: drop_path(KEY, X, rate=-0.1, train=True), ValueError, "rate"),
-    (lambda: drop_path(KEY, X, rate=0.1, train=1), TypeError, "train"),
+    (lambda: drop_path(KEY, X, rate=0.1, train=_any(1)), TypeError, "train"),
     (lambda: drop_path(None, X, rate=0.1, train=True), ValueError, "key"),
     (lambda: drop_path(KEY, jnp.asarray(1.0), rate=0.1, train=True), ValueError, "x"),
     (lambda: DropPath(0.2).apply((), (), X, train=True), ValueError, "key"),

@@ -8,6 +8,7 @@ import math
 import re
 
 from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +19,11 @@ from functrain.layers import Summary, SummaryRow, print_summary, summary
 from functrain.typing import PyTree, Shape
 
 STYLE = re.compile(r"^[\w.]+: argument '[\w.\[\]']+' must be .+, got .+$", re.S)
+
+
+def _any(value: object) -> Any:
+    """A deliberately wrong argument, past the type checker."""
+    return value
 
 
 def _size(tree: object) -> int:
@@ -120,9 +126,9 @@ def test_table_and_print_summary(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 @pytest.mark.parametrize(("call", "error", "name"), [
-    (lambda: summary(L.Dense, (-1, 4)), TypeError, "model"),
-    (lambda: summary(L.parallel(L.Dense(2)), (-1, 4)), TypeError, "model"),
-    (lambda: summary(L.Dense(2), "shape"), TypeError, "input_shape"),
+    (lambda: summary(_any(L.Dense), (-1, 4)), TypeError, "model"),
+    (lambda: summary(_any(L.parallel(L.Dense(2))), (-1, 4)), TypeError, "model"),
+    (lambda: summary(L.Dense(2), _any("shape")), TypeError, "input_shape"),
 ])
 def test_errors(call: object, error: type[Exception], name: str) -> None:
     with pytest.raises(error) as info:

@@ -67,6 +67,7 @@ MIRRORS: dict[str, tuple[str, ...]] = {
                 "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"),
 }
 """Base URLs of the files, by data set, tried in order."""
+_KINDS: tuple[Literal["mnist", "fashion"], ...] = ("mnist", "fashion")
 _SUBDIRECTORY = {"mnist": "mnist", "fashion": "fashion-mnist"}
 _CHUNK = 1 << 16
 
@@ -281,7 +282,7 @@ def fetch_mnist(directory: StrPath | None, *, kind: Literal["mnist", "fashion"] 
         ['t10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz', 'train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz']
     """
     who = "fetch_mnist"
-    kind = _validate.check_choice(kind, tuple(MNIST_FILES), who, "kind")
+    kind = _validate.check_choice(kind, _KINDS, who, "kind")
     target = cache_directory() / _SUBDIRECTORY[kind] if directory is None else as_path(directory, who, "directory")
     bases = _check_urls(MIRRORS[kind] if mirrors is None else mirrors, who, "mirrors")
     official = MNIST_FILES[kind]

@@ -20,7 +20,7 @@ import inspect
 import math
 import sys
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 
@@ -166,10 +166,10 @@ def _abstract_init(layer: AnyLayer, shape: object) -> tuple[int, int, OutputShap
         return params, state
 
     params, state = jax.eval_shape(init, jax.random.key(0))
-    out = box[0]
+    out: Any = box[0]  # one shape, or a tuple of shapes (a parallel(...))
     if out and isinstance(out[0], (tuple, list)):
-        return _size(params), _size(state), tuple(tuple(int(d) for d in s) for s in out)  # type: ignore[union-attr]  # a tuple of shapes
-    return _size(params), _size(state), tuple(int(d) for d in out)  # type: ignore[arg-type]  # one shape
+        return _size(params), _size(state), tuple(tuple(int(d) for d in s) for s in out)
+    return _size(params), _size(state), tuple(int(d) for d in out)
 
 
 def _walk(layer: AnyLayer, shape: object, depth: int, rows: list[SummaryRow]) -> tuple[int, int, OutputShape]:

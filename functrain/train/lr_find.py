@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import partial
 from typing import Any, NamedTuple
 
 import jax
@@ -208,34 +209,69 @@ def lr_find(loss_fn: LossFn, optimizer: Callable[[Schedule], TransformationLike]
     _validate.check_number(smoothing, who, "smoothing", low=0.0, high=1.0, high_open=True)
     factor = None if diverge_factor is None else _validate.check_number(
         diverge_factor, who, "diverge_factor", low=1.0, low_open=True, finite=True)
-    schedule = _exponential(min_lr, max_lr, n_steps)
-    opt = optimizer(schedule)
-    _validate.check_transformation(opt, who, "optimizer(schedule)")
-    step = make_train_step(loss_fn, opt, grad_norm=False)
-
-    def run(k: PRNGKey) -> LRFindResult:
-        k_data, k_steps = jax.random.split(k)
-        indices = _batch_indices(k_data, n, bs, n_steps)
-
-        def body(state: Any, xs: tuple[Array, PRNGKey]) -> tuple[Any, Array]:
-            idx, k_step = xs
-            batch = _tree.tree_map(lambda leaf: jnp.asarray(leaf)[idx], data)
-            state, metrics = step(state, batch, k_step)
-            return state, metrics["loss"]
-
-        state = init_train_state(params, model_state, opt)
-        _, raw = lax.scan(body, state, (indices, jax.random.split(k_steps, n_steps)))
-        lrs = schedule(jnp.arange(n_steps))
-        smooth, recorded = _smooth(raw, smoothing, factor)
-        suggestion, by_min, n_run = _suggest(lrs, smooth, recorded, start, end, span)
-        nan = jnp.asarray(jnp.nan, jnp.float32)
-        return LRFindResult(lrs, jnp.where(recorded, smooth, nan),
-                            jnp.where(recorded, raw.astype(jnp.float32), nan), suggestion, by_min, n_run)
-
+    _validate.check_transformation(optimizer(_exponential(min_lr, max_lr, n_steps)), who,
+                                   "optimizer(schedule)")
+    config = _Config(loss_fn, optimizer, n_steps, bs, factor, start, end, span)
     if _is_key_batch(key):
-        return jax.jit(jax.vmap(run))(key)
+        result: LRFindResult = _range_tests(config, params, model_state, data, key, min_lr, max_lr,
+                                            smoothing)
+        return result
     _validate.check_key(key, who)
-    return jax.jit(run)(key)
+    result = _range_test(config, params, model_state, data, key, min_lr, max_lr, smoothing)
+    return result
+
+
+class _Config(NamedTuple):
+    """The static part of a range test (hashable: the compiled program is cached on it)."""
+
+    loss_fn: LossFn
+    optimizer: Callable[[Schedule], TransformationLike]
+    steps: int
+    batch_size: int
+    factor: float | None
+    skip_start: int
+    skip_end: int
+    window: int
+
+
+@partial(jax.jit, static_argnums=0)
+def _range_test(config: _Config, params: PyTree, model_state: PyTree, data: PyTree, key: PRNGKey,
+                min_lr: float | Array, max_lr: float | Array, smoothing: float | Array) -> LRFindResult:
+    """One range test, compiled once per configuration (values, data and keys are arguments)."""
+    schedule = _exponential(min_lr, max_lr, config.steps)
+    opt = config.optimizer(schedule)
+    step = make_train_step(config.loss_fn, opt, grad_norm=False)
+    k_data, k_steps = jax.random.split(key)
+    n = jax.tree_util.tree_leaves(data)[0].shape[0]
+    indices = _batch_indices(k_data, n, config.batch_size, config.steps)
+
+    def body(state: Any, xs: tuple[Array, PRNGKey]) -> tuple[Any, Array]:
+        idx, k_step = xs
+        batch = _tree.tree_map(lambda leaf: jnp.asarray(leaf)[idx], data)
+        state, metrics = step(state, batch, k_step)
+        return state, metrics["loss"]
+
+    state = init_train_state(params, model_state, opt)
+    _, raw = lax.scan(body, state, (indices, jax.random.split(k_steps, config.steps)))
+    lrs = schedule(jnp.arange(config.steps))
+    smooth, recorded = _smooth(raw, smoothing, config.factor)
+    suggestion, by_min, n_run = _suggest(lrs, smooth, recorded, config.skip_start, config.skip_end,
+                                         config.window)
+    nan = jnp.asarray(jnp.nan, jnp.float32)
+    return LRFindResult(lrs, jnp.where(recorded, smooth, nan),
+                        jnp.where(recorded, raw.astype(jnp.float32), nan), suggestion, by_min, n_run)
+
+
+@partial(jax.jit, static_argnums=0)
+def _range_tests(config: _Config, params: PyTree, model_state: PyTree, data: PyTree, keys: PRNGKey,
+                 min_lr: float | Array, max_lr: float | Array, smoothing: float | Array) -> LRFindResult:
+    """One range test per key, vmapped in one compiled program."""
+    def one(key: PRNGKey) -> LRFindResult:
+        result: LRFindResult = _range_test(config, params, model_state, data, key, min_lr, max_lr,
+                                           smoothing)
+        return result
+
+    return jax.vmap(one)(keys)
 
 
 def _is_key_batch(key: object) -> bool:
