@@ -113,11 +113,12 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _check_sha256(value: object, who: str, name: str) -> str:
+def _check_sha256(value: object, who: str, name: str, detail: str = "") -> str:
+    expectation = "a SHA-256 checksum (64 hexadecimal digits)"
     if not isinstance(value, str):
-        _validate.fail(who, name, "a SHA-256 checksum (64 hexadecimal digits)", value, error=TypeError)
+        _validate.fail(who, name, expectation, value, error=TypeError, detail=detail)
     if len(value) != 64 or any(c not in "0123456789abcdefABCDEF" for c in value):
-        _validate.fail(who, name, "a SHA-256 checksum (64 hexadecimal digits)", value)
+        _validate.fail(who, name, expectation, value, detail=detail)
     return value.lower()
 
 
@@ -293,7 +294,7 @@ def fetch_mnist(directory: StrPath | None, *, kind: Literal["mnist", "fashion"] 
     if set(sums) != set(official):
         _validate.fail(who, "checksums", expectation, checksums)
     for name in official:
-        _check_sha256(sums[name], who, f"checksums[{name!r}]")
+        _check_sha256(sums[name], who, "checksums", detail=f"for {name}")
     _validate.check_number(timeout, who, "timeout", low=0.0, low_open=True, finite=True)
     _validate.check_bool(progress, who, "progress")
     for name, checksum in sums.items():
