@@ -15,7 +15,8 @@ by SHA-256) into ``--data-dir`` (default: functrain's cache directory, see
 when the download fails (no network), the script runs on the 8x8 digits that ship with
 scikit-learn and says so.
 
-    python examples/mnist_dropout.py [--quick] [--out DIR] [--seeds N] [--epochs N] [--data mnist|fashion|digits] [--data-dir DIR]
+    python examples/mnist_dropout.py [--quick] [--out DIR] [--seeds N] [--epochs N]
+                                     [--data mnist|fashion|digits] [--data-dir DIR] [--batch-size N]
 """
 
 from __future__ import annotations

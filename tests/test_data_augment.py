@@ -173,8 +173,9 @@ class TestSameUnderTransformations(chex.TestCase):
         keys = jax.random.split(jax.random.key(9), 4)
         alphas = jnp.array([0.0, 0.2, 1.0, 3.0])
         for fn in (mixup, cutmix):
-            def one(key: jax.Array, alpha: jax.Array, fn: object = fn) -> tuple[jax.Array, jax.Array]:
-                return fn(key, (x, LABELS), alpha, num_classes=C)  # type: ignore[operator, no-any-return]  # one of the two transforms
+            def one(key: jax.Array, alpha: jax.Array, fn: Any = fn) -> tuple[jax.Array, jax.Array]:
+                mixed, targets = fn(key, (x, LABELS), alpha, num_classes=C)
+                return mixed, targets
 
             batched = jax.vmap(one)(keys, alphas)
             for i in range(4):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -15,7 +16,7 @@ import pytest
 
 from functrain import data, layers, optim, plotting, train
 from functrain.train import LRFindResult, lr_find
-from functrain.typing import Array, Metrics, PRNGKey, PyTree
+from functrain.typing import Array, LossFn, Metrics, PRNGKey, PyTree
 
 STYLE = re.compile(r"^[\w.]+: argument '[\w.\[\]']+' must be .+, got .+$", re.S)
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -86,7 +87,7 @@ def test_smoothing_stop_and_suggestions_match_a_float64_reference() -> None:
     np.testing.assert_allclose(float(result.min_loss_suggestion), by_min, rtol=1e-6)
 
 
-def _classifier() -> tuple[train.step.LossFn, PyTree, PyTree, tuple[Array, Array]]:  # type: ignore[name-defined]  # LossFn via typing
+def _classifier() -> tuple[LossFn, PyTree, PyTree, tuple[Array, Array]]:
     rng = np.random.default_rng(2)
     x = rng.standard_normal((128, 6)).astype(np.float32)
     y = (x[:, 0] + x[:, 1] > 0).astype(np.int32) + (x[:, 2] > 1).astype(np.int32)
@@ -104,13 +105,13 @@ def _assert_same(a: LRFindResult, b: LRFindResult) -> None:
 def test_eight_seeds_in_one_program_equal_eight_solo_runs() -> None:
     loss_fn, params, state, xy = _classifier()
     keys = jax.random.split(jax.random.key(4), 8)
-    options = {"min_lr": 1e-3, "max_lr": 50.0, "steps": 30, "batch_size": 16}
-    together = lr_find(loss_fn, optim.sgd, params, state, xy, keys, **options)  # type: ignore[arg-type]  # typed options
+    options: dict[str, Any] = {"min_lr": 1e-3, "max_lr": 50.0, "steps": 30, "batch_size": 16}
+    together = lr_find(loss_fn, optim.sgd, params, state, xy, keys, **options)
     assert together.losses.shape == (8, 30) and together.suggestion.shape == (8,)
     assert len({int(s) for s in together.steps_run}) > 1 or int(together.steps_run[0]) < 30
     for i in range(8):
         _assert_same(jax.tree_util.tree_map(lambda leaf, i=i: leaf[i], together),
-                     lr_find(loss_fn, optim.sgd, params, state, xy, keys[i], **options))  # type: ignore[arg-type]  # typed options
+                     lr_find(loss_fn, optim.sgd, params, state, xy, keys[i], **options))
 
 
 def test_candidate_ranges_and_starting_weights_vmapped() -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Float, Int
 
 from functrain import _validate
@@ -37,10 +38,10 @@ Batch = tuple[Array, Array]
 def _check_batch(batch: object, who: str, min_rank: int) -> Batch:
     if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
         _validate.fail(who, "batch", "a pair (x, labels)", batch, error=TypeError)
-    x, labels = batch
-    for name, value in (("batch[0]", x), ("batch[1]", labels)):
-        if not isinstance(value, (jax.Array, jnp.ndarray)):
+    for name, value in (("batch[0]", batch[0]), ("batch[1]", batch[1])):
+        if not isinstance(value, (jax.Array, np.ndarray)):
             _validate.fail(who, name, "an array", value, error=TypeError)
+    x, labels = jnp.asarray(batch[0]), jnp.asarray(batch[1])
     if not jnp.issubdtype(x.dtype, jnp.floating):
         _validate.fail(who, "batch[0]", "a floating array (cast integer pixels first)", x,
                        error=TypeError)

@@ -112,9 +112,12 @@ def _size(tree: PyTree) -> int:
 
 
 def _nonlocals(fn: object) -> dict[str, object]:
+    """The variables a function closes over (``{}`` for other callables, e.g. a partial)."""
+    if not inspect.isfunction(fn):
+        return {}
     try:
-        return dict(inspect.getclosurevars(fn).nonlocals)  # type: ignore[arg-type]  # TypeError for non-functions, handled
-    except TypeError:
+        return dict(inspect.getclosurevars(fn).nonlocals)
+    except ValueError:  # an empty cell (a closure variable not assigned yet)
         return {}
 
 

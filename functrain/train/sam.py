@@ -90,7 +90,9 @@ def make_sam_train_step(loss_fn: LossFn, optimizer: GradientTransformation[Any] 
     The metrics are the loss function's (first pass), ``"loss"`` (at ``w``, as
     :func:`~functrain.train.make_train_step` reports it), ``"perturbed_loss"`` (at ``w + e``) and,
     unless ``grad_norm=False``, ``"grad_norm"``, the global norm of ``g_sam`` (the gradient the
-    optimizer receives). It costs two forward-backward passes per step.
+    optimizer receives). It costs two forward-backward passes per step. Like
+    :func:`~functrain.train.make_train_step`'s, the returned function carries the attributes
+    ``step.loss_fn`` and ``step.optimizer`` (for drivers).
 
     Args:
         loss_fn: ``loss_fn(params, model_state, batch, key) -> (loss, (new_model_state, metrics))``.
@@ -149,4 +151,6 @@ def make_sam_train_step(loss_fn: LossFn, optimizer: GradientTransformation[Any] 
             out["grad_norm"] = _tree.tree_global_norm(sam_grads)
         return TrainState(state.step + 1, params, model_state, opt_state), out
 
+    setattr(step, "loss_fn", loss_fn)  # noqa: B010 (read-only attributes for drivers, as make_train_step's)
+    setattr(step, "optimizer", optimizer)  # noqa: B010
     return step
