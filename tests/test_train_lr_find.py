@@ -114,6 +114,27 @@ def test_eight_seeds_in_one_program_equal_eight_solo_runs() -> None:
                      lr_find(loss_fn, optim.sgd, params, state, xy, keys[i], **options))
 
 
+class Unhashable:
+    """A loss function object that defines ``==`` but not ``hash`` (so jit cannot key a cache on it)."""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Unhashable)
+
+    __hash__ = None  # type: ignore[assignment]  # deliberately unhashable
+
+    def __call__(self, params: PyTree, model_state: PyTree, batch: PyTree,
+                 key: PRNGKey) -> tuple[Array, tuple[PyTree, Metrics]]:
+        return least_squares(params, model_state, batch, key)
+
+
+def test_an_unhashable_loss_function_works_too() -> None:
+    xy = _regression()
+    options: dict[str, Any] = {"min_lr": 1e-3, "max_lr": 3.0, "steps": 24, "batch_size": 16}
+    for key in (jax.random.key(7), jax.random.split(jax.random.key(7), 2)):
+        _assert_same(lr_find(Unhashable(), optim.sgd, jnp.zeros(3), (), xy, key, **options),
+                     lr_find(least_squares, optim.sgd, jnp.zeros(3), (), xy, key, **options))
+
+
 def test_candidate_ranges_and_starting_weights_vmapped() -> None:
     xy = _regression()
     key = jax.random.key(5)

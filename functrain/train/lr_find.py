@@ -212,12 +212,16 @@ def lr_find(loss_fn: LossFn, optimizer: Callable[[Schedule], TransformationLike]
     _validate.check_transformation(optimizer(_exponential(min_lr, max_lr, n_steps)), who,
                                    "optimizer(schedule)")
     config = _Config(loss_fn, optimizer, n_steps, bs, factor, start, end, span)
-    if _is_key_batch(key):
-        result: LRFindResult = _range_tests(config, params, model_state, data, key, min_lr, max_lr,
-                                            smoothing)
+    batched = _is_key_batch(key)
+    if not batched:
+        _validate.check_key(key, who)
+    args = (params, model_state, data, key, min_lr, max_lr, smoothing)
+    try:
+        hash(config)
+    except TypeError:  # an unhashable loss function or factory: compiled for this call only
+        result: LRFindResult = jax.jit(partial(_many_tests if batched else _one_test, config))(*args)
         return result
-    _validate.check_key(key, who)
-    result = _range_test(config, params, model_state, data, key, min_lr, max_lr, smoothing)
+    result = _COMPILED[batched](config, *args)
     return result
 
 
@@ -234,8 +238,7 @@ class _Config(NamedTuple):
     window: int
 
 
-@partial(jax.jit, static_argnums=0)
-def _range_test(config: _Config, params: PyTree, model_state: PyTree, data: PyTree, key: PRNGKey,
+def _one_test(config: _Config, params: PyTree, model_state: PyTree, data: PyTree, key: PRNGKey,
                 min_lr: float | Array, max_lr: float | Array, smoothing: float | Array) -> LRFindResult:
     """One range test, compiled once per configuration (values, data and keys are arguments)."""
     schedule = _exponential(min_lr, max_lr, config.steps)
@@ -262,16 +265,18 @@ def _range_test(config: _Config, params: PyTree, model_state: PyTree, data: PyTr
                         jnp.where(recorded, raw.astype(jnp.float32), nan), suggestion, by_min, n_run)
 
 
-@partial(jax.jit, static_argnums=0)
-def _range_tests(config: _Config, params: PyTree, model_state: PyTree, data: PyTree, keys: PRNGKey,
-                 min_lr: float | Array, max_lr: float | Array, smoothing: float | Array) -> LRFindResult:
+def _many_tests(config: _Config, params: PyTree, model_state: PyTree, data: PyTree, keys: PRNGKey,
+                min_lr: float | Array, max_lr: float | Array, smoothing: float | Array) -> LRFindResult:
     """One range test per key, vmapped in one compiled program."""
     def one(key: PRNGKey) -> LRFindResult:
-        result: LRFindResult = _range_test(config, params, model_state, data, key, min_lr, max_lr,
-                                           smoothing)
-        return result
+        return _one_test(config, params, model_state, data, key, min_lr, max_lr, smoothing)
 
-    return jax.vmap(one)(keys)
+    result: LRFindResult = jax.vmap(one)(keys)
+    return result
+
+
+# Compiled once per configuration (and shapes): equal loss functions and factories hit the cache.
+_COMPILED = {False: jax.jit(_one_test, static_argnums=0), True: jax.jit(_many_tests, static_argnums=0)}
 
 
 def _is_key_batch(key: object) -> bool:
