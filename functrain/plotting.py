@@ -33,8 +33,10 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["panels", "plot_curves", "plot_schedule", "plot_scores", "plot_signal_propagation",
-           "save_figure", "shared_legend"]
+    from functrain.train.lr_find import LRFindResult  # the type only: plotting imports no training
+
+__all__ = ["panels", "plot_curves", "plot_lr_find", "plot_schedule", "plot_scores",
+           "plot_signal_propagation", "save_figure", "shared_legend"]
 
 StrPath = str | os.PathLike[str]
 Values: TypeAlias = ArrayLike | Sequence[float] | Sequence[Sequence[float]]  # an array or (nested) lists
@@ -398,3 +400,50 @@ def plot_schedule(schedule: Schedule | Mapping[str, Schedule], steps: int, *,
     _finish(axes, title, "step", ylabel, log_y, integer_x=False)
     axes.legend(loc="best", fontsize="small")
     return save_figure(fig, path)
+
+
+def plot_lr_find(result: LRFindResult, *, title: str = "Learning-rate range test",
+                 path: StrPath | None = None, ax: Axes | None = None) -> Figure:
+    """The smoothed loss against the learning rate (log axis) of :func:`functrain.train.lr_find`.
+
+    One test is one line, a vmapped batch of tests their mean ± one std (NaN after a test stopped
+    left out); dashed and dotted lines mark the two suggestions (medians over the tests).
+
+    Args:
+        result: an :class:`~functrain.train.LRFindResult`, fields ``(steps,)`` or ``(tests, steps)``.
+        title: the axes' title.
+        path: write the figure to this PNG file.
+        ax: draw into these axes instead of a new figure.
+
+    Returns:
+        The figure.
+
+    Raises:
+        TypeError: ``result`` is not an ``LRFindResult``; ImportError: matplotlib is missing.
+
+    Example:
+        >>> lrs = jnp.logspace(-3, 0, 5)
+        >>> r = ft.train.LRFindResult(lrs, jnp.array([1.0, 0.9, 0.5, 0.4, jnp.nan]), lrs, lrs[1],
+        ...                           lrs[3] / 10, jnp.array(4))
+        >>> fig = ft.plotting.plot_lr_find(r)
+        >>> fig.axes[0].get_xscale(), len(fig.axes[0].lines)  # the curve and two suggestions
+        ('log', 3)
+    """
+    from functrain.train.lr_find import LRFindResult as _Result  # imported here: plotting sits on top
+    if not isinstance(result, _Result):
+        fail("plot_lr_find", "result", "an LRFindResult (from ft.train.lr_find)", result, error=TypeError)
+    lrs = np.asarray(result.lrs, np.float64).reshape(-1, np.shape(result.lrs)[-1])[0]
+    mean, std = _nan_mean_std(np.asarray(result.losses, np.float64).reshape(-1, lrs.shape[0]))
+    figure, axes = _axes_or_new(ax, "plot_lr_find")
+    (line,) = axes.plot(lrs, mean, linewidth=1.8, label="smoothed loss")
+    axes.fill_between(lrs, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
+    for value, style, label in ((result.suggestion, "--", "steepest descent"),
+                                (result.min_loss_suggestion, ":", "minimum / 10")):
+        v = np.asarray(value, np.float64).reshape(-1)
+        if np.isfinite(v).any():
+            lr = float(np.median(v[np.isfinite(v)]))
+            axes.axvline(lr, color="0.3", linestyle=style, label=f"{label}: {lr:.2g}")
+    axes.set_xscale("log")
+    _finish(axes, title, "learning rate", "loss (smoothed)", log_y=False, integer_x=False)
+    axes.legend(loc="best", fontsize="small")
+    return save_figure(figure, path)

@@ -10,6 +10,7 @@
 * :mod:`functrain.data.idx` -- ``read_idx``, the IDX file format of MNIST.
 """
 
+from functrain.data.augment import cutmix, mixup
 from functrain.data.batching import batches, num_batches, train_test_split
 from functrain.data.datasets import (
     Dataset,
@@ -18,6 +19,14 @@ from functrain.data.datasets import (
     load_mnist,
     load_npz,
     split_dataset,
+)
+from functrain.data.download import (
+    MIRRORS,
+    MNIST_FILES,
+    DownloadError,
+    cache_directory,
+    download_file,
+    fetch_mnist,
 )
 from functrain.data.idx import read_idx
 from functrain.data.scaling import (
@@ -32,11 +41,18 @@ from functrain.data.scaling import (
 )
 
 __all__ = [
+    "MIRRORS",
+    "MNIST_FILES",
     "Dataset",
+    "DownloadError",
     "MinMaxStats",
     "StandardizeStats",
     "TrainTest",
     "batches",
+    "cache_directory",
+    "cutmix",
+    "download_file",
+    "fetch_mnist",
     "fit_min_max",
     "fit_standardize",
     "inverse_min_max_scale",
@@ -45,6 +61,7 @@ __all__ = [
     "load_mnist",
     "load_npz",
     "min_max_scale",
+    "mixup",
     "num_batches",
     "read_idx",
     "split_dataset",

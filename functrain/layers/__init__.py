@@ -82,6 +82,7 @@ from functrain.layers.conv import (
 )
 from functrain.layers.dense import Dense, DenseParams, dense, init_dense
 from functrain.layers.dropout import Dropout, dropout
+from functrain.layers.drop_path import DropPath, drop_path
 from functrain.layers.normalization import (
     BatchNorm,
     BatchNormParams,
@@ -103,6 +104,7 @@ from functrain.layers.pooling import (
     global_avg_pool,
     max_pool,
 )
+from functrain.layers.summary import Summary, SummaryRow, print_summary, summary
 from functrain.layers.weight_norm import (
     WeightNormConv2D,
     WeightNormDense,
@@ -129,6 +131,7 @@ __all__ = [
     "ConvParams",
     "Dense",
     "DenseParams",
+    "DropPath",
     "Dropout",
     "Elementwise",
     "Elu",
@@ -152,6 +155,8 @@ __all__ = [
     "ResidualParams",
     "Sigmoid",
     "Softmax",
+    "Summary",
+    "SummaryRow",
     "Tanh",
     "WeightNormConv2D",
     "WeightNormDense",
@@ -161,6 +166,7 @@ __all__ = [
     "conv1d",
     "conv2d",
     "dense",
+    "drop_path",
     "dropout",
     "elu",
     "flatten",
@@ -177,10 +183,12 @@ __all__ = [
     "log_softmax",
     "max_pool",
     "parallel",
+    "print_summary",
     "relu",
     "serial",
     "sigmoid",
     "softmax",
+    "summary",
     "tanh",
     "weight_norm",
     "weight_norm_conv1d",

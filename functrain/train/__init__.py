@@ -44,6 +44,7 @@ from functrain.train.checkpoint import CheckpointError, load_checkpoint, save_ch
 from functrain.train.early_stopping import EarlyStopping, EarlyStoppingState, early_stopping, masked_update
 from functrain.train.epoch import evaluate, train_epoch
 from functrain.train.fit import History, fit
+from functrain.train.lr_find import LRFindResult, lr_find
 from functrain.train.run import (
     EpochMetrics,
     FitOptions,
@@ -63,6 +64,7 @@ from functrain.train.plateau import (
     set_plateau_scale,
 )
 from functrain.train import distributed, seeds
+from functrain.train.sam import make_sam_train_step, sam_perturbation
 from functrain.train.seeds import RunResults, Stats, grid, run_seeds, summarize, sweep
 from functrain.train.state import TrainState, init_train_state
 from functrain.train.step import (
@@ -84,6 +86,7 @@ __all__ = [
     "FitOptions",
     "FitState",
     "History",
+    "LRFindResult",
     "ReduceOnPlateau",
     "ReduceOnPlateauState",
     "RunResults",
@@ -107,12 +110,15 @@ __all__ = [
     "init_fit_state",
     "init_train_state",
     "load_checkpoint",
+    "lr_find",
     "make_eval_step",
+    "make_sam_train_step",
     "make_train_step",
     "masked_update",
     "recompute_batch_norm_stats",
     "reduce_on_plateau",
     "run_seeds",
+    "sam_perturbation",
     "save_checkpoint",
     "scale_by_plateau",
     "seeds",

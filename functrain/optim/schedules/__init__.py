@@ -39,6 +39,7 @@ from functrain.optim.schedules.decay import (
 )
 from functrain.optim.schedules.interpolate import linear_one_cycle, piecewise_interpolate
 from functrain.optim.schedules.restarts import sgdr
+from functrain.optim.schedules.warmup import with_warmup
 
 __all__ = [
     "constant",
@@ -55,4 +56,5 @@ __all__ = [
     "polynomial",
     "sgdr",
     "warmup_cosine_decay",
+    "with_warmup",
 ]
