@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import IO, Literal
 
 from functrain import _validate
-from functrain.data.idx import StrPath, as_path
+from functrain.data._files import StrPath, as_path
 
 __all__ = ["MIRRORS", "MNIST_FILES", "DownloadError", "cache_directory", "download_file", "fetch_mnist"]
 
