@@ -5,11 +5,7 @@ The end-to-end runs (``functrain tricks`` / ``functrain train``) are in tests/te
 
 from __future__ import annotations
 
-import errno
-import os
 import re
-import signal
-import stat
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +13,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _cli import toy_splits
 
 from functrain import optim
 from functrain.cli import build_parser
 from functrain.experiments import tricks
-from functrain.experiments import interrupts
-from functrain.experiments.tricks import chunks, commands, figures, outputs, report
+from functrain.experiments.tricks import commands, figures, report
 from functrain.experiments.tricks import run as run_module
 from functrain.experiments.tricks.run import RunOutput, steps_per_epoch
-from functrain.experiments.tricks.splits import Splits
 from functrain.experiments.tricks.table import TrickResult
 from functrain.train import TrainState
 
@@ -165,18 +160,8 @@ def test_build_model_layers_and_output_shape() -> None:
 # run: shapes without training
 
 
-def _splits(n: int = 50, features: int = 5, classes: int = 3) -> Splits:
-    rng = np.random.default_rng(0)
-
-    def part(m: int) -> tuple[np.ndarray, np.ndarray]:
-        return rng.uniform(size=(m, features)).astype(np.float32), rng.integers(0, classes, m)
-
-    (xt, yt), (xv, yv), (xs, ys) = part(n), part(10), part(12)
-    return Splits(xt, yt, xv, yv, xs, ys, classes, "toy")
-
-
 def test_checkpoint_like_and_steps_per_epoch() -> None:
-    splits = _splits()
+    splits = toy_splits()
     config = tricks.RunConfig(hidden=(4,), epochs=3, batch_size=16)
     assert steps_per_epoch(config, splits) == 3  # 50 // 16, the partial batch dropped
     assert steps_per_epoch(config._replace(batch_size=50), splits) == 1
@@ -225,7 +210,7 @@ def test_run_summary_and_history_json() -> None:
     out = _run_output([0.8, 0.6], active=[[True, True], [True, False]], finite=[[True, True], [False, True]])
     assert report.run_summary(out, 1.25) == ("test accuracy 0.7000 ± 0.1000 over 2 seeds, epochs run 1.5, "
                                              "1 diverged (1.2 s)")
-    splits = _splits()
+    splits = toy_splits()
     doc = report.history_json(out, config=tricks.RunConfig(hidden=(4,)), splits=splits, source="toy.npz", seed=7,
                               seconds=1.0, checkpoint="checkpoint.ckpt")
     assert doc["data"] == {"source": "toy.npz", "name": "toy", "n_train": 50, "n_val": 10, "n_test": 12,
@@ -312,11 +297,12 @@ def test_command_errors(tmp_path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-# Fail loudly, lose nothing (issue 12): the pieces behind the command line
+# Fail loudly, lose nothing (issue 12, case 9): nothing clamped, bad data refused (chunked runs and
+# interrupts: tests/test_experiments_chunks.py; output files: tests/test_experiments_outputs.py)
 
 
 def test_case_9_batch_size_above_the_data_is_refused_not_clamped() -> None:
-    splits = _splits()  # 50 training examples
+    splits = toy_splits()  # 50 training examples
     config = tricks.RunConfig(hidden=(4,), epochs=2, batch_size=500)
     expected = r"argument 'config.batch_size' must be an int in \[1, 50\] \(at most the 50 training examples of toy\)"
     with pytest.raises(ValueError, match="^steps_per_epoch: " + expected + ", got 500$"):
@@ -324,7 +310,7 @@ def test_case_9_batch_size_above_the_data_is_refused_not_clamped() -> None:
     with pytest.raises(ValueError, match="^make_run: " + expected):
         tricks.make_run(config, splits)
     # the step counter is int32: epochs x steps per epoch must fit it (5000 steps of batch 1)
-    big = _splits(n=5000)
+    big = toy_splits(n=5000)
     assert run_module.max_epochs(config._replace(batch_size=1), big) == (2**31 - 1) // 5000 == 429496
     with pytest.raises(ValueError, match=r"^make_run: argument 'config.epochs' must be an int in \[1, 429496\] "
                                          r"\(epochs x 5000 steps per epoch must fit the int32 step counter\), "
@@ -361,142 +347,3 @@ def test_case_9_prepare_splits_refuses_nonfinite_features_and_wrapped_labels() -
         tricks.prepare_splits(_dataset(wide, y))
     ok = tricks.prepare_splits(_dataset(x, y))
     assert np.isfinite(ok.x_train).all() and ok.num_classes == 2
-
-
-def _tiny_config(**change: Any) -> tricks.RunConfig:
-    return tricks.RunConfig(hidden=(8,), batch_norm=True, dropout=0.2, optimizer="sgd", learning_rate=0.5,
-                            epochs=6, batch_size=16, early_stopping=2)._replace(**change)
-
-
-QUICK = {"xla_backend_optimization_level": 0}  # compiles about 3x faster (as --quick)
-
-
-def test_case_11_chunked_runs_equal_the_unchunked_run() -> None:
-    splits, keys = _splits(), jax.random.split(jax.random.key(3), 2)
-    config = _tiny_config()
-    # chunks of 1 epoch; and of 4 epochs, then a remainder of 2
-    one, four = (chunks.run_chunked(chunks.compile_chunked(config, splits, keys, chunk_epochs=n,
-                                                           compiler_options=QUICK), keys) for n in (1, 4))
-    assert one.output is not None and four.output is not None and not one.interrupted and not four.interrupted
-    assert one.epochs_done == 3 and four.epochs_done == 4  # every seed stopped early (patience 2) in epoch 3
-    active = np.asarray(one.output.active)
-    assert active.shape == (2, 6) and not active[:, 3:].any()
-    for name, a in one.output._asdict().items():
-        if name in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
-            b = getattr(four.output, name)
-            np.testing.assert_array_equal(np.asarray(a)[active], np.asarray(b)[active], err_msg=name)  # bitwise
-            assert np.isnan(np.asarray(a)[~active]).all()  # skipped once every seed had stopped
-        else:
-            for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(getattr(four.output, name))):
-                np.testing.assert_array_equal(np.asarray(x), np.asarray(y), err_msg=name)
-
-
-@pytest.mark.slow  # compiles the run twice more (chunked and as one program)
-def test_case_11_chunked_run_equals_run_many_to_float32_rounding() -> None:
-    splits, keys = _splits(), jax.random.split(jax.random.key(3), 2)
-    config = _tiny_config()
-    out = chunks.run_chunked(chunks.compile_chunked(config, splits, keys, compiler_options=QUICK), keys).output
-    assert out is not None
-    # the single program of run_many fuses initialization, training and test evaluation together
-    run, _ = tricks.make_run(config, splits)
-    whole = tricks.run_many(run, keys, compiler_options=QUICK)
-    active = np.asarray(whole.active)
-    for name in ("active", "finite", "epochs_run", "test_accuracy"):
-        np.testing.assert_array_equal(np.asarray(getattr(out, name)), np.asarray(getattr(whole, name)), err_msg=name)
-    for name in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
-        np.testing.assert_allclose(np.asarray(getattr(out, name))[active], np.asarray(getattr(whole, name))[active],
-                                   rtol=1e-5, err_msg=name)
-    for x, y in zip(jax.tree_util.tree_leaves(out.state.params), jax.tree_util.tree_leaves(whole.state.params)):
-        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6)
-
-
-def test_case_11_chunked_run_stops_between_epochs_and_keeps_the_completed_ones() -> None:
-    splits, keys = _splits(), jax.random.split(jax.random.key(3), 2)
-    config = _tiny_config(early_stopping=None, batch_norm=False)
-    program = chunks.compile_chunked(config, splits, keys, compiler_options=QUICK)
-    seen: list[chunks.Progress] = []
-    stopped = chunks.run_chunked(program, keys, stop=lambda: len(seen) == 2, progress=seen.append)
-    assert stopped.interrupted and stopped.epochs_done == 2 and [p.epoch for p in seen] == [1, 2]
-    assert seen[0].seeds == seen[0].training == 2 and seen[0].epochs == 6
-    full = chunks.run_chunked(program, keys)
-    assert stopped.output is not None and full.output is not None and not full.interrupted
-    assert stopped.output.val_loss.shape == (2, 2)
-    np.testing.assert_array_equal(np.asarray(stopped.output.val_loss), np.asarray(full.output.val_loss)[:, :2])
-    assert seen[1].val_accuracy == pytest.approx(float(np.mean(np.asarray(full.output.val_accuracy)[:, 1])))
-    # the kept state is the one after epoch 2: 2 epochs x 3 steps (50 // 16)
-    assert np.asarray(stopped.output.state.step).tolist() == [6, 6]
-    assert chunks.run_chunked(program, keys, stop=lambda: True) == chunks.ChunkedResult(None, 0, True)
-
-
-def test_case_11_interrupts_are_recorded_not_raised() -> None:
-    previous = signal.getsignal(signal.SIGINT)
-    assert previous is signal.default_int_handler
-    with interrupts.deferred_interrupts() as flag:
-        assert not flag.requested()
-        signal.raise_signal(signal.SIGINT)  # would raise KeyboardInterrupt here without the deferral
-        assert flag.requested()
-        assert signal.getsignal(signal.SIGINT) is signal.SIG_DFL  # a second Ctrl-C ends the process
-    assert signal.getsignal(signal.SIGINT) is previous
-    # an ignored SIGINT (nohup, background jobs) stays ignored
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        with interrupts.deferred_interrupts() as flag:
-            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN and not flag.requested()
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    assert issubclass(interrupts.Interrupted, KeyboardInterrupt) and interrupts.EXIT_STATUS == 130
-
-
-def _old_outputs(directory: Path) -> dict[str, bytes]:
-    directory.mkdir(parents=True, exist_ok=True)
-    old = {"a.json": b"old a", "b.ckpt": b"old b", "c.png": b"old c"}
-    for name, data in old.items():
-        (directory / name).write_bytes(data)
-    return old
-
-
-def test_case_12_write_outputs_is_all_or_nothing(tmp_path: Path) -> None:
-    old = _old_outputs(tmp_path / "out")
-
-    def full_disk(path: Path) -> None:
-        path.write_bytes(b"partial")
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    writers = {"a.json": lambda p: p.write_bytes(b"new a"), "b.ckpt": full_disk, "c.png": lambda p: p.write_bytes(b"c")}
-    with pytest.raises(outputs.WriteError, match=r"^cannot write .*out/b\.ckpt: No space left on device; no output "
-                                                 r"was changed$"):
-        outputs.write_outputs(tmp_path / "out", writers)
-    assert {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()} == old  # no temporaries, no new file
-
-    # a new directory that got nothing is removed again (with the parents it created)
-    with pytest.raises(outputs.WriteError):
-        outputs.write_outputs(tmp_path / "new" / "deeper", writers)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
-
-
-def test_case_12_write_outputs_replaces_every_file(tmp_path: Path) -> None:
-    _old_outputs(tmp_path / "out")
-    umask = os.umask(0o022)
-    try:
-        written = outputs.write_outputs(tmp_path / "out", {n: lambda p, n=n: p.write_text("new " + n)
-                                                           for n in ("a.json", "b.ckpt", "c.png")})
-    finally:
-        os.umask(umask)
-    assert [p.name for p in written] == ["a.json", "b.ckpt", "c.png"]
-    assert {p.name: p.read_text() for p in (tmp_path / "out").iterdir()} == {n: "new " + n for n in
-                                                                             ("a.json", "b.ckpt", "c.png")}
-    assert all(stat.S_IMODE(p.stat().st_mode) == 0o644 for p in written)  # as any new file, per the umask
-
-
-def test_case_12_outputs_are_checked_before_anything_is_created(tmp_path: Path) -> None:
-    (tmp_path / "out" / "b.ckpt").mkdir(parents=True)
-    with pytest.raises(outputs.CommandError, match=r"^--out .*out: .*b\.ckpt is a directory, where the output file "
-                                                   r"b\.ckpt goes"):
-        outputs.check_outputs(str(tmp_path / "out"), ("a.json", "b.ckpt"))
-    (tmp_path / "file").write_text("x")
-    with pytest.raises(outputs.CommandError, match="cannot create the output directory"):
-        outputs.check_outputs(str(tmp_path / "file"), ("a.json",))
-    with pytest.raises(outputs.CommandError, match=r"cannot create the output directory \(.*file is a file\)"):
-        outputs.check_outputs(str(tmp_path / "file" / "sub"), ("a.json",))
-    assert outputs.check_outputs(str(tmp_path / "x" / "y"), ("a.json",)) == tmp_path / "x" / "y"
-    assert not (tmp_path / "x").exists()  # checked, not created

@@ -24,6 +24,7 @@ import numpy as np
 
 from functrain import layers
 from functrain._validate import check_int
+from functrain.experiments.interrupts import Interrupted
 from functrain.experiments.tricks.config import RunConfig
 from functrain.experiments.tricks.run import CompilerOptions, RunOutput, make_parts, ready
 from functrain.experiments.tricks.splits import Splits
@@ -93,7 +94,7 @@ class ChunkedResult(NamedTuple):
 
 
 def compile_chunked(config: RunConfig, splits: Splits, keys: Array, *, chunk_epochs: int = 1,
-                    compiler_options: CompilerOptions = None) -> ChunkedRun:
+                    compiler_options: CompilerOptions = None, stop: Callable[[], bool] | None = None) -> ChunkedRun:
     """Compile the run of ``config`` for every key, in chunks of ``chunk_epochs`` epochs.
 
     Args:
@@ -102,16 +103,21 @@ def compile_chunked(config: RunConfig, splits: Splits, keys: Array, *, chunk_epo
         keys: ``(n_seeds,)`` keys (the programs are compiled for this many seeds).
         chunk_epochs: epochs per call (>= 1); a remainder chunk gets its own program.
         compiler_options: XLA options (see :func:`~functrain.experiments.tricks.run.run_many`).
+        stop: polled before each program is compiled (a compilation itself is never cut short);
+            ``None`` never stops.
 
     Raises:
         TypeError, ValueError: as :func:`~functrain.experiments.tricks.run.make_run`, or a bad
             ``chunk_epochs``.
+        Interrupted: ``stop()`` turned true (nothing was trained).
     """
     chunk = check_int(chunk_epochs, "compile_chunked", "chunk_epochs", low=1)
     parts = make_parts(config, splits)
     chunk = min(chunk, config.epochs)
 
     def build(fn: Callable[..., Any], *args: Any) -> Callable[..., Any]:
+        if stop is not None and stop():
+            raise Interrupted("interrupted while compiling; nothing written")
         compiled: Callable[..., Any] = jax.jit(jax.vmap(fn)).lower(*args).compile(compiler_options=compiler_options)
         return compiled
 

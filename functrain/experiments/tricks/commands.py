@@ -268,7 +268,7 @@ def train(args: TrainArgs, *, stop: Callable[[], bool] | None = None) -> None:
          f"{'s' * (n_seeds != 1)} x {config.epochs} epochs, compiling and training ...")
     started = time.perf_counter()
     keys = jax.random.split(jax.random.key(args.seed), n_seeds)
-    program = compile_chunked(config, splits, keys, compiler_options=_quick_options(args.quick))
+    program = compile_chunked(config, splits, keys, compiler_options=_quick_options(args.quick), stop=stop)
     run = run_chunked(program, keys, stop=stop, progress=_printer(n_seeds))
     seconds = time.perf_counter() - started
     if run.output is None:

@@ -18,7 +18,7 @@ import secrets
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-__all__ = ["CommandError", "WriteError", "check_outputs", "write_outputs"]
+__all__ = ["CommandError", "WriteError", "Writer", "check_outputs", "write_outputs"]
 
 
 class CommandError(Exception):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -113,10 +114,14 @@ class _Compiled(NamedTuple):
     seconds: float
 
 
-def _compile_row(config: RunConfig, data: Splits, keys: Array, compiler_options: CompilerOptions) -> _Compiled:
-    """Build and compile one row's programs: its run over ``keys``, in chunks of one epoch."""
+def _compile_row(config: RunConfig, data: Splits, keys: Array, compiler_options: CompilerOptions,
+                 abandon: threading.Event) -> _Compiled:
+    """Build and compile one row's programs: its run over ``keys``, in chunks of one epoch.
+
+    Once ``abandon`` is set (the table was interrupted), it stops before its next program.
+    """
     t0 = time.perf_counter()
-    program = compile_chunked(config, data, keys, compiler_options=compiler_options)
+    program = compile_chunked(config, data, keys, compiler_options=compiler_options, stop=abandon.is_set)
     return _Compiled(program, time.perf_counter() - t0)
 
 
@@ -187,9 +192,9 @@ def run_tricks(*, seeds: int, epochs: int, hidden: tuple[int, ...] = (256, 256, 
         One :class:`TrickResult` per row, the ensemble last.
 
     Raises:
-        Interrupted: ``stop()`` turned true (a ``KeyboardInterrupt``); compilations already
-            running on worker threads finish in the background (abandoning one would crash the
-            interpreter at exit), the pending ones are cancelled.
+        Interrupted: ``stop()`` turned true (a ``KeyboardInterrupt``); the program each worker
+            thread is compiling is finished in the background (abandoning an XLA compilation
+            crashed the interpreter at exit), the rest are not compiled.
     """
     data = prepare_splits(load_digits()) if splits is None else splits
     keys = jax.random.split(jax.random.key(seed), seeds)
@@ -203,8 +208,9 @@ def run_tricks(*, seeds: int, epochs: int, hidden: tuple[int, ...] = (256, 256, 
             print(text, file=log, flush=True)
 
     pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="functrain-compile")
+    abandon = threading.Event()
     try:
-        futures = [pool.submit(_compile_row, config, data, keys, compiler_options) for _, config in rows]
+        futures = [pool.submit(_compile_row, config, data, keys, compiler_options, abandon) for _, config in rows]
         for i, ((label, _), future) in enumerate(zip(rows, futures)):
             say(f"[{i + 1}/{total}] {label}: {seeds} seed{'s' * (seeds != 1)} x {epochs} epochs ...")
             where = f"in row {i + 1}/{total} ({label})"
@@ -220,7 +226,8 @@ def run_tricks(*, seeds: int, epochs: int, hidden: tuple[int, ...] = (256, 256, 
                 f"{f', {r.diverged} diverged' if r.diverged else ''} (train {r.train_seconds:.1f} s, "
                 f"compile {r.compile_seconds:.1f} s; "
                 f"{time.perf_counter() - start:.0f} s so far)")
-    finally:
+    finally:  # (on normal completion every compilation is done already)
+        abandon.set()
         pool.shutdown(wait=False, cancel_futures=True)
     label = f"+ ensemble of the {seeds} models above"
     say(f"[{total}/{total}] {label} ...")
