@@ -1,9 +1,9 @@
 """The ``functrain`` command: ``functrain tricks`` and ``functrain train``.
 
 ``functrain tricks`` trains the same MLP on the embedded digits with the classic tricks added one
-at a time (see :func:`functrain.experiments.tricks.trick_rows`), every row over several seeds in
-one vmapped, compiled program, prints the table and writes ``tricks.png``, ``tricks.md`` and
-``tricks.json``.
+at a time (see :func:`functrain.experiments.tricks.trick_rows`), every row over several seeds
+(vmapped, compiled once and run one epoch per call), prints the table and writes ``tricks.png``,
+``tricks.md`` and ``tricks.json``.
 
 ``functrain train`` trains one configuration given by flags and writes ``history.json``
 (per-epoch metrics of every seed), ``checkpoint.ckpt`` (the kept train state(s), seeds stacked on
@@ -138,8 +138,8 @@ def _add_tricks(sub: Any) -> None:
     tricks = sub.add_parser(
         "tricks", help="train one MLP on the digits with the tricks added one at a time",
         description="Train the same MLP on the embedded handwritten digits with the classic tricks "
-                    "added one at a time (cumulatively), each row over several seeds in one vmapped "
-                    "program; print the table and write tricks.png, tricks.md and tricks.json. Ctrl-C "
+                    "added one at a time (cumulatively), each row over several seeds at once (vmapped, "
+                    "compiled once); print the table and write tricks.png, tricks.md and tricks.json. Ctrl-C "
                     "stops after the current epoch and writes nothing (exit status 130).")
     tricks.add_argument("--seeds", type=_seeds, default=None,
                         help=f"seeds per row, trained at once, in [1, {MAX_SEEDS}] (default 5; 2 with --quick)")
