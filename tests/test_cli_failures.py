@@ -25,6 +25,7 @@ from functrain.cli import main
 from functrain.experiments import tricks
 from functrain.experiments.interrupts import Interrupted
 from functrain.experiments.tricks import commands
+from functrain.experiments.tricks.chunks import run_chunked
 from functrain.train import load_checkpoint
 
 DIGITS_TRAIN = 1149  # training examples of the digits after the test and validation splits
@@ -223,18 +224,22 @@ def _train_config(doc: dict[str, Any]) -> tricks.RunConfig:
 
 
 @pytest.mark.slow  # trains a tiny run in-process (about 5 s)
-def test_case_11_stopped_train_writes_the_last_completed_epoch(tmp_path: Path,
-                                                              capsys: pytest.CaptureFixture[str]) -> None:
-    polls = []
+def test_case_11_stopped_train_writes_the_last_completed_epoch(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    def stop_before_the_fourth_epoch(program: Any, keys: Any, *, stop: Any, progress: Any) -> Any:
+        polls = []  # asked before every epoch (a Ctrl-C during the third epoch)
 
-    def stop() -> bool:  # asked before every epoch: stop before the 4th
-        polls.append(1)
-        return len(polls) == 4
+        def stop_now() -> bool:
+            polls.append(1)
+            return len(polls) == 4 or stop()
 
+        return run_chunked(program, keys, stop=stop_now, progress=progress)
+
+    monkeypatch.setattr(commands, "run_chunked", stop_before_the_fourth_epoch)
     args = commands.TrainArgs(quick=True, epochs=50, hidden=(8,), seeds=2, batch_norm=True, out=str(tmp_path))
     with pytest.raises(Interrupted, match=r"^interrupted after epoch 3 of 50; wrote .*history\.json, .*checkpoint\.ckpt "
                                           r"and .*curves\.png of the completed epochs$"):
-        commands.train(args, stop=stop)
+        commands.train(args, stop=lambda: False)
     doc = json.loads((tmp_path / "history.json").read_text())
     assert doc["interrupted"] == {"after_epoch": 3, "of": 50}
     assert [run["epochs_run"] for run in doc["runs"]] == [3, 3]
