@@ -209,6 +209,7 @@ def run_tricks(*, seeds: int, epochs: int, hidden: tuple[int, ...] = (256, 256, 
 
     pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="functrain-compile")
     abandon = threading.Event()
+    last: tuple[layers.Layer, RunOutput] | None = None  # the last row's model and output: the ensemble's
     try:
         futures = [pool.submit(_compile_row, config, data, keys, compiler_options, abandon) for _, config in rows]
         for i, ((label, _), future) in enumerate(zip(rows, futures)):
@@ -219,8 +220,8 @@ def run_tricks(*, seeds: int, epochs: int, hidden: tuple[int, ...] = (256, 256, 
             run = run_chunked(compiled.program, keys, stop=stop)
             if run.interrupted or run.output is None:
                 raise Interrupted(f"interrupted {where} after epoch {run.epochs_done} of {epochs}; nothing written")
-            out = run.output
-            r = _measure(label, out, time.perf_counter() - t0, compiled.seconds)
+            last = compiled.program.model, run.output
+            r = _measure(label, run.output, time.perf_counter() - t0, compiled.seconds)
             results.append(r)
             say(f"[{i + 1}/{total}] {label}: test accuracy {mean_std(r.test_accuracy)}"
                 f"{f', {r.diverged} diverged' if r.diverged else ''} (train {r.train_seconds:.1f} s, "
@@ -231,7 +232,8 @@ def run_tricks(*, seeds: int, epochs: int, hidden: tuple[int, ...] = (256, 256, 
         pool.shutdown(wait=False, cancel_futures=True)
     label = f"+ ensemble of the {seeds} models above"
     say(f"[{total}/{total}] {label} ...")
-    ens = _ensemble_row(label, compiled.program.model, out, data, results[-1].epochs_run)
+    assert last is not None  # (trick_rows has rows)
+    ens = _ensemble_row(label, *last, data, results[-1].epochs_run)
     results.append(ens)
     say(f"[{total}/{total}] {label}: test accuracy {float(ens.test_accuracy[0]):.4f} "
         f"({ens.train_seconds + ens.compile_seconds:.1f} s; {time.perf_counter() - start:.0f} s in all)")
