@@ -4,7 +4,10 @@
 ``run(key) -> RunOutput``: initialize, train every epoch inside ``lax.scan`` with validation and
 optional early stopping, evaluate the kept model on the test part. Because it is pure,
 :func:`~functrain.train.seeds.run_seeds` trains all seeds as one vmapped, compiled program
-(:func:`run_many`).
+(:func:`run_many`). :func:`make_parts` gives the same run as three pieces (start, train some
+epochs, finish), which the commands compile once and run in chunks of epochs
+(:mod:`~functrain.experiments.tricks.chunks`). Nothing is clamped: a batch size above the
+training examples, or more epochs than the int32 step counter allows, is refused.
 """
 
 from __future__ import annotations
