@@ -41,6 +41,11 @@ def test_case_12_write_outputs_is_all_or_nothing(tmp_path: Path) -> None:
 
 def test_case_12_write_outputs_replaces_every_file(tmp_path: Path) -> None:
     _old_outputs(tmp_path / "out")
+    killed = [tmp_path / "out" / ".a.json.0123abcd.tmp", tmp_path / "out" / ".c.png.ffffffff.tmp"]
+    for path in killed:  # what a run killed while writing leaves behind
+        path.write_text("partial")
+    kept = tmp_path / "out" / ".a.json.mine.tmp"  # not a name write_outputs makes: not touched
+    kept.write_text("someone else's")
     def writer(name: str) -> outputs.Writer:
         return lambda path: path.write_text("new " + name)
 
@@ -50,8 +55,8 @@ def test_case_12_write_outputs_replaces_every_file(tmp_path: Path) -> None:
     finally:
         os.umask(umask)
     assert [p.name for p in written] == ["a.json", "b.ckpt", "c.png"]
-    assert {p.name: p.read_text() for p in (tmp_path / "out").iterdir()} == {n: "new " + n for n in
-                                                                             ("a.json", "b.ckpt", "c.png")}
+    assert {p.name: p.read_text() for p in (tmp_path / "out").iterdir()} == {
+        **{n: "new " + n for n in ("a.json", "b.ckpt", "c.png")}, kept.name: "someone else's"}
     assert all(stat.S_IMODE(p.stat().st_mode) == 0o644 for p in written)  # as any new file, per the umask
 
 

@@ -7,13 +7,16 @@ temporary in the output directory (flushed to disk), and only once all of them a
 renames them into place (``os.replace``, atomic): a failure while writing (a full disk ...)
 removes the temporaries and leaves the previous outputs untouched, never a mix of old and new
 files, and raises :class:`WriteError` naming the file. Directories it created for a write that
-failed are removed again.
+failed are removed again. The temporaries are ``.NAME.<8 hex digits>.tmp``; those a killed run
+left behind are removed by the next write of the same outputs.
 """
 
 from __future__ import annotations
 
 import errno
+import glob
 import os
+import re
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -96,6 +99,15 @@ def _remove_dirs(created: list[Path]) -> None:
             pass  # not empty after all (someone else wrote there): leave it
 
 
+def _temporaries(directory: Path, name: str) -> list[Path]:
+    """The temporaries of ``name`` that :func:`_reserve` names (left behind by a killed run)."""
+    return [p for p in directory.glob(f".{glob.escape(name)}.*.tmp")
+            if _TEMPORARY.fullmatch(p.name[len(name) + 1:]) and p.is_file()]
+
+
+_TEMPORARY = re.compile(r"\.[0-9a-f]{8}\.tmp")
+
+
 def _reserve(directory: Path, name: str) -> Path:
     """A new, empty temporary file next to ``name`` (mode as the umask says, like any new file)."""
     while True:
@@ -144,6 +156,9 @@ def write_outputs(directory: Path, writers: Mapping[str, Writer]) -> list[Path]:
             file remains.
     """
     created = _make_dirs(directory)
+    for name in writers:  # a run killed while writing (SIGKILL, a second Ctrl-C) left these
+        for stale in _temporaries(directory, name):
+            stale.unlink(missing_ok=True)
     staged: dict[Path, Path] = {}
     try:
         for name, write in writers.items():
