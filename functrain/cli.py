@@ -1,19 +1,31 @@
 """The ``functrain`` command: ``functrain tricks`` and ``functrain train``.
 
 ``functrain tricks`` trains the same MLP on the embedded digits with the classic tricks added one
-at a time (see :func:`functrain.experiments.tricks.trick_rows`), every row over several seeds in
-one vmapped, compiled program, prints the table and writes ``tricks.png``, ``tricks.md`` and
-``tricks.json``.
+at a time (see :func:`functrain.experiments.tricks.trick_rows`), every row over several seeds
+(vmapped, compiled once and run one epoch per call), prints the table and writes ``tricks.png``,
+``tricks.md`` and ``tricks.json``.
 
-``functrain train`` trains one configuration given by flags and writes ``history.json`` (per-epoch
-metrics of every seed), ``checkpoint.ckpt`` (the kept train state(s), seeds stacked on a leading
-axis when ``--seeds > 1``) and ``curves.png``.
+``functrain train`` trains one configuration given by flags and writes ``history.json``
+(per-epoch metrics of every seed), ``checkpoint.ckpt`` (the kept train state(s), seeds stacked on
+a leading axis when ``--seeds > 1``) and ``curves.png``, printing progress as epochs complete.
 
 This module only parses the arguments; the work is done by
-:mod:`functrain.experiments.tricks.commands`. Bad flags or values print one line
-``functrain: error: ...`` on stderr and exit with status 2; a bad value reads
-``argument --lr: must be a finite number > 0, got '-1'`` (the one message style of
-:mod:`functrain._validate`, after argparse's ``argument --flag:``).
+:mod:`functrain.experiments.tricks.commands`. Exit statuses:
+
+* 0: done.
+* 2: bad flags or values, found before any training: one line ``functrain: error: ...`` on
+  stderr. A bad value reads ``argument --lr: must be a finite number > 0, got '-1'`` (the one
+  message style of :mod:`functrain._validate`, after argparse's ``argument --flag:``). Every
+  integer flag has a documented range (``--help``), checked up front; so are the data file
+  (finite features, labels), the batch size against the data (refused, never clamped) and the
+  output files (writable, none of them a directory); no output directory is created before.
+* 1: an output could not be written (e.g. a full disk): one line naming the file; every output
+  is renamed into place only once all of them are written, so the previous outputs stay as they
+  were. Also when a needed optional dependency is missing.
+* 130: interrupted (Ctrl-C): one line saying what was kept. The interrupt is honored between
+  epochs, never inside an XLA compilation (see :mod:`functrain.experiments.interrupts`);
+  ``functrain train`` then writes the outputs of the completed epochs. A second Ctrl-C ends the
+  process at once.
 """
 
 from __future__ import annotations
@@ -25,6 +37,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, TypeVar
 
 from functrain import _validate
+from functrain.experiments.tricks.config import MAX_EPOCHS, MAX_SEED, MAX_SEEDS, MAX_WIDTH
 
 __all__ = ["build_parser", "main"]
 
@@ -58,6 +71,11 @@ def _one_line(text: str) -> str:
 # "argument --flag: ".
 
 
+def _shown(text: str) -> str:
+    """``text`` quoted for a message, shortened to 40 characters."""
+    return repr(text if len(text) <= 40 else text[:37] + "...")
+
+
 def _argument(text: str, parse: Callable[[str], _T], expectation: str,
               check: Callable[[_T], object]) -> _T:
     try:
@@ -66,7 +84,7 @@ def _argument(text: str, parse: Callable[[str], _T], expectation: str,
     except (TypeError, ValueError) as e:
         # a _validate message reads "who: argument 'name' must be <expectation>, got <value>"
         detail = str(e).partition(" must be ")[2].rpartition(", got ")[0] or expectation
-        raise argparse.ArgumentTypeError(f"must be {detail}, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"must be {detail}, got {_shown(text)}") from None
     return value
 
 
@@ -81,45 +99,58 @@ def _number(low: float | None = None, high: float | None = None, *, low_open: bo
     return parse
 
 
-def _integer(low: int) -> Callable[[str], int]:
-    """A whole-number flag ``>= low``."""
+def _integer(low: int, high: int) -> Callable[[str], int]:
+    """A whole-number flag in ``[low, high]``."""
 
     def parse(text: str) -> int:
-        return _argument(text, int, f"an int >= {low}", lambda v: _validate.check_int(v, PROG, "value", low=low))
+        return _argument(text, int, f"an int in [{low}, {high}]",
+                         lambda v: _validate.check_int(v, PROG, "value", low=low, high=high))
 
     return parse
 
 
+_WIDTHS = f"comma-separated layer widths in [1, {MAX_WIDTH}] like 256,256"
+
+
 def _check_widths(widths: tuple[int, ...]) -> None:
-    if not widths or min(widths) < 1:
-        _validate.fail(PROG, "hidden", "comma-separated positive layer widths like 256,256", widths)
+    if not widths or min(widths) < 1 or max(widths) > MAX_WIDTH:
+        _validate.fail(PROG, "hidden", _WIDTHS, widths)
 
 
 def _widths(text: str) -> tuple[int, ...]:
     def parse(t: str) -> tuple[int, ...]:
         return tuple(int(p) for p in t.replace(" ", ",").split(",") if p)
 
-    return _argument(text, parse, "comma-separated positive layer widths like 256,256", _check_widths)
+    return _argument(text, parse, _WIDTHS, _check_widths)
 
 
-_positive_int, _nonnegative_int = _integer(1), _integer(0)
+# The ranges of the integer flags (also in --help): counts fit int32 and the memory of a run.
+_seeds = _integer(1, MAX_SEEDS)
+_seed = _integer(0, MAX_SEED)
+_epochs = _integer(1, MAX_EPOCHS)
+_batch_size = _integer(1, _validate.INT32_MAX)
 _positive_float = _number(0.0, low_open=True)
+_BATCH_HELP = ("examples per step, at most the training examples (a larger one is refused, not clamped; "
+               "default 64)")
 
 
 def _add_tricks(sub: Any) -> None:
     tricks = sub.add_parser(
         "tricks", help="train one MLP on the digits with the tricks added one at a time",
         description="Train the same MLP on the embedded handwritten digits with the classic tricks "
-                    "added one at a time (cumulatively), each row over several seeds in one vmapped "
-                    "program; print the table and write tricks.png, tricks.md and tricks.json.")
-    tricks.add_argument("--seeds", type=_positive_int, default=None,
-                        help="seeds per row, trained at once (default 5; 2 with --quick)")
-    tricks.add_argument("--epochs", type=_positive_int, default=None,
-                        help="(maximum) epochs per run (default 30; 2 with --quick)")
+                    "added one at a time (cumulatively), each row over several seeds at once (vmapped, "
+                    "compiled once); print the table and write tricks.png, tricks.md and tricks.json. Ctrl-C "
+                    "stops after the current epoch and writes nothing (exit status 130).")
+    tricks.add_argument("--seeds", type=_seeds, default=None,
+                        help=f"seeds per row, trained at once, in [1, {MAX_SEEDS}] (default 5; 2 with --quick)")
+    tricks.add_argument("--epochs", type=_epochs, default=None,
+                        help=f"(maximum) epochs per run, in [1, {MAX_EPOCHS}] (default 30; 2 with --quick)")
     tricks.add_argument("--hidden", type=_widths, default=None, metavar="W1,W2,...",
-                        help="hidden-layer widths (default 256,256,256; 32,32 with --quick)")
-    tricks.add_argument("--batch-size", type=_positive_int, default=64, help="examples per step (default 64)")
-    tricks.add_argument("--seed", type=_nonnegative_int, default=0, help="base seed of the runs (default 0)")
+                        help=f"hidden-layer widths, each in [1, {MAX_WIDTH}] (default 256,256,256; 32,32 with "
+                             "--quick)")
+    tricks.add_argument("--batch-size", type=_batch_size, default=64, help=_BATCH_HELP)
+    tricks.add_argument("--seed", type=_seed, default=0,
+                        help=f"base seed of the runs, in [0, {MAX_SEED}] (the key's 32 bits; default 0)")
     tricks.add_argument("--out", default=".", metavar="DIR", help="output directory (default: current)")
     tricks.add_argument("--quick", action="store_true",
                         help="a smoke test in seconds: tiny network, 2 seeds, 2 epochs, and programs "
@@ -132,7 +163,9 @@ def _add_train(sub: Any) -> None:
     train = sub.add_parser(
         "train", help="train one configuration given by flags",
         description="Train one MLP configuration (optionally over several vmapped seeds) and write "
-                    "history.json, checkpoint.ckpt and curves.png.")
+                    "history.json, checkpoint.ckpt and curves.png, printing progress as epochs complete. "
+                    "Ctrl-C stops after the current epoch and writes the outputs of the completed epochs "
+                    "(exit status 130); a second Ctrl-C quits at once.")
     add = train.add_argument
     add("--data", default="digits", metavar="digits|PATH.npz",
         help="the embedded digits, or an .npz file with x and y (split 80/20), or x_train, y_train, "
@@ -150,14 +183,19 @@ def _add_train(sub: Any) -> None:
     add("--clip", type=_positive_float, default=None, metavar="THETA", help="clip gradients to global norm THETA")
     add("--weight-decay", type=_number(0.0), default=0.0,
         help="decoupled decay for adamw, L2 penalty on the kernels otherwise (default 0)")
-    add("--early-stopping", type=_positive_int, default=None, metavar="PATIENCE",
-        help="stop after PATIENCE epochs without a lower validation loss; keep the best")
-    add("--seeds", type=_positive_int, default=None, help="seeds, trained at once (default 1)")
-    add("--seed", type=_nonnegative_int, default=0, help="base seed (default 0)")
-    add("--epochs", type=_positive_int, default=None, help="(maximum) epochs (default 20)")
-    add("--batch-size", type=_positive_int, default=64, help="examples per step (default 64)")
-    add("--hidden", type=_widths, default=None, metavar="W1,W2,...", help="hidden-layer widths (default 256,256,256)")
-    add("--out", default="functrain-run", metavar="DIR", help="output directory (default functrain-run)")
+    add("--early-stopping", type=_epochs, default=None, metavar="PATIENCE",
+        help=f"stop after PATIENCE epochs without a lower validation loss, PATIENCE in [1, {MAX_EPOCHS}]; "
+             "keep the best")
+    add("--seeds", type=_seeds, default=None, help=f"seeds, trained at once, in [1, {MAX_SEEDS}] (default 1)")
+    add("--seed", type=_seed, default=0, help=f"base seed, in [0, {MAX_SEED}] (the key's 32 bits; default 0)")
+    add("--epochs", type=_epochs, default=None,
+        help=f"(maximum) epochs, in [1, {MAX_EPOCHS}], and epochs x steps per epoch at most 2**31 - 1 "
+             "(default 20)")
+    add("--batch-size", type=_batch_size, default=64, help=_BATCH_HELP)
+    add("--hidden", type=_widths, default=None, metavar="W1,W2,...",
+        help=f"hidden-layer widths, each in [1, {MAX_WIDTH}] (default 256,256,256)")
+    add("--out", default="functrain-run", metavar="DIR",
+        help="output directory (default functrain-run); created only when the outputs are written")
     add("--quick", action="store_true", help="a smoke test in seconds: tiny network, 2 epochs, fewer XLA optimizations")
 
 
@@ -177,26 +215,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: the arguments after the program name (default ``sys.argv[1:]``).
 
     Returns:
-        The exit status: 0 on success, 2 for bad flags or values (one line on stderr), 1 when a
-        needed optional dependency is missing.
+        The exit status: 0 on success, 2 for bad flags or values (one line on stderr, nothing
+        trained or written), 1 when an output cannot be written or a needed optional dependency
+        is missing, 130 when interrupted (Ctrl-C; one line saying what was kept).
     """
     parser = build_parser()
     try:
         args = parser.parse_args(None if argv is None else list(argv))
     except SystemExit as e:  # --help (0) or a usage error already printed as one line (2)
         return e.code if isinstance(e.code, int) else 2
+    from functrain.experiments.interrupts import EXIT_STATUS, deferred_interrupts
+
+    with deferred_interrupts() as interrupt:
+        try:
+            return _run(args, interrupt.requested)
+        except KeyboardInterrupt as e:  # Interrupted (what was kept), or a plain one (no handler)
+            print(f"{PROG}: {_one_line(str(e)) or 'interrupted'}", file=sys.stderr)
+            return EXIT_STATUS
+
+
+def _run(args: argparse.Namespace, stop: Callable[[], bool]) -> int:
+    from functrain.experiments.interrupts import Interrupted
     from functrain.experiments.tricks import commands
 
     options = {k: v for k, v in vars(args).items() if k != "command"}
     try:
         if args.command == "tricks":
-            commands.tricks(commands.TricksArgs(**options))
+            commands.tricks(commands.TricksArgs(**options), stop=stop)
         else:
-            commands.train(commands.TrainArgs(**options))
+            commands.train(commands.TrainArgs(**options), stop=stop)
     except commands.CommandError as e:
         print(f"{PROG}: error: {_one_line(str(e))}", file=sys.stderr)
         return 2
-    except ImportError as e:
+    except (commands.WriteError, ImportError) as e:
         print(f"{PROG}: error: {_one_line(str(e))}", file=sys.stderr)
         return 1
+    if stop():  # Ctrl-C while the outputs were written: they are complete
+        raise Interrupted("interrupted as the run finished; its outputs are complete")
     return 0

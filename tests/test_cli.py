@@ -1,44 +1,25 @@
-"""The ``functrain`` command: ``tricks`` and ``train`` end to end, the entry points, bad input."""
+"""The ``functrain`` command: ``tricks`` and ``train`` end to end, the entry points, bad input.
+
+The failure cases of issue 12 (bad data, write errors, interrupts, integer ranges) are in
+tests/test_cli_failures.py.
+"""
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import struct
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import jax
 import numpy as np
 import pytest
+from _cli import REPO, check_train_outputs, env, mlp_logits, one_error_line, png_size
 
-from functrain.cli import build_parser, main
+from functrain.cli import main
 from functrain.experiments import tricks
-from functrain.experiments.tricks import commands
 from functrain.train import load_checkpoint
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _png_size(path: Path) -> tuple[int, int]:
-    """Width and height of a PNG, checking its signature and IHDR chunk."""
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
-    assert data[12:16] == b"IHDR"
-    width, height = struct.unpack(">II", data[16:24])
-    return int(width), int(height)
-
-
-def _one_error_line(err: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, f"expected one line on stderr, got {lines}"
-    assert lines[0].startswith("functrain: error: "), lines[0]
-    assert "Traceback" not in err
-    return lines[0]
-
 
 # ----------------------------------------------------------------------------------------------
 # functrain tricks
@@ -93,60 +74,12 @@ def test_tricks_quick_prints_table_and_writes_files(tmp_path: Path, capsys: pyte
     assert "![" in md and "(tricks.png)" in md
     assert "`functrain tricks --quick`" in md and "of the 2 models of the row above" in md
 
-    width, height = _png_size(out / "tricks.png")
+    width, height = png_size(out / "tricks.png")
     assert width >= 1000 and height >= 700
 
 
 # ----------------------------------------------------------------------------------------------
 # functrain train
-
-
-def _mlp_logits(params: Any, state: Any, x: np.ndarray) -> np.ndarray:
-    # Layers are Dense, [BatchNorm], Relu, [Dropout] per hidden width, then Dense: apply the ReLU
-    # after each hidden block (the position of the () entries tells which are activations).
-    h = x.astype(np.float64)
-    layers = list(zip(params, state))
-    for i, (p, s) in enumerate(layers):
-        if hasattr(p, "w"):
-            h = h @ np.asarray(p.w, np.float64) + np.asarray(p.b, np.float64)
-        elif hasattr(p, "scale"):
-            mean, var = np.asarray(s.mean, np.float64), np.asarray(s.var, np.float64)
-            h = (h - mean) / np.sqrt(var + 1e-5) * np.asarray(p.scale, np.float64) + np.asarray(p.bias, np.float64)
-        elif i > 0 and (hasattr(layers[i - 1][0], "w") or hasattr(layers[i - 1][0], "scale")):
-            h = np.maximum(h, 0.0)  # the ReLU right after Dense/BatchNorm; a later () is dropout
-    return h
-
-
-def _softmax_xent(logits: np.ndarray, y: np.ndarray) -> float:
-    z = logits - logits.max(axis=1, keepdims=True)
-    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-    return float(-logp[np.arange(len(y)), y].mean())
-
-
-def _check_train_outputs(out: Path, source: str, seeds: int) -> dict[str, Any]:
-    doc: dict[str, Any] = json.loads((out / "history.json").read_text())
-    assert doc["seeds"] == seeds and len(doc["runs"]) == seeds
-    cfg = {**doc["config"], "hidden": tuple(doc["config"]["hidden"])}
-    config = tricks.RunConfig(**cfg)
-    for run in doc["runs"]:
-        assert 1 <= run["epochs_run"] == len(run["epochs"]) <= config.epochs
-        assert [e["epoch"] for e in run["epochs"]] == list(range(1, run["epochs_run"] + 1))
-        for e in run["epochs"]:
-            assert set(e) == {"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy"}
-
-    # The checkpoint loads back, and its parameters give the reported test numbers (NumPy float64).
-    splits = tricks.prepare_splits(tricks.load_data(source))
-    state = load_checkpoint(out / "checkpoint.ckpt", like=tricks.checkpoint_like(config, splits, seeds))
-    for s, run in enumerate(doc["runs"]):
-        pick = (lambda t: np.asarray(t)[s]) if seeds > 1 else np.asarray
-        params = jax.tree_util.tree_map(pick, state.params)
-        model_state = jax.tree_util.tree_map(pick, state.model_state)
-        logits = _mlp_logits(params, model_state, splits.x_test)
-        accuracy = float(np.mean(np.argmax(logits, axis=1) == splits.y_test))
-        assert abs(accuracy - run["test_accuracy"]) <= 1.0 / len(splits.y_test) + 1e-6
-        np.testing.assert_allclose(_softmax_xent(logits, splits.y_test), run["test_loss"], rtol=2e-4)
-    assert _png_size(out / "curves.png")[0] >= 800
-    return doc
 
 
 @pytest.mark.slow  # one compiled program, about 5 s
@@ -157,7 +90,11 @@ def test_train_quick_digits_several_seeds(tmp_path: Path, capsys: pytest.Capture
             "--weight-decay", "1e-4", "--early-stopping", "1", "--hidden", "16,8", "--out", str(out)]
     assert main(argv) == 0
     captured = capsys.readouterr()
-    doc = _check_train_outputs(out, "digits", seeds=2)
+    # progress as epochs complete (case 11): epoch, training loss, validation accuracy, mean over seeds
+    assert re.search(r"^functrain train: epoch 1/3: training loss \d\.\d{4}, validation accuracy \d\.\d{4} "
+                     r"\(mean of 2 seeds\) \(\d+\.\d s\)$", captured.err, re.M), captured.err
+    doc = check_train_outputs(out, "digits", seeds=2)
+    assert doc["interrupted"] is None
     summary = doc["summary"]  # the printed line shows the JSON's numbers
     assert captured.out.startswith(f"test accuracy {summary['test_accuracy_mean']:.4f} ± "
                                    f"{summary['test_accuracy_std']:.4f} over 2 seeds, epochs run ")
@@ -171,7 +108,7 @@ def test_train_quick_digits_several_seeds(tmp_path: Path, capsys: pytest.Capture
     state = load_checkpoint(out / "checkpoint.ckpt", like=tricks.checkpoint_like(config, splits, 2))
     probs = []
     for s in range(2):
-        logits = _mlp_logits(jax.tree_util.tree_map(lambda t: np.asarray(t)[s], state.params),
+        logits = mlp_logits(jax.tree_util.tree_map(lambda t: np.asarray(t)[s], state.params),
                              jax.tree_util.tree_map(lambda t: np.asarray(t)[s], state.model_state), splits.x_test)
         z = np.exp(logits - logits.max(axis=1, keepdims=True))
         probs.append(z / z.sum(axis=1, keepdims=True))
@@ -194,7 +131,7 @@ def test_train_quick_npz_one_seed(tmp_path: Path, capsys: pytest.CaptureFixture[
                  "--lr", "0.01", "--batch-size", "16",
                  "--epochs", "4", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    doc = _check_train_outputs(out, str(data), seeds=1)
+    doc = check_train_outputs(out, str(data), seeds=1)
     (run,) = doc["runs"]
     assert printed.startswith(f"test accuracy {run['test_accuracy']:.4f}, epochs run 4.0 (")
     assert run["test_accuracy"] > 0.6  # three well-separated blobs (chance 1/3)
@@ -235,19 +172,19 @@ BAD = [
     (["train", "--init", "zeros"], "invalid choice: 'zeros'"),
     (["train", "--clip", "0"], "argument --clip: must be a finite number > 0, got '0'"),
     (["train", "--weight-decay", "-1e-4"], "argument --weight-decay: must be a finite number >= 0, got '-1e-4'"),
-    (["train", "--early-stopping", "0"], "argument --early-stopping: must be an int >= 1, got '0'"),
-    (["train", "--seeds", "0"], "argument --seeds: must be an int >= 1, got '0'"),
-    (["train", "--epochs", "2.5"], "argument --epochs: must be an int >= 1, got '2.5'"),
-    (["train", "--hidden", "16,0"], "argument --hidden: must be comma-separated positive layer widths"),
+    (["train", "--early-stopping", "0"], "argument --early-stopping: must be an int in [1, 1000000], got '0'"),
+    (["train", "--seeds", "0"], "argument --seeds: must be an int in [1, 10000], got '0'"),
+    (["train", "--epochs", "2.5"], "argument --epochs: must be an int in [1, 1000000], got '2.5'"),
+    (["train", "--hidden", "16,0"], "argument --hidden: must be comma-separated layer widths in [1, 65536]"),
     (["train", "--data", "{tmp}/missing.npz"], "missing.npz: no such file"),
     (["train", "--data", "{bad_npz}"], "not a readable .npz file"),
     (["train", "--data", "{wrong_npz}"], "must hold either arrays 'x' and 'y'"),
     (["train", "--out", "{a_file}"], "cannot create the output directory"),
     (["train", "--decay-rate", "0"], "argument --decay-rate: must be in (0, 1], got '0'"),
-    (["train", "--seed", "-1"], "argument --seed: must be an int >= 0, got '-1'"),
+    (["train", "--seed", "-1"], "argument --seed: must be an int in [0, 4294967295], got '-1'"),
     (["train", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
-    (["tricks", "--seeds", "0"], "argument --seeds: must be an int >= 1, got '0'"),
-    (["tricks", "--epochs", "-3"], "argument --epochs: must be an int >= 1, got '-3'"),
+    (["tricks", "--seeds", "0"], "argument --seeds: must be an int in [1, 10000], got '0'"),
+    (["tricks", "--epochs", "-3"], "argument --epochs: must be an int in [1, 1000000], got '-3'"),
     (["tricks", "--out", "{a_file}"], "cannot create the output directory"),
     (["fit"], "invalid choice: 'fit'"),
     ([], "the following arguments are required: COMMAND"),
@@ -262,7 +199,7 @@ def test_bad_input_is_one_line_and_exit_status_2(argv: list[str], expected: str,
     args = [a.format(**fill) for a in argv]
     assert main(args) == 2
     captured = capsys.readouterr()
-    line = _one_error_line(captured.err)
+    line = one_error_line(captured.err)
     assert expected in line
     assert captured.out == ""
 
@@ -279,13 +216,9 @@ def test_help_in_process(capsys: pytest.CaptureFixture[str]) -> None:
 # Entry points (subprocesses)
 
 
-def _env() -> dict[str, str]:
-    return {**os.environ, "JAX_PLATFORMS": "cpu"}
-
-
 def test_python_dash_m_functrain_help() -> None:
     proc = subprocess.run([sys.executable, "-m", "functrain", "--help"], capture_output=True, text=True,
-                          cwd=REPO, env=_env(), timeout=120)
+                          cwd=REPO, env=env(), timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "tricks" in proc.stdout and "train" in proc.stdout
 
@@ -294,10 +227,10 @@ def test_console_script_entry_point() -> None:
     script = Path(sys.executable).parent / "functrain"
     if not script.exists():
         pytest.skip("the functrain console script is not installed in this environment (pip install -e .)")
-    ok = subprocess.run([str(script), "tricks", "--help"], capture_output=True, text=True, env=_env(),
+    ok = subprocess.run([str(script), "tricks", "--help"], capture_output=True, text=True, env=env(),
                         timeout=120)
     assert ok.returncode == 0 and "--seeds" in ok.stdout and "--quick" in ok.stdout
-    bad = subprocess.run([str(script), "train", "--lr", "-1"], capture_output=True, text=True, env=_env(),
+    bad = subprocess.run([str(script), "train", "--lr", "-1"], capture_output=True, text=True, env=env(),
                          timeout=120)
     assert bad.returncode == 2
     assert re.fullmatch(r"functrain: error: argument --lr: must be a finite number > 0, got '-1' .*\n", bad.stderr)
@@ -308,6 +241,6 @@ def test_import_functrain_stays_light() -> None:
     code = ("import sys, functrain; "
             "print([m for m in ('functrain.cli', 'functrain.experiments', 'matplotlib', 'sklearn') "
             "if m in sys.modules])")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), timeout=120)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env(), timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"

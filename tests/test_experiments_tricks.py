@@ -13,13 +13,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _cli import toy_splits
 
 from functrain import optim
 from functrain.cli import build_parser
 from functrain.experiments import tricks
 from functrain.experiments.tricks import commands, figures, report
+from functrain.experiments.tricks import run as run_module
 from functrain.experiments.tricks.run import RunOutput, steps_per_epoch
-from functrain.experiments.tricks.splits import Splits
 from functrain.experiments.tricks.table import TrickResult
 from functrain.train import TrainState
 
@@ -159,21 +160,11 @@ def test_build_model_layers_and_output_shape() -> None:
 # run: shapes without training
 
 
-def _splits(n: int = 50, features: int = 5, classes: int = 3) -> Splits:
-    rng = np.random.default_rng(0)
-
-    def part(m: int) -> tuple[np.ndarray, np.ndarray]:
-        return rng.uniform(size=(m, features)).astype(np.float32), rng.integers(0, classes, m)
-
-    (xt, yt), (xv, yv), (xs, ys) = part(n), part(10), part(12)
-    return Splits(xt, yt, xv, yv, xs, ys, classes, "toy")
-
-
 def test_checkpoint_like_and_steps_per_epoch() -> None:
-    splits = _splits()
+    splits = toy_splits()
     config = tricks.RunConfig(hidden=(4,), epochs=3, batch_size=16)
     assert steps_per_epoch(config, splits) == 3  # 50 // 16, the partial batch dropped
-    assert steps_per_epoch(config._replace(batch_size=500), splits) == 1
+    assert steps_per_epoch(config._replace(batch_size=50), splits) == 1
     like = tricks.checkpoint_like(config, splits, seeds=2)
     assert isinstance(like, TrainState)
     kernels = [leaf.shape for leaf in jax.tree_util.tree_leaves(like.params) if len(leaf.shape) == 3]
@@ -219,7 +210,7 @@ def test_run_summary_and_history_json() -> None:
     out = _run_output([0.8, 0.6], active=[[True, True], [True, False]], finite=[[True, True], [False, True]])
     assert report.run_summary(out, 1.25) == ("test accuracy 0.7000 ± 0.1000 over 2 seeds, epochs run 1.5, "
                                              "1 diverged (1.2 s)")
-    splits = _splits()
+    splits = toy_splits()
     doc = report.history_json(out, config=tricks.RunConfig(hidden=(4,)), splits=splits, source="toy.npz", seed=7,
                               seconds=1.0, checkpoint="checkpoint.ckpt")
     assert doc["data"] == {"source": "toy.npz", "name": "toy", "n_train": 50, "n_val": 10, "n_test": 12,
@@ -303,3 +294,56 @@ def test_command_errors(tmp_path: Path) -> None:
     with pytest.raises(commands.CommandError, match="--out .*: cannot create the output directory"):
         (tmp_path / "file").write_text("x")
         commands.tricks(commands.TricksArgs(out=str(tmp_path / "file")))
+
+
+# ----------------------------------------------------------------------------------------------
+# Fail loudly, lose nothing (issue 12, case 9): nothing clamped, bad data refused (chunked runs and
+# interrupts: tests/test_experiments_chunks.py; output files: tests/test_experiments_outputs.py)
+
+
+def test_case_9_batch_size_above_the_data_is_refused_not_clamped() -> None:
+    splits = toy_splits()  # 50 training examples
+    config = tricks.RunConfig(hidden=(4,), epochs=2, batch_size=500)
+    expected = r"argument 'config.batch_size' must be an int in \[1, 50\] \(at most the 50 training examples of toy\)"
+    with pytest.raises(ValueError, match="^steps_per_epoch: " + expected + ", got 500$"):
+        steps_per_epoch(config, splits)
+    with pytest.raises(ValueError, match="^make_run: " + expected):
+        tricks.make_run(config, splits)
+    # the step counter is int32: epochs x steps per epoch must fit it (5000 steps of batch 1)
+    big = toy_splits(n=5000)
+    assert run_module.max_epochs(config._replace(batch_size=1), big) == (2**31 - 1) // 5000 == 429496
+    with pytest.raises(ValueError, match=r"^make_run: argument 'config.epochs' must be an int in \[1, 429496\] "
+                                         r"\(epochs x 5000 steps per epoch must fit the int32 step counter\), "
+                                         r"got 429497$"):
+        tricks.make_run(config._replace(batch_size=1, epochs=429497), big)
+
+
+def _dataset(x: np.ndarray, y: np.ndarray, name: str = "d") -> Any:
+    from functrain.data import Dataset
+
+    return Dataset(jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.int32), int(y.max()) + 1, name)
+
+
+def test_case_9_prepare_splits_refuses_nonfinite_features_and_wrapped_labels() -> None:
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(40, 3)), np.arange(40) % 2
+    for value, at in ((np.nan, 5), (np.inf, 7), (-np.inf, 8)):
+        bad = x.copy()
+        bad[at, 1] = value
+        with pytest.raises(ValueError, match=rf"^'x' of d holds 1 value that is NaN or infinite .* example {at}$"):
+            tricks.prepare_splits(_dataset(bad, y))
+    wrapped = y.astype(np.int64)
+    wrapped[[3, 9]] = 2**31  # what an int64 label of 2**31 becomes in int32: -2**31
+    with pytest.raises(ValueError, match=r"^'y' of d holds 2 labels that are negative .* example 3; labels must be "
+                                         r"in \[0, 100000\)$"):
+        tricks.prepare_splits(_dataset(x, wrapped.astype(np.int32)))
+    many = y.copy()
+    many[0] = 2**31 - 1  # a valid int32, but 2**31 network outputs
+    with pytest.raises(ValueError, match="largest label of 2147483647: labels must be in"):
+        tricks.prepare_splits(_dataset(x, many))
+    wide = x.copy()
+    wide[:, 0] = np.where(np.arange(40) % 2 == 0, 3e38, -3e38)  # finite, but max - min overflows float32
+    with pytest.raises(ValueError, match="span more than float32's range"):
+        tricks.prepare_splits(_dataset(wide, y))
+    ok = tricks.prepare_splits(_dataset(x, y))
+    assert np.isfinite(ok.x_train).all() and ok.num_classes == 2

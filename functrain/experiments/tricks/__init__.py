@@ -3,11 +3,15 @@
 * :mod:`~functrain.experiments.tricks.config` -- :class:`RunConfig`, its tables of initializers,
   optimizers and schedules by command-line name, their builders, and the rows of the table;
 * :mod:`~functrain.experiments.tricks.splits` -- the train / validation / test data;
-* :mod:`~functrain.experiments.tricks.run` -- one run as a pure function of a key, and many seeds
-  of it as one compiled program;
+* :mod:`~functrain.experiments.tricks.run` -- one run as a pure function of a key (and in three
+  pieces), and many seeds of it as one compiled program;
+* :mod:`~functrain.experiments.tricks.chunks` -- many seeds compiled once and run in chunks of
+  epochs: progress, and stopping between epochs (Ctrl-C);
 * :mod:`~functrain.experiments.tricks.table` -- every row over several seeds, and the ensemble;
 * :mod:`~functrain.experiments.tricks.report` -- the table as text, Markdown and JSON;
 * :mod:`~functrain.experiments.tricks.figures` -- the figures, drawn with :mod:`functrain.plotting`;
+* :mod:`~functrain.experiments.tricks.outputs` -- the commands' output files: checked before any
+  work, written all-or-nothing;
 * :mod:`~functrain.experiments.tricks.commands` -- ``functrain tricks`` and ``functrain train``
   once their arguments are parsed (the command line is :mod:`functrain.cli`).
 """

@@ -20,6 +20,10 @@ from functrain.typing import Initializer, ScalarOrSchedule
 
 __all__ = [
     "INITIALIZERS",
+    "MAX_EPOCHS",
+    "MAX_SEED",
+    "MAX_SEEDS",
+    "MAX_WIDTH",
     "OPTIMIZERS",
     "SCHEDULES",
     "OptimizerSpec",
@@ -32,11 +36,24 @@ __all__ = [
 ]
 
 
+MAX_EPOCHS = 1_000_000
+"""The most epochs (and the largest early-stopping patience) a run may have (one million)."""
+
+MAX_WIDTH = 65_536
+"""The widest hidden layer a run may have (a ``MAX_WIDTH x MAX_WIDTH`` kernel is 16 GiB of float32)."""
+
+MAX_SEEDS = 10_000
+"""The most seeds the commands train at once (each is a whole model, all held in memory)."""
+
+MAX_SEED = 2**32 - 1
+"""The largest base seed: ``jax.random.key(seed)`` keeps 32 bits of it (``2**32`` gives seed 0's key)."""
+
+
 class RunConfig(NamedTuple):
     """One training configuration (a row of the trick table, or ``functrain train``'s flags).
 
     Attributes:
-        hidden: widths of the hidden layers.
+        hidden: widths of the hidden layers, each in ``[1, MAX_WIDTH]``.
         init: kernel initializer, a key of :data:`INITIALIZERS`.
         batch_norm: batch normalization after every hidden ``Dense`` (Ioffe & Szegedy 2015).
         dropout: dropout rate (probability of dropping a unit) after every hidden ReLU, in [0, 1).
@@ -48,9 +65,11 @@ class RunConfig(NamedTuple):
         clip: the global-norm clipping threshold ``theta`` (> 0), or ``None``.
         weight_decay: ``lambda >= 0``: decoupled decay for ``adamw``, an L2 penalty
             ``lambda/2 * ||W||^2`` on the kernels in the loss for every other optimizer.
-        early_stopping: patience (epochs without a lower validation loss), or ``None``.
-        epochs: (maximum) number of epochs.
-        batch_size: examples per step.
+        early_stopping: patience (epochs without a lower validation loss) in
+            ``[1, MAX_EPOCHS]``, or ``None``.
+        epochs: (maximum) number of epochs, in ``[1, MAX_EPOCHS]``.
+        batch_size: examples per step, >= 1 and at most the training examples (checked by
+            ``make_run``: nothing is clamped).
     """
 
     hidden: tuple[int, ...] = (256, 256, 256)
@@ -141,7 +160,7 @@ def check_config(config: RunConfig) -> None:
     if not isinstance(config.hidden, (tuple, list)) or not config.hidden:
         fail(who, "hidden", "a tuple of one or more positive layer widths", config.hidden)
     for i, width in enumerate(config.hidden):
-        check_int(width, who, f"hidden[{i}]", low=1)
+        check_int(width, who, f"hidden[{i}]", low=1, high=MAX_WIDTH)
     check_choice(config.init, tuple(INITIALIZERS), who, "init")
     check_choice(config.optimizer, tuple(OPTIMIZERS), who, "optimizer")
     check_choice(config.schedule, tuple(SCHEDULES), who, "schedule")
@@ -154,9 +173,9 @@ def check_config(config: RunConfig) -> None:
         check_number(config.clip, who, "clip", low=0.0, low_open=True, finite=True)
     check_number(config.weight_decay, who, "weight_decay", low=0.0, finite=True)
     if config.early_stopping is not None:
-        check_int(config.early_stopping, who, "early_stopping", low=1)
-    check_int(config.epochs, who, "epochs", low=1)
-    check_int(config.batch_size, who, "batch_size", low=1)
+        check_int(config.early_stopping, who, "early_stopping", low=1, high=MAX_EPOCHS)
+    check_int(config.epochs, who, "epochs", low=1, high=MAX_EPOCHS)
+    check_int(config.batch_size, who, "batch_size", low=1)  # at most the training examples: make_run
 
 
 def build_model(config: RunConfig, num_classes: int) -> layers.Layer:

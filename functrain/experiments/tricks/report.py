@@ -84,9 +84,9 @@ def markdown_report(results: Sequence[TrickResult], *, splits: Splits, seeds: in
         f"Model: MLP {net} with ReLU, softmax cross-entropy, batches of {batch_size}, up to {epochs} "
         "epochs. Each row adds one trick to the row above (cumulative), with a standard "
         "hyperparameter fixed in advance (no per-row tuning). Every row trains the same "
-        f"{seeds} seeds, all at once (`jax.vmap` via `run_seeds`, one compiled program per row). "
-        "`train s` is the wall-clock time of running a row's program (all its seeds and epochs, "
-        "validation and test included); `compile s` that of building and compiling it, which for "
+        f"{seeds} seeds, all at once (`jax.vmap`; each row compiled once and run one epoch per call). "
+        "`train s` is the wall-clock time of running a row's programs (all its seeds and epochs, "
+        "validation and test included); `compile s` that of building and compiling them, which for "
         "these small networks takes longer: two programs are compiled ahead while earlier rows "
         "train, so the compile times overlap the training and each other.",
         "",
@@ -167,8 +167,14 @@ def run_summary(out: RunOutput, seconds: float) -> str:
 
 
 def history_json(out: RunOutput, *, config: RunConfig, splits: Splits, source: str, seed: int, seconds: float,
-                 checkpoint: str) -> dict[str, Any]:
-    """The document ``functrain train`` writes as ``history.json`` (``out``: stacked seeds)."""
+                 checkpoint: str, interrupted_after: int | None = None) -> dict[str, Any]:
+    """The document ``functrain train`` writes as ``history.json`` (``out``: stacked seeds).
+
+    ``"config"`` is what ran (nothing is clamped: a batch size above the training examples is
+    refused). ``"interrupted"`` is ``None`` for a complete run, or ``{"after_epoch": k, "of":
+    epochs}`` when Ctrl-C stopped it after ``k`` epochs (``"runs"`` and the checkpoint then
+    describe those ``k`` epochs).
+    """
     acc = np.asarray(out.test_accuracy, np.float64)
     n_seeds = acc.size
     return {
@@ -177,6 +183,7 @@ def history_json(out: RunOutput, *, config: RunConfig, splits: Splits, source: s
                  "n_val": len(splits.x_val), "n_test": len(splits.x_test),
                  "features": int(splits.x_train.shape[1]), "num_classes": splits.num_classes},
         "seeds": n_seeds, "seed": seed, "seconds": seconds,
+        "interrupted": None if interrupted_after is None else {"after_epoch": interrupted_after, "of": config.epochs},
         "checkpoint": {"file": checkpoint, "stacked_seeds": n_seeds > 1,
                        "content": "the kept TrainState (best epoch with early stopping)"},
         "summary": {"test_accuracy_mean": float(acc.mean()), "test_accuracy_std": float(acc.std())},

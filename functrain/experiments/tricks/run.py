@@ -4,7 +4,10 @@
 ``run(key) -> RunOutput``: initialize, train every epoch inside ``lax.scan`` with validation and
 optional early stopping, evaluate the kept model on the test part. Because it is pure,
 :func:`~functrain.train.seeds.run_seeds` trains all seeds as one vmapped, compiled program
-(:func:`run_many`).
+(:func:`run_many`). :func:`make_parts` gives the same run as three pieces (start, train some
+epochs, finish), which the commands compile once and run in chunks of epochs
+(:mod:`~functrain.experiments.tricks.chunks`). Nothing is clamped: a batch size above the
+training examples, or more epochs than the int32 step counter allows, is refused.
 """
 
 from __future__ import annotations
@@ -16,14 +19,14 @@ import jax
 import jax.numpy as jnp
 
 from functrain import layers
+from functrain._validate import INT32_MAX, check_int, fail
 from functrain.experiments.tricks.config import RunConfig, build_model, build_optimizer, build_schedule, check_config
 from functrain.experiments.tricks.splits import Splits
 from functrain.train import (
     EpochMetrics,
-    EvalStep,
     FitOptions,
+    FitState,
     TrainState,
-    TrainStep,
     classifier_loss,
     early_stopping,
     evaluate,
@@ -34,12 +37,11 @@ from functrain.train import (
     make_eval_step,
     make_train_step,
 )
-from functrain.train.early_stopping import EarlyStopping
 from functrain.train.seeds import run_seeds
-from functrain.typing import Array, PRNGKey, PyTree
+from functrain.typing import Array, PRNGKey
 
-__all__ = ["CompilerOptions", "RunOutput", "checkpoint_like", "compile_seeds", "make_run", "run_many", "run_one",
-           "steps_per_epoch"]
+__all__ = ["CompilerOptions", "RunOutput", "RunParts", "checkpoint_like", "compile_seeds", "make_parts", "make_run",
+           "max_epochs", "run_many", "run_one", "steps_per_epoch"]
 
 CompilerOptions = dict[str, Any] | None
 
@@ -73,25 +75,99 @@ class RunOutput(NamedTuple):
 
 
 def steps_per_epoch(config: RunConfig, splits: Splits) -> int:
-    """Full batches per epoch (the last partial batch is dropped), at least 1."""
-    return max(len(splits.x_train) // min(config.batch_size, len(splits.x_train)), 1)
+    """Full batches per epoch, ``n_train // batch_size`` (the last partial batch is dropped).
 
-
-def _fit(step: TrainStep, train_state: TrainState[Any, Any, Any], train_data: PyTree, key: PRNGKey, *,
-         epochs: int, batch_size: int, eval_step: EvalStep, val_data: PyTree,
-         stopper: EarlyStopping | None) -> tuple[TrainState[Any, Any, Any], EpochMetrics]:
-    """Train for ``epochs`` epochs (validating after each); the kept state and per-epoch metrics.
-
-    The one place that calls the training-run API (``init_fit_state``, ``fit_scan``,
-    ``final_train_state``). The whole validation part is evaluated as one batch.
+    Raises:
+        ValueError: ``config.batch_size`` exceeds the training examples (nothing is clamped: a
+            run must train with the batch size it records).
     """
-    n_val = int(jax.tree_util.tree_leaves(val_data)[0].shape[0])
-    options = FitOptions(batch_size=batch_size, eval_step=eval_step, eval_batch_size=n_val,
+    return len(splits.x_train) // _check_batch_size(config, splits, "steps_per_epoch")
+
+
+def _check_batch_size(config: RunConfig, splits: Splits, who: str) -> int:
+    n = len(splits.x_train)
+    batch_size = check_int(config.batch_size, who, "config.batch_size", low=1)
+    if batch_size > n:
+        fail(who, "config.batch_size", f"an int in [1, {n}] (at most the {n} training examples of "
+             f"{splits.name})", batch_size)
+    return batch_size
+
+
+def max_epochs(config: RunConfig, splits: Splits) -> int:
+    """The most epochs a run of ``config`` on ``splits`` may have: ``epochs * steps`` fits int32.
+
+    The train state counts steps in an int32 (so do the schedules), so a longer run would wrap
+    its step counter; :func:`make_run` refuses it.
+    """
+    return INT32_MAX // steps_per_epoch(config, splits)
+
+
+class RunParts(NamedTuple):
+    """A run of :func:`make_run` in three pure pieces, so that it can be run in chunks of epochs.
+
+    ``finish(train(start(key)..., epochs))`` is the whole run; ``train`` continues a run from any
+    epoch (``fit_scan`` folds the epoch index into the training key), so calling it for
+    ``e1``, then ``e2`` epochs computes the same as calling it once for ``e1 + e2``.
+
+    Attributes:
+        model: the network.
+        options: the run's :class:`~functrain.train.FitOptions`.
+        start: ``key -> (fit_state at epoch 0, training key)``.
+        train: ``(fit_state, training key, epochs) -> (fit_state, per-epoch metrics)``
+            (``epochs`` static).
+        finish: ``fit_state -> (kept train state, test metrics)``: the best epoch's parameters
+            under early stopping, evaluated on the test part.
+    """
+
+    model: layers.Layer
+    options: FitOptions
+    start: Callable[[PRNGKey], tuple[FitState[Any], PRNGKey]]
+    train: Callable[[FitState[Any], PRNGKey, int], tuple[FitState[Any], EpochMetrics]]
+    finish: Callable[[FitState[Any]], tuple[TrainState[Any, Any, Any], dict[str, Array]]]
+
+
+def make_parts(config: RunConfig, splits: Splits) -> RunParts:
+    """The :class:`RunParts` of ``config`` on ``splits`` (see :func:`make_run`).
+
+    Raises:
+        TypeError, ValueError: an invalid ``config`` (see ``check_config``), a batch size above
+            the training examples, or more epochs than the int32 step counter allows
+            (:func:`max_epochs`).
+    """
+    who = "make_run"
+    check_config(config)
+    batch_size = _check_batch_size(config, splits, who)
+    spe = steps_per_epoch(config, splits)
+    if config.epochs > max_epochs(config, splits):
+        fail(who, "config.epochs", f"an int in [1, {max_epochs(config, splits)}] (epochs x {spe} steps per "
+             "epoch must fit the int32 step counter)", config.epochs)
+    model = build_model(config, splits.num_classes)
+    optimizer = build_optimizer(config, build_schedule(config, spe))
+    l2 = 0.0 if config.optimizer == "adamw" else config.weight_decay
+    step = make_train_step(classifier_loss(model.apply, train=True, weight_decay=l2), optimizer)
+    eval_step = make_eval_step(classifier_loss(model.apply, train=False))
+    stopper = None if config.early_stopping is None else early_stopping(config.early_stopping)
+    train_data = (jnp.asarray(splits.x_train), jnp.asarray(splits.y_train))
+    val_data = (jnp.asarray(splits.x_val), jnp.asarray(splits.y_val))
+    test_data = (jnp.asarray(splits.x_test), jnp.asarray(splits.y_test))
+    features = int(splits.x_train.shape[1])
+    # the whole validation part is evaluated as one batch
+    options = FitOptions(batch_size=batch_size, eval_step=eval_step, eval_batch_size=len(splits.x_val),
                          early_stopping=stopper)
-    fit_state = init_fit_state(train_state, options)
-    fit_state, metrics = fit_scan(step, fit_state, train_data, key, options, epochs=epochs,
-                                  val_data=val_data)
-    return final_train_state(fit_state, options), metrics
+
+    def start(key: PRNGKey) -> tuple[FitState[Any], PRNGKey]:
+        init_key, train_key = jax.random.split(key)
+        params, model_state, _ = model.init(init_key, (-1, features))
+        return init_fit_state(init_train_state(params, model_state, optimizer), options), train_key
+
+    def train(fit_state: FitState[Any], key: PRNGKey, epochs: int) -> tuple[FitState[Any], EpochMetrics]:
+        return fit_scan(step, fit_state, train_data, key, options, epochs=epochs, val_data=val_data)
+
+    def finish(fit_state: FitState[Any]) -> tuple[TrainState[Any, Any, Any], dict[str, Array]]:
+        kept = final_train_state(fit_state, options)
+        return kept, evaluate(eval_step, kept, test_data, batch_size=len(splits.x_test))
+
+    return RunParts(model, options, start, train, finish)
 
 
 def make_run(config: RunConfig, splits: Splits) -> tuple[Callable[[PRNGKey], RunOutput], layers.Layer]:
@@ -101,38 +177,26 @@ def make_run(config: RunConfig, splits: Splits) -> tuple[Callable[[PRNGKey], Run
     Every epoch trains on ``splits.x_train`` and is evaluated on the validation part; with
     ``config.early_stopping`` the run stops when the validation loss has not improved for
     ``patience`` epochs and keeps the best epoch's parameters (Prechelt 1998). The kept model is
-    evaluated on the test part.
+    evaluated on the test part. :func:`make_parts` gives the same run in pieces (for chunks of
+    epochs, see :mod:`~functrain.experiments.tricks.chunks`).
 
     Raises:
-        TypeError, ValueError: an invalid ``config`` (see ``check_config``).
+        TypeError, ValueError: an invalid ``config`` (see ``check_config``), a batch size above
+            the training examples (never clamped), or more epochs than :func:`max_epochs`.
     """
-    check_config(config)
-    model = build_model(config, splits.num_classes)
-    batch_size = min(config.batch_size, len(splits.x_train))
-    optimizer = build_optimizer(config, build_schedule(config, steps_per_epoch(config, splits)))
-    l2 = 0.0 if config.optimizer == "adamw" else config.weight_decay
-    step = make_train_step(classifier_loss(model.apply, train=True, weight_decay=l2), optimizer)
-    eval_step = make_eval_step(classifier_loss(model.apply, train=False))
-    stopper = None if config.early_stopping is None else early_stopping(config.early_stopping)
-    train_data = (jnp.asarray(splits.x_train), jnp.asarray(splits.y_train))
-    val_data = (jnp.asarray(splits.x_val), jnp.asarray(splits.y_val))
-    test_data = (jnp.asarray(splits.x_test), jnp.asarray(splits.y_test))
-    features = int(splits.x_train.shape[1])
+    parts = make_parts(config, splits)
 
     def run(key: PRNGKey) -> RunOutput:
-        init_key, train_key = jax.random.split(key)
-        params, model_state, _ = model.init(init_key, (-1, features))
-        kept, m = _fit(step, init_train_state(params, model_state, optimizer), train_data, train_key,
-                       epochs=config.epochs, batch_size=batch_size, eval_step=eval_step,
-                       val_data=val_data, stopper=stopper)
-        test = evaluate(eval_step, kept, test_data, batch_size=len(splits.x_test))
+        fit_state, train_key = parts.start(key)
+        fit_state, m = parts.train(fit_state, train_key, config.epochs)
+        kept, test = parts.finish(fit_state)
         return RunOutput(
             train_loss=m.train["loss"], train_accuracy=m.train["accuracy"],
             val_loss=m.val["loss"], val_accuracy=m.val["accuracy"],
             active=m.active, finite=m.finite, epochs_run=jnp.sum(m.active.astype(jnp.int32)),
             test_loss=test["loss"], test_accuracy=test["accuracy"], state=kept)
 
-    return run, model
+    return run, parts.model
 
 
 def checkpoint_like(config: RunConfig, splits: Splits, seeds: int = 1) -> TrainState[Any, Any, Any]:

@@ -17,10 +17,13 @@ from functrain._validate import fail
 from functrain.data import Dataset, TrainTest, fit_min_max, load_digits, load_npz, min_max_scale, split_dataset
 from functrain.typing import Array, PRNGKey
 
-__all__ = ["DATA_KEY", "Splits", "load_data", "prepare_splits"]
+__all__ = ["DATA_KEY", "MAX_CLASSES", "Splits", "check_data", "load_data", "prepare_splits"]
 
 DATA_KEY = 0
 """Seed of the fixed key that splits the data (test part, then validation part)."""
+
+MAX_CLASSES = 100_000
+"""The most classes a run may have (the network has one output per class ``0..max label``)."""
 
 
 class Splits(NamedTuple):
@@ -51,6 +54,44 @@ def load_data(source: str) -> Dataset | TrainTest:
     return load_npz(source)
 
 
+def _first_bad(bad: np.ndarray[Any, Any]) -> int:
+    return int(np.flatnonzero(bad.reshape(bad.shape[0], -1).any(axis=1))[0])
+
+
+def check_data(data: Dataset | TrainTest) -> None:
+    """Refuse data a run would train on silently wrong: non-finite features, bad labels.
+
+    Checked: every feature is finite (NaN or infinity, e.g. a value beyond float32's range
+    +-3.4e38 that became infinity, would turn every loss into NaN: the run would report
+    "diverged" instead of naming the data); every label is ``>= 0`` (a label of ``2**31`` or
+    more wraps around to a negative int32); at most :data:`MAX_CLASSES` classes.
+
+    Raises:
+        ValueError: naming the part (``x``, ``x_train`` ...), the count and the first example.
+    """
+    parts = [("x", "y", data)] if isinstance(data, Dataset) else [("x_train", "y_train", data.train),
+                                                                  ("x_test", "y_test", data.test)]
+    for xk, yk, part in parts:
+        x, y = np.asarray(part.x), np.asarray(part.y)
+        bad = ~np.isfinite(x)
+        if bad.any():
+            raise ValueError(f"'{xk}' of {part.name} holds {_these(int(bad.sum()), 'value')} NaN or infinite "
+                             "(float32 overflows to infinity beyond +-3.4e38), the first in example "
+                             f"{_first_bad(bad)}")
+        if y.size and int(y.min()) < 0:
+            raise ValueError(f"'{yk}' of {part.name} holds {_these(int((y < 0).sum()), 'label')} negative after "
+                             "the cast to int32 (labels of 2**31 or more wrap around), the first in example "
+                             f"{_first_bad(y < 0)}; labels must be in [0, {MAX_CLASSES})")
+        if part.num_classes > MAX_CLASSES:
+            raise ValueError(f"'{yk}' of {part.name} has a largest label of {part.num_classes - 1}: labels "
+                             f"must be in [0, {MAX_CLASSES}) (one network output per class)")
+
+
+def _these(n: int, noun: str) -> str:
+    """``"1 value that is"`` / ``"3 values that are"``."""
+    return f"{n} {noun} that is" if n == 1 else f"{n} {noun}s that are"
+
+
 def prepare_splits(data: Dataset | TrainTest, *, test_fraction: float = 0.2,
                    val_fraction: float = 0.2, key: PRNGKey | None = None) -> Splits:
     """Split (80/20 test, then 20% of the training part for validation) and scale to [0, 1].
@@ -60,8 +101,11 @@ def prepare_splits(data: Dataset | TrainTest, *, test_fraction: float = 0.2,
     with a second fixed key; the min-max statistics are fitted on the remaining training part.
 
     Raises:
-        ValueError: a part would be empty, or the data has fewer than two classes.
+        ValueError: a part would be empty, the data has fewer than two classes, or it fails
+            :func:`check_data`; or the features span more than float32's range (their
+            ``max - min`` overflows, so they cannot be scaled).
     """
+    check_data(data)
     k = jax.random.key(DATA_KEY) if key is None else key
     test_key, val_key = jax.random.split(k)
     tt = split_dataset(test_key, data, test_fraction=test_fraction) if isinstance(data, Dataset) else data
@@ -75,6 +119,9 @@ def prepare_splits(data: Dataset | TrainTest, *, test_fraction: float = 0.2,
         return jnp.reshape(x, (x.shape[0], -1))
 
     stats = fit_min_max(flat(train.x))
+    if not bool(jnp.all(jnp.isfinite(stats.data_max - stats.data_min))):
+        raise ValueError(f"prepare_splits: the features of {tt.train.name} span more than float32's range "
+                         "(max - min overflows to infinity), so they cannot be scaled to [0, 1]")
 
     def scaled(x: Array) -> np.ndarray[Any, Any]:
         return np.asarray(min_max_scale(stats, flat(x)), np.float32)

@@ -1,17 +1,20 @@
 """The trick table: every row of ``trick_rows`` over several seeds, then the ensemble of the last row.
 
-:func:`run_tricks` compiles each row's program (all seeds vmapped, :func:`run.compile_seeds
-<functrain.experiments.tricks.run.compile_seeds>`) ahead on worker threads while earlier rows
-train, and measures each row as a :class:`TrickResult`.
+:func:`run_tricks` compiles each row's programs (all seeds vmapped, run in chunks of epochs:
+:func:`~functrain.experiments.tricks.chunks.compile_chunked`) ahead on worker threads while
+earlier rows train, and measures each row as a :class:`TrickResult`.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable
-from typing import Any, NamedTuple, TextIO
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any, NamedTuple, TextIO, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -19,9 +22,11 @@ import numpy as np
 
 from functrain import layers
 from functrain.data import load_digits
+from functrain.experiments.interrupts import Interrupted
+from functrain.experiments.tricks.chunks import ChunkedRun, compile_chunked, run_chunked
 from functrain.experiments.tricks.config import RunConfig, trick_rows
 from functrain.experiments.tricks.report import mean_std
-from functrain.experiments.tricks.run import CompilerOptions, RunOutput, compile_seeds, make_run, ready
+from functrain.experiments.tricks.run import CompilerOptions, RunOutput
 from functrain.experiments.tricks.splits import Splits, prepare_splits
 from functrain.train import TrainState, ensemble_predict
 from functrain.typing import Array
@@ -105,17 +110,32 @@ def ensemble_accuracy(model: layers.Layer, state: TrainState[Any, Any, Any], x: 
 
 
 class _Compiled(NamedTuple):
-    program: Callable[[Array], RunOutput]
-    model: layers.Layer
+    program: ChunkedRun
     seconds: float
 
 
-def _compile_row(config: RunConfig, data: Splits, keys: Array, compiler_options: CompilerOptions) -> _Compiled:
-    """Build and compile one row's program: ``run_seeds`` of the row's run over ``keys``."""
+def _compile_row(config: RunConfig, data: Splits, keys: Array, compiler_options: CompilerOptions,
+                 abandon: threading.Event) -> _Compiled:
+    """Build and compile one row's programs: its run over ``keys``, in chunks of one epoch.
+
+    Once ``abandon`` is set (the table was interrupted), it stops before its next program.
+    """
     t0 = time.perf_counter()
-    run, model = make_run(config, data)
-    program = compile_seeds(run, keys, compiler_options)
-    return _Compiled(program, model, time.perf_counter() - t0)
+    program = compile_chunked(config, data, keys, compiler_options=compiler_options, stop=abandon.is_set)
+    return _Compiled(program, time.perf_counter() - t0)
+
+
+_R = TypeVar("_R")
+
+
+def _wait(future: Future[_R], stop: Callable[[], bool] | None, where: str) -> _R:
+    """``future.result()``, polling ``stop`` meanwhile (a compilation cannot be cut short)."""
+    while True:
+        try:
+            return future.result(timeout=0.2)
+        except FutureTimeout:
+            if stop is not None and stop():
+                raise Interrupted(f"interrupted {where}; nothing written") from None
 
 
 def _measure(label: str, out: RunOutput, seconds: float, compile_seconds: float) -> TrickResult:
@@ -141,16 +161,19 @@ def _ensemble_row(label: str, model: layers.Layer, out: RunOutput, data: Splits,
 
 def run_tricks(*, seeds: int, epochs: int, hidden: tuple[int, ...] = (256, 256, 256), batch_size: int = 64,
                seed: int = 0, splits: Splits | None = None, log: TextIO | None = sys.stderr,
-               compiler_options: CompilerOptions = None, compile_workers: int | None = None) -> list[TrickResult]:
+               compiler_options: CompilerOptions = None, compile_workers: int | None = None,
+               stop: Callable[[], bool] | None = None) -> list[TrickResult]:
     """Run every row of ``trick_rows`` over ``seeds`` seeds (vmapped), plus the ensemble row.
 
     All rows use the same seed keys (``split(key(seed), seeds)``: the same initial draws and
     batch orders where the configurations allow), the same data splits and the same epochs.
-    Each row is one compiled program (``run_seeds`` of its run, all seeds vmapped). Compiling
-    takes longer than training these small networks and uses one core, so the programs are
-    compiled ahead by ``compile_workers`` threads while earlier rows train; rows still train one
-    after the other, in order. Progress goes to ``log``: a line when a row starts and one when it
-    ends, with its compile and training times.
+    Each row is compiled once (all seeds vmapped) and run one epoch per call
+    (:func:`~functrain.experiments.tricks.chunks.run_chunked`: the same results as one program
+    for the whole row, and ``stop`` is asked between epochs). Compiling takes longer than
+    training these small networks and uses one core, so the programs are compiled ahead by
+    ``compile_workers`` threads while earlier rows train; rows still train one after the other,
+    in order. Progress goes to ``log``: a line when a row starts and one when it ends, with its
+    compile and training times.
 
     Args:
         seeds: number of seeds per row (>= 1; the ensemble averages that many models).
@@ -162,12 +185,17 @@ def run_tricks(*, seeds: int, epochs: int, hidden: tuple[int, ...] = (256, 256, 
         log: where progress lines go (``None`` for silence).
         compiler_options: XLA options for every row's program (see :func:`run_many`).
         compile_workers: threads compiling ahead (default: 2, or 1 on a single core).
+        stop: polled between epochs and while waiting for a compilation (e.g. whether Ctrl-C was
+            pressed); ``None`` never stops.
 
     Returns:
         One :class:`TrickResult` per row, the ensemble last.
-    """
-    from concurrent.futures import ThreadPoolExecutor
 
+    Raises:
+        Interrupted: ``stop()`` turned true (a ``KeyboardInterrupt``); the program each worker
+            thread is compiling is finished in the background (abandoning an XLA compilation
+            crashed the interpreter at exit), the rest are not compiled.
+    """
     data = prepare_splits(load_digits()) if splits is None else splits
     keys = jax.random.split(jax.random.key(seed), seeds)
     rows = trick_rows(epochs=epochs, hidden=hidden, batch_size=batch_size)
@@ -179,26 +207,33 @@ def run_tricks(*, seeds: int, epochs: int, hidden: tuple[int, ...] = (256, 256, 
         if log is not None:
             print(text, file=log, flush=True)
 
-    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="functrain-compile") as pool:
-        futures = [pool.submit(_compile_row, config, data, keys, compiler_options) for _, config in rows]
-        try:
-            for i, ((label, _), future) in enumerate(zip(rows, futures)):
-                say(f"[{i + 1}/{total}] {label}: {seeds} seed{'s' * (seeds != 1)} x {epochs} epochs ...")
-                compiled = future.result()
-                t0 = time.perf_counter()
-                out = ready(compiled.program(keys))
-                r = _measure(label, out, time.perf_counter() - t0, compiled.seconds)
-                results.append(r)
-                say(f"[{i + 1}/{total}] {label}: test accuracy {mean_std(r.test_accuracy)}"
-                    f"{f', {r.diverged} diverged' if r.diverged else ''} (train {r.train_seconds:.1f} s, "
-                    f"compile {r.compile_seconds:.1f} s; "
-                    f"{time.perf_counter() - start:.0f} s so far)")
-        finally:
-            for f in futures:
-                f.cancel()
+    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="functrain-compile")
+    abandon = threading.Event()
+    last: tuple[layers.Layer, RunOutput] | None = None  # the last row's model and output: the ensemble's
+    try:
+        futures = [pool.submit(_compile_row, config, data, keys, compiler_options, abandon) for _, config in rows]
+        for i, ((label, _), future) in enumerate(zip(rows, futures)):
+            say(f"[{i + 1}/{total}] {label}: {seeds} seed{'s' * (seeds != 1)} x {epochs} epochs ...")
+            where = f"in row {i + 1}/{total} ({label})"
+            compiled = _wait(future, stop, where)
+            t0 = time.perf_counter()
+            run = run_chunked(compiled.program, keys, stop=stop)
+            if run.interrupted or run.output is None:
+                raise Interrupted(f"interrupted {where} after epoch {run.epochs_done} of {epochs}; nothing written")
+            last = compiled.program.model, run.output
+            r = _measure(label, run.output, time.perf_counter() - t0, compiled.seconds)
+            results.append(r)
+            say(f"[{i + 1}/{total}] {label}: test accuracy {mean_std(r.test_accuracy)}"
+                f"{f', {r.diverged} diverged' if r.diverged else ''} (train {r.train_seconds:.1f} s, "
+                f"compile {r.compile_seconds:.1f} s; "
+                f"{time.perf_counter() - start:.0f} s so far)")
+    finally:  # (on normal completion every compilation is done already)
+        abandon.set()
+        pool.shutdown(wait=False, cancel_futures=True)
     label = f"+ ensemble of the {seeds} models above"
     say(f"[{total}/{total}] {label} ...")
-    ens = _ensemble_row(label, compiled.model, out, data, results[-1].epochs_run)
+    assert last is not None  # (trick_rows has rows)
+    ens = _ensemble_row(label, *last, data, results[-1].epochs_run)
     results.append(ens)
     say(f"[{total}/{total}] {label}: test accuracy {float(ens.test_accuracy[0]):.4f} "
         f"({ens.train_seconds + ens.compile_seconds:.1f} s; {time.perf_counter() - start:.0f} s in all)")
