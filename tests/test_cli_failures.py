@@ -79,9 +79,7 @@ BAD_DATA = [  # (the loader refuses most of them, naming the file; prepare_split
     ("range", "span more than float32's range"),  # finite, but max - min overflows: no scaling
     ("label 2**31", "label"),  # must not wrap to -2**31
     ("label 2**31 - 1", "label"),  # fits int32, but would make a network with 2**31 outputs
-    pytest.param("label 2**32 + 1", "label", marks=pytest.mark.xfail(
-        reason="wraps to the valid label 1 inside load_npz's int32 cast: needs load_npz's range check before the "
-               "cast (the data loaders' part of issue 12)", strict=False)),
+    ("label 2**32 + 1", "label"),  # must not wrap to the valid label 1 in an int32 cast
 ]
 
 
