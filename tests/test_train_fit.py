@@ -169,9 +169,11 @@ def test_fit_skips_nan_steps_under_skip_nonfinite() -> None:
     n, bs, bad = 100, 16, 37
     state, step, _ = _setup(_mlp(16, 4), optim.skip_nonfinite(optim.sgd(0.1)))
     key = jax.random.key(4)
-    out, hist = fit(step, state, _poisoned(n, bad), key, epochs=4, batch_size=bs, progress=False)
+    with pytest.warns(RuntimeWarning, match="1 of 6 updates were skipped") as caught:
+        out, hist = fit(step, state, _poisoned(n, bad), key, epochs=4, batch_size=bs, progress=False)
     expected = [0 if _used_in_epoch(key, n, bs, bad, e) is None else 1 for e in range(4)]
     np.testing.assert_array_equal(hist.nonfinite_steps, expected)
+    assert len(caught) == sum(expected)  # one warning per epoch with skipped updates
     assert sum(expected) >= 1
     assert all(bool(jnp.all(jnp.isfinite(p))) for p in jax.tree_util.tree_leaves(out.params))
 
@@ -242,7 +244,7 @@ def test_bad_arguments_name_fit() -> None:
         fit(step, state, (x, y), key, epochs=1, batch_size=2, eval_step=eval_step, val_data=(x, y[:3]), **kw)
     _raises(ValueError, r"fit: argument 'val_data' must be given exactly when eval_step is given",
             fit, step, state, (x, y), key, epochs=1, batch_size=2, val_data=(x, y), **kw)
-    _raises(ValueError, r"fit: argument 'epochs' must be an int >= 1, got 0",
+    _raises(ValueError, r"fit: argument 'epochs' must be an int in \[1, 2147483647\], got 0",
             fit, step, state, (x, y), key, epochs=0, batch_size=2, **kw)
     _raises(ValueError, r"fit_epoch: argument 'options.monitor' must be the name of a validation metric",
             fit, step, state, (x, y), key, epochs=1, batch_size=2, eval_step=eval_step, val_data=(x, y),

@@ -218,7 +218,7 @@ def test_plateau_and_early_stopping_states_need_matching_options() -> None:
             data, key, {"batch_size": 8})
     _raises(ValueError, r"fit_epoch: argument 'options.batch_size' must be an int <= the number of "
             r"examples \(32\), got 64", fit_epoch, step, plain, data, key, FitOptions(64))
-    _raises(ValueError, r"fit_scan: argument 'epochs' must be an int >= 1, got 0", fit_scan, step, plain,
+    _raises(ValueError, r"fit_scan: argument 'epochs' must be an int in \[1, 2147483647\], got 0", fit_scan, step, plain,
             data, key, FitOptions(8), epochs=0)
     _raises(ValueError, r"init_fit_state: argument 'train_state.opt_state' must be the state of an "
             r"optimizer with exactly one scale_by_plateau\(\)", init_fit_state,
