@@ -175,10 +175,11 @@ def _check_epoch(run: _Run, m: Any, epoch: int, first_step: int, fit_state: FitS
                 "lower the learning rate / clip the gradients")
             raise FloatingPointError(f"fit: non-finite loss {float(losses[i])} "
                                      f"{where.format(i, first_step + i)}; {parts} no longer finite: {hint}")
+        hint = host.bad_inputs(run.train_data, run.key, epoch, run.options.batch_size,
+                               list(range(nb))) or "lower the learning rate or clip the gradients"
         raise FloatingPointError(
             f"fit: {parts} became non-finite during epoch {epoch} (global steps {first_step}.."
-            f"{first_step + nb - 1}) although every loss was finite; lower the learning rate or "
-            "clip the gradients")
+            f"{first_step + nb - 1}) although every loss was finite: {hint}")
     if bool(m.diverged):
         i = int(m.diverged_step)
         if i < 0:
