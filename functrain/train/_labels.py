@@ -48,12 +48,6 @@ def _loss_of(step: object) -> object:
     return None
 
 
-def _spec(x: Any) -> Any:
-    if hasattr(x, "shape") and hasattr(x, "dtype"):
-        return jax.ShapeDtypeStruct(tuple(x.shape), x.dtype)
-    return x
-
-
 @functools.lru_cache(maxsize=32)
 def _output_size(apply: Any, treedef: Any, specs: tuple[Any, ...]) -> int | None:
     params, model_state, x = _tree.tree_unflatten(treedef, list(specs))
@@ -83,12 +77,12 @@ def infer_num_classes(step: object, state: object, data: PyTree) -> int | None:
     if not callable(apply) or not isinstance(data, (tuple, list)) or len(data) != 2:
         return None
     params, model_state = getattr(state, "params", None), getattr(state, "model_state", None)
-    x = _tree.tree_map(lambda a: jax.ShapeDtypeStruct((1,) + tuple(a.shape[1:]), a.dtype)
-                       if hasattr(a, "shape") and len(a.shape) >= 1 else a, data[0])
-    leaves, treedef = jax.tree_util.tree_flatten((params, model_state, x))
-    try:
-        return _output_size(apply, treedef, tuple(_spec(leaf) for leaf in leaves))
-    except TypeError:  # an unhashable leaf: not cached, not inspected
+    try:  # the shapes of one example: abstract values only, nothing is computed
+        specs = jax.eval_shape(lambda p, s, xb: (p, s, _tree.tree_map(lambda a: a[:1], xb)),
+                               params, model_state, data[0])
+        leaves, treedef = jax.tree_util.tree_flatten(specs)
+        return _output_size(apply, treedef, tuple(leaves))
+    except Exception:  # best effort (unhashable or unusual leaves): not inspected
         return None
 
 

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from typing import Any, TypeVar
 
@@ -248,7 +249,8 @@ def _check_entry(e: object, i: int, payload_bytes: int, path: str, who: str) -> 
         raise _malformed(path, who, f"leaf {i} has missing or invalid fields ({_short(e)})")
     if e["offset"] + e["nbytes"] > payload_bytes:
         raise _malformed(path, who, f"leaf {i} ({e['path']}) lies beyond the payload")
-    size = int(np.prod(shape, dtype=object))
+    dims = [int(d) for d in e["shape"]]
+    size = math.prod(dims)
     if impl is None:
         try:
             dtype = np.dtype(jnp.dtype(e["dtype"]))
@@ -258,12 +260,12 @@ def _check_entry(e: object, i: int, payload_bytes: int, path: str, who: str) -> 
             raise _malformed(path, who, f"leaf {i} ({e['path']}) has the unsupported dtype {e['dtype']!r}")
         if size * dtype.itemsize != e["nbytes"]:
             raise _malformed(path, who, f"leaf {i} ({e['path']}) has {e['nbytes']} bytes for shape "
-                                        f"{tuple(shape)} and dtype {dtype}")
+                                        f"{tuple(dims)} and dtype {dtype}")
     else:  # key data: uint32 words, a whole number of them per key
         nbytes = e["nbytes"]
         if (nbytes != 0) if size == 0 else (nbytes == 0 or nbytes % (4 * size) != 0):
             raise _malformed(path, who, f"leaf {i} ({e['path']}) has {nbytes} bytes of key data "
-                                        f"for shape {tuple(shape)}")
+                                        f"for shape {tuple(dims)}")
 
 
 def _short(x: object) -> str:

@@ -201,7 +201,8 @@ class EarlyStopping:
         """The parameters to keep at the end: the best ones with ``restore_best``, else ``params``.
 
         If no epoch ever improved (e.g. all values NaN), the parameters given to ``init`` are
-        returned.
+        returned; :func:`~functrain.train.final_train_state` and :func:`~functrain.train.fit`
+        then warn (``RuntimeWarning``) naming the monitored metric.
 
         Args:
             state: the final state.

@@ -144,8 +144,9 @@ def train_epoch(
         >>> try:
         ...     ft.train.train_epoch(step, state, bad, jax.random.key(1), batch_size=4, num_classes=3)
         ... except ValueError as error:
-        ...     print(str(error)[:86])
+        ...     print(error)
         train_epoch: argument 'data[1]' must be class labels in [0, 3), got 10 out of range
+        (the first at index 0: 3)
     """
     check_entry_labels("train_epoch", step, state, [(data, "data")], num_classes, check_labels)
     new_state, per_step = scan_steps(step, state, data, key, batch_size, "train_epoch")

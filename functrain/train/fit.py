@@ -400,8 +400,9 @@ def fit(
         >>> try:
         ...     ft.train.fit(step, state, bad, jax.random.key(1), epochs=1, batch_size=4, num_classes=2)
         ... except ValueError as error:
-        ...     print(str(error)[:83])
+        ...     print(error)
         fit: argument 'train_data[1]' must be class labels in [0, 2), got 8 out of range
+        (the first at index 0: 2)
     """
     who = "fit"
     n_epochs = check_epoch_count(epochs, 0, None, who)

@@ -388,9 +388,8 @@ def fit_scan(
     n = _validate.check_leading_length(train_data, who, "train_data")
     bs = options.batch_size if isinstance(options, FitOptions) else 0
     start = getattr(fit_state.train_state, "step", None)
-    concrete = start is not None and not _validate.is_traced(start)
-    n_epochs = check_epoch_count(epochs, n // bs if 1 <= bs <= n else 0,
-                                 int(start) if concrete else None, who)
+    first = None if start is None or _validate.is_traced(start) else int(start)
+    n_epochs = check_epoch_count(epochs, n // bs if 1 <= bs <= n else 0, first, who)
 
     def body(fs: FitState[TS], _: None) -> tuple[FitState[TS], EpochMetrics]:
         return fit_epoch(step, fs, train_data, key, options, val_data=val_data)
