@@ -11,16 +11,14 @@ early stopping to an epoch; :func:`fit_scan` runs ``epochs`` of them in one ``la
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 
-from functrain import _tree, _validate
+from functrain import _validate
 from functrain.optim.guards import has_diverged, skipped_updates
 from functrain.train._run_helpers import (
     DIVERGED,
@@ -34,10 +32,10 @@ from functrain.train._run_helpers import (
 )
 from functrain.train.early_stopping import EarlyStopping, EarlyStoppingState, masked_update
 from functrain.train.epoch import evaluate, mean_metrics, scan_steps
-from functrain.train.plateau import ReduceOnPlateau, ReduceOnPlateauState, check_plateau_state, set_plateau_scale
+from functrain.train.plateau import ReduceOnPlateau, ReduceOnPlateauState, check_plateau_state
 from functrain.train.state import TS, TrainState
 from functrain.train.step import EvalStep, TrainStep
-from functrain.typing import Array, Metrics, PRNGKey, PyTree
+from functrain.typing import Array, PRNGKey, PyTree
 
 __all__ = [
     "EpochMetrics",
