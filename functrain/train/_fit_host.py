@@ -251,14 +251,12 @@ def check_checkpoint_path(path: object, who: str) -> str | None:
     if not isinstance(name, str):
         _validate.fail(who, "checkpoint_path", "a str file path", path, error=TypeError)
     directory = os.path.dirname(os.path.abspath(name))
-    expectation = "a file path in an existing, writable directory"
+    head = (f"{who}: argument 'checkpoint_path' must be a file path in an existing, writable "
+            f"directory, got {name!r}")  # (the whole path: describe() would shorten it)
     if not os.path.isdir(directory):
-        raise FileNotFoundError(f"{_validate.message(who, 'checkpoint_path', expectation, name)}; "
-                                f"the directory {directory!r} does not exist")
+        raise FileNotFoundError(f"{head}; the directory {directory!r} does not exist")
     if os.path.isdir(name):
-        raise IsADirectoryError(f"{_validate.message(who, 'checkpoint_path', expectation, name)}; "
-                                "it is a directory")
+        raise IsADirectoryError(f"{head}; it is a directory")
     if not os.access(directory, os.W_OK | os.X_OK):
-        raise PermissionError(f"{_validate.message(who, 'checkpoint_path', expectation, name)}; "
-                              f"the directory {directory!r} is not writable")
+        raise PermissionError(f"{head}; the directory {directory!r} is not writable")
     return name
