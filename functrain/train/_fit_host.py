@@ -183,7 +183,7 @@ def bad_inputs(train_data: PyTree, key: PRNGKey, epoch: int, batch_size: int,
         arr = np.asarray(leaf)
         if not np.issubdtype(arr.dtype, np.inexact):
             continue
-        bad_rows = ~np.isfinite(arr.reshape(n, -1)).all(axis=1)
+        bad_rows: np.ndarray[Any, Any] = np.logical_not(np.all(np.isfinite(arr.reshape(n, -1)), axis=1))
         in_steps = [(s, i) for s in steps for i in indices[s] if bad_rows[i]]
         if in_steps:
             s, i = in_steps[0]
