@@ -1,8 +1,21 @@
-"""Checkpoints: bitwise round trips, atomic writes, corruption detection, mismatch messages, resume."""
+"""Checkpoints: bitwise round trips, atomic writes, corruption detection, mismatch messages, resume.
+
+Also issue 12: stale temporaries of killed saves (case 14) and the edge cases of case 15
+(unsupported leaves, malformed headers that pass the checksum, unknown versions, file modes,
+resume below the saved epoch, a checkpoint path in a missing directory).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -128,7 +141,8 @@ def test_mismatches_are_reported_by_leaf_path(tmp_path: Path) -> None:
         load_checkpoint(tmp_path / "missing", like=tree)
     with pytest.raises(FileNotFoundError, match="save_checkpoint: directory"):
         save_checkpoint(tmp_path / "no" / "dir" / "c", tree)
-    with pytest.raises(TypeError, match=r"save_checkpoint: leaf \['f'\] must be an array"):
+    with pytest.raises(TypeError, match=r"save_checkpoint: argument 'tree' must be a pytree whose leaves are arrays "
+                                        r".*, got 'text'; the leaf at tree\['f'\]"):
         save_checkpoint(path, {"f": "text"})
     with pytest.raises(TypeError, match=r"save_checkpoint: argument 'path' must be a file path \(str or "
                                         r"os.PathLike\), got dict"):
@@ -222,3 +236,196 @@ def test_train_epoch_loop_resumed_from_a_checkpoint_is_bitwise_equal(tmp_path: P
     for e in range(2, 4):
         r, _ = run(step, r, train, jax.random.fold_in(key, e), batch_size=32)
     _assert_bitwise(r, s)
+
+
+# ------------------------------------------------------------------------------------------------
+# Issue 12, case 14: temporaries of killed saves
+
+
+def _temporaries(directory: Path) -> list[str]:
+    return sorted(n for n in os.listdir(directory) if n.endswith(".tmp"))
+
+
+def test_case_14_a_save_removes_stale_temporaries_and_load_ignores_them(tmp_path: Path) -> None:
+    path = tmp_path / "run.ckpt"
+    tree = {"w": jnp.arange(4.0)}
+    save_checkpoint(path, tree)
+    # What killed saves leave behind (the old mkstemp names and the new ones), plus other files.
+    stale = [".run.ckpt.k3j_9x2a.tmp", ".run.ckpt.0a1b2c3d.tmp"]
+    others = [".run.ckpt.b.0a1b2c3d.tmp", ".other.ckpt.0a1b2c3d.tmp", "run.ckpt.tmp"]
+    for name in stale + others:
+        (tmp_path / name).write_bytes(b"half a checkpoint")
+    _assert_bitwise(load_checkpoint(path, like=tree), tree)  # temporaries are never read
+    save_checkpoint(path, {"w": jnp.ones(4)})
+    assert sorted(os.listdir(tmp_path)) == sorted(others + ["run.ckpt"])  # only this target's went
+
+
+def test_case_14_a_temporary_held_by_a_live_save_is_left_alone(tmp_path: Path) -> None:
+    fcntl = pytest.importorskip("fcntl")
+    path, live = tmp_path / "run.ckpt", tmp_path / ".run.ckpt.0a1b2c3d.tmp"
+    with open(live, "wb") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)  # as a concurrent save holds its temporary
+        save_checkpoint(path, {"w": jnp.ones(2)})
+        assert live.exists()
+    save_checkpoint(path, {"w": jnp.ones(2)})
+    assert not live.exists()
+
+
+_KILL_SCRIPT = textwrap.dedent("""
+    import sys
+    import numpy as np
+    from functrain.train import save_checkpoint
+    path, start = sys.argv[1], int(sys.argv[2])
+    big = np.zeros(25_000_000, np.float32)  # 100 MB
+    print("READY", flush=True)
+    for i in range(start, start + 10_000):
+        big[:] = i
+        save_checkpoint(path, {"i": np.int64(i), "big": big})
+        print(i, flush=True)
+""")
+
+
+@pytest.mark.slow
+def test_case_14_saves_killed_at_random_points_leave_a_loadable_checkpoint_and_no_temporaries(tmp_path: Path) -> None:
+    path = tmp_path / "big.ckpt"
+    like = {"big": np.zeros(25_000_000, np.float32), "i": np.int64(0)}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "JAX_PLATFORMS": "cpu"}
+    rng = np.random.default_rng(0)
+    completed = -1
+    for kill in range(20):
+        proc = subprocess.Popen([sys.executable, "-c", _KILL_SCRIPT, str(path), str(100 * kill)], env=env,
+                                stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "READY"
+        time.sleep(float(rng.uniform(0.0, 1.5)))
+        proc.send_signal(signal.SIGKILL)
+        out, _ = proc.communicate()
+        done = [int(v) for v in out.split()]
+        completed = done[-1] if done else completed
+        if completed >= 0:  # the last complete save (or a later one that finished unreported)
+            loaded = load_checkpoint(path, like=like)
+            i = int(loaded["i"])
+            assert i >= completed and bool(np.all(loaded["big"] == i))
+        assert len(_temporaries(tmp_path)) <= 1  # at most the one of the save just killed
+    save_checkpoint(path, {"big": np.zeros(3, np.float32), "i": np.int64(-1)})  # the next run's first save
+    assert _temporaries(tmp_path) == [] and os.listdir(tmp_path) == ["big.ckpt"]
+
+
+# ------------------------------------------------------------------------------------------------
+# Issue 12, case 15: checkpoint edge cases
+
+
+def test_case_15_unsupported_leaves_are_refused_naming_their_path(tmp_path: Path) -> None:
+    path = tmp_path / "c.ckpt"
+    with pytest.raises(TypeError, match=r"save_checkpoint: argument 'tree' must be .*, got an array of shape \(2,\) "
+                                        r"and dtype object; the leaf at tree\['a'\]\[1\] has dtype object"):
+        save_checkpoint(path, {"a": [np.zeros(2), np.array([None, 1], dtype=object)]})
+    with pytest.raises(TypeError, match=r"dtype <U3"):
+        save_checkpoint(path, {"s": np.array(["abc"])})
+    with pytest.raises(ValueError, match=r"save_checkpoint: argument 'tree' must be a pytree whose Python ints fit "
+                                         r"int64, got 9223372036854775808; the leaf at tree\['n'\]"):
+        save_checkpoint(path, {"n": 2**63})
+    with pytest.raises(ValueError, match=r"fit int64, got -9223372036854775809"):
+        save_checkpoint(path, {"n": -(2**63) - 1})
+    assert not path.exists() and os.listdir(tmp_path) == []  # nothing written
+    save_checkpoint(path, {"n": 2**63 - 1, "m": -(2**63)})  # the int64 range itself round-trips
+    assert load_checkpoint(path, like={"n": 0, "m": 0}) == {"n": 2**63 - 1, "m": -(2**63)}
+
+
+def _rewrite_header(path: Path, edit: Any) -> None:
+    """Replace the JSON header of ``path`` by ``edit(header)`` and fix the checksum (a valid digest)."""
+    blob = path.read_bytes()
+    magic, n = blob[:16], int.from_bytes(blob[16:24], "little")
+    header, payload = json.loads(blob[24:24 + n]), blob[24 + n:-32]
+    new = edit(header)
+    raw = new if isinstance(new, bytes) else json.dumps(new).encode()
+    body = magic + len(raw).to_bytes(8, "little") + raw + payload
+    path.write_bytes(body + hashlib.sha256(body).digest())
+
+
+def test_case_15_every_malformed_header_that_passes_the_checksum_is_a_checkpoint_error(tmp_path: Path) -> None:
+    tree = {"w": jnp.arange(6.0).reshape(2, 3), "k": jax.random.key(1), "n": 3}
+    path = tmp_path / "c.ckpt"
+
+    def leaf(name: str, **changes: Any) -> Any:
+        def edit(h: Any) -> Any:
+            next(e for e in h["leaves"] if e["path"] == f"['{name}']").update(changes)
+            return h
+        return edit
+
+    edits: list[tuple[str, Any]] = [
+        ("a list", lambda h: [h]), ("not UTF-8 JSON", lambda h: b"\xff\xfe{"), ("null", lambda h: None),
+        ("no leaves", lambda h: {k: v for k, v in h.items() if k != "leaves"}),
+        ("leaves not a list", lambda h: {**h, "leaves": {"a": 1}}),
+        ("a leaf not an object", lambda h: {**h, "leaves": [3] + h["leaves"][1:]}),
+        ("a missing field", lambda h: {**h, "leaves": [{"path": "x"}] + h["leaves"][1:]}),
+        ("a string shape", leaf("w", shape="2,3")), ("a negative dimension", leaf("w", shape=[-2, -3])),
+        ("a float offset", leaf("w", offset=0.5)), ("a bool size", leaf("w", nbytes=True)),
+        ("an offset beyond the payload", leaf("w", offset=10**12)),
+        ("a size that does not fit the shape", leaf("w", shape=[4, 3])),
+        ("an unknown dtype", leaf("w", dtype="float128x")), ("an object dtype", leaf("w", dtype="object")),
+        ("a string dtype", leaf("w", dtype="<U3")), ("a numeric path", leaf("w", path=7)),
+        ("an object dtype for a Python int", leaf("n", dtype="object")),
+        ("an unknown key implementation", leaf("k", key_impl="no-such-prng")),
+        ("key data of the wrong size", leaf("k", nbytes=3)), ("a key impl that is a number", leaf("k", key_impl=5)),
+        ("wrong payload size", lambda h: {**h, "payload_bytes": 1}),
+        ("a huge header length", None),
+    ]
+    for what, edit in edits:
+        save_checkpoint(path, tree)
+        if edit is None:  # a header length beyond the file, with a valid checksum
+            blob = path.read_bytes()
+            body = blob[:16] + (10**9).to_bytes(8, "little") + blob[24:-32]
+            path.write_bytes(body + hashlib.sha256(body).digest())
+        else:
+            _rewrite_header(path, edit)
+        with pytest.raises(CheckpointError, match=r"^load_checkpoint: ") as info:
+            load_checkpoint(path, like=tree)
+        assert type(info.value) is CheckpointError, what
+
+
+def test_case_15_an_unknown_format_version_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "c.ckpt"
+    for version in (99, 0, None, "1"):
+        save_checkpoint(path, {"w": jnp.ones(2)})
+        _rewrite_header(path, lambda h: {**h, "version": version})
+        with pytest.raises(CheckpointError, match=rf"has checkpoint format version {re.escape(repr(version))}; this "
+                                                  r"version of functrain reads version 1"):
+            load_checkpoint(path, like={"w": jnp.ones(2)})
+
+
+def test_case_15_files_get_the_mode_the_umask_gives(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        save_checkpoint(tmp_path / "a.ckpt", {"w": jnp.ones(2)})
+        os.umask(0o077)
+        save_checkpoint(tmp_path / "b.ckpt", {"w": jnp.ones(2)})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.ckpt").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "b.ckpt").stat().st_mode & 0o777 == 0o600
+
+
+def test_case_15_resume_below_the_saved_epoch_and_missing_directories_fail_before_training(tmp_path: Path) -> None:
+    train, _, state, step, _ = _digits_setup(plateau=False)
+    path, key = tmp_path / "fit.ckpt", jax.random.key(0)
+    fit(step, state, train, key, epochs=3, batch_size=32, checkpoint_path=path, progress=False)
+    with pytest.raises(ValueError, match=r"^fit: argument 'epochs' must be an int >= 3, the epochs already run in the "
+                                         r"checkpoint being resumed \('.*fit.ckpt'\), got 2$"):
+        fit(step, state, train, key, epochs=2, batch_size=32, checkpoint_path=path, resume=True, progress=False)
+    same, hist = fit(step, state, train, key, epochs=3, batch_size=32, checkpoint_path=path, resume=True,
+                     progress=False)
+    assert hist.epoch.tolist() == [] and int(same.step) == 3 * (160 // 32)  # nothing left to run
+    traced: list[int] = []
+
+    def counting(s: Any, batch: Any, k: Any) -> Any:
+        traced.append(1)
+        return step(s, batch, k)
+
+    with pytest.raises(FileNotFoundError, match=r"^fit: argument 'checkpoint_path' must be a file path in an existing, "
+                                                r"writable directory, got '.*missing/fit.ckpt'; the directory .* does "
+                                                r"not exist$"):
+        fit(counting, state, train, key, epochs=1, batch_size=32, checkpoint_path=tmp_path / "missing" / "fit.ckpt",
+            progress=False)
+    with pytest.raises(IsADirectoryError, match=r"it is a directory"):
+        fit(counting, state, train, key, epochs=1, batch_size=32, checkpoint_path=tmp_path, progress=False)
+    assert traced == []  # refused before anything was traced or trained

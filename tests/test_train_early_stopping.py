@@ -200,7 +200,8 @@ def test_vmap_over_four_seeds_each_stops_at_its_own_epoch_and_stays_frozen() -> 
 
 
 def test_bad_arguments() -> None:
-    with pytest.raises(ValueError, match="early_stopping: argument 'patience' must be an int >= 1, got 0"):
+    with pytest.raises(ValueError,
+                       match=r"early_stopping: argument 'patience' must be an int in \[1, 2147483647\], got 0"):
         early_stopping(0)
     with pytest.raises(TypeError, match="patience"):
         early_stopping(2.5)  # type: ignore[arg-type]  # deliberate misuse
@@ -223,3 +224,11 @@ def test_bad_arguments() -> None:
     with pytest.raises(TypeError, match=r"EarlyStopping.update: argument 'params' must be a pytree with the "
                                         r"structure of the params given to init"):
         es.update(es.init({"a": jnp.ones(2)}), 1.0, {"b": jnp.ones(2)})
+
+
+def test_case_13_patience_is_an_int32_count() -> None:
+    """Issue 12, case 13: patience beyond int32 is refused up front (the state counts in int32)."""
+    with pytest.raises(ValueError, match=r"^early_stopping: argument 'patience' must be an int in \[1, 2147483647\], "
+                                         r"got 2147483648$"):
+        early_stopping(2**31)
+    assert early_stopping(2**31 - 1).patience == 2**31 - 1

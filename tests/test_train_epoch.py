@@ -184,3 +184,27 @@ def test_bad_data_and_batch_sizes() -> None:
 
     _raises(ValueError, r"evaluate: argument 'eval_step' must be a function returning the same metrics for every batch",
             evaluate, moody, state, (x, y), batch_size=4)
+
+
+def test_case_1_train_epoch_rejects_out_of_range_labels_eagerly_and_skips_traced_ones() -> None:
+    """Issue 12, case 1: labels outside [0, num_classes) are refused before the epoch runs."""
+    opt = optim.sgd(0.1)
+    model = _mlp()
+    params, mstate, _ = model.init(jax.random.key(0), (-1, 8))
+    state = init_train_state(params, mstate, opt)
+    step = make_train_step(classifier_loss(model.apply, train=True), opt)
+    x, y = _data(12)
+    key = jax.random.key(0)
+    text = _raises(ValueError, r"train_epoch: argument 'data\[1\]' must be class labels in \[0, 4\), got 2 out of "
+                   r"range \(the first at index 1: 7\)", train_epoch, step, state, (x, y.at[1].set(7).at[9].set(4)),
+                   key, batch_size=4, num_classes=4)
+    assert "index 1" in text
+    _raises(ValueError, r"train_epoch: argument 'data\[1\]' must be class labels (>= 0|in \[0, 4\)), got 1 out of "
+            r"range \(the first at index 2: -1\)", train_epoch, step, state, (x, y.at[2].set(-1)), key, batch_size=4)
+    _raises(TypeError, r"train_epoch: argument 'check_labels' must be a bool, got 'no'",
+            train_epoch, step, state, (x, y), key, batch_size=4, check_labels="no")
+    # Under jit the labels are traced: not inspected (and nothing is added to the compiled epoch).
+    out, _ = _EPOCH(step, state, (x, y.at[2].set(-1)), key, batch_size=4)
+    assert int(out.step) == 3
+    # Float targets and other data structures are not labels.
+    train_epoch(step, state, (x, y), key, batch_size=4, num_classes=4)

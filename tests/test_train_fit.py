@@ -1,4 +1,10 @@
-"""fit: digits accuracy (slow), restore-best, History, non-finite losses, progress display, errors."""
+"""fit: digits accuracy (slow), restore-best, History, non-finite losses, progress display, errors.
+
+Also the host-side guarantees of issue 12 ("fail loudly, lose nothing"): label checks (case 1),
+model-state finiteness (case 2), restore_best without an improving epoch (case 4), int32 ranges (case 13), and the divergence limit of issue 16.
+Skipped updates (case 3), Ctrl-C (case 11) and memory (case 17) are in
+``test_train_fit_guarantees.py``.
+"""
 
 from __future__ import annotations
 
@@ -169,9 +175,11 @@ def test_fit_skips_nan_steps_under_skip_nonfinite() -> None:
     n, bs, bad = 100, 16, 37
     state, step, _ = _setup(_mlp(16, 4), optim.skip_nonfinite(optim.sgd(0.1)))
     key = jax.random.key(4)
-    out, hist = fit(step, state, _poisoned(n, bad), key, epochs=4, batch_size=bs, progress=False)
+    with pytest.warns(RuntimeWarning, match="1 of 6 updates were skipped") as caught:
+        out, hist = fit(step, state, _poisoned(n, bad), key, epochs=4, batch_size=bs, progress=False)
     expected = [0 if _used_in_epoch(key, n, bs, bad, e) is None else 1 for e in range(4)]
     np.testing.assert_array_equal(hist.nonfinite_steps, expected)
+    assert len(caught) == sum(expected)  # one warning per epoch with skipped updates
     assert sum(expected) >= 1
     assert all(bool(jnp.all(jnp.isfinite(p))) for p in jax.tree_util.tree_leaves(out.params))
 
@@ -242,7 +250,7 @@ def test_bad_arguments_name_fit() -> None:
         fit(step, state, (x, y), key, epochs=1, batch_size=2, eval_step=eval_step, val_data=(x, y[:3]), **kw)
     _raises(ValueError, r"fit: argument 'val_data' must be given exactly when eval_step is given",
             fit, step, state, (x, y), key, epochs=1, batch_size=2, val_data=(x, y), **kw)
-    _raises(ValueError, r"fit: argument 'epochs' must be an int >= 1, got 0",
+    _raises(ValueError, r"fit: argument 'epochs' must be an int in \[1, 2147483647\], got 0",
             fit, step, state, (x, y), key, epochs=0, batch_size=2, **kw)
     _raises(ValueError, r"fit_epoch: argument 'options.monitor' must be the name of a validation metric",
             fit, step, state, (x, y), key, epochs=1, batch_size=2, eval_step=eval_step, val_data=(x, y),
@@ -257,3 +265,136 @@ def test_bad_arguments_name_fit() -> None:
             fit, step, state, (x, y), key, epochs=1, batch_size=2, learning_rate=-0.1, **kw)
     _raises(TypeError, r"fit: argument 'early_stopping' must be an EarlyStopping rule",
             fit, step, state, (x, y), key, epochs=1, batch_size=2, early_stopping=2, **kw)
+
+
+# ------------------------------------------------------------------------------------------------
+# Issue 12, case 1: labels are checked before training
+
+
+def _with_model_attached(model: layers.Layer, opt: optim.GradientTransformation[Any]) -> TrainStep:
+    """A train step that carries ``loss_fn.apply`` (what ``classifier_loss`` + ``make_train_step`` give)."""
+    base = classifier_loss(model.apply, train=True)
+
+    def loss_fn(params: PyTree, ms: PyTree, batch: PyTree, key: PRNGKey) -> tuple[Array, tuple[PyTree, Metrics]]:
+        return base(params, ms, batch, key)
+
+    setattr(loss_fn, "apply", model.apply)  # noqa: B010  (a function attribute, read with getattr)
+    step = make_train_step(loss_fn, opt)
+    if getattr(step, "loss_fn", None) is None:
+        setattr(step, "loss_fn", loss_fn)  # noqa: B010
+    return step
+
+
+def test_case_1_fit_rejects_out_of_range_labels_before_training() -> None:
+    state, step, eval_step = _small()  # 4 classes
+    x, y = _data(20)
+    key = jax.random.key(0)
+    kw: dict[str, Any] = {"epochs": 1, "batch_size": 4, "progress": False}
+    _raises(ValueError, r"fit: argument 'train_data\[1\]' must be class labels in \[0, 4\), got 2 out of "
+            r"range \(the first at index 3: 4\)",
+            fit, step, state, (x, y.at[3].set(4).at[7].set(9)), key, num_classes=4, **kw)
+    # Negative labels are refused even when the number of classes is unknown.
+    _raises(ValueError, r"fit: argument 'train_data\[1\]' must be class labels (>= 0|in \[0, 4\)), got 1 out "
+            r"of range \(the first at index 5: -1\)", fit, step, state, (x, y.at[5].set(-1)), key, **kw)
+    # Labels beyond int32 are refused as given (no cast first).
+    wide = np.asarray(y, np.int64).copy()
+    wide[0] = 2**31
+    _raises(ValueError, r"the first at index 0: 2147483648\)", fit, step, state, (x, wide), key, num_classes=4, **kw)
+    _raises(ValueError, r"fit: argument 'val_data\[1\]' must be class labels in \[0, 4\), got 1 out of range "
+            r"\(the first at index 2: 4\)", fit, step, state, (x, y), key, eval_step=eval_step,
+            val_data=(x, y.at[2].set(4)), num_classes=4, **kw)
+    # The number of classes found from the model when the step carries its loss's apply.
+    model = _mlp(8, 4)
+    auto = _with_model_attached(model, optim.sgd(0.1))
+    with pytest.raises(ValueError, match=r"in \[0, 4\), got 1 out of range \(the first at index 6: 4\); 4 classes "
+                                         r"is the size of the model's output") as info:
+        fit(auto, state, (x, y.at[6].set(4)), key, **kw)
+    assert STYLE.match(str(info.value))
+    _raises(ValueError, r"fit: argument 'num_classes' must be an int in \[1, 2147483647\], got 0",
+            fit, step, state, (x, y), key, num_classes=0, **kw)
+    # check_labels=False: the labels are the loss's business (here: no ValueError before training).
+    try:
+        fit(step, state, (x, y.at[5].set(-1)), key, check_labels=False, **kw)
+    except FloatingPointError:
+        pass  # a NaN loss for the bad label is the loss function's answer
+
+
+# ------------------------------------------------------------------------------------------------
+# Issue 12, case 2: the finiteness check covers the model state
+
+
+def _running_mean_loss(params: Array, ms: Array, batch: PyTree, key: PRNGKey) -> tuple[Array, tuple[PyTree, Metrics]]:
+    """A finite loss of ``x`` while the model state tracks the running mean of ``z`` (like BN statistics)."""
+    x, z = batch
+    return jnp.mean((x @ params - 1.0) ** 2), (0.9 * ms + 0.1 * jnp.mean(z), {})
+
+
+def test_case_2_fit_raises_when_the_model_state_becomes_nonfinite() -> None:
+    opt = optim.skip_nonfinite(optim.sgd(0.1))
+    state = init_train_state(jnp.zeros(3), jnp.zeros(()), opt)
+    x, z = jnp.ones((16, 3)), jnp.zeros(16).at[11].set(jnp.nan)
+    with pytest.raises(FloatingPointError, match=r"fit: the model state \(first at model_state\) became non-finite "
+                                                 r"during epoch 0 .* although every loss was finite: the inputs are "
+                                                 r"not finite: train_data\[1\] holds NaN or inf at example 11"):
+        fit(make_train_step(_running_mean_loss, opt), state, (x, z), jax.random.key(0), epochs=2, batch_size=4,
+            progress=False)
+
+
+# ------------------------------------------------------------------------------------------------
+# Issue 12, case 4: restore_best without any improving epoch
+
+
+def test_case_4_restore_best_without_a_finite_validation_value_warns_naming_the_metric() -> None:
+    state, step, eval_step = _small()
+    x, y = _data(40)
+    val = (x.at[:, 0].set(jnp.nan), y)  # every validation loss is NaN
+    with pytest.warns(RuntimeWarning, match=r"fit: restore_best found no epoch that improved on the initial value: "
+                                            r"the monitored metric 'val_loss' was NaN in 3 and infinite in 0 of 3 "
+                                            r"epochs, so the returned parameters and model state are the initial ones"):
+        out, hist = fit(step, state, (x, y), jax.random.key(0), epochs=3, batch_size=8, eval_step=eval_step,
+                        val_data=val, early_stopping=early_stopping(5), progress=False)
+    assert hist.best_epoch is None and np.all(np.isnan(hist.val["loss"]))
+    for a, b in zip(jax.tree_util.tree_leaves(out.params), jax.tree_util.tree_leaves(state.params), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))  # the documented result: the initial ones
+
+
+# ------------------------------------------------------------------------------------------------
+# Issue 12, case 13: documented int32 ranges, checked up front
+
+
+def test_case_13_epoch_counts_are_int32_and_fit_the_step_counter() -> None:
+    state, _, _ = _small()
+    data, key = _data(16), jax.random.key(0)
+
+    def never(s: Any, batch: Any, k: Any) -> Any:  # the checks come first: nothing may train
+        raise AssertionError("fit started training")
+
+    _raises(ValueError, r"fit: argument 'epochs' must be an int in \[1, 2147483647\], got 1000000000000",
+            fit, never, state, data, key, epochs=10**12, batch_size=4, progress=False)
+    _raises(ValueError, r"fit: argument 'epochs' must be an int <= 536870911, got 2000000000; 2000000000 epochs of "
+            r"4 steps from step 0 would overflow the int32 step counter",
+            fit, never, state, data, key, epochs=2 * 10**9, batch_size=4, progress=False)
+
+
+# ------------------------------------------------------------------------------------------------
+# Issue 16: the divergence limit stops fit
+
+
+def _threshold_loss(params: PyTree, ms: PyTree, batch: PyTree, key: PRNGKey) -> tuple[Array, tuple[PyTree, Metrics]]:
+    """Pulls ``w`` towards the target ``t``; NaN gradients once ``w > 5`` (``0 * sqrt'`` of a negative)."""
+    w, t = params["w"], jax.lax.stop_gradient(params["t"])
+    return 0.5 * (w - t) ** 2 + 0.0 * jnp.sqrt(5.0 - w), (ms, {})
+
+
+def test_issue_16_stops_a_diverging_fit_at_the_predicted_step() -> None:
+    # sgd(0.25) towards t = 10 from 0: w = 2.5, 4.375, 5.78125 after steps 0, 1, 2; steps 3, 4, 5 see
+    # w > 5 (NaN gradients, skipped, w frozen), so the 3rd consecutive skip is global step 5: epoch 1,
+    # step 1 of 4.
+    opt = optim.skip_nonfinite(optim.sgd(0.25), max_consecutive=3)
+    state = init_train_state({"w": jnp.zeros(()), "t": jnp.asarray(10.0)}, (), opt)
+    data = (jnp.zeros((8, 1)),)
+    with pytest.warns(RuntimeWarning, match=r"^fit: epoch 0: 1 of 4 updates were skipped"), \
+            pytest.raises(FloatingPointError, match=r"fit: the run diverged at epoch 1, step 1 of 4 \(global step 5\): "
+                                                    r"the optimizer's skip_nonfinite guard reached its max_consecutive"):
+        fit(make_train_step(_threshold_loss, opt), state, data, jax.random.key(0), epochs=5, batch_size=2,
+            progress=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 from typing import Any
 
 import jax
@@ -218,8 +219,8 @@ def test_plateau_and_early_stopping_states_need_matching_options() -> None:
             data, key, {"batch_size": 8})
     _raises(ValueError, r"fit_epoch: argument 'options.batch_size' must be an int <= the number of "
             r"examples \(32\), got 64", fit_epoch, step, plain, data, key, FitOptions(64))
-    _raises(ValueError, r"fit_scan: argument 'epochs' must be an int >= 1, got 0", fit_scan, step, plain,
-            data, key, FitOptions(8), epochs=0)
+    _raises(ValueError, r"fit_scan: argument 'epochs' must be an int in \[1, 2147483647\], got 0", fit_scan,
+            step, plain, data, key, FitOptions(8), epochs=0)
     _raises(ValueError, r"init_fit_state: argument 'train_state.opt_state' must be the state of an "
             r"optimizer with exactly one scale_by_plateau\(\)", init_fit_state,
             _setup(optim.sgd(0.1))[0], FitOptions(8, plateau=reduce_on_plateau()))
@@ -227,3 +228,87 @@ def test_plateau_and_early_stopping_states_need_matching_options() -> None:
             init_fit_state, state, early_stopping(2))
     _raises(TypeError, r"final_train_state: argument 'fit_state' must be a FitState",
             final_train_state, state)
+
+
+# ------------------------------------------------------------------------------------------------
+# Issue 12: finiteness of the model state (case 2), restore_best without improvement (case 4),
+# epoch ranges (case 13); issue 16: a diverged run freezes inside fit_scan
+
+
+def _running_mean_loss(params: Array, ms: Array, batch: PyTree, key: PRNGKey) -> tuple[Array, tuple[PyTree, Metrics]]:
+    """A finite loss of ``x`` while the model state tracks the running mean of ``z`` (like BN statistics)."""
+    x, z = batch
+    return jnp.mean((x @ params - 1.0) ** 2), (0.9 * ms + 0.1 * jnp.mean(z), {})
+
+
+def test_case_2_epoch_finiteness_covers_the_model_state() -> None:
+    opt = optim.skip_nonfinite(optim.sgd(0.1))
+    fs = init_fit_state(init_train_state(jnp.zeros(3), jnp.zeros(()), opt))
+    step = make_train_step(_running_mean_loss, opt)
+    clean = (jnp.ones((8, 3)), jnp.zeros(8))
+    _, m = fit_epoch(step, fs, clean, jax.random.key(0), FitOptions(4))
+    assert bool(m.finite)
+    out, m = fit_epoch(step, fs, (clean[0], clean[1].at[2].set(jnp.inf)), jax.random.key(0), FitOptions(4))
+    assert not bool(m.finite) and bool(jnp.all(jnp.isfinite(m.step_loss)))  # only the model state broke
+    assert bool(jnp.all(jnp.isfinite(out.train_state.params)))
+
+
+def test_case_4_final_train_state_warns_when_no_epoch_improved() -> None:
+    options = FitOptions(16, eval_step=LINEAR_EVAL, early_stopping=early_stopping(patience=10))
+    x, y = _linear_data(32, seed=0)
+    fs, m = fit_scan(LINEAR_STEP, init_fit_state(LINEAR_STATE, options), (x, y), jax.random.key(0), options,
+                     epochs=2, val_data=(x.at[0, 0].set(jnp.nan), y))
+    assert bool(jnp.all(jnp.isnan(m.val["loss"])))
+    with pytest.warns(RuntimeWarning, match=r"final_train_state: restore_best found no epoch whose monitored metric "
+                                            r"'loss' improved on its initial value: every value was NaN or infinite"):
+        kept = final_train_state(fs, options)
+    np.testing.assert_array_equal(kept.params, LINEAR_STATE.params)  # the initial parameters, as documented
+    # A batch of runs: the warning names the runs that never improved.
+    assert fs.early_stopping is not None
+    good = fs._replace(early_stopping=fs.early_stopping._replace(best_epoch=jnp.asarray(0, jnp.int32)))
+    batch = jax.tree_util.tree_map(lambda a, b: jnp.stack([a, b]), good, fs)
+    with pytest.warns(RuntimeWarning, match=r"its initial value \(runs \[1\]\)"):
+        final_train_state(batch, options)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        final_train_state(good, options)  # an improving run: no warning
+
+
+def test_case_13_fit_scan_epochs_fit_int32_and_the_step_counter() -> None:
+    fs, data = init_fit_state(LINEAR_STATE), _linear_data(32, seed=0)
+    _raises(ValueError, r"fit_scan: argument 'epochs' must be an int in \[1, 2147483647\], got 2147483648",
+            fit_scan, LINEAR_STEP, fs, data, jax.random.key(0), FitOptions(8), epochs=2**31)
+    _raises(ValueError, r"fit_scan: argument 'epochs' must be an int <= 536870911, got 536870912; 536870912 "
+            r"epochs of 4 steps from step 0 would overflow the int32 step counter",
+            fit_scan, LINEAR_STEP, fs, data, jax.random.key(0), FitOptions(8), epochs=2**29)
+
+
+def _threshold_loss(params: PyTree, ms: PyTree, batch: PyTree, key: PRNGKey) -> tuple[Array, tuple[PyTree, Metrics]]:
+    """Pulls ``w`` towards the target ``t``; NaN gradients once ``w > 5`` (``0 * sqrt'`` of a negative)."""
+    w, t = params["w"], jax.lax.stop_gradient(params["t"])
+    return 0.5 * (w - t) ** 2 + 0.0 * jnp.sqrt(5.0 - w), (ms, {})
+
+
+def test_issue_16_a_diverging_run_freezes_in_a_vmapped_fit_scan_and_the_others_match_their_solo_runs() -> None:
+    opt = optim.skip_nonfinite(optim.sgd(0.25), max_consecutive=3)
+    step = make_train_step(_threshold_loss, opt)
+    options, data = FitOptions(2), (jnp.zeros((8, 1)),)  # 4 steps per epoch
+    targets = jnp.asarray([1.0, 2.0, 3.0, 10.0])  # only the last run crosses w = 5 (at its 4th step)
+
+    def run(key: PRNGKey, t: Array) -> tuple[FitState[Any], EpochMetrics]:
+        state = init_train_state({"w": jnp.zeros(()), "t": t}, (), opt)
+        return fit_scan(step, init_fit_state(state), data, key, options, epochs=4)
+
+    keys = jax.random.split(jax.random.key(0), 4)
+    fs, m = jax.jit(jax.vmap(run))(keys, targets)
+    np.testing.assert_array_equal(m.diverged[3], [False, True, True, True])
+    np.testing.assert_array_equal(m.diverged_step[3], [-1, 1, -1, -1])  # global step 5 = epoch 1, step 1
+    np.testing.assert_array_equal(m.active[3], [True, True, False, False])
+    np.testing.assert_array_equal(m.skipped[3], [1, 4, 0, 0])  # step 3; steps 4-7 (NaN, then frozen)
+    assert float(fs.train_state.params["w"][3]) == 5.78125 and int(fs.train_state.step[3]) == 8
+    for i in range(3):  # the good runs: never diverged, and exactly their solo runs
+        solo_fs, solo_m = jax.jit(run)(keys[i], targets[i])
+        assert not bool(jnp.any(m.diverged[i])) and bool(jnp.all(m.active[i]))
+        np.testing.assert_array_equal(m.skipped[i], 0)
+        np.testing.assert_allclose(fs.train_state.params["w"][i], solo_fs.train_state.params["w"], rtol=1e-6)
+        np.testing.assert_allclose(m.train["loss"][i], solo_m.train["loss"], rtol=1e-6)

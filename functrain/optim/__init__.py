@@ -95,6 +95,7 @@ from functrain.optim.guards import (
     all_finite,
     has_diverged,
     skip_nonfinite,
+    skipped_updates,
 )
 from functrain.optim.layerwise import lamb, lars, scale_by_trust_ratio
 from functrain.optim.lion import ScaleByLionState, lion, scale_by_lion
@@ -201,6 +202,7 @@ __all__ = [
     "schedules",
     "sgd",
     "skip_nonfinite",
+    "skipped_updates",
     "trace",
     "unitwise_norm",
 ]

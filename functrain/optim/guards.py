@@ -33,6 +33,7 @@ __all__ = [
     "all_finite",
     "has_diverged",
     "skip_nonfinite",
+    "skipped_updates",
 ]
 
 S = TypeVar("S")
@@ -182,6 +183,47 @@ def has_diverged(opt_state: Any) -> Array:
     for node in nodes:
         flag = jnp.logical_or(flag, node.diverged)
     return flag
+
+
+def _is_counting_guard(x: Any) -> bool:
+    """A :class:`SkipNonfiniteState`, or optax's ``ApplyIfFiniteState`` (recognized by its fields)."""
+    return isinstance(x, SkipNonfiniteState) or all(
+        hasattr(x, f) for f in ("notfinite_count", "last_finite", "total_notfinite", "inner_state"))
+
+
+def skipped_updates(opt_state: Any) -> Array:
+    """The number of updates skipped so far by the non-finite guards in ``opt_state``.
+
+    Looks through the whole optimizer state, as :func:`has_diverged` does, and adds up the
+    ``skipped_steps`` counters of every :class:`SkipNonfiniteState` found (and the
+    ``total_notfinite`` counters of ``optax.apply_if_finite`` states); one guard, the usual case:
+    its count. A training loop reads it before and after an epoch to count the epoch's skipped
+    updates (what :func:`functrain.train.fit` reports). Read-only: nothing is changed.
+
+    Args:
+        opt_state: an optimizer state.
+
+    Returns:
+        An int32 array: a scalar, or one count per run for a batched state (``0`` when there is
+        no guard).
+
+    Example:
+        >>> tx = ft.optim.chain(ft.optim.clip_by_global_norm(1.0),
+        ...                     ft.optim.skip_nonfinite(ft.optim.sgd(0.1)))
+        >>> params = {"w": jnp.ones(2)}
+        >>> state = tx.init(params)
+        >>> for g in (jnp.full(2, jnp.nan), jnp.ones(2), jnp.full(2, jnp.inf)):
+        ...     _, state = tx.update({"w": g}, state, params)
+        >>> int(ft.optim.skipped_updates(state)), int(ft.optim.skipped_updates(ft.optim.sgd(0.1).init(params)))
+        (2, 0)
+    """
+    total = jnp.zeros((), jnp.int32)
+    for node in tree_leaves(opt_state, is_leaf=_is_counting_guard):
+        if isinstance(node, SkipNonfiniteState):
+            total = total + jnp.asarray(node.skipped_steps, jnp.int32)
+        elif _is_counting_guard(node):
+            total = total + jnp.asarray(node.total_notfinite, jnp.int32)
+    return total
 
 
 def _accumulator_dtype(x: Array) -> DType:

@@ -43,7 +43,7 @@ from functrain.train.averaging import (
 from functrain.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from functrain.train.early_stopping import EarlyStopping, EarlyStoppingState, early_stopping, masked_update
 from functrain.train.epoch import evaluate, train_epoch
-from functrain.train.fit import History, fit
+from functrain.train.fit import FitInterrupted, History, fit
 from functrain.train.lr_find import LRFindResult, lr_find
 from functrain.train.run import (
     EpochMetrics,
@@ -83,6 +83,7 @@ __all__ = [
     "EarlyStoppingState",
     "EpochMetrics",
     "EvalStep",
+    "FitInterrupted",
     "FitOptions",
     "FitState",
     "History",

@@ -14,20 +14,31 @@ bools, and typed PRNG key arrays (stored as ``jax.random.key_data`` with their i
 name, rebuilt with ``jax.random.wrap_key_data``). Nothing is pickled, so loading a file cannot run
 code.
 
-:func:`save_checkpoint` writes a temporary file in the destination directory, flushes and
-``fsync``-s it, renames it over the destination with ``os.replace`` (atomic on POSIX and Windows)
-and ``fsync``-s the directory: a crash at any moment leaves either the old or the new checkpoint,
-never a torn one. :func:`load_checkpoint` verifies the checksum (a truncated or corrupted file
-raises :class:`CheckpointError`) and checks the file against a ``like`` tree: same leaf paths,
-shapes and dtypes, reporting every difference by its path.
+:func:`save_checkpoint` writes a temporary file ``.NAME.XXXXXXXX.tmp`` in the destination
+directory, flushes and ``fsync``-s it, renames it over the destination with ``os.replace`` (atomic
+on POSIX and Windows) and ``fsync``-s the directory: a crash at any moment leaves either the old or
+the new checkpoint, never a torn one. A save killed before its rename leaves its temporary file
+behind; the next save of the same target removes such stale temporaries (those no live save
+holds: a writer keeps an exclusive ``flock`` on its temporary while it writes), so killed saves
+never accumulate. Files are created with the mode the process umask gives (as ``open`` does).
+
+:func:`load_checkpoint` reads only the named file (temporaries are ignored), verifies the
+checksum (a truncated or corrupted file raises :class:`CheckpointError`), validates the header
+(format version, every leaf entry; any malformed header is a :class:`CheckpointError`, never
+another exception) and checks the file against a ``like`` tree: same leaf paths, shapes and
+dtypes, reporting every difference by its path.
+
+Supported leaves: arrays of bool or numeric dtypes (including bfloat16 and the other ml_dtypes
+floats), typed PRNG key arrays, Python bools, floats, complex numbers and ints in the int64 range.
+Anything else (object or string arrays, ints beyond int64) is refused when saving, naming its path.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
-import tempfile
 from typing import Any, TypeVar
 
 import jax
@@ -35,6 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from functrain import _tree, _validate
+from functrain.train._atomic import write_atomically
 from functrain.typing import PyTree
 
 __all__ = ["CheckpointError", "load_checkpoint", "save_checkpoint"]
@@ -44,6 +56,8 @@ T = TypeVar("T")
 _MAGIC = b"FUNCTRAIN-CKPT\x00\x01"
 _DIGEST = 32
 _LEN = 8
+_VERSION = 1
+_INT64 = (-(2**63), 2**63 - 1)
 
 
 class CheckpointError(ValueError):
@@ -77,6 +91,34 @@ def _describe_leaf(x: Any) -> tuple[str, tuple[int, ...]]:
     return str(arr.dtype), tuple(arr.shape)
 
 
+def _supported_dtype(dtype: Any) -> bool:
+    """Bool and numeric dtypes (ml_dtypes floats included); not object, string or structured."""
+    try:
+        return bool(jnp.issubdtype(dtype, jnp.number) or jnp.issubdtype(dtype, jnp.bool_))
+    except TypeError:
+        return False
+
+
+def _check_leaf(p: str, leaf: Any, who: str) -> None:
+    """``TypeError`` (``ValueError`` for an int beyond int64) for a leaf that cannot be stored."""
+    where = f"the leaf at tree{p}"
+    expectation = ("a pytree whose leaves are arrays of bool or numeric dtype, PRNG key arrays or "
+                   "Python numbers")
+    if isinstance(leaf, bool):
+        return
+    if isinstance(leaf, int) and not isinstance(leaf, np.integer):
+        if not _INT64[0] <= leaf <= _INT64[1]:
+            _validate.fail(who, "tree", "a pytree whose Python ints fit int64", leaf, detail=where)
+        return
+    if isinstance(leaf, (float, complex)) or _is_key(leaf):
+        return
+    if isinstance(leaf, jax.ShapeDtypeStruct) or not (hasattr(leaf, "dtype") and hasattr(leaf, "shape")):
+        _validate.fail(who, "tree", expectation, leaf, error=TypeError, detail=where)
+    if not _supported_dtype(leaf.dtype):
+        _validate.fail(who, "tree", expectation, leaf, error=TypeError,
+                       detail=f"{where} has dtype {leaf.dtype}")
+
+
 def _leaf_bytes(x: Any) -> tuple[bytes, str | None]:
     if _is_key(x):
         return np.ascontiguousarray(np.asarray(jax.random.key_data(x))).tobytes(), str(jax.random.key_impl(x))
@@ -89,32 +131,24 @@ def _check_path(path: object, who: str) -> str:
     return os.fspath(path)
 
 
-def _fsync_dir(directory: str) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # e.g. Windows cannot open directories; the rename is still atomic there
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # some file systems do not support fsync on directories
-        pass
-    finally:
-        os.close(fd)
-
-
 def save_checkpoint(path: str | os.PathLike[str], tree: PyTree) -> None:
     """Write ``tree`` to ``path`` atomically, bitwise, with a SHA-256 checksum.
 
     Typical use: ``save_checkpoint(path, fit_state)`` (a whole run: train state, early-stopping
     and plateau states), or any pytree (an equinox module's arrays, averaged params ...). The
-    previous file at ``path``, if any, stays intact until the new one is complete on disk.
+    previous file at ``path``, if any, stays intact until the new one is complete on disk; stale
+    temporaries of earlier, killed saves of ``path`` are removed (see the module docstring). The
+    file gets the mode the umask gives, like any file the process creates.
 
     Args:
         path: destination file (its directory must exist).
-        tree: a pytree whose leaves are arrays (JAX, NumPy, typed key arrays) or Python scalars.
+        tree: a pytree whose leaves are arrays of bool or numeric dtype (JAX, NumPy), typed key
+            arrays, or Python numbers (ints within int64).
 
     Raises:
-        TypeError: if ``path`` is not a path or a leaf is not an array or a number.
+        TypeError: if ``path`` is not a path, or a leaf cannot be stored (an object, string or
+            structured array, a non-number): the message names the leaf's path.
+        ValueError: a Python int outside the int64 range (its path named).
         FileNotFoundError: if the directory of ``path`` does not exist.
 
     Example:
@@ -134,34 +168,18 @@ def save_checkpoint(path: str | os.PathLike[str], tree: PyTree) -> None:
     entries: list[dict[str, Any]] = []
     chunks: list[bytes] = []
     offset = 0
-    for p, leaf in _tree.tree_leaves_with_path(tree):
-        if isinstance(leaf, jax.ShapeDtypeStruct) or not (
-                hasattr(leaf, "dtype") or isinstance(leaf, (bool, int, float, complex, np.generic))):
-            raise TypeError(f"save_checkpoint: leaf {p or '<root>'} must be an array or a number, "
-                            f"got {type(leaf).__name__}")
+    leaves = _tree.tree_leaves_with_path(tree)
+    for p, leaf in leaves:
+        _check_leaf(p, leaf, "save_checkpoint")
+    for p, leaf in leaves:
         data, impl = _leaf_bytes(leaf)
         dtype, shape = _describe_leaf(leaf)
         entries.append({"path": p, "dtype": dtype, "shape": list(shape), "key_impl": impl,
                         "offset": offset, "nbytes": len(data)})
         chunks.append(data)
         offset += len(data)
-    header = json.dumps({"version": 1, "leaves": entries, "payload_bytes": offset}).encode("utf-8")
-    hasher = hashlib.sha256()
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for part in (_MAGIC, len(header).to_bytes(_LEN, "little"), header, *chunks):
-                hasher.update(part)
-                f.write(part)
-            f.write(hasher.digest())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(directory)
+    header = json.dumps({"version": _VERSION, "leaves": entries, "payload_bytes": offset}).encode("utf-8")
+    write_atomically(target, (_MAGIC, len(header).to_bytes(_LEN, "little"), header, *chunks))
 
 
 def _read_verified(path: str) -> tuple[list[dict[str, Any]], memoryview]:
@@ -181,16 +199,78 @@ def _read_verified(path: str) -> tuple[list[dict[str, Any]], memoryview]:
                               f"{len(blob)} bytes); it cannot be loaded (an earlier checkpoint can)")
     n = int.from_bytes(body[len(_MAGIC): len(_MAGIC) + _LEN], "little")
     start = len(_MAGIC) + _LEN
+    if n > len(body) - start:
+        raise CheckpointError(f"{who}: {path!r} has a malformed header (its length {n} exceeds the file)")
     try:
         header = json.loads(bytes(body[start: start + n]).decode("utf-8"))
-        entries: list[dict[str, Any]] = header["leaves"]
-    except (ValueError, KeyError, TypeError) as e:
-        raise CheckpointError(f"{who}: {path!r} has an unreadable header") from e
+    except ValueError as e:  # (UnicodeDecodeError and JSONDecodeError are ValueErrors)
+        raise CheckpointError(f"{who}: {path!r} has an unreadable header ({e})") from None
     payload = body[start + n:]
-    if len(payload) != header.get("payload_bytes"):
-        raise CheckpointError(f"{who}: {path!r} has {len(payload)} payload bytes, its header says "
-                              f"{header.get('payload_bytes')}")
+    entries = _check_header(header, len(payload), path, who)
     return entries, payload
+
+
+def _malformed(path: str, who: str, what: str) -> CheckpointError:
+    return CheckpointError(f"{who}: {path!r} has a malformed header: {what}")
+
+
+def _is_count(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
+
+
+def _check_header(header: object, payload_bytes: int, path: str, who: str) -> list[dict[str, Any]]:
+    """The header's leaf entries, each validated, or :class:`CheckpointError`."""
+    if not isinstance(header, dict):
+        raise _malformed(path, who, f"a JSON {type(header).__name__} instead of an object")
+    version = header.get("version")
+    if version != _VERSION:
+        raise CheckpointError(f"{who}: {path!r} has checkpoint format version {version!r}; this "
+                              f"version of functrain reads version {_VERSION}")
+    if header.get("payload_bytes") != payload_bytes:
+        raise CheckpointError(f"{who}: {path!r} has {payload_bytes} payload bytes, its header says "
+                              f"{header.get('payload_bytes')!r}")
+    entries = header.get("leaves")
+    if not isinstance(entries, list):
+        raise _malformed(path, who, "no list of leaves")
+    for i, e in enumerate(entries):
+        _check_entry(e, i, payload_bytes, path, who)
+    return entries
+
+
+def _check_entry(e: object, i: int, payload_bytes: int, path: str, who: str) -> None:
+    if not isinstance(e, dict):
+        raise _malformed(path, who, f"leaf {i} is a {type(e).__name__}, not an object")
+    shape, impl = e.get("shape"), e.get("key_impl")
+    ok = (isinstance(e.get("path"), str) and isinstance(e.get("dtype"), str)
+          and isinstance(shape, list) and all(_is_count(d) for d in shape)
+          and (impl is None or isinstance(impl, str))
+          and _is_count(e.get("offset")) and _is_count(e.get("nbytes")))
+    if not ok:
+        raise _malformed(path, who, f"leaf {i} has missing or invalid fields ({_short(e)})")
+    if e["offset"] + e["nbytes"] > payload_bytes:
+        raise _malformed(path, who, f"leaf {i} ({e['path']}) lies beyond the payload")
+    dims = [int(d) for d in e["shape"]]
+    size = math.prod(dims)
+    if impl is None:
+        try:
+            dtype = np.dtype(jnp.dtype(e["dtype"]))
+        except TypeError:
+            dtype = None
+        if dtype is None or not _supported_dtype(dtype):
+            raise _malformed(path, who, f"leaf {i} ({e['path']}) has the unsupported dtype {e['dtype']!r}")
+        if size * dtype.itemsize != e["nbytes"]:
+            raise _malformed(path, who, f"leaf {i} ({e['path']}) has {e['nbytes']} bytes for shape "
+                                        f"{tuple(dims)} and dtype {dtype}")
+    else:  # key data: uint32 words, a whole number of them per key
+        nbytes = e["nbytes"]
+        if (nbytes != 0) if size == 0 else (nbytes == 0 or nbytes % (4 * size) != 0):
+            raise _malformed(path, who, f"leaf {i} ({e['path']}) has {nbytes} bytes of key data "
+                                        f"for shape {tuple(dims)}")
+
+
+def _short(x: object) -> str:
+    text = repr(x)
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def load_checkpoint(path: str | os.PathLike[str], like: T) -> T:
@@ -210,8 +290,9 @@ def load_checkpoint(path: str | os.PathLike[str], like: T) -> T:
 
     Raises:
         FileNotFoundError: if ``path`` does not exist.
-        CheckpointError: if the file is truncated, corrupted or not a checkpoint, or its leaves
-            differ from ``like``'s (every differing leaf path, shape and dtype is listed).
+        CheckpointError: if the file is truncated, corrupted or not a checkpoint, has an unknown
+            format version or a malformed header (even one that passes the checksum), or its
+            leaves differ from ``like``'s (every differing leaf path, shape and dtype is listed).
         TypeError: if ``path`` is not a path.
 
     Example:
@@ -251,7 +332,10 @@ def load_checkpoint(path: str | os.PathLike[str], like: T) -> T:
             problems.append(f"{p or '<root>'}: dtype {entry['dtype']} in the file, {dtype} in 'like'")
     if problems:
         raise CheckpointError(f"{who}: {name!r} does not match 'like': " + "; ".join(problems))
-    leaves = [_rebuild(entry, leaf, payload) for entry, (_, leaf) in zip(entries, like_leaves, strict=True)]
+    try:
+        leaves = [_rebuild(entry, leaf, payload) for entry, (_, leaf) in zip(entries, like_leaves, strict=True)]
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError) as e:  # e.g. an unknown key impl
+        raise CheckpointError(f"{who}: {name!r} has a leaf that cannot be rebuilt ({e})") from None
     out: T = _tree.tree_unflatten(_tree.tree_structure(like), leaves)
     return out
 

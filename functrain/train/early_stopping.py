@@ -201,7 +201,8 @@ class EarlyStopping:
         """The parameters to keep at the end: the best ones with ``restore_best``, else ``params``.
 
         If no epoch ever improved (e.g. all values NaN), the parameters given to ``init`` are
-        returned.
+        returned; :func:`~functrain.train.final_train_state` and :func:`~functrain.train.fit`
+        then warn (``RuntimeWarning``) naming the monitored metric.
 
         Args:
             state: the final state.
@@ -229,7 +230,8 @@ def early_stopping(
     ``s.stopped`` tells whether to stop and ``es.restore(s, params)`` gives the best parameters.
 
     Args:
-        patience: number of consecutive non-improving epochs that stops the run (>= 1).
+        patience: number of consecutive non-improving epochs that stops the run, in
+            ``[1, 2**31 - 1]`` (the state counts epochs in int32).
         min_delta: the minimum change that counts as an improvement (>= 0, absolute).
         mode: ``"min"`` when lower is better (losses), ``"max"`` when higher is (accuracy).
         restore_best: keep a copy of the best parameters (returned by ``restore`` and by ``fit``).
@@ -240,7 +242,8 @@ def early_stopping(
     Raises:
         TypeError: if ``patience`` is not an int, ``min_delta`` not a number or ``restore_best``
             not a bool.
-        ValueError: if ``patience < 1``, ``min_delta < 0`` or ``mode`` is not "min"/"max".
+        ValueError: if ``patience`` is outside ``[1, 2**31 - 1]``, ``min_delta < 0`` or ``mode``
+            is not "min"/"max".
 
     Example:
         >>> es = ft.train.early_stopping(patience=3, min_delta=0.01)
@@ -248,7 +251,7 @@ def early_stopping(
         (3, 'min', True)
     """
     who = "early_stopping"
-    n = _validate.check_int(patience, who, "patience", low=1)
+    n = _validate.check_int(patience, who, "patience", low=1, high=_validate.INT32_MAX)
     delta = _validate.check_number(min_delta, who, "min_delta", low=0.0, finite=True)
     if delta is None:
         _validate.fail(who, "min_delta", "a concrete (not traced) number >= 0", min_delta, error=TypeError)

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from functrain import _tree, _validate
+from functrain.train._labels import check_entry_labels
 from functrain.train.state import TS
 from functrain.train.step import EvalStep, TrainStep
 from functrain.typing import Array, Metrics, PRNGKey, PyTree
@@ -30,11 +31,23 @@ from functrain.typing import Array, Metrics, PRNGKey, PyTree
 __all__ = ["evaluate", "train_epoch"]
 
 
+def batch_indices(key: PRNGKey, n: int, batch_size: int) -> Array:
+    """``(n_batches, batch_size)`` example indices of the batches of an epoch with key ``key``.
+
+    The shuffling rule of the module docstring, shared by :func:`train_epoch` and the host-side
+    diagnosis of :func:`~functrain.train.fit` (which names the examples of a failing batch).
+    """
+    n_batches = n // batch_size
+    perm_key, _ = jax.random.split(key)
+    perm = jax.random.permutation(perm_key, n)[: n_batches * batch_size]
+    return perm.reshape(n_batches, batch_size)
+
+
 def _shuffled_batches(data: PyTree, key: PRNGKey, n: int, batch_size: int) -> tuple[PyTree, Array]:
     """``(batches, step_keys)``: data gathered once by a fresh permutation, shaped ``(n_batches, batch, ...)``."""
     n_batches = n // batch_size
-    perm_key, step_key = jax.random.split(key)
-    perm = jax.random.permutation(perm_key, n)[: n_batches * batch_size]
+    perm = batch_indices(key, n, batch_size).reshape(-1)
+    _, step_key = jax.random.split(key)
 
     def gather(x: Array) -> Array:
         x = jnp.asarray(x)
@@ -79,6 +92,8 @@ def train_epoch(
     key: PRNGKey,
     *,
     batch_size: int,
+    num_classes: int | None = None,
+    check_labels: bool = True,
 ) -> tuple[TS, dict[str, Array]]:
     """One epoch of minibatch training, with all steps inside a single ``lax.scan``.
 
@@ -87,19 +102,31 @@ def train_epoch(
     partial batch is dropped (see the module docstring for the exact key schedule). Pure:
     jit it with ``batch_size`` (and ``step``) static, vmap it over keys and states.
 
+    Labels: for ``(x, y)`` data with integer ``y`` given as concrete arrays, the labels are
+    checked on the host before the epoch runs: each must be ``>= 0`` and ``< num_classes`` when
+    the number of classes is known (``num_classes``, or the size of the model's output when
+    ``step`` was built from ``classifier_loss``); an out-of-range label would otherwise give a NaN
+    loss or silently train on the wrong class. Under ``jax.jit`` the data is traced and not
+    checked (check it once outside).
+
     Args:
         step: ``step(state, batch, key) -> (state, metrics)``, e.g. from ``make_train_step``.
         state: the training state.
         data: a pytree (usually a tuple) of arrays with a common leading length ``n``.
         key: the PRNG key of this epoch (shuffling and per-step keys).
         batch_size: examples per step, ``1 <= batch_size <= n`` (a static Python or NumPy int).
+        num_classes: the number of classes of integer labels ``y`` in ``(x, y)`` data; ``None``:
+            found from the model when possible, else only ``y >= 0`` is checked.
+        check_labels: check the labels as described above (``False``: integer targets that are
+            not class labels, e.g. negative "ignore" markers).
 
     Returns:
         ``(new_state, metrics)`` with each metric averaged over the epoch's steps.
 
     Raises:
-        ValueError: if the arrays have different leading lengths, ``data`` is empty, or
-            ``batch_size`` is not in ``[1, n]``.
+        ValueError: if the arrays have different leading lengths, ``data`` is empty,
+            ``batch_size`` is not in ``[1, n]``, or a label is out of range (the message gives
+            how many and the first one's index).
         TypeError: if ``step`` is not callable, ``batch_size`` is not an int or ``data`` holds
             non-arrays.
 
@@ -113,7 +140,15 @@ def train_epoch(
         >>> state, metrics = ft.train.train_epoch(step, state, data, jax.random.key(1), batch_size=4)
         >>> int(state.step), sorted(metrics)  # 10 // 4 = 2 full batches; the last 2 examples wait
         (2, ['accuracy', 'grad_norm', 'loss'])
+        >>> bad = (jnp.ones((10, 4)), jnp.full(10, 3, jnp.int32))  # the model has 3 classes
+        >>> try:
+        ...     ft.train.train_epoch(step, state, bad, jax.random.key(1), batch_size=4, num_classes=3)
+        ... except ValueError as error:
+        ...     print(error)
+        train_epoch: argument 'data[1]' must be class labels in [0, 3), got 10 out of range
+        (the first at index 0: 3)
     """
+    check_entry_labels("train_epoch", step, state, [(data, "data")], num_classes, check_labels)
     new_state, per_step = scan_steps(step, state, data, key, batch_size, "train_epoch")
     return new_state, mean_metrics(per_step)
 

@@ -174,10 +174,12 @@ def reduce_on_plateau(
 
     Args:
         factor: the multiplier applied at each reduction, in ``(0, 1)``.
-        patience: non-improving epochs before a reduction (>= 1).
+        patience: non-improving epochs before a reduction, in ``[1, 2**31 - 1]`` (the state
+            counts epochs in int32).
         min_delta: the minimum absolute change that counts as an improvement (>= 0).
         mode: ``"min"`` (lower is better) or ``"max"``.
-        cooldown: epochs after a reduction during which bad epochs are not counted (>= 0).
+        cooldown: epochs after a reduction during which bad epochs are not counted, in
+            ``[0, 2**31 - 1]``.
         min_scale: the scale never goes below this (>= 0).
 
     Returns:
@@ -196,10 +198,10 @@ def reduce_on_plateau(
     who = "reduce_on_plateau"
     return ReduceOnPlateau(
         factor=_concrete(factor, who, "factor", low=0.0, high=1.0, low_open=True, high_open=True),
-        patience=_validate.check_int(patience, who, "patience", low=1),
+        patience=_validate.check_int(patience, who, "patience", low=1, high=_validate.INT32_MAX),
         min_delta=_concrete(min_delta, who, "min_delta", low=0.0),
         mode=_validate.check_choice(mode, _MODES, who, "mode"),
-        cooldown=_validate.check_int(cooldown, who, "cooldown", low=0),
+        cooldown=_validate.check_int(cooldown, who, "cooldown", low=0, high=_validate.INT32_MAX),
         min_scale=_concrete(min_scale, who, "min_scale", low=0.0, high=1.0),
     )
 

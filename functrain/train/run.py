@@ -10,7 +10,7 @@ early stopping to an epoch; :func:`fit_scan` runs ``epochs`` of them in one ``la
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import warnings
 from dataclasses import dataclass
 from typing import Any, Generic, NamedTuple
 
@@ -18,10 +18,21 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from functrain import _tree, _validate
+from functrain import _validate
+from functrain.optim.guards import has_diverged, skipped_updates
+from functrain.train._run_helpers import (
+    DIVERGED,
+    all_finite,
+    check_epoch_count,
+    check_fields,
+    guarded,
+    observe,
+    restore_best,
+    tracking,
+)
 from functrain.train.early_stopping import EarlyStopping, EarlyStoppingState, masked_update
 from functrain.train.epoch import evaluate, mean_metrics, scan_steps
-from functrain.train.plateau import ReduceOnPlateau, ReduceOnPlateauState, check_plateau_state, set_plateau_scale
+from functrain.train.plateau import ReduceOnPlateau, ReduceOnPlateauState, check_plateau_state
 from functrain.train.state import TS, TrainState
 from functrain.train.step import EvalStep, TrainStep
 from functrain.typing import Array, PRNGKey, PyTree
@@ -35,25 +46,6 @@ __all__ = [
     "fit_scan",
     "init_fit_state",
 ]
-
-
-def _check_fields(who: str, batch_size: object, eval_step: object, eval_batch_size: object,
-                  early_stopping: object, plateau: object, monitor: object) -> tuple[int, int | None]:
-    """Check the options of a run; return ``(batch_size, eval_batch_size)`` as Python ints."""
-    bs = _validate.check_int(batch_size, who, "batch_size", low=1)
-    if eval_step is not None:
-        _validate.check_callable(eval_step, who, "eval_step", "an eval step function or None")
-    ebs = None if eval_batch_size is None else _validate.check_int(eval_batch_size, who,
-                                                                    "eval_batch_size", low=1)
-    if early_stopping is not None and not isinstance(early_stopping, EarlyStopping):
-        _validate.fail(who, "early_stopping", "an EarlyStopping rule (functrain.train.early_stopping"
-                       "(...)) or None", early_stopping, error=TypeError)
-    if plateau is not None and not isinstance(plateau, ReduceOnPlateau):
-        _validate.fail(who, "plateau", "a ReduceOnPlateau rule (functrain.train.reduce_on_plateau"
-                       "(...)) or None", plateau, error=TypeError)
-    if not isinstance(monitor, str):
-        _validate.fail(who, "monitor", "a metric name (a str)", monitor, error=TypeError)
-    return bs, ebs
 
 
 @jax.tree_util.register_static
@@ -98,7 +90,7 @@ class FitOptions:
 
     def __post_init__(self) -> None:
         """Validate the fields; store the batch sizes as Python ints."""
-        bs, ebs = _check_fields("FitOptions", self.batch_size, self.eval_step, self.eval_batch_size,
+        bs, ebs = check_fields("FitOptions", self.batch_size, self.eval_step, self.eval_batch_size,
                                 self.early_stopping, self.plateau, self.monitor)
         object.__setattr__(self, "batch_size", bs)
         object.__setattr__(self, "eval_batch_size", ebs)
@@ -108,7 +100,7 @@ def options_for(who: str, *, batch_size: int, eval_step: EvalStep | None, eval_b
                 early_stopping: EarlyStopping | None, plateau: ReduceOnPlateau | None,
                 monitor: str) -> FitOptions:
     """:class:`FitOptions` from separate keywords, with errors naming ``who`` (e.g. ``fit``)."""
-    _check_fields(who, batch_size, eval_step, eval_batch_size, early_stopping, plateau, monitor)
+    check_fields(who, batch_size, eval_step, eval_batch_size, early_stopping, plateau, monitor)
     return FitOptions(batch_size, eval_step, eval_batch_size, early_stopping, plateau, monitor)
 
 
@@ -141,11 +133,20 @@ class EpochMetrics(NamedTuple):
         train: training metrics averaged over the epoch's steps (``"loss"``, ``"grad_norm"`` ...).
         val: validation metrics over all validation examples (empty without validation data).
         step_loss: ``(n_batches,)`` the loss of every step (to locate a non-finite one).
-        finite: whether all floating leaves of the parameters and optimizer state are finite.
+        finite: whether all floating leaves of the parameters, the model state (e.g. batch-norm
+            running statistics) and the optimizer state are finite after the epoch.
         lr_scale: the reduce-on-plateau scale in effect after the epoch (1 without plateau).
-        active: whether the epoch trained (``False`` once early stopping had stopped the run:
-            the state was left unchanged and the metrics describe a discarded epoch).
+        active: whether the epoch trained (``False`` once early stopping had stopped the run,
+            or once the run had diverged: the state was left unchanged and the metrics
+            describe a discarded epoch).
         step: the train state's step counter after the epoch.
+        skipped: int32, the updates of this epoch that a :func:`~functrain.optim.skip_nonfinite`
+            guard skipped (read from the guard's counters; 0 without a guard).
+        diverged: whether the run has diverged: a ``skip_nonfinite(..., max_consecutive=N)``
+            guard saw ``N`` consecutive non-finite updates (:func:`~functrain.optim.has_diverged`).
+            From the next epoch on the run is frozen, as an early-stopped one.
+        diverged_step: int32, the 0-based step of this epoch whose update made the run diverge,
+            or ``-1`` when it did not diverge during this epoch.
 
     Example:
         >>> def loss_fn(params, model_state, batch, key):
@@ -156,6 +157,8 @@ class EpochMetrics(NamedTuple):
         >>> _, m = ft.train.fit_epoch(step, fit_state, data, jax.random.key(1), ft.train.FitOptions(4))
         >>> sorted(m.train), m.step_loss.shape, bool(m.finite), bool(m.active), int(m.step)
         (['grad_norm', 'loss'], (2,), True, True, 2)
+        >>> int(m.skipped), bool(m.diverged), int(m.diverged_step)  # no skip_nonfinite guard
+        (0, False, -1)
     """
 
     train: dict[str, Array]
@@ -165,6 +168,9 @@ class EpochMetrics(NamedTuple):
     lr_scale: Array
     active: Array
     step: Array
+    skipped: Array
+    diverged: Array
+    diverged_step: Array
 
 
 def init_fit_state(train_state: TS, options: FitOptions | None = None) -> FitState[TS]:
@@ -210,28 +216,6 @@ def init_fit_state(train_state: TS, options: FitOptions | None = None) -> FitSta
     return FitState(jnp.zeros((), jnp.int32), train_state, es, ps)
 
 
-def _all_finite(tree: PyTree) -> Array:
-    checks = [jnp.all(jnp.isfinite(x)) for x in _tree.tree_leaves(tree)
-              if isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jnp.inexact)]
-    if not checks:
-        return jnp.asarray(True)
-    return jnp.all(jnp.stack(checks))
-
-
-def _monitored(monitor: str, train: Mapping[str, Array], val: Mapping[str, Array], who: str) -> Array:
-    """The value of the monitored metric (``val_``/``train_`` prefixes, else validation first)."""
-    if monitor.startswith("val_") and monitor[4:] in val:
-        return val[monitor[4:]]
-    if monitor.startswith("train_") and monitor[6:] in train:
-        return train[monitor[6:]]
-    source = val if val else train
-    if monitor in source:
-        return source[monitor]
-    allowed = sorted(source) + [f"train_{k}" for k in sorted(train)] + [f"val_{k}" for k in sorted(val)]
-    _validate.fail(who, "options.monitor", f"the name of a {'validation' if val else 'training'} "
-                   f"metric, or 'train_<name>' / 'val_<name>': one of {allowed}", monitor)
-
-
 def _check_fit_state(fit_state: object, who: str) -> None:
     if not isinstance(fit_state, FitState):
         _validate.fail(who, "fit_state", "a FitState (see init_fit_state)", fit_state, error=TypeError)
@@ -258,23 +242,6 @@ def _check_run(fit_state: FitState[Any], options: object, val_data: PyTree, who:
                            rule)
 
 
-def _observe(options: FitOptions, fit_state: FitState[TS], ts: TS, train: Mapping[str, Array],
-             val: Mapping[str, Array], who: str) -> tuple[TS, EarlyStoppingState | None,
-                                                         ReduceOnPlateauState | None]:
-    """Reduce-on-plateau and early stopping observe the monitored metric (a stopped run: frozen)."""
-    ps, es = fit_state.plateau, fit_state.early_stopping
-    if options.plateau is None and options.early_stopping is None:
-        return ts, es, ps
-    stopped = jnp.asarray(False) if es is None else es.stopped
-    value = _monitored(options.monitor, train, val, who)
-    if options.plateau is not None and ps is not None:
-        ps = masked_update(stopped, options.plateau.update(ps, value), ps)
-        ts = ts._replace(opt_state=set_plateau_scale(ts.opt_state, ps.scale))
-    if options.early_stopping is not None and es is not None:
-        es = options.early_stopping.update(es, value, (ts.params, ts.model_state))
-    return ts, es, ps
-
-
 def fit_epoch(
     step: TrainStep,
     fit_state: FitState[TS],
@@ -290,10 +257,14 @@ def fit_epoch(
     :func:`~functrain.train.evaluate` on ``val_data``; the plateau rule observes the monitored
     metric and its scale is written into the optimizer state
     (:func:`~functrain.train.set_plateau_scale`); early stopping observes the monitored metric and
-    ``(params, model_state)``. If the run had already stopped, the train, plateau and
+    ``(params, model_state)``. If the run had already stopped, or had diverged (a
+    ``skip_nonfinite(..., max_consecutive=N)`` guard in the optimizer saw ``N`` consecutive
+    non-finite updates, :func:`~functrain.optim.has_diverged`), the train, plateau and
     early-stopping states are returned unchanged (``jnp.where``), so under ``vmap`` each run stops
-    on its own; ``epoch`` always advances. Jit it with ``step`` static (``options`` is a static
-    pytree).
+    on its own (``active`` is ``False``; ``diverged`` reports a divergence, ``diverged_step`` the
+    step it happened); ``epoch`` always advances. Jit it with ``step`` static (``options`` is a
+    static pytree). The divergence flags and skip counts come from the guard's state: without a
+    guard nothing is added to the compiled epoch.
 
     Args:
         step: the train step.
@@ -326,9 +297,14 @@ def fit_epoch(
     who = "fit_epoch"
     _check_run(fit_state, options, val_data, who)
     old = fit_state.train_state
+    has_guard = guarded(old.opt_state)
+    frozen = jnp.asarray(False) if fit_state.early_stopping is None else fit_state.early_stopping.stopped
+    if has_guard:
+        frozen = jnp.logical_or(frozen, has_diverged(old.opt_state))
     epoch_key = jax.random.fold_in(key, fit_state.epoch)
-    ts, per_step = scan_steps(step, old, train_data, epoch_key, options.batch_size, who, "train_data",
-                              "options.batch_size")
+    ts, per_step = scan_steps(tracking(step) if has_guard else step, old, train_data, epoch_key,
+                              options.batch_size, who, "train_data", "options.batch_size")
+    flags = per_step.pop(DIVERGED, None)
     if "loss" not in per_step:
         _validate.fail(who, "step", "a train step whose metrics include 'loss'", sorted(per_step))
     train_metrics = mean_metrics(per_step)
@@ -336,17 +312,23 @@ def fit_epoch(
     if options.eval_step is not None:
         ebs = options.batch_size if options.eval_batch_size is None else options.eval_batch_size
         val_metrics = evaluate(options.eval_step, ts, val_data, batch_size=ebs)
-    stopped = jnp.asarray(False) if fit_state.early_stopping is None else fit_state.early_stopping.stopped
-    ts, es, ps = _observe(options, fit_state, ts, train_metrics, val_metrics, who)
-    ts = masked_update(stopped, ts, old)
+    ts, es, ps = observe(options, fit_state, ts, train_metrics, val_metrics, who, frozen, has_guard)
+    ts = masked_update(frozen, ts, old)
+    active = jnp.logical_not(frozen)
+    no_step = jnp.asarray(-1, jnp.int32)
     metrics = EpochMetrics(
         train=train_metrics,
         val=val_metrics,
         step_loss=per_step["loss"],
-        finite=_all_finite((ts.params, ts.opt_state)),
+        finite=all_finite((ts.params, ts.model_state, ts.opt_state)),
         lr_scale=jnp.ones((), jnp.float32) if ps is None else ps.scale,
-        active=jnp.logical_not(stopped),
+        active=active,
         step=ts.step,
+        skipped=(skipped_updates(ts.opt_state) - skipped_updates(old.opt_state)) if has_guard
+        else jnp.zeros((), jnp.int32),
+        diverged=has_diverged(ts.opt_state) if has_guard else jnp.asarray(False),
+        diverged_step=no_step if flags is None else jnp.where(
+            jnp.logical_and(active, jnp.any(flags)), jnp.argmax(flags).astype(jnp.int32), no_step),
     )
     return FitState(fit_state.epoch + 1, ts, es, ps), metrics
 
@@ -375,7 +357,9 @@ def fit_scan(
         train_data: training arrays.
         key: the run's base key.
         options: the run's :class:`FitOptions`.
-        epochs: number of epochs to run (>= 1, static).
+        epochs: number of epochs to run, static, in ``[1, 2**31 - 1]`` and such that
+            ``epochs * n_batches`` steps (plus the state's step count, when concrete) fit the
+            int32 step counter.
         val_data: as in :func:`fit_epoch`.
 
     Returns:
@@ -383,7 +367,7 @@ def fit_scan(
         a leading ``(epochs,)`` axis.
 
     Raises:
-        ValueError: as :func:`fit_epoch`, or ``epochs < 1``.
+        ValueError: as :func:`fit_epoch`, or ``epochs`` out of range.
 
     Example:
         >>> def loss_fn(params, model_state, batch, key):
@@ -397,7 +381,13 @@ def fit_scan(
         >>> losses.shape, bool(jnp.all(losses[:, 1] < losses[:, 0]))  # (seeds, epochs)
         ((3, 2), True)
     """
-    n_epochs = _validate.check_int(epochs, "fit_scan", "epochs", low=1)
+    who = "fit_scan"
+    _check_fit_state(fit_state, who)
+    n = _validate.check_leading_length(train_data, who, "train_data")
+    bs = options.batch_size if isinstance(options, FitOptions) else 0
+    start = getattr(fit_state.train_state, "step", None)
+    first = None if start is None or _validate.is_traced(start) else int(start)
+    n_epochs = check_epoch_count(epochs, n // bs if 1 <= bs <= n else 0, first, who)
 
     def body(fs: FitState[TS], _: None) -> tuple[FitState[TS], EpochMetrics]:
         return fit_epoch(step, fs, train_data, key, options, val_data=val_data)
@@ -412,6 +402,13 @@ def final_train_state(fit_state: FitState[TS], options: FitOptions | None = None
     parameters and model state are those of the best epoch (the step counter and optimizer state
     stay those of the last epoch); otherwise the final train state as is.
 
+    If no epoch improved on the rule's initial value (``+inf`` for ``mode="min"``: every
+    monitored value was NaN or ``+inf``), ``restore_best`` returns the *initial* parameters; then
+    a ``RuntimeWarning`` says so and names the monitored metric (for a batched state, which
+    runs). A warning, not an error: the returned state is what the rule defines, and the
+    per-epoch values (in the metrics, or ``fit``'s ``History``) show what went wrong. Traced
+    states (inside ``jit``) cannot be inspected and give no warning.
+
     Args:
         fit_state: the final run state.
         options: the options the run used (``None``: no early stopping to restore from).
@@ -422,12 +419,16 @@ def final_train_state(fit_state: FitState[TS], options: FitOptions | None = None
     Raises:
         TypeError: if ``fit_state`` is not a ``FitState`` or ``options`` not a ``FitOptions``.
 
+    Warns:
+        RuntimeWarning: ``restore_best`` found no improving epoch (see above).
+
     Example:
         >>> es = ft.train.early_stopping(patience=1)
         >>> options = ft.train.FitOptions(batch_size=2, early_stopping=es)
         >>> state = ft.train.init_train_state({"w": jnp.zeros(2)}, (), ft.optim.sgd(0.1))
         >>> fit_state = ft.train.init_fit_state(state, options)
-        >>> best = fit_state.early_stopping._replace(best_params=({"w": jnp.ones(2)}, ()))
+        >>> best = fit_state.early_stopping._replace(best_params=({"w": jnp.ones(2)}, ()),
+        ...                                          best_epoch=jnp.asarray(0, jnp.int32))
         >>> final = ft.train.final_train_state(fit_state._replace(early_stopping=best), options)
         >>> final.params["w"].tolist()  # the best epoch's parameters
         [1.0, 1.0]
@@ -436,9 +437,11 @@ def final_train_state(fit_state: FitState[TS], options: FitOptions | None = None
     _check_fit_state(fit_state, who)
     if options is not None and not isinstance(options, FitOptions):
         _validate.fail(who, "options", "a FitOptions or None", options, error=TypeError)
-    ts = fit_state.train_state
-    rule = None if options is None else options.early_stopping
-    if rule is None or fit_state.early_stopping is None:
-        return ts
-    params, model_state = rule.restore(fit_state.early_stopping, (ts.params, ts.model_state))
-    return ts._replace(params=params, model_state=model_state)
+    ts, never = restore_best(fit_state, options)
+    if never:
+        runs = "" if never == [()] else f" (runs {[i[0] if len(i) == 1 else i for i in never]})"
+        warnings.warn(f"{who}: restore_best found no epoch whose monitored metric "
+                      f"{options.monitor if options else ''!r} improved on its initial value{runs}: "
+                      "every value was NaN or infinite, so the returned parameters and model state "
+                      "are the initial ones", RuntimeWarning, stacklevel=2)
+    return ts
