@@ -128,3 +128,18 @@ def test_readme_has_the_two_commands_at_the_top() -> None:
     assert "pytest" in second and 'pip install -e ".[dev]"' in second
     ci = (README.parent / ".ci" / "run").read_text()
     assert "test-command" in ci and "set -euo pipefail" in ci
+
+
+def test_every_guarantee_names_tests_that_exist() -> None:
+    """Each row of "What functrain guarantees" is backed by tests that exist in tests/."""
+    text = README.read_text()
+    section = text.split("## What functrain guarantees", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| **")]
+    assert len(rows) >= 8, rows
+    tests_dir = README.parent / "tests"
+    for row in rows:
+        refs = re.findall(r"`(test_\w+\.py)::(test_\w+)`", row)
+        assert refs, f"a guarantee without a test: {row[:80]}"
+        for file, name in refs:
+            source = (tests_dir / file).read_text()
+            assert re.search(rf"^(?:    )?def {name}\(", source, flags=re.M), f"{file}::{name} does not exist"
