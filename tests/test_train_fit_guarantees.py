@@ -225,6 +225,9 @@ _SIGINT_SCRIPT = textwrap.dedent("""
         fit(step, state, data, key, epochs=10000, batch_size=32, checkpoint_path=path)
     except FitInterrupted as error:
         done = int(error.fit_state.epoch)
+        if done == 0:  # interrupted during fit's entry checks: nothing trained, nothing saved
+            print("INTERRUPTED 0 True", flush=True)
+            sys.exit(130)
         saved = load_checkpoint(path, like=init_fit_state(state))
         fresh, _ = fit(step, state, data, key, epochs=done, batch_size=32, progress=False)
         same = all(bool(np.array_equal(a, b)) for a, b in zip(jax.tree_util.tree_leaves(saved.train_state),

@@ -215,6 +215,8 @@ def _host_loop(run: _Run, fit_state: FitState[TS], records: host.Records, bar: h
         records.stopped_epoch = int(es.epoch) - 1
         return fit_state, False
     for epoch in range(int(fit_state.epoch), run.n_epochs):
+        if interrupt.received:  # Ctrl-C before this epoch started (e.g. during the entry checks)
+            return fit_state, True
         t0 = time.perf_counter()
         fit_state, m = _fit_epoch_jit(run.step, fit_state, run.train_data, run.key, run.options,
                                       val_data=run.val_data)
@@ -224,12 +226,10 @@ def _host_loop(run: _Run, fit_state: FitState[TS], records: host.Records, bar: h
         bar.update(epoch, records.add(epoch, m, seconds))
         if run.checkpoint_path is not None:
             save_checkpoint(run.checkpoint_path, fit_state)
-        if interrupt.received:
-            return fit_state, True
         if fit_state.early_stopping is not None and bool(fit_state.early_stopping.stopped):
             records.stopped_epoch = epoch
             break
-    return fit_state, False
+    return fit_state, interrupt.received
 
 
 def _check_host_args(who: str, state: object, train_data: PyTree, val_data: PyTree,
@@ -413,21 +413,24 @@ def fit(
                                  checkpoint_path, resume, on_no_update)
     path = host.check_checkpoint_path(checkpoint_path, who)
     named = [(train_data, "train_data")] + ([] if val_data is None else [(val_data, "val_data")])
-    check_entry_labels(who, step, state, named, num_classes, check_labels)
-    run = _Run(step, train_data, key, options, val_data, n_epochs, n_batches, path, on_no_update)
-    fit_state = _start(run, state, resume, who)
-    records = host.Records(learning_rate, int(fit_state.train_state.step))
-    bar = host.Progress(progress, n_epochs, int(fit_state.epoch))
-    try:
-        with host.DeferredInterrupt() as interrupt:
+    with host.DeferredInterrupt() as interrupt:  # from here on, Ctrl-C never lands inside XLA
+        check_entry_labels(who, step, state, named, num_classes, check_labels)
+        run = _Run(step, train_data, key, options, val_data, n_epochs, n_batches, path, on_no_update)
+        fit_state = _start(run, state, resume, who)
+        start = int(fit_state.epoch)
+        records = host.Records(learning_rate, int(fit_state.train_state.step))
+        bar = host.Progress(progress, n_epochs, start)
+        try:
             fit_state, interrupted = _host_loop(run, fit_state, records, bar, interrupt)
-    finally:
-        bar.close()
+        finally:
+            bar.close()
     history = _history(records, fit_state)
     if interrupted:
-        saved = f"; checkpoint saved to {path!r}" if path is not None else ""
-        raise FitInterrupted(f"fit: interrupted (Ctrl-C) after epoch {int(fit_state.epoch) - 1}{saved}",
-                             fit_state, fit_state.train_state, history)
+        done = int(fit_state.epoch)
+        when = f"after epoch {done - 1}" if done > start else "before its first epoch"
+        saved = f"; checkpoint saved to {path!r}" if path is not None and done > start else ""
+        raise FitInterrupted(f"fit: interrupted (Ctrl-C) {when}{saved}", fit_state,
+                             fit_state.train_state, history)
     final, never = restore_best(fit_state, options)
     if never:
         warnings.warn(_never_improved(history, monitor), RuntimeWarning, stacklevel=2)
