@@ -22,7 +22,7 @@ member that names them, none to the rest. So ``optax.contrib.reduce_on_plateau()
 transformation is built; the compiled update is the same as without extra arguments.
 (``optax.chain`` passes extra arguments only to instances of its own
 ``GradientTransformationExtraArgs``: wrap a functrain transformation as
-``optax.GradientTransformationExtraArgs(*tx)`` to receive them there.)
+``optax.GradientTransformationExtraArgs(tx.init, tx.update)`` to receive them there.)
 
 This module also holds the smallest building blocks: :func:`identity`, :func:`chain`,
 :func:`scale`, :func:`scale_by_learning_rate` and :func:`apply_updates`.

@@ -28,7 +28,7 @@ def _learning_rate_scale(node: Any) -> Array | None:
         return scale
     kind = type(node)
     if kind.__name__ == "ReduceLROnPlateauState" and kind.__module__.startswith("optax"):
-        optax_scale: Array = node.scale  # optax.contrib.reduce_on_plateau's state
+        optax_scale: Array = getattr(node, "scale")  # optax.contrib.reduce_on_plateau's state
         return optax_scale
     return None
 
