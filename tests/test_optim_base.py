@@ -143,10 +143,12 @@ class TestScaleByLearningRate(chex.TestCase):
 
 def test_step_counter_saturates_at_int32_max() -> None:
     tx = fo.scale_by_learning_rate(0.1)
-    top = fo.ScaleByLearningRateState(step=jnp.asarray(np.iinfo(np.int32).max - 1, jnp.int32))
+    top = fo.ScaleByLearningRateState(step=jnp.asarray(np.iinfo(np.int32).max - 1, jnp.int32),
+                                      learning_rate=jnp.asarray(0.1, jnp.float32))
     _, s = tx.update({"x": jnp.ones(1)}, top)
     _, s = jax.jit(tx.update)({"x": jnp.ones(1)}, s)
     assert int(s.step) == np.iinfo(np.int32).max and s.step.dtype == jnp.int32
+    assert float(s.learning_rate) == np.float32(0.1) and s.learning_rate.dtype == jnp.float32
 
 
 def _primitives(tx: fo.GradientTransformation[Any], params: PyTree) -> collections.Counter[str]:

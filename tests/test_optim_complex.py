@@ -52,8 +52,19 @@ def _run(tx: Any) -> tuple[PyTree, Any]:
     return p, s
 
 
+def _is_rate(x: object) -> bool:
+    return isinstance(x, fo.ScaleByLearningRateState)
+
+
+def _optax_layout(state: Any) -> Any:
+    """``state`` without the learning rates that functrain's ``ScaleByLearningRateState`` records
+    for ``current_learning_rate`` (optax's states keep none): only optax's buffers are compared."""
+    return jax.tree_util.tree_map(lambda x: x.step if _is_rate(x) else x, state, is_leaf=_is_rate)
+
+
 def _inexact(tree: Any) -> list[Any]:
-    return [x for x in jax.tree_util.tree_leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return [x for x in jax.tree_util.tree_leaves(_optax_layout(tree))
+            if jnp.issubdtype(x.dtype, jnp.inexact)]
 
 
 def _close(a: list[Any], b: list[Any]) -> None:

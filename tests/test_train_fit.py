@@ -188,7 +188,7 @@ def test_fit_overflowing_params_raise_even_with_finite_losses() -> None:
     def loss_fn(params: PyTree, ms: PyTree, batch: PyTree, key: PRNGKey) -> tuple[Array, tuple[PyTree, Metrics]]:
         return jnp.sum(jnp.clip(params["w"], -1.0, 1.0)), (ms, {})  # finite even for inf params
 
-    def blow_up(updates: PyTree, state: Any, params: PyTree = None) -> tuple[PyTree, Any]:
+    def blow_up(updates: PyTree, state: Any, params: PyTree = None, **extra_args: Any) -> tuple[PyTree, Any]:
         return jax.tree_util.tree_map(lambda u: u + jnp.inf, updates), state
 
     opt = optim.GradientTransformation(lambda p: (), blow_up)

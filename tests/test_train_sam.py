@@ -43,7 +43,8 @@ def recorder() -> GradientTransformation[Recorded]:
     def init(params: Array) -> Recorded:
         return Recorded(jnp.zeros_like(params))
 
-    def update(updates: Array, state: Recorded, params: Array | None = None) -> tuple[Array, Recorded]:
+    def update(updates: Array, state: Recorded, params: Array | None = None,
+               **extra_args: Any) -> tuple[Array, Recorded]:
         return jnp.zeros_like(updates), Recorded(updates)
 
     return GradientTransformation(init, update)

@@ -17,7 +17,8 @@ centralization), :mod:`~functrain.optim.noise` (annealed gradient noise),
 :mod:`~functrain.optim.ema` (a moving average of the updates), :mod:`~functrain.optim.partition`
 (parameter groups: masked, partitioned and frozen leaves), :mod:`~functrain.optim.lookahead`,
 :mod:`~functrain.optim.guards` (skipping non-finite steps, a divergence limit, gradient
-accumulation) and :mod:`~functrain.optim.schedules`.
+accumulation), :mod:`~functrain.optim.hyperparams` (:func:`current_learning_rate`, read from a
+state) and :mod:`~functrain.optim.schedules`.
 
 Complex parameters work as in optax: second moments, norms and RMS values use the squared
 magnitude ``|g|^2 = conj(g) g`` (never ``g**2``), so every optimizer gives optax's results on
@@ -97,6 +98,7 @@ from functrain.optim.guards import (
     skip_nonfinite,
     skipped_updates,
 )
+from functrain.optim.hyperparams import current_learning_rate
 from functrain.optim.layerwise import lamb, lars, scale_by_trust_ratio
 from functrain.optim.lion import ScaleByLionState, lion, scale_by_lion
 from functrain.optim.lookahead import LookaheadState, lookahead
@@ -168,6 +170,7 @@ __all__ = [
     "clip_by_block_rms",
     "clip_by_global_norm",
     "clip_by_value",
+    "current_learning_rate",
     "default_decay_mask",
     "ema",
     "freeze",

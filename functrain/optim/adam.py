@@ -11,7 +11,7 @@ results match ``optax`` to float rounding.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax.numpy as jnp
 
@@ -139,9 +139,9 @@ def scale_by_adam(
         return ScaleByAdamState(zero_step(), tree_zeros_like(params), tree_zeros_like(params))
 
     def update(
-        updates: PyTree, state: ScaleByAdamState, params: PyTree | None = None
+        updates: PyTree, state: ScaleByAdamState, params: PyTree | None = None, **extra_args: Any
     ) -> tuple[PyTree, ScaleByAdamState]:
-        del params
+        del params, extra_args
         mu, nu, t, c1, c2 = _moments(fn, b1, b2, updates, state.step, state.mu, state.nu)
         new = tree_map(
             lambda m, v: direction(m / c1.astype(m.dtype), v / c2.astype(v.dtype)), mu, nu
@@ -221,9 +221,9 @@ def scale_by_amsgrad(
                                    tree_zeros_like(params))
 
     def update(
-        updates: PyTree, state: ScaleByAmsgradState, params: PyTree | None = None
+        updates: PyTree, state: ScaleByAmsgradState, params: PyTree | None = None, **extra_args: Any
     ) -> tuple[PyTree, ScaleByAmsgradState]:
-        del params
+        del params, extra_args
         mu, nu, t, c1, c2 = _moments(fn, b1, b2, updates, state.step, state.mu, state.nu)
         nu_max = tree_map(lambda vm, v: jnp.maximum(vm, v / c2.astype(v.dtype)), state.nu_max, nu)
         new = tree_map(lambda m, vm: direction(m / c1.astype(m.dtype), vm), mu, nu_max)
@@ -237,17 +237,36 @@ def adam(
     b1: ScalarOrSchedule = 0.9,
     b2: ScalarOrSchedule = 0.999,
     eps: float = 1e-8,
+    eps_root: float = 0.0,
 ) -> GradientTransformation[tuple[ScaleByAdamState, ScaleByLearningRateState]]:
-    r"""Adam: ``w <- w - eta m_hat / (sqrt(v_hat) + eps)``.
+    r"""Adam: ``w <- w - eta m_hat / (sqrt(v_hat + eps_root) + eps)``.
 
     Kingma & Ba, ICLR 2015; see :func:`scale_by_adam` for the moment estimates and bias
-    corrections. Same as ``optax.adam``.
+    corrections. Same as ``optax.adam`` (same arguments, in the same order).
+
+    ``eps_root > 0`` makes the update differentiable where the second moment is zero (a
+    parameter whose gradients were all exactly 0 so far: an unused input, a dead unit, the first
+    step of a zero gradient): ``sqrt`` has an infinite derivative at 0, so without it a gradient
+    *through* the training run (a hypergradient, meta-learning) is NaN as soon as that happens.
+    Recipe for ``d val_loss / d lr`` through a whole run (``tests/test_hypergradients.py``)::
+
+        def val_loss(lr):  # build the optimizer inside: lr is traced
+            opt = ft.optim.adam(lr, eps_root=1e-12)
+            state = ft.train.init_train_state(params, (), opt)
+            fit_state, _ = ft.train.fit_scan(ft.train.make_train_step(loss_fn, opt),
+                                             ft.train.init_fit_state(state), train, key,
+                                             ft.train.FitOptions(batch_size), epochs=3)
+            return validation_loss(fit_state.train_state.params)
+
+        hypergrad = jax.grad(val_loss)(1e-2)  # finite; compare with finite differences in x64
 
     Args:
         learning_rate: ``eta >= 0``: a number, a scalar array or a schedule.
         b1: ``beta_1`` in [0, 1): a number, a scalar array or a schedule.
         b2: ``beta_2`` in [0, 1): a number, a scalar array or a schedule.
-        eps: ``epsilon >= 0``.
+        eps: ``epsilon >= 0``, outside the square root.
+        eps_root: ``epsilon_root >= 0``, inside the square root (default 0, as in optax and the
+            paper; e.g. ``1e-12`` to differentiate through training).
 
     Returns:
         A :class:`~functrain.optim.GradientTransformation` with state
@@ -265,8 +284,8 @@ def adam(
         [-0.01, 0.01]
     """
     _validate.check_hyperparameter(learning_rate, "adam", "learning_rate", low=0.0)
-    _check_adam("adam", b1, b2, eps)
-    return chain(scale_by_adam(b1, b2, eps), scale_by_learning_rate(learning_rate))
+    _check_adam("adam", b1, b2, eps, eps_root)
+    return chain(scale_by_adam(b1, b2, eps, eps_root), scale_by_learning_rate(learning_rate))
 
 
 def amsgrad(
@@ -274,6 +293,7 @@ def amsgrad(
     b1: ScalarOrSchedule = 0.9,
     b2: ScalarOrSchedule = 0.999,
     eps: float = 1e-8,
+    eps_root: float = 0.0,
 ) -> GradientTransformation[tuple[ScaleByAmsgradState, ScaleByLearningRateState]]:
     r"""AMSGrad: Adam whose denominator never shrinks, ``w <- w - eta m_hat / (sqrt(vmax) + eps)``.
 
@@ -283,7 +303,9 @@ def amsgrad(
         learning_rate: ``eta >= 0``: a number, a scalar array or a schedule.
         b1: ``beta_1`` in [0, 1): a number, a scalar array or a schedule.
         b2: ``beta_2`` in [0, 1): a number, a scalar array or a schedule.
-        eps: ``epsilon >= 0``.
+        eps: ``epsilon >= 0``, outside the square root.
+        eps_root: ``epsilon_root >= 0``, inside the square root (> 0: differentiable at a zero
+            second moment, see :func:`adam`).
 
     Returns:
         A :class:`~functrain.optim.GradientTransformation` with state
@@ -301,8 +323,8 @@ def amsgrad(
         [-0.01, 0.01]
     """
     _validate.check_hyperparameter(learning_rate, "amsgrad", "learning_rate", low=0.0)
-    _check_adam("amsgrad", b1, b2, eps)
-    return chain(scale_by_amsgrad(b1, b2, eps), scale_by_learning_rate(learning_rate))
+    _check_adam("amsgrad", b1, b2, eps, eps_root)
+    return chain(scale_by_amsgrad(b1, b2, eps, eps_root), scale_by_learning_rate(learning_rate))
 
 
 def adamw(
@@ -311,6 +333,7 @@ def adamw(
     b1: ScalarOrSchedule = 0.9,
     b2: ScalarOrSchedule = 0.999,
     eps: float = 1e-8,
+    eps_root: float = 0.0,
     weight_decay: ScalarOrSchedule = 1e-4,
     mask: DecayMask = default_decay_mask,
 ) -> GradientTransformation[
@@ -328,7 +351,9 @@ def adamw(
         learning_rate: ``eta >= 0``: a number, a scalar array or a schedule.
         b1: ``beta_1`` in [0, 1): a number, a scalar array or a schedule.
         b2: ``beta_2`` in [0, 1): a number, a scalar array or a schedule.
-        eps: ``epsilon >= 0``.
+        eps: ``epsilon >= 0``, outside the square root.
+        eps_root: ``epsilon_root >= 0``, inside the square root (> 0: differentiable at a zero
+            second moment, see :func:`adam`).
         weight_decay: ``lambda >= 0``: a number, a scalar array or a schedule.
         mask: which leaves to decay: a pytree of bools (a prefix of the params), a function of the
             params returning one, or ``None`` for all leaves.
@@ -350,10 +375,10 @@ def adamw(
         (-0.05, True)
     """
     _validate.check_hyperparameter(learning_rate, "adamw", "learning_rate", low=0.0)
-    _check_adam("adamw", b1, b2, eps)
+    _check_adam("adamw", b1, b2, eps, eps_root)
     _validate.check_hyperparameter(weight_decay, "adamw", "weight_decay", low=0.0)
     return chain(
-        scale_by_adam(b1, b2, eps),
+        scale_by_adam(b1, b2, eps, eps_root),
         add_decayed_weights(weight_decay, mask),
         scale_by_learning_rate(learning_rate),
     )

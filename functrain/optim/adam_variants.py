@@ -10,7 +10,7 @@ the bias corrections, RAdam's threshold), so results match ``optax`` to float ro
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax.numpy as jnp
 
@@ -93,9 +93,9 @@ def scale_by_nadam(
         return ScaleByAdamState(zero_step(), tree_zeros_like(params), tree_zeros_like(params))
 
     def update(
-        updates: PyTree, state: ScaleByAdamState, params: PyTree | None = None
+        updates: PyTree, state: ScaleByAdamState, params: PyTree | None = None, **extra_args: Any
     ) -> tuple[PyTree, ScaleByAdamState]:
-        del params
+        del params, extra_args
         mu, nu, t, _, c2 = _moments(fn, b1, b2, updates, state.step, state.mu, state.nu)
         m_hat = _nesterov_mean(value_at(b1, state.step), t, mu, updates)
         new = tree_map(lambda m, v: direction(m, v / c2.astype(v.dtype)), m_hat, nu)
@@ -109,6 +109,7 @@ def nadam(
     b1: ScalarOrSchedule = 0.9,
     b2: ScalarOrSchedule = 0.999,
     eps: float = 1e-8,
+    eps_root: float = 0.0,
 ) -> GradientTransformation[tuple[ScaleByAdamState, ScaleByLearningRateState]]:
     r"""NAdam: Adam with Nesterov momentum, ``w <- w - eta m_hat_nesterov / (sqrt(v_hat) + eps)``.
 
@@ -118,7 +119,9 @@ def nadam(
         learning_rate: ``eta >= 0``: a number, a scalar array or a schedule.
         b1: ``beta_1`` in [0, 1): a number, a scalar array or a schedule.
         b2: ``beta_2`` in [0, 1): a number, a scalar array or a schedule.
-        eps: ``epsilon >= 0``.
+        eps: ``epsilon >= 0``, outside the square root.
+        eps_root: ``epsilon_root >= 0``, inside the square root (> 0: differentiable at a zero
+            second moment, see :func:`~functrain.optim.adam`).
 
     Returns:
         A :class:`~functrain.optim.GradientTransformation` with state
@@ -136,8 +139,8 @@ def nadam(
         [-0.1474, 0.1474]
     """
     _validate.check_hyperparameter(learning_rate, "nadam", "learning_rate", low=0.0)
-    _check_adam("nadam", b1, b2, eps)
-    return chain(scale_by_nadam(b1, b2, eps), scale_by_learning_rate(learning_rate))
+    _check_adam("nadam", b1, b2, eps, eps_root)
+    return chain(scale_by_nadam(b1, b2, eps, eps_root), scale_by_learning_rate(learning_rate))
 
 
 def scale_by_radam(
@@ -195,9 +198,9 @@ def scale_by_radam(
         return ScaleByAdamState(zero_step(), tree_zeros_like(params), tree_zeros_like(params))
 
     def update(
-        updates: PyTree, state: ScaleByAdamState, params: PyTree | None = None
+        updates: PyTree, state: ScaleByAdamState, params: PyTree | None = None, **extra_args: Any
     ) -> tuple[PyTree, ScaleByAdamState]:
-        del params
+        del params, extra_args
         mu, nu, t, c1, c2 = _moments(fn, b1, b2, updates, state.step, state.mu, state.nu)
         beta2 = value_at(b2, state.step)
         rho_inf = 2.0 / (1.0 - beta2) - 1.0
@@ -222,6 +225,7 @@ def radam(
     b1: ScalarOrSchedule = 0.9,
     b2: ScalarOrSchedule = 0.999,
     eps: float = 1e-8,
+    eps_root: float = 0.0,
     threshold: float = 5.0,
 ) -> GradientTransformation[tuple[ScaleByAdamState, ScaleByLearningRateState]]:
     r"""RAdam (rectified Adam): momentum SGD for the first steps, then Adam with a rectifier.
@@ -233,7 +237,9 @@ def radam(
         learning_rate: ``eta >= 0``: a number, a scalar array or a schedule.
         b1: ``beta_1`` in [0, 1): a number, a scalar array or a schedule.
         b2: ``beta_2`` in [0, 1): a number, a scalar array or a schedule.
-        eps: ``epsilon >= 0``.
+        eps: ``epsilon >= 0``, outside the square root.
+        eps_root: ``epsilon_root >= 0``, inside the square root (> 0: differentiable at a zero
+            second moment, see :func:`~functrain.optim.adam`).
         threshold: the smallest ``rho_t`` at which the adaptive step is used, ``>= 4``.
 
     Returns:
@@ -252,9 +258,10 @@ def radam(
         -0.05
     """
     _validate.check_hyperparameter(learning_rate, "radam", "learning_rate", low=0.0)
-    _check_adam("radam", b1, b2, eps)
+    _check_adam("radam", b1, b2, eps, eps_root)
     _validate.check_hyperparameter(threshold, "radam", "threshold", low=4.0, schedule_ok=False)
-    return chain(scale_by_radam(b1, b2, eps, 0.0, threshold), scale_by_learning_rate(learning_rate))
+    return chain(scale_by_radam(b1, b2, eps, eps_root, threshold),
+                 scale_by_learning_rate(learning_rate))
 
 
 class ScaleByAdamaxState(NamedTuple):
@@ -319,9 +326,9 @@ def scale_by_adamax(
         return ScaleByAdamaxState(zero_step(), tree_zeros_like(params), tree_zeros_like(params))
 
     def update(
-        updates: PyTree, state: ScaleByAdamaxState, params: PyTree | None = None
+        updates: PyTree, state: ScaleByAdamaxState, params: PyTree | None = None, **extra_args: Any
     ) -> tuple[PyTree, ScaleByAdamaxState]:
-        del params
+        del params, extra_args
         _validate.check_same_structure(state.mu, updates, fn, "updates",
                                        "state.mu (the params given to init)")
         beta1, beta2 = value_at(b1, state.step), value_at(b2, state.step)

@@ -10,7 +10,7 @@ float rounding.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -106,9 +106,9 @@ def scale_by_adagrad(
         )
 
     def update(
-        updates: PyTree, state: ScaleByAdagradState, params: PyTree | None = None
+        updates: PyTree, state: ScaleByAdagradState, params: PyTree | None = None, **extra_args: Any
     ) -> tuple[PyTree, ScaleByAdagradState]:
-        del params
+        del params, extra_args
         _validate.check_same_structure(state.sum_of_squares, updates, fn, "updates",
                                        "state.sum_of_squares (the params given to init)")
         ss = tree_map(lambda g, t: abs_sq(g) + t, updates, state.sum_of_squares)
@@ -183,9 +183,9 @@ def scale_by_rms(
         )
 
     def update(
-        updates: PyTree, state: ScaleByRmsState, params: PyTree | None = None
+        updates: PyTree, state: ScaleByRmsState, params: PyTree | None = None, **extra_args: Any
     ) -> tuple[PyTree, ScaleByRmsState]:
-        del params
+        del params, extra_args
         _validate.check_same_structure(state.nu, updates, fn, "updates",
                                        "state.nu (the params given to init)")
         d = value_at(decay, state.step)

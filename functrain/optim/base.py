@@ -11,6 +11,19 @@ transformation can be used inside ``optax.chain`` and an optax transformation in
 :func:`functrain.optim.chain`. It is generic in its state type ``S`` so that ``mypy`` can tell
 ``ScaleByAdamState`` from ``TraceState``.
 
+Extra keyword arguments follow optax's ``GradientTransformationExtraArgs`` convention:
+``update(updates, state, params=None, **extra_args)``. Every functrain ``update`` accepts and
+ignores the ones it does not use, and :func:`chain` and the wrappers (``skip_nonfinite``,
+``accumulate_gradients``, ``masked``, ``freeze``, ``partition``, ``lookahead``) pass them on to
+the members that declare them: all of them to a member whose ``update`` takes ``**kwargs`` (every
+functrain transformation, every optax ``GradientTransformationExtraArgs``), the named ones to a
+member that names them, none to the rest. So ``optax.contrib.reduce_on_plateau()``, which needs
+``value=``, runs inside :func:`chain`. Which members get what is decided once, when the
+transformation is built; the compiled update is the same as without extra arguments.
+(``optax.chain`` passes extra arguments only to instances of its own
+``GradientTransformationExtraArgs``: wrap a functrain transformation as
+``optax.GradientTransformationExtraArgs(tx.init, tx.update)`` to receive them there.)
+
 This module also holds the smallest building blocks: :func:`identity`, :func:`chain`,
 :func:`scale`, :func:`scale_by_learning_rate` and :func:`apply_updates`.
 """
@@ -24,6 +37,7 @@ import jax.numpy as jnp
 
 from functrain import _validate
 from functrain._tree import tree_map
+from functrain.optim._extra_args import forward_extra_args
 from functrain.optim._hyper import increment, like, value_at, zero_step
 from functrain.typing import Array, PyTree, ScalarOrSchedule
 
@@ -66,18 +80,24 @@ class InitFn(Protocol[S_co]):
 
 
 class UpdateFn(Protocol[S]):
-    """``update(updates, state, params=None) -> (updates, state)``.
+    """``update(updates, state, params=None, **extra_args) -> (updates, state)``.
+
+    optax's ``GradientTransformationExtraArgs`` convention: an update function accepts extra
+    keyword arguments (e.g. ``value=`` for a plateau rule) and ignores those it does not use. A
+    hand-written one has optax's parameter names and declares ``**extra_args: Any``:
+    ``def update(updates, state, params=None, **extra_args)`` (with ``del extra_args`` if it uses
+    none), so that no extra argument can clash with the first three.
 
     Example:
         >>> tx = ft.optim.scale(2.0)
         >>> update: ft.optim.UpdateFn[ft.optim.EmptyState] = tx.update
-        >>> u, _ = update({"w": jnp.ones(2)}, ft.optim.EmptyState())
+        >>> u, _ = update({"w": jnp.ones(2)}, ft.optim.EmptyState(), value=0.5)  # value ignored
         >>> u["w"].tolist()
         [2.0, 2.0]
     """
 
     def __call__(
-        self, updates: PyTree, state: S, params: PyTree | None = None, /
+        self, updates: PyTree, state: S, params: PyTree | None = None, **extra_args: Any
     ) -> tuple[PyTree, S]:
         """Transform ``updates`` (gradients), returning new updates and state."""
         ...
@@ -118,7 +138,7 @@ class TransformationLike(Protocol):
 
     @property
     def update(self) -> Callable[..., Any]:
-        """``update(updates, state, params=None) -> (updates, state)``."""
+        """``update(updates, state, params=None, **extra_args) -> (updates, state)``."""
         ...
 
 
@@ -163,9 +183,9 @@ def identity() -> GradientTransformation[EmptyState]:
     """
 
     def update(
-        updates: PyTree, state: EmptyState, params: PyTree | None = None
+        updates: PyTree, state: EmptyState, params: PyTree | None = None, **extra_args: Any
     ) -> tuple[PyTree, EmptyState]:
-        del params
+        del params, extra_args
         return updates, state
 
     return GradientTransformation(init_empty_state, update)
@@ -198,7 +218,10 @@ def chain(*txs: TransformationLike) -> GradientTransformation[tuple[Any, ...]]:
     """Compose transformations: the updates flow through ``txs`` from left to right.
 
     The state is the tuple of the inner states, in order. optax transformations are accepted
-    too (anything with optax's ``init``/``update`` convention).
+    too (anything with optax's ``init``/``update`` convention). Extra keyword arguments of
+    ``update`` reach every member that declares them (all of them for a member whose ``update``
+    takes ``**kwargs``, the named ones otherwise), as in ``optax.chain``; e.g. ``value=`` for
+    ``optax.contrib.reduce_on_plateau``.
 
     Args:
         *txs: the transformations, applied first to last.
@@ -217,18 +240,23 @@ def chain(*txs: TransformationLike) -> GradientTransformation[tuple[Any, ...]]:
         >>> u, state = tx.update({"w": jnp.asarray([3.0, 4.0])}, tx.init(params), params)
         >>> [round(x, 4) for x in u["w"].tolist()], len(state)
         ([-0.3, -0.4], 2)
+        >>> import optax  # a member that needs an extra argument: value=, the loss
+        >>> tx = ft.optim.chain(ft.optim.sgd(0.5), optax.contrib.reduce_on_plateau(patience=1))
+        >>> u, state = tx.update({"w": jnp.ones(2)}, tx.init(params), params, value=jnp.asarray(1.0))
+        >>> u["w"].tolist()
+        [-0.5, -0.5]
     """
     for i, tx in enumerate(txs):
         _validate.check_transformation(tx, "chain", f"txs[{i}]")
     inits = tuple(tx.init for tx in txs)
-    updates_fns = tuple(tx.update for tx in txs)
+    updates_fns = tuple(forward_extra_args(tx.update) for tx in txs)
     n = len(updates_fns)
 
     def init(params: PyTree) -> tuple[Any, ...]:
         return tuple(fn(params) for fn in inits)
 
     def update(
-        updates: PyTree, state: tuple[Any, ...], params: PyTree | None = None
+        updates: PyTree, state: tuple[Any, ...], params: PyTree | None = None, **extra_args: Any
     ) -> tuple[PyTree, tuple[Any, ...]]:
         if not isinstance(state, tuple) or len(state) != n:
             _validate.fail("chain", "state", f"a tuple of {n} states (one per transformation, "
@@ -238,7 +266,7 @@ def chain(*txs: TransformationLike) -> GradientTransformation[tuple[Any, ...]]:
             _validate.check_same_structure(params, updates, "chain", "updates", "the params")
         new_states = []
         for fn, inner in zip(updates_fns, state):
-            updates, inner = fn(updates, inner, params)
+            updates, inner = fn(updates, inner, params, **extra_args)
             new_states.append(inner)
         return updates, tuple(new_states)
 
@@ -303,9 +331,9 @@ def scale(factor: float | Array) -> GradientTransformation[EmptyState]:
     _validate.check_hyperparameter(factor, "scale", "factor", schedule_ok=False)
 
     def update(
-        updates: PyTree, state: EmptyState, params: PyTree | None = None
+        updates: PyTree, state: EmptyState, params: PyTree | None = None, **extra_args: Any
     ) -> tuple[PyTree, EmptyState]:
-        del params
+        del params, extra_args
         return tree_map(lambda g: factor * g, updates), state
 
     return GradientTransformation(init_empty_state, update)
@@ -316,19 +344,31 @@ class ScaleByLearningRateState(NamedTuple):
 
     Attributes:
         step: int32 scalar, the number of updates done so far (a schedule's argument).
+        learning_rate: floating scalar, the learning rate the *next* update will apply,
+            ``lr(step)`` (a record for reading, e.g. by
+            :func:`~functrain.optim.current_learning_rate`; ``update`` does not read it). Its
+            dtype is the learning rate's (float32 for a Python number, float64 under x64).
 
     Example:
-        >>> state = ft.optim.scale_by_learning_rate(0.1).init({"w": jnp.ones(2)})
-        >>> int(state.step), state.step.dtype
-        (0, dtype('int32'))
+        >>> tx = ft.optim.scale_by_learning_rate(ft.optim.schedules.exponential_decay(1.0, 0.5))
+        >>> state = tx.init({"w": jnp.ones(2)})
+        >>> int(state.step), state.step.dtype, float(state.learning_rate)
+        (0, dtype('int32'), 1.0)
+        >>> _, state = tx.update({"w": jnp.ones(2)}, state)
+        >>> int(state.step), float(state.learning_rate)
+        (1, 0.5)
     """
 
     step: Array
+    learning_rate: Array
 
 
-def _init_step(params: PyTree) -> ScaleByLearningRateState:
-    del params
-    return ScaleByLearningRateState(step=zero_step())
+def _recorded(value: float | Array) -> Array:
+    """A learning rate as a strongly typed floating scalar (the same type at init and update)."""
+    x = jnp.asarray(value)
+    if not jnp.issubdtype(x.dtype, jnp.inexact):
+        x = x.astype(jnp.result_type(float))
+    return jnp.asarray(x, x.dtype)  # an explicit dtype drops the weak type of a Python number
 
 
 def scale_by_learning_rate(
@@ -339,7 +379,9 @@ def scale_by_learning_rate(
     This is the last step of every optimizer (gradient *descent*). A constant learning rate (a
     number or a possibly traced scalar array) is one multiplication per leaf; a schedule ``lr_t =
     schedule(t)`` is evaluated at the number of updates done so far, ``t = 0, 1, ...``, which the
-    state counts in both cases.
+    state counts in both cases. The state also records the learning rate of the next update
+    (``lr_0`` after ``init``, ``lr_{t+1}`` after the update with ``lr_t``), which
+    :func:`~functrain.optim.current_learning_rate` reads.
 
     Args:
         learning_rate: a number >= 0, a scalar array or a :class:`~functrain.typing.Schedule`.
@@ -356,20 +398,29 @@ def scale_by_learning_rate(
         >>> state = tx.init({"w": jnp.ones(1)})
         >>> for _ in range(3):
         ...     u, state = tx.update({"w": jnp.ones(1)}, state)
-        >>> u["w"].tolist(), int(state.step)
-        ([-0.25], 3)
+        >>> u["w"].tolist(), int(state.step), float(state.learning_rate)
+        ([-0.25], 3, 0.125)
     """
     _validate.check_hyperparameter(learning_rate, "scale_by_learning_rate", "learning_rate",
                                    low=0.0)
 
-    def update(
-        updates: PyTree, state: ScaleByLearningRateState, params: PyTree | None = None
-    ) -> tuple[PyTree, ScaleByLearningRateState]:
+    def init(params: PyTree) -> ScaleByLearningRateState:
         del params
+        step = zero_step()
+        return ScaleByLearningRateState(step, _recorded(value_at(learning_rate, step)))
+
+    def update(
+        updates: PyTree, state: ScaleByLearningRateState, params: PyTree | None = None,
+        **extra_args: Any,
+    ) -> tuple[PyTree, ScaleByLearningRateState]:
+        del params, extra_args
         # A Python number stays weakly typed; an array or a schedule's value is cast to each
         # leaf's dtype (the scalar, not the leaf), so low-precision updates stay low precision.
         neg = -value_at(learning_rate, state.step)
         new = tree_map(lambda g: like(neg, g) * g, updates)
-        return new, ScaleByLearningRateState(step=increment(state.step))
+        step = increment(state.step)
+        # The record is the next update's rate: a constant as is, a schedule at the new step
+        # (a few scalar operations); the update above never reads it.
+        return new, ScaleByLearningRateState(step, _recorded(value_at(learning_rate, step)))
 
-    return GradientTransformation(_init_step, update)
+    return GradientTransformation(init, update)

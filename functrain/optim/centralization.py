@@ -7,6 +7,8 @@ pass unchanged.
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax.numpy as jnp
 
 from functrain import _validate
@@ -61,9 +63,9 @@ def centralize(output_axis: int = -1) -> GradientTransformation[EmptyState]:
         return g - jnp.mean(g, axis=tuple(a for a in range(g.ndim) if a != unit), keepdims=True)
 
     def update(
-        updates: PyTree, state: EmptyState, params: PyTree | None = None
+        updates: PyTree, state: EmptyState, params: PyTree | None = None, **extra_args: Any
     ) -> tuple[PyTree, EmptyState]:
-        del params
+        del params, extra_args
         return tree_map(centered, updates), state
 
     return GradientTransformation(init_empty_state, update)

@@ -8,6 +8,8 @@ refuses complex gradients (a complex number has no order to clip by).
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax.numpy as jnp
 
 from functrain import _validate
@@ -65,9 +67,9 @@ def clip_by_global_norm(max_norm: float | Array) -> GradientTransformation[Empty
                                    low_open=True, schedule_ok=False)
 
     def update(
-        updates: PyTree, state: EmptyState, params: PyTree | None = None
+        updates: PyTree, state: EmptyState, params: PyTree | None = None, **extra_args: Any
     ) -> tuple[PyTree, EmptyState]:
-        del params
+        del params, extra_args
         norm = tree_global_norm(updates)
         keep = norm <= max_norm
 
@@ -133,9 +135,9 @@ def clip_by_value(
         lo, hi = min_value, max_value
 
     def update(
-        updates: PyTree, state: EmptyState, params: PyTree | None = None
+        updates: PyTree, state: EmptyState, params: PyTree | None = None, **extra_args: Any
     ) -> tuple[PyTree, EmptyState]:
-        del params
+        del params, extra_args
         for path, g in tree_leaves_with_path(updates):
             if jnp.iscomplexobj(g):
                 _validate.fail(fn, f"updates{path}", "real (complex values have no order to clip "
@@ -179,9 +181,9 @@ def clip_by_block_norm(max_norm: float | Array) -> GradientTransformation[EmptyS
         return g / jnp.maximum(1.0, norm / like(max_norm, norm))
 
     def update(
-        updates: PyTree, state: EmptyState, params: PyTree | None = None
+        updates: PyTree, state: EmptyState, params: PyTree | None = None, **extra_args: Any
     ) -> tuple[PyTree, EmptyState]:
-        del params
+        del params, extra_args
         return tree_map(clip, updates), state
 
     return GradientTransformation(init_empty_state, update)
@@ -220,9 +222,9 @@ def clip_by_block_rms(max_rms: float | Array) -> GradientTransformation[EmptySta
         return g / jnp.maximum(1.0, rms / like(max_rms, rms))
 
     def update(
-        updates: PyTree, state: EmptyState, params: PyTree | None = None
+        updates: PyTree, state: EmptyState, params: PyTree | None = None, **extra_args: Any
     ) -> tuple[PyTree, EmptyState]:
-        del params
+        del params, extra_args
         return tree_map(clip, updates), state
 
     return GradientTransformation(init_empty_state, update)
@@ -311,8 +313,9 @@ def adaptive_grad_clip(
         return jnp.where(g_norm < max_norm, g, clipped)
 
     def update(
-        updates: PyTree, state: EmptyState, params: PyTree | None = None
+        updates: PyTree, state: EmptyState, params: PyTree | None = None, **extra_args: Any
     ) -> tuple[PyTree, EmptyState]:
+        del extra_args
         return tree_map(clip, updates, require_params(fn, updates, params)), state
 
     return GradientTransformation(init_empty_state, update)

@@ -8,7 +8,7 @@ weights for evaluation) are in :mod:`functrain.train.averaging`.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from functrain import _validate
 from functrain._tree import tree_map, tree_zeros_like
@@ -76,9 +76,9 @@ def ema(decay: ScalarOrSchedule, debias: bool = True) -> GradientTransformation[
         return EmaState(zero_step(), tree_zeros_like(params))
 
     def update(
-        updates: PyTree, state: EmaState, params: PyTree | None = None
+        updates: PyTree, state: EmaState, params: PyTree | None = None, **extra_args: Any
     ) -> tuple[PyTree, EmaState]:
-        del params
+        del params, extra_args
         _validate.check_same_structure(state.ema, updates, fn, "updates",
                                        "state.ema (the params given to init)")
         d = value_at(decay, state.step)

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 
 from functrain import _validate
 from functrain._tree import tree_leaves, tree_map, tree_where
+from functrain.optim._extra_args import forward_extra_args
 from functrain.optim._hyper import increment, zero_step
 from functrain.optim.base import GradientTransformation
 from functrain.typing import Array, ArrayLike, DType, PyTree
@@ -125,17 +126,19 @@ def skip_nonfinite(
     _validate.check_transformation(inner, fn, "inner")
     limit = None if max_consecutive is None else _validate.check_int(
         max_consecutive, fn, "max_consecutive", low=1)
+    inner_update = forward_extra_args(inner.update)
 
     def init(params: PyTree) -> SkipNonfiniteState[S]:
         return SkipNonfiniteState(inner.init(params), zero_step(), zero_step(), zero_step(),
                                   jnp.asarray(False))
 
     def update(
-        updates: PyTree, state: SkipNonfiniteState[S], params: PyTree | None = None
+        updates: PyTree, state: SkipNonfiniteState[S], params: PyTree | None = None,
+        **extra_args: Any,
     ) -> tuple[PyTree, SkipNonfiniteState[S]]:
         finite = all_finite(updates)
         ok = jnp.logical_and(finite, jnp.logical_not(state.diverged))
-        new_updates, new_inner = inner.update(updates, state.inner_state, params)
+        new_updates, new_inner = inner_update(updates, state.inner_state, params, **extra_args)
         out = tree_map(lambda u: jnp.where(ok, u, jnp.zeros_like(u)), new_updates)
         kept: S = tree_where(ok, new_inner, state.inner_state)
         skipped = jnp.where(ok, state.skipped_steps, increment(state.skipped_steps))
@@ -318,6 +321,7 @@ def accumulate_gradients(
     else:
         k_const = _validate.check_int(every_k, fn, "every_k", low=1)
         k_of = lambda s: k_const  # noqa: E731
+    inner_update = forward_extra_args(inner.update)
 
     def init(params: PyTree) -> AccumulateGradientsState[S]:
         mean = tree_map(lambda p: jnp.zeros(jnp.shape(p), _accumulator_dtype(jnp.asarray(p))),
@@ -325,7 +329,8 @@ def accumulate_gradients(
         return AccumulateGradientsState(zero_step(), mean, inner.init(params), zero_step())
 
     def update(
-        updates: PyTree, state: AccumulateGradientsState[S], params: PyTree | None = None
+        updates: PyTree, state: AccumulateGradientsState[S], params: PyTree | None = None,
+        **extra_args: Any,
     ) -> tuple[PyTree, AccumulateGradientsState[S]]:
         _validate.check_same_structure(state.grad_mean, updates, fn, "updates",
                                        "state.grad_mean (the params given to init)")
@@ -335,7 +340,7 @@ def accumulate_gradients(
         grads = tree_map(lambda a, g: a.astype(g.dtype), mean, updates)
 
         def step() -> tuple[PyTree, S]:
-            out, new_inner = inner.update(grads, state.inner_state, params)
+            out, new_inner = inner_update(grads, state.inner_state, params, **extra_args)
             # Gradients wider than the params (f32 on bf16/f16) widen an inner state such as
             # adam's moments; keep its dtypes, so both branches agree (as optax.MultiSteps).
             kept: S = tree_map(lambda n, o: n if n.dtype == o.dtype else n.astype(o.dtype),

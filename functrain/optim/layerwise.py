@@ -95,8 +95,9 @@ def scale_by_trust_ratio(
         return u * jnp.where(zero, jnp.ones((), p.dtype), ratio)
 
     def update(
-        updates: PyTree, state: EmptyState, params: PyTree | None = None
+        updates: PyTree, state: EmptyState, params: PyTree | None = None, **extra_args: Any
     ) -> tuple[PyTree, EmptyState]:
+        del extra_args
         return tree_map(scaled, updates, require_params(fn, updates, params)), state
 
     return GradientTransformation(init_empty_state, update)

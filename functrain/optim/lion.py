@@ -7,7 +7,7 @@ Conventions follow optax exactly, so results match ``optax`` to float rounding.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax.numpy as jnp
 
@@ -91,9 +91,9 @@ def scale_by_lion(
         return ScaleByLionState(zero_step(), tree_zeros_like(params))
 
     def update(
-        updates: PyTree, state: ScaleByLionState, params: PyTree | None = None
+        updates: PyTree, state: ScaleByLionState, params: PyTree | None = None, **extra_args: Any
     ) -> tuple[PyTree, ScaleByLionState]:
-        del params
+        del params, extra_args
         _validate.check_same_structure(state.mu, updates, fn, "updates",
                                        "state.mu (the params given to init)")
         beta1, beta2 = value_at(b1, state.step), value_at(b2, state.step)

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 
 from functrain import _validate
 from functrain._tree import tree_map, tree_where
+from functrain.optim._extra_args import forward_extra_args
 from functrain.optim._hyper import increment, like, value_at, zero_step
 from functrain.optim.base import GradientTransformation, TransformationLike, require_params
 from functrain.typing import Array, PyTree, ScalarOrSchedule
@@ -98,16 +99,18 @@ def lookahead(inner: TransformationLike, sync_period: int, alpha: ScalarOrSchedu
     k = _validate.check_int(sync_period, fn, "sync_period", low=1)
     _validate.check_hyperparameter(alpha, fn, "alpha", low=0.0, high=1.0)
     _validate.check_bool(reset_state, fn, "reset_state")
+    inner_update = forward_extra_args(inner.update)
 
     def init(params: PyTree) -> LookaheadState[Any]:
         slow = tree_map(lambda p: jnp.array(p, copy=True), params)  # its own buffers (donation)
         return LookaheadState(zero_step(), zero_step(), slow, inner.init(params))
 
     def update(
-        updates: PyTree, state: LookaheadState[Any], params: PyTree | None = None
+        updates: PyTree, state: LookaheadState[Any], params: PyTree | None = None,
+        **extra_args: Any,
     ) -> tuple[PyTree, LookaheadState[Any]]:
         params = require_params(fn, updates, params)
-        fast_updates, inner_state = inner.update(updates, state.inner_state, params)
+        fast_updates, inner_state = inner_update(updates, state.inner_state, params, **extra_args)
         sync = state.since_sync == k - 1
         a = value_at(alpha, state.step)
 

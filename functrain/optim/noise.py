@@ -7,7 +7,7 @@ The PRNG key lives in the state and is split at every step, never drawn from a h
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -94,9 +94,9 @@ def add_noise(
         return AddNoiseState(zero_step(), key)
 
     def update(
-        updates: PyTree, state: AddNoiseState, params: PyTree | None = None
+        updates: PyTree, state: AddNoiseState, params: PyTree | None = None, **extra_args: Any
     ) -> tuple[PyTree, AddNoiseState]:
-        del params
+        del params, extra_args
         t = increment(state.step)
         std = jnp.sqrt(value_at(eta, state.step) / t**gamma)
         next_key, sample_key = jax.random.split(state.key)

@@ -34,6 +34,7 @@ import numpy as np
 
 from functrain import _validate
 from functrain._tree import tree_leaves, tree_map
+from functrain.optim._extra_args import forward_extra_args
 from functrain.optim.base import EmptyState, GradientTransformation, TransformationLike, identity
 from functrain.optim.weight_decay import _is_mask_function
 from functrain.typing import PyTree
@@ -115,18 +116,19 @@ def _masked(who: str, name: str, inner: TransformationLike, mask: PyTree
             ) -> GradientTransformation[MaskedState[Any]]:
     if not _is_mask_function(mask):
         _resolve(who, name, mask, None)  # a mask tree is checked now, a function at init
+    inner_update = forward_extra_args(inner.update)
 
     def init(params: PyTree) -> MaskedState[Any]:
         mask_tree = _resolve(who, name, mask, params)
         return MaskedState(inner.init(_hide(who, name, params, mask_tree)))
 
     def update(
-        updates: PyTree, state: MaskedState[Any], params: PyTree | None = None
+        updates: PyTree, state: MaskedState[Any], params: PyTree | None = None, **extra_args: Any
     ) -> tuple[PyTree, MaskedState[Any]]:
         mask_tree = _resolve(who, name, mask, updates)
         hidden_params = None if params is None else _hide(who, name, params, mask_tree)
-        new, inner_state = inner.update(_hide(who, name, updates, mask_tree), state.inner_state,
-                                        hidden_params)
+        new, inner_state = inner_update(_hide(who, name, updates, mask_tree), state.inner_state,
+                                        hidden_params, **extra_args)
         return _merge(mask_tree, new, updates), MaskedState(inner_state)
 
     return GradientTransformation(init, update)
@@ -222,9 +224,9 @@ def freeze(mask: PyTree, inner: TransformationLike | None = None
     train = _masked("freeze", "mask", inner, trainable)
 
     def update(
-        updates: PyTree, state: MaskedState[Any], params: PyTree | None = None
+        updates: PyTree, state: MaskedState[Any], params: PyTree | None = None, **extra_args: Any
     ) -> tuple[PyTree, MaskedState[Any]]:
-        new, state = train.update(updates, state, params)
+        new, state = train.update(updates, state, params, **extra_args)
         frozen = _resolve("freeze", "mask", mask, updates)
         return _merge(frozen, tree_map(jnp.zeros_like, updates), new), state
 
@@ -312,11 +314,12 @@ def partition(
         return PartitionState({group: part.init(params) for group, part in parts.items()})
 
     def update(
-        updates: PyTree, state: PartitionState, params: PyTree | None = None
+        updates: PyTree, state: PartitionState, params: PyTree | None = None, **extra_args: Any
     ) -> tuple[PyTree, PartitionState]:
         new_states: dict[Hashable, MaskedState[Any]] = {}
         for group, part in parts.items():  # each leaf is transformed by its own group only
-            updates, new_states[group] = part.update(updates, state.inner_states[group], params)
+            updates, new_states[group] = part.update(updates, state.inner_states[group], params,
+                                                     **extra_args)
         return updates, PartitionState(new_states)
 
     return GradientTransformation(init, update)

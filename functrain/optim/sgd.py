@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple, overload
+from typing import Any, NamedTuple, overload
 
 import jax.numpy as jnp
 
@@ -102,9 +102,9 @@ def trace(decay: ScalarOrSchedule, nesterov: bool = False) -> GradientTransforma
         return TraceState(step=zero_step(), trace=tree_zeros_like(params))
 
     def update(
-        updates: PyTree, state: TraceState, params: PyTree | None = None
+        updates: PyTree, state: TraceState, params: PyTree | None = None, **extra_args: Any
     ) -> tuple[PyTree, TraceState]:
-        del params
+        del params, extra_args
         _validate.check_same_structure(state.trace, updates, "trace", "updates",
                                        "state.trace (the params given to init)")
         d = value_at(decay, state.step)
@@ -138,9 +138,9 @@ def normalize_by_global_norm() -> GradientTransformation[EmptyState]:
     """
 
     def update(
-        updates: PyTree, state: EmptyState, params: PyTree | None = None
+        updates: PyTree, state: EmptyState, params: PyTree | None = None, **extra_args: Any
     ) -> tuple[PyTree, EmptyState]:
-        del params
+        del params, extra_args
         norm = tree_global_norm(updates)
         safe = jnp.where(norm > 0, norm, jnp.ones_like(norm))  # 0 / 1 = 0 for a zero gradient
         return tree_map(lambda g: g / safe.astype(g.dtype), updates), state

@@ -145,8 +145,10 @@ def add_decayed_weights(
     is_zero = isinstance(weight_decay, (int, float)) and weight_decay == 0.0
 
     def update(
-        updates: PyTree, state: AddDecayedWeightsState, params: PyTree | None = None
+        updates: PyTree, state: AddDecayedWeightsState, params: PyTree | None = None,
+        **extra_args: Any,
     ) -> tuple[PyTree, AddDecayedWeightsState]:
+        del extra_args
         params = require_params(fn, updates, params)
         new_state = AddDecayedWeightsState(step=increment(state.step))
         if is_zero:

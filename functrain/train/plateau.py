@@ -80,14 +80,24 @@ class ReduceOnPlateauState(NamedTuple):
 class ScaleByPlateauState(NamedTuple):
     """State of :func:`scale_by_plateau`: the multiplier applied to every update.
 
+    Its :attr:`learning_rate_scale` marks it as a learning-rate scale for
+    :func:`functrain.optim.current_learning_rate`, which multiplies it in.
+
     Example:
         >>> opt = ft.optim.chain(ft.optim.sgd(1.0), ft.train.scale_by_plateau())
         >>> opt_state = opt.init({"w": jnp.zeros(2)})
         >>> isinstance(opt_state[-1], ft.train.ScaleByPlateauState), float(opt_state[-1].scale)
         (True, 1.0)
+        >>> float(opt_state[-1].learning_rate_scale)
+        1.0
     """
 
     scale: Array
+
+    @property
+    def learning_rate_scale(self) -> Array:
+        """The factor on the learning rate: ``scale`` (scaling the update scales the rate)."""
+        return self.scale
 
 
 @dataclass(frozen=True)
@@ -237,9 +247,9 @@ def scale_by_plateau() -> GradientTransformation[ScaleByPlateauState]:
         del params
         return ScaleByPlateauState(scale=jnp.ones((), jnp.float32))
 
-    def update(updates: PyTree, state: ScaleByPlateauState,
-               params: PyTree | None = None) -> tuple[PyTree, ScaleByPlateauState]:
-        del params
+    def update(updates: PyTree, state: ScaleByPlateauState, params: PyTree | None = None,
+               **extra_args: Any) -> tuple[PyTree, ScaleByPlateauState]:
+        del params, extra_args
         return _tree.tree_scale(updates, state.scale), state
 
     return GradientTransformation(init, update)
