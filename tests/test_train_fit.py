@@ -60,7 +60,7 @@ def _mlp(hidden: int, n_out: int, fancy: bool = False) -> layers.Layer:
     return layers.serial(layers.Dense(hidden), layers.Relu, layers.Dense(n_out))
 
 
-def _setup(model: layers.Layer, opt: optim.GradientTransformation[Any], n_in: int = 8,
+def _setup(model: layers.Layer, opt: optim.TransformationLike, n_in: int = 8,
            seed: int = 1) -> tuple[TrainState[Any, Any, Any], TrainStep, EvalStep]:
     params, mstate, _ = model.init(jax.random.key(seed), (-1, n_in))
     state = init_train_state(params, mstate, opt)
@@ -103,7 +103,7 @@ def test_fit_batchnorm_dropout_adam_cosine_reaches_97_percent_with_restore_best(
     es = early_stopping(patience=4, restore_best=True)
     key = jax.random.key(5)
     state, hist = fit(step, state0, train_data, key, epochs=epochs, batch_size=bs, eval_step=eval_step,
-                      val_data=val_data, early_stopping=es, learning_rate=schedule, progress=False)
+                      val_data=val_data, early_stopping=es, progress=False)
     acc = evaluate(eval_step, state, test, batch_size=128)["accuracy"]
     assert float(acc) >= 0.97, float(acc)
 
@@ -128,8 +128,7 @@ def test_fit_is_repeatable_leaves_the_callers_state_intact_and_records_the_sched
     state0, step, _ = _setup(_mlp(16, 4), optim.sgd(schedule))
     before = [np.asarray(x).copy() for x in jax.tree_util.tree_leaves(state0)]
     forty: Any = np.int64(40)  # (annotated int: NumPy ints are accepted at runtime)
-    a, hist = fit(step, state0, data, jax.random.key(3), epochs=3, batch_size=forty,
-                  learning_rate=schedule, progress=False)
+    a, hist = fit(step, state0, data, jax.random.key(3), epochs=3, batch_size=forty, progress=False)
     b, _ = fit(step, state0, data, jax.random.key(3), epochs=3, batch_size=40, progress=False)
     for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))  # bitwise the same run
@@ -206,8 +205,7 @@ def test_progress_lines_without_tqdm(monkeypatch: pytest.MonkeyPatch, capsys: py
     small = _data(64)
     state, step, eval_step = _small()
     monkeypatch.setitem(sys.modules, "tqdm.auto", None)  # makes "from tqdm.auto import tqdm" fail
-    fit(step, state, small, jax.random.key(0), epochs=2, batch_size=32, eval_step=eval_step, val_data=small,
-        learning_rate=0.1)
+    fit(step, state, small, jax.random.key(0), epochs=2, batch_size=32, eval_step=eval_step, val_data=small)
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2
     assert err[1].startswith("epoch 2/2: loss=") and "accuracy=" in err[1] and "val_loss=" in err[1]
@@ -398,3 +396,29 @@ def test_issue_16_stops_a_diverging_fit_at_the_predicted_step() -> None:
                                                     r"the optimizer's skip_nonfinite guard reached its max_consecutive"):
         fit(make_train_step(_threshold_loss, opt), state, data, jax.random.key(0), epochs=5, batch_size=2,
             progress=False)
+
+
+def test_the_learning_rate_is_read_from_the_optimizer_state_and_the_old_argument_is_deprecated() -> None:
+    """fit shows and records the rate the optimizer state holds (issue 15); learning_rate= warns."""
+    data = _data(120)
+    schedule = optim.schedules.exponential_decay(0.4, 0.5, transition_steps=3, staircase=True)
+    state0, step, _ = _setup(_mlp(16, 4), optim.sgd(schedule))
+    _, hist = fit(step, state0, data, jax.random.key(3), epochs=3, batch_size=40, progress=False)
+    assert hist.learning_rate is not None  # 3 steps per epoch: the rate halves every epoch
+    np.testing.assert_allclose(hist.learning_rate, [0.2, 0.1, 0.05], rtol=1e-6)
+    with pytest.warns(DeprecationWarning, match="fit: argument 'learning_rate' is deprecated"):
+        _, old = fit(step, state0, data, jax.random.key(3), epochs=3, batch_size=40,
+                     learning_rate=123.0, progress=False)
+    assert old.learning_rate is not None
+    np.testing.assert_allclose(old.learning_rate, hist.learning_rate)  # the state wins
+    import optax
+
+    opt = optax.sgd(0.3)  # an optax optimizer state holds no functrain learning rate
+    state1, step1, _ = _setup(_mlp(16, 4), opt)
+    _, none = fit(step1, state1, data, jax.random.key(3), epochs=2, batch_size=40, progress=False)
+    assert none.learning_rate is None
+    with pytest.warns(DeprecationWarning, match="holds none, so the given value is used"):
+        _, given = fit(step1, state1, data, jax.random.key(3), epochs=2, batch_size=40,
+                       learning_rate=0.3, progress=False)
+    assert given.learning_rate is not None
+    np.testing.assert_allclose(given.learning_rate, [0.3, 0.3])

@@ -302,8 +302,7 @@ _SOAK_SCRIPT = textwrap.dedent("""
 
     fit_module._fit_epoch_jit = sampled
     ft.train.fit(step, state, data, jax.random.key(0), epochs=10000, batch_size=4, eval_step=eval_step,
-                 val_data=data, early_stopping=ft.train.early_stopping(10**6), learning_rate=schedule,
-                 progress=False)
+                 val_data=data, early_stopping=ft.train.early_stopping(10**6), progress=False)
     print(rss[1000], rss[10000])
 """)
 

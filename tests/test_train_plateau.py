@@ -178,7 +178,7 @@ def test_fit_with_plateau_reduces_the_learning_rate_by_the_rule() -> None:
     eval_step = make_eval_step(classifier_loss(model.apply, train=False))
     rule = reduce_on_plateau(factor=0.5, patience=1, min_delta=0.05, min_scale=0.01)
     out, hist = fit(step, state, train, jax.random.key(1), epochs=12, batch_size=50, eval_step=eval_step,
-                    val_data=val, plateau=rule, learning_rate=5e-2, progress=False)
+                    val_data=val, plateau=rule, progress=False)
     ref = _reference_scales([float(v) for v in hist.val["loss"]], 0.5, 1, 0.05, 0, 0.01)
     np.testing.assert_allclose(hist.lr_scale, ref, rtol=1e-6)
     assert min(ref) < 1.0  # the test exercises at least one reduction

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from functrain import _tree, _validate
+from functrain.optim.hyperparams import current_learning_rate
 from functrain.train.epoch import batch_indices
 from functrain.typing import PRNGKey, PyTree, ScalarOrSchedule
 
@@ -73,10 +74,24 @@ def summary(train: Mapping[str, float], val: Mapping[str, float], lr: float | No
 
 
 def lr_at(learning_rate: ScalarOrSchedule | None, step: int, scale: float) -> float | None:
+    """The rate a (deprecated) ``fit(learning_rate=...)`` describes at ``step``, times ``scale``."""
     if learning_rate is None:
         return None
     base = learning_rate(jnp.asarray(step, jnp.int32)) if callable(learning_rate) else learning_rate
     return float(np.asarray(base)) * scale
+
+
+def state_lr(opt_state: PyTree) -> float | None:
+    """The learning rate of the next update, read from the optimizer state; None if it has none.
+
+    :func:`functrain.optim.current_learning_rate` (schedules, traced values and the
+    reduce-on-plateau scale included); ``None`` for an optimizer state without exactly one
+    functrain learning rate (an optax optimizer, or parameter groups with several rates).
+    """
+    try:
+        return float(np.asarray(current_learning_rate(opt_state)))
+    except ValueError:
+        return None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -112,8 +127,10 @@ class Column:
 class Records:
     """The host-side records of a :func:`fit` call, turned into a ``History`` at the end."""
 
-    def __init__(self, learning_rate: ScalarOrSchedule | None, step_count: int) -> None:
-        self.learning_rate = learning_rate
+    def __init__(self, learning_rate: ScalarOrSchedule | None, step_count: int,
+                 from_state: bool) -> None:
+        self.learning_rate = learning_rate  # the deprecated fit(learning_rate=...), a fallback
+        self.from_state = from_state  # the optimizer state holds the learning rate
         self.step_count = step_count  # the train state's step before the next epoch
         self.epochs, self.seconds, self.skipped = Column(), Column(), Column()
         self.lr_scale, self.lrs = Column(), Column()
@@ -121,8 +138,9 @@ class Records:
         self.val: dict[str, Column] = {}
         self.stopped_epoch: int | None = None
 
-    def add(self, epoch: int, m: Any, seconds: float) -> str:
-        """Record one epoch's host metrics ``m`` (an ``EpochMetrics`` of NumPy values); progress text."""
+    def add(self, epoch: int, m: Any, seconds: float, opt_state: PyTree) -> str:
+        """Record one epoch's host metrics ``m`` (an ``EpochMetrics`` of NumPy values) and the
+        learning rate ``opt_state`` holds for the next update; return the progress text."""
         self.step_count = int(m.step)
         self.epochs.append(epoch)
         self.seconds.append(seconds)
@@ -132,7 +150,7 @@ class Records:
         for columns, values in ((self.train, m.train), (self.val, m.val)):
             for name, value in values.items():
                 columns.setdefault(name, Column()).append(np.asarray(value)[()])
-        lr = lr_at(self.learning_rate, self.step_count, scale)
+        lr = state_lr(opt_state) if self.from_state else lr_at(self.learning_rate, self.step_count, scale)
         if lr is not None:
             self.lrs.append(lr)
         return summary({k: float(v) for k, v in m.train.items()},
@@ -145,7 +163,8 @@ class Records:
             "train": {name: c.array() for name, c in self.train.items()},
             "val": {name: c.array() for name, c in self.val.items()},
             "lr_scale": self.lr_scale.array(np.float32),
-            "learning_rate": self.lrs.array(np.float64) if self.learning_rate is not None else None,
+            "learning_rate": (self.lrs.array(np.float64)
+                              if self.from_state or self.learning_rate is not None else None),
             "skipped_updates": self.skipped.array(np.int64),
             "seconds": self.seconds.array(np.float64),
         }

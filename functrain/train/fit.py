@@ -45,9 +45,11 @@ class History:
         train: training metrics, each ``(E,)`` (``"loss"``, ``"grad_norm"``, ...).
         val: validation metrics, each ``(E,)`` (empty without validation data).
         lr_scale: ``(E,)`` the reduce-on-plateau scale after each epoch (1 without plateau).
-        learning_rate: ``(E,)`` the learning rate at the end of each epoch
-            (``learning_rate(step) * lr_scale``) when ``fit`` was given ``learning_rate``,
-            else ``None``.
+        learning_rate: ``(E,)`` the learning rate in effect at the end of each epoch (the rate
+            of the next update), read from the optimizer state with
+            :func:`functrain.optim.current_learning_rate`: schedules and the reduce-on-plateau
+            scale included. ``None`` when the optimizer state holds no single functrain learning
+            rate (an optax optimizer, or parameter groups with different rates).
         skipped_updates: ``(E,)`` the updates of each epoch that a non-finite guard
             (``functrain.optim.skip_nonfinite`` or ``optax.apply_if_finite``) skipped, read from
             the guard's own counters (:func:`functrain.optim.skipped_updates`); zeros without a
@@ -68,7 +70,7 @@ class History:
         >>> state = ft.train.init_train_state(params, model_state, opt)
         >>> data = (jnp.ones((8, 3)), jnp.zeros(8, jnp.int32))
         >>> _, history = ft.train.fit(step, state, data, jax.random.key(1), epochs=2, batch_size=4,
-        ...                           learning_rate=0.5, progress=False)
+        ...                           progress=False)
         >>> history.epoch.tolist(), history.train["loss"].shape, history.learning_rate.tolist()
         ([0, 1], (2,), [0.5, 0.5])
         >>> history.val, history.best_epoch, history.stopped_epoch, history.skipped_updates.tolist()
@@ -223,7 +225,7 @@ def _host_loop(run: _Run, fit_state: FitState[TS], records: host.Records, bar: h
         m = jax.device_get(m)
         seconds = time.perf_counter() - t0
         _check_epoch(run, m, epoch, records.step_count, fit_state)
-        bar.update(epoch, records.add(epoch, m, seconds))
+        bar.update(epoch, records.add(epoch, m, seconds, fit_state.train_state.opt_state))
         if run.checkpoint_path is not None:
             save_checkpoint(run.checkpoint_path, fit_state)
         if fit_state.early_stopping is not None and bool(fit_state.early_stopping.stopped):
@@ -358,8 +360,10 @@ def fit(
             :func:`~functrain.train.scale_by_plateau`).
         monitor: the metric watched by early stopping and plateau (see
             :class:`~functrain.train.FitOptions`).
-        learning_rate: the optimizer's base learning rate or schedule, used only to display
-            and record the effective learning rate; ``None`` shows the plateau scale instead.
+        learning_rate: deprecated (a ``DeprecationWarning``): the learning rate displayed and
+            recorded in ``History.learning_rate`` is read from the optimizer state
+            (:func:`functrain.optim.current_learning_rate`). Only for an optimizer state that
+            holds none (e.g. an optax optimizer) is this value (or schedule) still used.
         progress: show progress (a tqdm bar when installed, else one line per epoch on stderr).
         checkpoint_path: if given, the :class:`~functrain.train.FitState` is saved there
             (atomically) after every epoch; its directory must exist and be writable.
@@ -418,7 +422,13 @@ def fit(
         run = _Run(step, train_data, key, options, val_data, n_epochs, n_batches, path, on_no_update)
         fit_state = _start(run, state, resume, who)
         start = int(fit_state.epoch)
-        records = host.Records(learning_rate, int(fit_state.train_state.step))
+        from_state = host.state_lr(fit_state.train_state.opt_state) is not None
+        if learning_rate is not None:
+            warnings.warn("fit: argument 'learning_rate' is deprecated: the learning rate shown and "
+                          "recorded is read from the optimizer state"
+                          + ("" if from_state else " (this optimizer state holds none, so the "
+                             "given value is used)"), DeprecationWarning, stacklevel=2)
+        records = host.Records(learning_rate, int(fit_state.train_state.step), from_state)
         bar = host.Progress(progress, n_epochs, start)
         try:
             fit_state, interrupted = _host_loop(run, fit_state, records, bar, interrupt)
