@@ -81,7 +81,7 @@ def parse_args(p: argparse.ArgumentParser, argv: list[str] | None) -> argparse.N
     A process that already chose a cache directory (the test suite does) keeps it.
     """
     args = p.parse_args(argv)
-    if not jax.config.jax_compilation_cache_dir:
+    if not getattr(jax.config, "jax_compilation_cache_dir", None):
         compilation_cache.enable()
     return args
 
@@ -143,15 +143,17 @@ def load_split(*, feature_range: tuple[float, float] | None = (-1.0, 1.0), valid
 
 def fit_run(step: train.TrainStep, train_state: train.TrainState[Any, Any, Any], train_data: PyTree,
             key: PRNGKey, *, epochs: int, batch_size: int = 32, eval_step: train.EvalStep | None = None,
-            val_data: PyTree = None,
-            eval_batch_size: int | None = None) -> tuple[train.TrainState[Any, Any, Any], train.EpochMetrics]:
+            val_data: PyTree = None, eval_batch_size: int | None = None,
+            early_stopping: train.EarlyStopping | None = None,
+            ) -> tuple[train.TrainState[Any, Any, Any], train.EpochMetrics]:
     """Train for ``epochs`` shuffled epochs in one ``lax.scan``, evaluating ``val_data`` after each.
 
-    Pure and traceable (use it inside ``jit``/``vmap``). Returns the final train state and the
-    per-epoch metrics (``metrics.train[name]``, ``metrics.val[name]``: ``(epochs,)`` arrays).
+    Pure and traceable (use it inside ``jit``/``vmap``). Returns the final train state (with an
+    ``early_stopping`` rule that restores, the best epoch's parameters) and the per-epoch metrics
+    (``metrics.train[name]``, ``metrics.val[name]``: ``(epochs,)`` arrays).
     """
     options = train.FitOptions(batch_size=batch_size, eval_step=eval_step,
-                               eval_batch_size=eval_batch_size)
+                               eval_batch_size=eval_batch_size, early_stopping=early_stopping)
     fit_state = train.init_fit_state(train_state, options)
     fit_state, metrics = train.fit_scan(step, fit_state, train_data, key, options, epochs=epochs,
                                         val_data=val_data)
@@ -166,7 +168,12 @@ def _epoch_steps(step: train.TrainStep, state: train.TrainState[Any, Any, Any], 
     order = jax.random.permutation(k_perm, train_data[0].shape[0])[:n]
     batches = jax.tree_util.tree_map(lambda a: a[order].reshape(-1, batch_size, *a.shape[1:]), train_data)
     keys = jax.random.split(k_steps, n // batch_size)
-    return lax.scan(lambda s, xs: step(s, xs[0], xs[1]), state, (batches, keys))
+
+    def one(s: train.TrainState[Any, Any, Any], xs: tuple[XY, Array]) -> tuple[Any, dict[str, Array]]:
+        s, metrics = step(s, xs[0], xs[1])
+        return s, dict(metrics)
+
+    return lax.scan(one, state, (batches, keys))
 
 
 def watch_run(step: train.TrainStep, train_state: train.TrainState[Any, Any, Any], train_data: XY,

@@ -3,7 +3,8 @@
 A deep ReLU MLP (six hidden layers of 64) trained by plain SGD with a too-large learning rate
 (1.0): most steps have a gradient norm near 1, but now and then a step's norm spikes 10-100x. One
 such step at learning rate 1 throws the weights far away; the next gradients are larger still
-(up to ~1e11, or NaN), the ReLUs die and the run ends at chance accuracy. Clipping the global gradient norm to ``theta`` (Pascanu et al. 2013),
+(up to ~1e11, or NaN), the ReLUs die and the run ends at chance accuracy. Clipping the global
+gradient norm to ``theta`` (Pascanu et al. 2013),
 
     g <- g                    if ||g|| <= theta
     g <- theta * g / ||g||    otherwise,
@@ -102,8 +103,8 @@ def plot(args: Any, configs: dict[str, tuple[float, float]], norms: dict[str, np
     fig, axes = plotting.panels(1, 5, width=4.0, height=4.0)
     for ax, name in zip(axes, names):
         theta = configs[name][1]
-        plot_steps(ax, norms[name], title=name, ylabel="global gradient norm (before clipping)",
-                   lines={f"theta = {theta:g}": theta} if np.isfinite(theta) else {"theta = 1": 1.0, "theta = 10": 10.0},
+        lines = {f"theta = {theta:g}": theta} if np.isfinite(theta) else {"theta = 1": 1.0, "theta = 10": 10.0}
+        plot_steps(ax, norms[name], title=name, ylabel="global gradient norm (before clipping)", lines=lines,
                    steps_per_epoch=steps_per_epoch)
     plotting.plot_curves({name: accuracy[g] for g, name in enumerate(configs)}, title="Test accuracy per epoch",
                          ylabel="test accuracy", ax=axes[4])
