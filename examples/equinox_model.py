@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     assert isinstance(trained, eqx.nn.MLP)  # a regular equinox module again
     (default, _), (he, _) = results.values()
     print(verdict(default["accuracy"], he["accuracy"],
-                  claim=f"He initialization beats equinox's default on a {DEPTH}-hidden-layer MLP").line)
+                  claim=f"He initialization beats equinox's default on a deep MLP ({DEPTH} hidden layers)").line)
 
     args.out.mkdir(parents=True, exist_ok=True)
     fig = plotting.plot_curves({name: np.where(m.active, m.val["loss"], np.nan) for name, (_, m) in results.items()},
