@@ -37,6 +37,12 @@ from functrain.typing import Array, Metrics, PRNGKey, PyTree
 DEPTH = 8
 
 
+def stacked(models: list[eqx.nn.MLP]) -> PyTree:
+    """The trainable arrays of several models, stacked along a leading seed axis."""
+    return jax.tree_util.tree_map(lambda *a: jnp.stack(a), *[eqx.partition(m, eqx.is_inexact_array)[0]
+                                                             for m in models])
+
+
 def main(argv: list[str] | None = None) -> None:
     """Train deep eqx.nn.MLPs with equinox's and He's initialization over seeds; compare."""
     args = parse_args(parser(__doc__, seeds=5, epochs=30), argv)
@@ -53,11 +59,6 @@ def main(argv: list[str] | None = None) -> None:
     last = reinitialized[0].layers[-1].weight
     print(f"re-initialized output layer: weight {tuple(last.shape)}, std {float(jnp.std(last)):.3f} "
           f"(He for 64 inputs: {float(np.sqrt(2 / 64)):.3f})")
-
-    def stacked(ms: list[eqx.nn.MLP]) -> PyTree:
-        """The trainable arrays of several models, stacked along a leading seed axis."""
-        return jax.tree_util.tree_map(lambda *a: jnp.stack(a), *[eqx.partition(m, eqx.is_inexact_array)[0]
-                                                                 for m in ms])
 
     def loss_fn(params: PyTree, model_state: PyTree, batch: tuple[Array, Array],
                 key: PRNGKey) -> tuple[Array, tuple[PyTree, Metrics]]:

@@ -11,7 +11,7 @@ gradient norm to ``theta`` (Pascanu et al. 2013),
 
 bounds every step by ``lr * theta`` without changing its direction. The threshold has to sit near
 the typical norm, not near the spikes: ``theta = 1`` cuts every spike, ``theta = 10`` (the other
-value the lesson suggests) lets the biggest ones through and barely helps here. The honest
+value the lesson suggests) lets the biggest ones through and does not help here. The honest
 alternative is to "just lower the learning rate": at ``lr / 3`` some runs still explode; at
 ``lr / 10`` they are stable and end about as well as with clipping. Clipping keeps the large
 rate for the typical steps and only shortens the rare spikes; a lower rate shortens every step.

@@ -3,10 +3,10 @@
 A correction to the lesson first: with ``n`` inputs of unit variance, ``N(0, 1)`` weights give an
 output of standard deviation ``sqrt(n)`` (a sum of ``n`` independent unit-variance terms), not
 ``n``; the script measures it. So ``N(0, 1)`` weights multiply the scale by about ``sqrt(n)`` per
-layer: 8x for 64 inputs, ~1e18 after 20 layers. ``gaussian`` (``N(0, 1/n)``, LeCun) and
-Xavier/Glorot (``N(0, 2/(n_in + n_out))``) keep a linear or tanh network's scale, but a ReLU
-zeroes half its inputs and halves the variance per layer: ~1e-3 after 20 layers (the signal
-vanishes). He (``N(0, 2/n_in)``) doubles the variance to make up for it and keeps a ReLU network
+layer: 8x for 64 inputs (5.7x through a ReLU), ~1e15 after 20 ReLU layers. ``gaussian``
+(``N(0, 1/n)``, LeCun) and Xavier/Glorot (``N(0, 2/(n_in + n_out))``) keep a linear or tanh
+network's scale, but a ReLU zeroes half its inputs and halves the variance per layer: ~1e-3 after
+20 layers (the signal vanishes). He (``N(0, 2/n_in)``) doubles the variance to make up for it and keeps a ReLU network
 at 1 through any depth. The distribution's shape does not matter, its variance does: the
 uniform ``U(-a, a)`` has variance ``a^2 / 3``, so ``he_uniform`` (``a = sqrt(6 / n_in)``) acts like
 ``he_normal``, while the lesson's plain ``uniform`` with a fixed ``a = 0.05`` (variance 8e-4, far
@@ -153,9 +153,9 @@ def plot(args: Any, signals: dict[str, dict[str, SignalPropagation]], final: dic
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.legend(fontsize="x-small", loc="lower left")
     caption(fig, f"Each panel has its own axis. Through {depth} layers of {width} units, N(0,1) explodes (off the "
-                 "top), the fixed uniform(0.05) vanishes (off the bottom). With tanh, Xavier decays slowly (to ~0.2) and "
-                 "He holds near 1; with ReLU, Xavier halves the variance per layer (to ~1e-3) while He, normal or "
-                 "uniform alike, stays at 1, forward and backward.", width=130)
+                 "top), the fixed uniform(0.05) vanishes (off the bottom). With tanh, Xavier decays slowly (to "
+                 "~0.2) and He holds near 1; with ReLU, Xavier halves the variance per layer (to ~1e-3) while He, "
+                 "normal or uniform alike, stays at 1, forward and backward.", width=130)
     plotting.save_figure(fig, args.out / "initialization_signal.png")
     fig, panels = plotting.panels(1, 2, width=6.5, height=3.8)
     for ax, (act_name, scores) in zip(panels, final.items()):

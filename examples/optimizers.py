@@ -21,7 +21,7 @@ gradient by its global norm; that is normalized SGD (``optim.normalized_sgd``). 
 gradients, so rarely updated weights get larger steps. Both rows are in the table.
 
 What it shows: at its best rate every optimizer reaches about the same accuracy (within noise).
-The difference is the range: Adam and RMSProp reach >= 0.94 from 3e-4 to 3e-2, around their usual
+The difference is the range: Adam and RMSProp reach ~0.94 or more from 3e-4 to 3e-2, around their usual
 default 1e-3, and still learn a lot 10x below it, so their mean over the grid is the highest; plain
 SGD needs its rate within half a decade of its best (0.1-0.3) and collapses above it. Momentum's
 good range is about as wide as Adam's, but 10x lower than SGD's (its effective rate is
