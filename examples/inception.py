@@ -2,16 +2,24 @@
 
 Each Inception block (Szegedy et al., "Going Deeper with Convolutions", CVPR 2015) runs four
 branches on the same input -- a 1x1 convolution; 1x1 then 3x3; 1x1 then 5x5; 3x3 max pooling then
-1x1 -- and concatenates their channels: ``serial(parallel(b1, b2, b3, b4), Concatenate)``.
+1x1 -- and concatenates their channels: ``serial(parallel(b1, b2, b3, b4), Concatenate)``. The
+lesson calls Inception (and ResNet) "self-adjusting": the next layer weighs the branches, so the
+network picks its receptive field (1, 3 or 5 pixels) per feature.
 
-    python examples/inception.py            # 300 steps
-    python examples/inception.py --quick    # a few steps, for smoke tests
+It trains to convergence with the budget shared by the architecture examples (Adam, cosine decay
+from 3e-3 over 10 epochs, 3 seeds; see ``convnet.py``) and is compared with the MLP baseline of
+``convnet.py``. What it shows: on 8x8 digits the branches buy nothing measurable over the MLP
+(within noise), and the inception net ends a little below the lesson's small convnet (0.974 against
+0.984 in the recorded run): the images are too small for a choice of receptive field to matter,
+and a bigger, more flexible architecture is not automatically better for a small dataset.
+
+    python examples/inception.py [--quick] [--seeds N] [--epochs N]
 """
 
 from __future__ import annotations
 
 import jax
-from convnet import train_on_digits  # examples/convnet.py, next to this file
+from convnet import mlp_baseline, train_models  # examples/convnet.py, next to this file
 
 from functrain.initializers import he_normal
 from functrain.layers import (
@@ -57,12 +65,14 @@ def build_model() -> Layer:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Train the network on the digits and print shapes, losses and the test accuracy."""
+    """Train the inception net and the MLP baseline; print the table and the verdict."""
     def first_block() -> None:
         _, _, block_shape = inception_block(8, 8, 16, 4, 8, 8).init(jax.random.key(0), (-1, 8, 8, 16))
         print(f"first inception block: (-1, 8, 8, 16) -> {block_shape}")
 
-    train_on_digits(build_model(), argv, steps=300, lr=0.1, doc=__doc__ or "", preface=first_block)
+    train_models({"MLP 64-128-10 (baseline)": mlp_baseline(), "inception net": build_model()}, argv,
+                 doc=__doc__ or "", claim="the inception net beats an MLP on the digit images", preface=first_block)
+
 
 if __name__ == "__main__":
     main()
