@@ -59,6 +59,7 @@ EXPECTED: dict[str, tuple[list[str], list[str]]] = {
                        "test accuracy"], ["equinox_model.png"]),
 }
 LAYER_EXAMPLES = {"convnet", "resnet", "inception"}  # tested by tests/test_examples_layers.py (no figures)
+CANON_EXAMPLES = {"bag_of_tricks", "lr_find", "mnist_dropout"}  # tested by tests/test_examples_canon.py
 
 # The verdicts of every lesson example at its defaults, in the order it prints them: what the
 # README's examples table records (a recorded run on 2 CPU cores). digits_quickstart makes no claim.
@@ -92,8 +93,10 @@ def common() -> ModuleType:
 
 def test_every_example_is_tested_and_described() -> None:
     scripts = {p.stem for p in EXAMPLES.glob("*.py") if not p.stem.startswith("_")}
-    assert scripts - LAYER_EXAMPLES == set(EXPECTED), "add new examples to EXPECTED (or remove stale entries)"
-    assert set(DOCUMENTED) == scripts - {"digits_quickstart"}
+    lesson = scripts - CANON_EXAMPLES
+    assert lesson - LAYER_EXAMPLES == set(EXPECTED), "add new examples to EXPECTED (or remove stale entries)"
+    assert set(DOCUMENTED) == lesson - {"digits_quickstart"}
+    assert CANON_EXAMPLES <= scripts
     readme = (EXAMPLES / "README.md").read_text()
     for name in scripts:
         assert f"{name}.py" in readme, f"examples/README.md does not describe {name}.py"
