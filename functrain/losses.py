@@ -132,6 +132,7 @@ def softmax_cross_entropy(
     labels: Int[Array, "*batch"] | Float[Array, "*batch classes"],
     *,
     reduction: Reduction = "mean",
+    label_smoothing: float | Array = 0.0,
 ) -> Array:
     """Softmax cross-entropy between logits and labels, computed with ``log_softmax``.
 
@@ -150,12 +151,18 @@ def softmax_cross_entropy(
             (or soft, rows summing to 1) targets.
         reduction: ``"mean"`` over examples (default), ``"sum"``, or ``"none"`` for the
             ``(*batch,)`` per-example losses.
+        label_smoothing: ``eps`` in ``[0, 1]`` (may be traced): the targets become
+            ``(1 - eps) y + eps / C`` (Szegedy et al., "Rethinking the Inception Architecture",
+            CVPR 2016), the same as ``optax.smooth_labels``; it composes with soft targets such as
+            :func:`functrain.data.mixup`'s. Computed as ``(1 - eps) loss_y + eps * mean_c(-log p_c)``
+            without building the smoothed targets; ``0`` (default) adds nothing.
 
     Returns:
         A scalar (``"mean"``/``"sum"``) or the ``(*batch,)`` per-example losses.
 
     Raises:
-        ValueError: if the labels' shape does not fit the logits, or ``reduction`` is unknown.
+        ValueError: if the labels' shape does not fit the logits, ``reduction`` is unknown or a
+            concrete ``label_smoothing`` is outside ``[0, 1]``.
         TypeError: if the logits are not floating or the labels neither integer nor floating.
 
     Example:
@@ -167,9 +174,12 @@ def softmax_cross_entropy(
         >>> one_hot = jax.nn.one_hot(labels, 3)
         >>> round(float(ft.losses.softmax_cross_entropy(logits, one_hot)), 4)
         0.6691
+        >>> round(float(ft.losses.softmax_cross_entropy(logits, labels, label_smoothing=0.1)), 4)
+        0.7357
     """
     who = "softmax_cross_entropy"
     reduction = _check_reduction(reduction, who)
+    _validate.check_number(label_smoothing, who, "label_smoothing", low=0.0, high=1.0)
     logits = _as_array(logits, "logits", who)
     labels = _as_array(labels, "labels", who)
     _check_logits(logits, who)
@@ -183,6 +193,9 @@ def softmax_cross_entropy(
     else:
         # 0 * log_p is 0 because log_p is finite: no 0 * (-inf) NaN.
         per_example = -jnp.sum(labels.astype(log_p.dtype) * log_p, axis=-1)
+    if not (isinstance(label_smoothing, (int, float)) and label_smoothing == 0):
+        eps = jnp.asarray(label_smoothing, log_p.dtype)
+        per_example = (1 - eps) * per_example - eps * jnp.mean(log_p, axis=-1)
     return _reduce(per_example, reduction)
 
 

@@ -224,3 +224,30 @@ def test_shape_checks_run_at_trace_time_only() -> None:
     assert len(traces) == 1
     with pytest.raises(ValueError, match=r"argument 'labels' must be an array of shape \(3,\)"):
         step(z, jnp.zeros((2,), jnp.int32))  # a new shape re-traces, and the check catches it
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.1, 0.5, 1.0])
+def test_label_smoothing_equals_optax_smoothed_cross_entropy(eps: float) -> None:
+    """Issue 17: softmax_cross_entropy(label_smoothing=eps) == optax.smooth_labels + CE (rel 1e-6)."""
+    import optax
+
+    rng = np.random.default_rng(0)
+    logits = jnp.asarray(rng.normal(size=(16, 7)) * 3, jnp.float32)
+    labels = jnp.asarray(rng.integers(0, 7, 16))
+    soft = jnp.asarray(rng.dirichlet(np.ones(7), 16), jnp.float32)  # e.g. mixup targets
+    for targets, ours_labels in ((jax.nn.one_hot(labels, 7), labels), (soft, soft)):
+        want = optax.softmax_cross_entropy(logits, optax.smooth_labels(targets, eps))
+        got = losses.softmax_cross_entropy(logits, ours_labels, label_smoothing=eps, reduction="none")
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-6, atol=1e-6)
+    traced = jax.jit(lambda e: losses.softmax_cross_entropy(logits, labels, label_smoothing=e))
+    np.testing.assert_allclose(float(traced(jnp.float32(eps))),
+                               float(losses.softmax_cross_entropy(logits, labels, label_smoothing=eps)),
+                               rtol=1e-6)
+    bad = losses.softmax_cross_entropy(logits, labels.at[0].set(7), label_smoothing=eps, reduction="none")
+    assert np.isnan(float(bad[0]))  # an out-of-range label stays NaN, smoothed or not
+
+
+def test_label_smoothing_outside_the_unit_interval_is_refused() -> None:
+    z = jnp.zeros((2, 3))
+    with pytest.raises(ValueError, match=r"softmax_cross_entropy: argument 'label_smoothing' must be in \[0, 1\], got 1.5"):
+        losses.softmax_cross_entropy(z, jnp.array([0, 1]), label_smoothing=1.5)
