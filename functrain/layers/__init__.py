@@ -69,7 +69,8 @@ from functrain.layers.base import (
     JoinInitFn,
     Layer,
 )
-from functrain.layers.combinators import Concatenate, Identity, Residual, ResidualParams, parallel, serial
+from functrain.layers.combinators import Concatenate, Identity, parallel, serial
+from functrain.layers.residual import Residual, ResidualParams, zero_last_batch_norm_scale
 from functrain.layers.conv import (
     Conv1D,
     Conv2D,
@@ -194,4 +195,5 @@ __all__ = [
     "weight_norm_conv1d",
     "weight_norm_conv2d",
     "weight_norm_dense",
+    "zero_last_batch_norm_scale",
 ]

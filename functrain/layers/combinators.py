@@ -7,9 +7,7 @@
   :data:`Concatenate` joins such a tuple along the channel (last) axis. Inception-style blocks are
   ``serial(parallel(branch_1, branch_2, ...), Concatenate)``; inside :func:`serial` a
   ``parallel(...)`` must be followed directly by a join.
-* :func:`Residual` adds a skip connection, ``y = P x + f(x)`` (He et al., "Deep Residual Learning for
-  Image Recognition", CVPR 2016), where ``P`` is the identity when ``f`` keeps the shape and a learned
-  projection otherwise (a dense layer for ``(N, C)`` inputs, a strided 1x1 convolution for images).
+* (:func:`~functrain.layers.Residual`, the skip connection, is in :mod:`functrain.layers.residual`.)
 * :data:`Identity` passes its input through.
 
 A layer's error ends with its position (``...; at serial layer 2 of 5``); when ``params``/``state``
@@ -36,25 +34,19 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator, Sequence
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from functrain import _validate
-from functrain.initializers import glorot_uniform, zeros
 from functrain.layers._geometry import check_input_shape, fmt
 from functrain.layers._diagnose import MISMATCH, diagnose, shape_of
 from functrain.layers.base import Branches, Join, Layer, stateless
-from functrain.layers.conv import ConvParams, apply_conv, init_conv
-from functrain.layers.dense import DenseParams, apply_dense, init_dense
-from functrain.typing import Array, Initializer, PRNGKey, PyTree, Shape
+from functrain.typing import Array, PRNGKey, PyTree, Shape
 
 __all__ = [
     "Concatenate",
     "Identity",
-    "Residual",
-    "ResidualParams",
     "parallel",
     "serial",
 ]
@@ -314,136 +306,3 @@ Inputs ``(N, ..., C_i)`` must agree on every axis but the last; the output is ``
 
 Identity: Layer = stateless("Identity", lambda x: x)
 """Layer returning its input unchanged (``params = state = ()``)."""
-
-
-class ResidualParams(NamedTuple):
-    """Parameters of a :func:`Residual` block.
-
-    Attributes:
-        body: the parameters of the wrapped layer ``f``.
-        projection: ``()`` for an identity shortcut, else ``DenseParams`` (``(N, C)`` inputs) or
-            ``ConvParams`` of a 1x1 convolution (images and sequences).
-
-    Example:
-        >>> block = ft.layers.Residual(ft.layers.Dense(6))  # 4 -> 6 features: a dense projection
-        >>> params, state, _ = block.init(jax.random.key(0), (-1, 4))
-        >>> isinstance(params, ft.layers.ResidualParams), params.projection.w.shape
-        (True, (4, 6))
-    """
-
-    body: PyTree
-    projection: PyTree
-
-
-def _shortcut_strides(in_shape: Sequence[int], out_shape: Sequence[int], who: str, name: str,
-                      got: object) -> tuple[int, ...]:
-    """Strides of the 1x1 projection (``SAME`` padding) mapping ``in`` spatial sizes onto ``out``."""
-    strides = []
-    for n_in, n_out in zip(in_shape[1:-1], out_shape[1:-1], strict=True):
-        s = max(1, math.ceil(n_in / n_out))
-        if math.ceil(n_in / s) != n_out:
-            _validate.fail(who, name, "an input whose spatial sizes a strided 1x1 convolution maps onto "
-                           f"the body's output {fmt(out_shape)} (use padding='SAME' in the body)", got,
-                           detail=f"spatial {n_in} -> {n_out}")
-        strides.append(s)
-    return tuple(strides)
-
-
-def _projection_kind(in_shape: Shape, out_shape: Shape, who: str) -> str:
-    if len(in_shape) != len(out_shape) or (in_shape[0] != out_shape[0]):
-        _validate.fail(who, "input_shape", "a shape that the body maps to the same rank and batch size",
-                       in_shape, detail=f"the body returns {fmt(out_shape)}")
-    if in_shape == out_shape:
-        return "identity"
-    if len(in_shape) == 2:
-        return "dense"
-    if len(in_shape) not in (3, 4, 5):
-        _validate.fail(who, "input_shape", "(N, C), (N, W, C), (N, H, W, C) or (N, D, H, W, C) when the "
-                       "body changes the shape (a projection shortcut is needed)", in_shape,
-                       detail=f"the body returns {fmt(out_shape)}")
-    _shortcut_strides(in_shape, out_shape, who, "input_shape", in_shape)
-    return "conv"
-
-
-def Residual(  # noqa: N802 (layer constructor)
-    layer: Layer,
-    *,
-    projection_init: Initializer = glorot_uniform(),
-) -> Layer:
-    """A residual block ``y = P x + f(x)`` around ``layer = f`` (He et al. 2016).
-
-    ``P`` is the identity when ``f`` keeps the input's shape. Otherwise ``P`` is learned and chosen at
-    ``init`` from the shapes: a dense layer ``C_in -> C_out`` for ``(N, C)`` inputs, else a 1x1
-    convolution ``C_in -> C_out`` with stride ``ceil(S_in / S_out)`` per spatial axis and ``SAME``
-    padding (He et al.'s "option B" projection shortcut).
-
-    ``params`` is :class:`ResidualParams` ``(body, projection)``; ``state`` is the body's state; the
-    key is passed to the body unchanged.
-
-    Args:
-        layer: the residual branch ``f`` (typically a ``serial(...)``).
-        projection_init: kernel initializer of the projection, if one is needed; default
-            ``glorot_uniform()`` (biases zero).
-
-    Returns:
-        The layer.
-
-    Raises:
-        TypeError: ``layer`` is not a :class:`Layer`; at ``apply``, when the body fails on
-            ``params``/``state`` without the structure ``init`` gives (e.g. the two swapped).
-        ValueError: at ``init``, a body that changes the rank or batch size, or whose spatial output
-            a strided 1x1 convolution cannot reach.
-
-    Example:
-        >>> body = ft.layers.serial(ft.layers.Conv2D(8, 3, stride=2), ft.layers.Relu,
-        ...                         ft.layers.Conv2D(8, 3))
-        >>> block = ft.layers.Residual(body)  # the shortcut is a 1x1 convolution with stride 2
-        >>> params, state, out_shape = block.init(jax.random.key(0), (-1, 8, 8, 3))
-        >>> out_shape, params.projection.w.shape
-        ((-1, 4, 4, 8), (1, 1, 3, 8))
-    """
-    who = "Residual"
-    if not isinstance(layer, Layer):
-        _not_a_layer(who, "layer", "a Layer (e.g. serial(Dense(10), Relu))", layer)
-    _validate.check_callable(projection_init, who, "projection_init",
-                             "an initializer (e.g. initializers.he_normal())")
-
-    def init(key: PRNGKey, input_shape: Sequence[int]) -> tuple[PyTree, PyTree, Shape]:
-        shape = check_input_shape(input_shape, who, min_rank=2)
-        k_body, k_proj = jax.random.split(key)
-        body_params, body_state, out = layer.init(k_body, shape)
-        out = tuple(out)
-        kind = _projection_kind(shape, out, who)
-        projection: PyTree = ()
-        if kind == "dense":
-            projection = init_dense(k_proj, shape[-1], out[-1], w_init=projection_init, b_init=zeros())
-        elif kind == "conv":
-            spatial = len(shape) - 2
-            projection = init_conv(k_proj, shape[-1], out[-1], (1,) * spatial, spatial=spatial,
-                                   w_init=projection_init, b_init=zeros(), dtype=jnp.float32, who=who)
-        return ResidualParams(body_params, projection), body_state, out
-
-    def apply(params: PyTree, state: PyTree, x: Array, *, key: PRNGKey | None = None,
-              train: bool) -> tuple[Array, PyTree]:
-        try:
-            body_params, projection = params
-            y, new_state = layer.apply(body_params, state, x, key=key, train=train)
-        except Exception as e:
-            diagnose(who, init, shape_of(x), params, state,
-                      [(".body", "params", "the body"), (".projection", "params", "the shortcut"),
-                       ("", "state", "the body")], e)
-            raise
-        if isinstance(projection, DenseParams):
-            shortcut = apply_dense(projection, x, who=who)
-        elif isinstance(projection, ConvParams):
-            strides = _shortcut_strides(x.shape, y.shape, who, "x", x)
-            shortcut = apply_conv(projection, x, spatial=x.ndim - 2, stride=strides, padding="SAME",
-                                  who=who, batched_only=True)
-        else:
-            shortcut = x
-        if shortcut.shape != y.shape:
-            _validate.fail(who, "x", "an input of the shape the block was initialized for", x,
-                           detail=f"the shortcut gives {fmt(shortcut.shape)}, the body {fmt(y.shape)}")
-        return shortcut + y, new_state
-
-    return Layer(init, apply)
