@@ -26,6 +26,7 @@ from jax import lax
 from jaxtyping import Float
 
 from functrain import _validate
+from functrain.layers._tiled_pool import tiled_pool
 from functrain.layers._geometry import (
     PaddingLike,
     PadSpec,
@@ -91,6 +92,22 @@ def _pool(kind: str, x: Array, window: int | Sequence[int], stride: int | Sequen
                          layout=axes if batched_only else f"{axes} or ({axes[4:]} for one example")
     spatial_output(tuple(x.shape[-k - 1:-1]), win, strides, (1,) * k, pads, who=who, name="x",
                    what="window", got=x)
+    if win != strides:
+        return _window_pool(kind, x, win, strides, pads)
+
+    def tiled(xx: Array) -> Array:
+        return tiled_pool(kind, xx, win, pads)
+
+    def stock(xx: Array) -> Array:
+        return _window_pool(kind, xx, win, strides, pads)
+
+    y: Array = lax.platform_dependent(x, cpu=tiled, default=stock)
+    return y
+
+
+def _window_pool(kind: str, x: Array, win: tuple[int, ...], strides: tuple[int, ...], pads: PadSpec) -> Array:
+    """Pooling as one ``lax.reduce_window`` (the stock lowering; any window, stride and padding)."""
+    k = len(win)
     dims, steps, full_pads = _full(x.ndim, win), _full(x.ndim, strides), _full_pads(x.ndim, k, pads)
     if kind == "max":
         init = -np.inf if jnp.issubdtype(x.dtype, jnp.floating) else np.iinfo(x.dtype).min

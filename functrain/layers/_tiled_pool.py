@@ -1,0 +1,139 @@
+"""Pooling whose window equals its stride (non-overlapping tiles), as a reshape and a reduction.
+
+When the stride equals the window ``k`` along every spatial axis, the windows tile the (padded,
+cropped) input, so pooling is a reshape ``(..., o, k, ...)`` followed by a max or a sum over the
+``k`` axes. Its values are exactly those of ``lax.reduce_window`` (the same maxima and the same
+sums over the same elements), but its gradient is an elementwise select (max) or a broadcast
+(average) instead of XLA's ``select_and_scatter`` and window convolutions, which are slow on the CPU
+and slower still inside a ``lax.scan`` body.
+
+Geometry, per spatial axis of size ``n``: ``o`` outputs and a ``(low, high)`` adjustment so that
+``low + n + high = o k``: ``"VALID"`` gives ``o = n // k`` (the trailing ``n mod k`` elements,
+which no window covers, are cropped: ``high = -(n mod k)``); ``"SAME"`` gives ``o = ceil(n / k)``
+and pads ``o k - n`` cells, half (rounded down) before; explicit ``(lo, hi)`` pads ``lo`` before
+and keeps ``o = (n + lo + hi) // k`` windows. Padded cells are ``-inf`` (max) or ``0`` (sum), as
+in ``lax.reduce_window``.
+
+Gradient of max pooling (ties): each window passes its output gradient to exactly one element, the
+*first* maximal element in row-major window order -- the element that ``lax.reduce_window``'s
+gradient (``select_and_scatter`` with ``>=``) selects on XLA's reference order. This is written as
+a ``jax.custom_jvp`` whose tangent is a chain of selects with a strict ``>`` (a later element wins
+only if it is larger), so it works under ``jit``, ``vmap``, ``jvp`` and higher-order derivatives.
+(``jnp.max``'s own gradient would instead split the gradient evenly among tied elements, which
+differs from the stock gradient whenever a window holds equal values, e.g. zeros after a ReLU.)
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from functrain.layers._geometry import PadSpec
+from functrain.typing import Array
+
+__all__ = ["tiled_pool"]
+
+
+def tile_geometry(sizes: tuple[int, ...], window: tuple[int, ...],
+                  pads: PadSpec) -> tuple[tuple[int, ...], tuple[tuple[int, int], ...]]:
+    """Output sizes and ``(low, high)`` pads (``high`` may be negative: a crop) of a tiled pool."""
+    outs, lohi = [], []
+    for axis, (n, k) in enumerate(zip(sizes, window, strict=True)):
+        if pads == "VALID":
+            lo, o = 0, n // k
+        elif pads == "SAME":
+            o = -(-n // k)
+            lo = (o * k - n) // 2
+        else:
+            lo = pads[axis][0]
+            o = (n + lo + pads[axis][1]) // k
+        outs.append(o)
+        lohi.append((lo, o * k - n - lo))
+    return tuple(outs), tuple(lohi)
+
+
+def _window_position(shape: tuple[int, ...], axes: tuple[int, ...]) -> Array:
+    """Each element's row-major position inside its window, int32, of shape 1 off the window axes.
+
+    Kept small (it broadcasts where it is used): a full-size iota would be hoisted out of a
+    training loop by XLA and held in memory for the whole epoch.
+    """
+    small = tuple(shape[a] if a in axes else 1 for a in range(len(shape)))
+    pos = jnp.zeros(small, jnp.int32)
+    for a in axes:
+        pos = pos * shape[a] + lax.broadcasted_iota(jnp.int32, small, a)
+    return pos
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+def max_tiles(xr: Array, axes: tuple[int, ...]) -> Array:
+    """``max`` over ``axes`` whose tangent is that of the first maximal element (see module docstring)."""
+    return lax.reduce_max(xr, axes)
+
+
+@max_tiles.defjvp
+def _max_tiles_jvp(axes: tuple[int, ...], primals: tuple[Array], tangents: tuple[Array]) -> tuple[Array, Array]:
+    """Tangent ``t[first argmax]``: a masked sum, whose transpose is one elementwise select.
+
+    ``first`` is the smallest window position holding the maximum, found by a max-reduction of
+    ``size - position`` over the maximal elements (float keys, exact for windows of < 2**24
+    elements; two reductions that XLA:CPU runs as fast vectorized reductions). A window whose
+    maximum is NaN matches no element and passes no gradient.
+    """
+    (xr,), (tr,) = primals, tangents
+    m = lax.reduce_max(xr, axes)
+    pos = _window_position(xr.shape, axes)
+    size = math.prod(xr.shape[a] for a in axes)
+    key = jnp.where(xr == lax.expand_dims(m, axes), (size - pos).astype(xr.dtype), jnp.zeros((), xr.dtype))
+    first = size - lax.reduce_max(key, axes).astype(jnp.int32)
+    chosen = pos == lax.expand_dims(first, axes)
+    return m, jnp.sum(jnp.where(chosen, tr, jnp.zeros((), tr.dtype)), axis=axes)
+
+
+def _counts(sizes: tuple[int, ...], window: tuple[int, ...], lohi: tuple[tuple[int, int], ...],
+            outs: tuple[int, ...]) -> np.ndarray:
+    """Number of real (unpadded) elements in each window, shape ``(*out, 1)`` (a trace-time constant).
+
+    Window ``i`` of an axis covers input positions ``[i k - low, (i + 1) k - low)``; padding is
+    separable, so the count is the product of the per-axis counts.
+    """
+    total = np.ones(())
+    for n, k, (lo, _), o in zip(sizes, window, lohi, outs, strict=True):
+        start = np.arange(o) * k - lo
+        per_axis = np.minimum(start + k, n) - np.maximum(start, 0)
+        total = np.multiply.outer(total, per_axis)
+    return total[..., None]
+
+
+def tiled_pool(kind: str, x: Array, window: tuple[int, ...], pads: PadSpec) -> Array:
+    """Max (``kind="max"``) or average pooling of ``x`` ``(*batch, *spatial, C)`` with stride = window.
+
+    The caller has checked that every window fits. Averages divide by the number of real
+    elements of each window (padding not counted).
+    """
+    k = len(window)
+    nb = x.ndim - k - 1
+    sizes = tuple(x.shape[nb:nb + k])
+    outs, lohi = tile_geometry(sizes, window, pads)
+    if kind == "max":
+        fill = -np.inf if jnp.issubdtype(x.dtype, jnp.floating) else np.iinfo(x.dtype).min
+    else:
+        fill = 0
+    config = [(0, 0, 0)] * nb + [(lo, hi, 0) for lo, hi in lohi] + [(0, 0, 0)]
+    xp = lax.pad(x, np.array(fill, x.dtype), config) if any(p != (0, 0) for p in lohi) else x
+    split = tuple(d for o, w in zip(outs, window, strict=True) for d in (o, w))
+    xr = xp.reshape(*x.shape[:nb], *split, x.shape[-1])
+    axes = tuple(nb + 2 * a + 1 for a in range(k))
+    if kind == "max":
+        if jnp.issubdtype(x.dtype, jnp.floating):
+            return max_tiles(xr, axes)
+        return lax.reduce_max(xr, axes)
+    summed = jnp.sum(xr, axis=axes)
+    if all(lo <= 0 and hi <= 0 for lo, hi in lohi):  # no padding (at most crops): full windows
+        return summed / math.prod(window)
+    return summed / jnp.asarray(_counts(sizes, window, lohi, outs), x.dtype)
