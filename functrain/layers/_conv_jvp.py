@@ -126,7 +126,7 @@ def _conv_jvp(strides: tuple[int, ...], pads: PadSpec, dil: tuple[int, ...], spa
     """``d conv(x, w) = conv(dx, w) + conv(x, dw)``, each written for XLA:CPU's fast paths on the CPU."""
     x, w = primals
     x_dot, w_dot = tangents
-    y = plain_conv(x, w, strides, pads, dil, spatial)
+    y = conv(x, w, strides, pads, dil, spatial)  # itself, so higher orders use these rules too
     has_x, has_w = not isinstance(x_dot, SymbolicZero), not isinstance(w_dot, SymbolicZero)
 
     def cpu(xx: Array, ww: Array, xd: Array, wd: Array) -> Array:

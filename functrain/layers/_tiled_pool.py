@@ -15,12 +15,15 @@ and keeps ``o = (n + lo + hi) // k`` windows. Padded cells are ``-inf`` (max) or
 in ``lax.reduce_window``.
 
 Gradient of max pooling (ties): each window passes its output gradient to exactly one element, the
-*first* maximal element in row-major window order -- the element that ``lax.reduce_window``'s
-gradient (``select_and_scatter`` with ``>=``) selects on XLA's reference order. This is written as
-a ``jax.custom_jvp`` whose tangent is a chain of selects with a strict ``>`` (a later element wins
-only if it is larger), so it works under ``jit``, ``vmap``, ``jvp`` and higher-order derivatives.
-(``jnp.max``'s own gradient would instead split the gradient evenly among tied elements, which
-differs from the stock gradient whenever a window holds equal values, e.g. zeros after a ReLU.)
+*first* maximal element in row-major window order. That is the element the stock gradient of
+``lax.reduce_window`` (``select_and_scatter`` with ``>=``) selects on XLA:CPU, so the gradients are
+equal there even with ties (tested); XLA leaves the order unspecified, so on other backends the
+stock gradient may pick another of the tied elements (this module is used on the CPU only). A
+window whose maximum is NaN passes no gradient. ``jnp.max``'s own gradient would instead split
+the gradient evenly among tied elements, which differs from the stock gradient whenever a window
+holds equal values (e.g. zeros after a ReLU). The rule is a ``jax.custom_jvp`` whose tangent is a
+masked sum (its transpose, the gradient, is one elementwise select), so it works under ``jit``,
+``vmap``, ``jvp`` and higher-order derivatives.
 """
 
 from __future__ import annotations
@@ -86,7 +89,7 @@ def _max_tiles_jvp(axes: tuple[int, ...], primals: tuple[Array], tangents: tuple
     maximum is NaN matches no element and passes no gradient.
     """
     (xr,), (tr,) = primals, tangents
-    m = lax.reduce_max(xr, axes)
+    m = max_tiles(xr, axes)  # itself, so higher orders keep the first-max rule
     pos = _window_position(xr.shape, axes)
     size = math.prod(xr.shape[a] for a in axes)
     key = jnp.where(xr == lax.expand_dims(m, axes), (size - pos).astype(xr.dtype), jnp.zeros((), xr.dtype))
