@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -37,27 +38,49 @@ import numpy as np
 from jax import lax
 
 from functrain.layers._geometry import PadSpec
-from functrain.typing import Array
+from functrain.typing import Array, DTypeLike
 
 __all__ = ["tiled_pool"]
 
 
+def stock_pads(sizes: tuple[int, ...], window: tuple[int, ...], pads: PadSpec) -> tuple[tuple[int, int], ...]:
+    """The ``(low, high)`` padding ``lax.reduce_window`` uses with stride = window (all ``>= 0``)."""
+    if pads == "VALID":
+        return ((0, 0),) * len(window)
+    if pads == "SAME":
+        return tuple(lax.padtype_to_pads(sizes, window, window, "SAME"))
+    return tuple(pads)
+
+
 def tile_geometry(sizes: tuple[int, ...], window: tuple[int, ...],
-                  pads: PadSpec) -> tuple[tuple[int, ...], tuple[tuple[int, int], ...]]:
-    """Output sizes and ``(low, high)`` pads (``high`` may be negative: a crop) of a tiled pool."""
-    outs, lohi = [], []
-    for axis, (n, k) in enumerate(zip(sizes, window, strict=True)):
-        if pads == "VALID":
-            lo, o = 0, n // k
-        elif pads == "SAME":
-            o = -(-n // k)
-            lo = (o * k - n) // 2
-        else:
-            lo = pads[axis][0]
-            o = (n + lo + pads[axis][1]) // k
-        outs.append(o)
-        lohi.append((lo, o * k - n - lo))
-    return tuple(outs), tuple(lohi)
+                  pads: tuple[tuple[int, int], ...]) -> tuple[tuple[int, ...], tuple[tuple[int, int], ...]]:
+    """Output sizes and the ``(low, high)`` pads (``high < 0``: a crop) that make the tiles exact."""
+    outs = tuple((n + lo + hi) // k for n, k, (lo, hi) in zip(sizes, window, pads, strict=True))
+    return outs, tuple((lo, o * k - n - lo) for n, k, (lo, _), o in zip(sizes, window, pads, outs, strict=True))
+
+
+def _tiles(x: Array, window: tuple[int, ...], pads: tuple[tuple[int, int], ...],
+           fill: float | int) -> tuple[Array, tuple[int, ...]]:
+    """``x`` ``(*batch, *spatial, C)`` padded with ``fill`` (or cropped) to whole tiles and reshaped to
+    ``(*batch, o_1, k_1, ..., C)``; and the ``k`` axes."""
+    k = len(window)
+    nb = x.ndim - k - 1
+    outs, lohi = tile_geometry(tuple(x.shape[nb:nb + k]), window, pads)
+    if any(p != (0, 0) for p in lohi):
+        config = [(0, 0, 0)] * nb + [(lo, hi, 0) for lo, hi in lohi] + [(0, 0, 0)]
+        x = lax.pad(x, np.array(fill, x.dtype), config)
+    split = tuple(d for o, w in zip(outs, window, strict=True) for d in (o, w))
+    return x.reshape(*x.shape[:nb], *split, x.shape[-1]), tuple(nb + 2 * a + 1 for a in range(k))
+
+
+def _reduce_window(x: Array, init: float | int, op: Callable[[Array, Array], Array], window: tuple[int, ...],
+                   pads: tuple[tuple[int, int], ...]) -> Array:
+    """The stock ``lax.reduce_window`` with stride = window (the value of the tiled ops)."""
+    nb = x.ndim - len(window) - 1
+    dims = (1,) * nb + window + (1,)
+    y: Array = lax.reduce_window(x, np.array(init, x.dtype), op, dims, dims,
+                                 ((0, 0),) * nb + pads + ((0, 0),))
+    return y
 
 
 def _window_position(shape: tuple[int, ...], axes: tuple[int, ...]) -> Array:
@@ -73,29 +96,50 @@ def _window_position(shape: tuple[int, ...], axes: tuple[int, ...]) -> Array:
     return pos
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
-def max_tiles(xr: Array, axes: tuple[int, ...]) -> Array:
-    """``max`` over ``axes`` whose tangent is that of the first maximal element (see module docstring)."""
-    return lax.reduce_max(xr, axes)
+def _lowest(dtype: DTypeLike) -> float | int:
+    return -np.inf if jnp.issubdtype(dtype, jnp.floating) else int(np.iinfo(dtype).min)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
+def max_tiles(x: Array, window: tuple[int, ...], pads: tuple[tuple[int, int], ...]) -> Array:
+    """Max pooling with stride = window: the stock value, the first-max tangent (module docstring)."""
+    return _reduce_window(x, _lowest(x.dtype), lax.max, window, pads)
 
 
 @max_tiles.defjvp
-def _max_tiles_jvp(axes: tuple[int, ...], primals: tuple[Array], tangents: tuple[Array]) -> tuple[Array, Array]:
+def _max_tiles_jvp(window: tuple[int, ...], pads: tuple[tuple[int, int], ...], primals: tuple[Array],
+                   tangents: tuple[Array]) -> tuple[Array, Array]:
     """Tangent ``t[first argmax]``: a masked sum, whose transpose is one elementwise select.
 
     ``first`` is the smallest window position holding the maximum, found by a max-reduction of
     ``size - position`` over the maximal elements (float keys, exact for windows of < 2**24
-    elements; two reductions that XLA:CPU runs as fast vectorized reductions). A window whose
-    maximum is NaN matches no element and passes no gradient.
+    elements; a reshape and a reduction that XLA:CPU runs vectorized). A window whose maximum is
+    NaN matches no element and passes no gradient.
     """
-    (xr,), (tr,) = primals, tangents
-    m = max_tiles(xr, axes)  # itself, so higher orders keep the first-max rule
+    (x,), (t,) = primals, tangents
+    m = max_tiles(x, window, pads)  # itself, so higher orders keep the first-max rule
+    xr, axes = _tiles(x, window, pads, _lowest(x.dtype))
     pos = _window_position(xr.shape, axes)
-    size = math.prod(xr.shape[a] for a in axes)
+    size = math.prod(window)
     key = jnp.where(xr == lax.expand_dims(m, axes), (size - pos).astype(xr.dtype), jnp.zeros((), xr.dtype))
     first = size - lax.reduce_max(key, axes).astype(jnp.int32)
     chosen = pos == lax.expand_dims(first, axes)
+    tr, _ = _tiles(t, window, pads, 0)
     return m, jnp.sum(jnp.where(chosen, tr, jnp.zeros((), tr.dtype)), axis=axes)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
+def sum_tiles(x: Array, window: tuple[int, ...], pads: tuple[tuple[int, int], ...]) -> Array:
+    """Sum pooling with stride = window: the stock value; tangent (and gradient) through a reshape."""
+    return _reduce_window(x, 0, lax.add, window, pads)
+
+
+@sum_tiles.defjvp
+def _sum_tiles_jvp(window: tuple[int, ...], pads: tuple[tuple[int, int], ...], primals: tuple[Array],
+                   tangents: tuple[Array]) -> tuple[Array, Array]:
+    (x,), (t,) = primals, tangents
+    tr, axes = _tiles(t, window, pads, 0)
+    return sum_tiles(x, window, pads), jnp.sum(tr, axis=axes)
 
 
 def _counts(sizes: tuple[int, ...], window: tuple[int, ...], lohi: tuple[tuple[int, int], ...],
@@ -120,23 +164,12 @@ def tiled_pool(kind: str, x: Array, window: tuple[int, ...], pads: PadSpec) -> A
     elements of each window (padding not counted).
     """
     k = len(window)
-    nb = x.ndim - k - 1
-    sizes = tuple(x.shape[nb:nb + k])
-    outs, lohi = tile_geometry(sizes, window, pads)
+    sizes = tuple(x.shape[x.ndim - k - 1:-1])
+    lohi = stock_pads(sizes, window, pads)
     if kind == "max":
-        fill = -np.inf if jnp.issubdtype(x.dtype, jnp.floating) else np.iinfo(x.dtype).min
-    else:
-        fill = 0
-    config = [(0, 0, 0)] * nb + [(lo, hi, 0) for lo, hi in lohi] + [(0, 0, 0)]
-    xp = lax.pad(x, np.array(fill, x.dtype), config) if any(p != (0, 0) for p in lohi) else x
-    split = tuple(d for o, w in zip(outs, window, strict=True) for d in (o, w))
-    xr = xp.reshape(*x.shape[:nb], *split, x.shape[-1])
-    axes = tuple(nb + 2 * a + 1 for a in range(k))
-    if kind == "max":
-        if jnp.issubdtype(x.dtype, jnp.floating):
-            return max_tiles(xr, axes)
-        return lax.reduce_max(xr, axes)
-    summed = jnp.sum(xr, axis=axes)
-    if all(lo <= 0 and hi <= 0 for lo, hi in lohi):  # no padding (at most crops): full windows
+        return max_tiles(x, window, lohi)
+    summed = sum_tiles(x, window, lohi)
+    if all(p == (0, 0) for p in lohi):
         return summed / math.prod(window)
-    return summed / jnp.asarray(_counts(sizes, window, lohi, outs), x.dtype)
+    outs, tile_pads = tile_geometry(sizes, window, lohi)
+    return summed / jnp.asarray(_counts(sizes, window, tile_pads, outs), x.dtype)
