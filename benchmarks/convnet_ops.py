@@ -113,7 +113,7 @@ def make_ops(impl: str, batch: int) -> dict[str, tuple[Fn, tuple[Any, ...]]]:
     w1, b1, w2, b2, w3, b3 = (jnp.asarray(a) for a in leaves)
     x, y = (jnp.asarray(a) for a in synthetic_images(batch, CONVNET.example_shape))
     key = jax.random.key(1)
-    tx = optax.adam(1e-3)
+    tx: Any = optax.adam(1e-3)
     if impl == "functrain":
         import functrain.optim as fo
 
@@ -158,7 +158,8 @@ def _stacked(args: tuple[Any, ...], k: int) -> tuple[Any, ...]:
             return jnp.stack([a * (1.0 + 0.01 * i) for i in range(k)])
         return jnp.stack([a] * k)
 
-    return jax.tree_util.tree_map(one, args)
+    stacked: tuple[Any, ...] = jax.tree_util.tree_map(one, args)
+    return stacked
 
 
 def _scanned(fn: Fn, args: tuple[Any, ...], k: int) -> Callable[[], None]:
@@ -211,7 +212,7 @@ def torch_profile(settings: Settings, batch: int, steps: int, top: int = 12) -> 
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
-        F.cross_entropy(model(xt), yt).backward()
+        F.cross_entropy(model(xt), yt).backward()  # type: ignore[no-untyped-call]  # torch's backward is untyped
         opt.step()
 
     for _ in range(2):
