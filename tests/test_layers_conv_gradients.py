@@ -10,6 +10,8 @@ kernel gradient a GEMM over im2col patches (jax-ml/jax#12868); these tests also 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -17,7 +19,19 @@ import numpy as np
 import pytest
 from _conv_reference import grad_reference, lax_conv, normal
 
-from functrain.layers import ConvParams, PaddingLike, conv1d, conv2d, init_conv2d
+from functrain.layers import (
+    Conv2D,
+    ConvParams,
+    Dense,
+    Flatten,
+    MaxPool,
+    PaddingLike,
+    Relu,
+    conv1d,
+    conv2d,
+    init_conv2d,
+    serial,
+)
 
 KEY = jax.random.key(0)
 
@@ -251,3 +265,38 @@ def test_conv_input_gradient_penalty_matches_lax() -> None:
     ref = penalty(lambda p, z: lax_conv(p, z, s, pads, d))(params)  # type: ignore[operator]  # as above
     np.testing.assert_allclose(g.w, ref.w, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(g.b, ref.b, rtol=1e-4, atol=1e-5)
+
+
+def test_convnet_training_vmapped_over_seeds_matches_stock_lax() -> None:
+    """A scanned SGD run of Conv2D + ReLU + MaxPool + Dense, vmapped over seeds (batched kernels),
+    equals the same run of the stock ``lax`` model for each seed."""
+    model = serial(Conv2D(3, 3, padding="VALID"), Relu, MaxPool(2), Flatten, Dense(2))
+    seeds = jax.vmap(lambda k: model.init(k, (-1, 7, 7, 2))[0])(jax.random.split(KEY, 2))
+    xs, ys = normal(1, (3, 4, 7, 7, 2)), normal(2, (3, 4, 2))  # 3 steps of a batch of 4
+
+    def stock(p: Any, x: jax.Array) -> jax.Array:
+        conv, dense = p[0], p[4]
+        h = jax.nn.relu(lax_conv(conv, x, (1, 1), "VALID", (1, 1)))
+        h = jax.lax.reduce_window(h, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+        y: jax.Array = h.reshape(h.shape[0], -1) @ dense.w + dense.b
+        return y
+
+    def ours(p: Any, x: jax.Array) -> jax.Array:
+        y: jax.Array = model.apply(p, ((),) * 5, x, train=True)[0]
+        return y
+
+    def train(apply: Callable[[Any, jax.Array], jax.Array], p: Any) -> Any:
+        def step(q: Any, batch: tuple[jax.Array, jax.Array]) -> tuple[Any, None]:
+            g = jax.grad(lambda r: jnp.mean((apply(r, batch[0]) - batch[1]) ** 2))(q)
+            return jax.tree_util.tree_map(lambda a, b: a - 0.05 * b, q, g), None
+
+        return jax.lax.scan(step, p, (xs, ys))[0]
+
+    got = jax.jit(jax.vmap(lambda p: train(ours, p)))(seeds)
+    for i in range(2):
+        p_i = jax.tree_util.tree_map(lambda a, i=i: a[i], seeds)
+        ref = jax.jit(lambda p: train(stock, p))(p_i)
+        moved = jax.tree_util.tree_leaves(ref)[0] - jax.tree_util.tree_leaves(p_i)[0]
+        assert float(jnp.max(jnp.abs(moved))) > 1e-3  # it trained
+        for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(ref), strict=True):
+            np.testing.assert_allclose(a[i], b, rtol=1e-5, atol=1e-6)
