@@ -297,6 +297,16 @@ def test_max_pool_gradient_with_ties_goes_to_the_first_maximum(window: tuple[int
         np.testing.assert_array_equal(np.asarray(got), np.asarray(stock))
 
 
+def test_max_pool_tie_rule_in_bfloat16_with_a_large_window() -> None:
+    """Window positions above 256 are not exact in bfloat16: the rule keeps them in float32."""
+    x = jnp.asarray(np.random.default_rng(4).integers(0, 2, (1, 34, 34, 2)), jnp.bfloat16)
+    g = _normal(5, (1, 2, 2, 2))
+    got = jax.jit(jax.vjp(lambda z: max_pool(z, 17), x)[1])(g.astype(jnp.bfloat16))[0]
+    ref = first_max_gradient(np.asarray(x, np.float32), (17, 17), np.asarray(g.astype(jnp.bfloat16), np.float32))
+    assert got.dtype == jnp.bfloat16
+    np.testing.assert_array_equal(np.asarray(got, np.float32), ref)
+
+
 def test_pool_gradients_in_float64_equal_lax() -> None:
     with jax.enable_x64(True):
         x = jnp.asarray(np.random.default_rng(5).standard_normal((2, 7, 8, 3)), jnp.float64)

@@ -112,16 +112,16 @@ def _max_tiles_jvp(window: tuple[int, ...], pads: tuple[tuple[int, int], ...], p
     """Tangent ``t[first argmax]``: a masked sum, whose transpose is one elementwise select.
 
     ``first`` is the smallest window position holding the maximum, found by a max-reduction of
-    ``size - position`` over the maximal elements (float keys, exact for windows of < 2**24
-    elements; a reshape and a reduction that XLA:CPU runs vectorized). A window whose maximum is
-    NaN matches no element and passes no gradient.
+    ``size - position`` over the maximal elements (float32 keys, exact for windows of < 2**24
+    elements whatever the input's dtype; a reshape and a reduction that XLA:CPU runs vectorized).
+    A window whose maximum is NaN matches no element and passes no gradient.
     """
     (x,), (t,) = primals, tangents
     m = max_tiles(x, window, pads)  # itself, so higher orders keep the first-max rule
     xr, axes = _tiles(x, window, pads, _lowest(x.dtype))
     pos = _window_position(xr.shape, axes)
     size = math.prod(window)
-    key = jnp.where(xr == lax.expand_dims(m, axes), (size - pos).astype(xr.dtype), jnp.zeros((), xr.dtype))
+    key = jnp.where(xr == lax.expand_dims(m, axes), (size - pos).astype(jnp.float32), jnp.zeros((), jnp.float32))
     first = size - lax.reduce_max(key, axes).astype(jnp.int32)
     chosen = pos == lax.expand_dims(first, axes)
     tr, _ = _tiles(t, window, pads, 0)
