@@ -153,7 +153,11 @@ def _stacked(args: tuple[Any, ...], k: int) -> tuple[Any, ...]:
     """``k`` different copies of every argument, stacked (float arrays scaled, keys folded)."""
     def one(a: Any) -> Any:
         if jnp.issubdtype(a.dtype, jax.dtypes.prng_key):
-            return jax.vmap(lambda i: jax.random.fold_in(a, i))(jnp.arange(k))
+            def fold(i: Array) -> Array:
+                flat = jax.vmap(lambda kk: jax.random.fold_in(kk, i))(a.reshape(-1))
+                return flat.reshape(a.shape)
+
+            return jax.vmap(fold)(jnp.arange(k))
         if jnp.issubdtype(a.dtype, jnp.floating):
             return jnp.stack([a * (1.0 + 0.01 * i) for i in range(k)])
         return jnp.stack([a] * k)
