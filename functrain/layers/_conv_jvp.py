@@ -6,19 +6,21 @@ value is the stock one; what it adds is a ``jax.custom_jvp`` whose tangents tran
 mode) into operations that XLA:CPU runs on its fast paths, also inside ``lax.scan``/``while``
 bodies, where a training epoch runs.
 
-Why: XLA:CPU runs a convolution fast only in its canonical form (NHWC input, HWIO kernel, no
-input dilation); the two convolutions of the stock backward pass are not canonical. Outside a
-loop XLA rewrites them, inside a loop body it does not, and they run 5x (input gradient) to 100x
-(kernel gradient) slower there than the forward convolution (jax-ml/jax#12868), which made a scanned
-training epoch ~10x slower than a Python loop of jitted steps. So, on the CPU only:
+Why: the two convolutions of the stock backward pass have non-canonical dimension numbers (the
+input gradient uses the kernel as ``HWOI``, the kernel gradient swaps the batch and feature axes),
+and inside a ``lax.scan``/``while`` body XLA:CPU runs them about 5x (input gradient) and 25x
+(kernel gradient) slower than outside one -- the kernel gradient ~100x slower than the forward
+convolution (jax-ml/jax#12868; measured with jax 0.10.2). That made a scanned training epoch ~10x
+slower than a Python loop of jitted steps. The canonical form (NHWC input, HWIO kernel) and plain
+GEMMs run at full speed in loops. So, on the CPU only:
 
 * the input tangent is ``conv(dx, w)`` computed with the kernel stored as ``HWOI``
   (``swapaxes(w, -1, -2)`` and the matching dimension numbers). Same numbers; but the transpose
   that ``jax.grad`` derives from it -- the input gradient, a convolution of the output gradient
   with the flipped kernel -- then uses that kernel in the canonical ``HWIO`` layout;
 * the kernel tangent is written through the im2col patches of the input,
-  ``dy[n, i, o] = sum_{t, c} P[t, c, (n, i)] dw[t, c, o]`` with ``P`` built from ``prod(k)``
-  strided slices of the (padded) input, rows ordered ``(tap, c_in)`` like the flattened HWIO
+  ``dy[n, i, o] = sum_{t, c} P[t, c, (n, i)] dw[t, c, o]`` with ``P`` (:func:`patches_t`) built
+  from strided slices of the (padded) input, rows ordered ``(tap, c_in)`` like the flattened HWIO
   kernel and columns ``(n, *out)``, so its transpose -- the kernel gradient -- is the plain
   row-major GEMM ``g_w[(t, c), o] = sum_{(n, i)} P[(t, c), (n, i)] g[(n, i), o]``.
 
