@@ -6,11 +6,15 @@ labels (throughput does not depend on the pixel values). Contenders: see
 :mod:`benchmarks._training`.
 
 One measured unit is one epoch of 4 steps on the CPU (256 examples; 64 steps on a GPU). The
-epoch is short because on XLA:CPU a convolution's kernel gradient inside a ``lax.scan``/while
-loop body runs about 100x slower than the same convolution outside a loop (jax-ml/jax#12868),
-so the hand-written ``lax.scan`` contender takes about a second per step (functrain's ``conv2d``
-computes the kernel gradient on CPU from input patches and an einsum, which avoids it); per-step
-throughput does not depend on the epoch length.
+epoch is short because on XLA:CPU the stock gradients of a convolution (the kernel gradient
+especially) inside a ``lax.scan``/while loop body run 5-100x slower than the forward convolution
+(jax-ml/jax#12868), so the hand-written ``lax.scan`` contender takes a few hundred milliseconds
+per step; per-step throughput does not depend on the epoch length. functrain's convolutions and
+pooling compute the same gradients in forms XLA:CPU runs fast inside loops (``functrain.layers``
+``_conv_jvp`` and ``_tiled_pool``); :mod:`benchmarks.convnet_ops` times every op of the step.
+
+PyTorch runs eager with as many threads as JAX has cores (``torch.set_num_threads``, recorded as
+``torch_threads``).
 """
 
 from __future__ import annotations

@@ -66,6 +66,11 @@ def targets(results: JSON) -> list[JSON]:
         out.append({"target": f"{where} MLP: functrain train_epoch ≥ {thr}× {desc}", "threshold": thr,
                     "measured": e.get("ratio"), "comparison": ">=",
                     "met": None if e.get("ratio") is None else e["ratio"] >= thr})
+    torch_conv = w.get("convnet", {}).get("results", {}).get("torch", {})
+    for thr, desc in ((1.0, "PyTorch eager"), (1.2, "PyTorch eager (stretch goal)")):
+        r = torch_conv.get("ratio")
+        out.append({"target": f"{where} convnet: functrain train_epoch ≥ {thr}× {desc}", "threshold": thr,
+                    "measured": r, "comparison": ">=", "met": None if r is None else r >= thr})
     for opt, d in w.get("optim", {}).get("optimizers", {}).items():
         e = d["results"].get("optax", {})
         out.append({"target": f"{opt} update: functrain ≥ 0.95× optax", "threshold": 0.95,
@@ -177,6 +182,33 @@ def readme_table(results: JSON) -> str:
     return "\n".join(lines)
 
 
+def _ms(e: JSON) -> str:
+    t = e.get("time_ms")
+    if not t:
+        return f"skipped ({e['skipped']})" if "skipped" in e else "–"
+    return f"{_fmt(t['median'])} [{_fmt(t['min'])}, {_fmt(t['max'])}]"
+
+
+def _ops_markdown(d: JSON) -> list[str]:
+    """The per-op table of :mod:`benchmarks.convnet_ops` and PyTorch's profile of the same step."""
+    out = ["| Op | functrain ms: median [min, max] | stock lax ms: median [min, max] | functrain ÷ lax | "
+           "XLA GFLOP per call | functrain GFLOP/s |", "|---|---|---|---|---|---|"]
+    for g in d["ops"].values():
+        f, ref = g["results"].get("functrain", {}), g["results"].get("lax", {})
+        flops = f.get("xla_flops")
+        gfs = f.get("gflop_per_s")
+        out.append(f"| {g['label']} | {_ms(f)} | {_ms(ref)} | {_ratio(ref)} | "
+                   f"{_fmt(flops / 1e9) if flops else '–'} | {_fmt(gfs) if gfs else '–'} |")
+    tp = d.get("torch_profile", {})
+    if "self_cpu_ms_per_step" in tp:
+        out += ["", f"PyTorch eager, same step ({tp['threads']} threads, `torch.profiler`, {tp['steps']} steps): "
+                "self CPU time per step of its busiest ops.", "", "| aten op | ms per step |", "|---|---|"]
+        out += [f"| `{k}` | {_fmt(v)} |" for k, v in tp["self_cpu_ms_per_step"].items()]
+    elif "skipped" in tp:
+        out += ["", f"PyTorch profile skipped: {tp['skipped']}"]
+    return out + [""]
+
+
 def results_markdown(results: JSON) -> str:
     """The full ``results.md``: machine facts, every workload in detail, the targets."""
     m = results.get("machine", {})
@@ -194,6 +226,9 @@ def results_markdown(results: JSON) -> str:
         out += [f"- {k}: {v}" for k, v in d.get("config", {}).items()]
         out += [f"- measured at: {d.get('measured_at')} with `{_shown_command(d.get('command', ''))}`, median of "
                 f"{d.get('repeats')} interleaved repeats, {_fmt(d.get('wall_s'))} s", ""]
+        if "ops" in d:
+            out += _ops_markdown(d)
+            continue
         groups = ({o: g["results"] for o, g in d["optimizers"].items()} if "optimizers" in d
                   else {"": d.get("results", {})})
         for gname, res in groups.items():

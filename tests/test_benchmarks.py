@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,7 +55,7 @@ def test_smoke_run_succeeds_and_writes_results(smoke: tuple[subprocess.Completed
         assert key in machine
     assert machine["mode"] == "smoke"
     assert machine["cpu_count"] >= 1
-    assert set(results["workloads"]) == {"mlp", "convnet", "optim", "seeds", "compile"}
+    assert set(results["workloads"]) == {"mlp", "convnet", "convnet_ops", "optim", "seeds", "compile"}
     for name, w in results["workloads"].items():
         assert "error" not in w, f"{name}: {w.get('error')}"
     md = (out / "results.md").read_text(encoding="utf-8")
@@ -244,6 +245,24 @@ def test_targets_compare_against_their_thresholds(bench: Bench) -> None:
     assert got["CPU MLP: functrain train_epoch ≥ 1.5× equinox filter_jit loop"] is False
     assert got["CPU MLP: functrain train_epoch ≥ 2.0× PyTorch eager"] is None  # not measured
     assert got["train-step compile time ≤ 1.2× hand-written"] is None
+    conv = {"workloads": {"convnet": {"results": {"torch": {"ratio": 1.1}}}}}
+    got = {t["target"]: t["met"] for t in targets(conv)}
+    assert got["CPU convnet: functrain train_epoch ≥ 1.0× PyTorch eager"] is True
+    assert got["CPU convnet: functrain train_epoch ≥ 1.2× PyTorch eager (stretch goal)"] is False
+
+
+@pytest.mark.parametrize("op", ["conv1_kernel_grad", "conv2_forward", "conv2_input_grad", "conv2_kernel_grad",
+                                "pool1_relu_fb", "pool2_relu_fb", "dense_fb", "adam"])
+def test_convnet_ops_contenders_compute_the_same(op: str, bench: Bench) -> None:
+    """Each op of the per-op breakdown computes the same numbers with functrain and with stock lax."""
+    make_ops = bench("convnet_ops").make_ops
+    (fn, args), (ref_fn, ref_args) = make_ops("functrain", 2)[op], make_ops("lax", 2)[op]
+    got, ref = jax.jit(fn)(*args), jax.jit(ref_fn)(*ref_args)
+    leaves, ref_leaves = jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(ref)
+    assert len(leaves) == len(ref_leaves)
+    for a, b in zip(leaves, ref_leaves, strict=True):
+        assert a.shape == b.shape
+        assert float(jnp.max(jnp.abs(a - b))) <= 1e-4 * (1.0 + float(jnp.max(jnp.abs(b))))
 
 
 def test_gpu_request_without_a_gpu_falls_back(bench: Bench) -> None:

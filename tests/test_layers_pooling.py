@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -182,3 +182,156 @@ def test_pool_jit_grad_vmap() -> None:
     np.testing.assert_allclose(a, sn.reshape(3, 2, 2, 2, 2, 2, 3).mean((3, 5)), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(gap, sn.mean((2, 3)), rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(flat, np.asarray(stack).reshape(3, 2, 48))
+
+
+# ------------------------------- the CPU tiled path (stride == window) against stock lax.reduce_window
+
+
+def stock_pool(kind: str, x: jax.Array, window: Sequence[int], stride: Sequence[int],
+               padding: str | Sequence[tuple[int, int]]) -> jax.Array:
+    """Pooling as plain ``lax.reduce_window`` calls (JAX's default gradients): the reference."""
+    k = len(window)
+    lead = x.ndim - k - 1
+    dims, steps = (1,) * lead + tuple(window) + (1,), (1,) * lead + tuple(stride) + (1,)
+    pads = padding if isinstance(padding, str) else ((0, 0),) * lead + tuple(padding) + ((0, 0),)
+    if kind == "max":
+        y: jax.Array = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, dims, steps, pads)
+        return y
+    summed: jax.Array = jax.lax.reduce_window(x, 0.0, jax.lax.add, dims, steps, pads)
+    counts: jax.Array = jax.lax.reduce_window(jnp.ones_like(x), 0.0, jax.lax.add, dims, steps, pads)
+    return summed / counts
+
+
+TILED_CASES = [  # (input spatial shape, window, stride, padding); stride None = window (tiled on CPU)
+    ((7, 5), (2, 2), None, "VALID"),  # odd sizes: the last row/column is dropped
+    ((7, 8), (3, 3), None, "SAME"),  # padded to 9 x 9
+    ((6, 7), (2, 3), None, ((1, 0), (2, 1))),  # explicit, asymmetric
+    ((5, 6), (3, 2), None, ((1, 1), (1, 1))),
+    ((9,), (3,), None, "SAME"),  # 1-D
+    ((10,), (4,), None, "VALID"),  # 1-D, not divisible
+    ((7, 6), (3, 3), (2, 2), "SAME"),  # window != stride: stock reduce_window
+    ((6, 5), (2, 2), (1, 1), "VALID"),  # overlapping windows
+]
+
+
+def _pool_fns(case: tuple[object, ...], kind: str) -> tuple[Callable[[jax.Array], jax.Array],
+                                                              Callable[[jax.Array], jax.Array]]:
+    """functrain's pooling and the stock reference for one case."""
+    _, window, stride, padding = case
+    assert isinstance(window, tuple)
+    strides = window if stride is None else stride
+    assert isinstance(strides, tuple)
+    fn = max_pool if kind == "max" else avg_pool
+
+    def ours(z: jax.Array) -> jax.Array:
+        return fn(z, window, stride=stride, padding=padding)  # type: ignore[arg-type]  # case tuple values are objects
+
+    def stock(z: jax.Array) -> jax.Array:
+        return stock_pool(kind, z, window, strides, padding)  # type: ignore[arg-type]  # as above
+
+    return ours, stock
+
+
+@pytest.mark.parametrize("case", TILED_CASES)
+@pytest.mark.parametrize("kind", ["max", "avg"])
+def test_pool_values_and_gradients_match_lax(case: tuple[object, ...], kind: str) -> None:
+    size = case[0]
+    assert isinstance(size, tuple)
+    x = _normal(len(size) * 10 + sum(size), (2, *size, 3))  # continuous values: no ties
+    ours, stock = _pool_fns(case, kind)
+    r = _normal(1, jax.eval_shape(stock, x).shape)
+
+    def run(pool: Callable[[jax.Array], jax.Array]) -> tuple[jax.Array, jax.Array, jax.Array]:
+        def loss(z: jax.Array, rr: jax.Array) -> jax.Array:
+            return jnp.sum(jnp.tanh(pool(z)) * rr)
+
+        # The batched gradient, and (vmap over examples) the one-example form's.
+        return pool(x), jax.grad(loss)(x, r), jax.vmap(jax.grad(loss))(x, r)
+
+    (y, g, g_vmap), (y_ref, g_ref, _) = jax.jit(lambda: run(ours))(), jax.jit(lambda: run(stock))()
+    assert y.shape == y_ref.shape
+    np.testing.assert_allclose(y, y_ref, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(g, g_ref, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(g_vmap, g_ref, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("case", [TILED_CASES[1], TILED_CASES[2]])
+@pytest.mark.parametrize("kind", ["max", "avg"])
+def test_pool_forward_mode_and_second_order_match_lax(case: tuple[object, ...], kind: str) -> None:
+    size = case[0]
+    assert isinstance(size, tuple)
+    x, t = _normal(7, (2, *size, 3)), _normal(8, (2, *size, 3))
+    ours, stock = _pool_fns(case, kind)
+    r = _normal(9, jax.eval_shape(stock, x).shape)
+
+    def run(pool: Callable[[jax.Array], jax.Array]) -> tuple[jax.Array, jax.Array]:
+        grad = jax.grad(lambda u: jnp.sum(jnp.tanh(pool(u)) * r))
+        return jax.jvp(pool, (x,), (t,))[1], jax.jvp(grad, (x,), (t,))[1]  # jvp, Hessian-vector product
+
+    (jv, hvp), (jv_ref, hvp_ref) = jax.jit(lambda: run(ours))(), jax.jit(lambda: run(stock))()
+    np.testing.assert_allclose(jv, jv_ref, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(hvp, hvp_ref, rtol=1e-5, atol=1e-6)
+
+
+def first_max_gradient(x: np.ndarray, window: tuple[int, int], g: np.ndarray) -> np.ndarray:
+    """The documented tie rule: each window's gradient goes to its first maximal element (row-major)."""
+    out = np.zeros_like(x, dtype=np.float64)
+    kh, kw = window
+    for n, i, j, c in itertools.product(*(range(d) for d in g.shape)):
+        win = x[n, i * kh:(i + 1) * kh, j * kw:(j + 1) * kw, c]
+        u, v = np.unravel_index(np.argmax(win), window)  # argmax: the first occurrence
+        out[n, i * kh + u, j * kw + v, c] += g[n, i, j, c]
+    return out
+
+
+@pytest.mark.parametrize("window", [(2, 2), (3, 2)])
+def test_max_pool_gradient_with_ties_goes_to_the_first_maximum(window: tuple[int, int]) -> None:
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.integers(-1, 2, (2, 6, 6, 3)), jnp.float32)  # three values: ties everywhere
+    x = x.at[0, :2, :2, 0].set(0.0)  # a whole window of zeros, as after a ReLU
+    g = _normal(4, (2, 6 // window[0], 6 // window[1], 3))
+    got = jax.jit(jax.vjp(lambda z: max_pool(z, window), x)[1])(g)[0]
+    np.testing.assert_array_equal(np.asarray(got), first_max_gradient(np.asarray(x), window, np.asarray(g)))
+    if jax.default_backend() == "cpu":  # XLA:CPU's select_and_scatter picks the same element
+        stock = jax.jit(jax.vjp(lambda z: stock_pool("max", z, window, window, "VALID"), x)[1])(g)[0]
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(stock))
+
+
+def test_max_pool_tie_rule_in_bfloat16_with_a_large_window() -> None:
+    """Window positions above 256 are not exact in bfloat16: the rule keeps them in float32."""
+    x = jnp.asarray(np.random.default_rng(4).integers(0, 2, (1, 34, 34, 2)), jnp.bfloat16)
+    g = _normal(5, (1, 2, 2, 2))
+    got = jax.jit(jax.vjp(lambda z: max_pool(z, 17), x)[1])(g.astype(jnp.bfloat16))[0]
+    ref = first_max_gradient(np.asarray(x, np.float32), (17, 17), np.asarray(g.astype(jnp.bfloat16), np.float32))
+    assert got.dtype == jnp.bfloat16
+    np.testing.assert_array_equal(np.asarray(got, np.float32), ref)
+
+
+def test_pool_gradients_in_float64_equal_lax() -> None:
+    with jax.enable_x64(True):
+        x = jnp.asarray(np.random.default_rng(5).standard_normal((2, 7, 8, 3)), jnp.float64)
+        for kind, fn in (("max", max_pool), ("avg", avg_pool)):
+            g = jax.jit(jax.grad(lambda z, f=fn: jnp.sum(jnp.sin(f(z, (2, 3), padding="SAME")))))(x)
+            g_ref = jax.jit(jax.grad(lambda z, k=kind: jnp.sum(jnp.sin(stock_pool(k, z, (2, 3), (2, 3), "SAME")))))(x)
+            assert g.dtype == jnp.float64
+            np.testing.assert_allclose(g, g_ref, rtol=1e-13, atol=1e-13)
+
+
+def test_tiled_max_pool_gradient_has_no_select_and_scatter_on_cpu() -> None:
+    if jax.default_backend() != "cpu":
+        pytest.skip("the tiled path is CPU-only")
+    x = jnp.ones((2, 8, 8, 3))
+
+    def program(stride: int) -> str:
+        return str(jax.jit(jax.grad(lambda z: jnp.sum(max_pool(z, 2, stride=stride)))).lower(x).as_text())
+
+    assert "stablehlo.select_and_scatter" not in program(2)
+    assert "stablehlo.select_and_scatter" in program(1)  # overlapping windows keep the stock gradient
+
+
+def test_integer_max_pool_matches_lax() -> None:
+    x = jnp.asarray(np.random.default_rng(6).integers(-50, 50, (2, 5, 7, 3)), jnp.int32)
+    y = max_pool(x, 2, padding="SAME")
+    ref = jax.lax.reduce_window(x, np.iinfo(np.int32).min, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "SAME")
+    assert y.dtype == jnp.int32
+    np.testing.assert_array_equal(np.asarray(y), np.asarray(ref))

@@ -2,9 +2,11 @@
 
 ``y[n, i, j, o] = b[o] + sum_{di, dj, c} x[n, i*s_h + di*d_h - p_h, j*s_w + dj*d_w - p_w, c] w[di, dj, c, o]``
 (cross-correlation, as in every deep-learning library), with strides ``s``, dilations ``d`` and
-padding offsets ``p``. Each op is one ``lax.conv_general_dilated`` call plus a bias add; its
-kernel gradient on the CPU goes through im2col patches (see :mod:`functrain.layers._conv_jvp`,
-jax-ml/jax#12868), so a training epoch inside ``lax.scan`` stays fast.
+padding offsets ``p``. Each op is one ``lax.conv_general_dilated`` call plus a bias add. Its
+gradients are the stock ones, computed on the CPU in forms that XLA:CPU runs on its fast paths
+also inside ``lax.scan`` (jax-ml/jax#12868): the input gradient as a canonical transposed
+convolution, the kernel gradient as one GEMM over im2col patches (see
+:mod:`functrain.layers._conv_jvp`); GPU/TPU keep the stock lowering.
 
 Padding is a :data:`PaddingLike`: ``"SAME"``, ``"VALID"``, an int, or one ``(low, high)`` pair
 per spatial axis:

@@ -1,9 +1,16 @@
 """Pooling over channels-last inputs, and ``flatten``.
 
 ``max_pool`` and ``avg_pool`` slide a window over the spatial axes of ``(N, *spatial, C)`` (or one
-example ``(*spatial, C)``), one ``lax.reduce_window`` each; the window's length gives the number of
-spatial axes (``(2, 2)`` pools an image, ``(2,)`` a sequence). The stride defaults to the window
-(non-overlapping pooling) and the padding to ``"VALID"``.
+example ``(*spatial, C)``); the window's length gives the number of spatial axes (``(2, 2)`` pools
+an image, ``(2,)`` a sequence). The stride defaults to the window (non-overlapping pooling) and the
+padding to ``"VALID"``.
+
+Each op is one ``lax.reduce_window``, except on the CPU when the stride equals the window (the
+default): the windows then tile the input, and pooling is a reshape and a reduction
+(:mod:`functrain.layers._tiled_pool`) with the same values and a much cheaper gradient than
+XLA's ``select_and_scatter``. The max-pool gradient goes to the *first* maximal element of each
+window (row-major), as the stock gradient does on the CPU, so results do not change (ties
+included). ``lax.platform_dependent`` keeps the stock lowering on GPU/TPU.
 
 As composable layers: :func:`MaxPool`, :func:`AvgPool`, and the ready-made values
 :data:`GlobalAvgPool` and :data:`Flatten`:
@@ -34,6 +41,7 @@ from functrain.layers._geometry import (
     normalize_padding,
     spatial_output,
 )
+from functrain.layers._tiled_pool import tiled_pool
 from functrain.layers.base import Layer, stateless
 from functrain.typing import Array, PRNGKey, PyTree, Shape
 
@@ -91,6 +99,22 @@ def _pool(kind: str, x: Array, window: int | Sequence[int], stride: int | Sequen
                          layout=axes if batched_only else f"{axes} or ({axes[4:]} for one example")
     spatial_output(tuple(x.shape[-k - 1:-1]), win, strides, (1,) * k, pads, who=who, name="x",
                    what="window", got=x)
+    if win != strides:
+        return _window_pool(kind, x, win, strides, pads)
+
+    def tiled(xx: Array) -> Array:
+        return tiled_pool(kind, xx, win, pads)
+
+    def stock(xx: Array) -> Array:
+        return _window_pool(kind, xx, win, strides, pads)
+
+    y: Array = lax.platform_dependent(x, cpu=tiled, default=stock)
+    return y
+
+
+def _window_pool(kind: str, x: Array, win: tuple[int, ...], strides: tuple[int, ...], pads: PadSpec) -> Array:
+    """Pooling as one ``lax.reduce_window`` (the stock lowering; any window, stride and padding)."""
+    k = len(win)
     dims, steps, full_pads = _full(x.ndim, win), _full(x.ndim, strides), _full_pads(x.ndim, k, pads)
     if kind == "max":
         init = -np.inf if jnp.issubdtype(x.dtype, jnp.floating) else np.iinfo(x.dtype).min
@@ -120,6 +144,8 @@ def max_pool(
         window: an int ``k`` (a ``k x k`` 2-D window) or one size per spatial axis.
         stride: defaults to ``window`` (non-overlapping windows).
         padding: ``"VALID"`` (default), ``"SAME"`` or explicit; padded cells are ``-inf``, so they never win.
+            Gradient: each window's output gradient goes to its first maximal element (row-major),
+            also when several elements tie.
 
     Returns:
         ``(N, *out_spatial, C)`` (or without ``N``).
