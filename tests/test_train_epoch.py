@@ -162,7 +162,8 @@ def test_an_eager_loop_over_epochs_compiles_once_and_equals_the_jitted_epoch() -
     assert int(s.step) == 4 * 3
     with pytest.raises(ValueError, match=r"train_epoch: argument 'data\[1\]' must be class labels"):
         train_epoch(step, s, (data[0], data[1].at[0].set(-1)), jax.random.key(0), batch_size=16)
-    train_epoch(step, s, data, jax.random.key(9), batch_size=np.int64(16))  # the same static value
+    numpy_16: Any = np.int64(16)
+    train_epoch(step, s, data, jax.random.key(9), batch_size=numpy_16)  # the same static value
     assert traced.n == after_first
     train_epoch(step, s, (data[0][:40], data[1][:40]), jax.random.key(9), batch_size=16)  # a new shape
     assert traced.n > after_first

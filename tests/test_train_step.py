@@ -128,6 +128,7 @@ def test_the_gradient_norm_is_free_when_the_optimizer_clips_by_it() -> None:
         state = init_train_state(params, model_state, opt)
         text = jax.jit(make_train_step(loss, opt, grad_norm=grad_norm)).lower(
             state, batch, jax.random.key(0)).compile().as_text()
+        assert text is not None
         return len(re.findall(r" reduce\(", text))
 
     plain = optim.adam(1e-3)
