@@ -12,9 +12,17 @@ efficiency against one seed (seed-steps/s at ``n`` seeds / seed-steps/s at 1 see
 compiled once ahead of time, so both are compared in the steady state. A ``run_seeds`` that
 recompiled on every call would still be measured: every timed call would include the compile, and
 ``traces_during_timing`` (how often ``train_fn`` was traced during the timed calls, 0 when the
-compiled program is reused) says so. The ratio is the median over rounds of the paired ratio
-(reference time / ``run_seeds`` time in the same round), which cancels the slow drifts of a
-shared machine's load; ``ratio_of_medians`` is recorded next to it.
+compiled program is reused) says so.
+
+Timing design: both sides run the same XLA program (``run_seeds`` adds only its seed summary), so
+the comparison must not favour either by its position. Each round runs every seed count's pair
+back to back (the seed counts' order rotates from round to round), ``run_seeds`` first in even
+rounds and the reference first in odd rounds, over an even number of rounds (``repeats``
+rounded up). The ratio is the geometric mean of the two orders' median paired ratios (reference
+time / ``run_seeds`` time in the same round), which cancels both a position effect and the slow
+drifts of a shared machine's load; ``ratio_of_medians`` (throughput medians) is recorded too.
+(With a fixed order, the reference always ran right after its ``run_seeds`` twin, and the short
+8-seed units read as ``run_seeds`` 0.84x of the same program.)
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from benchmarks._common import JSON, Contender, Settings, block, interleaved, throughput_entry
+from benchmarks._common import JSON, Contender, Settings, _timed, block, throughput_entry
 from benchmarks._models import MLP, digits
 from benchmarks._training import BATCH, LR
 
@@ -69,8 +77,33 @@ def _run_seeds() -> Callable[..., Any] | None:
     return run_seeds
 
 
+def _time_pairs(pairs: list[tuple[Contender, Contender]], rounds: int, settings: Settings,
+                log: Callable[[str], None]) -> tuple[dict[str, list[float]], dict[str, tuple[list[float], list[float]]]]:
+    """Time each ``(run_seeds, reference)`` pair back to back for ``rounds`` rounds, alternating
+    which goes first; return every contender's times and, per ``run_seeds`` contender, the paired
+    ratios ``(with run_seeds first, with the reference first)``."""
+    live = [(a, b) for a, b in pairs if not a.skip_reason and not b.skip_reason]
+    for a, b in live:  # one untimed unit each: run_seeds's first call compiles
+        a.run()
+        b.run()
+    times: dict[str, list[float]] = {c.name: [] for ab in live for c in ab}
+    ratios: dict[str, tuple[list[float], list[float]]] = {a.name: ([], []) for a, _ in live}
+    for r in range(rounds):
+        shift = r % len(live) if live else 0
+        for a, b in live[shift:] + live[:shift]:
+            got = {}
+            for c in ((a, b) if r % 2 == 0 else (b, a)):
+                if settings.gate is not None:
+                    c.info.setdefault("background_load", []).append(settings.gate.wait())
+                got[c.name] = _timed(c.run)
+                times[c.name].append(got[c.name])
+            ratios[a.name][r % 2].append(got[b.name] / got[a.name])
+        log("    round %d/%d: %s" % (r + 1, rounds, ", ".join(f"{n}={t[-1]:.4g}s" for n, t in times.items())))
+    return times, ratios
+
+
 def run(settings: Settings, log: Callable[[str], None] = print) -> JSON:
-    """Seed-steps per second at each seed count (interleaved across seed counts)."""
+    """Seed-steps per second at each seed count, ``run_seeds`` against its compiled-once twin."""
     x, y = digits(BATCH)
     n_runs = 2 if settings.smoke else RUN_BATCHES
     x, y = x[: n_runs * BATCH], y[: n_runs * BATCH]
@@ -78,7 +111,7 @@ def run(settings: Settings, log: Callable[[str], None] = print) -> JSON:
     data = (jnp.asarray(x), jnp.asarray(y))
     counts = SMOKE_SEEDS if settings.smoke else SEEDS
     run_seeds = _run_seeds()
-    cs: list[Contender] = []
+    pairs: list[tuple[Contender, Contender]] = []
     traces: dict[int, list[int]] = {}
     for n in counts:
         keys = jax.random.split(jax.random.key(0), n)
@@ -86,11 +119,11 @@ def run(settings: Settings, log: Callable[[str], None] = print) -> JSON:
         c = Contender(f"run_seeds_{n}", f"`run_seeds`, {n} seed{plural}")
         ref = Contender(f"jit_vmap_{n}", f"`jit(vmap(train_fn))` compiled once, {n} seed{plural}")
         c.info["seeds"] = ref.info["seeds"] = n
+        pairs.append((c, ref))
         try:
             train = _train_fn(data, traces.setdefault(n, []))
         except ImportError as err:
             c.skip_reason = ref.skip_reason = f"functrain API not available: {err}"
-            cs += [c, ref]
             continue
         if run_seeds is None:
             c.skip_reason = "functrain.train.run_seeds not available"
@@ -112,10 +145,9 @@ def run(settings: Settings, log: Callable[[str], None] = print) -> JSON:
             block(fn(keys))
 
         ref.run = go_ref
-        cs += [c, ref]
-    # One untimed unit each: run_seeds's first call compiles (recorded in first_call_s); the
-    # reference was compiled ahead of time above.
-    times = interleaved(cs, settings.heavy_repeats, warmup=1, log=log, gate=settings.gate)
+    rounds = settings.heavy_repeats + settings.heavy_repeats % 2  # as many rounds in each order
+    times, ratios = _time_pairs(pairs, rounds, settings, log)
+    cs = [c for ab in pairs for c in ab]
     results = {c.name: throughput_entry(c, times.get(c.name), c.info.get("seeds", 0) * steps, "seed-steps/s")
                for c in cs}
     for prefix in ("run_seeds_", "jit_vmap_"):
@@ -127,9 +159,10 @@ def run(settings: Settings, log: Callable[[str], None] = print) -> JSON:
         a, b = results[f"run_seeds_{n}"], results[f"jit_vmap_{n}"]
         if "traces_before_timing" in a:
             a["traces_during_timing"] = len(traces[n]) - a.pop("traces_before_timing")
-        ta, tb = times.get(f"run_seeds_{n}"), times.get(f"jit_vmap_{n}")
-        if ta and tb:
-            a["ratio"] = statistics.median(t_ref / t_rs for t_rs, t_ref in zip(ta, tb, strict=True))
+        first, second = ratios.get(f"run_seeds_{n}", ([], []))
+        if first and second and b.get("value"):
+            a["ratio"] = (statistics.median(first) * statistics.median(second)) ** 0.5
+            a["ratio_run_seeds_first"], a["ratio_reference_first"] = statistics.median(first), statistics.median(second)
             a["ratio_of_medians"] = a["value"] / b["value"]
         a["higher_is_better"] = b["higher_is_better"] = True
     return {
@@ -138,7 +171,8 @@ def run(settings: Settings, log: Callable[[str], None] = print) -> JSON:
         "config": {"steps_per_run": steps, "batch_size": BATCH, "seed_counts": list(counts),
                    "run": f"init MLP 64-512-512-10 from the key, one train_epoch over {len(x)} digits "
                           "(Adam 1e-3), return the epoch's metrics",
-                   "ratio": "run_seeds / jit(vmap(train_fn)) compiled once, at the same seed count: the "
-                            "median over rounds of the paired throughput ratio"},
+                   "ratio": "run_seeds / jit(vmap(train_fn)) compiled once, at the same seed count: "
+                            "the geometric mean of the median paired ratios with either one first",
+                   "rounds": rounds},
         "results": results,
     }

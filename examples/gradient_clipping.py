@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     def run(key: Array, hp: dict[str, Array]) -> train.EpochMetrics:
         """One run with clipping threshold ``hp["theta"]`` (a traced scalar)."""
         opt = optim.chain(optim.clip_by_global_norm(hp["theta"]), optim.sgd(args.lr))
-        step = train.make_train_step(train.classifier_loss(model.apply, train=True), opt)
+        step = train.make_train_step(train.classifier_loss(model.apply, train=True), opt, grad_norm=True)
         k_init, k_fit = jax.random.split(key)
         params, model_state, _ = model.init(k_init, (-1, 64))
         _, metrics = fit_run(step, train.init_train_state(params, model_state, opt), train_xy, k_fit,
