@@ -27,7 +27,7 @@ from jax import lax
 
 from functrain import _tree, _validate
 from functrain.train._labels import check_entry_labels
-from functrain.train.state import TS
+from functrain.train.state import TS, TrainState
 from functrain.train.step import EvalStep, TrainStep
 from functrain.typing import Array, Metrics, PRNGKey, PyTree
 
@@ -220,7 +220,7 @@ def train_epoch(
 
 def evaluate(
     eval_step: EvalStep,
-    state: TS,
+    state: TrainState[Any, Any, Any],
     data: PyTree,
     *,
     batch_size: int,
@@ -267,7 +267,7 @@ def evaluate(
     return result
 
 
-def _evaluate(eval_step: Any, state: TS, data: PyTree, bs: int) -> dict[str, Array]:
+def _evaluate(eval_step: Any, state: TrainState[Any, Any, Any], data: PyTree, bs: int) -> dict[str, Array]:
     """:func:`evaluate`'s program, with ``bs <= n`` checked."""
     who = "evaluate"
     eval_step = _unwrap(eval_step)
