@@ -4,8 +4,9 @@ Every contender trains the same model (same initial values, see :mod:`benchmarks
 Adam (lr 1e-3, b1 0.9, b2 0.999, eps 1e-8), batch 64, on the same data, shuffled every epoch,
 exactly ``n // 64`` steps per epoch, computing the loss and the accuracy of every batch:
 
-* ``functrain``: ``functrain.train.train_epoch`` (the epoch in ``lax.scan``) over
-  ``make_train_step(classifier_loss(model.apply, train=True), functrain.optim.adam(1e-3))``.
+* ``functrain``: ``functrain.train.train_epoch`` (the epoch in ``lax.scan``) over the default
+  ``make_train_step(classifier_loss(model.apply, train=True), functrain.optim.adam(1e-3))``,
+  jitted with the state donated as the hand-written scan is.
 * ``jax_scan``: hand-written JAX + optax, the shuffled epoch in ``lax.scan``, jitted with the
   state donated.
 * ``jax_loop``: hand-written JAX + optax, a jitted (donating) step called from a Python loop on
@@ -71,11 +72,16 @@ def functrain_params(spec: ModelSpec, leaves: Leaves) -> tuple[Any, Any, Any]:
 
 
 def _functrain(spec: ModelSpec, leaves: Leaves, x: np.ndarray[Any, Any], y: np.ndarray[Any, Any],
-               epochs: int, ref: np.ndarray[Any, Any], *, grad_norm: bool | None = None) -> Contender:
-    if grad_norm is None:
-        c = Contender("functrain", "functrain `train_epoch` (lax.scan)")
+               epochs: int, ref: np.ndarray[Any, Any], *, grad_norm: bool = False,
+               self_jit: bool = False) -> Contender:
+    if grad_norm:
+        c = Contender("functrain_grad_norm", "functrain `train_epoch`, `make_train_step(..., grad_norm=True)` "
+                      "(the opt-in gradient norm)")
+    elif self_jit:
+        c = Contender("functrain_self_jit", "functrain `train_epoch` called without `jax.jit` (it compiles "
+                      "itself; no donation)")
     else:
-        c = Contender("functrain_no_grad_norm", "functrain `train_epoch`, `make_train_step(..., grad_norm=False)`")
+        c = Contender("functrain", "functrain `train_epoch` (lax.scan)")
     try:
         import functrain.optim as fo
         from functrain.train import classifier_loss, init_train_state, make_train_step, train_epoch
@@ -86,8 +92,10 @@ def _functrain(spec: ModelSpec, leaves: Leaves, x: np.ndarray[Any, Any], y: np.n
     c.info.update(_check("functrain", model.apply(params, mstate, jnp.asarray(x[:BATCH]), train=False)[0], ref))
     opt = fo.adam(LR)
     loss_fn = classifier_loss(model.apply, train=True)
-    step = make_train_step(loss_fn, opt) if grad_norm is None else make_train_step(loss_fn, opt, grad_norm=grad_norm)
-    epoch = jax.jit(functools.partial(train_epoch, step, batch_size=BATCH), donate_argnums=0)
+    step = make_train_step(loss_fn, opt, grad_norm=True) if grad_norm else make_train_step(loss_fn, opt)
+    epoch: Callable[..., Any] = functools.partial(train_epoch, step, batch_size=BATCH)
+    if not self_jit:
+        epoch = jax.jit(epoch, donate_argnums=0)
     data = (jnp.asarray(x), jnp.asarray(y))
     state0 = init_train_state(params, mstate, opt)
     box: dict[str, Any] = {"state": state0, "key": jax.random.key(1)}
@@ -111,7 +119,7 @@ def _jax_scan(spec: ModelSpec, leaves: Leaves, x: np.ndarray[Any, Any], y: np.nd
               epochs: int, *, grad_norm: bool = False) -> Contender:
     if grad_norm:
         c = Contender("jax_scan_grad_norm", "hand-written JAX + optax, epoch in lax.scan, "
-                      "also `optax.global_norm(grads)` per step (the same metrics as functrain's default)")
+                      "also `optax.global_norm(grads)` per step (the metrics of `grad_norm=True`)")
     else:
         c = Contender("jax_scan", "hand-written JAX + optax, epoch in lax.scan")
     tx = optax.adam(LR)
@@ -306,11 +314,13 @@ def contenders(spec: ModelSpec, settings: Settings, leaves: Leaves, x: np.ndarra
                y: np.ndarray[Any, Any], epochs: int, *, ablation: bool = False) -> list[Contender]:
     """All five training contenders for ``spec`` on data ``(x, y)``, ``epochs`` epochs per unit.
 
-    With ``ablation``, also functrain with ``make_train_step(..., grad_norm=False)`` (the default
-    step also reports the gradient's global norm, one more pass over the gradients per step).
+    With ``ablation``, also functrain with the opt-in ``make_train_step(..., grad_norm=True)`` next
+    to the hand-written scan with the same metrics (one more pass over the gradients per step),
+    and functrain's ``train_epoch`` called without ``jax.jit`` (it compiles itself).
     """
     ref = np.asarray(spec.jax_apply(pairs(leaves), jnp.asarray(x[:BATCH]), None, False), np.float64)
-    extra = ([_functrain(spec, leaves, x, y, epochs, ref, grad_norm=False),
+    extra = ([_functrain(spec, leaves, x, y, epochs, ref, self_jit=True),
+              _functrain(spec, leaves, x, y, epochs, ref, grad_norm=True),
               _jax_scan(spec, leaves, x, y, epochs, grad_norm=True)] if ablation else [])
     return [
         _functrain(spec, leaves, x, y, epochs, ref),

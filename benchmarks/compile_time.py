@@ -49,20 +49,19 @@ def _lower_compile(fn: Callable[..., Any], args: tuple[Any, ...], store: dict[st
     return t2 - t0
 
 
-def _handwritten_step(grad_norm: bool = False) -> Callable[..., Any]:
-    """A fresh hand-written JAX + optax train step (the ``jax_loop`` contender's step); with
-    ``grad_norm`` it also returns ``optax.global_norm(grads)`` like functrain's default step."""
+def _handwritten_step() -> Callable[..., Any]:
+    """A fresh hand-written JAX + optax train step (the ``jax_loop`` contender's step), with the
+    metrics of functrain's default step (loss and accuracy)."""
     tx = optax.adam(LR)
     apply = MLP.jax_apply
 
     def loss_fn(params: Any, xb: Array, yb: Array) -> tuple[Array, Array]:
         return _xent_acc(apply(params, xb, None, True), yb)
 
-    def step(params: Any, opt_state: Any, xb: Array, yb: Array) -> tuple[Any, Any, Array, Array, Array]:
+    def step(params: Any, opt_state: Any, xb: Array, yb: Array) -> tuple[Any, Any, Array, Array]:
         (loss, acc), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, xb, yb)
-        norm = optax.global_norm(grads) if grad_norm else jnp.zeros(())
         updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss, acc, norm
+        return optax.apply_updates(params, updates), opt_state, loss, acc
 
     return step
 
@@ -111,10 +110,6 @@ def _compile_contenders(settings: Settings) -> tuple[list[Contender], dict[str, 
     hw_step = Contender("step_handwritten", "train step: hand-written JAX + optax",
                         run=lambda: _lower_compile(_handwritten_step(), (params, hw_opt, *batch),
                                                    store("step_handwritten")))
-    hw_step_norm = Contender("step_handwritten_grad_norm",
-                             "train step: hand-written JAX + optax, also returning the gradient norm",
-                             run=lambda: _lower_compile(_handwritten_step(grad_norm=True), (params, hw_opt, *batch),
-                                                        store("step_handwritten_grad_norm")))
     hw_epoch = Contender("epoch_handwritten", "epoch: hand-written lax.scan",
                          run=lambda: _lower_compile(_handwritten_epoch(len(x)), ((params, hw_opt), *data, key),
                                                     store("epoch_handwritten")))
@@ -137,7 +132,7 @@ def _compile_contenders(settings: Settings) -> tuple[list[Contender], dict[str, 
         ft_epoch.run = lambda: _lower_compile(fresh_epoch(), (state, data, key), store("epoch_functrain"))
     except ImportError as e:
         ft_step.skip_reason = ft_epoch.skip_reason = f"functrain API not available: {e}"
-    return [ft_step, hw_step, hw_step_norm, ft_epoch, hw_epoch], stores
+    return [ft_step, hw_step, ft_epoch, hw_epoch], stores
 
 
 _IMPORT_SNIPPET = (
@@ -187,7 +182,7 @@ def run(settings: Settings, log: Callable[[str], None] = print) -> JSON:
             e["lower_s"] = statistics.median(st["lower"][-n:])
             e["compile_s"] = statistics.median(st["compile"][-n:])
         results[c.name] = e
-    step = {k: results[k] for k in ("step_functrain", "step_handwritten", "step_handwritten_grad_norm")}
+    step = {k: results[k] for k in ("step_functrain", "step_handwritten")}
     epoch = {k: results[k] for k in ("epoch_functrain", "epoch_handwritten")}
     add_ratios(step, reference="step_functrain", higher_is_better=False)
     add_ratios(epoch, reference="epoch_functrain", higher_is_better=False)

@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     def run(start: tuple[PyTree, PyTree], key: Array, lr: Array, theta: Array) -> dict[str, dict[str, Array]]:
         """One seed with learning rate ``lr`` and clipping threshold ``theta`` (traced scalars)."""
         opt = optim.chain(optim.clip_by_global_norm(theta), optim.sgd(lr))
-        step = train.make_train_step(train.classifier_loss(model.apply, train=True), opt)
+        step = train.make_train_step(train.classifier_loss(model.apply, train=True), opt, grad_norm=True)
         _, seen = watch_run(step, train.init_train_state(*start, opt), split.train, key, epochs=epochs,
                             eval_step=eval_step, watch={"test": split.test}, per_step=True)
         return seen

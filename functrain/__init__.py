@@ -34,7 +34,7 @@ Example:
     >>> batch = (jnp.ones((8, 4)), jnp.zeros(8, jnp.int32))
     >>> state, metrics = jax.jit(step)(state, batch, jax.random.key(1))
     >>> int(state.step), sorted(metrics)
-    (1, ['accuracy', 'grad_norm', 'loss'])
+    (1, ['accuracy', 'loss'])
 """
 
 from functrain import (

@@ -68,7 +68,7 @@ def test_training_contenders_ran_and_agree(smoke: tuple[subprocess.CompletedProc
                                            workload: str) -> None:
     _, out, _ = smoke
     res = json.loads((out / "results.json").read_text(encoding="utf-8"))["workloads"][workload]["results"]
-    ablation = {"functrain_no_grad_norm", "jax_scan_grad_norm"}
+    ablation = {"functrain_self_jit", "functrain_grad_norm", "jax_scan_grad_norm"}
     assert set(res) - ablation == {"functrain", "jax_scan", "jax_loop", "equinox", "torch"}
     for name, e in res.items():
         if name == "torch" and not HAS_TORCH:
@@ -239,11 +239,18 @@ def test_reports_from_the_saved_results(tmp_path: Path, bench: Bench) -> None:
 
 def test_targets_compare_against_their_thresholds(bench: Bench) -> None:
     targets = bench("report").targets
-    results = {"workloads": {"mlp": {"results": {"jax_scan": {"ratio": 0.96}, "equinox": {"ratio": 1.4}}}}}
+    mlp = {"jax_scan": {"ratio": 1.01}, "equinox": {"ratio": 1.4},
+           "functrain_grad_norm": {"value": 90.0}, "jax_scan_grad_norm": {"value": 100.0}}
+    seeds = {"run_seeds_1": {"seeds": 1, "ratio": 0.99}, "run_seeds_8": {"seeds": 8, "ratio": 0.97},
+             "jit_vmap_8": {"seeds": 8}}
+    results = {"workloads": {"mlp": {"results": mlp}, "seeds": {"results": seeds}}}
     got = {t["target"]: t["met"] for t in targets(results)}
-    assert got["CPU MLP: functrain train_epoch ≥ 0.95× hand-written lax.scan"] is True
-    assert got["CPU MLP: functrain train_epoch ≥ 1.5× equinox filter_jit loop"] is False
-    assert got["CPU MLP: functrain train_epoch ≥ 2.0× PyTorch eager"] is None  # not measured
+    assert got["CPU MLP: functrain train_epoch (default step) ≥ 1.0× hand-written lax.scan"] is True
+    assert got["CPU MLP: functrain train_epoch (default step) ≥ 1.5× equinox filter_jit loop"] is False
+    assert got["CPU MLP: functrain train_epoch (default step) ≥ 2.0× PyTorch eager"] is None  # not measured
+    assert got["CPU MLP: functrain with grad_norm=True ≥ 0.95× hand-written lax.scan with the same metrics"] is False
+    assert got["run_seeds ≥ 0.98× the compiled-once jit(vmap(train_fn)), 1 seed"] is True
+    assert got["run_seeds ≥ 0.98× the compiled-once jit(vmap(train_fn)), 8 seeds"] is False
     assert got["train-step compile time ≤ 1.2× hand-written"] is None
     conv = {"workloads": {"convnet": {"results": {"torch": {"ratio": 1.1}}}}}
     got = {t["target"]: t["met"] for t in targets(conv)}

@@ -274,7 +274,7 @@ def test_watch_run_scores_each_set_in_evaluation_mode() -> None:
     model, xy = _toy()
     params, model_state, _ = model.init(jax.random.key(0), (-1, 3))
     opt = optim.sgd(0.1)
-    step = train.make_train_step(train.classifier_loss(model.apply, train=True), opt)
+    step = train.make_train_step(train.classifier_loss(model.apply, train=True), opt, grad_norm=True)
     eval_step = train.make_eval_step(train.classifier_loss(model.apply, train=False))
     start = train.init_train_state(params, model_state, opt)
     state, seen = c.watch_run(step, start, xy, jax.random.key(1), epochs=2, eval_step=eval_step,

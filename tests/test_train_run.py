@@ -210,7 +210,7 @@ def test_plateau_and_early_stopping_states_need_matching_options() -> None:
     _raises(ValueError, r"fit_epoch: argument 'val_data' must be None when options.eval_step is None",
             fit_epoch, step, plain, data, key, FitOptions(8), val_data=data)
     _raises(ValueError, r"fit_epoch: argument 'options.monitor' must be the name of a training metric, "
-            r"or 'train_<name>' / 'val_<name>': one of \['accuracy', 'grad_norm', 'loss', 'train_accuracy'",
+            r"or 'train_<name>' / 'val_<name>': one of \['accuracy', 'loss', 'train_accuracy'",
             fit_epoch, step, fs, data, key, FitOptions(8, early_stopping=early_stopping(2),
                                                        plateau=reduce_on_plateau(), monitor="val_loss"))
     _raises(TypeError, r"fit_epoch: argument 'fit_state' must be a FitState", fit_epoch, step, state,

@@ -1,6 +1,7 @@
 """SAM / ASAM training step: the perturbed point w + rho g/||g|| (and ASAM's) for a quadratic, two
 steps against a hand-written float64 SAM step, rho = 0 is the plain step, the model state of the
-first pass, the metrics, jit (chex variants) and vmap over a traced rho, errors."""
+first pass (kept on a step a guard skipped), the metrics, jit (chex variants) and vmap over a
+traced rho, errors."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
-from functrain import optim
+from functrain import layers, optim
 from functrain.optim import GradientTransformation
-from functrain.train import init_train_state, make_sam_train_step, make_train_step, sam_perturbation
+from functrain.train import classifier_loss, init_train_state, make_sam_train_step, make_train_step, sam_perturbation
 from functrain.typing import Array, Metrics, PRNGKey, PyTree
 
 STYLE = re.compile(r"^[\w.]+: argument '[\w.\[\]']+' must be .+, got .+$", re.S)
@@ -119,7 +121,7 @@ class TestSamStep(chex.TestCase):
         opt = optim.sgd(0.1)
         rho = 0.5
         state = init_train_state(jnp.asarray(W0, jnp.float32), jnp.zeros(()), opt)
-        new, metrics = self.variant(make_sam_train_step(loss_fn, opt, rho=rho))(state, None, KEY)
+        new, metrics = self.variant(make_sam_train_step(loss_fn, opt, rho=rho, grad_norm=True))(state, None, KEY)
         norm = np.linalg.norm(W0)
         perturbed = W0 * (1 + rho / norm)
         assert sorted(metrics) == ["grad_norm", "loss", "norm", "perturbed_loss"]
@@ -130,6 +132,42 @@ class TestSamStep(chex.TestCase):
         np.testing.assert_allclose(float(new.model_state), 0.5 * norm ** 2, rtol=1e-6)  # at w, not w + e
         np.testing.assert_allclose(np.asarray(new.params), W0 - 0.1 * perturbed, rtol=1e-6)
         assert int(new.step) == 1
+        _, lean = self.variant(make_sam_train_step(loss_fn, opt, rho=rho))(state, None, KEY)
+        assert sorted(lean) == ["loss", "norm", "perturbed_loss"]  # the gradient norm is opt-in
+
+
+def _bn_state(opt: Any) -> tuple[Any, Any, tuple[Array, Array]]:
+    model = layers.serial(layers.Dense(4), layers.BatchNorm(), layers.Relu, layers.Dense(3))
+    params, model_state, _ = model.init(jax.random.key(0), (-1, 5))
+    x = jax.random.normal(jax.random.key(1), (8, 5))
+    return model, init_train_state(params, model_state, opt), (x, jnp.arange(8) % 3)
+
+
+def test_a_skipped_step_keeps_batch_norm_statistics() -> None:
+    """As make_train_step: a step the optimizer's guard skips (NaN in the batch) leaves params,
+    optimizer state AND model state unchanged (no NaN running statistics), with functrain's and
+    optax's guards, under jit and under vmap (each run on its own); a clean step updates them."""
+    guards: list[Any] = [optim.skip_nonfinite(optim.sgd(0.1)),
+                         optim.chain(optim.clip_by_global_norm(1.0), optim.skip_nonfinite(optim.adam(0.1))),
+                         optax.apply_if_finite(optax.sgd(0.1), 5)]
+    for opt in guards:
+        model, state, (x, y) = _bn_state(opt)
+        run = jax.jit(make_sam_train_step(classifier_loss(model.apply, train=True), opt, rho=0.05))
+        new, metrics = run(state, (x.at[3, 2].set(jnp.nan), y), KEY)
+        assert bool(jnp.isnan(metrics["loss"]))
+        chex.assert_trees_all_equal(new.params, state.params)
+        chex.assert_trees_all_equal(new.model_state, state.model_state)  # not NaN statistics
+        assert int(new.step) == 1
+        good, _ = run(new, (x, y), KEY)
+        assert not np.allclose(good.model_state[1].mean, state.model_state[1].mean)
+        assert bool(jnp.all(jnp.isfinite(good.model_state[1].var)))
+    opt = optim.skip_nonfinite(optim.sgd(0.1))
+    model, state, (x, y) = _bn_state(opt)
+    step = make_sam_train_step(classifier_loss(model.apply, train=True), opt)
+    xs = jnp.stack([x.at[0, 0].set(jnp.inf), x])  # run 0 sees a bad batch, run 1 a clean one
+    out, _ = jax.jit(jax.vmap(step, in_axes=(None, 0, None)))(state, (xs, jnp.stack([y, y])), KEY)
+    np.testing.assert_array_equal(out.model_state[1].mean[0], state.model_state[1].mean)
+    assert not np.allclose(out.model_state[1].mean[1], state.model_state[1].mean)
 
 
 def test_rho_zero_is_the_plain_step() -> None:

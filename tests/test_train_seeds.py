@@ -26,6 +26,7 @@ from functrain.train import (
     classifier_loss,
     reduce_on_plateau,
     scale_by_plateau,
+    train_epoch,
 )
 from functrain.train.seeds import Stats, grid, run_seeds, summarize, sweep
 from functrain.typing import Array, PRNGKey
@@ -239,6 +240,38 @@ def test_calling_again_with_the_same_train_fn_does_not_recompile() -> None:
         out = sweep(counted_sweep, jax.random.split(jax.random.key(0), 2), {"lr": jnp.array([lr, 2 * lr])})
     assert traces.count(2) == 1
     np.testing.assert_allclose(out.results[1], 2 * out.results[0], rtol=1e-6)
+
+
+def test_run_seeds_is_the_compiled_once_vmapped_run_plus_its_summary() -> None:
+    """No overhead: run_seeds compiles jit(vmap(train_fn)) and the seed summary, nothing else:
+    bitwise the reference's results, the same training loop (dots, loops) in the program, and
+    the summary equal to summarize() of the reference results."""
+    (x, y), _ = _data()
+    data = (jnp.asarray(x[:64], jnp.float32), jnp.asarray(y[:64]))
+    model = layers.serial(layers.Dense(16), layers.Relu, layers.Dense(10))
+    opt = optim.adam(1e-2)
+    step = make_train_step(classifier_loss(model.apply, train=True), opt)
+
+    def train(key: PRNGKey) -> dict[str, Array]:
+        k_init, k_epoch = jax.random.split(key)
+        params, model_state, _ = model.init(k_init, (-1, 64))
+        _, metrics = train_epoch(step, init_train_state(params, model_state, opt), data, k_epoch, batch_size=16)
+        return metrics
+
+    keys = jax.random.split(jax.random.key(0), 3)
+    runs = run_seeds(train, keys)
+    ref = jax.jit(jax.vmap(train))(keys)
+    for name in ref:
+        np.testing.assert_array_equal(np.asarray(runs.results[name]), np.asarray(ref[name]))
+        np.testing.assert_allclose(np.asarray(runs.summary[name].std), np.asarray(summarize(ref)[name].std),
+                                   rtol=1e-6)
+
+    def ops(text: str | None) -> tuple[int, int]:
+        assert text is not None
+        return len(re.findall(r" dot\(", text)), len(re.findall(r" while\(", text))
+
+    ours = jax.jit(lambda k: run_seeds(train, k, jit=False)).lower(keys).compile().as_text()  # its program
+    assert ops(ours) == ops(jax.jit(jax.vmap(train)).lower(keys).compile().as_text())
 
 
 def test_case_10_the_docs_state_what_chunking_preserves_and_it_holds() -> None:

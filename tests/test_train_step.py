@@ -59,7 +59,7 @@ class TestTrainStep(chex.TestCase):
         x, y = _data()
         lr = 0.05
         state = init_train_state(params, {"calls": jnp.zeros((), jnp.int32)}, optim.sgd(lr))
-        step = self.variant(make_train_step(_linear_loss, optim.sgd(lr)))
+        step = self.variant(make_train_step(_linear_loss, optim.sgd(lr), grad_norm=True))
         ref: PyTree = params
         for i in range(2):  # two steps: the state really carries over
             state, metrics = step(state, (x, y), jax.random.key(i))
@@ -72,15 +72,18 @@ class TestTrainStep(chex.TestCase):
             assert set(metrics) == {"loss", "mae", "grad_norm"}
 
     @chex.variants(with_jit=True, without_jit=True)
-    def test_grad_norm_false_drops_only_the_metric(self) -> None:
+    def test_the_gradient_norm_is_opt_in(self) -> None:
         params = {"w": jnp.ones((3, 2)), "b": jnp.zeros(2)}
         x, y = _data()
         state = init_train_state(params, {"calls": jnp.zeros((), jnp.int32)}, optim.sgd(0.1))
-        full, m_full = self.variant(make_train_step(_linear_loss, optim.sgd(0.1)))(state, (x, y), jax.random.key(0))
-        lean, m_lean = self.variant(make_train_step(_linear_loss, optim.sgd(0.1), grad_norm=False))(
+        full, m_full = self.variant(make_train_step(_linear_loss, optim.sgd(0.1), grad_norm=True))(
             state, (x, y), jax.random.key(0))
-        assert set(m_lean) == {"loss", "mae"}
-        chex.assert_trees_all_close(lean.params, full.params, rtol=1e-6)
+        for lean_step in (make_train_step(_linear_loss, optim.sgd(0.1)),
+                          make_train_step(_linear_loss, optim.sgd(0.1), grad_norm=False)):
+            lean, m_lean = self.variant(lean_step)(state, (x, y), jax.random.key(0))
+            assert set(m_lean) == {"loss", "mae"}  # the default: the loss function's metrics and the loss
+            chex.assert_trees_all_close(lean.params, full.params, rtol=1e-6)
+        assert set(m_full) == {"loss", "mae", "grad_norm"}
 
     @chex.variants(with_jit=True, without_jit=True)
     def test_an_opt_state_built_for_other_params_is_a_clear_error(self) -> None:
@@ -108,9 +111,30 @@ def test_the_default_step_compiles_to_a_hand_written_step() -> None:
         return TrainState(state.step + 1, params, ms, opt_state), {**metrics, "loss": loss}
 
     args = (state, _data(), jax.random.key(0))
-    ours = jax.make_jaxpr(make_train_step(_linear_loss, opt, grad_norm=False))(*args)
+    ours = jax.make_jaxpr(make_train_step(_linear_loss, opt))(*args)  # the default step
     hand = jax.make_jaxpr(by_hand)(*args)
     assert str(ours) == str(hand)
+
+
+def test_the_gradient_norm_is_free_when_the_optimizer_clips_by_it() -> None:
+    """grad_norm=True costs one more reduction pass per leaf, except with clip_by_global_norm,
+    whose norm XLA computes once for both (the compiled programs have the same reductions)."""
+    model = layers.serial(layers.Dense(16), layers.Relu, layers.Dense(3))
+    params, model_state, _ = model.init(jax.random.key(0), (-1, 5))
+    batch = (jnp.ones((8, 5)), jnp.zeros(8, jnp.int32))
+    loss = classifier_loss(model.apply, train=True)
+
+    def reductions(opt: Any, grad_norm: bool) -> int:
+        state = init_train_state(params, model_state, opt)
+        text = jax.jit(make_train_step(loss, opt, grad_norm=grad_norm)).lower(
+            state, batch, jax.random.key(0)).compile().as_text()
+        assert text is not None
+        return len(re.findall(r" reduce\(", text))
+
+    plain = optim.adam(1e-3)
+    assert reductions(plain, True) > reductions(plain, False)  # the opt-in metric is real work
+    clipped = optim.chain(optim.clip_by_global_norm(1.0), optim.adam(1e-3))
+    assert reductions(clipped, True) == reductions(clipped, False)  # ... shared with the clipping
 
 
 def test_adam_steps_match_optax_reference() -> None:
@@ -319,8 +343,7 @@ def test_case_2_the_guard_costs_nothing_without_a_guard() -> None:
         return TrainState(state.step + 1, params, ms, opt_state), {**metrics, "loss": value}
 
     args = (state, batch, jax.random.key(0))
-    assert str(jax.make_jaxpr(make_train_step(loss, opt, grad_norm=False))(*args)) == str(
-        jax.make_jaxpr(by_hand)(*args))
+    assert str(jax.make_jaxpr(make_train_step(loss, opt))(*args)) == str(jax.make_jaxpr(by_hand)(*args))
     guarded = optim.skip_nonfinite(opt)
     g_state = base._replace(opt_state=guarded.init(base.params))
     n_plain = len(jax.make_jaxpr(make_train_step(loss, opt))(*args).eqns)

@@ -1,7 +1,10 @@
 """One epoch inside ``lax.scan`` (:func:`train_epoch`) and batched evaluation (:func:`evaluate`).
 
-Both are pure functions of arrays (jit them with ``batch_size`` and the step static, vmap them over
-seeds); :mod:`functrain.train.run` and :mod:`functrain.train.fit` build whole runs on them.
+Both are pure functions of arrays that compile themselves: called with concrete arrays (a Python
+loop over epochs), each runs one cached compiled program per step function, ``batch_size`` and
+argument shapes and dtypes, so only the first call compiles. Called under a trace (inside the
+user's ``jax.jit``, ``jax.vmap``, ``lax.scan`` or ``jax.grad``), they trace inline into the outer
+program. :mod:`functrain.train.run` and :mod:`functrain.train.fit` build whole runs on them.
 
 Data is a pytree (usually a tuple ``(x, y)``) of arrays with a common leading length ``n``,
 resident on the device. The batch given to the step has the same structure.
@@ -15,8 +18,8 @@ compiled shape); since the permutation changes every epoch, every example is use
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Generic, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -24,7 +27,7 @@ from jax import lax
 
 from functrain import _tree, _validate
 from functrain.train._labels import check_entry_labels
-from functrain.train.state import TS
+from functrain.train.state import TS, TrainState
 from functrain.train.step import EvalStep, TrainStep
 from functrain.typing import Array, Metrics, PRNGKey, PyTree
 
@@ -85,6 +88,56 @@ def mean_metrics(per_step: Mapping[str, Array]) -> dict[str, Array]:
     return {name: jnp.mean(v, axis=0) for name, v in per_step.items()}
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _ByIdentity(Generic[F]):
+    """A static ``jax.jit`` argument for a function that is not hashable: equal to itself only.
+
+    The jit cache holds it (and so the function) alive, so an ``id`` is never reused for another.
+    """
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: F) -> None:
+        self.fn = fn
+
+    def __hash__(self) -> int:
+        return id(self.fn)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _ByIdentity) and other.fn is self.fn
+
+
+def _static(fn: F) -> F | _ByIdentity[F]:
+    """``fn`` itself when it is hashable (functions, bound methods, frozen dataclasses), else
+    wrapped to compare by identity: the cache key of the compiled program."""
+    try:
+        hash(fn)
+    except TypeError:
+        return _ByIdentity(fn)
+    return fn
+
+
+def _unwrap(fn: Any) -> Any:
+    return fn.fn if isinstance(fn, _ByIdentity) else fn
+
+
+def _traced(*trees: PyTree) -> bool:
+    """Whether any leaf is a tracer: the call is inside the user's jit/vmap/scan/grad."""
+    return any(_validate.is_traced(leaf) for tree in trees for leaf in _tree.tree_leaves(tree))
+
+
+def _epoch(step: Any, state: TS, data: PyTree, key: PRNGKey, batch_size: int) -> tuple[TS, dict[str, Array]]:
+    new_state, per_step = scan_steps(_unwrap(step), state, data, key, batch_size, "train_epoch")
+    return new_state, mean_metrics(per_step)
+
+
+# One compiled program per (step, batch_size, argument shapes/dtypes): a Python loop over epochs
+# compiles once. Not donated: the caller's state stays valid.
+_epoch_jit = jax.jit(_epoch, static_argnums=(0, 4))
+
+
 def train_epoch(
     step: TrainStep,
     state: TS,
@@ -99,8 +152,15 @@ def train_epoch(
 
     The data is shuffled by a permutation drawn from ``key`` and gathered once into
     ``(n_batches, batch_size, ...)`` (so each scan iteration only slices its batch); the last
-    partial batch is dropped (see the module docstring for the exact key schedule). Pure:
-    jit it with ``batch_size`` (and ``step``) static, vmap it over keys and states.
+    partial batch is dropped (see the module docstring for the exact key schedule). Pure: vmap
+    it over keys and states, scan or jit it (``batch_size`` and ``step`` static).
+
+    Compiled once: called with concrete arrays, the epoch runs as one cached compiled program per
+    ``step`` object, ``batch_size`` and shapes/dtypes of ``state``, ``data`` and ``key``, so a
+    Python loop over epochs compiles only at the first one (build ``step`` once, outside the
+    loop: a new step function is a new program). Called under a trace (inside your own
+    ``jax.jit``, ``jax.vmap``, ``lax.scan`` ...), it traces inline into your program. The
+    argument and label checks below always run eagerly, before the compiled program.
 
     Labels: for ``(x, y)`` data with integer ``y`` given as concrete arrays, the labels are
     checked on the host before the epoch runs: each must be ``>= 0`` and ``< num_classes`` when
@@ -139,7 +199,7 @@ def train_epoch(
         >>> data = (jnp.ones((10, 4)), jnp.zeros(10, jnp.int32))
         >>> state, metrics = ft.train.train_epoch(step, state, data, jax.random.key(1), batch_size=4)
         >>> int(state.step), sorted(metrics)  # 10 // 4 = 2 full batches; the last 2 examples wait
-        (2, ['accuracy', 'grad_norm', 'loss'])
+        (2, ['accuracy', 'loss'])
         >>> bad = (jnp.ones((10, 4)), jnp.full(10, 3, jnp.int32))  # the model has 3 classes
         >>> try:
         ...     ft.train.train_epoch(step, state, bad, jax.random.key(1), batch_size=4, num_classes=3)
@@ -148,14 +208,19 @@ def train_epoch(
         train_epoch: argument 'data[1]' must be class labels in [0, 3), got 10 out of range
         (the first at index 0: 3)
     """
-    check_entry_labels("train_epoch", step, state, [(data, "data")], num_classes, check_labels)
-    new_state, per_step = scan_steps(step, state, data, key, batch_size, "train_epoch")
-    return new_state, mean_metrics(per_step)
+    who = "train_epoch"
+    check_entry_labels(who, step, state, [(data, "data")], num_classes, check_labels)
+    _validate.check_callable(step, who, "step", "a train step function")
+    bs = _validate.check_batch_size(batch_size, _validate.check_leading_length(data, who), who, "batch_size")
+    if _traced(state, data, key):
+        return _epoch(step, state, data, key, bs)
+    result: tuple[TS, dict[str, Array]] = _epoch_jit(_static(step), state, data, key, bs)
+    return result
 
 
 def evaluate(
     eval_step: EvalStep,
-    state: TS,
+    state: TrainState[Any, Any, Any],
     data: PyTree,
     *,
     batch_size: int,
@@ -165,8 +230,10 @@ def evaluate(
     The ``n // batch_size`` full batches run in one ``lax.map``; the remaining ``r`` examples run
     as one smaller batch (one extra compiled shape). Each metric, a per-batch mean, is combined
     as the example-weighted average ``(batch_size * sum_full + r * tail) / n``, which is the mean
-    over all ``n`` examples. ``batch_size`` larger than ``n`` means one batch of ``n``. Pure
-    (jit it with ``batch_size`` static).
+    over all ``n`` examples. ``batch_size`` larger than ``n`` means one batch of ``n``. Pure;
+    compiled once like :func:`train_epoch`: with concrete arrays it runs one cached compiled
+    program per ``eval_step`` object, ``batch_size`` and argument shapes; under a trace (your own
+    ``jax.jit``, ``jax.vmap`` ...) it traces inline.
 
     Args:
         eval_step: ``eval_step(state, batch) -> metrics``, e.g. from ``make_eval_step``.
@@ -194,6 +261,17 @@ def evaluate(
     _validate.check_callable(eval_step, who, "eval_step", "an eval step function")
     n = _validate.check_leading_length(data, who)
     bs = min(_validate.check_int(batch_size, who, "batch_size", low=1), n)
+    if _traced(state, data):
+        return _evaluate(eval_step, state, data, bs)
+    result: dict[str, Array] = _evaluate_jit(_static(eval_step), state, data, bs)
+    return result
+
+
+def _evaluate(eval_step: Any, state: TrainState[Any, Any, Any], data: PyTree, bs: int) -> dict[str, Array]:
+    """:func:`evaluate`'s program, with ``bs <= n`` checked."""
+    who = "evaluate"
+    eval_step = _unwrap(eval_step)
+    n = _validate.check_leading_length(data, who)
     n_batches, rest = divmod(n, bs)
 
     def full(x: Array) -> Array:
@@ -210,3 +288,6 @@ def evaluate(
                              "for the others")
         totals = {name: totals[name] + tail[name] * rest for name in totals}
     return {name: v / n for name, v in totals.items()}
+
+
+_evaluate_jit = jax.jit(_evaluate, static_argnums=(0, 3))

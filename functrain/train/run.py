@@ -130,7 +130,8 @@ class EpochMetrics(NamedTuple):
     """What one epoch reports (stacked along a leading epoch axis by :func:`fit_scan`).
 
     Attributes:
-        train: training metrics averaged over the epoch's steps (``"loss"``, ``"grad_norm"`` ...).
+        train: training metrics averaged over the epoch's steps (``"loss"``, the loss
+            function's metrics, ``"grad_norm"`` from ``make_train_step(..., grad_norm=True)``).
         val: validation metrics over all validation examples (empty without validation data).
         step_loss: ``(n_batches,)`` the loss of every step (to locate a non-finite one).
         finite: whether all floating leaves of the parameters, the model state (e.g. batch-norm
@@ -156,7 +157,7 @@ class EpochMetrics(NamedTuple):
         >>> step, data = ft.train.make_train_step(loss_fn, opt), (jnp.ones((8, 3)), jnp.ones(8))
         >>> _, m = ft.train.fit_epoch(step, fit_state, data, jax.random.key(1), ft.train.FitOptions(4))
         >>> sorted(m.train), m.step_loss.shape, bool(m.finite), bool(m.active), int(m.step)
-        (['grad_norm', 'loss'], (2,), True, True, 2)
+        (['loss'], (2,), True, True, 2)
         >>> int(m.skipped), bool(m.diverged), int(m.diverged_step)  # no skip_nonfinite guard
         (0, False, -1)
     """

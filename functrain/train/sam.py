@@ -23,7 +23,7 @@ import jax.numpy as jnp
 from functrain import _tree, _validate
 from functrain.optim.base import GradientTransformation, TransformationLike, apply_updates
 from functrain.train.state import TrainState
-from functrain.train.step import TrainStep, _check_loss_output, _check_opt_state
+from functrain.train.step import TrainStep, _check_loss_output, _check_opt_state, guarded_model_state
 from functrain.typing import Array, LossFn, Metrics, PRNGKey, PyTree
 
 __all__ = ["make_sam_train_step", "sam_perturbation"]
@@ -77,7 +77,7 @@ def _perturbation(grads: PyTree, params: PyTree, rho: float | Array, adaptive: b
 
 def make_sam_train_step(loss_fn: LossFn, optimizer: GradientTransformation[Any] | TransformationLike,
                         *, rho: float | Array = 0.05, adaptive: bool = False,
-                        grad_norm: bool = True) -> TrainStep:
+                        grad_norm: bool = False) -> TrainStep:
     """Build a SAM training step ``step(state, batch, key) -> (state, metrics)`` (two passes).
 
     One step computes ``(loss, (model_state, metrics)), g = value_and_grad(loss_fn)(w, ...)``,
@@ -85,12 +85,16 @@ def make_sam_train_step(loss_fn: LossFn, optimizer: GradientTransformation[Any] 
     ``g_sam = grad loss_fn(w + e, ...)`` on the same batch with the same key (the same dropout
     masks) and the same input model state, then ``updates, opt_state = optimizer.update(g_sam,
     opt_state, w)``, ``w = w + updates``. The new model state (batch-norm statistics) is the
-    one of the first pass, at ``w``: the second pass only measures a gradient.
+    one of the first pass, at ``w``: the second pass only measures a gradient. A step that a
+    guard in the optimizer skips (:func:`~functrain.optim.skip_nonfinite`,
+    ``optax.apply_if_finite``) keeps the model state too, exactly as
+    :func:`~functrain.train.make_train_step` does (a NaN batch cannot poison the running
+    statistics); without a guard nothing is added to the step.
 
     The metrics are the loss function's (first pass), ``"loss"`` (at ``w``, as
     :func:`~functrain.train.make_train_step` reports it), ``"perturbed_loss"`` (at ``w + e``) and,
-    unless ``grad_norm=False``, ``"grad_norm"``, the global norm of ``g_sam`` (the gradient the
-    optimizer receives). It costs two forward-backward passes per step. Like
+    with ``grad_norm=True`` (opt-in), ``"grad_norm"``, the global norm of ``g_sam`` (the gradient
+    the optimizer receives). It costs two forward-backward passes per step. Like
     :func:`~functrain.train.make_train_step`'s, the returned function carries the attributes
     ``step.loss_fn`` and ``step.optimizer`` (for drivers).
 
@@ -100,7 +104,8 @@ def make_sam_train_step(loss_fn: LossFn, optimizer: GradientTransformation[Any] 
         rho: ``>= 0``, the neighbourhood radius (0.05 in the paper; ASAM uses larger values, e.g.
             0.5-2); may be a traced array (a sweep). ``rho = 0`` is a plain step, at twice the cost.
         adaptive: ASAM (``e = rho |w|^2 g / || |w| g ||``).
-        grad_norm: report ``"grad_norm"``.
+        grad_norm: also report ``"grad_norm"`` (opt-in, as in
+            :func:`~functrain.train.make_train_step`).
 
     Returns:
         The step function, pure: jit, vmap and scan it (e.g. with
@@ -146,6 +151,7 @@ def make_sam_train_step(loss_fn: LossFn, optimizer: GradientTransformation[Any] 
         (perturbed_loss, _), sam_grads = grad_fn(perturbed, state.model_state, batch, key)
         updates, opt_state = optimizer.update(sam_grads, state.opt_state, state.params)
         params = apply_updates(state.params, updates)
+        model_state = guarded_model_state(state.opt_state, opt_state, state.model_state, model_state)
         out = {**metrics, "loss": loss, "perturbed_loss": perturbed_loss}
         if report_norm:
             out["grad_norm"] = _tree.tree_global_norm(sam_grads)
