@@ -24,7 +24,7 @@ from _cli import REPO, check_train_outputs, env, one_error_line
 from functrain.cli import main
 from functrain.experiments import tricks
 from functrain.experiments.interrupts import Interrupted
-from functrain.experiments.tricks import commands
+from functrain.experiments.tricks import commands, table
 from functrain.experiments.tricks.chunks import run_chunked
 from functrain.train import load_checkpoint
 
@@ -38,6 +38,7 @@ def _no_training(monkeypatch: pytest.MonkeyPatch) -> None:
         raise AssertionError("training started before the checks")
 
     monkeypatch.setattr(commands, "compile_chunked", refuse)
+    monkeypatch.setattr(table, "compile_programs", refuse)
 
 
 @pytest.mark.parametrize("command", ["train", "tricks"])
