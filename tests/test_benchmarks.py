@@ -54,9 +54,12 @@ def test_smoke_run_succeeds_and_writes_results(smoke: tuple[subprocess.Completed
         assert key in machine
     assert machine["mode"] == "smoke"
     assert machine["cpu_count"] >= 1
-    assert set(results["workloads"]) == {"mlp", "convnet", "optim", "seeds", "compile"}
+    assert set(results["workloads"]) == {"mlp", "convnet", "optim", "seeds", "compile", "tricks"}
     for name, w in results["workloads"].items():
         assert "error" not in w, f"{name}: {w.get('error')}"
+    tricks = results["workloads"]["tricks"]  # a second process loads the row's programs from the cache
+    assert 0 < tricks["results"]["cached"]["value"] < tricks["results"]["cold"]["value"]
+    assert tricks["cached_over_cold"] == tricks["results"]["cached"]["value"] / tricks["results"]["cold"]["value"]
     md = (out / "results.md").read_text(encoding="utf-8")
     assert "Smoke run" in md and "## Targets" in md
 
@@ -244,6 +247,10 @@ def test_targets_compare_against_their_thresholds(bench: Bench) -> None:
     assert got["CPU MLP: functrain train_epoch ≥ 1.5× equinox filter_jit loop"] is False
     assert got["CPU MLP: functrain train_epoch ≥ 2.0× PyTorch eager"] is None  # not measured
     assert got["train-step compile time ≤ 1.2× hand-written"] is None
+    tricks = {"workloads": {"tricks": {"cached_over_cold": 0.08}}}
+    (row,) = [t for t in targets(tricks) if "functrain tricks row" in t["target"]]
+    assert row["met"] is True and row["measured"] == 0.08 and row["threshold"] == 0.2
+    assert not any("functrain tricks row" in t["target"] for t in targets(results))  # not measured: no row
 
 
 def test_gpu_request_without_a_gpu_falls_back(bench: Bench) -> None:

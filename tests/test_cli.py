@@ -47,7 +47,14 @@ def test_tricks_quick_prints_table_and_writes_files(tmp_path: Path, capsys: pyte
 
     # The JSON holds what was measured; the printed and Markdown tables show exactly that.
     doc = json.loads((out / "tricks.json").read_text())
-    assert doc["settings"] == {"seeds": 2, "epochs": 2, "hidden": [32, 32], "batch_size": 64, "seed": 0}
+    assert doc["settings"] == {"seeds": 2, "epochs": 2, "hidden": [32, 32], "batch_size": 64, "seed": 0,
+                               "model": "mlp", "sections": ["classic"], "data": "digits", "prng": "threefry"}
+    # rows of one structure share programs: no batch norm | batch norm + SGD | Adam | early stopping
+    assert [r["group"] for r in doc["rows"]] == [0, 0, 1, 1, 1, 2, 2, 2, 2, 3, -1]
+    assert doc["timing"]["programs"] == 4 and doc["timing"]["rows"] == 10
+    assert doc["timing"]["compile_seconds"] == pytest.approx(sum(r["compile_seconds"] for r in doc["rows"]))
+    assert [r["compile_seconds"] for r in doc["rows"]][3:5] == [0.0, 0.0]  # shared: nothing compiled
+    assert re.search(r"compiling \d+\.\d s \(4 sets of programs for 10 rows; compilation cache: ", captured.err)
     rows = doc["rows"]
     assert [r["trick"] for r in rows] == labels
     md = (out / "tricks.md").read_text()
@@ -239,7 +246,7 @@ def _wrong_keys_npz(tmp: Path) -> str:
 def _flat_npz(tmp: Path) -> str:
     path = tmp / "flat.npz"
     rng = np.random.default_rng(0)
-    np.savez(path, x=rng.normal(size=(40, 64)), y=np.arange(40) % 2)
+    np.savez(path, x=rng.normal(size=(200, 64)), y=np.arange(200) % 2)
     return str(path)
 
 

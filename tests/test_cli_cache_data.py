@@ -50,9 +50,11 @@ def test_the_cache_can_be_turned_off(environ: dict[str, str], args: tuple[str, .
 def test_a_cache_the_process_has_is_kept() -> None:
     import jax
 
-    existing = jax.config.jax_compilation_cache_dir  # the test suite's (tests/conftest.py), if on
-    assert enable_cache(False) == (None if existing is None else str(existing))
-    assert jax.config.jax_compilation_cache_dir == existing
+    existing = getattr(jax.config, "jax_compilation_cache_dir", None)  # the suite's (tests/conftest.py), if on
+    if existing is None:
+        pytest.skip("the test suite runs without a compilation cache (FUNCTRAIN_TEST_CACHE=off)")
+    assert enable_cache(False) == str(existing)
+    assert getattr(jax.config, "jax_compilation_cache_dir", None) == existing
 
 
 def test_the_flags_are_documented_and_parsed() -> None:

@@ -104,7 +104,7 @@ def test_case_9_value_error_from_loading_is_one_line(tmp_path: Path, capsys: pyt
     path = tmp_path / "data.npz"
     path.write_bytes(b"")
 
-    def load(source: str) -> Any:
+    def load(source: str, **kwargs: Any) -> Any:
         raise ValueError(f"load_npz: {source}: 'x' holds 3 NaN values\nthe first in example 0")
 
     monkeypatch.setattr(commands, "load_data", load)
