@@ -21,29 +21,17 @@ compiled programs instead of compiling them (``functrain tricks`` prints the com
 every row and their total). The cache lives in ``$FUNCTRAIN_CACHE`` if set, else
 ``$XDG_CACHE_HOME/functrain/jax`` (``~/.cache/functrain/jax``); ``FUNCTRAIN_CACHE=off`` or
 ``--no-cache`` runs without it (a cache the surrounding process already configured is left as it
-is). Deleting the directory is always safe. ``--prng unsafe_rbg`` draws the run keys' random bits
-with XLA's RngBitGenerator instead of the threefry hash: measured on 2 CPU cores, the programs of
-a tricks row compile about 35% faster (threefry's hash is unrolled into every random draw), but
-the random numbers -- and so the results -- differ, and they are not guaranteed to be the same
-across JAX versions or devices; the default, threefry, reproduces the published tables.
+is). Deleting the directory is always safe.
 
-This module only parses the arguments; the work is done by
-:mod:`functrain.experiments.tricks.commands`. Exit statuses:
-
-* 0: done.
-* 2: bad flags or values (or data that cannot be loaded or downloaded), found before any training: one line ``functrain: error: ...`` on
-  stderr. A bad value reads ``argument --lr: must be a finite number > 0, got '-1'`` (the one
-  message style of :mod:`functrain._validate`, after argparse's ``argument --flag:``). Every
-  integer flag has a documented range (``--help``), checked up front; so are the data file
-  (finite features, labels), the batch size against the data (refused, never clamped) and the
-  output files (writable, none of them a directory); no output directory is created before.
-* 1: an output could not be written (e.g. a full disk): one line naming the file; every output
-  is renamed into place only once all of them are written, so the previous outputs stay as they
-  were. Also when a needed optional dependency is missing.
-* 130: interrupted (Ctrl-C): one line saying what was kept. The interrupt is honored between
-  epochs, never inside an XLA compilation (see :mod:`functrain.experiments.interrupts`);
-  ``functrain train`` then writes the outputs of the completed epochs. A second Ctrl-C ends the
-  process at once.
+The PRNG: threefry (JAX's default) hashes counters with an unrolled cipher at every random draw
+(shuffling, dropout masks, key splits), which XLA compiles again at each place it is used.
+``--prng unsafe_rbg`` draws with XLA's RngBitGenerator instead. Measured on 2 busy CPU cores for
+the default table: about 30% less compile time (127 s -> 89 s summed over the rows; the
+"+ dropout" row's training program 7.0 s -> 4.6 s), but its vmapped draws make each training epoch
+about 1.5x slower (5 epochs of 5 seeds: 0.83 s -> 1.28 s), so it pays off only where compiling
+dominates (``--quick``, short runs). Its random numbers -- and so the results -- differ, and are
+not guaranteed to be the same across JAX versions or devices; the default, threefry, reproduces
+the published tables. ``--prng rbg`` (RngBitGenerator bits, threefry splits) is also available.
 """
 
 from __future__ import annotations
@@ -156,8 +144,9 @@ _DATA_HELP = ("digits (embedded), mnist or fashion-mnist (downloaded once into $
               "~/.cache/functrain/datasets), or an .npz file with x and y (split 80/20), or x_train, y_train, "
               "x_test, y_test (default digits)")
 _PRNG_HELP = ("PRNG of the run keys: threefry (default; reproducible), or unsafe_rbg / rbg (XLA's "
-              "RngBitGenerator: unsafe_rbg compiles ~35%% faster on a CPU; other random numbers, not stable "
-              "across JAX versions and devices)")
+              "RngBitGenerator: unsafe_rbg compiles ~30%% faster on a CPU but trains vmapped seeds ~1.5x slower, "
+              "so it helps short runs such as --quick; other random numbers, not stable across JAX versions "
+              "and devices)")
 
 
 def _common() -> argparse.ArgumentParser:
