@@ -181,8 +181,9 @@ def _add_tricks(sub: Any, common: argparse.ArgumentParser) -> None:
     tricks.add_argument("--epochs", type=_epochs, default=None,
                         help=f"(maximum) epochs per run, in [1, {MAX_EPOCHS}] (default 30; 2 with --quick)")
     tricks.add_argument("--hidden", type=_widths, default=None, metavar="W1,W2,...",
-                        help=f"hidden-layer widths (the convnet's channels), each in [1, {MAX_WIDTH}] (default "
-                             "256,256,256, the convnet 32,64; with --quick 32,32 and 8,16)")
+                        help=f"hidden-layer widths (the convnet's channels) of the classic rows, each in [1, "
+                             f"{MAX_WIDTH}] (default 256,256,256, the convnet 32,64; with --quick 32,32 and 8,16; "
+                             "the canon's ResNet has 16,16, 8,8 with --quick)")
     tricks.add_argument("--batch-size", type=_batch_size, default=64, help=_BATCH_HELP)
     tricks.add_argument("--seed", type=_seed, default=0,
                         help=f"base seed of the runs, in [0, {MAX_SEED}] (the key's 32 bits; default 0)")

@@ -146,22 +146,25 @@ def compile_programs(structure: Structure, init: str, layout: Layout, hyper: Hyp
     parts = make_programs(structure, init, layout)
     epochs = structure.template.epochs
 
-    def build(fn: Callable[..., Any], in_axes: tuple[int | None, ...], *args: Any) -> Callable[..., Any]:
+    def build(fn: Callable[..., Any], in_axes: tuple[int | None, ...], *args: Any) -> tuple[Callable[..., Any], Any]:
+        """The compiled program and the shapes of its outputs."""
         if stop is not None and stop():
             raise Interrupted("interrupted while compiling; nothing written")
         lowered = jax.jit(jax.vmap(fn, in_axes=in_axes)).lower(*args)
         compiled: Callable[..., Any] = lowered.compile(compiler_options=compiler_options)
-        return compiled
+        return compiled, lowered.out_info
 
-    first = build(parts.start, (None, None, 0), hyper, data, keys) if start else None
+    first, shapes = build(parts.start, (None, None, 0), hyper, data, keys) if start else (None, None)
     train: dict[int, Callable[..., Any]] = {}
     finish = None
     if body:
-        fit_states, train_keys = jax.eval_shape(jax.vmap(parts.start, in_axes=(None, None, 0)), hyper, data, keys)
+        if shapes is None:  # traced only
+            shapes = jax.eval_shape(jax.vmap(parts.start, in_axes=(None, None, 0)), hyper, data, keys)
+        fit_states, train_keys = shapes
         for n in sorted({chunk, epochs % chunk} - {0}):
             train[n] = build(lambda h, d, fs, k, n=n: parts.train(h, d, fs, k, n), (None, None, 0, 0),
-                             hyper, data, fit_states, train_keys)
-        finish = build(parts.finish, (None, None, 0), hyper, data, fit_states)
+                             hyper, data, fit_states, train_keys)[0]
+        finish = build(parts.finish, (None, None, 0), hyper, data, fit_states)[0]
     return Compiled(first, train, finish, parts, epochs, chunk)
 
 
