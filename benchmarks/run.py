@@ -15,7 +15,7 @@ Flags:
                    sees no GPU. PyTorch runs on CUDA when it can, and is skipped otherwise.
     --repeats N    timed repeats per contender (default: 7 full, 5 quick, 1 smoke; the long
                    convnet and seeds workloads use 5 in full mode).
-    --workloads L  comma-separated subset of mlp,convnet,convnet_ops,optim,seeds,compile (default: all).
+    --workloads L  comma-separated subset of mlp,convnet,convnet_ops,optim,seeds,compile,tricks (default: all).
                    Results of the other workloads are kept from the existing results file.
     --out DIR      where results.json/results.md go (default benchmarks/results).
     --readme PATH  the README to update (default README.md at the repository root).
@@ -46,7 +46,7 @@ from benchmarks.report import readme_table, results_markdown, targets, update_re
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "benchmarks" / "results"
-WORKLOADS = ("mlp", "convnet", "convnet_ops", "optim", "seeds", "compile")
+WORKLOADS = ("mlp", "convnet", "convnet_ops", "optim", "seeds", "compile", "tricks")
 JSON = dict[str, Any]
 
 
@@ -128,10 +128,11 @@ def _settings(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[Any
 
 
 def _runner(name: str) -> Callable[..., JSON]:
-    from benchmarks import compile_time, convnet, convnet_ops, mlp, optimizers, seeds
+    from benchmarks import compile_time, convnet, convnet_ops, mlp, optimizers, seeds, tricks_compile
 
     return {"mlp": mlp.run, "convnet": convnet.run, "convnet_ops": convnet_ops.run, "optim": optimizers.run,
-            "seeds": seeds.run, "compile": compile_time.run}[name]
+            "seeds": seeds.run, "compile": compile_time.run,
+            "tricks": tricks_compile.run}[name]
 
 
 def log(message: str) -> None:

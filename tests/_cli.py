@@ -86,7 +86,11 @@ def check_train_outputs(out: Path, source: str, seeds: int) -> dict[str, Any]:
 
 
 def env() -> dict[str, str]:
-    return {**os.environ, "JAX_PLATFORMS": "cpu"}
+    """The environment of a ``functrain`` subprocess: the CPU, and the test suite's compilation cache
+    (``$FUNCTRAIN_TEST_CACHE``, see tests/conftest.py) instead of the user's."""
+    setting = os.environ.get("FUNCTRAIN_TEST_CACHE", "")
+    cache = setting or str(Path.home() / ".cache" / "functrain" / "jax-tests")
+    return {**os.environ, "JAX_PLATFORMS": "cpu", "FUNCTRAIN_CACHE": cache}
 
 
 def toy_splits(n: int = 50, features: int = 5, classes: int = 3) -> Splits:

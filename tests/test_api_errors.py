@@ -13,15 +13,20 @@ least :data:`MIN_CASES` (function, argument, bad value) cases, so it cannot sile
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import inspect
 import pkgutil
 import re
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 import functrain
@@ -53,6 +58,18 @@ def _samples() -> dict[str, Any]:
 
 
 SAMPLES = _samples()
+
+
+def _tiny_mnist() -> str:
+    """A directory of four tiny MNIST-format files, removed at exit (``load_mnist``'s sample call
+    reads them: without a directory it would read the data cache)."""
+    directory = tempfile.mkdtemp(prefix="functrain-api-mnist-")
+    atexit.register(shutil.rmtree, directory, True)
+    for part, n in (("train", 2), ("t10k", 1)):
+        for name, array in (("images-idx3", np.zeros((n, 2, 2), np.uint8)), ("labels-idx1", np.arange(n, dtype=np.uint8))):
+            sizes = b"".join(int(k).to_bytes(4, "big") for k in array.shape)
+            Path(directory, f"{part}-{name}-ubyte").write_bytes(bytes([0, 0, 8, array.ndim]) + sizes + array.tobytes())
+    return directory
 
 
 def _extra() -> dict[str, dict[str, Any]]:
@@ -100,6 +117,7 @@ def _extra() -> dict[str, dict[str, Any]]:
         "clip_by_block_rms": {"max_rms": 1.0},
         "masked": {"inner": sgd, "mask": {"a": True}},
         "freeze": {"mask": {"a": True}},
+        "load_mnist": {"directory": _tiny_mnist()},
     }
 
 

@@ -55,9 +55,12 @@ def test_smoke_run_succeeds_and_writes_results(smoke: tuple[subprocess.Completed
         assert key in machine
     assert machine["mode"] == "smoke"
     assert machine["cpu_count"] >= 1
-    assert set(results["workloads"]) == {"mlp", "convnet", "convnet_ops", "optim", "seeds", "compile"}
+    assert set(results["workloads"]) == {"mlp", "convnet", "convnet_ops", "optim", "seeds", "compile", "tricks"}
     for name, w in results["workloads"].items():
         assert "error" not in w, f"{name}: {w.get('error')}"
+    tricks = results["workloads"]["tricks"]  # a second process loads the row's programs from the cache
+    assert 0 < tricks["results"]["cached"]["value"] < tricks["results"]["cold"]["value"]
+    assert tricks["cached_over_cold"] == tricks["results"]["cached"]["value"] / tricks["results"]["cold"]["value"]
     md = (out / "results.md").read_text(encoding="utf-8")
     assert "Smoke run" in md and "## Targets" in md
 
@@ -270,6 +273,10 @@ def test_convnet_ops_contenders_compute_the_same(op: str, bench: Bench) -> None:
     for a, b in zip(leaves, ref_leaves, strict=True):
         assert a.shape == b.shape
         assert float(jnp.max(jnp.abs(a - b))) <= 1e-4 * (1.0 + float(jnp.max(jnp.abs(b))))
+    tricks = {"workloads": {"tricks": {"cached_over_cold": 0.08}}}
+    (row,) = [t for t in targets(tricks) if "functrain tricks row" in t["target"]]
+    assert row["met"] is True and row["measured"] == 0.08 and row["threshold"] == 0.2
+    assert not any("functrain tricks row" in t["target"] for t in targets(results))  # not measured: no row
 
 
 def test_gpu_request_without_a_gpu_falls_back(bench: Bench) -> None:

@@ -47,7 +47,14 @@ def test_tricks_quick_prints_table_and_writes_files(tmp_path: Path, capsys: pyte
 
     # The JSON holds what was measured; the printed and Markdown tables show exactly that.
     doc = json.loads((out / "tricks.json").read_text())
-    assert doc["settings"] == {"seeds": 2, "epochs": 2, "hidden": [32, 32], "batch_size": 64, "seed": 0}
+    assert doc["settings"] == {"seeds": 2, "epochs": 2, "hidden": [32, 32], "batch_size": 64, "seed": 0,
+                               "model": "mlp", "sections": ["classic"], "data": "digits", "prng": "threefry"}
+    # rows of one structure share programs: no batch norm | batch norm + SGD | Adam | early stopping
+    assert [r["group"] for r in doc["rows"]] == [0, 0, 1, 1, 1, 2, 2, 2, 2, 3, -1]
+    assert doc["timing"]["programs"] == 4 and doc["timing"]["rows"] == 10
+    assert doc["timing"]["compile_seconds"] == pytest.approx(sum(r["compile_seconds"] for r in doc["rows"]))
+    assert [r["compile_seconds"] for r in doc["rows"]][3:5] == [0.0, 0.0]  # shared: nothing compiled
+    assert re.search(r"compiling \d+\.\d s \(4 sets of programs for 10 rows; compilation cache: ", captured.err)
     rows = doc["rows"]
     assert [r["trick"] for r in rows] == labels
     md = (out / "tricks.md").read_text()
@@ -78,8 +85,83 @@ def test_tricks_quick_prints_table_and_writes_files(tmp_path: Path, capsys: pyte
     assert width >= 1000 and height >= 700
 
 
+def _table_rows(out: str) -> list[str]:
+    """The printed table's row lines (header, rule and section title lines left out)."""
+    return [line for line in out.strip().splitlines()[2:] if not line.startswith("-- ")]
+
+
+@pytest.mark.slow  # four sets of convnet programs: about a minute of CPU with --quick
+def test_tricks_model_cnn_quick(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "cnn"
+    assert main(["tricks", "--model", "cnn", "--quick", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    doc = json.loads((out / "tricks.json").read_text())
+    assert doc["settings"]["model"] == "cnn" and doc["settings"]["hidden"] == [8, 16]
+    assert doc["timing"]["programs"] == 4 and doc["timing"]["rows"] == 10
+    rows = doc["rows"]
+    assert [r["trick"] for r in rows] == [label for label, _ in tricks.trick_rows(epochs=2)] + [
+        "+ ensemble of the 2 models above"]
+    assert len(_table_rows(captured.out)) == len(rows)
+    mean = {r["trick"]: float(np.mean(r["test_accuracy"])) for r in rows}
+    assert mean["+ momentum 0.9"] > 0.5  # the convnet learns the digits in 2 epochs (chance 0.1)
+    assert "the lesson's convnet (channels 8-16) on 8x8x1 images" in (out / "tricks.md").read_text()
+    assert "sharing the programs of" in captured.err
+
+
+@pytest.mark.slow  # the classic rows and the canon rows on a small ResNet: about two minutes of CPU
+def test_tricks_canon_quick(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "canon"
+    assert main(["tricks", "--canon", "--quick", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    doc = json.loads((out / "tricks.json").read_text())
+    canon = [r for r in doc["rows"] if r["section"] == "canon"]
+    assert [r["trick"] for r in canon] == [label for label, _ in tricks.canon_rows(epochs=2)]
+    # the classic section (with its ensemble) comes first, unchanged; the canon after it
+    assert doc["rows"][10]["ensemble"] and doc["rows"][11]["trick"].startswith("canon baseline")
+    # one program for the canon tricks that are values, one for mixup, one for SAM
+    assert len({r["group"] for r in canon}) == 3 and doc["timing"]["programs"] == 7
+    for r in canon:
+        acc = np.asarray(r["test_accuracy"])
+        assert acc.shape == (2,) and np.isfinite(acc).all() and r["diverged"] == 0
+    assert "-- the canon (each row: the canon baseline + one trick, not cumulative)" in captured.out
+    assert len(_table_rows(captured.out)) == len(doc["rows"])
+    md = (out / "tricks.md").read_text()
+    assert "each row adds ONE trick to the canon baseline" in md and "zero-init residual BN" in md
+    assert "`functrain tricks --quick --canon`" in md
+
+
+# ----------------------------------------------------------------------------------------------
+# functrain lr-find
+
+
+@pytest.mark.slow  # one compiled program (two seeds of the range test), about 10 s
+def test_lr_find_quick(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "lr"
+    assert main(["lr-find", "--quick", "--optimizer", "sgd", "--steps", "60", "--min-lr", "1e-4", "--max-lr", "100",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out.strip().splitlines()
+    doc = json.loads((out / "lr_find.json").read_text())
+    assert doc["seeds"] == 2 and len(doc["runs"]) == 2 and doc["range"] == {"min_lr": 1e-4, "max_lr": 100.0,
+                                                                            "steps": 60}
+    suggestions = [r["suggestion"] for r in doc["runs"]]
+    assert all(s is not None and 1e-4 < s < 100 for s in suggestions)
+    assert doc["suggestion_median"] == pytest.approx(float(np.median(suggestions)))
+    for s, run in enumerate(doc["runs"]):
+        assert printed[s].startswith(f"seed {s}: suggested learning rate {run['suggestion']:.3g} ")
+        assert 20 <= run["steps_run"] <= 60 and len(run["losses"]) == 60
+    assert printed[-1].startswith(f"median suggestion over 2 seeds: {doc['suggestion_median']:.3g} (")
+    assert len(doc["lrs"]) == 60 and doc["lrs"][0] == pytest.approx(1e-4) and doc["lrs"][-1] == pytest.approx(100)
+    assert png_size(out / "lr_find.png")[0] >= 600
+
+
 # ----------------------------------------------------------------------------------------------
 # functrain train
+
+
+def _summary_and_result(out: str) -> tuple[list[str], str]:
+    """The model summary's lines (printed first) and the result line (printed last)."""
+    lines = out.strip().splitlines()
+    return lines[:-1], lines[-1]
 
 
 @pytest.mark.slow  # one compiled program, about 5 s
@@ -96,8 +178,12 @@ def test_train_quick_digits_several_seeds(tmp_path: Path, capsys: pytest.Capture
     doc = check_train_outputs(out, "digits", seeds=2)
     assert doc["interrupted"] is None
     summary = doc["summary"]  # the printed line shows the JSON's numbers
-    assert captured.out.startswith(f"test accuracy {summary['test_accuracy_mean']:.4f} ± "
-                                   f"{summary['test_accuracy_std']:.4f} over 2 seeds, epochs run ")
+    table, result = _summary_and_result(captured.out)
+    assert result.startswith(f"test accuracy {summary['test_accuracy_mean']:.4f} ± "
+                             f"{summary['test_accuracy_std']:.4f} over 2 seeds, epochs run ")
+    # the model summary first: Dense 64->16 (1040 params), BN(16) 32, Dense 16->8 136, BN(8) 16, Dense 8->10 90
+    assert table[0].split() == ["Layer", "Output", "shape", "Params", "State"]
+    assert "Total params: 1,314" in table and sum(line.strip().startswith("Dropout") for line in table) == 2
     assert doc["config"]["optimizer"] == "momentum" and doc["config"]["batch_norm"] is True
     assert doc["config"]["hidden"] == [16, 8] and doc["config"]["dropout"] == 0.3
 
@@ -133,7 +219,9 @@ def test_train_quick_npz_one_seed(tmp_path: Path, capsys: pytest.CaptureFixture[
     printed = capsys.readouterr().out
     doc = check_train_outputs(out, str(data), seeds=1)
     (run,) = doc["runs"]
-    assert printed.startswith(f"test accuracy {run['test_accuracy']:.4f}, epochs run 4.0 (")
+    table, result = _summary_and_result(printed)
+    assert result.startswith(f"test accuracy {run['test_accuracy']:.4f}, epochs run 4.0 (")
+    assert "Total params: 1,347" in table  # 5 -> 32 -> 32 -> 3: 192 + 1056 + 99
     assert run["test_accuracy"] > 0.6  # three well-separated blobs (chance 1/3)
     assert doc["data"] == {"source": str(data), "name": "blobs", "n_train": 96, "n_val": 24, "n_test": 30,
                            "features": 5, "num_classes": 3}
@@ -152,6 +240,13 @@ def _bad_npz(tmp: Path) -> str:
 def _wrong_keys_npz(tmp: Path) -> str:
     path = tmp / "wrong.npz"
     np.savez(path, features=np.zeros((4, 2)), labels=np.zeros(4, int))
+    return str(path)
+
+
+def _flat_npz(tmp: Path) -> str:
+    path = tmp / "flat.npz"
+    rng = np.random.default_rng(0)
+    np.savez(path, x=rng.normal(size=(200, 64)), y=np.arange(200) % 2)
     return str(path)
 
 
@@ -186,6 +281,17 @@ BAD = [
     (["tricks", "--seeds", "0"], "argument --seeds: must be an int in [1, 10000], got '0'"),
     (["tricks", "--epochs", "-3"], "argument --epochs: must be an int in [1, 1000000], got '-3'"),
     (["tricks", "--out", "{a_file}"], "cannot create the output directory"),
+    (["tricks", "--model", "resnet"], "argument --model: invalid choice: 'resnet'"),
+    (["tricks", "--data", "{tmp}/nowhere.npz"], "nowhere.npz: no such file (give digits, mnist, fashion-mnist or"),
+    (["train", "--drop-path", "0.1"], "RunConfig: argument 'drop_path' must be 0 unless model is 'resnet'"),
+    (["train", "--zero-init-bn", "--model", "resnet"], "argument 'zero_init_bn' must be False unless model is"),
+    (["train", "--model", "cnn", "--data", "{flat_npz}"], "--model cnn: needs images, and flat holds flat features"),
+    (["train", "--model", "cnn", "--hidden", "4,4,4,4"], "--model cnn --hidden 4,4,4,4: does not fit digits's 8x8x1"),
+    (["train", "--mixup", "-1"], "argument --mixup: must be a finite number >= 0, got '-1'"),
+    (["train", "--prng", "philox"], "argument --prng: invalid choice: 'philox'"),
+    (["lr-find", "--steps", "5"], "argument --steps: must be an int in [20, 1000000], got '5'"),
+    (["lr-find", "--min-lr", "1", "--max-lr", "0.5"], "argument --max-lr: must be a number > --min-lr (1), got '0.5'"),
+    (["lr-find", "--batch-size", "100000"], "argument --batch-size: must be an int in [1, 1149]"),
     (["fit"], "invalid choice: 'fit'"),
     ([], "the following arguments are required: COMMAND"),
 ]
@@ -195,7 +301,7 @@ BAD = [
 def test_bad_input_is_one_line_and_exit_status_2(argv: list[str], expected: str, tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     fill = {"tmp": str(tmp_path), "bad_npz": _bad_npz(tmp_path), "wrong_npz": _wrong_keys_npz(tmp_path),
-            "a_file": _a_file(tmp_path)}
+            "a_file": _a_file(tmp_path), "flat_npz": _flat_npz(tmp_path)}
     args = [a.format(**fill) for a in argv]
     assert main(args) == 2
     captured = capsys.readouterr()

@@ -24,7 +24,7 @@ from _cli import REPO, check_train_outputs, env, one_error_line
 from functrain.cli import main
 from functrain.experiments import tricks
 from functrain.experiments.interrupts import Interrupted
-from functrain.experiments.tricks import commands
+from functrain.experiments.tricks import commands, table
 from functrain.experiments.tricks.chunks import run_chunked
 from functrain.train import load_checkpoint
 
@@ -38,6 +38,7 @@ def _no_training(monkeypatch: pytest.MonkeyPatch) -> None:
         raise AssertionError("training started before the checks")
 
     monkeypatch.setattr(commands, "compile_chunked", refuse)
+    monkeypatch.setattr(table, "compile_programs", refuse)
 
 
 @pytest.mark.parametrize("command", ["train", "tricks"])
@@ -103,7 +104,7 @@ def test_case_9_value_error_from_loading_is_one_line(tmp_path: Path, capsys: pyt
     path = tmp_path / "data.npz"
     path.write_bytes(b"")
 
-    def load(source: str) -> Any:
+    def load(source: str, **kwargs: Any) -> Any:
         raise ValueError(f"load_npz: {source}: 'x' holds 3 NaN values\nthe first in example 0")
 
     monkeypatch.setattr(commands, "load_data", load)
@@ -291,7 +292,9 @@ def test_case_11_sigint_during_train_exits_130_and_keeps_the_last_completed_epoc
     epochs = int(match.group(1))
     doc = json.loads((tmp_path / "history.json").read_text())
     assert doc["interrupted"] == {"after_epoch": epochs, "of": 100000}
-    assert doc["runs"][0]["epochs_run"] == epochs and out.startswith("test accuracy ")
+    # stdout: the model summary first (Dense 64->8: 520, Dense 8->10: 90), the result line last
+    assert out.startswith("Layer ") and "Total params: 610" in out
+    assert doc["runs"][0]["epochs_run"] == epochs and out.strip().splitlines()[-1].startswith("test accuracy ")
     config, splits = _train_config(doc), tricks.prepare_splits(tricks.load_data("digits"))
     state = load_checkpoint(tmp_path / "checkpoint.ckpt", like=tricks.checkpoint_like(config, splits))
     assert int(state.step) == epochs * (DIGITS_TRAIN // 64)  # the state after the last completed epoch

@@ -85,7 +85,7 @@ def test_arguments_are_checked_in_the_one_style(tmp_path: Path) -> None:
     assert "split_dataset: argument 'key' must be a PRNG key" in _message(
         TypeError, split_dataset, 0, ds)
     assert "read_idx: argument 'path' must be a path" in _message(TypeError, read_idx, 3)
-    assert "load_mnist: argument 'directory' must be a path" in _message(TypeError, load_mnist, None)
+    assert "load_mnist: argument 'directory' must be a path" in _message(TypeError, load_mnist, 3)
     assert "load_mnist: argument 'as_images' must be a bool" in _message(
         TypeError, load_mnist, tmp_path, as_images=1)
     assert "load_mnist: argument 'name' must be a str, got 3" in _message(

@@ -191,8 +191,17 @@ def test_tables_and_json_show_the_measured_numbers() -> None:
     assert text[3].split()[:4] == ["+", "ens", "0.8750", "(one"]
     md = report.markdown_table(results)
     assert "| base | 0.7500 ± 0.2500 (1/2 diverged) | 1.5 | 0.2 | 3.0 |" in md
-    doc = report.results_json(results, seeds=2, epochs=2, hidden=(8,), batch_size=4, seed=3)
-    assert doc["settings"] == {"seeds": 2, "epochs": 2, "hidden": [8], "batch_size": 4, "seed": 3}
+    sections = [tricks.Section("classic", "c", [("base", tricks.RunConfig(hidden=(8,), batch_size=4))], True)]
+    setup = report.Setup(splits=toy_splits(), sections=sections, network="MLP", source="toy.npz", seeds=2, epochs=2,
+                         batch_size=4, seed=3, prng="threefry", seconds=5.0, cpu_seconds=4.0, machine="m",
+                         command="functrain tricks", cache=None)
+    doc = report.results_json(results, setup)
+    assert doc["settings"] == {"seeds": 2, "epochs": 2, "hidden": [8], "batch_size": 4, "seed": 3, "model": "mlp",
+                               "sections": ["classic"], "data": "toy.npz", "prng": "threefry"}
+    # the totals: 3.0 s compiling per row (the ensemble's too), one set of programs (group -1 twice)
+    assert doc["timing"]["compile_seconds"] == 6.0 and doc["timing"]["train_seconds"] == 0.5
+    assert (doc["timing"]["programs"], doc["timing"]["rows"], doc["timing"]["cache"]) == (1, 1, None)
+    assert "compiling 6.0 s (1 sets of programs for 1 rows)" in report.markdown_report(results, setup, image="t.png")
     assert doc["rows"][0]["val_loss"] == [[2.0, None], [1e30, None]]  # NaN and inf become null
     assert doc["rows"][1]["val_accuracy"] is None and doc["rows"][1]["ensemble"] is True
 
@@ -274,14 +283,16 @@ def test_plot_tricks_and_plot_run(tmp_path: Path) -> None:
 
 def test_parsed_arguments_become_the_command_options() -> None:
     args = vars(build_parser().parse_args(["train", "--optimizer", "adagrad", "--quick", "--hidden", "8,4"]))
-    assert args.pop("command") == "train"
+    assert args.pop("command") == "train" and args.pop("no_cache") is False  # the cache: functrain.cli
     config = commands.train_config(commands.TrainArgs(**args))
     assert config == tricks.RunConfig(hidden=(8, 4), optimizer="adagrad", learning_rate=1e-2, epochs=2)
     full = vars(build_parser().parse_args(["train", "--lr", "0.5", "--epochs", "3"]))
     full.pop("command")
+    full.pop("no_cache")
     assert commands.train_config(commands.TrainArgs(**full)) == tricks.RunConfig(learning_rate=0.5, epochs=3)
     t = vars(build_parser().parse_args(["tricks", "--quick", "--seed", "3", "--hidden", "16"]))
     t.pop("command")
+    t.pop("no_cache")
     assert commands.tricks_command_line(commands.TricksArgs(**t)) == "functrain tricks --quick --seed 3 --hidden 16"
     assert commands.tricks_command_line(commands.TricksArgs()) == "functrain tricks"
 

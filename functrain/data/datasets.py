@@ -2,9 +2,10 @@
 
 Every loader returns :class:`Dataset` records (``x`` float32 features, ``y`` int32 labels,
 ``num_classes``, ``name``), with raw, *unscaled* values: scale them with
-:mod:`functrain.data.scaling` fitted on the training part. Nothing is downloaded: the digits ship
-inside scikit-learn, and MNIST-format files and ``.npz`` files are read from the paths you give
-(the IDX file format itself is read by :func:`functrain.data.idx.read_idx`).
+:mod:`functrain.data.scaling` fitted on the training part. The digits ship inside scikit-learn;
+MNIST-format files and ``.npz`` files are read from the paths you give (the IDX file format itself
+is read by :func:`functrain.data.idx.read_idx`); only ``load_mnist(..., download=True)`` downloads
+(:mod:`functrain.data.download`).
 
 Loaders fail loudly and change nothing silently: a malformed or damaged file is one ``ValueError``
 naming the file and what is wrong, and values are checked as stored, before the float32/int32
@@ -14,8 +15,9 @@ casts (non-finite or float32-overflowing features, complex features, labels outs
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
@@ -212,19 +214,32 @@ def _read_idx_checked(path: Path, magic: int, rank: int, what: str) -> np.ndarra
     return arr
 
 
-def load_mnist(directory: StrPath, *, as_images: bool = False, name: str = "mnist") -> TrainTest:
+def load_mnist(directory: StrPath | None = None, *, download: bool = False, as_images: bool = False,
+               name: str = "mnist", mirrors: Sequence[str] | None = None,
+               checksums: Mapping[str, str] | None = None) -> TrainTest:
     """Load MNIST-format IDX files (MNIST, Fashion-MNIST, KMNIST ...) from ``directory``.
 
     Reads ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte`` and
     ``t10k-labels-idx1-ubyte`` (also with a ``.`` before ``idx``, and each either raw or with a
-    ``.gz`` suffix and gzip-compressed). Nothing is downloaded. Pixel values are raw, ``0..255``
-    as float32.
+    ``.gz`` suffix and gzip-compressed). Pixel values are raw, ``0..255`` as float32.
+
+    Nothing is downloaded unless ``download=True``: then the four official gzip files of MNIST
+    (or of Fashion-MNIST when ``name`` starts with ``"fashion"``) are fetched first, when not
+    already there intact, by :func:`~functrain.data.fetch_mnist` (SHA-256 checked, written
+    atomically, the next mirror tried on failure).
 
     Args:
-        directory: the folder holding the four files.
+        directory: the folder holding the four files; ``None`` for the data cache directory
+            (:func:`~functrain.data.cache_directory` ``/ "mnist"``, or ``/ "fashion-mnist"`` for
+            a name starting with ``"fashion"``), where ``download=True`` puts them.
+        download: fetch the files that are missing (or damaged) first.
         as_images: give ``x`` as NHWC images ``(n, rows, cols, 1)`` instead of flat
             ``(n, rows * cols)``.
-        name: the datasets' name.
+        name: the datasets' name; with ``download`` (or ``directory=None``) a name starting
+            with ``"fashion"`` means Fashion-MNIST, any other MNIST.
+        mirrors: with ``download``: base URLs to try (default: the known mirrors).
+        checksums: with ``download``: file name -> SHA-256 of the four files (default: the
+            official ones).
 
     Returns:
         :class:`TrainTest`; ``num_classes`` is ``1 + the largest label`` of both parts (10 for MNIST).
@@ -232,12 +247,15 @@ def load_mnist(directory: StrPath, *, as_images: bool = False, name: str = "mnis
     Raises:
         FileNotFoundError: the directory or one of the files is missing (the message lists the
             names looked for).
+        functrain.data.DownloadError: with ``download``, a file no mirror delivered intact (one
+            line naming the URLs tried).
         NotADirectoryError: ``directory`` is a file.
         ValueError: naming the file: a malformed file (see :func:`~functrain.data.read_idx`: a
             damaged gzip stream, a bad magic number, a header that does not match the data), an
             images file that is not uint8 3-D or a labels file not uint8 1-D, no images, images
             of zero rows or columns, or image and label counts that differ.
-        TypeError: ``directory`` is not a path, ``as_images`` not a bool or ``name`` not a str.
+        TypeError: ``directory`` is not a path or ``None``, ``download`` or ``as_images`` not a
+            bool, or ``name`` not a str.
 
     Example:
         >>> import pathlib, tempfile
@@ -254,9 +272,12 @@ def load_mnist(directory: StrPath, *, as_images: bool = False, name: str = "mnis
         ((6, 4, 4, 1), (2, 4, 4, 1), 3)
     """
     who = "load_mnist"
-    d = as_path(directory, who, "directory")
+    if directory is not None:
+        as_path(directory, who, "directory")
+    download = _validate.check_bool(download, who, "download")
     as_images = _validate.check_bool(as_images, who, "as_images")
     _check_name(name, who)
+    d = _mnist_directory(directory, name, download, mirrors, checksums)
     if not d.is_dir():
         if d.exists():
             raise NotADirectoryError(f"{who}: {d} is not a directory (give the folder holding the "
@@ -270,6 +291,19 @@ def load_mnist(directory: StrPath, *, as_images: bool = False, name: str = "mnis
         x = x[..., None] if as_images else x.reshape(x.shape[0], -1)
         out.append(_make(x, labels, num_classes, name))
     return TrainTest(out[0], out[1])
+
+
+def _mnist_directory(directory: StrPath | None, name: str, download: bool, mirrors: Sequence[str] | None,
+                     checksums: Mapping[str, str] | None) -> Path:
+    """Where :func:`load_mnist` reads: ``directory`` or the cache, after downloading if asked."""
+    from functrain.data.download import cache_directory, fetch_mnist
+
+    kind: Literal["mnist", "fashion"] = "fashion" if name.lower().startswith("fashion") else "mnist"
+    if download:
+        return fetch_mnist(directory, kind=kind, mirrors=mirrors, checksums=checksums)
+    if directory is None:
+        return cache_directory() / ("fashion-mnist" if kind == "fashion" else "mnist")
+    return as_path(directory, "load_mnist", "directory")
 
 
 # --------------------------------------------------------------------------- npz

@@ -2,8 +2,10 @@
 
 A whole run as one compiled program (:func:`~functrain.experiments.tricks.run.run_many`) can
 neither report nor be stopped until it ends. Here the run's pieces
-(:class:`~functrain.experiments.tricks.run.RunParts`) are compiled as three vmapped programs
-(start, ``chunk_epochs`` epochs, finish), and the epochs program is called again and again,
+(:class:`~functrain.experiments.tricks.programs.Parts`) are compiled as three vmapped programs
+(start, ``chunk_epochs`` epochs, finish) that take the run's values and data as arguments, so
+that runs of one structure share them (:func:`compile_programs`, then :func:`bind` per run), and
+the epochs program is called again and again,
 carrying the ``FitState`` of every seed from chunk to chunk. Since epoch ``e`` trains with
 ``fold_in(key, e)`` whatever chunk it falls in, the results do not depend on the chunk length:
 bitwise equal for chunks of 1, 2 or all epochs (tested). Against the single program of
@@ -26,12 +28,25 @@ from functrain import layers
 from functrain._validate import check_int
 from functrain.experiments.interrupts import Interrupted
 from functrain.experiments.tricks.config import RunConfig
-from functrain.experiments.tricks.run import CompilerOptions, RunOutput, make_parts, ready
+from functrain.experiments.tricks.programs import (
+    Data,
+    Hyper,
+    Layout,
+    Parts,
+    Structure,
+    device_data,
+    hyper_of,
+    layout_of,
+    make_programs,
+    structure_of,
+)
+from functrain.experiments.tricks.run import CompilerOptions, RunOutput, check_run, ready
 from functrain.experiments.tricks.splits import Splits
 from functrain.train import EpochMetrics, FitState, TrainState
 from functrain.typing import Array
 
-__all__ = ["ChunkedResult", "ChunkedRun", "Progress", "compile_chunked", "run_chunked"]
+__all__ = ["ChunkedResult", "ChunkedRun", "Compiled", "Progress", "bind", "compile_chunked", "compile_programs",
+           "run_chunked"]
 
 
 class ChunkedRun(NamedTuple):
@@ -93,6 +108,80 @@ class ChunkedResult(NamedTuple):
     interrupted: bool
 
 
+class Compiled(NamedTuple):
+    """Compiled programs of one structure, all seeds vmapped; the values and data are arguments.
+
+    Attributes:
+        start: ``(hyper, data, keys) -> (fit states, training keys)``, or ``None`` when only the
+            body was compiled (see :func:`compile_programs`).
+        train: per chunk length ``n``: ``(hyper, data, fit states, training keys) -> (fit states,
+            metrics of n epochs)``; empty when only the start was compiled.
+        finish: ``(hyper, data, fit states) -> (kept train states, test metrics)``, or ``None``.
+        parts: the uncompiled pieces (their ``model`` builds the network).
+        epochs: the runs' epochs.
+        chunk_epochs: the epochs per chunk.
+    """
+
+    start: Callable[..., tuple[FitState[Any], Array]] | None
+    train: dict[int, Callable[..., tuple[FitState[Any], EpochMetrics]]]
+    finish: Callable[..., tuple[TrainState[Any, Any, Any], dict[str, Array]]] | None
+    parts: Parts
+    epochs: int
+    chunk_epochs: int
+
+
+def compile_programs(structure: Structure, init: str, layout: Layout, hyper: Hyper, data: Data, keys: Array, *,
+                     chunk_epochs: int = 1, start: bool = True, body: bool = True,
+                     compiler_options: CompilerOptions = None, stop: Callable[[], bool] | None = None) -> Compiled:
+    """Compile the programs of ``structure`` for every key: the start (per initializer) and/or the body.
+
+    ``hyper`` and ``data`` only give the shapes: any run of the structure can be bound to the
+    programs (:func:`bind`). The body (train in chunks, finish) does not depend on ``init``.
+
+    Raises:
+        Interrupted: ``stop()`` turned true before a program was compiled (a compilation itself
+            is never cut short).
+    """
+    chunk = min(check_int(chunk_epochs, "compile_programs", "chunk_epochs", low=1), structure.template.epochs)
+    parts = make_programs(structure, init, layout)
+    epochs = structure.template.epochs
+
+    def build(fn: Callable[..., Any], in_axes: tuple[int | None, ...], *args: Any) -> tuple[Callable[..., Any], Any]:
+        """The compiled program and the shapes of its outputs."""
+        if stop is not None and stop():
+            raise Interrupted("interrupted while compiling; nothing written")
+        lowered = jax.jit(jax.vmap(fn, in_axes=in_axes)).lower(*args)
+        compiled: Callable[..., Any] = lowered.compile(compiler_options=compiler_options)
+        return compiled, lowered.out_info
+
+    first, shapes = build(parts.start, (None, None, 0), hyper, data, keys) if start else (None, None)
+    train: dict[int, Callable[..., Any]] = {}
+    finish = None
+    if body:
+        if shapes is None:  # traced only
+            shapes = jax.eval_shape(jax.vmap(parts.start, in_axes=(None, None, 0)), hyper, data, keys)
+        fit_states, train_keys = shapes
+        for n in sorted({chunk, epochs % chunk} - {0}):
+            train[n] = build(lambda h, d, fs, k, n=n: parts.train(h, d, fs, k, n), (None, None, 0, 0),
+                             hyper, data, fit_states, train_keys)[0]
+        finish = build(parts.finish, (None, None, 0), hyper, data, fit_states)[0]
+    return Compiled(first, train, finish, parts, epochs, chunk)
+
+
+def bind(start: Compiled, body: Compiled, hyper: Hyper, data: Data) -> ChunkedRun:
+    """The :class:`ChunkedRun` of one run: its values and data bound to the compiled programs."""
+    program, finish = start.start, body.finish
+    if program is None or finish is None:
+        raise ValueError("bind: 'start' needs a compiled start program and 'body' a compiled body")
+    def chunk(fn: Callable[..., tuple[FitState[Any], EpochMetrics]]) -> Callable[[FitState[Any], Array],
+                                                                                tuple[FitState[Any], EpochMetrics]]:
+        return lambda fs, k: fn(hyper, data, fs, k)
+
+    train = {n: chunk(fn) for n, fn in body.train.items()}
+    return ChunkedRun(lambda keys: program(hyper, data, keys), train, lambda fs: finish(hyper, data, fs),
+                      body.parts.model(hyper), body.epochs, body.chunk_epochs)
+
+
 def compile_chunked(config: RunConfig, splits: Splits, keys: Array, *, chunk_epochs: int = 1,
                     compiler_options: CompilerOptions = None, stop: Callable[[], bool] | None = None) -> ChunkedRun:
     """Compile the run of ``config`` for every key, in chunks of ``chunk_epochs`` epochs.
@@ -111,22 +200,13 @@ def compile_chunked(config: RunConfig, splits: Splits, keys: Array, *, chunk_epo
             ``chunk_epochs``.
         Interrupted: ``stop()`` turned true (nothing was trained).
     """
-    chunk = check_int(chunk_epochs, "compile_chunked", "chunk_epochs", low=1)
-    parts = make_parts(config, splits)
-    chunk = min(chunk, config.epochs)
-
-    def build(fn: Callable[..., Any], *args: Any) -> Callable[..., Any]:
-        if stop is not None and stop():
-            raise Interrupted("interrupted while compiling; nothing written")
-        compiled: Callable[..., Any] = jax.jit(jax.vmap(fn)).lower(*args).compile(compiler_options=compiler_options)
-        return compiled
-
-    start = build(parts.start, keys)
-    fit_states, train_keys = jax.eval_shape(jax.vmap(parts.start), keys)
-    lengths = {chunk, config.epochs % chunk} - {0}
-    train = {n: build(lambda fs, k, n=n: parts.train(fs, k, n), fit_states, train_keys) for n in sorted(lengths)}
-    finish = build(parts.finish, fit_states)
-    return ChunkedRun(start, train, finish, parts.model, config.epochs, chunk)
+    check_int(chunk_epochs, "compile_chunked", "chunk_epochs", low=1)
+    check_run(config, splits)
+    structure, layout = structure_of(config), layout_of(splits)
+    hyper, data = hyper_of(config, structure, layout), device_data(splits)
+    programs = compile_programs(structure, config.init, layout, hyper, data, keys, chunk_epochs=chunk_epochs,
+                                compiler_options=compiler_options, stop=stop)
+    return bind(programs, programs, hyper, data)
 
 
 def _progress(metrics: EpochMetrics, epoch: int, epochs: int, seconds: float) -> Progress:

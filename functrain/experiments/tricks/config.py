@@ -1,18 +1,19 @@
 """What one run of the trick experiments is: :class:`RunConfig`, its tables of names, its builders.
 
-A run is an MLP ``Dense -> [BatchNorm] -> ReLU -> [Dropout]`` per hidden layer, then
-``Dense(num_classes)``, trained with softmax cross-entropy. The command-line names of its kernel
-initializers, optimizers and learning-rate schedules are the keys of three tables
+A run trains one of the :data:`MODELS` (an MLP, the lesson's convnet, or a small ResNet; built by
+:mod:`~functrain.experiments.tricks.models`) with softmax cross-entropy. The command-line names of
+its kernel initializers, optimizers and learning-rate schedules are the keys of three tables
 (:data:`INITIALIZERS`, :data:`OPTIMIZERS`, :data:`SCHEDULES`) whose values build the object, so a
-new choice is one table entry. :func:`trick_rows` defines the rows of ``functrain tricks``.
+new choice is one table entry. The rows of ``functrain tricks`` are in
+:mod:`~functrain.experiments.tricks.rows`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from functrain import initializers, layers, optim
+from functrain import initializers, optim
 from functrain._validate import check_bool, check_choice, check_int, check_number, fail
 from functrain.optim import TransformationLike
 from functrain.optim import schedules as sched
@@ -24,15 +25,14 @@ __all__ = [
     "MAX_SEED",
     "MAX_SEEDS",
     "MAX_WIDTH",
+    "MODELS",
     "OPTIMIZERS",
     "SCHEDULES",
     "OptimizerSpec",
     "RunConfig",
-    "build_model",
     "build_optimizer",
     "build_schedule",
     "check_config",
-    "trick_rows",
 ]
 
 
@@ -47,6 +47,9 @@ MAX_SEEDS = 10_000
 
 MAX_SEED = 2**32 - 1
 """The largest base seed: ``jax.random.key(seed)`` keeps 32 bits of it (``2**32`` gives seed 0's key)."""
+
+MODELS = ("mlp", "cnn", "resnet")
+"""The networks a run can train (see :func:`~functrain.experiments.tricks.models.build_model`)."""
 
 
 class RunConfig(NamedTuple):
@@ -70,6 +73,24 @@ class RunConfig(NamedTuple):
         epochs: (maximum) number of epochs, in ``[1, MAX_EPOCHS]``.
         batch_size: examples per step, >= 1 and at most the training examples (checked by
             ``make_run``: nothing is clamped).
+        model: a key of :data:`MODELS`: ``"mlp"`` (``hidden`` are the layer widths), ``"cnn"``
+            (the lesson's convnet; ``hidden`` are the channels of its conv blocks) or
+            ``"resnet"`` (a small ResNet; ``hidden`` are the channels of its residual blocks).
+        label_smoothing: ``eps`` in [0, 1): targets ``(1 - eps) one_hot(y) + eps / C``
+            (Szegedy et al. 2016); 0 for none.
+        mixup: ``alpha >= 0`` of mixup (Zhang et al. 2018): each batch is mixed with a shuffled
+            copy of itself by a weight drawn from ``Beta(alpha, alpha)``; 0 for none.
+        warmup: the fraction in [0, 1) of the steps with a linear warmup from 0 in front of the
+            schedule (Goyal et al. 2017; the schedule keeps the global step); 0 for none.
+        drop_path: the rate in [0, 1) of drop-path (stochastic depth, Huang et al. 2016) at the
+            end of every residual branch (``model="resnet"`` only); 0 for none.
+        sam: ``rho >= 0`` of sharpness-aware minimization (Foret et al. 2021; two forward and
+            backward passes per step); 0 for plain steps.
+        ema: the per-step decay in [0, 1) of an exponential moving average of the weights,
+            which is the model evaluated at the end (Polyak & Juditsky 1992); 0 for none.
+        zero_init_bn: start the scale of the last batch norm of every residual branch at 0
+            (Goyal et al. 2017), so each block starts as the identity (``model="resnet"`` with
+            ``batch_norm`` only).
     """
 
     hidden: tuple[int, ...] = (256, 256, 256)
@@ -86,6 +107,14 @@ class RunConfig(NamedTuple):
     early_stopping: int | None = None
     epochs: int = 20
     batch_size: int = 64
+    model: str = "mlp"
+    label_smoothing: float = 0.0
+    mixup: float = 0.0
+    warmup: float = 0.0
+    drop_path: float = 0.0
+    sam: float = 0.0
+    ema: float = 0.0
+    zero_init_bn: bool = False
 
 
 INITIALIZERS: dict[str, Callable[[], Initializer]] = {
@@ -176,26 +205,33 @@ def check_config(config: RunConfig) -> None:
         check_int(config.early_stopping, who, "early_stopping", low=1, high=MAX_EPOCHS)
     check_int(config.epochs, who, "epochs", low=1, high=MAX_EPOCHS)
     check_int(config.batch_size, who, "batch_size", low=1)  # at most the training examples: make_run
-
-
-def build_model(config: RunConfig, num_classes: int) -> layers.Layer:
-    """The MLP of ``config``: per hidden width ``Dense -> [BatchNorm] -> ReLU -> [Dropout]``."""
-    init = INITIALIZERS[config.init]()
-    parts: list[layers.Layer] = []
-    for width in config.hidden:
-        parts.append(layers.Dense(width, w_init=init))
-        if config.batch_norm:
-            parts.append(layers.BatchNorm())
-        parts.append(layers.Relu)
-        if config.dropout > 0:
-            parts.append(layers.Dropout(config.dropout))
-    parts.append(layers.Dense(num_classes, w_init=init))
-    return layers.serial(*parts)
+    check_choice(config.model, MODELS, who, "model")
+    check_number(config.label_smoothing, who, "label_smoothing", low=0.0, high=1.0, high_open=True)
+    check_number(config.mixup, who, "mixup", low=0.0, finite=True)
+    check_number(config.warmup, who, "warmup", low=0.0, high=1.0, high_open=True)
+    check_number(config.drop_path, who, "drop_path", low=0.0, high=1.0, high_open=True)
+    if config.drop_path > 0 and config.model != "resnet":
+        fail(who, "drop_path", "0 unless model is 'resnet' (drop-path drops residual branches)", config.drop_path)
+    check_number(config.sam, who, "sam", low=0.0, finite=True)
+    check_number(config.ema, who, "ema", low=0.0, high=1.0, high_open=True)
+    check_bool(config.zero_init_bn, who, "zero_init_bn")
+    if config.zero_init_bn and not (config.model == "resnet" and config.batch_norm):
+        fail(who, "zero_init_bn", "False unless model is 'resnet' with batch_norm (it zeroes the scale of the "
+             "last batch norm of each residual branch)", config.zero_init_bn)
 
 
 def build_schedule(config: RunConfig, steps_per_epoch: int) -> ScalarOrSchedule:
-    """The learning rate (schedule) of ``config`` for ``epochs * steps_per_epoch`` steps (see :data:`SCHEDULES`)."""
-    return SCHEDULES[config.schedule](config, steps_per_epoch)
+    """The learning rate (schedule) of ``config`` for ``epochs * steps_per_epoch`` steps (see :data:`SCHEDULES`).
+
+    With ``config.warmup = f > 0``, the first ``w = max(1, round(f * steps))`` steps ramp linearly
+    from 0 to the schedule's value at step ``w`` (``with_warmup(..., shift=False)``: the schedule
+    keeps the global step, so a decay still ends with the run).
+    """
+    schedule = SCHEDULES[config.schedule](config, steps_per_epoch)
+    if config.warmup <= 0:
+        return schedule
+    steps = _total_steps(config, steps_per_epoch)
+    return sched.with_warmup(schedule, max(1, round(config.warmup * steps)), shift=False)
 
 
 def build_optimizer(config: RunConfig, learning_rate: ScalarOrSchedule) -> TransformationLike:
@@ -209,36 +245,3 @@ def build_optimizer(config: RunConfig, learning_rate: ScalarOrSchedule) -> Trans
     if config.clip is None:
         return opt
     return optim.chain(optim.clip_by_global_norm(config.clip), opt)
-
-
-def trick_rows(*, epochs: int, hidden: tuple[int, ...] = (256, 256, 256),
-               batch_size: int = 64) -> list[tuple[str, RunConfig]]:
-    """The rows of the trick table: each adds one trick to the previous row's configuration.
-
-    Standard hyperparameters, fixed in advance (none tuned per row): plain SGD with learning rate
-    0.1; He-normal init ``N(0, 2/n_in)`` for the ReLU network (He et al. 2015); batch norm after
-    each hidden ``Dense``; dropout 0.2 after each hidden ReLU; momentum 0.9 at the same learning
-    rate; Adam at its default 1e-3 (Kingma & Ba 2015) replacing SGD; global-norm clipping at
-    ``theta = 1`` (the lesson's value); cosine decay of the learning rate to 0 over the run;
-    L2 weight decay ``1e-4`` on the kernels; early stopping with patience 5 on the validation
-    loss, keeping the best epoch. The ensemble row (added by ``run_tricks``) averages the
-    last row's models.
-    """
-    c = RunConfig(hidden=hidden, init="standard_normal", optimizer="sgd", learning_rate=0.1,
-                  epochs=epochs, batch_size=batch_size)
-    rows = [("baseline: SGD, N(0,1) init", c)]
-    changes: tuple[tuple[str, dict[str, Any]], ...] = (
-        ("+ He init N(0, 2/n_in)", {"init": "he"}),
-        ("+ batch norm", {"batch_norm": True}),
-        ("+ dropout 0.2", {"dropout": 0.2}),
-        ("+ momentum 0.9", {"optimizer": "momentum"}),
-        ("+ Adam lr 1e-3 (instead of SGD)", {"optimizer": "adam", "learning_rate": 1e-3}),
-        ("+ gradient clipping (norm 1)", {"clip": 1.0}),
-        ("+ cosine lr decay", {"schedule": "cosine"}),
-        ("+ weight decay 1e-4 (L2)", {"weight_decay": 1e-4}),
-        ("+ early stopping (patience 5)", {"early_stopping": 5}),
-    )
-    for label, change in changes:
-        c = c._replace(**change)
-        rows.append((label, c))
-    return rows

@@ -9,19 +9,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from functrain.experiments.tricks.config import RunConfig
+from functrain.experiments.tricks.rows import Section
 from functrain.experiments.tricks.run import RunOutput
 from functrain.experiments.tricks.splits import Splits
 
 if TYPE_CHECKING:  # table.py uses mean_std for its progress lines
     from functrain.experiments.tricks.table import TrickResult
 
-__all__ = ["HEADER", "format_table", "history_json", "markdown_report", "markdown_table", "mean_std",
-           "results_json", "run_summary"]
+__all__ = ["HEADER", "Setup", "format_table", "history_json", "markdown_report", "markdown_table", "mean_std",
+           "results_json", "run_summary", "totals"]
 
 HEADER = ("trick (cumulative)", "test accuracy (mean ± std)", "epochs", "train s", "compile s")
 """The columns of the trick table."""
@@ -44,12 +45,26 @@ def _cells(r: TrickResult) -> tuple[str, str, str, str, str]:
     return r.label, acc, epochs, f"{r.train_seconds:.1f}", f"{r.compile_seconds:.1f}"
 
 
+SECTION_TITLES = {"canon": "the canon (each row: the canon baseline + one trick, not cumulative)"}
+"""The line that opens a section after the first in the tables (by section name)."""
+
+
+def _opens(results: Sequence[TrickResult]) -> dict[int, str]:
+    """Row index -> the title of the section it opens (sections after the first only)."""
+    return {i: SECTION_TITLES.get(r.section, r.section) for i, r in enumerate(results)
+            if i > 0 and r.section != results[i - 1].section}
+
+
 def format_table(results: Sequence[TrickResult]) -> str:
-    """A plain-text table for the terminal: header, rule, one line per row."""
+    """A plain-text table for the terminal: header, rule, one line per row (a title line opens each
+    section after the first)."""
     rows = [HEADER] + [_cells(r) for r in results]
     widths = [max(len(row[j]) for row in rows) for j in range(len(HEADER))]
+    opens = _opens(results)
     lines = []
     for k, row in enumerate(rows):
+        if k - 1 in opens:
+            lines.append(f"-- {opens[k - 1]}")
         lines.append("  ".join(cell.ljust(w) if j == 0 else cell.rjust(w)
                                for j, (cell, w) in enumerate(zip(row, widths))).rstrip())
         if k == 0:
@@ -58,37 +73,73 @@ def format_table(results: Sequence[TrickResult]) -> str:
 
 
 def markdown_table(results: Sequence[TrickResult]) -> str:
-    """The table as GitHub Markdown."""
+    """The table as GitHub Markdown (a bold row opens each section after the first)."""
     lines = ["| " + " | ".join(HEADER) + " |", "| --- | ---: | ---: | ---: | ---: |"]
-    lines += ["| " + " | ".join(_cells(r)) + " |" for r in results]
+    opens = _opens(results)
+    for i, r in enumerate(results):
+        if i in opens:
+            lines.append(f"| **{opens[i]}** | | | | |")
+        lines.append("| " + " | ".join(_cells(r)) + " |")
     return "\n".join(lines)
 
 
-def markdown_report(results: Sequence[TrickResult], *, splits: Splits, seeds: int, epochs: int,
-                    hidden: tuple[int, ...], batch_size: int, seconds: float, cpu_seconds: float,
-                    image: str, machine: str, command: str) -> str:
-    """The Markdown file ``functrain tricks`` writes: setup, the table, notes and the figure."""
-    net = "-".join(str(w) for w in (splits.x_train.shape[1], *hidden, splits.num_classes))
+def totals(results: Sequence[TrickResult]) -> dict[str, Any]:
+    """Compile and train seconds summed over the rows, and how many sets of programs and rows there were."""
+    trained = [r for r in results if not r.ensemble]
+    return {"compile_seconds": float(sum(r.compile_seconds for r in results)),
+            "train_seconds": float(sum(r.train_seconds for r in results)),
+            "programs": len({(r.section, r.group) for r in trained}), "rows": len(trained)}
+
+
+class Setup(NamedTuple):
+    """What a ``functrain tricks`` run was: its data, rows, settings, timing and machine."""
+
+    splits: Splits
+    sections: Sequence[Section]
+    network: str
+    source: str
+    seeds: int
+    epochs: int
+    batch_size: int
+    seed: int
+    prng: str
+    seconds: float
+    cpu_seconds: float
+    machine: str
+    command: str
+    cache: str | None
+
+
+def _data_text(setup: Setup) -> str:
+    sp = setup.splits
+    what = {"digits": "scikit-learn's embedded handwritten digits (8x8 images, 10 classes)",
+            "mnist": "MNIST (28x28 images, 10 classes; downloaded once into the data cache)",
+            "fashion-mnist": "Fashion-MNIST (28x28 images, 10 classes; downloaded once into the data cache)"}
+    split = ("split 80/20 into a training and a test part by a fixed key, then" if setup.source == "digits"
+             else "its own test part kept;")
+    return (f"Data: {what.get(setup.source, f'{setup.source} ({sp.name})')}, {split} 20% of the training part "
+            f"held out for validation: {len(sp.x_train)} train / {len(sp.x_val)} validation / {len(sp.x_test)} "
+            "test examples; min-max scaled to [0, 1] with statistics of the training examples only.")
+
+
+def markdown_report(results: Sequence[TrickResult], setup: Setup, *, image: str) -> str:
+    """The Markdown file ``functrain tricks`` writes: setup, the table, notes, timing and the figure."""
+    sums = totals(results)
+    captions = [f"- {s.name}: {s.caption}" for s in setup.sections]
+    ens = next((s for s in setup.sections if s.ensemble), None)
     return "\n".join([
         "# The training tricks, one at a time",
         "",
-        f"Produced by `{command}`, which trained and evaluated every row in {seconds:.0f} s "
-        f"({cpu_seconds:.0f} s of CPU time) on {machine}.",
+        f"Produced by `{setup.command}`, which trained and evaluated every row in {setup.seconds:.0f} s "
+        f"({setup.cpu_seconds:.0f} s of CPU time) on {setup.machine}.",
         "",
-        f"Data: scikit-learn's embedded handwritten digits ({splits.name}, 8x8 images, 10 classes), "
-        "split 80/20 into a training and a test part by a fixed key, then 20% of the training part "
-        f"held out for validation: {len(splits.x_train)} train / {len(splits.x_val)} validation / "
-        f"{len(splits.x_test)} test examples; pixels min-max scaled to [0, 1] with statistics of the "
-        "training examples only.",
+        _data_text(setup),
         "",
-        f"Model: MLP {net} with ReLU, softmax cross-entropy, batches of {batch_size}, up to {epochs} "
-        "epochs. Each row adds one trick to the row above (cumulative), with a standard "
-        "hyperparameter fixed in advance (no per-row tuning). Every row trains the same "
-        f"{seeds} seeds, all at once (`jax.vmap`; each row compiled once and run one epoch per call). "
-        "`train s` is the wall-clock time of running a row's programs (all its seeds and epochs, "
-        "validation and test included); `compile s` that of building and compiling them, which for "
-        "these small networks takes longer: two programs are compiled ahead while earlier rows "
-        "train, so the compile times overlap the training and each other.",
+        f"Model: {setup.network}, ReLU, softmax cross-entropy, batches of {setup.batch_size}, up to "
+        f"{setup.epochs} epochs. Every row trains the same {setup.seeds} seeds (`split(key({setup.seed}), "
+        f"{setup.seeds})`, PRNG {setup.prng}), all at once (`jax.vmap`), one epoch per call.",
+        "",
+        *captions,
         "",
         markdown_table(results),
         "",
@@ -100,9 +151,19 @@ def markdown_report(results: Sequence[TrickResult], *, splits: Splits, seeds: in
         "other tricks accumulate).",
         "- From the weight-decay row on, the training loss in the figure includes the L2 penalty "
         "(lambda/2 ||W||^2), which is why those curves sit higher.",
-        f"- The ensemble averages the class probabilities of the {seeds} models of the row above "
-        "(`ensemble_predict`: p(y|x) = mean_k softmax(f_k(x))), so it is one number; its epochs "
-        "are its members' and its times those of the prediction.",
+        *([f"- The ensemble averages the class probabilities of the {setup.seeds} models of the row above "
+           "(`ensemble_predict`: p(y|x) = mean_k softmax(f_k(x))), so it is one number; its epochs "
+           "are its members' and its times those of the prediction."] if ens is not None else []),
+        f"- `train s` is the wall-clock time of running a row's programs (all its seeds and epochs, "
+        "validation and test included). Rows that differ only in hyperparameter values (learning rate "
+        "and schedule, momentum, dropout and drop-path rates, clipping threshold, weight decay, label "
+        "smoothing, EMA decay, initial batch-norm scale) share compiled programs, the values passed as "
+        "data; `compile s` is the time of compiling the programs a row was the first to need (a start "
+        "program per initializer, the training and test programs per structure), compiled ahead on two "
+        "threads while earlier rows train. In all: compiling "
+        f"{sums['compile_seconds']:.1f} s ({sums['programs']} sets of programs for {sums['rows']} rows), "
+        f"training {sums['train_seconds']:.1f} s; compilation cache: "
+        f"{'`' + setup.cache + '`' if setup.cache else 'off'} (a second run loads the compiled programs).",
         "",
         f"![Validation accuracy and training loss per epoch, and test accuracy, of every row]({image})",
         "",
@@ -115,13 +176,17 @@ def _json_curve(a: np.ndarray[Any, Any] | None) -> list[list[float | None]] | No
     return [[float(v) if np.isfinite(v) else None for v in row] for row in a]
 
 
-def results_json(results: Sequence[TrickResult], *, seeds: int, epochs: int, hidden: tuple[int, ...],
-                 batch_size: int, seed: int) -> dict[str, Any]:
-    """The measured numbers of every row, JSON-ready (NaN curve entries as ``None``)."""
+def results_json(results: Sequence[TrickResult], setup: Setup) -> dict[str, Any]:
+    """The measured numbers of every row, JSON-ready (NaN curve entries as ``None``), with the totals."""
+    first = setup.sections[0].rows[0][1]
     return {
-        "settings": {"seeds": seeds, "epochs": epochs, "hidden": list(hidden), "batch_size": batch_size,
-                     "seed": seed},
-        "rows": [{"trick": r.label, "test_accuracy": [float(v) for v in r.test_accuracy],
+        "settings": {"seeds": setup.seeds, "epochs": setup.epochs, "hidden": list(first.hidden),
+                     "batch_size": setup.batch_size, "seed": setup.seed, "model": first.model,
+                     "sections": [s.name for s in setup.sections], "data": setup.source, "prng": setup.prng},
+        "timing": {**totals(results), "wall_seconds": setup.seconds, "cpu_seconds": setup.cpu_seconds,
+                   "cache": setup.cache, "machine": setup.machine},
+        "rows": [{"trick": r.label, "section": r.section, "group": r.group,
+                  "test_accuracy": [float(v) for v in r.test_accuracy],
                   "epochs_run": [int(v) for v in r.epochs_run], "train_seconds": r.train_seconds,
                   "compile_seconds": r.compile_seconds,
                   "diverged": r.diverged, "ensemble": r.ensemble,

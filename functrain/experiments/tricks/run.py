@@ -2,7 +2,8 @@
 
 :func:`make_run` turns a :class:`~functrain.experiments.tricks.config.RunConfig` into
 ``run(key) -> RunOutput``: initialize, train every epoch inside ``lax.scan`` with validation and
-optional early stopping, evaluate the kept model on the test part. Because it is pure,
+optional early stopping, evaluate the kept model on the test part (built from the shared programs
+of :mod:`~functrain.experiments.tricks.programs`, with the run's values bound in). Because it is pure,
 :func:`~functrain.train.seeds.run_seeds` trains all seeds as one vmapped, compiled program
 (:func:`run_many`). :func:`make_parts` gives the same run as three pieces (start, train some
 epochs, finish), which the commands compile once and run in chunks of epochs
@@ -20,28 +21,16 @@ import jax.numpy as jnp
 
 from functrain import layers
 from functrain._validate import INT32_MAX, check_int, fail
-from functrain.experiments.tricks.config import RunConfig, build_model, build_optimizer, build_schedule, check_config
+from functrain.experiments.tricks.config import RunConfig, check_config
+from functrain.experiments.tricks.models import check_model
+from functrain.experiments.tricks.programs import device_data, hyper_of, layout_of, make_programs, structure_of
 from functrain.experiments.tricks.splits import Splits
-from functrain.train import (
-    EpochMetrics,
-    FitOptions,
-    FitState,
-    TrainState,
-    classifier_loss,
-    early_stopping,
-    evaluate,
-    final_train_state,
-    fit_scan,
-    init_fit_state,
-    init_train_state,
-    make_eval_step,
-    make_train_step,
-)
+from functrain.train import EpochMetrics, FitState, TrainState
 from functrain.train.seeds import run_seeds
 from functrain.typing import Array, PRNGKey
 
-__all__ = ["CompilerOptions", "RunOutput", "RunParts", "checkpoint_like", "compile_seeds", "make_parts", "make_run",
-           "max_epochs", "run_many", "run_one", "steps_per_epoch"]
+__all__ = ["CompilerOptions", "RunOutput", "RunParts", "check_run", "checkpoint_like", "compile_seeds", "make_parts",
+           "make_run", "max_epochs", "run_many", "run_one", "steps_per_epoch"]
 
 CompilerOptions = dict[str, Any] | None
 
@@ -107,67 +96,58 @@ class RunParts(NamedTuple):
 
     ``finish(train(start(key)..., epochs))`` is the whole run; ``train`` continues a run from any
     epoch (``fit_scan`` folds the epoch index into the training key), so calling it for
-    ``e1``, then ``e2`` epochs computes the same as calling it once for ``e1 + e2``.
+    ``e1``, then ``e2`` epochs computes the same as calling it once for ``e1 + e2``. The run's
+    values and data are bound in (the shared programs of
+    :mod:`~functrain.experiments.tricks.programs` take them as arguments).
 
     Attributes:
         model: the network.
-        options: the run's :class:`~functrain.train.FitOptions`.
         start: ``key -> (fit_state at epoch 0, training key)``.
         train: ``(fit_state, training key, epochs) -> (fit_state, per-epoch metrics)``
             (``epochs`` static).
         finish: ``fit_state -> (kept train state, test metrics)``: the best epoch's parameters
-            under early stopping, evaluated on the test part.
+            under early stopping (the average with an EMA of the weights), evaluated on the test
+            part.
     """
 
     model: layers.Layer
-    options: FitOptions
     start: Callable[[PRNGKey], tuple[FitState[Any], PRNGKey]]
     train: Callable[[FitState[Any], PRNGKey, int], tuple[FitState[Any], EpochMetrics]]
     finish: Callable[[FitState[Any]], tuple[TrainState[Any, Any, Any], dict[str, Array]]]
+
+
+def check_run(config: RunConfig, splits: Splits, who: str = "make_run") -> None:
+    """Refuse a run that cannot train on ``splits`` as configured (nothing is clamped).
+
+    Raises:
+        TypeError, ValueError: an invalid ``config`` (see ``check_config``), a batch size above
+            the training examples, more epochs than the int32 step counter allows
+            (:func:`max_epochs`), or a network that does not fit the data (e.g. a convnet on data
+            without images).
+    """
+    check_config(config)
+    _check_batch_size(config, splits, who)
+    spe = steps_per_epoch(config, splits)
+    if config.epochs > max_epochs(config, splits):
+        fail(who, "config.epochs", f"an int in [1, {max_epochs(config, splits)}] (epochs x {spe} steps per "
+             "epoch must fit the int32 step counter)", config.epochs)
+    check_model(config, splits.num_classes, int(splits.x_train.shape[1]), splits.image_shape)
 
 
 def make_parts(config: RunConfig, splits: Splits) -> RunParts:
     """The :class:`RunParts` of ``config`` on ``splits`` (see :func:`make_run`).
 
     Raises:
-        TypeError, ValueError: an invalid ``config`` (see ``check_config``), a batch size above
-            the training examples, or more epochs than the int32 step counter allows
-            (:func:`max_epochs`).
+        TypeError, ValueError: as :func:`check_run`.
     """
-    who = "make_run"
-    check_config(config)
-    batch_size = _check_batch_size(config, splits, who)
-    spe = steps_per_epoch(config, splits)
-    if config.epochs > max_epochs(config, splits):
-        fail(who, "config.epochs", f"an int in [1, {max_epochs(config, splits)}] (epochs x {spe} steps per "
-             "epoch must fit the int32 step counter)", config.epochs)
-    model = build_model(config, splits.num_classes)
-    optimizer = build_optimizer(config, build_schedule(config, spe))
-    l2 = 0.0 if config.optimizer == "adamw" else config.weight_decay
-    step = make_train_step(classifier_loss(model.apply, train=True, weight_decay=l2), optimizer)
-    eval_step = make_eval_step(classifier_loss(model.apply, train=False))
-    stopper = None if config.early_stopping is None else early_stopping(config.early_stopping)
-    train_data = (jnp.asarray(splits.x_train), jnp.asarray(splits.y_train))
-    val_data = (jnp.asarray(splits.x_val), jnp.asarray(splits.y_val))
-    test_data = (jnp.asarray(splits.x_test), jnp.asarray(splits.y_test))
-    features = int(splits.x_train.shape[1])
-    # the whole validation part is evaluated as one batch
-    options = FitOptions(batch_size=batch_size, eval_step=eval_step, eval_batch_size=len(splits.x_val),
-                         early_stopping=stopper)
-
-    def start(key: PRNGKey) -> tuple[FitState[Any], PRNGKey]:
-        init_key, train_key = jax.random.split(key)
-        params, model_state, _ = model.init(init_key, (-1, features))
-        return init_fit_state(init_train_state(params, model_state, optimizer), options), train_key
-
-    def train(fit_state: FitState[Any], key: PRNGKey, epochs: int) -> tuple[FitState[Any], EpochMetrics]:
-        return fit_scan(step, fit_state, train_data, key, options, epochs=epochs, val_data=val_data)
-
-    def finish(fit_state: FitState[Any]) -> tuple[TrainState[Any, Any, Any], dict[str, Array]]:
-        kept = final_train_state(fit_state, options)
-        return kept, evaluate(eval_step, kept, test_data, batch_size=len(splits.x_test))
-
-    return RunParts(model, options, start, train, finish)
+    check_run(config, splits)
+    structure = structure_of(config)
+    layout = layout_of(splits)
+    hyper, data = hyper_of(config, structure, layout), device_data(splits)
+    parts = make_programs(structure, config.init, layout)
+    return RunParts(parts.model(hyper), lambda key: parts.start(hyper, data, key),
+                    lambda fs, key, epochs: parts.train(hyper, data, fs, key, epochs),
+                    lambda fs: parts.finish(hyper, data, fs))
 
 
 def make_run(config: RunConfig, splits: Splits) -> tuple[Callable[[PRNGKey], RunOutput], layers.Layer]:
@@ -181,8 +161,8 @@ def make_run(config: RunConfig, splits: Splits) -> tuple[Callable[[PRNGKey], Run
     epochs, see :mod:`~functrain.experiments.tricks.chunks`).
 
     Raises:
-        TypeError, ValueError: an invalid ``config`` (see ``check_config``), a batch size above
-            the training examples (never clamped), or more epochs than :func:`max_epochs`.
+        TypeError, ValueError: as :func:`check_run` (a batch size above the training examples is
+            refused, never clamped).
     """
     parts = make_parts(config, splits)
 

@@ -1,8 +1,12 @@
 """The data of the trick experiments: train / validation / test parts, scaled to [0, 1].
 
-``prepare_splits`` holds out a test part (80/20, by a fixed key), then 20% of the training part for
-validation (early stopping watches it), and min-max scales all three with statistics of the
-remaining training part only.
+``load_data`` reads the embedded digits, MNIST or Fashion-MNIST (downloaded once into the data
+cache directory, see :func:`functrain.data.load_mnist`) or an ``.npz`` file. ``prepare_splits``
+holds out a test part (80/20, by a fixed key; MNIST keeps its own test set), then 20% of the
+training part for validation (early stopping watches it), and min-max scales all three with
+statistics of the remaining training part only: per feature (pixel) by default, or one range for
+all of them (``per_feature=False``, what convolutions want). The arrays stay flat; images keep
+their shape in ``Splits.image_shape``.
 """
 
 from __future__ import annotations
@@ -17,10 +21,13 @@ from functrain._validate import fail
 from functrain.data import Dataset, TrainTest, fit_min_max, load_digits, load_npz, min_max_scale, split_dataset
 from functrain.typing import Array, PRNGKey
 
-__all__ = ["DATA_KEY", "MAX_CLASSES", "Splits", "check_data", "load_data", "prepare_splits"]
+__all__ = ["DATA_KEY", "DATA_SOURCES", "MAX_CLASSES", "Splits", "check_data", "load_data", "prepare_splits"]
 
 DATA_KEY = 0
 """Seed of the fixed key that splits the data (test part, then validation part)."""
+
+DATA_SOURCES = ("digits", "mnist", "fashion-mnist")
+"""The data sets by name (anything else is the path of an ``.npz`` file)."""
 
 MAX_CLASSES = 100_000
 """The most classes a run may have (the network has one output per class ``0..max label``)."""
@@ -30,6 +37,8 @@ class Splits(NamedTuple):
     """Train / validation / test arrays (host NumPy, flat features scaled to [0, 1]).
 
     The min-max statistics are fitted on ``x_train`` only and applied to all three parts.
+    ``image_shape`` is ``(H, W, C)`` when the examples are images (``None`` otherwise): the
+    convolutional models reshape the flat features to it.
     """
 
     x_train: np.ndarray[Any, Any]
@@ -40,17 +49,32 @@ class Splits(NamedTuple):
     y_test: np.ndarray[Any, Any]
     num_classes: int
     name: str
+    image_shape: tuple[int, ...] | None = None
 
 
-def load_data(source: str) -> Dataset | TrainTest:
-    """``"digits"`` (scikit-learn's embedded digits) or the path of a ``.npz`` file.
+def load_data(source: str, *, as_images: bool = False) -> Dataset | TrainTest:
+    """A data set of :data:`DATA_SOURCES` by name, or the path of a ``.npz`` file.
+
+    ``"digits"`` is scikit-learn's embedded digits; ``"mnist"`` and ``"fashion-mnist"`` are
+    downloaded on first use into the data cache directory (``$FUNCTRAIN_DATA``, else
+    ``~/.cache/functrain/datasets``; :func:`functrain.data.load_mnist` with ``download=True``).
+
+    Args:
+        source: a name of :data:`DATA_SOURCES`, or a path.
+        as_images: give the named data sets as images ``(n, H, W, 1)`` (an ``.npz`` file's
+            ``x`` is taken as it is).
 
     Raises:
         FileNotFoundError: the file does not exist.
         ValueError: the file is not a readable ``.npz`` of ``x``/``y`` (see ``load_npz``).
+        functrain.data.DownloadError: MNIST could not be downloaded (one line naming the URLs).
     """
     if source == "digits":
-        return load_digits()
+        return load_digits(as_images=as_images)
+    if source in ("mnist", "fashion-mnist"):
+        from functrain.data import load_mnist
+
+        return load_mnist(None, download=True, as_images=as_images, name=source)
     return load_npz(source)
 
 
@@ -92,13 +116,23 @@ def _these(n: int, noun: str) -> str:
     return f"{n} {noun} that is" if n == 1 else f"{n} {noun}s that are"
 
 
+def _image_shape(shape: tuple[int, ...]) -> tuple[int, ...] | None:
+    """``(H, W, C)`` of image data of shape ``(n, H, W[, C])``; ``None`` for flat features."""
+    if len(shape) == 3:
+        return (int(shape[1]), int(shape[2]), 1)
+    if len(shape) == 4:
+        return tuple(int(n) for n in shape[1:])
+    return None
+
+
 def prepare_splits(data: Dataset | TrainTest, *, test_fraction: float = 0.2,
-                   val_fraction: float = 0.2, key: PRNGKey | None = None) -> Splits:
+                   val_fraction: float = 0.2, key: PRNGKey | None = None, per_feature: bool = True) -> Splits:
     """Split (80/20 test, then 20% of the training part for validation) and scale to [0, 1].
 
     A :class:`Dataset` is split into train and test by ``key`` (default ``key(DATA_KEY)``); a
     :class:`TrainTest` keeps its test part. The validation part is carved from the training part
-    with a second fixed key; the min-max statistics are fitted on the remaining training part.
+    with a second fixed key; the min-max statistics are fitted on the remaining training part,
+    per feature, or over all features at once with ``per_feature=False``.
 
     Raises:
         ValueError: a part would be empty, the data has fewer than two classes, or it fails
@@ -118,7 +152,7 @@ def prepare_splits(data: Dataset | TrainTest, *, test_fraction: float = 0.2,
     def flat(x: Array) -> Array:
         return jnp.reshape(x, (x.shape[0], -1))
 
-    stats = fit_min_max(flat(train.x))
+    stats = fit_min_max(flat(train.x), axis=0 if per_feature else (0, 1))
     if not bool(jnp.all(jnp.isfinite(stats.data_max - stats.data_min))):
         raise ValueError(f"prepare_splits: the features of {tt.train.name} span more than float32's range "
                          "(max - min overflows to infinity), so they cannot be scaled to [0, 1]")
@@ -127,4 +161,5 @@ def prepare_splits(data: Dataset | TrainTest, *, test_fraction: float = 0.2,
         return np.asarray(min_max_scale(stats, flat(x)), np.float32)
 
     return Splits(scaled(train.x), np.asarray(train.y), scaled(val.x), np.asarray(val.y),
-                  scaled(test.x), np.asarray(test.y), int(tt.train.num_classes), tt.train.name)
+                  scaled(test.x), np.asarray(test.y), int(tt.train.num_classes), tt.train.name,
+                  _image_shape(np.shape(train.x)))
