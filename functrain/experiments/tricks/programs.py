@@ -29,7 +29,6 @@ the structure. The initializer only affects the start program, which is compiled
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -226,8 +225,11 @@ def _ema_of_params(decay: Array) -> GradientTransformation[EmaParamsState]:
     def init(params: PyTree) -> EmaParamsState:
         return EmaParamsState(_tree.tree_map(jnp.asarray, params))
 
-    def update(updates: PyTree, state: EmaParamsState, params: PyTree | None = None) -> tuple[PyTree, EmaParamsState]:
-        assert params is not None  # make_train_step passes the parameters
+    def update(updates: PyTree, state: EmaParamsState, params: PyTree | None = None,
+               **extra_args: Any) -> tuple[PyTree, EmaParamsState]:
+        del extra_args
+        if params is None:
+            raise ValueError("tricks EMA: update needs 'params' (make_train_step passes them), got None")
         return updates, EmaParamsState(ema_update(state.average, optim.apply_updates(params, updates), decay))
 
     return GradientTransformation(init, update)
@@ -286,12 +288,10 @@ def _loss(structure: Structure, hyper: Hyper, model: layers.Layer, l2: Any, num_
 
 
 def _train_step(loss_fn: Any, opt: TransformationLike, sam: Array | None) -> Any:
-    """The step without the gradient-norm metric (the experiments do not report it)."""
-    make = make_train_step if sam is None else make_sam_train_step
-    kwargs: dict[str, Any] = {} if sam is None else {"rho": sam}
-    if "grad_norm" in inspect.signature(make).parameters:
-        kwargs["grad_norm"] = False
-    return make(loss_fn, opt, **kwargs)
+    """The plain or the SAM step (both without the opt-in gradient-norm metric)."""
+    if sam is None:
+        return make_train_step(loss_fn, opt)
+    return make_sam_train_step(loss_fn, opt, rho=sam)
 
 
 class _Built(NamedTuple):
