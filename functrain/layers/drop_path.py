@@ -20,6 +20,7 @@ from jaxtyping import Float
 from functrain import _validate
 from functrain.layers._geometry import check_input_shape
 from functrain.layers.base import Layer
+from functrain.layers.dropout import stochastic_layer
 from functrain.typing import Array, PRNGKey, PyTree, Shape
 
 __all__ = ["DropPath", "drop_path"]
@@ -109,17 +110,4 @@ def DropPath(rate: float | Array) -> Layer:  # noqa: N802 (layer constructor)
         >>> int(jnp.all(y == x, axis=1).sum())  # examples whose branch was dropped: y = x
         3
     """
-    who = "DropPath"
-    _validate.check_fraction(rate, who, "rate")
-
-    def init(key: PRNGKey, input_shape: Sequence[int]) -> tuple[PyTree, PyTree, Shape]:
-        del key
-        return (), (), check_input_shape(input_shape, who, min_rank=1)
-
-    def apply(
-        params: PyTree, state: PyTree, x: Array, *, key: PRNGKey | None = None, train: bool
-    ) -> tuple[Array, PyTree]:
-        del params
-        return _apply_drop_path(key, x, rate, train, who), state
-
-    return Layer(init, apply)
+    return stochastic_layer("DropPath", rate, _apply_drop_path)

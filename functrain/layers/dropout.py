@@ -8,7 +8,7 @@ DROPPING, as in PyTorch and Keras -- not stax's keep-probability) and the kept u
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -97,7 +97,12 @@ def Dropout(rate: float | Array) -> Layer:  # noqa: N802 (layer constructor)
         >>> bool((layer.apply((), (), x, train=False)[0] == x).all())
         True
     """
-    who = "Dropout"
+    return stochastic_layer("Dropout", rate, _apply_dropout)
+
+
+def stochastic_layer(who: str, rate: float | Array,
+                     drop: Callable[[PRNGKey | None, Array, float | Array, bool, str], Array]) -> Layer:
+    """A parameter-free layer applying ``drop(key, x, rate, train, who)`` (dropout, drop-path)."""
     _validate.check_fraction(rate, who, "rate")
 
     def init(key: PRNGKey, input_shape: Sequence[int]) -> tuple[PyTree, PyTree, Shape]:
@@ -108,6 +113,6 @@ def Dropout(rate: float | Array) -> Layer:  # noqa: N802 (layer constructor)
         params: PyTree, state: PyTree, x: Array, *, key: PRNGKey | None = None, train: bool
     ) -> tuple[Array, PyTree]:
         del params
-        return _apply_dropout(key, x, rate, train, who), state
+        return drop(key, x, rate, train, who), state
 
     return Layer(init, apply)

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 from functrain import _tree, _validate
 from functrain.optim.base import GradientTransformation, TransformationLike, apply_updates
 from functrain.train.state import TrainState
-from functrain.train.step import TrainStep, _check_loss_output, _check_opt_state, guarded_model_state
+from functrain.train.step import TrainStep, _check_opt_state, guarded_model_state, loss_value_and_grad
 from functrain.typing import Array, LossFn, Metrics, PRNGKey, PyTree
 
 __all__ = ["make_sam_train_step", "sam_perturbation"]
@@ -135,12 +135,7 @@ def make_sam_train_step(loss_fn: LossFn, optimizer: GradientTransformation[Any] 
     adaptive = _validate.check_bool(adaptive, who, "adaptive")
     report_norm = _validate.check_bool(grad_norm, who, "grad_norm")
 
-    def wrapped(params: PyTree, model_state: PyTree, batch: PyTree,
-                key: PRNGKey) -> tuple[Array, tuple[PyTree, Mapping[str, Array]]]:
-        loss, model_state, metrics = _check_loss_output(loss_fn(params, model_state, batch, key), who)
-        return loss, (model_state, metrics)
-
-    grad_fn = jax.value_and_grad(wrapped, has_aux=True)
+    grad_fn = loss_value_and_grad(loss_fn, who)
 
     def step(state: TrainState[Any, Any, Any], batch: PyTree,
              key: PRNGKey) -> tuple[TrainState[Any, Any, Any], Metrics]:

@@ -102,6 +102,18 @@ class EvalStep(Protocol):
         ...
 
 
+def loss_value_and_grad(loss_fn: LossFn, who: str) -> Any:
+    """``(params, model_state, batch, key) -> ((loss, (model_state, metrics)), grads)``, the loss's
+    output checked (shared by :func:`make_train_step` and the SAM step)."""
+
+    def wrapped(params: PyTree, model_state: PyTree, batch: PyTree,
+                key: PRNGKey) -> tuple[Array, tuple[PyTree, Mapping[str, Array]]]:
+        loss, model_state, metrics = _check_loss_output(loss_fn(params, model_state, batch, key), who)
+        return loss, (model_state, metrics)
+
+    return jax.value_and_grad(wrapped, has_aux=True)
+
+
 def _check_loss_output(out: object, who: str) -> tuple[Array, PyTree, Mapping[str, Array]]:
     """The ``(loss, model_state, metrics)`` a loss function returned, checked at trace time."""
     if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], tuple) and len(out[1]) == 2):
@@ -244,12 +256,7 @@ def make_train_step(loss_fn: LossFn, optimizer: GradientTransformation[Any] | Tr
     _validate.check_transformation(optimizer, who, "optimizer")
     _validate.check_bool(grad_norm, who, "grad_norm")
 
-    def wrapped(params: PyTree, model_state: PyTree, batch: PyTree,
-                key: PRNGKey) -> tuple[Array, tuple[PyTree, Mapping[str, Array]]]:
-        loss, model_state, metrics = _check_loss_output(loss_fn(params, model_state, batch, key), who)
-        return loss, (model_state, metrics)
-
-    grad_fn = jax.value_and_grad(wrapped, has_aux=True)
+    grad_fn = loss_value_and_grad(loss_fn, who)
 
     def step(state: TrainState[Any, Any, Any], batch: PyTree,
              key: PRNGKey) -> tuple[TrainState[Any, Any, Any], Metrics]:

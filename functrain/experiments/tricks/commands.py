@@ -17,6 +17,8 @@ writes nothing.
 
 from __future__ import annotations
 
+import dataclasses
+
 import importlib.util
 import json
 import os
@@ -84,7 +86,8 @@ class TricksArgs(NamedTuple):
     prng: str = "threefry"
 
 
-class TrainArgs(NamedTuple):
+@dataclasses.dataclass(frozen=True)
+class TrainArgs:
     """The options of ``functrain train`` (``None``: the default, which ``quick`` changes)."""
 
     data: str = "digits"

@@ -13,10 +13,12 @@ commands).
 
 from __future__ import annotations
 
+import dataclasses
+
 import sys
 import time
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -45,36 +47,11 @@ LR_FIND_OUTPUTS = ("lr_find.png", "lr_find.json")
 """The files ``functrain lr-find`` writes in its output directory."""
 
 
-class LrFindArgs(NamedTuple):
+@dataclasses.dataclass(frozen=True)
+class LrFindArgs(TrainArgs):
     """The options of ``functrain lr-find``: those of ``functrain train``, and the range."""
 
-    data: str = "digits"
-    optimizer: str = "adam"
-    lr: float | None = None
-    schedule: str = "constant"
-    decay_rate: float = 0.98
-    init: str = "he"
-    batch_norm: bool = False
-    dropout: float = 0.0
-    clip: float | None = None
-    weight_decay: float = 0.0
-    early_stopping: int | None = None
-    seeds: int | None = None
-    seed: int = 0
-    epochs: int | None = None
-    batch_size: int = 64
-    hidden: tuple[int, ...] | None = None
     out: str = "functrain-lr-find"
-    quick: bool = False
-    model: str = "mlp"
-    label_smoothing: float = 0.0
-    mixup: float = 0.0
-    warmup: float = 0.0
-    drop_path: float = 0.0
-    sam: float = 0.0
-    ema: float = 0.0
-    zero_init_bn: bool = False
-    prng: str = "threefry"
     min_lr: float = 1e-7
     max_lr: float = 10.0
     steps: int = 100
@@ -123,7 +100,7 @@ def lr_find(args: LrFindArgs, *, stop: Callable[[], bool] | None = None) -> None
     del stop
     if args.max_lr <= args.min_lr:
         raise CommandError(f"argument --max-lr: must be a number > --min-lr ({args.min_lr:g}), got '{args.max_lr:g}'")
-    config = train_config(TrainArgs(**{k: getattr(args, k) for k in TrainArgs._fields}))
+    config = train_config(args)
     splits = load_splits(args.data, images=config.model != "mlp", per_feature=config.model == "mlp")
     check_fits_data(config, splits)
     out = check_outputs(args.out, LR_FIND_OUTPUTS)
