@@ -13,8 +13,9 @@ vmapped in one compiled program per row:
 * EMA of the weights: evaluate ``train.ema_update``'s average (decay 0.98 per step).
 
 The table gives the test accuracy (mean ± std over seeds), the change against the baseline and a
-verdict against the seed spread: a change counts only when it exceeds twice its standard error
-``sqrt(s_a^2 / n + s_b^2 / n)``. On 1347 training digits most tricks are within the noise -- they
+verdict against the seed spread (``_common.verdict``, paired: every row trains the same seeds, so a
+change counts only when it exceeds twice the std of the per-seed differences), and each row's
+``verdict:`` line. On 1347 training digits most tricks are within the noise -- they
 were designed for ImageNet-scale training; the point is that each is one small pure function here.
 
     python examples/bag_of_tricks.py [--quick] [--out DIR] [--seeds N] [--epochs N]
@@ -27,7 +28,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _common import XY, load_split, parser  # examples/_common.py, next to this file
+from _common import XY, load_split, mean_std, parser, verdict  # examples/_common.py, next to this file
 from jax import lax
 
 from functrain import data, layers, losses, optim, plotting, train
@@ -77,13 +78,8 @@ def build_model(drop_rate: float = 0.0) -> layers.Layer:
                          layers.GlobalAvgPool, layers.Dense(NUM_CLASSES))
 
 
-def smooth_labels(targets: Array, eps: float) -> Array:
-    """Label smoothing: ``(1 - eps) t + eps / C`` (optax.smooth_labels)."""
-    return (1.0 - eps) * targets + eps / targets.shape[-1]
-
-
 def make_loss(model: layers.Layer, tricks: Tricks) -> LossFn:
-    """Cross-entropy on (mixed, smoothed) soft targets; metrics: accuracy on the unmixed labels."""
+    """Cross-entropy on (mixed) soft targets, smoothed by the loss (``label_smoothing``)."""
     def loss_fn(params: PyTree, model_state: PyTree, batch: XY, key: PRNGKey) -> tuple[Array, tuple[PyTree, Metrics]]:
         k_mix, k_model = jax.random.split(key)
         x, y = batch
@@ -91,10 +87,9 @@ def make_loss(model: layers.Layer, tricks: Tricks) -> LossFn:
             x, targets = data.mixup(k_mix, (x, y), tricks.mixup_alpha, num_classes=NUM_CLASSES)
         else:
             targets = jax.nn.one_hot(y, NUM_CLASSES)
-        if tricks.label_smoothing > 0:
-            targets = smooth_labels(targets, tricks.label_smoothing)
         logits, new_state = model.apply(params, model_state, x, key=k_model, train=True)
-        return losses.softmax_cross_entropy(logits, targets), (new_state, {})
+        loss = losses.softmax_cross_entropy(logits, targets, label_smoothing=tricks.label_smoothing)
+        return loss, (new_state, {})
 
     return loss_fn
 
@@ -135,16 +130,6 @@ def run(tricks: Tricks, key: PRNGKey, train_xy: XY, test_xy: XY, *, epochs: int,
     return losses.accuracy(logits, test_xy[1])
 
 
-def verdict(scores: np.ndarray[Any, Any], baseline: np.ndarray[Any, Any]) -> str:
-    """``better`` / ``worse`` when the change exceeds twice its standard error, else ``within noise``."""
-    n = len(scores)
-    se = np.sqrt(scores.var(ddof=1) / n + baseline.var(ddof=1) / n) if n > 1 else 0.0
-    delta = scores.mean() - baseline.mean()
-    if n < 2 or abs(delta) <= 2 * se:
-        return "within noise"
-    return "better" if delta > 0 else "worse"
-
-
 def main(argv: list[str] | None = None) -> None:
     """Train every row over seeds (one program per row); print the table, plot the scores."""
     args = parser(__doc__, seeds=5, epochs=15).parse_args(argv)
@@ -156,13 +141,18 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\nSmall ResNet on digits, SGD momentum 0.9 + cosine, {epochs} epochs, {n_seeds} seeds per row")
     print(f"{'trick (added to the baseline)':<30}{'test accuracy':<20}{'change':<10}verdict (vs seed spread)")
     scores: dict[str, np.ndarray[Any, Any]] = {}
+    lines: list[str] = []
     for label, tricks in rows.items():
         one = jax.jit(jax.vmap(lambda k, tricks=tricks: run(tricks, k, split.train, split.test, epochs=epochs)))
         scores[label] = np.asarray(one(keys), np.float64)
         s, base = scores[label], scores["baseline"]
-        change = f"{s.mean() - base.mean():+.4f}" if label != "baseline" else ""
-        judged = verdict(s, base) if label != "baseline" else ""
-        print(f"{label:<30}{f'{s.mean():.4f} ± {s.std():.4f}':<20}{change:<10}{judged}")
+        if label == "baseline":
+            print(f"{label:<30}{mean_std(s, 4):<20}")
+            continue
+        judged = verdict(base, s, claim=f"{label} raises test accuracy", paired=True, digits=4)
+        print(f"{label:<30}{mean_std(s, 4):<20}{judged.effect:<+10.4f}{judged.label}")
+        lines.append(judged.line)
+    print("\n".join(lines))
 
     args.out.mkdir(parents=True, exist_ok=True)
     plotting.plot_scores(scores, title=f"Bag of tricks: small ResNet on digits ({n_seeds} seeds)",

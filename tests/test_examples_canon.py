@@ -33,12 +33,6 @@ def test_every_script_parses_the_shared_options(name: str, capsys: pytest.Captur
 def test_bag_of_tricks_pieces() -> None:
     with examples_on_path():
         bot = load_example("bag_of_tricks")
-    targets = jax.nn.one_hot(jnp.array([0, 3, 9]), 10)
-    np.testing.assert_allclose(np.asarray(bot.smooth_labels(targets, 0.1)),
-                               np.asarray(optax.smooth_labels(targets, 0.1)), rtol=1e-6)
-    base = np.array([0.90, 0.91, 0.92, 0.91])
-    assert bot.verdict(base + 0.05, base) == "better" and bot.verdict(base - 0.05, base) == "worse"
-    assert bot.verdict(base + 0.001, base) == "within noise" and bot.verdict(base[:1], base[:1]) == "within noise"
     names = [r.name for r in layers.summary(bot.build_model(0.1), (-1, 8, 8, 1)).rows]
     assert names.count("DropPath") == 2 and names.count("Residual") == 2
     assert "DropPath" not in [r.name for r in layers.summary(bot.build_model(0.0), (-1, 8, 8, 1)).rows]
@@ -99,7 +93,8 @@ def test_lr_find_example_optimizers() -> None:
 
 
 EXPECTED: dict[str, tuple[list[str], str]] = {
-    "bag_of_tricks": (["Total params", "baseline", "all of them", "verdict (vs seed spread)", "± "],
+    "bag_of_tricks": (["Total params", "baseline", "all of them", "verdict (vs seed spread)", "± ",
+                       "verdict: all of them raises test accuracy: effect"],
                       "bag_of_tricks.png"),
     "lr_find": (["range test, sgd", "steepest descent", "minimum / 10", "suggested learning rate",
                  "best fixed rate"], "lr_find.png"),

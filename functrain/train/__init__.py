@@ -3,8 +3,10 @@
 One concept per module:
 
 * ``state`` -- :class:`TrainState` and :func:`init_train_state`;
-* ``step`` -- :func:`make_train_step`, :func:`make_eval_step`, :func:`classifier_loss` (a
-  :class:`ClassifierLoss`) and the :class:`TrainStep`/:class:`EvalStep` protocols;
+* ``step`` -- :func:`make_train_step`, :func:`make_eval_step` and the
+  :class:`TrainStep`/:class:`EvalStep` protocols;
+* ``classifier`` -- :func:`classifier_loss` (a :class:`ClassifierLoss`: cross-entropy with optional
+  label smoothing, L2 penalty, accuracy);
 * ``epoch`` -- :func:`train_epoch` (one shuffled epoch in ``lax.scan``) and :func:`evaluate`;
 * ``run`` -- a whole run as a pure function: :class:`FitOptions`, :class:`FitState`,
   :func:`init_fit_state`, :func:`fit_epoch`, :func:`fit_scan`, :func:`final_train_state`;
@@ -67,14 +69,8 @@ from functrain.train import distributed, seeds
 from functrain.train.sam import make_sam_train_step, sam_perturbation
 from functrain.train.seeds import RunResults, Stats, grid, run_seeds, summarize, sweep
 from functrain.train.state import TrainState, init_train_state
-from functrain.train.step import (
-    ClassifierLoss,
-    EvalStep,
-    TrainStep,
-    classifier_loss,
-    make_eval_step,
-    make_train_step,
-)
+from functrain.train.classifier import ClassifierLoss, classifier_loss
+from functrain.train.step import EvalStep, TrainStep, make_eval_step, make_train_step
 
 __all__ = [
     "CheckpointError",
