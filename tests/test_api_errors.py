@@ -155,6 +155,8 @@ def _bad_values(name: str, annotation: str) -> list[tuple[object, str]]:
         out.append((-5, "a negative number"))
     if name in _CHOICES:
         out.append(("no-such-choice", "an unknown choice"))
+    if "DTypeLike" in annotation:  # dtype= of layers and init_* functions, mixed_precision's dtypes
+        out += [("no-such-dtype", "a string"), (jnp.int32, "an integer dtype")]
     return out
 
 

@@ -88,7 +88,7 @@ def _run_block(block: str, namespace: dict[str, Any], capsys: pytest.CaptureFixt
 @pytest.mark.slow  # trains on the digits: about 15 s
 def test_readme_tour_runs_and_prints_plausible_numbers(capsys: pytest.CaptureFixture[str]) -> None:
     blocks = _python_blocks()
-    assert len(blocks) == 6
+    assert len(blocks) == 7
     ns: dict[str, Any] = {"__name__": "readme_tour"}
 
     _run_block(blocks[0], ns, capsys)  # initializers
@@ -114,9 +114,20 @@ def test_readme_tour_runs_and_prints_plausible_numbers(capsys: pytest.CaptureFix
     assert mean == pytest.approx(float(np.mean(ns["runs"].results["accuracy"])), abs=1e-6)
 
     step_before = int(ns["state"].step)
-    _run_block(blocks[5], ns, capsys)  # one data-parallel step
+    _run_block(blocks[6], ns, capsys)  # one data-parallel step
     assert int(ns["state"].step) == step_before + 1
     assert math.isfinite(float(ns["metrics"]["loss"]))
+
+
+def test_readme_precision_block_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    """The precision block (float64 weights, a mixed-precision step) runs after the first block
+    alone, and prints the dtypes it promises."""
+    blocks = _python_blocks()
+    ns: dict[str, Any] = {"__name__": "readme_precision"}
+    _run_block(blocks[0], ns, capsys)  # imports and the key
+    printed = _run_block(blocks[5], ns, capsys)
+    assert printed.split() == ["float64", "float32", "float32"]
+    assert int(ns["mp_state"].step) == 1 and math.isfinite(float(ns["mp_metrics"]["loss"]))
 
 
 def test_readme_has_the_two_commands_at_the_top() -> None:

@@ -11,7 +11,8 @@ Ops (work on one example or a batch; shapes checked by chex at trace time, befor
     relu, leaky_relu, elu, gelu, tanh, sigmoid, softmax, log_softmax
 
 ``init_*`` functions build the parameters, taking initializers (defaults: ``glorot_uniform`` kernels,
-zero biases, unit normalization scales).
+zero biases, unit normalization scales) and a ``dtype`` (default float32), as the layer constructors
+do; ``mixed_precision(model, jnp.bfloat16)`` keeps float32 parameters and runs the model in bfloat16.
 
 Composable layers (stax convention; ``input_shape`` includes a leading batch axis that may be -1).
 Constructors such as ``Dense(10)`` take hyperparameters; ``Relu``, ``Tanh``, ``Sigmoid``, ``Gelu``,
@@ -36,7 +37,8 @@ Modules: :mod:`~functrain.layers.base` (the ``Layer`` protocol), :mod:`~functrai
 :mod:`~functrain.layers.conv`, :mod:`~functrain.layers.pooling`,
 :mod:`~functrain.layers.normalization` (batch and layer norm), :mod:`~functrain.layers.weight_norm`,
 :mod:`~functrain.layers.dropout`, :mod:`~functrain.layers.activations`,
-:mod:`~functrain.layers.combinators` (``serial``, ``parallel``, ``Residual``).
+:mod:`~functrain.layers.combinators` (``serial``, ``parallel``, ``Residual``),
+:mod:`~functrain.layers.precision` (``mixed_precision``).
 """
 
 from functrain.layers.activations import (
@@ -105,6 +107,7 @@ from functrain.layers.pooling import (
     global_avg_pool,
     max_pool,
 )
+from functrain.layers.precision import mixed_precision
 from functrain.layers.summary import Summary, SummaryRow, print_summary, summary
 from functrain.layers.weight_norm import (
     WeightNormConv2D,
@@ -183,6 +186,7 @@ __all__ = [
     "leaky_relu",
     "log_softmax",
     "max_pool",
+    "mixed_precision",
     "parallel",
     "print_summary",
     "relu",

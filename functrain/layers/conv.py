@@ -45,6 +45,7 @@ from functrain.layers._geometry import (
     normalize_padding,
 )
 from functrain.layers.base import Layer
+from functrain.layers.precision import check_init_args
 from functrain.typing import Array, DTypeLike, Initializer, PRNGKey, PyTree, Shape
 
 __all__ = [
@@ -90,8 +91,7 @@ def init_conv(key: PRNGKey, in_channels: int, out_channels: int, kernel_size: in
     c_in = _validate.check_int(in_channels, who, "in_channels", low=1)
     c_out = _validate.check_int(out_channels, who, "out_channels", low=1)
     ks = _validate.check_ints(kernel_size, spatial, who, "kernel_size")
-    _validate.check_callable(w_init, who, "w_init", "an initializer (e.g. initializers.he_normal())")
-    _validate.check_callable(b_init, who, "b_init", "an initializer (e.g. initializers.zeros())")
+    dtype = check_init_args(who, dtype, w_init=w_init, b_init=b_init)
     k_w, k_b = jax.random.split(key)
     return ConvParams(w=w_init(k_w, (*ks, c_in, c_out), dtype), b=b_init(k_b, (c_out,), dtype))
 
@@ -108,18 +108,21 @@ def init_conv1d(key: PRNGKey, in_channels: int, out_channels: int, kernel_size: 
         kernel_size: ``k`` or ``(k,)``.
         w_init: kernel initializer, shape ``(k, c_in, c_out)``; default ``glorot_uniform()``.
         b_init: bias initializer, shape ``(c_out,)``; default ``zeros()``.
-        dtype: parameter dtype (default float32).
+        dtype: parameter dtype, floating (default float32; float64 needs ``jax.enable_x64``).
 
     Returns:
         ``ConvParams(w (k, c_in, c_out), b (c_out,))``.
 
     Raises:
-        TypeError, ValueError: non-positive or non-integer channel counts or kernel size.
+        TypeError, ValueError: non-positive or non-integer channel counts or kernel size; a
+            ``dtype`` that is not a floating dtype JAX can hold.
 
     Example:
         >>> p = ft.layers.init_conv1d(jax.random.key(0), 2, 8, 5)
         >>> p.w.shape, p.b.shape
         ((5, 2, 8), (8,))
+        >>> ft.layers.init_conv1d(jax.random.key(0), 2, 8, 5, dtype=jnp.float16).w.dtype
+        dtype('float16')
     """
     return init_conv(key, in_channels, out_channels, kernel_size, spatial=1, w_init=w_init,
                      b_init=b_init, dtype=dtype, who="init_conv1d")
@@ -137,13 +140,14 @@ def init_conv2d(key: PRNGKey, in_channels: int, out_channels: int, kernel_size: 
         kernel_size: ``k`` (square) or ``(k_h, k_w)``.
         w_init: kernel initializer, shape ``(k_h, k_w, c_in, c_out)`` (HWIO); default ``glorot_uniform()``.
         b_init: bias initializer, shape ``(c_out,)``; default ``zeros()``.
-        dtype: parameter dtype (default float32).
+        dtype: parameter dtype, floating (default float32; float64 needs ``jax.enable_x64``).
 
     Returns:
         ``ConvParams(w (k_h, k_w, c_in, c_out), b (c_out,))``.
 
     Raises:
-        TypeError, ValueError: non-positive or non-integer channel counts or kernel size.
+        TypeError, ValueError: non-positive or non-integer channel counts or kernel size; a
+            ``dtype`` that is not a floating dtype JAX can hold.
 
     Example:
         >>> p = ft.layers.init_conv2d(jax.random.key(0), 3, 16, (3, 5),
@@ -248,11 +252,10 @@ def conv2d(params: ConvParams, x: Float[Array, "*batch height width in_channels"
 
 def _conv_layer(out_channels: int, kernel_size: int | Sequence[int], *, spatial: int,
                 stride: int | Sequence[int], padding: PaddingLike, dilation: int | Sequence[int],
-                w_init: Initializer, b_init: Initializer, who: str) -> Layer:
+                w_init: Initializer, b_init: Initializer, dtype: DTypeLike, who: str) -> Layer:
     c_out = _validate.check_int(out_channels, who, "out_channels", low=1)
     ks = _validate.check_ints(kernel_size, spatial, who, "kernel_size")
-    _validate.check_callable(w_init, who, "w_init", "an initializer (e.g. initializers.he_normal())")
-    _validate.check_callable(b_init, who, "b_init", "an initializer (e.g. initializers.zeros())")
+    check_init_args(who, dtype, available=False, w_init=w_init, b_init=b_init)
     # Validate stride, dilation and padding now (with a 1x1 input the geometry may not fit).
     _validate.check_ints(stride, spatial, who, "stride")
     _validate.check_ints(dilation, spatial, who, "dilation")
@@ -264,7 +267,7 @@ def _conv_layer(out_channels: int, kernel_size: int | Sequence[int], *, spatial:
         _, _, _, out = conv_geometry((*ks, shape[-1], c_out), shape, stride=stride, padding=padding,
                                      dilation=dilation, who=who, name="input_shape", got=shape)
         params = init_conv(key, shape[-1], c_out, ks, spatial=spatial, w_init=w_init, b_init=b_init,
-                           dtype=jnp.float32, who=who)
+                           dtype=dtype, who=who)
         return params, (), (shape[0], *out, c_out)
 
     def apply(params: PyTree, state: PyTree, x: Array, *, key: PRNGKey | None = None,
@@ -286,6 +289,7 @@ def Conv1D(  # noqa: N802 (layer constructor)
     dilation: int | Sequence[int] = 1,
     w_init: Initializer = glorot_uniform(),
     b_init: Initializer = zeros(),
+    dtype: DTypeLike = jnp.float32,
 ) -> Layer:
     """A 1-D convolution (:func:`conv1d`) over ``(N, W, C)`` batches as a composable layer.
 
@@ -297,6 +301,7 @@ def Conv1D(  # noqa: N802 (layer constructor)
         dilation: as in :func:`conv1d` (default 1).
         w_init: kernel initializer, HWIO shape ``(k, c_in, c_out)``; default ``glorot_uniform()``.
         b_init: bias initializer; default ``zeros()``.
+        dtype: parameter dtype, floating (default float32; float64 needs ``jax.enable_x64``).
 
     Returns:
         The layer; ``init`` returns ``(ConvParams, (), (N, W_out, out_channels))``.
@@ -313,7 +318,7 @@ def Conv1D(  # noqa: N802 (layer constructor)
         (-1, 7, 6)
     """
     return _conv_layer(out_channels, kernel_size, spatial=1, stride=stride, padding=padding,
-                       dilation=dilation, w_init=w_init, b_init=b_init, who="Conv1D")
+                       dilation=dilation, w_init=w_init, b_init=b_init, dtype=dtype, who="Conv1D")
 
 
 def Conv2D(  # noqa: N802 (layer constructor)
@@ -325,6 +330,7 @@ def Conv2D(  # noqa: N802 (layer constructor)
     dilation: int | Sequence[int] = 1,
     w_init: Initializer = glorot_uniform(),
     b_init: Initializer = zeros(),
+    dtype: DTypeLike = jnp.float32,
 ) -> Layer:
     """A 2-D convolution (:func:`conv2d`) over ``(N, H, W, C)`` batches as a composable layer.
 
@@ -336,6 +342,7 @@ def Conv2D(  # noqa: N802 (layer constructor)
         dilation: as in :func:`conv2d` (default 1).
         w_init: kernel initializer, HWIO shape ``(k_h, k_w, c_in, c_out)``; default ``glorot_uniform()``.
         b_init: bias initializer; default ``zeros()``.
+        dtype: parameter dtype, floating (default float32; float64 needs ``jax.enable_x64``).
 
     Returns:
         The layer; ``init`` returns ``(ConvParams, (), (N, H_out, W_out, out_channels))``.
@@ -355,4 +362,5 @@ def Conv2D(  # noqa: N802 (layer constructor)
         (4, 14, 14, 8)
     """
     return _conv_layer(out_channels, kernel_size, spatial=2, stride=stride, padding=padding,
-                       dilation=dilation, w_init=w_init, b_init=b_init, who="Conv2D")
+                       dilation=dilation, w_init=w_init, b_init=b_init, dtype=dtype,
+                       who="Conv2D")

@@ -23,6 +23,7 @@ from functrain import _validate
 from functrain.initializers import glorot_uniform, zeros
 from functrain.layers._geometry import check_input_shape, check_last_axis
 from functrain.layers.base import Layer
+from functrain.layers.precision import check_dtype, check_init_args
 from functrain.typing import Array, DTypeLike, Initializer, PRNGKey, PyTree, Shape
 
 __all__ = [
@@ -67,24 +68,26 @@ def init_dense(
         out_features: number of output features ``n_out``.
         w_init: kernel initializer, called with shape ``(n_in, n_out)``; default ``glorot_uniform()``.
         b_init: bias initializer, called with shape ``(n_out,)``; default ``zeros()``.
-        dtype: parameter dtype (default float32).
+        dtype: parameter dtype, floating (default float32; float64 needs ``jax.enable_x64``).
 
     Returns:
         ``DenseParams(w (n_in, n_out), b (n_out,))``.
 
     Raises:
-        TypeError, ValueError: a feature count that is not a positive int.
+        TypeError, ValueError: a feature count that is not a positive int, or a ``dtype`` that
+            is not a floating dtype JAX can hold.
 
     Example:
         >>> p = ft.layers.init_dense(jax.random.key(0), 784, 10, w_init=ft.initializers.he_normal())
         >>> p.w.shape, p.b.shape, p.w.dtype
         ((784, 10), (10,), dtype('float32'))
+        >>> ft.layers.init_dense(jax.random.key(0), 4, 2, dtype=jnp.bfloat16).w.dtype
+        dtype(bfloat16)
     """
     who = "init_dense"
     n_in = _validate.check_int(in_features, who, "in_features", low=1)
     n_out = _validate.check_int(out_features, who, "out_features", low=1)
-    _validate.check_callable(w_init, who, "w_init", "an initializer (e.g. initializers.he_normal())")
-    _validate.check_callable(b_init, who, "b_init", "an initializer (e.g. initializers.zeros())")
+    dtype = check_init_args(who, dtype, w_init=w_init, b_init=b_init)
     k_w, k_b = jax.random.split(key)
     return DenseParams(w=w_init(k_w, (n_in, n_out), dtype), b=b_init(k_b, (n_out,), dtype))
 
@@ -134,6 +137,7 @@ def Dense(  # noqa: N802 (layer constructor)
     *,
     w_init: Initializer = glorot_uniform(),
     b_init: Initializer = zeros(),
+    dtype: DTypeLike = jnp.float32,
 ) -> Layer:
     """A dense layer ``y = x W + b`` as a composable :class:`~functrain.layers.Layer`.
 
@@ -143,13 +147,15 @@ def Dense(  # noqa: N802 (layer constructor)
         out_features: number of output features.
         w_init: kernel initializer, shape ``(n_in, out_features)``; default ``glorot_uniform()``.
         b_init: bias initializer; default ``zeros()``.
+        dtype: parameter dtype, floating (default float32; float64 needs ``jax.enable_x64``).
 
     Returns:
         The layer.
 
     Raises:
-        TypeError, ValueError: ``out_features`` not a positive int; at ``init``/``apply``, an
-            input whose last axis does not match (the message names the layer and both shapes).
+        TypeError, ValueError: ``out_features`` not a positive int or ``dtype`` not floating; at
+            ``init``/``apply``, an input whose last axis does not match (the message names the
+            layer and both shapes).
 
     Example:
         >>> layer = ft.layers.Dense(10)
@@ -162,12 +168,11 @@ def Dense(  # noqa: N802 (layer constructor)
     """
     who = "Dense"
     n_out = _validate.check_int(out_features, who, "out_features", low=1)
-    _validate.check_callable(w_init, who, "w_init", "an initializer (e.g. initializers.he_normal())")
-    _validate.check_callable(b_init, who, "b_init", "an initializer (e.g. initializers.zeros())")
+    check_init_args(who, dtype, available=False, w_init=w_init, b_init=b_init)
 
     def init(key: PRNGKey, input_shape: Sequence[int]) -> tuple[PyTree, PyTree, Shape]:
         shape = check_input_shape(input_shape, who, min_rank=2, axes="(N, ..., features)")
-        params = init_dense(key, shape[-1], n_out, w_init=w_init, b_init=b_init)
+        params = init_dense(key, shape[-1], n_out, w_init=w_init, b_init=b_init, dtype=check_dtype(dtype, who))
         return params, (), shape[:-1] + (n_out,)
 
     def apply(

@@ -30,6 +30,7 @@ from functrain import _validate
 from functrain.initializers import ones, zeros
 from functrain.layers._geometry import check_input_shape, check_last_axis
 from functrain.layers.base import Layer
+from functrain.layers.precision import check_dtype, check_init_args
 from functrain.typing import Array, DType, DTypeLike, Initializer, PRNGKey, PyTree, Shape
 
 __all__ = [
@@ -125,8 +126,7 @@ def _check_features(scale: Array, bias: Array, x: Array, who: str) -> int:
 def _init_scale_bias(key: PRNGKey, num_features: int, scale_init: Initializer, bias_init: Initializer,
                      dtype: DTypeLike, who: str) -> tuple[int, Array, Array]:
     c = _validate.check_int(num_features, who, "num_features", low=1)
-    _validate.check_callable(scale_init, who, "scale_init", "an initializer (e.g. initializers.ones())")
-    _validate.check_callable(bias_init, who, "bias_init", "an initializer (e.g. initializers.zeros())")
+    dtype = check_init_args(who, dtype, scale_init=scale_init, bias_init=bias_init)
     k_s, k_b = jax.random.split(key)
     return c, scale_init(k_s, (c,), dtype), bias_init(k_b, (c,), dtype)
 
@@ -146,13 +146,13 @@ def init_batch_norm(
         num_features: number of features/channels ``C`` (the input's last axis).
         scale_init: initializer of ``gamma``, shape ``(C,)``; default ``ones()``.
         bias_init: initializer of ``beta``, shape ``(C,)``; default ``zeros()``.
-        dtype: parameter dtype (default float32). The running statistics are kept in at least float32.
+        dtype: floating parameter dtype (default float32); running statistics in at least float32.
 
     Returns:
         ``(BatchNormParams(scale, bias), BatchNormState(mean=0, var=1))``.
 
     Raises:
-        TypeError, ValueError: ``num_features`` is not a positive int.
+        TypeError, ValueError: ``num_features`` is not a positive int, or ``dtype`` not floating.
 
     Example:
         >>> params, state = ft.layers.init_batch_norm(jax.random.key(0), 16)
@@ -285,13 +285,13 @@ def init_layer_norm(
         num_features: size ``C`` of the normalized (last) axis.
         scale_init: initializer of ``gamma``; default ``ones()``.
         bias_init: initializer of ``beta``; default ``zeros()``.
-        dtype: parameter dtype (default float32).
+        dtype: parameter dtype, floating (default float32; float64 needs ``jax.enable_x64``).
 
     Returns:
         ``LayerNormParams(scale (C,), bias (C,))``.
 
     Raises:
-        TypeError, ValueError: ``num_features`` is not a positive int.
+        TypeError, ValueError: ``num_features`` is not a positive int, or ``dtype`` not floating.
 
     Example:
         >>> p = ft.layers.init_layer_norm(jax.random.key(0), 8)
@@ -354,6 +354,7 @@ def BatchNorm(  # noqa: N802 (layer constructor)
     *,
     scale_init: Initializer = ones(),
     bias_init: Initializer = zeros(),
+    dtype: DTypeLike = jnp.float32,
 ) -> Layer:
     """:func:`batch_norm` over the last axis of ``(N, ..., C)`` batches as a composable layer.
 
@@ -367,13 +368,14 @@ def BatchNorm(  # noqa: N802 (layer constructor)
         axis_name: a mapped axis over which to average the batch statistics (see :func:`batch_norm`).
         scale_init: initializer of ``gamma``; default ``ones()``.
         bias_init: initializer of ``beta``; default ``zeros()``.
+        dtype: parameter dtype, floating (default float32; float64 needs ``jax.enable_x64``).
 
     Returns:
         The layer.
 
     Raises:
-        TypeError, ValueError: ``momentum`` outside ``[0, 1]`` or ``eps <= 0``; at
-            ``init``/``apply``, a feature count that does not match.
+        TypeError, ValueError: ``momentum`` outside ``[0, 1]``, ``eps <= 0`` or ``dtype`` not
+            floating; at ``init``/``apply``, a feature count that does not match.
 
     Example:
         >>> layer = ft.layers.BatchNorm(momentum=0.99)
@@ -385,13 +387,12 @@ def BatchNorm(  # noqa: N802 (layer constructor)
     who = "BatchNorm"
     _validate.check_fraction(momentum, who, "momentum", closed_right=True)
     _validate.check_positive(eps, who, "eps")
-    _validate.check_callable(scale_init, who, "scale_init", "an initializer (e.g. initializers.ones())")
-    _validate.check_callable(bias_init, who, "bias_init", "an initializer (e.g. initializers.zeros())")
+    check_init_args(who, dtype, available=False, scale_init=scale_init, bias_init=bias_init)
 
     def init(key: PRNGKey, input_shape: Sequence[int]) -> tuple[PyTree, PyTree, Shape]:
         shape = check_input_shape(input_shape, who, min_rank=2, axes="(N, ..., C)")
-        params, state = init_batch_norm(key, shape[-1], scale_init=scale_init, bias_init=bias_init)
-        return params, state, shape
+        return (*init_batch_norm(key, shape[-1], scale_init=scale_init, bias_init=bias_init,
+                                 dtype=check_dtype(dtype, who)), shape)
 
     def apply(params: PyTree, state: PyTree, x: Array, *, key: PRNGKey | None = None,
               train: bool) -> tuple[Array, PyTree]:
@@ -407,6 +408,7 @@ def LayerNorm(  # noqa: N802 (layer constructor)
     *,
     scale_init: Initializer = ones(),
     bias_init: Initializer = zeros(),
+    dtype: DTypeLike = jnp.float32,
 ) -> Layer:
     """:func:`layer_norm` over the last axis as a composable layer (``state = ()``).
 
@@ -416,13 +418,14 @@ def LayerNorm(  # noqa: N802 (layer constructor)
         eps: variance offset, ``> 0`` (default 1e-5).
         scale_init: initializer of ``gamma``; default ``ones()``.
         bias_init: initializer of ``beta``; default ``zeros()``.
+        dtype: parameter dtype, floating (default float32; float64 needs ``jax.enable_x64``).
 
     Returns:
         The layer; ``params`` is :class:`LayerNormParams`.
 
     Raises:
-        TypeError, ValueError: ``eps <= 0``; at ``init``/``apply``, a feature count that does not
-            match.
+        TypeError, ValueError: ``eps <= 0`` or ``dtype`` not floating; at ``init``/``apply``, a
+            feature count that does not match.
 
     Example:
         >>> layer = ft.layers.LayerNorm()
@@ -432,12 +435,12 @@ def LayerNorm(  # noqa: N802 (layer constructor)
     """
     who = "LayerNorm"
     _validate.check_positive(eps, who, "eps")
-    _validate.check_callable(scale_init, who, "scale_init", "an initializer (e.g. initializers.ones())")
-    _validate.check_callable(bias_init, who, "bias_init", "an initializer (e.g. initializers.zeros())")
+    check_init_args(who, dtype, available=False, scale_init=scale_init, bias_init=bias_init)
 
     def init(key: PRNGKey, input_shape: Sequence[int]) -> tuple[PyTree, PyTree, Shape]:
         shape = check_input_shape(input_shape, who, min_rank=1)
-        return init_layer_norm(key, shape[-1], scale_init=scale_init, bias_init=bias_init), (), shape
+        _, scale, bias = _init_scale_bias(key, shape[-1], scale_init, bias_init, dtype, who)
+        return LayerNormParams(scale=scale, bias=bias), (), shape
 
     def apply(params: PyTree, state: PyTree, x: Array, *, key: PRNGKey | None = None,
               train: bool) -> tuple[Array, PyTree]:

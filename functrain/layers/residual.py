@@ -25,7 +25,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from functrain import _validate
+from functrain import _tree, _validate
 from functrain.initializers import glorot_uniform, zeros
 from functrain.layers._diagnose import diagnose, shape_of
 from functrain.layers._geometry import check_input_shape, fmt
@@ -34,7 +34,8 @@ from functrain.layers.combinators import _not_a_layer
 from functrain.layers.conv import ConvParams, apply_conv, init_conv
 from functrain.layers.dense import DenseParams, apply_dense, init_dense
 from functrain.layers.normalization import BatchNormParams
-from functrain.typing import Array, Initializer, PRNGKey, PyTree, Shape
+from functrain.layers.precision import check_dtype
+from functrain.typing import Array, DType, DTypeLike, Initializer, PRNGKey, PyTree, Shape
 
 __all__ = ["Residual", "ResidualParams", "zero_last_batch_norm_scale"]
 
@@ -88,11 +89,18 @@ def _projection_kind(in_shape: Shape, out_shape: Shape, who: str) -> str:
     return "conv"
 
 
+def _body_dtype(params: PyTree) -> DType:
+    """The dtype of the floating leaves of ``params`` (promoted together), float32 if none."""
+    dtypes = [leaf.dtype for leaf in _tree.tree_leaves(params) if _tree.is_float_array(leaf)]
+    return jnp.dtype(jnp.result_type(*dtypes)) if dtypes else jnp.dtype(jnp.float32)
+
+
 def Residual(  # noqa: N802 (layer constructor)
     layer: Layer,
     *,
     projection_init: Initializer = glorot_uniform(),
     zero_init_last_bn: bool = False,
+    dtype: DTypeLike | None = None,
 ) -> Layer:
     """A residual block ``y = P x + f(x)`` around ``layer = f`` (He et al. 2016).
 
@@ -111,12 +119,15 @@ def Residual(  # noqa: N802 (layer constructor)
         zero_init_last_bn: start the branch's last batch-norm scale at zero
             (:func:`zero_last_batch_norm_scale`), so the block starts as its shortcut: the
             "zero-gamma" trick of Goyal et al. (2017) and He et al.'s bag of tricks (2019).
+        dtype: the projection's parameter dtype (floating); default ``None``: the dtype of the
+            body's floating parameters (float32 if it has none).
 
     Returns:
         The layer.
 
     Raises:
-        TypeError: ``layer`` is not a :class:`Layer`, or ``zero_init_last_bn`` not a bool; at
+        TypeError: ``layer`` is not a :class:`Layer`, ``zero_init_last_bn`` not a bool or
+            ``dtype`` not a dtype (``ValueError``: not floating); at
             ``apply``, when the body fails on
             ``params``/``state`` without the structure ``init`` gives (e.g. the two swapped).
         ValueError: at ``init``, a body that changes the rank or batch size, or whose spatial output
@@ -136,6 +147,8 @@ def Residual(  # noqa: N802 (layer constructor)
     _validate.check_callable(projection_init, who, "projection_init",
                              "an initializer (e.g. initializers.he_normal())")
     zero_gamma = _validate.check_bool(zero_init_last_bn, who, "zero_init_last_bn")
+    if dtype is not None:
+        check_dtype(dtype, who, available=False)
 
     def init(key: PRNGKey, input_shape: Sequence[int]) -> tuple[PyTree, PyTree, Shape]:
         shape = check_input_shape(input_shape, who, min_rank=2)
@@ -146,12 +159,14 @@ def Residual(  # noqa: N802 (layer constructor)
         out = tuple(out)
         kind = _projection_kind(shape, out, who)
         projection: PyTree = ()
+        p_dtype = _body_dtype(body_params) if dtype is None else check_dtype(dtype, who)
         if kind == "dense":
-            projection = init_dense(k_proj, shape[-1], out[-1], w_init=projection_init, b_init=zeros())
+            projection = init_dense(k_proj, shape[-1], out[-1], w_init=projection_init, b_init=zeros(),
+                                    dtype=p_dtype)
         elif kind == "conv":
             spatial = len(shape) - 2
             projection = init_conv(k_proj, shape[-1], out[-1], (1,) * spatial, spatial=spatial,
-                                   w_init=projection_init, b_init=zeros(), dtype=jnp.float32, who=who)
+                                   w_init=projection_init, b_init=zeros(), dtype=p_dtype, who=who)
         return ResidualParams(body_params, projection), body_state, out
 
     def apply(params: PyTree, state: PyTree, x: Array, *, key: PRNGKey | None = None,

@@ -23,6 +23,7 @@ from functrain import _validate
 from functrain.initializers import glorot_uniform, zeros
 from functrain.layers._geometry import PaddingLike, check_input_shape, conv_geometry, normalize_padding
 from functrain.layers.base import Layer
+from functrain.layers.precision import check_dtype, check_init_args
 from functrain.layers.conv import ConvParams, apply_conv
 from functrain.layers.dense import DenseParams, apply_dense
 from functrain.typing import Array, DTypeLike, Initializer, PRNGKey, PyTree, Shape
@@ -79,14 +80,14 @@ def init_weight_norm(
             a convolution.
         v_init: direction initializer; default ``glorot_uniform()``.
         b_init: bias initializer, shape ``(n_out,)``; default ``zeros()``.
-        dtype: parameter dtype (default float32).
+        dtype: parameter dtype, floating (default float32; float64 needs ``jax.enable_x64``).
 
     Returns:
         ``WeightNormParams(v, g (n_out,), b (n_out,))``.
 
     Raises:
-        TypeError: ``kernel_shape`` is not a sequence of ints.
-        ValueError: ``kernel_shape`` has rank < 2 or a non-positive size.
+        TypeError: ``kernel_shape`` is not a sequence of ints, or ``dtype`` not a dtype.
+        ValueError: ``kernel_shape`` has rank < 2 or a non-positive size; ``dtype`` not floating.
 
     Example:
         >>> p = ft.layers.init_weight_norm(jax.random.key(0), (3, 3, 1, 8))
@@ -103,11 +104,11 @@ def init_weight_norm(
         _validate.fail(who, "kernel_shape", expectation, kernel_shape, error=TypeError)
     if len(shape) < 2 or any(d < 1 for d in shape):
         _validate.fail(who, "kernel_shape", expectation, shape)
-    _validate.check_callable(v_init, who, "v_init", "an initializer (e.g. initializers.he_normal())")
-    _validate.check_callable(b_init, who, "b_init", "an initializer (e.g. initializers.zeros())")
+    dtype = check_init_args(who, dtype, v_init=v_init, b_init=b_init)
     k_v, k_b = jax.random.split(key)
     v = v_init(k_v, shape, dtype)
-    g = jnp.sqrt(jnp.sum(jnp.square(v), axis=tuple(range(v.ndim - 1))))
+    vf = v.astype(jnp.promote_types(dtype, jnp.float32))  # the norm of low-precision v in float32
+    g = jnp.sqrt(jnp.sum(jnp.square(vf), axis=tuple(range(v.ndim - 1)))).astype(dtype)
     return WeightNormParams(v=v, g=g, b=b_init(k_b, (shape[-1],), dtype))
 
 
@@ -251,6 +252,7 @@ def WeightNormDense(  # noqa: N802 (layer constructor)
     *,
     v_init: Initializer = glorot_uniform(),
     b_init: Initializer = zeros(),
+    dtype: DTypeLike = jnp.float32,
 ) -> Layer:
     """:func:`weight_norm_dense` as a composable layer; ``params`` is :class:`WeightNormParams`.
 
@@ -258,6 +260,7 @@ def WeightNormDense(  # noqa: N802 (layer constructor)
         out_features: number of output features.
         v_init: direction initializer (``g`` starts at ``||v||``); default ``glorot_uniform()``.
         b_init: bias initializer; default ``zeros()``.
+        dtype: parameter dtype, floating (default float32; float64 needs ``jax.enable_x64``).
 
     Returns:
         The layer.
@@ -274,12 +277,12 @@ def WeightNormDense(  # noqa: N802 (layer constructor)
     """
     who = "WeightNormDense"
     n_out = _validate.check_int(out_features, who, "out_features", low=1)
-    _validate.check_callable(v_init, who, "v_init", "an initializer (e.g. initializers.he_normal())")
-    _validate.check_callable(b_init, who, "b_init", "an initializer (e.g. initializers.zeros())")
+    check_init_args(who, dtype, available=False, v_init=v_init, b_init=b_init)
 
     def init(key: PRNGKey, input_shape: Sequence[int]) -> tuple[PyTree, PyTree, Shape]:
         shape = check_input_shape(input_shape, who, min_rank=2, axes="(N, ..., features)")
-        params = init_weight_norm(key, (shape[-1], n_out), v_init=v_init, b_init=b_init)
+        params = init_weight_norm(key, (shape[-1], n_out), v_init=v_init, b_init=b_init,
+                                  dtype=check_dtype(dtype, who))
         return params, (), shape[:-1] + (n_out,)
 
     def apply(params: PyTree, state: PyTree, x: Array, *, key: PRNGKey | None = None,
@@ -299,6 +302,7 @@ def WeightNormConv2D(  # noqa: N802 (layer constructor)
     dilation: int | Sequence[int] = 1,
     v_init: Initializer = glorot_uniform(),
     b_init: Initializer = zeros(),
+    dtype: DTypeLike = jnp.float32,
 ) -> Layer:
     """:func:`weight_norm_conv2d` over ``(N, H, W, C)`` batches as a composable layer.
 
@@ -310,6 +314,7 @@ def WeightNormConv2D(  # noqa: N802 (layer constructor)
         dilation: as in :func:`~functrain.layers.conv2d`.
         v_init: direction initializer (``g`` starts at ``||v||``); default ``glorot_uniform()``.
         b_init: bias initializer; default ``zeros()``.
+        dtype: parameter dtype, floating (default float32; float64 needs ``jax.enable_x64``).
 
     Returns:
         The layer; ``params`` is :class:`WeightNormParams`.
@@ -330,15 +335,14 @@ def WeightNormConv2D(  # noqa: N802 (layer constructor)
     _validate.check_ints(stride, 2, who, "stride")
     _validate.check_ints(dilation, 2, who, "dilation")
     normalize_padding(padding, 2, who)
-    _validate.check_callable(v_init, who, "v_init", "an initializer (e.g. initializers.he_normal())")
-    _validate.check_callable(b_init, who, "b_init", "an initializer (e.g. initializers.zeros())")
+    check_init_args(who, dtype, available=False, v_init=v_init, b_init=b_init)
 
     def init(key: PRNGKey, input_shape: Sequence[int]) -> tuple[PyTree, PyTree, Shape]:
         shape = check_input_shape(input_shape, who, rank=4, axes="(N, H, W, C)")
         kernel = (*ks, shape[-1], c_out)
         _, _, _, out = conv_geometry(kernel, shape, stride=stride, padding=padding, dilation=dilation,
                                      who=who, name="input_shape", got=shape)
-        params = init_weight_norm(key, kernel, v_init=v_init, b_init=b_init)
+        params = init_weight_norm(key, kernel, v_init=v_init, b_init=b_init, dtype=check_dtype(dtype, who))
         return params, (), (shape[0], *out, c_out)
 
     def apply(params: PyTree, state: PyTree, x: Array, *, key: PRNGKey | None = None,
