@@ -187,10 +187,11 @@ def test_tables_and_json_show_the_measured_numbers() -> None:
     results = [_result("base", [0.5, 1.0], diverged=1), _result("+ ens", [0.875], ensemble=True)]
     text = report.format_table(results).splitlines()
     assert text[0].split()[:2] == ["trick", "(cumulative)"] and set(text[1]) <= {"-", " "}
-    assert text[2].split() == ["base", "0.7500", "±", "0.2500", "(1/2", "diverged)", "1.5", "0.2", "3.0"]
-    assert text[3].split()[:4] == ["+", "ens", "0.8750", "(one"]
+    # no test loss measured ("-"); the first row has no row above (empty change cells)
+    assert text[2].split() == ["base", "0.7500", "±", "0.2500", "(1/2", "diverged)", "-", "1.5", "0.2", "3.0"]
+    assert text[3].split()[:6] == ["+", "ens", "0.8750", "(one", "ensemble)", "+0.1250"]
     md = report.markdown_table(results)
-    assert "| base | 0.7500 ± 0.2500 (1/2 diverged) | 1.5 | 0.2 | 3.0 |" in md
+    assert "| base | 0.7500 ± 0.2500 (1/2 diverged) |  | - |  | 1.5 | 0.2 | 3.0 |" in md
     sections = [tricks.Section("classic", "c", [("base", tricks.RunConfig(hidden=(8,), batch_size=4))], True)]
     setup = report.Setup(splits=toy_splits(), sections=sections, network="MLP", source="toy.npz", seeds=2, epochs=2,
                          batch_size=4, seed=3, prng="threefry", seconds=5.0, cpu_seconds=4.0, machine="m",

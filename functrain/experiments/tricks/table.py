@@ -61,6 +61,8 @@ class TrickResult(NamedTuple):
         section: the name of the row's :class:`~functrain.experiments.tricks.rows.Section`.
         group: the index of the compiled programs the row ran (rows with the same index shared
             them; ``-1`` for an ensemble).
+        test_loss: ``(seeds,)`` test cross-entropy per seed, NaN where not finite (``(1,)`` for the
+            ensemble row: ``-mean log p(y|x)`` of its averaged probabilities); ``None`` if not measured.
     """
 
     label: str
@@ -75,6 +77,7 @@ class TrickResult(NamedTuple):
     ensemble: bool = False
     section: str = "classic"
     group: int = -1
+    test_loss: np.ndarray[Any, Any] | None = None
 
 
 def curve(values: Array, keep: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
@@ -97,6 +100,13 @@ def _ensemble_program(model: layers.Layer, state: TrainState[Any, Any, Any],
 
 def _accuracy(probs: np.ndarray[Any, Any], y: np.ndarray[Any, Any]) -> float:
     return float(np.mean(np.argmax(probs, axis=-1) == y))
+
+
+def _cross_entropy(probs: np.ndarray[Any, Any], y: np.ndarray[Any, Any]) -> float:
+    """``-mean_i log p(y_i | x_i)`` of class probabilities (float64; a zero probability gives inf)."""
+    p = np.asarray(probs, np.float64)[np.arange(len(y)), np.asarray(y)]
+    with np.errstate(divide="ignore"):
+        return float(-np.mean(np.log(p)))
 
 
 def ensemble_accuracy(model: layers.Layer, state: TrainState[Any, Any, Any], x: np.ndarray[Any, Any],
@@ -155,7 +165,8 @@ def _measure(label: str, out: RunOutput, seconds: float, compile_seconds: float,
         epochs_run=np.asarray(out.epochs_run, np.int64), train_seconds=seconds,
         compile_seconds=compile_seconds, diverged=int(np.sum(~np.asarray(out.finite, bool)[:, -1])),
         val_accuracy=curve(out.val_accuracy, active), val_loss=curve(out.val_loss, active),
-        train_loss=curve(out.train_loss, active), section=section, group=group)
+        train_loss=curve(out.train_loss, active), section=section, group=group,
+        test_loss=curve(out.test_loss, np.ones(np.shape(out.test_loss), bool)))
 
 
 def _ensemble_row(label: str, model: layers.Layer, out: RunOutput, data: Splits,
@@ -163,10 +174,12 @@ def _ensemble_row(label: str, model: layers.Layer, out: RunOutput, data: Splits,
     t0 = time.perf_counter()
     program = _ensemble_program(model, out.state, data.x_test)
     t1 = time.perf_counter()
-    acc = _accuracy(program(data.x_test), data.y_test)
+    probs = program(data.x_test)
+    acc, loss = _accuracy(probs, data.y_test), _cross_entropy(probs, data.y_test)
     return TrickResult(label=label, test_accuracy=np.asarray([acc]), epochs_run=epochs_run,
                        train_seconds=time.perf_counter() - t1, compile_seconds=t1 - t0, diverged=0,
-                       val_accuracy=None, val_loss=None, train_loss=None, ensemble=True, section=section)
+                       val_accuracy=None, val_loss=None, train_loss=None, ensemble=True, section=section,
+                       test_loss=np.asarray([loss if np.isfinite(loss) else np.nan]))
 
 
 class _Plan(NamedTuple):
