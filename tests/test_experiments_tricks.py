@@ -198,7 +198,7 @@ def test_tables_and_json_show_the_measured_numbers() -> None:
                          command="functrain tricks", cache=None)
     doc = report.results_json(results, setup)
     assert doc["settings"] == {"seeds": 2, "epochs": 2, "hidden": [8], "batch_size": 4, "seed": 3, "model": "mlp",
-                               "sections": ["classic"], "data": "toy.npz", "prng": "threefry"}
+                               "sections": ["classic"], "data": "toy.npz", "prng": "threefry", "label_noise": 0.0}
     # the totals: 3.0 s compiling per row (the ensemble's too), one set of programs (group -1 twice)
     assert doc["timing"]["compile_seconds"] == 6.0 and doc["timing"]["train_seconds"] == 0.5
     assert (doc["timing"]["programs"], doc["timing"]["rows"], doc["timing"]["cache"]) == (1, 1, None)
@@ -296,6 +296,10 @@ def test_parsed_arguments_become_the_command_options() -> None:
     t.pop("no_cache")
     assert commands.tricks_command_line(commands.TricksArgs(**t)) == "functrain tricks --quick --seed 3 --hidden 16"
     assert commands.tricks_command_line(commands.TricksArgs()) == "functrain tricks"
+    assert t["label_noise"] == commands.DEFAULT_LABEL_NOISE == commands.TricksArgs().label_noise == 0.3
+    clean = vars(build_parser().parse_args(["tricks", "--label-noise", "0"]))
+    assert clean["label_noise"] == 0.0
+    assert commands.tricks_command_line(commands.TricksArgs(label_noise=0.0)) == "functrain tricks --label-noise 0"
 
 
 def test_command_errors(tmp_path: Path) -> None:

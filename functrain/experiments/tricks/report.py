@@ -152,6 +152,7 @@ class Setup(NamedTuple):
     machine: str
     command: str
     cache: str | None
+    label_noise: float = 0.0
 
 
 def _data_text(setup: Setup) -> str:
@@ -163,7 +164,16 @@ def _data_text(setup: Setup) -> str:
              else "its own test part kept;")
     return (f"Data: {what.get(setup.source, f'{setup.source} ({sp.name})')}, {split} 20% of the training part "
             f"held out for validation: {len(sp.x_train)} train / {len(sp.x_val)} validation / {len(sp.x_test)} "
-            "test examples; min-max scaled to [0, 1] with statistics of the training examples only.")
+            "test examples; min-max scaled to [0, 1] with statistics of the training examples only."
+            + _noise_text(setup.label_noise))
+
+
+def _noise_text(fraction: float) -> str:
+    if fraction <= 0:
+        return ""
+    return (f" Label noise: {fraction:.0%} of the training labels and of the validation labels are replaced by "
+            "another class at random (a fixed key); the test labels are clean, so the test numbers measure how well "
+            "a network learned the true classes from noisy data.")
 
 
 def markdown_report(results: Sequence[TrickResult], setup: Setup, *, image: str) -> str:
@@ -227,7 +237,8 @@ def results_json(results: Sequence[TrickResult], setup: Setup) -> dict[str, Any]
     return {
         "settings": {"seeds": setup.seeds, "epochs": setup.epochs, "hidden": list(first.hidden),
                      "batch_size": setup.batch_size, "seed": setup.seed, "model": first.model,
-                     "sections": [s.name for s in setup.sections], "data": setup.source, "prng": setup.prng},
+                     "sections": [s.name for s in setup.sections], "data": setup.source, "prng": setup.prng,
+                     "label_noise": setup.label_noise},
         "timing": {**totals(results), "wall_seconds": setup.seconds, "cpu_seconds": setup.cpu_seconds,
                    "cache": setup.cache, "machine": setup.machine},
         "within_noise": within_noise(results, CUMULATIVE),

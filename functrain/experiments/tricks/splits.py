@@ -23,7 +23,7 @@ from functrain._validate import check_fraction, fail
 from functrain.data import Dataset, TrainTest, fit_min_max, load_digits, load_npz, min_max_scale, split_dataset
 from functrain.typing import Array, PRNGKey
 
-__all__ = ["DATA_KEY", "DATA_SOURCES", "MAX_CLASSES", "NOISE_KEY", "Splits", "check_data", "load_data", "noisy_labels",
+__all__ = ["DATA_KEY", "DATA_SOURCES", "DEFAULT_LABEL_NOISE", "MAX_CLASSES", "NOISE_KEY", "Splits", "check_data", "load_data", "noisy_labels",
            "prepare_splits"]
 
 DATA_KEY = 0
@@ -31,6 +31,9 @@ DATA_KEY = 0
 
 DATA_SOURCES = ("digits", "mnist", "fashion-mnist")
 """The data sets by name (anything else is the path of an ``.npz`` file)."""
+
+DEFAULT_LABEL_NOISE = 0.3
+"""The label noise of ``functrain tricks`` (``--label-noise``): 30% of the training and validation labels wrong."""
 
 NOISE_KEY = 0x6E6F6973
 """Folded into the data key for the label noise (so the test and validation splits do not change)."""

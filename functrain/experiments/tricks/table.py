@@ -29,9 +29,9 @@ from functrain.experiments.tricks.config import RunConfig
 from functrain.experiments.tricks.programs import Data, Group, Hyper, Layout, Structure, device_data, group_rows, \
     hyper_of, layout_of
 from functrain.experiments.tricks.report import mean_std
-from functrain.experiments.tricks.rows import CLASSIC_CAPTION, Section, trick_rows
+from functrain.experiments.tricks.rows import CLASSIC_CAPTION, DEFAULT_HIDDEN, Section, trick_rows
 from functrain.experiments.tricks.run import CompilerOptions, RunOutput
-from functrain.experiments.tricks.splits import Splits, prepare_splits
+from functrain.experiments.tricks.splits import DEFAULT_LABEL_NOISE, Splits, prepare_splits
 from functrain.train import TrainState, ensemble_predict
 from functrain.typing import Array
 
@@ -218,7 +218,7 @@ def _submit(pool: ThreadPoolExecutor, configs: Sequence[RunConfig], groups: Sequ
     return plan
 
 
-def run_tricks(*, seeds: int, epochs: int, hidden: tuple[int, ...] = (256, 256, 256), batch_size: int = 64,
+def run_tricks(*, seeds: int, epochs: int, hidden: tuple[int, ...] = DEFAULT_HIDDEN, batch_size: int = 64,
                seed: int = 0, splits: Splits | None = None, log: TextIO | None = sys.stderr,
                compiler_options: CompilerOptions = None, compile_workers: int | None = None,
                stop: Callable[[], bool] | None = None, sections: Sequence[Section] | None = None,
@@ -242,7 +242,8 @@ def run_tricks(*, seeds: int, epochs: int, hidden: tuple[int, ...] = (256, 256, 
         hidden: hidden-layer widths (of the default rows).
         batch_size: examples per step (of the default rows).
         seed: the base seed of the runs.
-        splits: the data (default: the digits, ``prepare_splits``).
+        splits: the data (default: the digits with ``functrain tricks``'s label noise,
+            ``prepare_splits(load_digits(), label_noise=DEFAULT_LABEL_NOISE)``).
         log: where progress lines go (``None`` for silence).
         compiler_options: XLA options for every program (see :func:`run_many`).
         compile_workers: threads compiling ahead (default: 2, or 1 on a single core).
@@ -260,7 +261,7 @@ def run_tricks(*, seeds: int, epochs: int, hidden: tuple[int, ...] = (256, 256, 
             thread is compiling is finished in the background (abandoning an XLA compilation
             crashed the interpreter at exit), the rest are not compiled.
     """
-    data = prepare_splits(load_digits()) if splits is None else splits
+    data = prepare_splits(load_digits(), label_noise=DEFAULT_LABEL_NOISE) if splits is None else splits
     keys = jax.random.split(jax.random.key(seed, impl=key_impl), seeds)
     if sections is None:
         sections = [Section("classic", CLASSIC_CAPTION, trick_rows(epochs=epochs, hidden=hidden,
