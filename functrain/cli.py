@@ -185,7 +185,7 @@ def _add_tricks(sub: Any, common: argparse.ArgumentParser) -> None:
                         help=f"(maximum) epochs per run, in [1, {MAX_EPOCHS}] (default 30; 2 with --quick)")
     tricks.add_argument("--hidden", type=_widths, default=None, metavar="W1,W2,...",
                         help=f"hidden-layer widths (the convnet's channels) of the classic rows, each in [1, "
-                             f"{MAX_WIDTH}] (default 128 six times, the convnet 32,64; with --quick 32,32 and 8,16; "
+                             f"{MAX_WIDTH}] (default 64 six times, the convnet 32,64; with --quick 32,32 and 8,16; "
                              "the canon's ResNet has 16,16, 8,8 with --quick)")
     tricks.add_argument("--batch-size", type=_batch_size, default=64, help=_BATCH_HELP)
     tricks.add_argument("--seed", type=_seed, default=0,

@@ -92,8 +92,10 @@ def test_tricks_quick_prints_table_and_writes_files(tmp_path: Path, capsys: pyte
 
 
 def _table_rows(out: str) -> list[str]:
-    """The printed table's row lines (header, rule and section title lines left out)."""
-    return [line for line in out.strip().splitlines()[2:] if not line.startswith("-- ")]
+    """The printed table's row lines (header, rule, section title lines and the verdict line under the table left out)."""
+    lines = out.strip().splitlines()
+    assert "within noise:" in lines[-1], lines[-1]
+    return [line for line in lines[2:-1] if not line.startswith("-- ")]
 
 
 @pytest.mark.slow  # four sets of convnet programs: about a minute of CPU with --quick

@@ -64,7 +64,7 @@ FULL_HIDDEN = {"mlp": (256, 256, 256), "cnn": (32, 64), "resnet": (16, 16)}
 QUICK_SGD_LR = 0.1
 """The SGD rows' learning rate with ``--quick`` (2 epochs: the default 0.01 would barely move the tiny network)."""
 TRICKS_HIDDEN = {**FULL_HIDDEN, "mlp": DEFAULT_HIDDEN}
-"""``functrain tricks``'s default widths: its MLP is deeper than ``functrain train``'s (six layers of 128)."""
+"""``functrain tricks``'s default widths: its MLP is deeper than ``functrain train``'s (six layers of 64)."""
 PRNGS = {"threefry": "threefry2x32", "rbg": "rbg", "unsafe_rbg": "unsafe_rbg"}
 """``--prng`` names -> JAX PRNG implementations of the run keys (the data splits always use threefry)."""
 TRICKS_OUTPUTS = ("tricks.png", "tricks.md", "tricks.json")

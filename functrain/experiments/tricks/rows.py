@@ -19,8 +19,8 @@ from functrain.experiments.tricks.config import RunConfig
 __all__ = ["CANON_CAPTION", "CLASSIC_CAPTION", "DEFAULT_HIDDEN", "DEFAULT_SGD_LR", "Row", "Section", "canon_rows",
            "trick_rows"]
 
-DEFAULT_HIDDEN = (128,) * 6
-"""The hidden widths of the default MLP: six ReLU layers of 128, deep enough for init and batch norm to matter."""
+DEFAULT_HIDDEN = (64,) * 6
+"""The hidden widths of the default MLP: six ReLU layers of 64, deep enough for init and batch norm to matter."""
 
 DEFAULT_SGD_LR = 0.01
 """The learning rate of the SGD rows: small, so that momentum (an effective ``lr / (1 - gamma)``) matters."""
