@@ -2,7 +2,9 @@
 
 ``functrain tricks`` prints :func:`format_table` and writes :func:`markdown_report` (``tricks.md``)
 and :func:`results_json` (``tricks.json``); ``functrain train`` prints :func:`run_summary` and
-writes :func:`history_json` (``history.json``). Every number shown is one of the measured ones.
+writes :func:`history_json` (``history.json``). Every number shown is one of the measured ones; the
+Δ columns and the verdict line under the table (:func:`noise_line`) come from
+:mod:`~functrain.experiments.tricks.effects`.
 """
 
 from __future__ import annotations
