@@ -1,16 +1,16 @@
 """The ``functrain`` command: ``functrain tricks``, ``functrain train`` and ``functrain lr-find``.
 
-``functrain tricks`` trains the same network (the MLP, or the lesson's convnet with ``--model cnn``)
-on the embedded digits (or MNIST / Fashion-MNIST with ``--data``, downloaded once) with the classic
-tricks added one at a time (see :func:`functrain.experiments.tricks.trick_rows`), every row over
-several seeds (vmapped, run one epoch per call; rows that differ only in hyperparameter values
-share one compiled program), prints the table and writes ``tricks.png``, ``tricks.md`` and
-``tricks.json``. Its default setting gives the tricks something to fix: a six-layer MLP, plain SGD at
-lr 0.01, and 30% of the training and validation labels replaced at random (``--label-noise``; the
-test labels stay clean). Each row's change of test accuracy and test loss versus the row above is
-marked when it exceeds twice the seed spread, and the rows within noise are named under the table
-(:mod:`functrain.experiments.tricks.effects`). ``--canon`` adds the modern canon (label smoothing, mixup, warmup, zero-init
-residual BN, drop-path, SAM, an EMA of the weights), each against a small-ResNet baseline.
+``functrain tricks`` trains the same network (the MLP, or the lesson's convnet with ``--model cnn``) on
+the embedded digits (or MNIST / Fashion-MNIST with ``--data``, downloaded once) with the classic tricks
+added one at a time (see :func:`functrain.experiments.tricks.trick_rows`), every row over several seeds
+(vmapped, run one epoch per call; rows that differ only in hyperparameter values share one compiled
+program), prints the table and writes ``tricks.png``, ``tricks.md`` and ``tricks.json``. Its default
+setting gives the tricks something to fix: a six-layer MLP, plain SGD at lr 0.01, and 30% of the training
+and validation labels replaced at random (``--label-noise``; the test labels stay clean). Each row's
+change of test accuracy and test loss versus the row above is marked when it exceeds twice the seed
+spread, and the rows within noise are named under the table (:mod:`functrain.experiments.tricks.effects`).
+``--canon`` adds the modern canon (label smoothing, mixup, warmup, zero-init residual BN, drop-path, SAM,
+an EMA of the weights), each against a small-ResNet baseline.
 
 ``functrain train`` prints the model summary, trains one configuration given by flags and writes
 ``history.json`` (per-epoch metrics of every seed), ``checkpoint.ckpt`` (the kept train state(s),
@@ -28,15 +28,14 @@ every row and their total). The cache lives in ``$FUNCTRAIN_CACHE`` if set, else
 is). Deleting the directory is always safe.
 
 The PRNG: threefry (JAX's default) hashes counters with an unrolled cipher at every random draw
-(shuffling, dropout masks, key splits), which XLA compiles again at each place it is used.
-``--prng unsafe_rbg`` draws with XLA's RngBitGenerator instead. Measured on 2 busy CPU cores for
-the earlier default table (MLP 256-256-256, no label noise): about 30% less compile time (127 s -> 89 s summed over the rows; the
-"+ dropout" row's training program 7.0 s -> 4.6 s), but its vmapped draws make each training epoch
-about 1.5x slower (5 epochs of 5 seeds: 0.83 s -> 1.28 s), so it pays off only where compiling
-dominates (``--quick``, short runs). Its random numbers -- and so the results -- differ, and are
-not guaranteed to be the same across JAX versions or devices; the default, threefry, reproduces
-the published tables. ``--prng rbg`` (RngBitGenerator bits, threefry splits) is also available.
-"""
+(shuffling, dropout masks, key splits), which XLA compiles again at each place it is used. ``--prng
+unsafe_rbg`` draws with XLA's RngBitGenerator instead. Measured on 2 busy CPU cores for the earlier
+default table (MLP 256-256-256, no label noise): about 30% less compile time (127 s -> 89 s summed over
+the rows; the "+ dropout" row's training program 7.0 s -> 4.6 s), but its vmapped draws make each training
+epoch about 1.5x slower (5 epochs of 5 seeds: 0.83 s -> 1.28 s), so it pays off only where compiling
+dominates (``--quick``, short runs). Its random numbers -- and so the results -- differ, and are not
+guaranteed to be the same across JAX versions or devices; the default, threefry, reproduces the published
+tables. ``--prng rbg`` (RngBitGenerator bits, threefry splits) is also available."""
 
 from __future__ import annotations
 

@@ -30,12 +30,14 @@ def test_tricks_quick_prints_table_and_writes_files(tmp_path: Path, capsys: pyte
     out = tmp_path / "results"
     assert main(["tricks", "--quick", "--out", str(out)]) == 0
     captured = capsys.readouterr()
-    labels = [label for label, _ in tricks.trick_rows(epochs=2, learning_rate=0.1)] + ["+ ensemble of the 2 models above"]
+    labels = [label for label, _ in tricks.trick_rows(epochs=2, learning_rate=0.1)]  # --quick: SGD at lr 0.1
+    labels += ["+ ensemble of the 2 models above"]
 
     # The table: header, rule, one line per row, in order.
     lines = captured.out.strip().splitlines()
-    assert lines[0].split() == ["trick", "(cumulative)", "test", "accuracy", "(mean", "±", "std)", "Δ", "accuracy",
-                                "test", "loss", "(mean", "±", "std)", "Δ", "loss", "epochs", "train", "s", "compile", "s"]
+    assert lines[0].split() == ["trick", "(cumulative)", "test", "accuracy", "(mean", "±", "std)", "Δ",
+                                "accuracy", "test", "loss", "(mean", "±", "std)", "Δ", "loss", "epochs", "train", "s",
+                                "compile", "s"]
     assert len(lines) == 3 + len(labels)  # and the verdict line under the table
     for line, label in zip(lines[2:], labels):
         assert line.startswith(label)
@@ -92,7 +94,7 @@ def test_tricks_quick_prints_table_and_writes_files(tmp_path: Path, capsys: pyte
 
 
 def _table_rows(out: str) -> list[str]:
-    """The printed table's row lines (header, rule, section title lines and the verdict line under the table left out)."""
+    """The printed table's row lines (header, rule, section titles and the verdict line under it left out)."""
     lines = out.strip().splitlines()
     assert "within noise:" in lines[-1], lines[-1]
     return [line for line in lines[2:-1] if not line.startswith("-- ")]

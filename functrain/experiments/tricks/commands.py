@@ -54,7 +54,8 @@ from functrain.experiments.tricks.run import CompilerOptions, max_epochs
 from functrain.experiments.tricks.splits import DATA_SOURCES, DEFAULT_LABEL_NOISE, Splits, load_data, prepare_splits
 from functrain.experiments.tricks.table import run_tricks
 
-__all__ = ["DEFAULT_LABEL_NOISE", "PRNGS", "TRAIN_OUTPUTS", "TRICKS_OUTPUTS", "CommandError", "TrainArgs", "TricksArgs", "WriteError",
+__all__ = ["DEFAULT_LABEL_NOISE", "PRNGS", "TRAIN_OUTPUTS", "TRICKS_OUTPUTS", "CommandError", "TrainArgs", "TricksArgs",
+           "WriteError",
            "check_fits_data", "load_splits", "need_matplotlib", "train", "train_config", "tricks", "tricks_command_line",
            "write_json"]
 
@@ -182,7 +183,8 @@ def tricks_command_line(args: TricksArgs) -> str:
                         ("--batch-size", None if args.batch_size == 64 else args.batch_size),
                         ("--hidden", None if args.hidden is None else ",".join(map(str, args.hidden))),
                         ("--prng", None if args.prng == "threefry" else args.prng),
-                        ("--label-noise", None if args.label_noise == DEFAULT_LABEL_NOISE else f"{args.label_noise:g}")):
+                        ("--label-noise",
+                         None if args.label_noise == DEFAULT_LABEL_NOISE else f"{args.label_noise:g}")):
         if value is not None:
             parts += [flag, str(value)]
     return " ".join(parts)

@@ -23,8 +23,8 @@ from functrain._validate import check_fraction, fail
 from functrain.data import Dataset, TrainTest, fit_min_max, load_digits, load_npz, min_max_scale, split_dataset
 from functrain.typing import Array, PRNGKey
 
-__all__ = ["DATA_KEY", "DATA_SOURCES", "DEFAULT_LABEL_NOISE", "MAX_CLASSES", "NOISE_KEY", "Splits", "check_data", "load_data", "noisy_labels",
-           "prepare_splits"]
+__all__ = ["DATA_KEY", "DATA_SOURCES", "DEFAULT_LABEL_NOISE", "MAX_CLASSES", "NOISE_KEY", "Splits", "check_data",
+           "load_data", "noisy_labels", "prepare_splits"]
 
 DATA_KEY = 0
 """Seed of the fixed key that splits the data (test part, then validation part)."""
