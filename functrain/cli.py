@@ -1,12 +1,16 @@
 """The ``functrain`` command: ``functrain tricks``, ``functrain train`` and ``functrain lr-find``.
 
-``functrain tricks`` trains the same network (the MLP, or the lesson's convnet with ``--model cnn``)
-on the embedded digits (or MNIST / Fashion-MNIST with ``--data``, downloaded once) with the classic
-tricks added one at a time (see :func:`functrain.experiments.tricks.trick_rows`), every row over
-several seeds (vmapped, run one epoch per call; rows that differ only in hyperparameter values
-share one compiled program), prints the table and writes ``tricks.png``, ``tricks.md`` and
-``tricks.json``. ``--canon`` adds the modern canon (label smoothing, mixup, warmup, zero-init
-residual BN, drop-path, SAM, an EMA of the weights), each against a small-ResNet baseline.
+``functrain tricks`` trains the same network (the MLP, or the lesson's convnet with ``--model cnn``) on
+the embedded digits (or MNIST / Fashion-MNIST with ``--data``, downloaded once) with the classic tricks
+added one at a time (see :func:`functrain.experiments.tricks.trick_rows`), every row over several seeds
+(vmapped, run one epoch per call; rows that differ only in hyperparameter values share one compiled
+program), prints the table and writes ``tricks.png``, ``tricks.md`` and ``tricks.json``. Its default
+setting gives the tricks something to fix: a six-layer MLP, plain SGD at lr 0.01, and 30% of the training
+and validation labels replaced at random (``--label-noise``; the test labels stay clean). Each row's
+change of test accuracy and test loss versus the row above is marked when it exceeds twice the seed
+spread, and the rows within noise are named under the table (:mod:`functrain.experiments.tricks.effects`).
+``--canon`` adds the modern canon (label smoothing, mixup, warmup, zero-init residual BN, drop-path, SAM,
+an EMA of the weights), each against a small-ResNet baseline.
 
 ``functrain train`` prints the model summary, trains one configuration given by flags and writes
 ``history.json`` (per-epoch metrics of every seed), ``checkpoint.ckpt`` (the kept train state(s),
@@ -24,15 +28,14 @@ every row and their total). The cache lives in ``$FUNCTRAIN_CACHE`` if set, else
 is). Deleting the directory is always safe.
 
 The PRNG: threefry (JAX's default) hashes counters with an unrolled cipher at every random draw
-(shuffling, dropout masks, key splits), which XLA compiles again at each place it is used.
-``--prng unsafe_rbg`` draws with XLA's RngBitGenerator instead. Measured on 2 busy CPU cores for
-the default table: about 30% less compile time (127 s -> 89 s summed over the rows; the
-"+ dropout" row's training program 7.0 s -> 4.6 s), but its vmapped draws make each training epoch
-about 1.5x slower (5 epochs of 5 seeds: 0.83 s -> 1.28 s), so it pays off only where compiling
-dominates (``--quick``, short runs). Its random numbers -- and so the results -- differ, and are
-not guaranteed to be the same across JAX versions or devices; the default, threefry, reproduces
-the published tables. ``--prng rbg`` (RngBitGenerator bits, threefry splits) is also available.
-"""
+(shuffling, dropout masks, key splits), which XLA compiles again at each place it is used. ``--prng
+unsafe_rbg`` draws with XLA's RngBitGenerator instead. Measured on 2 busy CPU cores for the earlier
+default table (MLP 256-256-256, no label noise): about 30% less compile time (127 s -> 89 s summed over
+the rows; the "+ dropout" row's training program 7.0 s -> 4.6 s), but its vmapped draws make each training
+epoch about 1.5x slower (5 epochs of 5 seeds: 0.83 s -> 1.28 s), so it pays off only where compiling
+dominates (``--quick``, short runs). Its random numbers -- and so the results -- differ, and are not
+guaranteed to be the same across JAX versions or devices; the default, threefry, reproduces the published
+tables. ``--prng rbg`` (RngBitGenerator bits, threefry splits) is also available."""
 
 from __future__ import annotations
 
@@ -176,21 +179,24 @@ def _add_tricks(sub: Any, common: argparse.ArgumentParser) -> None:
                         help="add the canon rows: label smoothing, mixup, warmup, zero-init residual BN, "
                              "drop-path, SAM and an EMA of the weights, each added alone to a small-ResNet baseline")
     tricks.add_argument("--data", default="digits", metavar="digits|mnist|fashion-mnist|PATH.npz", help=_DATA_HELP)
+    tricks.add_argument("--label-noise", type=_number(0.0, 1.0, high_open=True), default=0.3, metavar="FRACTION",
+                        help="replace this fraction of the training and validation labels by another class at "
+                             "random (a fixed key; the test labels stay clean), in [0, 1) (default 0.3)")
     tricks.add_argument("--seeds", type=_seeds, default=None,
                         help=f"seeds per row, trained at once, in [1, {MAX_SEEDS}] (default 5; 2 with --quick)")
     tricks.add_argument("--epochs", type=_epochs, default=None,
                         help=f"(maximum) epochs per run, in [1, {MAX_EPOCHS}] (default 30; 2 with --quick)")
     tricks.add_argument("--hidden", type=_widths, default=None, metavar="W1,W2,...",
                         help=f"hidden-layer widths (the convnet's channels) of the classic rows, each in [1, "
-                             f"{MAX_WIDTH}] (default 256,256,256, the convnet 32,64; with --quick 32,32 and 8,16; "
+                             f"{MAX_WIDTH}] (default 64 six times, the convnet 32,64; with --quick 32,32 and 8,16; "
                              "the canon's ResNet has 16,16, 8,8 with --quick)")
     tricks.add_argument("--batch-size", type=_batch_size, default=64, help=_BATCH_HELP)
     tricks.add_argument("--seed", type=_seed, default=0,
                         help=f"base seed of the runs, in [0, {MAX_SEED}] (the key's 32 bits; default 0)")
     tricks.add_argument("--out", default=".", metavar="DIR", help="output directory (default: current)")
     tricks.add_argument("--quick", action="store_true",
-                        help="a smoke test in seconds: tiny network, 2 seeds, 2 epochs, and programs "
-                             "compiled with fewer XLA optimizations")
+                        help="a smoke test in seconds: tiny network, 2 seeds, 2 epochs, SGD at lr 0.1 (not 0.01), "
+                             "and programs compiled with fewer XLA optimizations")
 
 
 def _add_run_flags(parser: argparse.ArgumentParser, *, out: str, seeds: int) -> None:

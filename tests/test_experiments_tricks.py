@@ -187,17 +187,18 @@ def test_tables_and_json_show_the_measured_numbers() -> None:
     results = [_result("base", [0.5, 1.0], diverged=1), _result("+ ens", [0.875], ensemble=True)]
     text = report.format_table(results).splitlines()
     assert text[0].split()[:2] == ["trick", "(cumulative)"] and set(text[1]) <= {"-", " "}
-    assert text[2].split() == ["base", "0.7500", "±", "0.2500", "(1/2", "diverged)", "1.5", "0.2", "3.0"]
-    assert text[3].split()[:4] == ["+", "ens", "0.8750", "(one"]
+    # no test loss measured ("-"); the first row has no row above (empty change cells)
+    assert text[2].split() == ["base", "0.7500", "±", "0.2500", "(1/2", "diverged)", "-", "1.5", "0.2", "3.0"]
+    assert text[3].split()[:6] == ["+", "ens", "0.8750", "(one", "ensemble)", "+0.1250"]
     md = report.markdown_table(results)
-    assert "| base | 0.7500 ± 0.2500 (1/2 diverged) | 1.5 | 0.2 | 3.0 |" in md
+    assert "| base | 0.7500 ± 0.2500 (1/2 diverged) |  | - |  | 1.5 | 0.2 | 3.0 |" in md
     sections = [tricks.Section("classic", "c", [("base", tricks.RunConfig(hidden=(8,), batch_size=4))], True)]
     setup = report.Setup(splits=toy_splits(), sections=sections, network="MLP", source="toy.npz", seeds=2, epochs=2,
                          batch_size=4, seed=3, prng="threefry", seconds=5.0, cpu_seconds=4.0, machine="m",
                          command="functrain tricks", cache=None)
     doc = report.results_json(results, setup)
     assert doc["settings"] == {"seeds": 2, "epochs": 2, "hidden": [8], "batch_size": 4, "seed": 3, "model": "mlp",
-                               "sections": ["classic"], "data": "toy.npz", "prng": "threefry"}
+                               "sections": ["classic"], "data": "toy.npz", "prng": "threefry", "label_noise": 0.0}
     # the totals: 3.0 s compiling per row (the ensemble's too), one set of programs (group -1 twice)
     assert doc["timing"]["compile_seconds"] == 6.0 and doc["timing"]["train_seconds"] == 0.5
     assert (doc["timing"]["programs"], doc["timing"]["rows"], doc["timing"]["cache"]) == (1, 1, None)
@@ -295,6 +296,10 @@ def test_parsed_arguments_become_the_command_options() -> None:
     t.pop("no_cache")
     assert commands.tricks_command_line(commands.TricksArgs(**t)) == "functrain tricks --quick --seed 3 --hidden 16"
     assert commands.tricks_command_line(commands.TricksArgs()) == "functrain tricks"
+    assert t["label_noise"] == commands.DEFAULT_LABEL_NOISE == commands.TricksArgs().label_noise == 0.3
+    clean = vars(build_parser().parse_args(["tricks", "--label-noise", "0"]))
+    assert clean["label_noise"] == 0.0
+    assert commands.tricks_command_line(commands.TricksArgs(label_noise=0.0)) == "functrain tricks --label-noise 0"
 
 
 def test_command_errors(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@
 * :mod:`~functrain.experiments.tricks.models` -- the networks (MLP, the lesson's convnet, a small
   ResNet);
 * :mod:`~functrain.experiments.tricks.rows` -- the rows of the table, as data (classic, canon);
-* :mod:`~functrain.experiments.tricks.splits` -- the train / validation / test data;
+* :mod:`~functrain.experiments.tricks.splits` -- the train / validation / test data (and label noise);
 * :mod:`~functrain.experiments.tricks.programs` -- runs that differ only in hyperparameters share
   one compiled program (the values, and the data, are arguments);
 * :mod:`~functrain.experiments.tricks.run` -- one run as a pure function of a key (and in three
@@ -13,6 +13,8 @@
 * :mod:`~functrain.experiments.tricks.chunks` -- many seeds compiled once and run in chunks of
   epochs: progress, and stopping between epochs (Ctrl-C);
 * :mod:`~functrain.experiments.tricks.table` -- every row over several seeds, and the ensemble;
+* :mod:`~functrain.experiments.tricks.effects` -- each row's change versus the row above, marked
+  when it exceeds twice the seed spread (the rows within noise);
 * :mod:`~functrain.experiments.tricks.report` -- the table as text, Markdown and JSON;
 * :mod:`~functrain.experiments.tricks.figures` -- the figures, drawn with :mod:`functrain.plotting`;
 * :mod:`~functrain.experiments.tricks.outputs` -- the commands' output files: checked before any

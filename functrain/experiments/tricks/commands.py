@@ -48,18 +48,24 @@ from functrain.experiments.tricks.report import (
     run_summary,
     totals,
 )
-from functrain.experiments.tricks.rows import CANON_CAPTION, CLASSIC_CAPTION, Section, canon_rows, trick_rows
+from functrain.experiments.tricks.rows import CANON_CAPTION, CLASSIC_CAPTION, DEFAULT_HIDDEN, DEFAULT_SGD_LR, Section, \
+    canon_rows, trick_rows
 from functrain.experiments.tricks.run import CompilerOptions, max_epochs
-from functrain.experiments.tricks.splits import DATA_SOURCES, Splits, load_data, prepare_splits
+from functrain.experiments.tricks.splits import DATA_SOURCES, DEFAULT_LABEL_NOISE, Splits, load_data, prepare_splits
 from functrain.experiments.tricks.table import run_tricks
 
-__all__ = ["PRNGS", "TRAIN_OUTPUTS", "TRICKS_OUTPUTS", "CommandError", "TrainArgs", "TricksArgs", "WriteError",
+__all__ = ["DEFAULT_LABEL_NOISE", "PRNGS", "TRAIN_OUTPUTS", "TRICKS_OUTPUTS", "CommandError", "TrainArgs", "TricksArgs",
+           "WriteError",
            "check_fits_data", "load_splits", "need_matplotlib", "train", "train_config", "tricks", "tricks_command_line",
            "write_json"]
 
 PROG = "functrain"
 QUICK_HIDDEN = {"mlp": (32, 32), "cnn": (8, 16), "resnet": (8, 8)}
 FULL_HIDDEN = {"mlp": (256, 256, 256), "cnn": (32, 64), "resnet": (16, 16)}
+QUICK_SGD_LR = 0.1
+"""The SGD rows' learning rate with ``--quick`` (2 epochs: the default 0.01 would barely move the tiny network)."""
+TRICKS_HIDDEN = {**FULL_HIDDEN, "mlp": DEFAULT_HIDDEN}
+"""``functrain tricks``'s default widths: its MLP is deeper than ``functrain train``'s (six layers of 64)."""
 PRNGS = {"threefry": "threefry2x32", "rbg": "rbg", "unsafe_rbg": "unsafe_rbg"}
 """``--prng`` names -> JAX PRNG implementations of the run keys (the data splits always use threefry)."""
 TRICKS_OUTPUTS = ("tricks.png", "tricks.md", "tricks.json")
@@ -84,6 +90,7 @@ class TricksArgs(NamedTuple):
     canon: bool = False
     data: str = "digits"
     prng: str = "threefry"
+    label_noise: float = DEFAULT_LABEL_NOISE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,15 +182,18 @@ def tricks_command_line(args: TricksArgs) -> str:
                         ("--seeds", args.seeds), ("--epochs", args.epochs), ("--seed", args.seed or None),
                         ("--batch-size", None if args.batch_size == 64 else args.batch_size),
                         ("--hidden", None if args.hidden is None else ",".join(map(str, args.hidden))),
-                        ("--prng", None if args.prng == "threefry" else args.prng)):
+                        ("--prng", None if args.prng == "threefry" else args.prng),
+                        ("--label-noise",
+                         None if args.label_noise == DEFAULT_LABEL_NOISE else f"{args.label_noise:g}")):
         if value is not None:
             parts += [flag, str(value)]
     return " ".join(parts)
 
 
 def _sections(args: TricksArgs, seeds: int, epochs: int, hidden: tuple[int, ...]) -> list[Section]:
+    lr = QUICK_SGD_LR if args.quick else DEFAULT_SGD_LR
     sections = [Section("classic", CLASSIC_CAPTION, trick_rows(epochs=epochs, hidden=hidden, batch_size=args.batch_size,
-                                                               model=args.model), ensemble=True)]
+                                                               model=args.model, learning_rate=lr), ensemble=True)]
     if args.canon:
         canon_hidden = QUICK_HIDDEN["resnet"] if args.quick else FULL_HIDDEN["resnet"]
         sections.append(Section("canon", CANON_CAPTION, canon_rows(epochs=epochs, hidden=canon_hidden,
@@ -217,8 +227,9 @@ def tricks(args: TricksArgs, *, stop: Callable[[], bool] | None = None) -> None:
     """
     seeds = args.seeds if args.seeds is not None else (2 if args.quick else 5)
     epochs = args.epochs if args.epochs is not None else (2 if args.quick else 30)
-    hidden = args.hidden if args.hidden is not None else (QUICK_HIDDEN if args.quick else FULL_HIDDEN)[args.model]
-    splits = load_splits(args.data, images=args.model != "mlp" or args.canon, per_feature=args.model == "mlp")
+    hidden = args.hidden if args.hidden is not None else (QUICK_HIDDEN if args.quick else TRICKS_HIDDEN)[args.model]
+    splits = load_splits(args.data, images=args.model != "mlp" or args.canon, per_feature=args.model == "mlp",
+                         label_noise=args.label_noise)
     sections = _sections(args, seeds, epochs, hidden)
     for section in sections:
         for _, config in section.rows:
@@ -240,7 +251,8 @@ def tricks(args: TricksArgs, *, stop: Callable[[], bool] | None = None) -> None:
              f"{len(splits.x_val)} validation / {len(splits.x_test)} test), {seeds} seeds, up to {epochs} epochs")
     setup = Setup(splits=splits, sections=sections, network=net, source=args.data, seeds=seeds, epochs=epochs,
                   batch_size=args.batch_size, seed=args.seed, prng=args.prng, seconds=wall, cpu_seconds=cpu,
-                  machine=_machine(), command=tricks_command_line(args), cache=_cache_directory())
+                  machine=_machine(), command=tricks_command_line(args), cache=_cache_directory(),
+                  label_noise=args.label_noise)
     report = markdown_report(results, setup, image=png)
     doc = results_json(results, setup)
     written = write_outputs(out, {png: lambda p: plot_tricks(results, p, title=title),
@@ -283,13 +295,15 @@ def train_config(args: TrainArgs) -> RunConfig:
     return config
 
 
-def load_splits(source: str, *, images: bool = False, per_feature: bool = True) -> Splits:
+def load_splits(source: str, *, images: bool = False, per_feature: bool = True, label_noise: float = 0.0) -> Splits:
     """The data of ``--data source`` (a name of ``DATA_SOURCES`` or an ``.npz`` path), split and scaled.
 
     Args:
         source: the ``--data`` value.
         images: load the named data sets as images (the convolutional models need them).
         per_feature: min-max scale each feature on its own (else one range for all).
+        label_noise: the fraction of training and validation labels replaced by other classes
+            (``prepare_splits``; the test labels stay clean).
 
     Raises:
         CommandError: a missing or malformed file, bad data, or a failed download (one line).
@@ -302,7 +316,8 @@ def load_splits(source: str, *, images: bool = False, per_feature: bool = True) 
             # e.g. numpy's "overflow encountered in cast" to float32: prepare_splits reports the
             # values that became infinite (check_data) as the one error line
             warnings.simplefilter("ignore", RuntimeWarning)
-            return prepare_splits(load_data(source, as_images=images), per_feature=per_feature)
+            return prepare_splits(load_data(source, as_images=images), per_feature=per_feature,
+                                  label_noise=label_noise)
     except (ValueError, OSError) as e:  # DownloadError is an OSError naming the URLs tried
         raise CommandError(f"--data {source}: {e}") from e
 

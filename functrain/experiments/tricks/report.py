@@ -2,7 +2,9 @@
 
 ``functrain tricks`` prints :func:`format_table` and writes :func:`markdown_report` (``tricks.md``)
 and :func:`results_json` (``tricks.json``); ``functrain train`` prints :func:`run_summary` and
-writes :func:`history_json` (``history.json``). Every number shown is one of the measured ones.
+writes :func:`history_json` (``history.json``). Every number shown is one of the measured ones; the
+Δ columns and the verdict line under the table (:func:`noise_line`) come from
+:mod:`~functrain.experiments.tricks.effects`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from functrain.experiments.tricks.config import RunConfig
+from functrain.experiments.tricks.effects import NOISE_FACTOR, Change, format_change, row_effects, within_noise
 from functrain.experiments.tricks.rows import Section
 from functrain.experiments.tricks.run import RunOutput
 from functrain.experiments.tricks.splits import Splits
@@ -22,10 +25,14 @@ if TYPE_CHECKING:  # table.py uses mean_std for its progress lines
     from functrain.experiments.tricks.table import TrickResult
 
 __all__ = ["HEADER", "Setup", "format_table", "history_json", "markdown_report", "markdown_table", "mean_std",
-           "results_json", "run_summary", "totals"]
+           "noise_line", "results_json", "run_summary", "totals"]
 
-HEADER = ("trick (cumulative)", "test accuracy (mean ± std)", "epochs", "train s", "compile s")
-"""The columns of the trick table."""
+HEADER = ("trick (cumulative)", "test accuracy (mean ± std)", "Δ accuracy", "test loss (mean ± std)", "Δ loss",
+          "epochs", "train s", "compile s")
+"""The columns of the trick table (the Δ columns: versus the row above, ✓ beyond twice the seed spread)."""
+
+CUMULATIVE = {"classic": True, "canon": False}
+"""Whether a section's rows add their trick to the row above (else to the section's first row)."""
 
 
 def mean_std(values: np.ndarray[Any, Any]) -> str:
@@ -35,15 +42,54 @@ def mean_std(values: np.ndarray[Any, Any]) -> str:
     return f"{float(np.mean(values)):.4f} ± {float(np.std(values)):.4f}"
 
 
-def _cells(r: TrickResult) -> tuple[str, str, str, str, str]:
+def _loss_cell(loss: np.ndarray[Any, Any] | None) -> str:
+    """``mean ± std`` of the test loss; of the finite seeds only, saying how many were not, if any."""
+    if loss is None:
+        return "-"
+    finite = np.isfinite(loss)
+    if finite.all():
+        return mean_std(loss)
+    if not finite.any():
+        return "not finite"
+    return f"{mean_std(loss[finite])} ({int((~finite).sum())}/{loss.size} not finite)"
+
+
+def _cells(r: TrickResult, accuracy: Change | None, loss: Change | None, first: bool) -> tuple[str, ...]:
     acc = mean_std(r.test_accuracy)
     if r.diverged:
         acc += f" ({r.diverged}/{r.test_accuracy.size} diverged)"
     if r.ensemble:
         acc += " (one ensemble)"
     epochs = f"{float(np.mean(r.epochs_run)):.1f}"
-    return r.label, acc, epochs, f"{r.train_seconds:.1f}", f"{r.compile_seconds:.1f}"
+    d_acc, d_loss = ("", "") if first else (format_change(accuracy), format_change(loss))
+    return (r.label, acc, d_acc, _loss_cell(r.test_loss), d_loss, epochs, f"{r.train_seconds:.1f}",
+            f"{r.compile_seconds:.1f}")
 
+
+def _all_cells(results: Sequence[TrickResult]) -> list[tuple[str, ...]]:
+    effects = row_effects(results, CUMULATIVE)
+    return [_cells(r, e.accuracy if e else None, e.loss if e else None, e is None) for r, e in zip(results, effects)]
+
+
+def noise_line(results: Sequence[TrickResult]) -> str:
+    """The sentence under the table: how many rows show an effect, and which are within noise."""
+    effects = row_effects(results, CUMULATIVE)
+    judged = [e for e in effects if e is not None]
+    quiet = within_noise(results, CUMULATIVE)
+    shown = len(judged) - len(quiet)
+    names = "; ".join(quiet) if quiet else "none"
+    return (f"{shown} of {len(judged)} rows change the test accuracy or the test loss by more than "
+            f"{NOISE_FACTOR:g}x the seed spread (✓); within noise: {names}.")
+
+
+NOISE_NOTE = ("Δ accuracy, Δ loss: the change of the mean versus the row above (canon rows: versus the canon "
+              "baseline), marked ✓ when it is larger than twice the seed spread, the larger of the two rows' "
+              "std over seeds (the ensemble, one number, takes its members' std). Every row trains the same seeds, "
+              "so the spread is the scatter a row shows without any change. A row shows an effect when its "
+              "accuracy or its loss change is marked; a trick can show by its loss alone (confidence on wrong "
+              "answers, overfitting noisy labels) while the accuracy moves less. A change may also be a harm "
+              "(a lower accuracy or a higher loss). A loss that is not finite (diverged seeds) is not judged (-).")
+"""How the Δ columns are computed (a note under the Markdown table)."""
 
 SECTION_TITLES = {"canon": "the canon (each row: the canon baseline + one trick, not cumulative)"}
 """The line that opens a section after the first in the tables (by section name)."""
@@ -58,7 +104,7 @@ def _opens(results: Sequence[TrickResult]) -> dict[int, str]:
 def format_table(results: Sequence[TrickResult]) -> str:
     """A plain-text table for the terminal: header, rule, one line per row (a title line opens each
     section after the first)."""
-    rows = [HEADER] + [_cells(r) for r in results]
+    rows = [HEADER, *_all_cells(results)]
     widths = [max(len(row[j]) for row in rows) for j in range(len(HEADER))]
     opens = _opens(results)
     lines = []
@@ -69,18 +115,18 @@ def format_table(results: Sequence[TrickResult]) -> str:
                                for j, (cell, w) in enumerate(zip(row, widths))).rstrip())
         if k == 0:
             lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return "\n".join([*lines, noise_line(results)])
 
 
 def markdown_table(results: Sequence[TrickResult]) -> str:
     """The table as GitHub Markdown (a bold row opens each section after the first)."""
-    lines = ["| " + " | ".join(HEADER) + " |", "| --- | ---: | ---: | ---: | ---: |"]
+    lines = ["| " + " | ".join(HEADER) + " |", "| --- |" + " ---: |" * (len(HEADER) - 1)]
     opens = _opens(results)
-    for i, r in enumerate(results):
+    for i, cells in enumerate(_all_cells(results)):
         if i in opens:
-            lines.append(f"| **{opens[i]}** | | | | |")
-        lines.append("| " + " | ".join(_cells(r)) + " |")
-    return "\n".join(lines)
+            lines.append(f"| **{opens[i]}** |" + " |" * (len(HEADER) - 1))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join([*lines, "", noise_line(results)])
 
 
 def totals(results: Sequence[TrickResult]) -> dict[str, Any]:
@@ -108,6 +154,7 @@ class Setup(NamedTuple):
     machine: str
     command: str
     cache: str | None
+    label_noise: float = 0.0
 
 
 def _data_text(setup: Setup) -> str:
@@ -119,7 +166,16 @@ def _data_text(setup: Setup) -> str:
              else "its own test part kept;")
     return (f"Data: {what.get(setup.source, f'{setup.source} ({sp.name})')}, {split} 20% of the training part "
             f"held out for validation: {len(sp.x_train)} train / {len(sp.x_val)} validation / {len(sp.x_test)} "
-            "test examples; min-max scaled to [0, 1] with statistics of the training examples only.")
+            "test examples; min-max scaled to [0, 1] with statistics of the training examples only."
+            + _noise_text(setup.label_noise))
+
+
+def _noise_text(fraction: float) -> str:
+    if fraction <= 0:
+        return ""
+    return (f" Label noise: {fraction:.0%} of the training labels and of the validation labels are replaced by "
+            "another class at random (a fixed key); the test labels are clean, so the test numbers measure how well "
+            "a network learned the true classes from noisy data.")
 
 
 def markdown_report(results: Sequence[TrickResult], setup: Setup, *, image: str) -> str:
@@ -143,8 +199,9 @@ def markdown_report(results: Sequence[TrickResult], setup: Setup, *, image: str)
         "",
         markdown_table(results),
         "",
-        "- Test accuracy: of the model each run keeps (the last epoch's; the best validation "
-        "epoch's with early stopping), mean ± population std over seeds.",
+        "- Test accuracy and test loss (cross-entropy on the clean test labels): of the model each run keeps "
+        "(the last epoch's; the best validation epoch's with early stopping), mean ± population std over seeds.",
+        f"- {NOISE_NOTE}",
         "- Diverged: the parameters were no longer finite at the end (the loss overflowed to NaN); "
         "such a network predicts one class for every input.",
         "- Adam replaces SGD with momentum from its row on (the optimizers are alternatives; the "
@@ -182,22 +239,31 @@ def results_json(results: Sequence[TrickResult], setup: Setup) -> dict[str, Any]
     return {
         "settings": {"seeds": setup.seeds, "epochs": setup.epochs, "hidden": list(first.hidden),
                      "batch_size": setup.batch_size, "seed": setup.seed, "model": first.model,
-                     "sections": [s.name for s in setup.sections], "data": setup.source, "prng": setup.prng},
+                     "sections": [s.name for s in setup.sections], "data": setup.source, "prng": setup.prng,
+                     "label_noise": setup.label_noise},
         "timing": {**totals(results), "wall_seconds": setup.seconds, "cpu_seconds": setup.cpu_seconds,
                    "cache": setup.cache, "machine": setup.machine},
+        "within_noise": within_noise(results, CUMULATIVE),
         "rows": [{"trick": r.label, "section": r.section, "group": r.group,
                   "test_accuracy": [float(v) for v in r.test_accuracy],
+                  "test_loss": None if r.test_loss is None else [_finite_or_none(float(v)) for v in r.test_loss],
+                  "vs_reference": None if e is None else {"accuracy": _change_json(e.accuracy),
+                                                          "loss": _change_json(e.loss), "shown": e.shown},
                   "epochs_run": [int(v) for v in r.epochs_run], "train_seconds": r.train_seconds,
                   "compile_seconds": r.compile_seconds,
                   "diverged": r.diverged, "ensemble": r.ensemble,
                   "val_accuracy": _json_curve(r.val_accuracy), "val_loss": _json_curve(r.val_loss),
                   "train_loss": _json_curve(r.train_loss)}
-                 for r in results],
+                 for r, e in zip(results, row_effects(results, CUMULATIVE))],
     }
 
 
 def _finite_or_none(x: float) -> float | None:
     return x if math.isfinite(x) else None
+
+
+def _change_json(c: Change | None) -> dict[str, Any] | None:
+    return None if c is None else {"delta": c.delta, "spread": c.spread, "shown": c.shown}
 
 
 def _runs(out: RunOutput, n_seeds: int, seed: int) -> list[dict[str, Any]]:

@@ -16,7 +16,14 @@ from typing import Any, NamedTuple
 
 from functrain.experiments.tricks.config import RunConfig
 
-__all__ = ["CANON_CAPTION", "CLASSIC_CAPTION", "Row", "Section", "canon_rows", "trick_rows"]
+__all__ = ["CANON_CAPTION", "CLASSIC_CAPTION", "DEFAULT_HIDDEN", "DEFAULT_SGD_LR", "Row", "Section", "canon_rows",
+           "trick_rows"]
+
+DEFAULT_HIDDEN = (64,) * 6
+"""The hidden widths of the default MLP: six ReLU layers of 64, deep enough for init and batch norm to matter."""
+
+DEFAULT_SGD_LR = 0.01
+"""The learning rate of the SGD rows: small, so that momentum (an effective ``lr / (1 - gamma)``) matters."""
 
 Row = tuple[str, RunConfig]
 """One row of the table: its label and its configuration."""
@@ -53,28 +60,29 @@ class Section(NamedTuple):
     ensemble: bool = False
 
 
-def trick_rows(*, epochs: int, hidden: tuple[int, ...] = (256, 256, 256), batch_size: int = 64,
-               model: str = "mlp") -> list[Row]:
+def trick_rows(*, epochs: int, hidden: tuple[int, ...] = DEFAULT_HIDDEN, batch_size: int = 64,
+               model: str = "mlp", learning_rate: float = DEFAULT_SGD_LR) -> list[Row]:
     """The rows of the trick table: each adds one trick to the previous row's configuration.
 
     Standard hyperparameters, fixed in advance (none tuned per row): plain SGD with learning rate
-    0.1; He-normal init ``N(0, 2/n_in)`` for the ReLU network (He et al. 2015); batch norm after
-    each hidden ``Dense`` (each convolution); dropout 0.2 after each hidden ReLU (the convnet:
-    before its classifier); momentum 0.9 at the same learning rate; Adam at its default 1e-3
-    (Kingma & Ba 2015) replacing SGD; global-norm clipping at ``theta = 1`` (the lesson's value);
-    cosine decay of the learning rate to 0 over the run; L2 weight decay ``1e-4`` on the kernels;
-    early stopping with patience 5 on the validation loss, keeping the best epoch. The ensemble
-    row (added by ``run_tricks``) averages the last row's models.
+    ``learning_rate`` (0.01); He-normal init ``N(0, 2/n_in)`` for the ReLU network (He et al. 2015);
+    batch norm after each hidden ``Dense`` (each convolution); dropout 0.2 after each hidden ReLU
+    (the convnet: before its classifier); momentum 0.9 at the same learning rate; Adam at its
+    default 1e-3 (Kingma & Ba 2015) replacing SGD; global-norm clipping at ``theta = 1`` (the
+    lesson's value); cosine decay of the learning rate to 0 over the run; L2 weight decay ``1e-4``
+    on the kernels; early stopping with patience 5 on the validation loss, keeping the best epoch.
+    The ensemble row (added by ``run_tricks``) averages the last row's models.
 
     Args:
         epochs: (maximum) epochs of every run.
         hidden: the MLP's hidden widths (the convnet's channels).
         batch_size: examples per step.
         model: ``"mlp"`` or ``"cnn"`` (the lesson's convnet).
+        learning_rate: the learning rate of the SGD rows (the Adam rows use 1e-3).
     """
-    c = RunConfig(hidden=hidden, init="standard_normal", optimizer="sgd", learning_rate=0.1,
+    c = RunConfig(hidden=hidden, init="standard_normal", optimizer="sgd", learning_rate=learning_rate,
                   epochs=epochs, batch_size=batch_size, model=model)
-    rows = [("baseline: SGD, N(0,1) init", c)]
+    rows = [(f"baseline: SGD lr {learning_rate:g}, N(0,1) init", c)]
     changes: tuple[tuple[str, dict[str, Any]], ...] = (
         ("+ He init N(0, 2/n_in)", {"init": "he"}),
         ("+ batch norm", {"batch_norm": True}),

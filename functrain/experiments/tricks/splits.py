@@ -6,7 +6,9 @@ holds out a test part (80/20, by a fixed key; MNIST keeps its own test set), the
 training part for validation (early stopping watches it), and min-max scales all three with
 statistics of the remaining training part only: per feature (pixel) by default, or one range for
 all of them (``per_feature=False``, what convolutions want). The arrays stay flat; images keep
-their shape in ``Splits.image_shape``.
+their shape in ``Splits.image_shape``. ``label_noise`` replaces an exact fraction of the training
+and validation labels by other classes, by a fixed key (:func:`noisy_labels`); the test labels stay
+clean, so the test numbers measure how well a network learned the true classes from noisy data.
 """
 
 from __future__ import annotations
@@ -17,17 +19,24 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from functrain._validate import fail
+from functrain._validate import check_fraction, fail
 from functrain.data import Dataset, TrainTest, fit_min_max, load_digits, load_npz, min_max_scale, split_dataset
 from functrain.typing import Array, PRNGKey
 
-__all__ = ["DATA_KEY", "DATA_SOURCES", "MAX_CLASSES", "Splits", "check_data", "load_data", "prepare_splits"]
+__all__ = ["DATA_KEY", "DATA_SOURCES", "DEFAULT_LABEL_NOISE", "MAX_CLASSES", "NOISE_KEY", "Splits", "check_data",
+           "load_data", "noisy_labels", "prepare_splits"]
 
 DATA_KEY = 0
 """Seed of the fixed key that splits the data (test part, then validation part)."""
 
 DATA_SOURCES = ("digits", "mnist", "fashion-mnist")
 """The data sets by name (anything else is the path of an ``.npz`` file)."""
+
+DEFAULT_LABEL_NOISE = 0.3
+"""The label noise of ``functrain tricks`` (``--label-noise``): 30% of the training and validation labels wrong."""
+
+NOISE_KEY = 0x6E6F6973
+"""Folded into the data key for the label noise (so the test and validation splits do not change)."""
 
 MAX_CLASSES = 100_000
 """The most classes a run may have (the network has one output per class ``0..max label``)."""
@@ -125,21 +134,69 @@ def _image_shape(shape: tuple[int, ...]) -> tuple[int, ...] | None:
     return None
 
 
+def noisy_labels(key: PRNGKey, labels: np.ndarray[Any, Any], fraction: float,
+                 num_classes: int) -> np.ndarray[Any, Any]:
+    """``labels`` with exactly ``round(fraction * n)`` of them replaced by another class, at random.
+
+    The examples to change are a uniformly random subset of that size; each gets a class drawn
+    uniformly from the ``num_classes - 1`` others (``(y + u) mod C`` with ``u`` uniform in
+    ``[1, C)``), so exactly that fraction of the labels is wrong: symmetric label noise (e.g.
+    Zhang et al. 2017, "Understanding deep learning requires rethinking generalization").
+
+    Args:
+        key: the PRNG key (the same key gives the same labels).
+        labels: ``(n,)`` integer labels in ``[0, num_classes)``.
+        fraction: the fraction of labels to replace, in ``[0, 1]``.
+        num_classes: ``C >= 2``.
+
+    Returns:
+        A new ``(n,)`` array of the same dtype (``labels`` is not modified).
+
+    Raises:
+        ValueError: ``fraction`` outside ``[0, 1]`` or fewer than two classes.
+
+    Example:
+        >>> from functrain.experiments.tricks.splits import noisy_labels
+        >>> y = np.arange(10) % 3
+        >>> noisy = noisy_labels(jax.random.key(0), y, 0.3, 3)
+        >>> int((noisy != y).sum()), bool(((0 <= noisy) & (noisy < 3)).all())
+        (3, True)
+    """
+    who = "noisy_labels"
+    check_fraction(fraction, who, "fraction", closed_right=True)
+    if num_classes < 2:
+        fail(who, "num_classes", "an int >= 2 (another class to change a label to)", num_classes)
+    y = np.asarray(labels)
+    n_wrong = int(round(fraction * y.shape[0]))
+    pick_key, class_key = jax.random.split(key)
+    chosen = np.asarray(jax.random.permutation(pick_key, y.shape[0]))[:n_wrong]
+    shift = np.asarray(jax.random.randint(class_key, (n_wrong,), 1, num_classes))
+    out = y.copy()
+    out[chosen] = (y[chosen] + shift) % num_classes
+    return out
+
+
 def prepare_splits(data: Dataset | TrainTest, *, test_fraction: float = 0.2,
-                   val_fraction: float = 0.2, key: PRNGKey | None = None, per_feature: bool = True) -> Splits:
+                   val_fraction: float = 0.2, key: PRNGKey | None = None, per_feature: bool = True,
+                   label_noise: float = 0.0) -> Splits:
     """Split (80/20 test, then 20% of the training part for validation) and scale to [0, 1].
 
     A :class:`Dataset` is split into train and test by ``key`` (default ``key(DATA_KEY)``); a
     :class:`TrainTest` keeps its test part. The validation part is carved from the training part
     with a second fixed key; the min-max statistics are fitted on the remaining training part,
-    per feature, or over all features at once with ``per_feature=False``.
+    per feature, or over all features at once with ``per_feature=False``. With ``label_noise =
+    f > 0``, exactly ``round(f * n)`` of the training labels and of the validation labels are
+    replaced by other classes (:func:`noisy_labels`, keys folded from ``key`` with
+    :data:`NOISE_KEY`: the splits themselves do not change); the test labels stay clean.
 
     Raises:
         ValueError: a part would be empty, the data has fewer than two classes, or it fails
             :func:`check_data`; or the features span more than float32's range (their
-            ``max - min`` overflows, so they cannot be scaled).
+            ``max - min`` overflows, so they cannot be scaled); or ``label_noise`` is outside
+            ``[0, 1)``.
     """
     check_data(data)
+    check_fraction(label_noise, "prepare_splits", "label_noise")
     k = jax.random.key(DATA_KEY) if key is None else key
     test_key, val_key = jax.random.split(k)
     tt = split_dataset(test_key, data, test_fraction=test_fraction) if isinstance(data, Dataset) else data
@@ -160,6 +217,10 @@ def prepare_splits(data: Dataset | TrainTest, *, test_fraction: float = 0.2,
     def scaled(x: Array) -> np.ndarray[Any, Any]:
         return np.asarray(min_max_scale(stats, flat(x)), np.float32)
 
-    return Splits(scaled(train.x), np.asarray(train.y), scaled(val.x), np.asarray(val.y),
-                  scaled(test.x), np.asarray(test.y), int(tt.train.num_classes), tt.train.name,
-                  _image_shape(np.shape(train.x)))
+    y_train, y_val, classes = np.asarray(train.y), np.asarray(val.y), int(tt.train.num_classes)
+    if label_noise > 0:
+        train_noise, val_noise = jax.random.split(jax.random.fold_in(k, NOISE_KEY))
+        y_train = noisy_labels(train_noise, y_train, label_noise, classes)
+        y_val = noisy_labels(val_noise, y_val, label_noise, classes)
+    return Splits(scaled(train.x), y_train, scaled(val.x), y_val, scaled(test.x), np.asarray(test.y), classes,
+                  tt.train.name, _image_shape(np.shape(train.x)))

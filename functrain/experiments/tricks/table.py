@@ -29,9 +29,9 @@ from functrain.experiments.tricks.config import RunConfig
 from functrain.experiments.tricks.programs import Data, Group, Hyper, Layout, Structure, device_data, group_rows, \
     hyper_of, layout_of
 from functrain.experiments.tricks.report import mean_std
-from functrain.experiments.tricks.rows import CLASSIC_CAPTION, Section, trick_rows
+from functrain.experiments.tricks.rows import CLASSIC_CAPTION, DEFAULT_HIDDEN, Section, trick_rows
 from functrain.experiments.tricks.run import CompilerOptions, RunOutput
-from functrain.experiments.tricks.splits import Splits, prepare_splits
+from functrain.experiments.tricks.splits import DEFAULT_LABEL_NOISE, Splits, prepare_splits
 from functrain.train import TrainState, ensemble_predict
 from functrain.typing import Array
 
@@ -61,6 +61,8 @@ class TrickResult(NamedTuple):
         section: the name of the row's :class:`~functrain.experiments.tricks.rows.Section`.
         group: the index of the compiled programs the row ran (rows with the same index shared
             them; ``-1`` for an ensemble).
+        test_loss: ``(seeds,)`` test cross-entropy per seed, NaN where not finite (``(1,)`` for the
+            ensemble row: ``-mean log p(y|x)`` of its averaged probabilities); ``None`` if not measured.
     """
 
     label: str
@@ -75,6 +77,7 @@ class TrickResult(NamedTuple):
     ensemble: bool = False
     section: str = "classic"
     group: int = -1
+    test_loss: np.ndarray[Any, Any] | None = None
 
 
 def curve(values: Array, keep: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
@@ -97,6 +100,13 @@ def _ensemble_program(model: layers.Layer, state: TrainState[Any, Any, Any],
 
 def _accuracy(probs: np.ndarray[Any, Any], y: np.ndarray[Any, Any]) -> float:
     return float(np.mean(np.argmax(probs, axis=-1) == y))
+
+
+def _cross_entropy(probs: np.ndarray[Any, Any], y: np.ndarray[Any, Any]) -> float:
+    """``-mean_i log p(y_i | x_i)`` of class probabilities (float64; a zero probability gives inf)."""
+    p = np.asarray(probs, np.float64)[np.arange(len(y)), np.asarray(y)]
+    with np.errstate(divide="ignore"):
+        return float(-np.mean(np.log(p)))
 
 
 def ensemble_accuracy(model: layers.Layer, state: TrainState[Any, Any, Any], x: np.ndarray[Any, Any],
@@ -155,7 +165,8 @@ def _measure(label: str, out: RunOutput, seconds: float, compile_seconds: float,
         epochs_run=np.asarray(out.epochs_run, np.int64), train_seconds=seconds,
         compile_seconds=compile_seconds, diverged=int(np.sum(~np.asarray(out.finite, bool)[:, -1])),
         val_accuracy=curve(out.val_accuracy, active), val_loss=curve(out.val_loss, active),
-        train_loss=curve(out.train_loss, active), section=section, group=group)
+        train_loss=curve(out.train_loss, active), section=section, group=group,
+        test_loss=curve(out.test_loss, np.ones(np.shape(out.test_loss), bool)))
 
 
 def _ensemble_row(label: str, model: layers.Layer, out: RunOutput, data: Splits,
@@ -163,10 +174,12 @@ def _ensemble_row(label: str, model: layers.Layer, out: RunOutput, data: Splits,
     t0 = time.perf_counter()
     program = _ensemble_program(model, out.state, data.x_test)
     t1 = time.perf_counter()
-    acc = _accuracy(program(data.x_test), data.y_test)
+    probs = program(data.x_test)
+    acc, loss = _accuracy(probs, data.y_test), _cross_entropy(probs, data.y_test)
     return TrickResult(label=label, test_accuracy=np.asarray([acc]), epochs_run=epochs_run,
                        train_seconds=time.perf_counter() - t1, compile_seconds=t1 - t0, diverged=0,
-                       val_accuracy=None, val_loss=None, train_loss=None, ensemble=True, section=section)
+                       val_accuracy=None, val_loss=None, train_loss=None, ensemble=True, section=section,
+                       test_loss=np.asarray([loss if np.isfinite(loss) else np.nan]))
 
 
 class _Plan(NamedTuple):
@@ -205,7 +218,7 @@ def _submit(pool: ThreadPoolExecutor, configs: Sequence[RunConfig], groups: Sequ
     return plan
 
 
-def run_tricks(*, seeds: int, epochs: int, hidden: tuple[int, ...] = (256, 256, 256), batch_size: int = 64,
+def run_tricks(*, seeds: int, epochs: int, hidden: tuple[int, ...] = DEFAULT_HIDDEN, batch_size: int = 64,
                seed: int = 0, splits: Splits | None = None, log: TextIO | None = sys.stderr,
                compiler_options: CompilerOptions = None, compile_workers: int | None = None,
                stop: Callable[[], bool] | None = None, sections: Sequence[Section] | None = None,
@@ -229,7 +242,8 @@ def run_tricks(*, seeds: int, epochs: int, hidden: tuple[int, ...] = (256, 256, 
         hidden: hidden-layer widths (of the default rows).
         batch_size: examples per step (of the default rows).
         seed: the base seed of the runs.
-        splits: the data (default: the digits, ``prepare_splits``).
+        splits: the data (default: the digits with ``functrain tricks``'s label noise,
+            ``prepare_splits(load_digits(), label_noise=DEFAULT_LABEL_NOISE)``).
         log: where progress lines go (``None`` for silence).
         compiler_options: XLA options for every program (see :func:`run_many`).
         compile_workers: threads compiling ahead (default: 2, or 1 on a single core).
@@ -247,7 +261,7 @@ def run_tricks(*, seeds: int, epochs: int, hidden: tuple[int, ...] = (256, 256, 
             thread is compiling is finished in the background (abandoning an XLA compilation
             crashed the interpreter at exit), the rest are not compiled.
     """
-    data = prepare_splits(load_digits()) if splits is None else splits
+    data = prepare_splits(load_digits(), label_noise=DEFAULT_LABEL_NOISE) if splits is None else splits
     keys = jax.random.split(jax.random.key(seed, impl=key_impl), seeds)
     if sections is None:
         sections = [Section("classic", CLASSIC_CAPTION, trick_rows(epochs=epochs, hidden=hidden,
