@@ -7,7 +7,7 @@ signatures; everything else calls these helpers.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias, overload
 
 import jax
 import jax.numpy as jnp
@@ -15,16 +15,21 @@ import numpy as np
 
 from functrain.typing import Array, PyTree
 
+if TYPE_CHECKING:
+    from typing_extensions import TypeIs
+
 TreeDef: TypeAlias = Any
 """A ``jax.tree_util.PyTreeDef`` (its compiled type is opaque to mypy)."""
 
 __all__ = [
     "TreeDef",
     "describe_difference",
+    "is_array",
     "is_float_array",
     "is_kernel",
     "is_vector",
     "tree_global_norm",
+    "tree_flatten",
     "tree_leaves",
     "tree_leaves_with_path",
     "tree_map",
@@ -36,9 +41,30 @@ __all__ = [
 ]
 
 
-def tree_map(fn: Callable[..., Any], tree: PyTree, *rest: PyTree,
+@overload
+def tree_map(fn: Callable[[Array], Any], tree: PyTree, /, *,
+             is_leaf: Callable[[Any], bool] | None = None) -> PyTree: ...
+@overload
+def tree_map(fn: Callable[[Array, Array], Any], tree: PyTree, rest1: PyTree, /, *,
+             is_leaf: Callable[[Any], bool] | None = None) -> PyTree: ...
+@overload
+def tree_map(fn: Callable[[Array, Array, Array], Any], tree: PyTree, rest1: PyTree,
+             rest2: PyTree, /, *, is_leaf: Callable[[Any], bool] | None = None) -> PyTree: ...
+@overload
+def tree_map(fn: Callable[[Array, Array, Array, Array], Any], tree: PyTree, rest1: PyTree,
+             rest2: PyTree, rest3: PyTree, /, *,
+             is_leaf: Callable[[Any], bool] | None = None) -> PyTree: ...
+@overload
+def tree_map(fn: Callable[..., Any], tree: PyTree, /, *rest: PyTree,
+             is_leaf: Callable[[Any], bool] | None = None) -> PyTree: ...
+def tree_map(fn: Callable[..., Any], tree: PyTree, /, *rest: PyTree,
              is_leaf: Callable[[Any], bool] | None = None) -> PyTree:
-    """``jax.tree_util.tree_map`` with a typed signature."""
+    """``jax.tree_util.tree_map`` with a typed signature.
+
+    The overloads for one to four trees type each leaf as an :data:`Array`, so a ``lambda``
+    passed here gets typed parameters; a function whose leaves are something else (masks of
+    bools, ``None`` placeholders) is a ``def`` with its own annotations (the last overload).
+    """
     return jax.tree_util.tree_map(fn, tree, *rest, is_leaf=is_leaf)
 
 
@@ -47,10 +73,18 @@ def tree_leaves(tree: PyTree, is_leaf: Callable[[Any], bool] | None = None) -> l
     return jax.tree_util.tree_leaves(tree, is_leaf=is_leaf)
 
 
+def tree_flatten(tree: PyTree, is_leaf: Callable[[Any], bool] | None = None,
+                 ) -> tuple[list[Any], TreeDef]:
+    """``(leaves, treedef)`` of ``tree``: ``jax.tree_util.tree_flatten`` with a typed signature."""
+    return jax.tree_util.tree_flatten(tree, is_leaf=is_leaf)
+
+
 def tree_leaves_with_path(tree: PyTree) -> list[tuple[str, Any]]:
     """``(path string, leaf)`` pairs, with paths such as ``['layers'][0].weight``."""
-    return [(jax.tree_util.keystr(path), leaf)
-            for path, leaf in jax.tree_util.tree_leaves_with_path(tree)]
+    # jax annotates key paths as ``tuple[KeyEntry, ...]`` with an unbound TypeVar (Unknown).
+    return [(jax.tree_util.keystr(path), leaf)  # pyright: ignore[reportUnknownMemberType]
+            for path, leaf in jax.tree_util.tree_leaves_with_path(  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
+                tree)]
 
 
 def tree_structure(tree: PyTree) -> TreeDef:
@@ -63,14 +97,19 @@ def tree_unflatten(treedef: TreeDef, leaves: Sequence[Any]) -> PyTree:
     return jax.tree_util.tree_unflatten(treedef, leaves)
 
 
+def is_array(x: object) -> TypeIs[Array | np.ndarray[Any, Any]]:
+    """Whether ``x`` is a JAX or NumPy array (narrows ``x`` for type checkers)."""
+    return isinstance(x, (jax.Array, np.ndarray))
+
+
 def is_float_array(x: Any) -> bool:
     """Whether ``x`` is a JAX/NumPy array with a floating dtype."""
-    return isinstance(x, (jax.Array, np.ndarray)) and jnp.issubdtype(x.dtype, jnp.floating)
+    return is_array(x) and jnp.issubdtype(x.dtype, jnp.floating)
 
 
 def _is_inexact_array(x: Any) -> bool:
     """A JAX/NumPy array with a floating or complex dtype (a trainable parameter)."""
-    return isinstance(x, (jax.Array, np.ndarray)) and jnp.issubdtype(x.dtype, jnp.inexact)
+    return is_array(x) and jnp.issubdtype(x.dtype, jnp.inexact)
 
 
 def is_kernel(leaf: Any) -> bool:
@@ -97,7 +136,7 @@ def describe_difference(expected: PyTree, got: PyTree) -> str | None:
     p_exp = {p for p, _ in tree_leaves_with_path(expected)}
     p_got = {p for p, _ in tree_leaves_with_path(got)}
     missing, extra = sorted(p_exp - p_got), sorted(p_got - p_exp)
-    parts = []
+    parts: list[str] = []
     if missing:
         parts.append(f"missing leaves {missing[:5]}")
     if extra:
