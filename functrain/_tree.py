@@ -25,6 +25,10 @@ __all__ = [
     "TreeDef",
     "describe_difference",
     "is_array",
+    "is_list",
+    "is_node_dict",
+    "is_node_sequence",
+    "is_tuple",
     "is_float_array",
     "is_kernel",
     "is_vector",
@@ -100,6 +104,26 @@ def tree_unflatten(treedef: TreeDef, leaves: Sequence[Any]) -> PyTree:
 def is_array(x: object) -> TypeIs[Array | np.ndarray[Any, Any]]:
     """Whether ``x`` is a JAX or NumPy array (narrows ``x`` for type checkers)."""
     return isinstance(x, (jax.Array, np.ndarray))
+
+
+def is_node_sequence(x: object) -> TypeIs[tuple[Any, ...] | list[Any]]:
+    """Whether ``x`` is a tuple (NamedTuples included) or a list."""
+    return isinstance(x, (tuple, list))
+
+
+def is_tuple(x: object) -> TypeIs[tuple[Any, ...]]:
+    """Whether ``x`` is a tuple (NamedTuples included)."""
+    return isinstance(x, tuple)
+
+
+def is_list(x: object) -> TypeIs[list[Any]]:
+    """Whether ``x`` is a list."""
+    return isinstance(x, list)
+
+
+def is_node_dict(x: object) -> TypeIs[dict[Any, Any]]:
+    """Whether ``x`` is a dict."""
+    return isinstance(x, dict)
 
 
 def is_float_array(x: Any) -> bool:

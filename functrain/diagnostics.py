@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Float
 
-from functrain import _tree, _validate
+from functrain import _jax, _tree, _validate
 from functrain.typing import Array, ArrayLike, Initializer, PRNGKey, PyTree
 
 __all__ = [
@@ -402,7 +402,7 @@ def signal_propagation(
     for w in weights:
         z = h @ w
         zs.append(z)
-        h, vjp = jax.vjp(activation, z)
+        h, vjp = _jax.vjp(activation, z)
         activation_vjps.append(vjp)
     # Backward: dL/dh_depth = c; dL/dz_l = activation'(z_l) * dL/dh_l; dL/dh_{l-1} = dL/dz_l W_l^T.
     grads: list[Array] = []

@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from functrain import _jax
 from functrain.layers._geometry import PadSpec
 from functrain.typing import Array, DTypeLike
 
@@ -78,7 +79,7 @@ def _reduce_window(x: Array, init: float | int, op: Callable[[Array, Array], Arr
     """The stock ``lax.reduce_window`` with stride = window (the value of the tiled ops)."""
     nb = x.ndim - len(window) - 1
     dims = (1,) * nb + window + (1,)
-    y: Array = lax.reduce_window(x, np.array(init, x.dtype), op, dims, dims,
+    y: Array = _jax.reduce_window(x, np.array(init, x.dtype), op, dims, dims,
                                  ((0, 0),) * nb + pads + ((0, 0),))
     return y
 

@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 
 import jax
 
-from functrain import _tree, _validate
+from functrain import _jax, _tree, _validate
 from functrain.layers._geometry import check_input_shape
 from functrain.layers.base import Branches, Join, Layer
 from functrain.layers.combinators import Concatenate
@@ -168,7 +168,7 @@ def _abstract_init(layer: AnyLayer, shape: object) -> tuple[int, int, OutputShap
         box.append(out)
         return params, state
 
-    params, state = jax.eval_shape(init, jax.random.key(0))
+    params, state = _jax.eval_shape(init, jax.random.key(0))
     out: Any = box[0]  # one shape, or a tuple of shapes (a parallel(...))
     if out and isinstance(out[0], (tuple, list)):
         return _size(params), _size(state), tuple(tuple(int(d) for d in s) for s in out)

@@ -20,7 +20,7 @@ from typing import Any, Generic, NamedTuple, TypeVar
 import jax
 import jax.numpy as jnp
 
-from functrain import _validate
+from functrain import _jax, _tree, _validate
 from functrain._tree import tree_leaves, tree_map, tree_where
 from functrain.optim._extra_args import forward_extra_args
 from functrain.optim._hyper import increment, zero_step
@@ -348,7 +348,7 @@ def accumulate_gradients(
             return out, kept
 
         def wait() -> tuple[PyTree, S]:
-            shapes = jax.eval_shape(step)[0]
+            shapes = _jax.eval_shape(step)[0]
             return tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes), state.inner_state
 
         out, inner_state = jax.lax.cond(emit, step, wait)

@@ -24,7 +24,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from functrain import _tree, _validate
+from functrain import _jax, _tree, _validate
 from functrain.typing import PyTree
 
 
@@ -56,7 +56,7 @@ def _output_size(apply: Any, treedef: Any, specs: tuple[Any, ...]) -> int | None
         return apply(p, s, xb, key=jax.random.key(0), train=False)
 
     try:
-        out = jax.eval_shape(forward, params, model_state, x)
+        out = _jax.eval_shape(forward, params, model_state, x)
     except Exception:  # best effort: a model that cannot run abstractly is simply not inspected
         return None
     logits = out[0] if isinstance(out, tuple) and out else None
@@ -78,7 +78,7 @@ def infer_num_classes(step: object, state: object, data: PyTree) -> int | None:
         return None
     params, model_state = getattr(state, "params", None), getattr(state, "model_state", None)
     try:  # the shapes of one example: abstract values only, nothing is computed
-        specs = jax.eval_shape(lambda p, s, xb: (p, s, _tree.tree_map(lambda a: a[:1], xb)),
+        specs = _jax.eval_shape(lambda p, s, xb: (p, s, _tree.tree_map(lambda a: a[:1], xb)),
                                params, model_state, data[0])
         leaves, treedef = jax.tree_util.tree_flatten(specs)
         return _output_size(apply, treedef, tuple(leaves))

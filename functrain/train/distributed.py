@@ -32,7 +32,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from functrain import _tree, _validate
+from functrain import _jax, _tree, _validate
 from functrain.typing import Metrics, PRNGKey, PyTree
 
 __all__ = [
@@ -156,7 +156,7 @@ def shard_batch(batch: PyTree, mesh: Mesh) -> PyTree:
         ((4, 2), True)
     """
     _check_divisible(batch, _n_shards(_check_mesh(mesh, "shard_batch")), "shard_batch")
-    return jax.device_put(batch, batch_sharding(mesh))
+    return _jax.device_put(batch, batch_sharding(mesh))
 
 
 def replicate(tree: PyTree, mesh: Mesh) -> PyTree:
@@ -176,7 +176,7 @@ def replicate(tree: PyTree, mesh: Mesh) -> PyTree:
         True
     """
     _check_mesh(mesh, "replicate")
-    return jax.device_put(tree, replicated_sharding(mesh))
+    return _jax.device_put(tree, replicated_sharding(mesh))
 
 
 def is_replicated(tree: PyTree) -> bool:
@@ -232,7 +232,7 @@ def data_parallel_step(
     _check_mesh(mesh, who)
     rep, shard = replicated_sharding(mesh), batch_sharding(mesh)
     n_dev = _n_shards(mesh)
-    jitted = jax.jit(step, in_shardings=(rep, shard, rep), out_shardings=(rep, rep),
+    jitted = _jax.jit(step, in_shardings=(rep, shard, rep), out_shardings=(rep, rep),
                      donate_argnums=(0,) if donate else ())
 
     def parallel_step(state: S, batch: PyTree, key: PRNGKey) -> tuple[S, Metrics]:

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from functrain import _tree, _validate
+from functrain import _jax, _tree, _validate
 from functrain.train._labels import check_entry_labels
 from functrain.train.state import TS, TrainState
 from functrain.train.step import EvalStep, TrainStep
@@ -135,7 +135,7 @@ def _epoch(step: Any, state: TS, data: PyTree, key: PRNGKey, batch_size: int) ->
 
 # One compiled program per (step, batch_size, argument shapes/dtypes): a Python loop over epochs
 # compiles once. Not donated: the caller's state stays valid.
-_epoch_jit = jax.jit(_epoch, static_argnums=(0, 4))
+_epoch_jit = _jax.jit(_epoch, static_argnums=(0, 4))
 
 
 def train_epoch(
@@ -278,7 +278,7 @@ def _evaluate(eval_step: Any, state: TrainState[Any, Any, Any], data: PyTree, bs
         x = jnp.asarray(x)
         return x[: n_batches * bs].reshape((n_batches, bs) + x.shape[1:])
 
-    per_batch = lax.map(lambda b: dict(eval_step(state, b)), _tree.tree_map(full, data))
+    per_batch = _jax.lax_map(lambda b: dict(eval_step(state, b)), _tree.tree_map(full, data))
     totals = {name: jnp.sum(v, axis=0) * bs for name, v in per_batch.items()}
     if rest:
         tail = eval_step(state, _tree.tree_map(lambda x: jnp.asarray(x)[n_batches * bs:], data))
@@ -290,4 +290,4 @@ def _evaluate(eval_step: Any, state: TrainState[Any, Any, Any], data: PyTree, bs
     return {name: v / n for name, v in totals.items()}
 
 
-_evaluate_jit = jax.jit(_evaluate, static_argnums=(0, 3))
+_evaluate_jit = _jax.jit(_evaluate, static_argnums=(0, 3))

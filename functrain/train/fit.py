@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from functrain import _tree, _validate
+from functrain import _jax, _tree, _validate
 from functrain.train import _fit_host as host
 from functrain.train._labels import check_entry_labels
 from functrain.train._run_helpers import check_epoch_count, restore_best
@@ -117,7 +117,7 @@ class FitInterrupted(KeyboardInterrupt):
 
 # Compiled once per (step, options, shapes) and reused by every ``fit`` call (JAX's jit cache);
 # the run state is donated, so its buffers are reused for the next epoch's state.
-_fit_epoch_jit = jax.jit(fit_epoch, static_argnums=(0, 4), donate_argnums=(1,))
+_fit_epoch_jit = _jax.jit(fit_epoch, static_argnums=(0, 4), donate_argnums=(1,))
 
 
 def _copy_tree(tree: PyTree) -> PyTree:

@@ -40,7 +40,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.typing import ArrayLike
 
-from functrain import _tree, _validate
+from functrain import _jax, _tree, _validate
 from functrain.optim.base import TransformationLike
 from functrain.train.state import init_train_state
 from functrain.train.step import make_train_step
@@ -219,7 +219,7 @@ def lr_find(loss_fn: LossFn, optimizer: Callable[[Schedule], TransformationLike]
     try:
         hash(config)
     except TypeError:  # an unhashable loss function or factory: compiled for this call only
-        result: LRFindResult = jax.jit(partial(_many_tests if batched else _one_test, config))(*args)
+        result: LRFindResult = _jax.jit(partial(_many_tests if batched else _one_test, config))(*args)
         return result
     result = _COMPILED[batched](config, *args)
     return result
@@ -276,7 +276,7 @@ def _many_tests(config: _Config, params: PyTree, model_state: PyTree, data: PyTr
 
 
 # Compiled once per configuration (and shapes): equal loss functions and factories hit the cache.
-_COMPILED = {False: jax.jit(_one_test, static_argnums=0), True: jax.jit(_many_tests, static_argnums=0)}
+_COMPILED = {False: _jax.jit(_one_test, static_argnums=0), True: _jax.jit(_many_tests, static_argnums=0)}
 
 
 def _is_key_batch(key: object) -> bool:

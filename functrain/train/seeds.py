@@ -51,7 +51,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from functrain import _tree, _validate
+from functrain import _jax, _tree, _validate
 from functrain.typing import Array, PRNGKey, PyTree
 
 __all__ = ["RunResults", "Stats", "grid", "run_seeds", "summarize", "sweep"]
@@ -119,7 +119,7 @@ def _batched(fn: Callable[[Any], R], xs: PyTree, n: int, chunk_size: int | None)
     """``vmap(fn)(xs)``, or in chunks of ``chunk_size`` runs with ``lax.map``."""
     if chunk_size is None or chunk_size >= n:
         return jax.vmap(fn)(xs)
-    out: R = lax.map(fn, xs, batch_size=chunk_size)
+    out: R = _jax.lax_map(fn, xs, batch_size=chunk_size)
     return out
 
 
@@ -205,7 +205,7 @@ def _run_seeds_impl(train_fn: Callable[[PRNGKey], R], keys: Array, chunk: int | 
 
 # One jitted function with ``train_fn`` static: calling run_seeds again with the same train_fn
 # (and key shape) reuses the compiled program instead of tracing a fresh closure.
-_run_seeds_jit = jax.jit(_run_seeds_impl, static_argnums=(0, 2))
+_run_seeds_jit = _jax.jit(_run_seeds_impl, static_argnums=(0, 2))
 
 
 def grid(**axes: Sequence[float] | Array) -> dict[str, Array]:
@@ -285,6 +285,6 @@ def _sweep_impl(train_fn: Callable[[PRNGKey, H], R], keys: Array, hyperparams: H
     return RunResults(out, summarize(out, axis=1))
 
 
-_sweep_jit = jax.jit(_sweep_impl, static_argnums=(0, 3))
+_sweep_jit = _jax.jit(_sweep_impl, static_argnums=(0, 3))
 
 

@@ -37,7 +37,7 @@ from typing import Any, Protocol
 import jax
 import jax.numpy as jnp
 
-from functrain import _tree, _validate
+from functrain import _jax, _tree, _validate
 from functrain.optim.base import GradientTransformation, TransformationLike, apply_updates
 from functrain.optim.guards import SkipNonfiniteState
 from functrain.train.classifier import ClassifierLoss, classifier_loss  # noqa: F401 (their old home)
@@ -107,7 +107,7 @@ def loss_value_and_grad(loss_fn: LossFn, who: str) -> Any:
         loss, model_state, metrics = _check_loss_output(loss_fn(params, model_state, batch, key), who)
         return loss, (model_state, metrics)
 
-    return jax.value_and_grad(wrapped, has_aux=True)
+    return _jax.value_and_grad(wrapped, has_aux=True)
 
 
 def _check_loss_output(out: object, who: str) -> tuple[Array, PyTree, Mapping[str, Array]]:
@@ -134,7 +134,7 @@ def _check_opt_state(optimizer: TransformationLike, state: TrainState[Any, Any, 
     enters the compiled step. An ``init`` that cannot run abstractly is not checked.
     """
     try:
-        expected = jax.eval_shape(optimizer.init, state.params)
+        expected = _jax.eval_shape(optimizer.init, state.params)
     except TypeError:  # an init that needs concrete values: no abstract reference to compare with
         return
     _validate.check_same_structure(expected, state.opt_state, "train_step", "state.opt_state",
