@@ -6,7 +6,7 @@ signatures; everything else calls these helpers.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias, overload
 
 import jax
@@ -26,8 +26,10 @@ __all__ = [
     "describe_difference",
     "is_array",
     "is_list",
+    "is_mapping",
     "is_node_dict",
     "is_node_sequence",
+    "is_sequence",
     "is_tuple",
     "is_float_array",
     "is_kernel",
@@ -114,6 +116,16 @@ def is_node_sequence(x: object) -> TypeIs[tuple[Any, ...] | list[Any]]:
 def is_tuple(x: object) -> TypeIs[tuple[Any, ...]]:
     """Whether ``x`` is a tuple (NamedTuples included)."""
     return isinstance(x, tuple)
+
+
+def is_sequence(x: object) -> TypeIs[Sequence[Any]]:
+    """Whether ``x`` is a ``collections.abc.Sequence`` (strings included)."""
+    return isinstance(x, Sequence)
+
+
+def is_mapping(x: object) -> TypeIs[Mapping[Any, Any]]:
+    """Whether ``x`` is a ``collections.abc.Mapping``."""
+    return isinstance(x, Mapping)
 
 
 def is_list(x: object) -> TypeIs[list[Any]]:

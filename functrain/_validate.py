@@ -55,6 +55,10 @@ __all__ = [
     "concrete_float",
     "describe",
     "fail",
+    "is_bool",
+    "is_int",
+    "is_iterable",
+    "is_real",
     "is_traced",
     "message",
 ]
@@ -76,7 +80,7 @@ def describe(value: object) -> str:
     (``an array of shape (2, 3) and dtype float32``), traced arrays as such; functions by name;
     anything else by type and (shortened) ``repr``.
     """
-    if value is None or isinstance(value, str) or _is_bool(value) or _is_real(value):
+    if value is None or isinstance(value, str) or is_bool(value) or is_real(value):
         text = repr(value.item() if isinstance(value, np.generic) else value)
         return text if len(text) <= 80 else text[:77] + "..."
     if isinstance(value, jax.core.Tracer):
@@ -122,22 +126,23 @@ def fail(who: str, name: str, expectation: str, got: object, *,
 # Python values
 
 
-def _is_bool(value: object) -> TypeIs[bool | np.bool_[Any]]:
+def is_bool(value: object) -> TypeIs[bool | np.bool_[Any]]:
     """A Python or NumPy bool."""
     return isinstance(value, (bool, np.bool_))
 
 
-def _is_int(value: object) -> TypeIs[int | np.integer[Any]]:
-    """A Python or NumPy integer (Python bools included: refuse them first with ``_is_bool``)."""
+def is_int(value: object) -> TypeIs[int | np.integer[Any]]:
+    """A Python or NumPy integer (Python bools included: refuse them first with ``is_bool``)."""
     return isinstance(value, (int, np.integer))
 
 
-def _is_real(value: object) -> TypeIs[int | float | np.integer[Any] | np.floating[Any]]:
+def is_real(value: object) -> TypeIs[int | float | np.integer[Any] | np.floating[Any]]:
     """A Python or NumPy real number (Python bools included: refuse them first)."""
     return isinstance(value, (int, float, np.integer, np.floating))
 
 
-def _is_iterable(value: object) -> TypeIs[Iterable[object]]:
+def is_iterable(value: object) -> TypeIs[Iterable[object]]:
+    """An iterable (narrows ``value`` for type checkers)."""
     return isinstance(value, Iterable)
 
 
@@ -148,7 +153,7 @@ def is_traced(value: object) -> bool:
 
 def check_bool(value: object, who: str, name: str) -> bool:
     """``value`` as a Python bool (NumPy bools accepted); ``TypeError`` otherwise."""
-    if _is_bool(value):
+    if is_bool(value):
         return bool(value)
     fail(who, name, "a bool", value, error=TypeError)
 
@@ -161,7 +166,7 @@ def check_int(value: object, who: str, name: str, *, low: int | None = None,
         TypeError: ``value`` is not an integer (floats, bools and strings are refused).
         ValueError: ``value`` is outside ``[low, high]``.
     """
-    if _is_bool(value) or not _is_int(value):
+    if is_bool(value) or not is_int(value):
         fail(who, name, _int_range(low, high), value, error=TypeError)
     v = int(value)
     if (low is not None and v < low) or (high is not None and v > high):
@@ -181,13 +186,13 @@ def check_ints(value: object, n: int, who: str, name: str, *, low: int = 1) -> t
     ``TypeError`` for anything but ints; ``ValueError`` for a wrong length or an entry below ``low``.
     """
     expectation = f"an int or a sequence of {n} ints, each >= {low}"
-    if _is_bool(value):
+    if is_bool(value):
         fail(who, name, expectation, value, error=TypeError)
-    if _is_int(value):
+    if is_int(value):
         out: tuple[int, ...] = (int(value),) * n
     else:
         try:
-            if not _is_iterable(value):
+            if not is_iterable(value):
                 raise TypeError("not iterable")
             items: tuple[object, ...] = tuple(value)
             if any(isinstance(v, (bool, np.bool_)) for v in items):
@@ -207,9 +212,9 @@ def concrete_float(value: object, who: str, name: str) -> float | None:
 
     ``TypeError`` for bools, non-numbers and non-real dtypes; ``ValueError`` for non-scalar arrays.
     """
-    if _is_bool(value):
+    if is_bool(value):
         fail(who, name, "a number", value, error=TypeError)
-    if _is_real(value):
+    if is_real(value):
         return float(value)
     if _tree.is_array(value):
         if value.ndim != 0:
@@ -285,7 +290,7 @@ def check_hyperparameter(value: object, who: str, name: str, *, low: float | Non
         if schedule_ok:
             return
         fail(who, name, "a number or a scalar array (not a schedule)", value, error=TypeError)
-    if not (_is_bool(value) or _is_real(value) or _tree.is_array(value)):
+    if not (is_bool(value) or is_real(value) or _tree.is_array(value)):
         expectation = "a number, a scalar array or a schedule" if schedule_ok else "a number or a scalar array"
         fail(who, name, expectation, value, error=TypeError)
     check_number(value, who, name, low=low, high=high, low_open=low_open, high_open=high_open)
