@@ -10,14 +10,17 @@ that boundary is crossed; everything else in functrain calls these.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, cast
+
+import functools
 
 import jax
 from jax import lax
 
-from functrain.typing import Array, ArrayLike, PyTree
+from functrain.typing import Array, ArrayLike, DTypeLike, PyTree
 
-__all__ = ["device_put", "eval_shape", "jit", "lax_map", "reduce_window", "value_and_grad", "vjp"]
+__all__ = ["broadcasted_iota", "custom_jvp", "device_put", "dot_general", "eval_shape", "jit",
+           "lax_map", "platform_dependent", "reduce_window", "value_and_grad", "vjp"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -38,8 +41,8 @@ def value_and_grad(fn: Callable[..., Any], *, has_aux: bool = False,
 
 def vjp(fn: Callable[..., Any], *primals: Any) -> tuple[Any, Callable[..., tuple[Any, ...]]]:
     """``jax.vjp(fn, *primals)``: ``(fn(*primals), vjp_fn)``."""
-    out, pullback = jax.vjp(fn, *primals)  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]  # fun: bare Callable
-    return out, pullback
+    return cast("tuple[Any, Callable[..., tuple[Any, ...]]]",
+                jax.vjp(fn, *primals))  # pyright: ignore[reportUnknownMemberType]  # fun: bare Callable
 
 
 def eval_shape(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> PyTree:
@@ -54,8 +57,32 @@ def device_put(tree: PyTree, placement: Any) -> PyTree:
 
 def lax_map(fn: Callable[[X], R], xs: X, *, batch_size: int | None = None) -> R:
     """``lax.map(fn, xs, batch_size=batch_size)``: ``fn`` over the leading axis of ``xs``."""
-    out: R = lax.map(fn, xs, batch_size=batch_size)  # pyright: ignore[reportUnknownMemberType]  # f: unannotated
-    return out
+    return cast(R, lax.map(fn, xs, batch_size=batch_size))  # pyright: ignore[reportUnknownMemberType]  # f: unannotated
+
+
+def custom_jvp(*, nondiff_argnums: tuple[int, ...]) -> Callable[[Callable[..., R]], jax.custom_jvp[R]]:
+    """``functools.partial(jax.custom_jvp, nondiff_argnums=...)``, a decorator keeping ``fn``'s
+    return type (``custom_jvp[R]``; the plain partial is ``custom_jvp[Unknown]``)."""
+    return functools.partial(jax.custom_jvp, nondiff_argnums=nondiff_argnums)
+
+
+def platform_dependent(*args: Array, cpu: Callable[..., R], default: Callable[..., R]) -> R:
+    """``lax.platform_dependent(*args, cpu=cpu, default=default)``."""
+    return cast(R, lax.platform_dependent(*args, cpu=cpu, default=default))  # returns Unknown | Any
+
+
+def dot_general(lhs: Array, rhs: Array,
+                dimension_numbers: tuple[tuple[Sequence[int], Sequence[int]],
+                                         tuple[Sequence[int], Sequence[int]]]) -> Array:
+    """``lax.dot_general(lhs, rhs, dimension_numbers)``."""
+    return lax.dot_general(  # pyright: ignore[reportUnknownMemberType]  # precision: Unknown
+        lhs, rhs, dimension_numbers)
+
+
+def broadcasted_iota(dtype: DTypeLike, shape: Sequence[int], dimension: int) -> Array:
+    """``lax.broadcasted_iota(dtype, shape, dimension)``."""
+    return lax.broadcasted_iota(  # pyright: ignore[reportUnknownMemberType]  # sharding: Unknown
+        dtype, shape, dimension)
 
 
 def reduce_window(x: Array, init: ArrayLike, op: Callable[[Array, Array], Array],

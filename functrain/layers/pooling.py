@@ -108,8 +108,7 @@ def _pool(kind: str, x: Array, window: int | Sequence[int], stride: int | Sequen
     def stock(xx: Array) -> Array:
         return _window_pool(kind, xx, win, strides, pads)
 
-    y: Array = lax.platform_dependent(x, cpu=tiled, default=stock)
-    return y
+    return _jax.platform_dependent(x, cpu=tiled, default=stock)
 
 
 def _window_pool(kind: str, x: Array, win: tuple[int, ...], strides: tuple[int, ...], pads: PadSpec) -> Array:
@@ -260,7 +259,7 @@ def flatten(x: Float[Array, "*batch ..."], *, batch_dims: int = 1) -> Float[Arra
 
 def _flatten(x: Array, batch_dims: int, who: str) -> Array:
     n = _check_batch_dims(x, batch_dims, 0, who, "")
-    return jnp.reshape(x, tuple(x.shape[:n]) + (math.prod(x.shape[n:]),))
+    return x.reshape(tuple(x.shape[:n]) + (math.prod(x.shape[n:]),))
 
 
 def _pool_layer(kind: str, window: int | Sequence[int], stride: int | Sequence[int] | None,

@@ -20,7 +20,7 @@ import inspect
 import math
 import sys
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import jax
 
@@ -103,7 +103,7 @@ class Summary(NamedTuple):
 
 def _shape_text(shape: OutputShape) -> str:
     if shape and isinstance(shape[0], tuple):
-        return ", ".join(str(tuple(s)) for s in shape)
+        return ", ".join(str(s) for s in shape if isinstance(s, tuple))  # a tuple of shapes
     return str(tuple(shape))
 
 
@@ -144,7 +144,7 @@ def _sublayers(value: object) -> list[AnyLayer]:
     """The layers inside ``value`` (a layer, or tuples/lists of them, e.g. ``serial``'s stages)."""
     if isinstance(value, (Layer, Branches, Join)):
         return [value]
-    if isinstance(value, (tuple, list)):
+    if _tree.is_node_sequence(value):
         return [layer for item in value for layer in _sublayers(item)]
     return []
 
@@ -245,7 +245,7 @@ def summary(model: Layer, input_shape: Sequence[int]) -> Summary:
         Model state (not trained): 8
     """
     who = "summary"
-    if not isinstance(model, Layer):
+    if not isinstance(cast(object, model), Layer):  # the static type is not enforced
         _validate.fail(who, "model", "a Layer (e.g. serial(Dense(10), Relu))", model, error=TypeError)
     shape = check_input_shape(input_shape, who)
     rows: list[SummaryRow] = []
