@@ -19,7 +19,7 @@ from jax import lax
 
 from functrain.typing import Array, ArrayLike, DTypeLike, PyTree
 
-__all__ = ["broadcasted_iota", "custom_jvp", "device_put", "dot_general", "eval_shape", "jit",
+__all__ = ["broadcasted_iota", "cond", "custom_jvp", "device_put", "dot_general", "eval_shape", "jit",
            "lax_map", "platform_dependent", "reduce_window", "value_and_grad", "vjp"]
 
 P = ParamSpec("P")
@@ -58,6 +58,13 @@ def device_put(tree: PyTree, placement: Any) -> PyTree:
 def lax_map(fn: Callable[[X], R], xs: X, *, batch_size: int | None = None) -> R:
     """``lax.map(fn, xs, batch_size=batch_size)``: ``fn`` over the leading axis of ``xs``."""
     return cast(R, lax.map(fn, xs, batch_size=batch_size))  # pyright: ignore[reportUnknownMemberType]  # f: unannotated
+
+
+def cond(pred: Array | bool, true_fun: Callable[..., R], false_fun: Callable[..., R],
+         *operands: Any) -> R:
+    """``lax.cond(pred, true_fun, false_fun, *operands)``."""
+    return cast(R, lax.cond(  # pyright: ignore[reportUnknownMemberType]  # pred, operands: Unknown
+        pred, true_fun, false_fun, *operands))
 
 
 def custom_jvp(*, nondiff_argnums: tuple[int, ...]) -> Callable[[Callable[..., R]], jax.custom_jvp[R]]:

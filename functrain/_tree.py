@@ -39,6 +39,7 @@ __all__ = [
     "tree_leaves",
     "tree_leaves_with_path",
     "tree_map",
+    "tree_map_with_path",
     "tree_scale",
     "tree_structure",
     "tree_unflatten",
@@ -72,6 +73,12 @@ def tree_map(fn: Callable[..., Any], tree: PyTree, /, *rest: PyTree,
     bools, ``None`` placeholders) is a ``def`` with its own annotations (the last overload).
     """
     return jax.tree_util.tree_map(fn, tree, *rest, is_leaf=is_leaf)
+
+
+def tree_map_with_path(fn: Callable[[tuple[Any, ...], Any], Any], tree: PyTree) -> PyTree:
+    """``jax.tree_util.tree_map_with_path``: ``fn(key_path, leaf)`` on each leaf."""
+    # jax annotates ``f`` as a bare ``Callable`` (Unknown to pyright).
+    return jax.tree_util.tree_map_with_path(fn, tree)  # pyright: ignore[reportUnknownMemberType]
 
 
 def tree_leaves(tree: PyTree, is_leaf: Callable[[Any], bool] | None = None) -> list[Any]:

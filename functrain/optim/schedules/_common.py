@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import jax.numpy as jnp
-import numpy as np
 from jax.typing import ArrayLike
 
 from functrain import _validate
@@ -27,7 +26,7 @@ def check_boundaries(fn: str, name: str, boundaries: Sequence[object], got: obje
     """Non-negative, strictly increasing int boundaries (``got`` is what the message shows)."""
     out: list[int] = []
     for b in boundaries:
-        if isinstance(b, (bool, np.bool_)) or not isinstance(b, (int, np.integer)):
+        if _validate.is_bool(b) or not _validate.is_int(b):
             _validate.fail(fn, name, expectation, got, error=TypeError)
         out.append(int(b))
     if any(b < 0 for b in out) or any(b <= a for a, b in zip(out, out[1:])):
