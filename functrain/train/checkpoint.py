@@ -39,7 +39,7 @@ import hashlib
 import json
 import math
 import os
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import jax
 import jax.numpy as jnp
@@ -361,7 +361,7 @@ def _rebuild(entry: dict[str, Any], leaf: Any, payload: memoryview) -> Any:
     if entry["key_impl"] is not None:
         impl = entry["key_impl"]
         data = np.frombuffer(raw, dtype=np.uint32).reshape(shape + (-1,)).copy()
-        key: Array = jax.random.wrap_key_data(jnp.asarray(data), impl=impl)
+        key = cast(Array, jax.random.wrap_key_data(jnp.asarray(data), impl=impl))  # unannotated in jax
         return key if sharding is None else _jax.device_put(key, sharding)
     if isinstance(leaf, (bool, int, float, complex)) and not hasattr(leaf, "dtype"):
         arr = np.frombuffer(raw, dtype=np.asarray(leaf).dtype).reshape(shape)

@@ -26,7 +26,7 @@ Example (with the devices of this machine; one CPU device works too):
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
 import jax
 import numpy as np
@@ -52,7 +52,8 @@ DATA_AXIS = "data"
 S = TypeVar("S")
 
 
-def data_mesh(devices: Sequence[jax.Device] | None = None, *, axis_name: str = DATA_AXIS) -> Mesh:
+def data_mesh(devices: Sequence[jax.Device] | None = None,  # pyright: ignore[reportUnknownMemberType, reportUnknownParameterType, reportInvalidTypeForm]  # jaxlib re-exports Device as a variable
+              *, axis_name: str = DATA_AXIS) -> Mesh:
     """A one-dimensional device mesh with a single data-parallel axis.
 
     Args:
@@ -72,10 +73,11 @@ def data_mesh(devices: Sequence[jax.Device] | None = None, *, axis_name: str = D
         (('data',), (1,))
     """
     who = "data_mesh"
-    devs = list(jax.devices() if devices is None else devices)
+    devs: list[Any] = list(cast("list[Any]", jax.devices()  # pyright: ignore[reportUnknownMemberType]  # list[Device]
+                                if devices is None else devices))
     if not devs:
         _validate.fail(who, "devices", "a list of at least one device", devs)
-    if not isinstance(axis_name, str):
+    if not isinstance(cast(object, axis_name), str):  # the static type is not enforced
         _validate.fail(who, "axis_name", "a str", axis_name, error=TypeError)
     return Mesh(np.asarray(devs, dtype=object), (axis_name,))
 

@@ -19,7 +19,7 @@ compiled shape); since the permutation changes every epoch, every example is use
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -30,6 +30,9 @@ from functrain.train._labels import check_entry_labels
 from functrain.train.state import TS, TrainState
 from functrain.train.step import EvalStep, TrainStep
 from functrain.typing import Array, Metrics, PRNGKey, PyTree
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeIs
 
 __all__ = ["evaluate", "train_epoch"]
 
@@ -106,7 +109,11 @@ class _ByIdentity(Generic[F]):
         return id(self.fn)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, _ByIdentity) and other.fn is self.fn
+        return _is_by_identity(other) and other.fn is self.fn
+
+
+def _is_by_identity(x: object) -> TypeIs[_ByIdentity[Any]]:
+    return isinstance(x, _ByIdentity)
 
 
 def _static(fn: F) -> F | _ByIdentity[F]:
@@ -120,7 +127,7 @@ def _static(fn: F) -> F | _ByIdentity[F]:
 
 
 def _unwrap(fn: Any) -> Any:
-    return fn.fn if isinstance(fn, _ByIdentity) else fn
+    return fn.fn if _is_by_identity(fn) else fn
 
 
 def _traced(*trees: PyTree) -> bool:

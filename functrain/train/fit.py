@@ -122,7 +122,10 @@ _fit_epoch_jit = _jax.jit(fit_epoch, static_argnums=(0, 4), donate_argnums=(1,))
 
 def _copy_tree(tree: PyTree) -> PyTree:
     """Fresh device buffers for every array leaf (so ``fit`` can donate them without touching the caller's)."""
-    return _tree.tree_map(lambda x: jnp.array(x, copy=True) if isinstance(x, jax.Array) else x, tree)
+    def copy(x: Any) -> Any:  # array leaves are copied, any other leaf is kept
+        return jnp.array(x, copy=True) if isinstance(x, jax.Array) else x
+
+    return _tree.tree_map(copy, tree)
 
 
 @dataclass(frozen=True)

@@ -90,8 +90,10 @@ def _batch_indices(key: PRNGKey, n: int, batch_size: int, steps: int) -> Array:
     """``(steps, batch_size)`` indices: shuffled epochs back to back, last partial batches dropped."""
     per_epoch = n // batch_size
     epochs = math.ceil(steps / per_epoch)
-    perms = jax.vmap(lambda k: jax.random.permutation(k, n)[: per_epoch * batch_size])(
-        jax.random.split(key, epochs))
+    def permutation(k: PRNGKey) -> Array:
+        return jax.random.permutation(k, n)[: per_epoch * batch_size]
+
+    perms = jax.vmap(permutation)(jax.random.split(key, epochs))
     return perms.reshape(epochs * per_epoch, batch_size)[:steps]
 
 

@@ -49,7 +49,6 @@ from typing import Any, Generic, NamedTuple, TypeVar
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
 from functrain import _jax, _tree, _validate
 from functrain.typing import Array, PRNGKey, PyTree
@@ -147,7 +146,7 @@ def summarize(results: PyTree, *, axis: int = 0) -> PyTree:
     axis = _validate.check_int(axis, "summarize", "axis", low=0)
 
     def one(x: Any) -> Stats | None:
-        if isinstance(x, (jax.Array, np.ndarray)) and x.ndim > axis and (
+        if _tree.is_array(x) and x.ndim > axis and (
                 jnp.issubdtype(x.dtype, jnp.number) or x.dtype == jnp.bool_):
             return _stats(jnp.asarray(x), axis)
         return None
@@ -224,13 +223,13 @@ def grid(**axes: Sequence[float] | Array) -> dict[str, Array]:
     """
     if not axes:
         _validate.fail("grid", "axes", "at least one named axis, e.g. grid(lr=[0.1, 0.01])", axes)
-    values = {}
+    values: dict[str, Array] = {}
     for name, v in axes.items():
         a = jnp.asarray(v)
         if a.ndim != 1 or a.shape[0] == 0:
             _validate.fail("grid", name, "a non-empty 1-d sequence of values", a)
         values[name] = a
-    mesh = jnp.meshgrid(*values.values(), indexing="ij")
+    mesh: list[Array] = jnp.meshgrid(*values.values(), indexing="ij")
     return {name: m.reshape(-1) for name, m in zip(values, mesh)}
 
 

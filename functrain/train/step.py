@@ -40,7 +40,8 @@ import jax.numpy as jnp
 from functrain import _jax, _tree, _validate
 from functrain.optim.base import GradientTransformation, TransformationLike, apply_updates
 from functrain.optim.guards import SkipNonfiniteState
-from functrain.train.classifier import ClassifierLoss, classifier_loss  # noqa: F401 (their old home)
+from functrain.train.classifier import ClassifierLoss as ClassifierLoss  # their old home
+from functrain.train.classifier import classifier_loss as classifier_loss
 from functrain.train.state import TrainState
 from functrain.typing import Array, LossFn, Metrics, PRNGKey, PyTree
 
@@ -112,14 +113,17 @@ def loss_value_and_grad(loss_fn: LossFn, who: str) -> Any:
 
 def _check_loss_output(out: object, who: str) -> tuple[Array, PyTree, Mapping[str, Array]]:
     """The ``(loss, model_state, metrics)`` a loss function returned, checked at trace time."""
-    if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], tuple) and len(out[1]) == 2):
+    if not (_tree.is_tuple(out) and len(out) == 2 and _tree.is_tuple(out[1]) and len(out[1]) == 2):
         raise TypeError(f"{who}: argument 'loss_fn' must be a function returning (loss, (new_model_state, metrics)), "
                         f"got a return value of {_validate.describe(out)}")
+    loss: Array
+    model_state: PyTree
+    metrics: object
     loss, (model_state, metrics) = out
     if jnp.shape(loss) != ():
         raise ValueError(f"{who}: argument 'loss_fn' must be a function returning a scalar loss, got a loss of "
                          f"shape {jnp.shape(loss)}")
-    if not isinstance(metrics, Mapping):
+    if not _tree.is_mapping(metrics):
         raise TypeError(f"{who}: argument 'loss_fn' must be a function returning metrics as a mapping of names to "
                         f"scalars, got metrics of {_validate.describe(metrics)}")
     return loss, model_state, metrics
