@@ -32,7 +32,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, Protocol, overload
 
 import jax
 import jax.numpy as jnp
@@ -283,6 +283,20 @@ def _training_mode(loss_fn: object) -> bool:
     return isinstance(loss_fn, functools.partial) and loss_fn.keywords.get("train") is True
 
 
+if TYPE_CHECKING:
+    from typing_extensions import deprecated
+else:  # the marker is for type checkers only: no run-time dependency, no wrapper
+    def deprecated(message: str) -> Any:
+        return lambda fn: fn
+
+
+@overload
+@deprecated("make_eval_step refuses a training-mode loss (it would evaluate with dropout on and "
+            "batch statistics): build it with classifier_loss(apply, train=False)")
+def make_eval_step(loss_fn: ClassifierLoss[Literal[True]], *,
+                   key: PRNGKey | None = None) -> NoReturn: ...
+@overload
+def make_eval_step(loss_fn: LossFn, *, key: PRNGKey | None = None) -> EvalStep: ...
 def make_eval_step(loss_fn: LossFn, *, key: PRNGKey | None = None) -> EvalStep:
     """Build the pure evaluation step ``eval_step(state, batch) -> metrics``.
 
@@ -293,8 +307,10 @@ def make_eval_step(loss_fn: LossFn, *, key: PRNGKey | None = None) -> EvalStep:
     batch-norm statistics), and no gradient is computed. A loss function that declares training
     mode is refused, since it would evaluate with dropout on and batch statistics: an object with
     ``train`` set to ``True`` (a :class:`ClassifierLoss` from ``classifier_loss(apply,
-    train=True)``) or a ``functools.partial`` with the keyword ``train=True``. (The type checker
-    cannot refuse it: a training loss has the same call signature as an evaluation one.)
+    train=True)``) or a ``functools.partial`` with the keyword ``train=True``. Type checkers
+    refuse the first statically too: ``classifier_loss(apply, train=True)`` is a
+    ``ClassifierLoss[Literal[True]]``, which selects a deprecated overload returning ``NoReturn``
+    (mypy with the ``deprecated`` error code, pyright's ``reportDeprecated``).
 
     Args:
         loss_fn: an evaluation loss function with the :class:`~functrain.typing.LossFn` signature.
