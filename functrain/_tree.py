@@ -6,7 +6,7 @@ signatures; everything else calls these helpers.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias, overload
 
 import jax
@@ -25,10 +25,14 @@ __all__ = [
     "TreeDef",
     "describe_difference",
     "is_array",
+    "is_bool",
+    "is_int",
+    "is_iterable",
     "is_list",
     "is_mapping",
     "is_node_dict",
     "is_node_sequence",
+    "is_real",
     "is_sequence",
     "is_tuple",
     "is_float_array",
@@ -108,6 +112,26 @@ def tree_structure(tree: PyTree) -> TreeDef:
 def tree_unflatten(treedef: TreeDef, leaves: Sequence[Any]) -> PyTree:
     """Rebuild a pytree from its definition and leaves."""
     return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+def is_bool(value: object) -> TypeIs[bool | np.bool_[Any]]:
+    """A Python or NumPy bool."""
+    return isinstance(value, (bool, np.bool_))
+
+
+def is_int(value: object) -> TypeIs[int | np.integer[Any]]:
+    """A Python or NumPy integer (Python bools included: refuse them first with ``is_bool``)."""
+    return isinstance(value, (int, np.integer))
+
+
+def is_real(value: object) -> TypeIs[int | float | np.integer[Any] | np.floating[Any]]:
+    """A Python or NumPy real number (Python bools included: refuse them first)."""
+    return isinstance(value, (int, float, np.integer, np.floating))
+
+
+def is_iterable(value: object) -> TypeIs[Iterable[object]]:
+    """An iterable (narrows ``value`` for type checkers)."""
+    return isinstance(value, Iterable)
 
 
 def is_array(x: object) -> TypeIs[Array | np.ndarray[Any, Any]]:

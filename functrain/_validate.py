@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Collection, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from collections.abc import Collection, Sequence
+from typing import Any, NoReturn, TypeVar
 
 import jax
 import jax.core
@@ -28,9 +28,6 @@ import numpy as np
 
 from functrain import _tree
 from functrain.typing import PyTree
-
-if TYPE_CHECKING:
-    from typing_extensions import TypeIs
 
 __all__ = [
     "INT32_MAX",
@@ -55,10 +52,6 @@ __all__ = [
     "concrete_float",
     "describe",
     "fail",
-    "is_bool",
-    "is_int",
-    "is_iterable",
-    "is_real",
     "is_traced",
     "message",
 ]
@@ -80,7 +73,7 @@ def describe(value: object) -> str:
     (``an array of shape (2, 3) and dtype float32``), traced arrays as such; functions by name;
     anything else by type and (shortened) ``repr``.
     """
-    if value is None or isinstance(value, str) or is_bool(value) or is_real(value):
+    if value is None or isinstance(value, str) or _tree.is_bool(value) or _tree.is_real(value):
         text = repr(value.item() if isinstance(value, np.generic) else value)
         return text if len(text) <= 80 else text[:77] + "..."
     if isinstance(value, jax.core.Tracer):
@@ -126,26 +119,6 @@ def fail(who: str, name: str, expectation: str, got: object, *,
 # Python values
 
 
-def is_bool(value: object) -> TypeIs[bool | np.bool_[Any]]:
-    """A Python or NumPy bool."""
-    return isinstance(value, (bool, np.bool_))
-
-
-def is_int(value: object) -> TypeIs[int | np.integer[Any]]:
-    """A Python or NumPy integer (Python bools included: refuse them first with ``is_bool``)."""
-    return isinstance(value, (int, np.integer))
-
-
-def is_real(value: object) -> TypeIs[int | float | np.integer[Any] | np.floating[Any]]:
-    """A Python or NumPy real number (Python bools included: refuse them first)."""
-    return isinstance(value, (int, float, np.integer, np.floating))
-
-
-def is_iterable(value: object) -> TypeIs[Iterable[object]]:
-    """An iterable (narrows ``value`` for type checkers)."""
-    return isinstance(value, Iterable)
-
-
 def is_traced(value: object) -> bool:
     """Whether ``value`` is a tracer (inside ``jit``/``vmap``/``grad``): its value is unknown."""
     return isinstance(value, jax.core.Tracer)
@@ -153,7 +126,7 @@ def is_traced(value: object) -> bool:
 
 def check_bool(value: object, who: str, name: str) -> bool:
     """``value`` as a Python bool (NumPy bools accepted); ``TypeError`` otherwise."""
-    if is_bool(value):
+    if _tree.is_bool(value):
         return bool(value)
     fail(who, name, "a bool", value, error=TypeError)
 
@@ -166,7 +139,7 @@ def check_int(value: object, who: str, name: str, *, low: int | None = None,
         TypeError: ``value`` is not an integer (floats, bools and strings are refused).
         ValueError: ``value`` is outside ``[low, high]``.
     """
-    if is_bool(value) or not is_int(value):
+    if _tree.is_bool(value) or not _tree.is_int(value):
         fail(who, name, _int_range(low, high), value, error=TypeError)
     v = int(value)
     if (low is not None and v < low) or (high is not None and v > high):
@@ -186,13 +159,13 @@ def check_ints(value: object, n: int, who: str, name: str, *, low: int = 1) -> t
     ``TypeError`` for anything but ints; ``ValueError`` for a wrong length or an entry below ``low``.
     """
     expectation = f"an int or a sequence of {n} ints, each >= {low}"
-    if is_bool(value):
+    if _tree.is_bool(value):
         fail(who, name, expectation, value, error=TypeError)
-    if is_int(value):
+    if _tree.is_int(value):
         out: tuple[int, ...] = (int(value),) * n
     else:
         try:
-            if not is_iterable(value):
+            if not _tree.is_iterable(value):
                 raise TypeError("not iterable")
             items: tuple[object, ...] = tuple(value)
             if any(isinstance(v, (bool, np.bool_)) for v in items):
@@ -212,9 +185,9 @@ def concrete_float(value: object, who: str, name: str) -> float | None:
 
     ``TypeError`` for bools, non-numbers and non-real dtypes; ``ValueError`` for non-scalar arrays.
     """
-    if is_bool(value):
+    if _tree.is_bool(value):
         fail(who, name, "a number", value, error=TypeError)
-    if is_real(value):
+    if _tree.is_real(value):
         return float(value)
     if _tree.is_array(value):
         if value.ndim != 0:
@@ -290,7 +263,7 @@ def check_hyperparameter(value: object, who: str, name: str, *, low: float | Non
         if schedule_ok:
             return
         fail(who, name, "a number or a scalar array (not a schedule)", value, error=TypeError)
-    if not (is_bool(value) or is_real(value) or _tree.is_array(value)):
+    if not (_tree.is_bool(value) or _tree.is_real(value) or _tree.is_array(value)):
         expectation = "a number, a scalar array or a schedule" if schedule_ok else "a number or a scalar array"
         fail(who, name, expectation, value, error=TypeError)
     check_number(value, who, name, low=low, high=high, low_open=low_open, high_open=high_open)

@@ -105,13 +105,13 @@ def _leading_axes(axis: int | Sequence[int], ndim: int, who: str) -> tuple[int, 
     expectation = ("an int or a sequence of ints naming the leading axes (0, ..., k-1), "
                    "e.g. 0 or (0, 1, 2)")
     raw = cast(object, axis)  # the static type is not enforced
-    if _validate.is_bool(raw) or not (_validate.is_int(raw) or _tree.is_sequence(raw)):
+    if _tree.is_bool(raw) or not (_tree.is_int(raw) or _tree.is_sequence(raw)):
         _validate.fail(who, "axis", expectation, axis, error=TypeError)
-    items: list[object] = [raw] if _validate.is_int(raw) else list(raw)
-    if any(_validate.is_bool(a) or not _validate.is_int(a) for a in items):
+    items: list[object] = [raw] if _tree.is_int(raw) else list(raw)
+    if any(_tree.is_bool(a) or not _tree.is_int(a) for a in items):
         _validate.fail(who, "axis", expectation, axis, error=TypeError)
     k = len(items)
-    if k == 0 or sorted(int(a) for a in items if _validate.is_int(a)) != list(range(k)):
+    if k == 0 or sorted(int(a) for a in items if _tree.is_int(a)) != list(range(k)):
         _validate.fail(who, "axis", expectation, axis)
     if k > ndim:
         _validate.fail(who, "axis", f"at most the {ndim} axes of 'x' (of rank {ndim})", axis)

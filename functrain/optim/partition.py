@@ -66,7 +66,7 @@ class MaskedNode(NamedTuple):
 
 def _flag(who: str, name: str, leaf: object) -> bool:
     """A mask leaf as a Python bool: bools and concrete boolean scalars only."""
-    if _validate.is_bool(leaf):
+    if _tree.is_bool(leaf):
         return bool(leaf)
     if (_tree.is_array(leaf) and leaf.dtype == np.bool_ and leaf.ndim == 0
             and not _validate.is_traced(leaf)):

@@ -77,7 +77,7 @@ def _is_mask_function(mask: DecayMask) -> bool:
 
 def _masked_leaf(flag: Any, g: Any, p: Any, decay: Callable[[Any, Any], Any]) -> Any:
     """Apply ``decay`` to the subtree ``(g, p)`` where the mask leaf ``flag`` says so."""
-    if _validate.is_bool(flag):
+    if _tree.is_bool(flag):
         return tree_map(decay, g, p) if flag else g
     if _tree.is_array(flag) and flag.dtype == jnp.bool_:
         return tree_map(lambda gi, pi: jnp.where(flag, decay(gi, pi), gi), g, p)
