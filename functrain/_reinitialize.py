@@ -81,8 +81,6 @@ def _reinitialize_equinox_layer(layer: Any, key: PRNGKey, weight_init: Initializ
     drawing those shapes directly would swap the fans. The kernel is drawn as ``(in, out)`` /
     HWIO ``(*spatial, in, out)`` (so :func:`compute_fans` sees the right fans) and transposed.
     """
-    import equinox as eqx
-
     w_key, b_key = jax.random.split(key)
     weight = layer.weight
     if is_weight(weight):
@@ -90,22 +88,31 @@ def _reinitialize_equinox_layer(layer: Any, key: PRNGKey, weight_init: Initializ
         drawn_shape = (*weight.shape[2:], weight.shape[1], weight.shape[0])
         drawn = weight_init(w_key, drawn_shape, weight.dtype)
         new_weight = jnp.transpose(drawn, (n_spatial + 1, n_spatial, *range(n_spatial)))
-        layer = eqx.tree_at(lambda m: m.weight, layer, new_weight)
+        layer = _replace_field(layer, "weight", new_weight)
     bias = layer.bias
     if bias is not None and is_bias(jnp.ravel(bias)):
-        layer = eqx.tree_at(lambda m: m.bias, layer, bias_init(b_key, bias.shape, bias.dtype))
+        layer = _replace_field(layer, "bias", bias_init(b_key, bias.shape, bias.dtype))
     return layer
+
+
+def _replace_field(layer: Any, field: str, value: Array) -> Any:
+    """``eqx.tree_at`` replacing the array ``layer.<field>`` by ``value``."""
+    import equinox as eqx
+
+    def where(module: Any) -> Any:
+        return getattr(module, field)
+
+    # equinox annotates tree_at with jaxtyping's PyTree, which pyright resolves to Unknown.
+    return eqx.tree_at(where, layer, value)  # pyright: ignore[reportUnknownMemberType]
 
 
 def _reset_equinox_norm(layer: Any) -> Any:
     """An equinox normalization layer with ``weight = 1`` and ``bias = 0`` (its initial values;
     ``None`` fields, and the running statistics of ``eqx.nn.BatchNorm``, are kept)."""
-    import equinox as eqx
-
     if getattr(layer, "weight", None) is not None:
-        layer = eqx.tree_at(lambda m: m.weight, layer, jnp.ones_like(layer.weight))
+        layer = _replace_field(layer, "weight", jnp.ones_like(layer.weight))
     if getattr(layer, "bias", None) is not None:
-        layer = eqx.tree_at(lambda m: m.bias, layer, jnp.zeros_like(layer.bias))
+        layer = _replace_field(layer, "bias", jnp.zeros_like(layer.bias))
     return layer
 
 
@@ -209,9 +216,9 @@ def reinitialize(
                              "LayerNormParams", "BatchNormState")
     weight_norms = _functrain_types("functrain.layers.weight_norm", "WeightNormParams")
     units = eqx_layers + eqx_norms + norms + weight_norms
-    leaves, treedef = jax.tree_util.tree_flatten(
+    leaves, treedef = _tree.tree_flatten(
         tree, is_leaf=(lambda x: isinstance(x, units)) if units else None)
-    out = []
+    out: list[Any] = []
     position = 0  # the leaf's position in the plain flattening (an eqx Linear/Conv counts once)
     for leaf in leaves:
         k = jax.random.fold_in(key, position)

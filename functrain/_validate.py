@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Sequence
 from typing import Any, NoReturn, TypeVar
 
 import jax
+import jax.core
 import numpy as np
 
 from functrain import _tree
@@ -72,17 +73,17 @@ def describe(value: object) -> str:
     (``an array of shape (2, 3) and dtype float32``), traced arrays as such; functions by name;
     anything else by type and (shortened) ``repr``.
     """
-    if value is None or isinstance(value, (bool, int, float, str, np.bool_, np.integer, np.floating)):
+    if value is None or isinstance(value, str) or _tree.is_bool(value) or _tree.is_real(value):
         text = repr(value.item() if isinstance(value, np.generic) else value)
         return text if len(text) <= 80 else text[:77] + "..."
     if isinstance(value, jax.core.Tracer):
         return f"a traced array of shape {tuple(value.shape)} and dtype {value.dtype}"
-    if isinstance(value, (jax.Array, np.ndarray)):
+    if _tree.is_array(value):
         if value.ndim == 0 and value.size == 1:
             return f"{value.item()!r} (a 0-d array of dtype {value.dtype})"
         return f"an array of shape {tuple(value.shape)} and dtype {value.dtype}"
-    if isinstance(value, tuple) and hasattr(value, "_fields") and any(
-            callable(getattr(value, f)) for f in value._fields):
+    fields: tuple[str, ...] = getattr(value, "_fields", ()) if issubclass(type(value), tuple) else ()
+    if any(callable(getattr(value, f)) for f in fields):
         return f"a {type(value).__name__} value"  # e.g. a Layer: its functions' reprs say nothing
     if callable(value) and hasattr(value, "__name__") and not isinstance(value, type):
         return f"the function {value.__name__}"
@@ -125,7 +126,7 @@ def is_traced(value: object) -> bool:
 
 def check_bool(value: object, who: str, name: str) -> bool:
     """``value`` as a Python bool (NumPy bools accepted); ``TypeError`` otherwise."""
-    if isinstance(value, (bool, np.bool_)):
+    if _tree.is_bool(value):
         return bool(value)
     fail(who, name, "a bool", value, error=TypeError)
 
@@ -138,7 +139,7 @@ def check_int(value: object, who: str, name: str, *, low: int | None = None,
         TypeError: ``value`` is not an integer (floats, bools and strings are refused).
         ValueError: ``value`` is outside ``[low, high]``.
     """
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+    if _tree.is_bool(value) or not _tree.is_int(value):
         fail(who, name, _int_range(low, high), value, error=TypeError)
     v = int(value)
     if (low is not None and v < low) or (high is not None and v > high):
@@ -158,13 +159,13 @@ def check_ints(value: object, n: int, who: str, name: str, *, low: int = 1) -> t
     ``TypeError`` for anything but ints; ``ValueError`` for a wrong length or an entry below ``low``.
     """
     expectation = f"an int or a sequence of {n} ints, each >= {low}"
-    if isinstance(value, (bool, np.bool_)):
+    if _tree.is_bool(value):
         fail(who, name, expectation, value, error=TypeError)
-    if isinstance(value, (int, np.integer)):
+    if _tree.is_int(value):
         out: tuple[int, ...] = (int(value),) * n
     else:
         try:
-            if not isinstance(value, Iterable):
+            if not _tree.is_iterable(value):
                 raise TypeError("not iterable")
             items: tuple[object, ...] = tuple(value)
             if any(isinstance(v, (bool, np.bool_)) for v in items):
@@ -184,11 +185,11 @@ def concrete_float(value: object, who: str, name: str) -> float | None:
 
     ``TypeError`` for bools, non-numbers and non-real dtypes; ``ValueError`` for non-scalar arrays.
     """
-    if isinstance(value, (bool, np.bool_)):
+    if _tree.is_bool(value):
         fail(who, name, "a number", value, error=TypeError)
-    if isinstance(value, (int, float, np.integer, np.floating)):
+    if _tree.is_real(value):
         return float(value)
-    if isinstance(value, (jax.Array, np.ndarray)):
+    if _tree.is_array(value):
         if value.ndim != 0:
             fail(who, name, "a scalar", value)
         if not (np.issubdtype(value.dtype, np.floating) or np.issubdtype(value.dtype, np.integer)):
@@ -206,7 +207,7 @@ def _range_text(low: float | None, high: float | None, low_open: bool, high_open
                 finite: bool) -> str:
     if low is not None and high is not None:
         return f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-    parts = []
+    parts: list[str] = []
     if low is not None:
         parts.append(f"{'>' if low_open else '>='} {low:g}")
     if high is not None:
@@ -262,8 +263,7 @@ def check_hyperparameter(value: object, who: str, name: str, *, low: float | Non
         if schedule_ok:
             return
         fail(who, name, "a number or a scalar array (not a schedule)", value, error=TypeError)
-    if not isinstance(value, (bool, np.bool_, int, float, np.integer, np.floating, jax.Array,
-                              np.ndarray)):
+    if not (_tree.is_bool(value) or _tree.is_real(value) or _tree.is_array(value)):
         expectation = "a number, a scalar array or a schedule" if schedule_ok else "a number or a scalar array"
         fail(who, name, expectation, value, error=TypeError)
     check_number(value, who, name, low=low, high=high, low_open=low_open, high_open=high_open)
@@ -398,7 +398,7 @@ def check_labels(labels: object, num_classes: int | None, who: str, name: str = 
     """
     if is_traced(labels):
         return
-    if not isinstance(labels, (jax.Array, np.ndarray)):
+    if not _tree.is_array(labels):
         fail(who, name, "an array of integer class labels", labels, error=TypeError)
     arr = np.asarray(labels)
     if not np.issubdtype(arr.dtype, np.integer):
@@ -421,7 +421,7 @@ def check_labels(labels: object, num_classes: int | None, who: str, name: str = 
 
 def check_key(key: object, who: str, name: str = "key") -> None:
     """One PRNG key: a typed key scalar (``jax.random.key``) or a raw ``uint32[2]`` key."""
-    if isinstance(key, (jax.Array, np.ndarray)):
+    if _tree.is_array(key):
         if jax.numpy.issubdtype(key.dtype, jax.dtypes.prng_key) and key.ndim == 0:
             return
         if key.dtype == np.uint32 and key.shape == (2,):

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
+from typing import cast
 from pathlib import Path
 
 import jax
@@ -91,7 +92,7 @@ def enable(directory: str | os.PathLike[str] | None = None, *,
         >>> compilation_cache.enable(environ={"FUNCTRAIN_CACHE": "off"}) is None
         True
     """
-    if directory is not None and not isinstance(directory, (str, os.PathLike)):
+    if directory is not None and not isinstance(cast(object, directory), (str, os.PathLike)):
         _validate.fail("enable", "directory", "a path or None", directory, error=TypeError)
     chosen = default_directory(environ) if directory is None else os.fspath(directory)
     if chosen is None:
@@ -101,7 +102,8 @@ def enable(directory: str | os.PathLike[str] | None = None, *,
         path.mkdir(parents=True, exist_ok=True)
     except OSError:
         return None
-    update: Callable[[str, object], None] = jax.config.update  # untyped in jax
+    update = cast(Callable[[str, object], None],
+                  jax.config.update)  # pyright: ignore[reportUnknownMemberType]  # untyped in jax
     update("jax_compilation_cache_dir", str(path))
     update("jax_persistent_cache_min_compile_time_secs", 0.0)
     update("jax_persistent_cache_min_entry_size_bytes", 0)

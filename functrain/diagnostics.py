@@ -25,7 +25,7 @@ record) can be measured by :func:`activation_stats`.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, cast
 
 import jax
 import jax.numpy as jnp
@@ -143,7 +143,7 @@ def to_metrics(tree: PyTree, prefix: str = "") -> dict[str, Array]:
         >>> {k: float(v) for k, v in ft.diagnostics.to_metrics(norms, "grad_norm").items()}
         {'grad_norm[0]': 5.0, 'grad_norm[1]': 2.0}
     """
-    if not isinstance(prefix, str):
+    if not isinstance(cast(object, prefix), str):  # the static type is not enforced
         _validate.fail("to_metrics", "prefix", "a str", prefix, error=TypeError)
     return {prefix + path: jnp.asarray(leaf) for path, leaf in _tree.tree_leaves_with_path(tree)}
 
@@ -212,10 +212,10 @@ def _check_layers(layers: object, params: object, state: object, who: str) -> in
         _validate.fail(who, "layers", "a sequence of layers (wrap a single layer in a list)",
                        layers, error=TypeError)
     for name, value in (("layers", layers), ("params", params), ("state", state)):
-        if not isinstance(value, Sequence) or isinstance(value, str):
+        if not _tree.is_sequence(value) or isinstance(value, str):
             _validate.fail(who, name, "a sequence (one entry per layer)", value, error=TypeError)
-    assert isinstance(layers, Sequence) and isinstance(params, Sequence)
-    assert isinstance(state, Sequence)
+    assert _tree.is_sequence(layers) and _tree.is_sequence(params)
+    assert _tree.is_sequence(state)
     n = len(layers)
     if n == 0:
         _validate.fail(who, "layers", "a non-empty sequence of layers", layers)
@@ -282,7 +282,9 @@ def activation_stats(
     train = _validate.check_bool(train, who, "train")
     h: Any = jnp.asarray(x)
     keys = None if key is None else jax.random.split(key, n)
-    means, stds, zeros = [], [], []
+    means: list[Array] = []
+    stds: list[Array] = []
+    zeros: list[Array] = []
     for position, (layer, p, s) in enumerate(zip(layers, params, state, strict=True)):
         k = None if keys is None else keys[position]
         h, _ = layer.apply(p, s, h, key=k, train=train)
@@ -398,11 +400,14 @@ def signal_propagation(
     h = jax.random.normal(k_x, (batch, width), weights[0].dtype)
     cotangent = jax.random.normal(k_c, (batch, width), weights[0].dtype)
     zs: list[Array] = []
-    activation_vjps = []
+    activation_vjps: list[Callable[[Array], tuple[Array]]] = []
     for w in weights:
         z = h @ w
         zs.append(z)
-        h, vjp = jax.vjp(activation, z)
+        # jax annotates vjp's ``fun`` as a bare Callable (Unknown to pyright); diagnostics sits at
+        # the bottom of the library, so it does not use the typed wrapper in functrain._jax.
+        h, vjp = cast("tuple[Array, Callable[[Array], tuple[Array]]]",
+                      jax.vjp(activation, z))  # pyright: ignore[reportUnknownMemberType]
         activation_vjps.append(vjp)
     # Backward: dL/dh_depth = c; dL/dz_l = activation'(z_l) * dL/dh_l; dL/dh_{l-1} = dL/dz_l W_l^T.
     grads: list[Array] = []

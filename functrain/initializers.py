@@ -391,7 +391,7 @@ def orthogonal(gain: float = 1.0) -> Initializer:
             _validate.fail("orthogonal", "shape", "a shape of rank >= 2", s)
         rows, cols = math.prod(s[:-1]), s[-1]
         q, r = jnp.linalg.qr(jax.random.normal(key, (max(rows, cols), min(rows, cols)), sdt))
-        q = q * jnp.where(jnp.diagonal(r) < 0, -1.0, 1.0).astype(q.dtype)
+        q = q * jnp.where(r.diagonal() < 0, -1.0, 1.0).astype(q.dtype)
         return (gain * (q.T if rows < cols else q)).reshape(s)
 
     return _initializer("orthogonal", draw)

@@ -15,11 +15,15 @@ Example:
     (2, 'adam')
 """
 
+# matplotlib's stubs leave the ``**kwargs`` of nearly every Axes/Figure method unannotated, so
+# pyright reports each method as partially unknown; this one rule is off in this file only.
+# pyright: reportUnknownMemberType=false
+
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 import jax
 import jax.numpy as jnp
@@ -31,6 +35,7 @@ from functrain.typing import ArrayLike, Schedule
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
+    from typing_extensions import TypeIs
     from matplotlib.figure import Figure
 
     from functrain.train.lr_find import LRFindResult  # the type only: plotting imports no training
@@ -76,15 +81,23 @@ def _finish(axes: Axes, title: str, xlabel: str, ylabel: str, log_y: bool, integ
 
 
 def _labelled(items: object, name: str, who: str) -> Mapping[str, Any]:
-    if not isinstance(items, Mapping):
+    if not _is_mapping(items):
         fail(who, name, "a mapping from label to data", items, error=TypeError)
     if len(items) == 0:
         fail(who, name, "a non-empty mapping from label to data", items)
     return items
 
 
+def _is_mapping(items: object) -> TypeIs[Mapping[str, Any]]:
+    return isinstance(items, Mapping)
+
+
+def _is_sequence(value: object) -> TypeIs[Sequence[object]]:
+    return isinstance(value, Sequence)
+
+
 def _check_pair(value: object, who: str, name: str) -> None:
-    if value is not None and (not isinstance(value, Sequence) or len(value) != 2):
+    if value is not None and (not _is_sequence(value) or len(value) != 2):
         fail(who, name, "a pair (low, high) or None", value, error=TypeError)
 
 
@@ -212,7 +225,7 @@ def plot_curves(histories: Mapping[str, Values], *, title: str = "Training curve
     _check_pair(ylim, who, "ylim")
     figure, axes = _axes_or_new(ax, who)
     for label, arr in curves.items():
-        epochs = np.arange(1, arr.shape[1] + 1)
+        epochs = np.arange(1, int(arr.shape[1]) + 1)
         mean, std = _nan_mean_std(arr)
         seeds = arr.shape[0]
         name = f"{label} ({seeds} seeds)" if seeds > 1 and legend else label
@@ -347,7 +360,7 @@ def plot_signal_propagation(results: Mapping[str, SignalPropagation], *,
         for label, res in results.items():
             values = np.asarray(getattr(res, field), np.float64)
             values = np.where(np.isfinite(values) & (values > 0), values, np.nan)
-            axes.plot(np.arange(1, values.shape[0] + 1), values, marker="o", markersize=3, label=label)
+            axes.plot(np.arange(1, int(values.shape[0]) + 1), values, marker="o", markersize=3, label=label)
         axes.axhline(1.0, color="grey", linestyle="--", linewidth=1)
         _finish(axes, subtitle, "layer", ylabel, log_y=True)
         axes.legend(loc="best", fontsize="small")
@@ -430,7 +443,7 @@ def plot_lr_find(result: LRFindResult, *, title: str = "Learning-rate range test
         ('log', 3)
     """
     from functrain.train.lr_find import LRFindResult as _Result  # imported here: plotting sits on top
-    if not isinstance(result, _Result):
+    if not isinstance(cast(object, result), _Result):  # the static type is not enforced
         fail("plot_lr_find", "result", "an LRFindResult (from ft.train.lr_find)", result, error=TypeError)
     lrs = np.asarray(result.lrs, np.float64).reshape(-1, np.shape(result.lrs)[-1])[0]
     mean, std = _nan_mean_std(np.asarray(result.losses, np.float64).reshape(-1, lrs.shape[0]))

@@ -80,4 +80,4 @@ def test_label_smoothing_takes_part_in_equality_and_repr() -> None:
 def test_label_smoothing_out_of_range_is_refused(bad: object, error: type[Exception]) -> None:
     model, *_ = _model_and_batch()
     with pytest.raises(error, match=r"classifier_loss: argument 'label_smoothing' must be"):
-        train.classifier_loss(model.apply, train=True, label_smoothing=bad)  # type: ignore[arg-type]  # bad on purpose
+        train.classifier_loss(model.apply, train=True, label_smoothing=bad)  # type: ignore[call-overload]  # bad on purpose

@@ -16,7 +16,7 @@ import os
 import zipfile
 import zlib
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import numpy as np
 
@@ -28,10 +28,11 @@ StrPath = str | os.PathLike[str]
 try:
     import lzma
 
-    STREAM_ERRORS: tuple[type[Exception], ...] = (zlib.error, EOFError, zipfile.BadZipFile,
+    _stream_errors: tuple[type[Exception], ...] = (zlib.error, EOFError, zipfile.BadZipFile,
                                                    lzma.LZMAError)
 except ImportError:  # pragma: no cover - Python built without lzma
-    STREAM_ERRORS = (zlib.error, EOFError, zipfile.BadZipFile)
+    _stream_errors = (zlib.error, EOFError, zipfile.BadZipFile)
+STREAM_ERRORS = _stream_errors
 
 # ... and what else zipfile and NumPy's .npy reader raise for a malformed archive or member.
 _ARCHIVE_ERRORS: tuple[type[Exception], ...] = (*STREAM_ERRORS, ValueError, NotImplementedError,
@@ -50,7 +51,7 @@ def as_path(path: object, who: str, name: str = "path") -> Path:
     if not isinstance(path, (str, os.PathLike)):
         _validate.fail(who, name, "a path (a str or an os.PathLike such as pathlib.Path)", path,
                        error=TypeError)
-    return Path(path)
+    return Path(cast("str | os.PathLike[str]", path))
 
 
 def check_file(path: Path, who: str) -> int:

@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
+
 from jaxtyping import Float, Int
 
-from functrain import _validate
+from functrain import _tree, _validate
 from functrain.typing import Array, DType, PRNGKey
 
 __all__ = ["cutmix", "mixup"]
@@ -36,10 +36,10 @@ Batch = tuple[Array, Array]
 
 
 def _check_batch(batch: object, who: str, min_rank: int) -> Batch:
-    if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
+    if not (_tree.is_node_sequence(batch) and len(batch) == 2):
         _validate.fail(who, "batch", "a pair (x, labels)", batch, error=TypeError)
     for name, value in (("batch[0]", batch[0]), ("batch[1]", batch[1])):
-        if not isinstance(value, (jax.Array, np.ndarray)):
+        if not _tree.is_array(value):
             _validate.fail(who, name, "an array", value, error=TypeError)
     x, labels = jnp.asarray(batch[0]), jnp.asarray(batch[1])
     if not jnp.issubdtype(x.dtype, jnp.floating):

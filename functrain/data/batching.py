@@ -38,7 +38,7 @@ T = TypeVar("T")
 
 def _check_key(key: object, who: str, name: str = "key") -> None:
     """``TypeError`` unless ``key`` is one PRNG key (typed ``key<impl>[]`` or raw ``uint32[2]``)."""
-    if isinstance(key, (jax.Array, np.ndarray)):
+    if _tree.is_array(key):
         if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and key.ndim == 0:
             return
         if key.dtype == np.uint32 and key.shape == (2,):
@@ -123,7 +123,7 @@ def batches(
 
 
 def _as_arrays(arrays: tuple[object, ...], who: str) -> tuple[Array, ...]:
-    out = []
+    out: list[Array] = []
     for position, a in enumerate(arrays):
         try:
             out.append(jnp.asarray(a))

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, cast
 
 import jax.numpy as jnp
 import numpy as np
@@ -124,7 +124,7 @@ def split_dataset(key: PRNGKey, dataset: Dataset, *, test_fraction: float = 0.2)
         ((3, 2), (2, 2), 'toy')
     """
     who = "split_dataset"
-    if not isinstance(dataset, Dataset):
+    if not isinstance(cast(object, dataset), Dataset):  # the static type is not enforced
         _validate.fail(who, "dataset", "a functrain.data.Dataset", dataset, error=TypeError)
     (x_tr, y_tr), (x_te, y_te) = split_arrays(key, (dataset.x, dataset.y), test_fraction, who)
     return TrainTest(dataset._replace(x=x_tr, y=y_tr), dataset._replace(x=x_te, y=y_te))
@@ -285,7 +285,7 @@ def load_mnist(directory: StrPath | None = None, *, download: bool = False, as_i
         raise FileNotFoundError(f"{who}: directory not found: {d}")
     parts = [_read_mnist_pair(d, prefix) for prefix in ("train", "t10k")]
     num_classes = _num_classes(*(y for _, y in parts))
-    out = []
+    out: list[Dataset] = []
     for images, labels in parts:
         x = images.astype(np.float32)
         x = x[..., None] if as_images else x.reshape(x.shape[0], -1)

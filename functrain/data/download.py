@@ -35,9 +35,9 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, Literal, cast
 
-from functrain import _validate
+from functrain import _tree, _validate
 from functrain.data._files import StrPath, as_path
 
 __all__ = ["MIRRORS", "MNIST_FILES", "DownloadError", "cache_directory", "download_file", "fetch_mnist"]
@@ -124,15 +124,15 @@ def _check_sha256(value: object, who: str, name: str, detail: str = "") -> str:
 
 def _check_urls(urls: object, who: str, name: str) -> list[str]:
     expectation = "a non-empty sequence of URL strings"
-    if isinstance(urls, str) or not isinstance(urls, Sequence):
+    if isinstance(urls, str) or not _tree.is_sequence(urls):
         _validate.fail(who, name, expectation, urls, error=TypeError)
-    out = list(urls)
+    out: list[object] = list(urls)
     if not out:
         _validate.fail(who, name, expectation, out)
     for i, url in enumerate(out):
         if not isinstance(url, str):
             _validate.fail(who, f"{name}[{i}]", "a URL string", url, error=TypeError)
-    return out
+    return [str(url) for url in out]
 
 
 class _Progress:
@@ -288,7 +288,7 @@ def fetch_mnist(directory: StrPath | None, *, kind: Literal["mnist", "fashion"] 
     bases = _check_urls(MIRRORS[kind] if mirrors is None else mirrors, who, "mirrors")
     official = MNIST_FILES[kind]
     expectation = f"a mapping from each of {sorted(official)} to its SHA-256"
-    if checksums is not None and not isinstance(checksums, Mapping):
+    if checksums is not None and not isinstance(cast(object, checksums), Mapping):
         _validate.fail(who, "checksums", expectation, checksums, error=TypeError)
     sums = dict(official if checksums is None else checksums)
     if set(sums) != set(official):

@@ -93,7 +93,7 @@ def read_idx(path: StrPath) -> np.ndarray[Any, Any]:
 
 def _read(f: _Readable, n: int) -> bytes:
     """Up to ``n`` bytes of ``f`` (fewer at the end of the file), read in bounded chunks."""
-    parts = []
+    parts: list[bytes] = []
     while n > 0:
         chunk = f.read(min(n, _CHUNK))
         if not chunk:

@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import jax.numpy as jnp
-import numpy as np
+
 from jaxtyping import Float
 
-from functrain import _validate
+from functrain import _tree, _validate
 from functrain.typing import Array, ArrayLike
 
 __all__ = [
@@ -104,13 +104,14 @@ def _leading_axes(axis: int | Sequence[int], ndim: int, who: str) -> tuple[int, 
     """The ``k`` leading axes ``(0, ..., k-1)`` that ``axis`` names, checked against ``ndim``."""
     expectation = ("an int or a sequence of ints naming the leading axes (0, ..., k-1), "
                    "e.g. 0 or (0, 1, 2)")
-    if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer, Sequence)):
+    raw = cast(object, axis)  # the static type is not enforced
+    if _tree.is_bool(raw) or not (_tree.is_int(raw) or _tree.is_sequence(raw)):
         _validate.fail(who, "axis", expectation, axis, error=TypeError)
-    items = [axis] if isinstance(axis, (int, np.integer)) else list(axis)
-    if any(isinstance(a, (bool, np.bool_)) or not isinstance(a, (int, np.integer)) for a in items):
+    items: list[object] = [raw] if _tree.is_int(raw) else list(raw)
+    if any(_tree.is_bool(a) or not _tree.is_int(a) for a in items):
         _validate.fail(who, "axis", expectation, axis, error=TypeError)
     k = len(items)
-    if k == 0 or sorted(int(a) for a in items) != list(range(k)):
+    if k == 0 or sorted(int(a) for a in items if _tree.is_int(a)) != list(range(k)):
         _validate.fail(who, "axis", expectation, axis)
     if k > ndim:
         _validate.fail(who, "axis", f"at most the {ndim} axes of 'x' (of rank {ndim})", axis)
@@ -144,7 +145,7 @@ def _check_trailing(x: Array, stat: Array, who: str, name: str = "x") -> None:
 
 def _check_range(feature_range: object, who: str) -> tuple[float, float]:
     expectation = "a pair of finite numbers (lower, upper) with lower < upper"
-    if not isinstance(feature_range, Sequence) or isinstance(feature_range, str) \
+    if not _tree.is_sequence(feature_range) or isinstance(feature_range, str) \
             or len(feature_range) != 2:
         _validate.fail(who, "feature_range", expectation, feature_range, error=TypeError)
     values = [_validate.concrete_float(v, who, "feature_range") for v in feature_range]

@@ -39,11 +39,11 @@ from __future__ import annotations
 import functools
 import math
 
-import jax
 import jax.numpy as jnp
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
+from functrain import _jax
 from functrain.layers._geometry import LAYOUTS, PadSpec
 from functrain.typing import Array
 
@@ -111,11 +111,11 @@ def _patches_kernel_tangent(x: Array, w_dot: Array, strides: tuple[int, ...], pa
     ks = tuple(w_dot.shape[:spatial])
     p, out = patches_t(x, ks, strides, pads, dil)
     wm = w_dot.reshape(p.shape[0], w_dot.shape[-1])
-    y = lax.dot_general(p, wm, (((0,), (0,)), ((), ())))  # (N prod(out), c_out)
+    y = _jax.dot_general(p, wm, (((0,), (0,)), ((), ())))  # (N prod(out), c_out)
     return y.reshape(x.shape[0], *out, w_dot.shape[-1])
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4, 5))
+@_jax.custom_jvp(nondiff_argnums=(2, 3, 4, 5))
 def conv(x: Array, w: Array, strides: tuple[int, ...], pads: PadSpec, dil: tuple[int, ...],
          spatial: int) -> Array:
     """``lax.conv_general_dilated`` with CPU-friendly gradients (see the module docstring)."""
@@ -145,5 +145,5 @@ def _conv_jvp(strides: tuple[int, ...], pads: PadSpec, dil: tuple[int, ...], spa
         return y, jnp.zeros_like(y)
     xd = x_dot if has_x else jnp.zeros((), x.dtype)
     wd = w_dot if has_w else jnp.zeros((), w.dtype)
-    dy: Array = lax.platform_dependent(x, w, xd, wd, cpu=cpu, default=stock)
+    dy = _jax.platform_dependent(x, w, xd, wd, cpu=cpu, default=stock)
     return y, dy

@@ -16,7 +16,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from functrain import _tree
+from functrain import _jax, _tree
 from functrain.typing import PRNGKey, PyTree, Shape
 
 MISMATCH = "_functrain_tree_mismatch"
@@ -29,19 +29,22 @@ def _structure(tree: PyTree) -> str:
     """A short text of a tree's structure and leaf shapes, e.g. ``DenseParams(w=f32[4,3], b=f32[3])``."""
     def text(x: object) -> str:
         if hasattr(x, "shape") and hasattr(x, "dtype"):
-            name = jnp.dtype(x.dtype).name
+            shape: tuple[int, ...] = getattr(x, "shape")
+            name = jnp.dtype(getattr(x, "dtype")).name
             for long, short in (("bfloat", "bf"), ("float", "f"), ("uint", "u"), ("int", "i"),
                                 ("complex", "c")):
                 name = name.replace(long, short)
-            return f"{name}{list(x.shape)}".replace(" ", "")
-        if isinstance(x, tuple) and hasattr(x, "_fields"):
+            return f"{name}{list(shape)}".replace(" ", "")
+        fields: tuple[str, ...] | None = getattr(x, "_fields", None) if issubclass(
+            type(x), tuple) else None
+        if fields is not None:
             return f"{type(x).__name__}(" + ", ".join(
-                f"{f}={text(getattr(x, f))}" for f in x._fields) + ")"
-        if isinstance(x, (tuple, list)):
+                f"{f}={text(getattr(x, f))}" for f in fields) + ")"
+        if _tree.is_node_sequence(x):
             inner = ", ".join(text(v) for v in x)
             return f"({inner},)" if isinstance(x, tuple) and len(x) == 1 else (
                 f"({inner})" if isinstance(x, tuple) else f"[{inner}]")
-        if isinstance(x, dict):
+        if _tree.is_node_dict(x):
             return "{" + ", ".join(f"{k!r}: {text(v)}" for k, v in x.items()) + "}"
         return type(x).__name__
     out = text(tree)
@@ -53,20 +56,20 @@ def _fits(got: object, expected: object) -> bool:
     Lenient on containers: a list for a tuple and a plain tuple for a NamedTuple are accepted, but
     not another NamedTuple (``BatchNormState`` where ``BatchNormParams`` belong)."""
     def named(x: object) -> bool:
-        return isinstance(x, tuple) and hasattr(x, "_fields")
+        return issubclass(type(x), tuple) and hasattr(x, "_fields")
 
     if hasattr(expected, "shape") and hasattr(expected, "dtype"):
         return hasattr(got, "shape")  # not the shapes: init's depend on x, which may be the culprit
     if named(got) and named(expected) and type(got) is not type(expected):
         return False
-    if isinstance(expected, (tuple, list)) or expected is None:
-        items = () if expected is None else tuple(expected)
+    if _tree.is_node_sequence(expected) or expected is None:
+        items: tuple[Any, ...] = () if expected is None else tuple(expected)
         if got is None:
             got = ()
-        return (isinstance(got, (tuple, list)) and len(got) == len(items)
+        return (_tree.is_node_sequence(got) and len(got) == len(items)
                 and all(_fits(a, b) for a, b in zip(got, items, strict=True)))
-    if isinstance(expected, dict):
-        return (isinstance(got, dict) and set(got) == set(expected)
+    if _tree.is_node_dict(expected):
+        return (_tree.is_node_dict(got) and set(got) == set(expected)
                 and all(_fits(got[k], expected[k]) for k in expected))
     return bool(_tree.tree_structure(got) == _tree.tree_structure(expected))
 
@@ -87,7 +90,7 @@ def diagnose(who: str, init: InitLike, shape: Shape, params: PyTree, state: PyTr
     if getattr(error, MISMATCH, False):
         return
     try:
-        expected_params, expected_state, _ = jax.eval_shape(lambda: init(jax.random.key(0), shape))
+        expected_params, expected_state, _ = _jax.eval_shape(lambda: init(jax.random.key(0), shape))
     except Exception:  # noqa: BLE001 (no reference structure: keep the original error)
         return
     swapped = _fits(params, expected_state) and _fits(state, expected_params)
@@ -111,7 +114,7 @@ def diagnose(who: str, init: InitLike, shape: Shape, params: PyTree, state: PyTr
 def shape_of(x: object) -> Shape:
     """``x.shape`` as a tuple of ints, or ``()`` for something without a shape."""
     shape = getattr(x, "shape", ())
-    return tuple(int(d) for d in shape) if isinstance(shape, tuple) else ()
+    return tuple(int(d) for d in shape) if _tree.is_tuple(shape) else ()
 
 
 def _select(tree: PyTree, path: str) -> object:

@@ -115,7 +115,7 @@ def spatial_output(spatial: Sequence[int], window: Sequence[int], strides: Seque
     Raises:
         ValueError: the (dilated) window is larger than the (padded) input on some axis.
     """
-    out = []
+    out: list[int] = []
     for axis, (n, k, s, d) in enumerate(zip(spatial, window, strides, dilation, strict=True)):
         pad: Literal["SAME", "VALID"] | tuple[int, int] = padding if isinstance(padding, str) else padding[axis]
         o = window_output_size(n, k, s, d, pad)

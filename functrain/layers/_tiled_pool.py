@@ -28,15 +28,14 @@ masked sum (its transpose, the gradient, is one elementwise select), so it works
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from functrain import _jax
 from functrain.layers._geometry import PadSpec
 from functrain.typing import Array, DTypeLike
 
@@ -78,7 +77,7 @@ def _reduce_window(x: Array, init: float | int, op: Callable[[Array, Array], Arr
     """The stock ``lax.reduce_window`` with stride = window (the value of the tiled ops)."""
     nb = x.ndim - len(window) - 1
     dims = (1,) * nb + window + (1,)
-    y: Array = lax.reduce_window(x, np.array(init, x.dtype), op, dims, dims,
+    y: Array = _jax.reduce_window(x, np.array(init, x.dtype), op, dims, dims,
                                  ((0, 0),) * nb + pads + ((0, 0),))
     return y
 
@@ -92,7 +91,7 @@ def _window_position(shape: tuple[int, ...], axes: tuple[int, ...]) -> Array:
     small = tuple(shape[a] if a in axes else 1 for a in range(len(shape)))
     pos = jnp.zeros(small, jnp.int32)
     for a in axes:
-        pos = pos * shape[a] + lax.broadcasted_iota(jnp.int32, small, a)
+        pos = pos * shape[a] + _jax.broadcasted_iota(jnp.int32, small, a)
     return pos
 
 
@@ -100,7 +99,7 @@ def _lowest(dtype: DTypeLike) -> float | int:
     return -np.inf if jnp.issubdtype(dtype, jnp.floating) else int(np.iinfo(dtype).min)
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
+@_jax.custom_jvp(nondiff_argnums=(1, 2))
 def max_tiles(x: Array, window: tuple[int, ...], pads: tuple[tuple[int, int], ...]) -> Array:
     """Max pooling with stride = window: the stock value, the first-max tangent (module docstring)."""
     return _reduce_window(x, _lowest(x.dtype), lax.max, window, pads)
@@ -128,7 +127,7 @@ def _max_tiles_jvp(window: tuple[int, ...], pads: tuple[tuple[int, int], ...], p
     return m, jnp.sum(jnp.where(chosen, tr, jnp.zeros((), tr.dtype)), axis=axes)
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
+@_jax.custom_jvp(nondiff_argnums=(1, 2))
 def sum_tiles(x: Array, window: tuple[int, ...], pads: tuple[tuple[int, int], ...]) -> Array:
     """Sum pooling with stride = window: the stock value; tangent (and gradient) through a reshape."""
     return _reduce_window(x, 0, lax.add, window, pads)

@@ -11,6 +11,7 @@ As composable layers (``params = state = ()``): :data:`Relu`, :data:`Tanh`, :dat
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import cast
 
 import jax
 import jax.numpy as jnp
@@ -205,7 +206,7 @@ def Elementwise(fn: Callable[[Array], Array], name: str | None = None) -> Layer:
     """
     who = "Elementwise"
     _validate.check_callable(fn, who, "fn", "a function of an array")
-    if name is not None and not isinstance(name, str):
+    if name is not None and not isinstance(cast(object, name), str):
         _validate.fail(who, "name", "a string or None", name, error=TypeError)
     return stateless(name if name is not None else who, fn)
 

@@ -32,14 +32,14 @@ Example (a small convolutional network, and an Inception-style block with a pass
 from __future__ import annotations
 
 import contextlib
-import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
+from typing import cast
 
 import jax
 import jax.numpy as jnp
 
-from functrain import _validate
-from functrain.layers._geometry import check_input_shape, fmt
+from functrain import _tree, _validate
+from functrain.layers._geometry import check_input_shape
 from functrain.layers._diagnose import MISMATCH, diagnose, shape_of
 from functrain.layers.base import Branches, Join, Layer, stateless
 from functrain.typing import Array, PRNGKey, PyTree, Shape
@@ -61,7 +61,7 @@ def _not_a_layer(who: str, name: str, expectation: str, obj: object) -> None:
 
 
 @contextlib.contextmanager
-def _at(where: str) -> Iterator[None]:
+def _at(where: str) -> Generator[None, None, None]:
     """Append ``; at <where>`` (a position in a model) to a ``ValueError``/``TypeError`` raised inside."""
     try:
         yield
@@ -83,7 +83,7 @@ def _split(key: PRNGKey | None, n: int) -> list[PRNGKey | None]:
 
 def _check_entries(tree: PyTree, n: int, name: str, who: str) -> None:
     expectation = f"a tuple with one entry per layer ({n})"
-    if not isinstance(tree, (tuple, list)):
+    if not _tree.is_node_sequence(tree):
         _validate.fail(who, name, expectation, tree, error=TypeError)
     if len(tree) != n:
         _validate.fail(who, name, expectation, tree, detail=f"it has {len(tree)} entries")
@@ -232,14 +232,16 @@ def parallel(*layers: Layer) -> Branches:
     if not layers:
         _validate.fail("parallel", "layers", "at least one branch (a Layer)", layers)
     for i, layer in enumerate(layers):
-        if not isinstance(layer, Layer):
+        if not isinstance(cast(object, layer), Layer):  # the static type is not enforced
             _not_a_layer("parallel", f"layers[{i}]", "a Layer (e.g. Conv2D(16, 1) or serial(...))", layer)
     n = len(layers)
 
     def init(key: PRNGKey, input_shape: Sequence[int]) -> tuple[PyTree, PyTree, tuple[Shape, ...]]:
         shape = check_input_shape(input_shape, "parallel")
         keys = jax.random.split(key, n)
-        params, states, shapes = [], [], []
+        params: list[PyTree] = []
+        states: list[PyTree] = []
+        shapes: list[Shape] = []
         for i, layer in enumerate(layers):
             with _at(f"parallel branch {i} of {n}"):
                 p, s, out = layer.init(keys[i], shape)
@@ -253,7 +255,8 @@ def parallel(*layers: Layer) -> Branches:
         _check_entries(params, n, "params", "parallel")
         _check_entries(state, n, "state", "parallel")
         keys = _split(key, n)
-        ys, new_states = [], []
+        ys: list[Array] = []
+        new_states: list[PyTree] = []
         shape = shape_of(x)
         try:
             for i, layer in enumerate(layers):

@@ -11,17 +11,14 @@ batch and rescale at test time instead).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import jax
 import jax.numpy as jnp
 from jaxtyping import Float
 
 from functrain import _validate
-from functrain.layers._geometry import check_input_shape
 from functrain.layers.base import Layer
 from functrain.layers.dropout import stochastic_layer
-from functrain.typing import Array, PRNGKey, PyTree, Shape
+from functrain.typing import Array, PRNGKey
 
 __all__ = ["DropPath", "drop_path"]
 

@@ -32,7 +32,7 @@ import numpy as np
 from jax import lax
 from jaxtyping import Float
 
-from functrain import _validate
+from functrain import _jax, _validate
 from functrain.layers._geometry import (
     PaddingLike,
     PadSpec,
@@ -108,8 +108,7 @@ def _pool(kind: str, x: Array, window: int | Sequence[int], stride: int | Sequen
     def stock(xx: Array) -> Array:
         return _window_pool(kind, xx, win, strides, pads)
 
-    y: Array = lax.platform_dependent(x, cpu=tiled, default=stock)
-    return y
+    return _jax.platform_dependent(x, cpu=tiled, default=stock)
 
 
 def _window_pool(kind: str, x: Array, win: tuple[int, ...], strides: tuple[int, ...], pads: PadSpec) -> Array:
@@ -118,14 +117,14 @@ def _window_pool(kind: str, x: Array, win: tuple[int, ...], strides: tuple[int, 
     dims, steps, full_pads = _full(x.ndim, win), _full(x.ndim, strides), _full_pads(x.ndim, k, pads)
     if kind == "max":
         init = -np.inf if jnp.issubdtype(x.dtype, jnp.floating) else np.iinfo(x.dtype).min
-        y: Array = lax.reduce_window(x, np.array(init, x.dtype), lax.max, dims, steps, full_pads)
+        y: Array = _jax.reduce_window(x, np.array(init, x.dtype), lax.max, dims, steps, full_pads)
         return y
-    summed: Array = lax.reduce_window(x, np.array(0, x.dtype), lax.add, dims, steps, full_pads)
+    summed: Array = _jax.reduce_window(x, np.array(0, x.dtype), lax.add, dims, steps, full_pads)
     if pads == "VALID" or (not isinstance(pads, str) and all(p == (0, 0) for p in pads)):
         return summed / math.prod(win)
     # Count only the real (unpadded) elements in each window: a constant, folded by XLA.
     ones = jnp.ones(tuple(x.shape[-k - 1:-1]) + (1,), x.dtype)
-    counts: Array = lax.reduce_window(ones, np.array(0, x.dtype), lax.add, win + (1,), strides + (1,),
+    counts: Array = _jax.reduce_window(ones, np.array(0, x.dtype), lax.add, win + (1,), strides + (1,),
                                       _full_pads(k + 1, k, pads))
     return summed / counts
 
@@ -260,7 +259,7 @@ def flatten(x: Float[Array, "*batch ..."], *, batch_dims: int = 1) -> Float[Arra
 
 def _flatten(x: Array, batch_dims: int, who: str) -> Array:
     n = _check_batch_dims(x, batch_dims, 0, who, "")
-    return jnp.reshape(x, tuple(x.shape[:n]) + (math.prod(x.shape[n:]),))
+    return x.reshape(tuple(x.shape[:n]) + (math.prod(x.shape[n:]),))
 
 
 def _pool_layer(kind: str, window: int | Sequence[int], stride: int | Sequence[int] | None,

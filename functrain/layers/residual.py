@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import jax
 import jax.numpy as jnp
@@ -30,7 +30,7 @@ from functrain.initializers import glorot_uniform, zeros
 from functrain.layers._diagnose import diagnose, shape_of
 from functrain.layers._geometry import check_input_shape, fmt
 from functrain.layers.base import Layer
-from functrain.layers.combinators import _not_a_layer
+from functrain.layers.combinators import _not_a_layer  # pyright: ignore[reportPrivateUsage]  # shared inside functrain.layers
 from functrain.layers.conv import ConvParams, apply_conv, init_conv
 from functrain.layers.dense import DenseParams, apply_dense, init_dense
 from functrain.layers.normalization import BatchNormParams
@@ -62,7 +62,7 @@ class ResidualParams(NamedTuple):
 def _shortcut_strides(in_shape: Sequence[int], out_shape: Sequence[int], who: str, name: str,
                       got: object) -> tuple[int, ...]:
     """Strides of the 1x1 projection (``SAME`` padding) mapping ``in`` spatial sizes onto ``out``."""
-    strides = []
+    strides: list[int] = []
     for n_in, n_out in zip(in_shape[1:-1], out_shape[1:-1], strict=True):
         s = max(1, math.ceil(n_in / n_out))
         if math.ceil(n_in / s) != n_out:
@@ -142,7 +142,7 @@ def Residual(  # noqa: N802 (layer constructor)
         ((-1, 4, 4, 8), (1, 1, 3, 8))
     """
     who = "Residual"
-    if not isinstance(layer, Layer):
+    if not isinstance(cast(object, layer), Layer):  # the static type is not enforced
         _not_a_layer(who, "layer", "a Layer (e.g. serial(Dense(10), Relu))", layer)
     _validate.check_callable(projection_init, who, "projection_init",
                              "an initializer (e.g. initializers.he_normal())")

@@ -20,11 +20,11 @@ import inspect
 import math
 import sys
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import jax
 
-from functrain import _tree, _validate
+from functrain import _jax, _tree, _validate
 from functrain.layers._geometry import check_input_shape
 from functrain.layers.base import Branches, Join, Layer
 from functrain.layers.combinators import Concatenate
@@ -103,7 +103,7 @@ class Summary(NamedTuple):
 
 def _shape_text(shape: OutputShape) -> str:
     if shape and isinstance(shape[0], tuple):
-        return ", ".join(str(tuple(s)) for s in shape)
+        return ", ".join(str(s) for s in shape if isinstance(s, tuple))  # a tuple of shapes
     return str(tuple(shape))
 
 
@@ -144,7 +144,7 @@ def _sublayers(value: object) -> list[AnyLayer]:
     """The layers inside ``value`` (a layer, or tuples/lists of them, e.g. ``serial``'s stages)."""
     if isinstance(value, (Layer, Branches, Join)):
         return [value]
-    if isinstance(value, (tuple, list)):
+    if _tree.is_node_sequence(value):
         return [layer for item in value for layer in _sublayers(item)]
     return []
 
@@ -168,7 +168,7 @@ def _abstract_init(layer: AnyLayer, shape: object) -> tuple[int, int, OutputShap
         box.append(out)
         return params, state
 
-    params, state = jax.eval_shape(init, jax.random.key(0))
+    params, state = _jax.eval_shape(init, jax.random.key(0))
     out: Any = box[0]  # one shape, or a tuple of shapes (a parallel(...))
     if out and isinstance(out[0], (tuple, list)):
         return _size(params), _size(state), tuple(tuple(int(d) for d in s) for s in out)
@@ -245,7 +245,7 @@ def summary(model: Layer, input_shape: Sequence[int]) -> Summary:
         Model state (not trained): 8
     """
     who = "summary"
-    if not isinstance(model, Layer):
+    if not isinstance(cast(object, model), Layer):  # the static type is not enforced
         _validate.fail(who, "model", "a Layer (e.g. serial(Dense(10), Relu))", model, error=TypeError)
     shape = check_input_shape(input_shape, who)
     rows: list[SummaryRow] = []

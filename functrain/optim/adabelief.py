@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from functrain import _validate
 from functrain._tree import tree_map, tree_zeros_like
 from functrain.optim._hyper import abs_sq, increment, like, value_at, zero_step
-from functrain.optim.adam import _check_adam
+from functrain.optim.adam import _check_adam  # pyright: ignore[reportPrivateUsage]  # shared inside functrain.optim
 from functrain.optim.base import (
     GradientTransformation,
     ScaleByLearningRateState,

@@ -11,7 +11,7 @@ results match ``optax`` to float rounding.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import jax.numpy as jnp
 
@@ -66,7 +66,7 @@ def _moments(who: str, b1: ScalarOrSchedule, b2: ScalarOrSchedule, updates: PyTr
 
 def _direction(eps: float, eps_root: float) -> Callable[[Array, Array], Array]:
     """``(m_hat, v_hat) -> m_hat / (sqrt(v_hat + eps_root) + eps)``."""
-    if isinstance(eps_root, (int, float)) and eps_root == 0.0:  # the default adds nothing
+    if isinstance(cast(object, eps_root), (int, float)) and eps_root == 0.0:  # the default adds nothing
         return lambda m, v: m / (jnp.sqrt(v) + eps)
     return lambda m, v: m / (jnp.sqrt(v + eps_root) + eps)
 

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from functrain import _validate
 from functrain._tree import tree_map, tree_zeros_like
 from functrain.optim._hyper import increment, like, value_at, zero_step
-from functrain.optim.adam import ScaleByAdamState, _check_adam, _direction, _moments
+from functrain.optim.adam import ScaleByAdamState, _check_adam, _direction, _moments  # pyright: ignore[reportPrivateUsage]  # shared inside functrain.optim
 from functrain.optim.base import (
     GradientTransformation,
     ScaleByLearningRateState,

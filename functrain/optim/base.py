@@ -31,7 +31,7 @@ This module also holds the smallest building blocks: :func:`identity`, :func:`ch
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Generic, NamedTuple, Protocol, TypeVar, overload
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar, cast, overload
 
 import jax.numpy as jnp
 
@@ -258,13 +258,13 @@ def chain(*txs: TransformationLike) -> GradientTransformation[tuple[Any, ...]]:
     def update(
         updates: PyTree, state: tuple[Any, ...], params: PyTree | None = None, **extra_args: Any
     ) -> tuple[PyTree, tuple[Any, ...]]:
-        if not isinstance(state, tuple) or len(state) != n:
+        if not isinstance(cast(object, state), tuple) or len(state) != n:
             _validate.fail("chain", "state", f"a tuple of {n} states (one per transformation, "
                            "as built by this chain's init)", state,
-                           error=ValueError if isinstance(state, tuple) else TypeError)
+                           error=ValueError if isinstance(cast(object, state), tuple) else TypeError)
         if params is not None:
             _validate.check_same_structure(params, updates, "chain", "updates", "the params")
-        new_states = []
+        new_states: list[Any] = []
         for fn, inner in zip(updates_fns, state):
             updates, inner = fn(updates, inner, params, **extra_args)
             new_states.append(inner)

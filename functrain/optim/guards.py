@@ -17,10 +17,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Generic, NamedTuple, TypeVar
 
-import jax
 import jax.numpy as jnp
 
-from functrain import _validate
+from functrain import _jax, _validate
 from functrain._tree import tree_leaves, tree_map, tree_where
 from functrain.optim._extra_args import forward_extra_args
 from functrain.optim._hyper import increment, zero_step
@@ -348,10 +347,10 @@ def accumulate_gradients(
             return out, kept
 
         def wait() -> tuple[PyTree, S]:
-            shapes = jax.eval_shape(step)[0]
+            shapes = _jax.eval_shape(step)[0]
             return tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes), state.inner_state
 
-        out, inner_state = jax.lax.cond(emit, step, wait)
+        out, inner_state = _jax.cond(emit, step, wait)
         new_mean = tree_map(lambda a: jnp.where(emit, jnp.zeros_like(a), a), mean)
         micro = jnp.where(emit, jnp.zeros_like(n), n + 1)
         taken = jnp.where(emit, increment(state.step), state.step)

@@ -10,10 +10,11 @@ knowing them (it imports nothing from :mod:`functrain.train`).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import jax.numpy as jnp
 
+from functrain import _tree
 from functrain._tree import tree_leaves
 from functrain.optim.base import ScaleByLearningRateState
 from functrain.typing import Array, PyTree
@@ -23,10 +24,10 @@ __all__ = ["current_learning_rate"]
 
 def _learning_rate_scale(node: Any) -> Array | None:
     """The factor a state node applies to the learning rate, or ``None`` if it applies none."""
-    if isinstance(node, tuple) and hasattr(type(node), "learning_rate_scale"):
+    if _tree.is_tuple(node) and hasattr(type(node), "learning_rate_scale"):
         scale: Array = getattr(node, "learning_rate_scale")  # e.g. train.ScaleByPlateauState
         return scale
-    kind = type(node)
+    kind = type(cast(object, node))
     if kind.__name__ == "ReduceLROnPlateauState" and kind.__module__.startswith("optax"):
         optax_scale: Array = getattr(node, "scale")  # optax.contrib.reduce_on_plateau's state
         return optax_scale

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from functrain import _validate
 from functrain._tree import tree_map
 from functrain.optim._hyper import abs_sq
-from functrain.optim.adam import ScaleByAdamState, _check_adam, scale_by_adam
+from functrain.optim.adam import ScaleByAdamState, _check_adam, scale_by_adam  # pyright: ignore[reportPrivateUsage]  # shared inside functrain.optim
 from functrain.optim.base import (
     EmptyState,
     GradientTransformation,

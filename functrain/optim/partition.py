@@ -26,17 +26,16 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Mapping
-from typing import Any, Generic, NamedTuple, TypeVar, overload
+from typing import Any, Generic, NamedTuple, TypeVar, cast, overload
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
-from functrain import _validate
+from functrain import _tree, _validate
 from functrain._tree import tree_leaves, tree_map
 from functrain.optim._extra_args import forward_extra_args
 from functrain.optim.base import EmptyState, GradientTransformation, TransformationLike, identity
-from functrain.optim.weight_decay import _is_mask_function
+from functrain.optim.weight_decay import _is_mask_function  # pyright: ignore[reportPrivateUsage]  # shared inside functrain.optim
 from functrain.typing import PyTree
 
 __all__ = [
@@ -67,9 +66,9 @@ class MaskedNode(NamedTuple):
 
 def _flag(who: str, name: str, leaf: object) -> bool:
     """A mask leaf as a Python bool: bools and concrete boolean scalars only."""
-    if isinstance(leaf, (bool, np.bool_)):
+    if _tree.is_bool(leaf):
         return bool(leaf)
-    if (isinstance(leaf, (jax.Array, np.ndarray)) and leaf.dtype == np.bool_ and leaf.ndim == 0
+    if (_tree.is_array(leaf) and leaf.dtype == np.bool_ and leaf.ndim == 0
             and not _validate.is_traced(leaf)):
         return bool(leaf)
     _validate.fail(who, name, "a pytree of Python bools (static: the mask chooses which leaves "
@@ -85,14 +84,20 @@ def _resolve(who: str, name: str, mask: PyTree, tree: PyTree) -> PyTree:
 def _hide(who: str, name: str, tree: PyTree, mask_tree: PyTree) -> PyTree:
     """``tree`` with the subtrees where the mask is False replaced by :class:`MaskedNode`."""
     try:
-        return jax.tree_util.tree_map(lambda m, x: x if m else MaskedNode(), mask_tree, tree)
+        def hide(m: bool, x: PyTree) -> PyTree:  # m: a mask leaf; x: a subtree
+            return x if m else MaskedNode()
+
+        return tree_map(hide, mask_tree, tree)
     except ValueError as err:
         _validate.fail(who, name, _FIT, mask_tree, error=TypeError, detail=str(err))
 
 
 def _merge(mask_tree: PyTree, new: PyTree, old: PyTree) -> PyTree:
     """``new`` where the mask is True, ``old`` elsewhere."""
-    return jax.tree_util.tree_map(lambda m, a, b: a if m else b, mask_tree, new, old)
+    def pick(m: bool, a: PyTree, b: PyTree) -> PyTree:  # m: a mask leaf; a, b: subtrees
+        return a if m else b
+
+    return tree_map(pick, mask_tree, new, old)
 
 
 class MaskedState(NamedTuple, Generic[S]):
@@ -286,7 +291,7 @@ def partition(
         (-0.001, -0.1)
     """
     fn = "partition"
-    if not isinstance(transforms, Mapping) or not transforms:
+    if not isinstance(cast(object, transforms), Mapping) or not transforms:
         _validate.fail(fn, "transforms", "a non-empty mapping {label: transformation}",
                        transforms, error=TypeError)
     for key, tx in transforms.items():
@@ -357,7 +362,7 @@ def label_by_path(rule: Callable[[tuple[Any, ...], Any], Any]) -> Callable[[PyTr
         return str(key)
 
     def labels(params: PyTree) -> PyTree:
-        return jax.tree_util.tree_map_with_path(
+        return _tree.tree_map_with_path(
             lambda path, leaf: rule(tuple(plain(k) for k in path), leaf), params)
 
     return labels

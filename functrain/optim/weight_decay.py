@@ -23,11 +23,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple, TypeAlias
 
-import jax
 import jax.numpy as jnp
-import numpy as np
 
-from functrain import _validate
+from functrain import _tree, _validate
 from functrain._tree import is_kernel, tree_leaves, tree_map
 from functrain.optim._hyper import increment, like, value_at, zero_step
 from functrain.optim.base import GradientTransformation, require_params
@@ -79,9 +77,9 @@ def _is_mask_function(mask: DecayMask) -> bool:
 
 def _masked_leaf(flag: Any, g: Any, p: Any, decay: Callable[[Any, Any], Any]) -> Any:
     """Apply ``decay`` to the subtree ``(g, p)`` where the mask leaf ``flag`` says so."""
-    if isinstance(flag, (bool, np.bool_)):
+    if _tree.is_bool(flag):
         return tree_map(decay, g, p) if flag else g
-    if isinstance(flag, (jax.Array, np.ndarray)) and flag.dtype == jnp.bool_:
+    if _tree.is_array(flag) and flag.dtype == jnp.bool_:
         return tree_map(lambda gi, pi: jnp.where(flag, decay(gi, pi), gi), g, p)
     _validate.fail("add_decayed_weights", "mask", "a pytree of bools or boolean arrays", flag,
                    error=TypeError)
@@ -162,9 +160,10 @@ def add_decayed_weights(
             return tree_map(decay, updates, params), new_state
         mask_tree = mask(params) if _is_mask_function(mask) else mask
         try:
-            new = jax.tree_util.tree_map(
-                lambda m, g, p: _masked_leaf(m, g, p, decay), mask_tree, updates, params
-            )
+            def masked(m: Any, g: Any, p: Any) -> Any:  # m: a mask leaf; g, p: subtrees
+                return _masked_leaf(m, g, p, decay)
+
+            new = tree_map(masked, mask_tree, updates, params)
         except ValueError as err:
             _validate.fail(fn, "mask", "a pytree with the structure of the params (or a prefix "
                            "of it)", mask_tree, error=TypeError, detail=str(err))

@@ -12,7 +12,7 @@ import sys
 import threading
 from collections.abc import Mapping
 from types import FrameType
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -176,11 +176,11 @@ class Records:
 
 def nonfinite_parts(train_state: Any) -> str:
     """Which of params / model state / optimizer state hold NaN or inf, with the first leaf path."""
-    parts = []
+    parts: list[str] = []
     for label, name in (("parameters", "params"), ("model state", "model_state"),
                         ("optimizer state", "opt_state")):
         for path, leaf in _tree.tree_leaves_with_path(getattr(train_state, name, None)):
-            arr = np.asarray(leaf) if isinstance(leaf, (jax.Array, np.ndarray)) else None
+            arr = np.asarray(leaf) if _tree.is_array(leaf) else None
             if arr is not None and np.issubdtype(arr.dtype, np.inexact) and not np.all(np.isfinite(arr)):
                 parts.append(f"the {label} (first at {name}{path})")
                 break
@@ -263,12 +263,13 @@ def check_checkpoint_path(path: object, who: str) -> str | None:
     """``path`` as a str in an existing, writable directory (checked before training), or None."""
     if path is None:
         return None
+    given: object = path
     if not isinstance(path, (str, os.PathLike)):
-        _validate.fail(who, "checkpoint_path", "a file path (str or os.PathLike) or None", path,
+        _validate.fail(who, "checkpoint_path", "a file path (str or os.PathLike) or None", given,
                        error=TypeError)
-    name = os.fspath(path)
+    name = os.fspath(cast("str | os.PathLike[str] | os.PathLike[bytes]", path))
     if not isinstance(name, str):
-        _validate.fail(who, "checkpoint_path", "a str file path", path, error=TypeError)
+        _validate.fail(who, "checkpoint_path", "a str file path", given, error=TypeError)
     directory = os.path.dirname(os.path.abspath(name))
     head = (f"{who}: argument 'checkpoint_path' must be a file path in an existing, writable "
             f"directory, got {name!r}")  # (the whole path: describe() would shorten it)

@@ -24,15 +24,15 @@ from typing import Any
 import jax
 import numpy as np
 
-from functrain import _tree, _validate
+from functrain import _jax, _tree, _validate
 from functrain.typing import PyTree
 
 
 def label_array(data: PyTree) -> Any | None:
     """The integer labels ``y`` of ``(x, y)`` data, or ``None`` (other structures, float targets)."""
-    if not isinstance(data, (tuple, list)) or len(data) != 2:
+    if not _tree.is_node_sequence(data) or len(data) != 2:
         return None
-    y = data[1]
+    y: object = data[1]
     dtype = getattr(y, "dtype", None)
     if dtype is None or not hasattr(y, "shape") or not np.issubdtype(dtype, np.integer):
         return None
@@ -56,10 +56,10 @@ def _output_size(apply: Any, treedef: Any, specs: tuple[Any, ...]) -> int | None
         return apply(p, s, xb, key=jax.random.key(0), train=False)
 
     try:
-        out = jax.eval_shape(forward, params, model_state, x)
+        out = _jax.eval_shape(forward, params, model_state, x)
     except Exception:  # best effort: a model that cannot run abstractly is simply not inspected
         return None
-    logits = out[0] if isinstance(out, tuple) and out else None
+    logits: object = out[0] if _tree.is_tuple(out) and out else None
     shape = getattr(logits, "shape", None)
     if shape is None or len(shape) < 1 or int(shape[-1]) < 1:
         return None
@@ -74,13 +74,15 @@ def infer_num_classes(step: object, state: object, data: PyTree) -> int | None:
     and ``model_state``. Any failure means "unknown".
     """
     apply = getattr(_loss_of(step), "apply", None)
-    if not callable(apply) or not isinstance(data, (tuple, list)) or len(data) != 2:
+    if not callable(apply) or not _tree.is_node_sequence(data) or len(data) != 2:
         return None
     params, model_state = getattr(state, "params", None), getattr(state, "model_state", None)
     try:  # the shapes of one example: abstract values only, nothing is computed
-        specs = jax.eval_shape(lambda p, s, xb: (p, s, _tree.tree_map(lambda a: a[:1], xb)),
-                               params, model_state, data[0])
-        leaves, treedef = jax.tree_util.tree_flatten(specs)
+        def first_example(p: PyTree, s: PyTree, xb: PyTree) -> PyTree:
+            return p, s, _tree.tree_map(lambda a: a[:1], xb)
+
+        specs = _jax.eval_shape(first_example, params, model_state, data[0])
+        leaves, treedef = _tree.tree_flatten(specs)
         return _output_size(apply, treedef, tuple(leaves))
     except Exception:  # best effort (unhashable or unusual leaves): not inspected
         return None

@@ -16,7 +16,7 @@ usable under ``jax.jit`` and ``jax.vmap``.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar, cast
 
 import jax
 import jax.numpy as jnp
@@ -144,7 +144,7 @@ def swa_update(state: SWAState, params: PyTree, epoch: ArrayLike, *, start_epoch
         (3, [2.0])
     """
     who = "swa_update"
-    if not isinstance(state, SWAState):
+    if not isinstance(cast(object, state), SWAState):  # the static type is not enforced
         _validate.fail(who, "state", "an SWAState (see swa_init)", state, error=TypeError)
     _validate.check_same_structure(state.average, params, who, "params", "state.average")
     take = jnp.asarray(epoch) >= jnp.asarray(start_epoch)
@@ -226,9 +226,10 @@ def recompute_batch_norm_stats(
     keys = None if key is None else jax.random.split(key, n_batches)
 
     def with_bn(fill: float) -> PyTree:
-        return _tree.tree_map(
-            lambda s: BatchNormState(jnp.full_like(s.mean, fill), jnp.full_like(s.var, fill)) if _is_bn(s) else s,
-            state, is_leaf=_is_bn)
+        def filled(s: Any) -> Any:  # a BatchNormState (a leaf here) or another leaf
+            return BatchNormState(jnp.full_like(s.mean, fill), jnp.full_like(s.var, fill)) if _is_bn(s) else s
+
+        return _tree.tree_map(filled, state, is_leaf=_is_bn)
 
     def bn_parts(tree: PyTree) -> list[BatchNormState]:
         return [s for s in _tree.tree_leaves(tree, is_leaf=_is_bn) if _is_bn(s)]

@@ -39,15 +39,15 @@ import hashlib
 import json
 import math
 import os
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from functrain import _tree, _validate
+from functrain import _jax, _tree, _validate
 from functrain.train._atomic import write_atomically
-from functrain.typing import PyTree
+from functrain.typing import Array, PyTree
 
 __all__ = ["CheckpointError", "load_checkpoint", "save_checkpoint"]
 
@@ -220,7 +220,7 @@ def _is_count(x: object) -> bool:
 
 def _check_header(header: object, payload_bytes: int, path: str, who: str) -> list[dict[str, Any]]:
     """The header's leaf entries, each validated, or :class:`CheckpointError`."""
-    if not isinstance(header, dict):
+    if not _tree.is_node_dict(header):
         raise _malformed(path, who, f"a JSON {type(header).__name__} instead of an object")
     version = header.get("version")
     if version != _VERSION:
@@ -230,7 +230,7 @@ def _check_header(header: object, payload_bytes: int, path: str, who: str) -> li
         raise CheckpointError(f"{who}: {path!r} has {payload_bytes} payload bytes, its header says "
                               f"{header.get('payload_bytes')!r}")
     entries = header.get("leaves")
-    if not isinstance(entries, list):
+    if not _tree.is_list(entries):
         raise _malformed(path, who, "no list of leaves")
     for i, e in enumerate(entries):
         _check_entry(e, i, payload_bytes, path, who)
@@ -238,11 +238,11 @@ def _check_header(header: object, payload_bytes: int, path: str, who: str) -> li
 
 
 def _check_entry(e: object, i: int, payload_bytes: int, path: str, who: str) -> None:
-    if not isinstance(e, dict):
+    if not _tree.is_node_dict(e):
         raise _malformed(path, who, f"leaf {i} is a {type(e).__name__}, not an object")
     shape, impl = e.get("shape"), e.get("key_impl")
     ok = (isinstance(e.get("path"), str) and isinstance(e.get("dtype"), str)
-          and isinstance(shape, list) and all(_is_count(d) for d in shape)
+          and _tree.is_list(shape) and all(_is_count(d) for d in shape)
           and (impl is None or isinstance(impl, str))
           and _is_count(e.get("offset")) and _is_count(e.get("nbytes")))
     if not ok:
@@ -315,7 +315,7 @@ def load_checkpoint(path: str | os.PathLike[str], like: T) -> T:
     if saved_paths != like_paths:
         missing = [p for p in like_paths if p not in set(saved_paths)]
         extra = [p for p in saved_paths if p not in set(like_paths)]
-        parts = []
+        parts: list[str] = []
         if missing:
             parts.append(f"leaves in 'like' but not in the file: {missing[:8]}")
         if extra:
@@ -323,7 +323,7 @@ def load_checkpoint(path: str | os.PathLike[str], like: T) -> T:
         if not parts:
             parts.append("the same leaves in a different order")
         raise CheckpointError(f"{who}: the tree structure of {name!r} differs from 'like': " + "; ".join(parts))
-    problems = []
+    problems: list[str] = []
     for entry, (p, leaf) in zip(entries, like_leaves, strict=True):
         dtype, shape = _describe_leaf(leaf)
         if tuple(entry["shape"]) != shape:
@@ -361,8 +361,8 @@ def _rebuild(entry: dict[str, Any], leaf: Any, payload: memoryview) -> Any:
     if entry["key_impl"] is not None:
         impl = entry["key_impl"]
         data = np.frombuffer(raw, dtype=np.uint32).reshape(shape + (-1,)).copy()
-        key = jax.random.wrap_key_data(jnp.asarray(data), impl=impl)
-        return key if sharding is None else jax.device_put(key, sharding)
+        key = cast(Array, jax.random.wrap_key_data(jnp.asarray(data), impl=impl))  # unannotated in jax
+        return key if sharding is None else _jax.device_put(key, sharding)
     if isinstance(leaf, (bool, int, float, complex)) and not hasattr(leaf, "dtype"):
         arr = np.frombuffer(raw, dtype=np.asarray(leaf).dtype).reshape(shape)
         return type(leaf)(arr.item())
@@ -370,4 +370,4 @@ def _rebuild(entry: dict[str, Any], leaf: Any, payload: memoryview) -> Any:
     arr = np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
     if isinstance(leaf, np.ndarray) or isinstance(leaf, np.generic):
         return arr if isinstance(leaf, np.ndarray) else arr[()]
-    return jnp.asarray(arr) if sharding is None else jax.device_put(arr, sharding)
+    return jnp.asarray(arr) if sharding is None else _jax.device_put(arr, sharding)

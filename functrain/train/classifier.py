@@ -4,6 +4,7 @@ smoothing), an L2 penalty, and the accuracy metric, as a hashable, inspectable l
 from __future__ import annotations
 
 import dataclasses
+from typing import Generic, Literal, TypeVar, overload
 
 from functrain import _validate
 from functrain.layers.base import ApplyFn
@@ -12,9 +13,11 @@ from functrain.typing import Array, Metrics, PRNGKey, PyTree
 
 __all__ = ["ClassifierLoss", "classifier_loss"]
 
+Mode = TypeVar("Mode", bound=bool, covariant=True)
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class ClassifierLoss:
+class ClassifierLoss(Generic[Mode]):
     """The loss function :func:`classifier_loss` builds: a :class:`~functrain.typing.LossFn`
     that also says which model it runs and in which mode.
 
@@ -24,7 +27,10 @@ class ClassifierLoss:
     ``metrics = {"accuracy": ...}``. The fields let tools inspect it: :func:`make_eval_step`
     refuses ``train=True``, and a driver can run ``apply`` (e.g. to count the classes).
     Immutable and hashable; two are equal when their fields are (a ``weight_decay`` or
-    ``label_smoothing`` array compares by identity).
+    ``label_smoothing`` array compares by identity). Generic in the mode: ``classifier_loss``
+    returns a ``ClassifierLoss[Literal[True]]`` for ``train=True`` and a
+    ``ClassifierLoss[Literal[False]]`` for ``train=False``, so a type checker refuses a training
+    loss given to :func:`make_eval_step`.
 
     Attributes:
         apply: the model's ``apply(params, state, x, *, key, train) -> (logits, new_state)``.
@@ -43,7 +49,7 @@ class ClassifierLoss:
     """
 
     apply: ApplyFn
-    train: bool
+    train: Mode
     weight_decay: float | Array = 0.0
     label_smoothing: float | Array = 0.0
 
@@ -79,8 +85,17 @@ class ClassifierLoss:
         return loss, (new_state, {"accuracy": accuracy(logits, labels)})
 
 
+@overload
+def classifier_loss(apply: ApplyFn, *, train: Literal[True], weight_decay: float | Array = 0.0,
+                    label_smoothing: float | Array = 0.0) -> ClassifierLoss[Literal[True]]: ...
+@overload
+def classifier_loss(apply: ApplyFn, *, train: Literal[False], weight_decay: float | Array = 0.0,
+                    label_smoothing: float | Array = 0.0) -> ClassifierLoss[Literal[False]]: ...
+@overload
 def classifier_loss(apply: ApplyFn, *, train: bool, weight_decay: float | Array = 0.0,
-                    label_smoothing: float | Array = 0.0) -> ClassifierLoss:
+                    label_smoothing: float | Array = 0.0) -> ClassifierLoss[bool]: ...
+def classifier_loss(apply: ApplyFn, *, train: bool, weight_decay: float | Array = 0.0,
+                    label_smoothing: float | Array = 0.0) -> ClassifierLoss[bool]:
     """A classification loss function for a model with the functrain ``apply`` convention.
 
     The batch is ``(x, labels)``; the loss is
@@ -105,7 +120,8 @@ def classifier_loss(apply: ApplyFn, *, train: bool, weight_decay: float | Array 
             evaluation loss with ``label_smoothing=0`` so validation losses stay comparable.
 
     Returns:
-        A :class:`ClassifierLoss`: ``loss_fn(params, model_state, batch, key) -> (loss,
+        A :class:`ClassifierLoss` (``ClassifierLoss[Literal[True]]`` for ``train=True``,
+        ``ClassifierLoss[Literal[False]]`` for ``train=False``): ``loss_fn(params, model_state, batch, key) -> (loss,
         (model_state, metrics))``, with the fields ``apply``, ``train``, ``weight_decay`` and
         ``label_smoothing``.
 

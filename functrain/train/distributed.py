@@ -26,13 +26,13 @@ Example (with the devices of this machine; one CPU device works too):
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from functrain import _tree, _validate
+from functrain import _jax, _tree, _validate
 from functrain.typing import Metrics, PRNGKey, PyTree
 
 __all__ = [
@@ -52,7 +52,8 @@ DATA_AXIS = "data"
 S = TypeVar("S")
 
 
-def data_mesh(devices: Sequence[jax.Device] | None = None, *, axis_name: str = DATA_AXIS) -> Mesh:
+def data_mesh(devices: Sequence[jax.Device] | None = None,  # pyright: ignore[reportUnknownMemberType, reportUnknownParameterType, reportInvalidTypeForm]  # jaxlib re-exports Device as a variable
+              *, axis_name: str = DATA_AXIS) -> Mesh:
     """A one-dimensional device mesh with a single data-parallel axis.
 
     Args:
@@ -72,10 +73,11 @@ def data_mesh(devices: Sequence[jax.Device] | None = None, *, axis_name: str = D
         (('data',), (1,))
     """
     who = "data_mesh"
-    devs = list(jax.devices() if devices is None else devices)
+    devs: list[Any] = list(cast("list[Any]", jax.devices()  # pyright: ignore[reportUnknownMemberType]  # list[Device]
+                                if devices is None else devices))
     if not devs:
         _validate.fail(who, "devices", "a list of at least one device", devs)
-    if not isinstance(axis_name, str):
+    if not isinstance(cast(object, axis_name), str):  # the static type is not enforced
         _validate.fail(who, "axis_name", "a str", axis_name, error=TypeError)
     return Mesh(np.asarray(devs, dtype=object), (axis_name,))
 
@@ -156,7 +158,7 @@ def shard_batch(batch: PyTree, mesh: Mesh) -> PyTree:
         ((4, 2), True)
     """
     _check_divisible(batch, _n_shards(_check_mesh(mesh, "shard_batch")), "shard_batch")
-    return jax.device_put(batch, batch_sharding(mesh))
+    return _jax.device_put(batch, batch_sharding(mesh))
 
 
 def replicate(tree: PyTree, mesh: Mesh) -> PyTree:
@@ -176,7 +178,7 @@ def replicate(tree: PyTree, mesh: Mesh) -> PyTree:
         True
     """
     _check_mesh(mesh, "replicate")
-    return jax.device_put(tree, replicated_sharding(mesh))
+    return _jax.device_put(tree, replicated_sharding(mesh))
 
 
 def is_replicated(tree: PyTree) -> bool:
@@ -232,7 +234,7 @@ def data_parallel_step(
     _check_mesh(mesh, who)
     rep, shard = replicated_sharding(mesh), batch_sharding(mesh)
     n_dev = _n_shards(mesh)
-    jitted = jax.jit(step, in_shardings=(rep, shard, rep), out_shardings=(rep, rep),
+    jitted = _jax.jit(step, in_shardings=(rep, shard, rep), out_shardings=(rep, rep),
                      donate_argnums=(0,) if donate else ())
 
     def parallel_step(state: S, batch: PyTree, key: PRNGKey) -> tuple[S, Metrics]:

@@ -19,17 +19,20 @@ compiled shape); since the permutation changes every epoch, every example is use
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
-from functrain import _tree, _validate
+from functrain import _jax, _tree, _validate
 from functrain.train._labels import check_entry_labels
 from functrain.train.state import TS, TrainState
 from functrain.train.step import EvalStep, TrainStep
 from functrain.typing import Array, Metrics, PRNGKey, PyTree
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeIs
 
 __all__ = ["evaluate", "train_epoch"]
 
@@ -106,7 +109,11 @@ class _ByIdentity(Generic[F]):
         return id(self.fn)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, _ByIdentity) and other.fn is self.fn
+        return _is_by_identity(other) and other.fn is self.fn
+
+
+def _is_by_identity(x: object) -> TypeIs[_ByIdentity[Any]]:
+    return isinstance(x, _ByIdentity)
 
 
 def _static(fn: F) -> F | _ByIdentity[F]:
@@ -120,7 +127,7 @@ def _static(fn: F) -> F | _ByIdentity[F]:
 
 
 def _unwrap(fn: Any) -> Any:
-    return fn.fn if isinstance(fn, _ByIdentity) else fn
+    return fn.fn if _is_by_identity(fn) else fn
 
 
 def _traced(*trees: PyTree) -> bool:
@@ -135,7 +142,7 @@ def _epoch(step: Any, state: TS, data: PyTree, key: PRNGKey, batch_size: int) ->
 
 # One compiled program per (step, batch_size, argument shapes/dtypes): a Python loop over epochs
 # compiles once. Not donated: the caller's state stays valid.
-_epoch_jit = jax.jit(_epoch, static_argnums=(0, 4))
+_epoch_jit = _jax.jit(_epoch, static_argnums=(0, 4))
 
 
 def train_epoch(
@@ -278,7 +285,7 @@ def _evaluate(eval_step: Any, state: TrainState[Any, Any, Any], data: PyTree, bs
         x = jnp.asarray(x)
         return x[: n_batches * bs].reshape((n_batches, bs) + x.shape[1:])
 
-    per_batch = lax.map(lambda b: dict(eval_step(state, b)), _tree.tree_map(full, data))
+    per_batch = _jax.lax_map(lambda b: dict(eval_step(state, b)), _tree.tree_map(full, data))
     totals = {name: jnp.sum(v, axis=0) * bs for name, v in per_batch.items()}
     if rest:
         tail = eval_step(state, _tree.tree_map(lambda x: jnp.asarray(x)[n_batches * bs:], data))
@@ -290,4 +297,4 @@ def _evaluate(eval_step: Any, state: TrainState[Any, Any, Any], data: PyTree, bs
     return {name: v / n for name, v in totals.items()}
 
 
-_evaluate_jit = jax.jit(_evaluate, static_argnums=(0, 3))
+_evaluate_jit = _jax.jit(_evaluate, static_argnums=(0, 3))

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from functrain import _tree, _validate
+from functrain import _jax, _tree, _validate
 from functrain.train import _fit_host as host
 from functrain.train._labels import check_entry_labels
 from functrain.train._run_helpers import check_epoch_count, restore_best
@@ -117,12 +117,15 @@ class FitInterrupted(KeyboardInterrupt):
 
 # Compiled once per (step, options, shapes) and reused by every ``fit`` call (JAX's jit cache);
 # the run state is donated, so its buffers are reused for the next epoch's state.
-_fit_epoch_jit = jax.jit(fit_epoch, static_argnums=(0, 4), donate_argnums=(1,))
+_fit_epoch_jit = _jax.jit(fit_epoch, static_argnums=(0, 4), donate_argnums=(1,))
 
 
 def _copy_tree(tree: PyTree) -> PyTree:
     """Fresh device buffers for every array leaf (so ``fit`` can donate them without touching the caller's)."""
-    return _tree.tree_map(lambda x: jnp.array(x, copy=True) if isinstance(x, jax.Array) else x, tree)
+    def copy(x: Any) -> Any:  # array leaves are copied, any other leaf is kept
+        return jnp.array(x, copy=True) if isinstance(x, jax.Array) else x
+
+    return _tree.tree_map(copy, tree)
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.typing import ArrayLike
 
-from functrain import _tree, _validate
+from functrain import _jax, _tree, _validate
 from functrain.optim.base import TransformationLike
 from functrain.train.state import init_train_state
 from functrain.train.step import make_train_step
@@ -90,8 +90,10 @@ def _batch_indices(key: PRNGKey, n: int, batch_size: int, steps: int) -> Array:
     """``(steps, batch_size)`` indices: shuffled epochs back to back, last partial batches dropped."""
     per_epoch = n // batch_size
     epochs = math.ceil(steps / per_epoch)
-    perms = jax.vmap(lambda k: jax.random.permutation(k, n)[: per_epoch * batch_size])(
-        jax.random.split(key, epochs))
+    def permutation(k: PRNGKey) -> Array:
+        return jax.random.permutation(k, n)[: per_epoch * batch_size]
+
+    perms = jax.vmap(permutation)(jax.random.split(key, epochs))
     return perms.reshape(epochs * per_epoch, batch_size)[:steps]
 
 
@@ -219,7 +221,7 @@ def lr_find(loss_fn: LossFn, optimizer: Callable[[Schedule], TransformationLike]
     try:
         hash(config)
     except TypeError:  # an unhashable loss function or factory: compiled for this call only
-        result: LRFindResult = jax.jit(partial(_many_tests if batched else _one_test, config))(*args)
+        result: LRFindResult = _jax.jit(partial(_many_tests if batched else _one_test, config))(*args)
         return result
     result = _COMPILED[batched](config, *args)
     return result
@@ -276,7 +278,7 @@ def _many_tests(config: _Config, params: PyTree, model_state: PyTree, data: PyTr
 
 
 # Compiled once per configuration (and shapes): equal loss functions and factories hit the cache.
-_COMPILED = {False: jax.jit(_one_test, static_argnums=0), True: jax.jit(_many_tests, static_argnums=0)}
+_COMPILED = {False: _jax.jit(_one_test, static_argnums=0), True: _jax.jit(_many_tests, static_argnums=0)}
 
 
 def _is_key_batch(key: object) -> bool:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Any, Generic, NamedTuple
+from typing import Any, Generic, NamedTuple, cast
 
 import jax
 import jax.numpy as jnp
@@ -202,12 +202,12 @@ def init_fit_state(train_state: TS, options: FitOptions | None = None) -> FitSta
         (-1, 1.0)
     """
     who = "init_fit_state"
-    if not isinstance(train_state, TrainState):
+    if not isinstance(cast(object, train_state), TrainState):  # the static type is not enforced
         _validate.fail(who, "train_state", "a TrainState (see init_train_state)", train_state,
                        error=TypeError)
     es = ps = None
     if options is not None:
-        if not isinstance(options, FitOptions):
+        if not isinstance(cast(object, options), FitOptions):
             _validate.fail(who, "options", "a FitOptions or None", options, error=TypeError)
         if options.plateau is not None:
             check_plateau_state(train_state.opt_state, who, "train_state.opt_state")
@@ -385,7 +385,7 @@ def fit_scan(
     who = "fit_scan"
     _check_fit_state(fit_state, who)
     n = _validate.check_leading_length(train_data, who, "train_data")
-    bs = options.batch_size if isinstance(options, FitOptions) else 0
+    bs = options.batch_size if isinstance(cast(object, options), FitOptions) else 0
     start = getattr(fit_state.train_state, "step", None)
     first = None if start is None or _validate.is_traced(start) else int(start)
     n_epochs = check_epoch_count(epochs, n // bs if 1 <= bs <= n else 0, first, who)
@@ -436,7 +436,7 @@ def final_train_state(fit_state: FitState[TS], options: FitOptions | None = None
     """
     who = "final_train_state"
     _check_fit_state(fit_state, who)
-    if options is not None and not isinstance(options, FitOptions):
+    if options is not None and not isinstance(cast(object, options), FitOptions):
         _validate.fail(who, "options", "a FitOptions or None", options, error=TypeError)
     ts, never = restore_best(fit_state, options)
     if never:

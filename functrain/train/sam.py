@@ -14,16 +14,15 @@ Each step runs two forward-backward passes, so it costs about twice a plain step
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 
 from functrain import _tree, _validate
 from functrain.optim.base import GradientTransformation, TransformationLike, apply_updates
 from functrain.train.state import TrainState
-from functrain.train.step import TrainStep, _check_opt_state, guarded_model_state, loss_value_and_grad
+from functrain.train.step import (TrainStep, _check_opt_state,  # pyright: ignore[reportPrivateUsage]  # shared inside functrain.train
+                                  guarded_model_state, loss_value_and_grad)
 from functrain.typing import Array, LossFn, Metrics, PRNGKey, PyTree
 
 __all__ = ["make_sam_train_step", "sam_perturbation"]

@@ -49,9 +49,8 @@ from typing import Any, Generic, NamedTuple, TypeVar
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
-from functrain import _tree, _validate
+from functrain import _jax, _tree, _validate
 from functrain.typing import Array, PRNGKey, PyTree
 
 __all__ = ["RunResults", "Stats", "grid", "run_seeds", "summarize", "sweep"]
@@ -119,7 +118,7 @@ def _batched(fn: Callable[[Any], R], xs: PyTree, n: int, chunk_size: int | None)
     """``vmap(fn)(xs)``, or in chunks of ``chunk_size`` runs with ``lax.map``."""
     if chunk_size is None or chunk_size >= n:
         return jax.vmap(fn)(xs)
-    out: R = lax.map(fn, xs, batch_size=chunk_size)
+    out: R = _jax.lax_map(fn, xs, batch_size=chunk_size)
     return out
 
 
@@ -147,7 +146,7 @@ def summarize(results: PyTree, *, axis: int = 0) -> PyTree:
     axis = _validate.check_int(axis, "summarize", "axis", low=0)
 
     def one(x: Any) -> Stats | None:
-        if isinstance(x, (jax.Array, np.ndarray)) and x.ndim > axis and (
+        if _tree.is_array(x) and x.ndim > axis and (
                 jnp.issubdtype(x.dtype, jnp.number) or x.dtype == jnp.bool_):
             return _stats(jnp.asarray(x), axis)
         return None
@@ -205,7 +204,7 @@ def _run_seeds_impl(train_fn: Callable[[PRNGKey], R], keys: Array, chunk: int | 
 
 # One jitted function with ``train_fn`` static: calling run_seeds again with the same train_fn
 # (and key shape) reuses the compiled program instead of tracing a fresh closure.
-_run_seeds_jit = jax.jit(_run_seeds_impl, static_argnums=(0, 2))
+_run_seeds_jit = _jax.jit(_run_seeds_impl, static_argnums=(0, 2))
 
 
 def grid(**axes: Sequence[float] | Array) -> dict[str, Array]:
@@ -224,13 +223,13 @@ def grid(**axes: Sequence[float] | Array) -> dict[str, Array]:
     """
     if not axes:
         _validate.fail("grid", "axes", "at least one named axis, e.g. grid(lr=[0.1, 0.01])", axes)
-    values = {}
+    values: dict[str, Array] = {}
     for name, v in axes.items():
         a = jnp.asarray(v)
         if a.ndim != 1 or a.shape[0] == 0:
             _validate.fail("grid", name, "a non-empty 1-d sequence of values", a)
         values[name] = a
-    mesh = jnp.meshgrid(*values.values(), indexing="ij")
+    mesh: list[Array] = jnp.meshgrid(*values.values(), indexing="ij")
     return {name: m.reshape(-1) for name, m in zip(values, mesh)}
 
 
@@ -285,6 +284,6 @@ def _sweep_impl(train_fn: Callable[[PRNGKey, H], R], keys: Array, hyperparams: H
     return RunResults(out, summarize(out, axis=1))
 
 
-_sweep_jit = jax.jit(_sweep_impl, static_argnums=(0, 3))
+_sweep_jit = _jax.jit(_sweep_impl, static_argnums=(0, 3))
 
 

@@ -32,15 +32,16 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, Protocol, overload
 
 import jax
 import jax.numpy as jnp
 
-from functrain import _tree, _validate
+from functrain import _jax, _tree, _validate
 from functrain.optim.base import GradientTransformation, TransformationLike, apply_updates
 from functrain.optim.guards import SkipNonfiniteState
-from functrain.train.classifier import ClassifierLoss, classifier_loss  # noqa: F401 (their old home)
+from functrain.train.classifier import ClassifierLoss as ClassifierLoss  # their old home
+from functrain.train.classifier import classifier_loss as classifier_loss
 from functrain.train.state import TrainState
 from functrain.typing import Array, LossFn, Metrics, PRNGKey, PyTree
 
@@ -107,19 +108,22 @@ def loss_value_and_grad(loss_fn: LossFn, who: str) -> Any:
         loss, model_state, metrics = _check_loss_output(loss_fn(params, model_state, batch, key), who)
         return loss, (model_state, metrics)
 
-    return jax.value_and_grad(wrapped, has_aux=True)
+    return _jax.value_and_grad(wrapped, has_aux=True)
 
 
 def _check_loss_output(out: object, who: str) -> tuple[Array, PyTree, Mapping[str, Array]]:
     """The ``(loss, model_state, metrics)`` a loss function returned, checked at trace time."""
-    if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], tuple) and len(out[1]) == 2):
+    if not (_tree.is_tuple(out) and len(out) == 2 and _tree.is_tuple(out[1]) and len(out[1]) == 2):
         raise TypeError(f"{who}: argument 'loss_fn' must be a function returning (loss, (new_model_state, metrics)), "
                         f"got a return value of {_validate.describe(out)}")
+    loss: Array
+    model_state: PyTree
+    metrics: object
     loss, (model_state, metrics) = out
     if jnp.shape(loss) != ():
         raise ValueError(f"{who}: argument 'loss_fn' must be a function returning a scalar loss, got a loss of "
                          f"shape {jnp.shape(loss)}")
-    if not isinstance(metrics, Mapping):
+    if not _tree.is_mapping(metrics):
         raise TypeError(f"{who}: argument 'loss_fn' must be a function returning metrics as a mapping of names to "
                         f"scalars, got metrics of {_validate.describe(metrics)}")
     return loss, model_state, metrics
@@ -134,7 +138,7 @@ def _check_opt_state(optimizer: TransformationLike, state: TrainState[Any, Any, 
     enters the compiled step. An ``init`` that cannot run abstractly is not checked.
     """
     try:
-        expected = jax.eval_shape(optimizer.init, state.params)
+        expected = _jax.eval_shape(optimizer.init, state.params)
     except TypeError:  # an init that needs concrete values: no abstract reference to compare with
         return
     _validate.check_same_structure(expected, state.opt_state, "train_step", "state.opt_state",
@@ -279,6 +283,20 @@ def _training_mode(loss_fn: object) -> bool:
     return isinstance(loss_fn, functools.partial) and loss_fn.keywords.get("train") is True
 
 
+if TYPE_CHECKING:
+    from typing_extensions import deprecated
+else:  # the marker is for type checkers only: no run-time dependency, no wrapper
+    def deprecated(message: str) -> Any:
+        return lambda fn: fn
+
+
+@overload
+@deprecated("make_eval_step refuses a training-mode loss (it would evaluate with dropout on and "
+            "batch statistics): build it with classifier_loss(apply, train=False)")
+def make_eval_step(loss_fn: ClassifierLoss[Literal[True]], *,
+                   key: PRNGKey | None = None) -> NoReturn: ...
+@overload
+def make_eval_step(loss_fn: LossFn, *, key: PRNGKey | None = None) -> EvalStep: ...
 def make_eval_step(loss_fn: LossFn, *, key: PRNGKey | None = None) -> EvalStep:
     """Build the pure evaluation step ``eval_step(state, batch) -> metrics``.
 
@@ -289,8 +307,10 @@ def make_eval_step(loss_fn: LossFn, *, key: PRNGKey | None = None) -> EvalStep:
     batch-norm statistics), and no gradient is computed. A loss function that declares training
     mode is refused, since it would evaluate with dropout on and batch statistics: an object with
     ``train`` set to ``True`` (a :class:`ClassifierLoss` from ``classifier_loss(apply,
-    train=True)``) or a ``functools.partial`` with the keyword ``train=True``. (The type checker
-    cannot refuse it: a training loss has the same call signature as an evaluation one.)
+    train=True)``) or a ``functools.partial`` with the keyword ``train=True``. Type checkers
+    refuse the first statically too: ``classifier_loss(apply, train=True)`` is a
+    ``ClassifierLoss[Literal[True]]``, which selects a deprecated overload returning ``NoReturn``
+    (mypy with the ``deprecated`` error code, pyright's ``reportDeprecated``).
 
     Args:
         loss_fn: an evaluation loss function with the :class:`~functrain.typing.LossFn` signature.

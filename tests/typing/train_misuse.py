@@ -1,9 +1,9 @@
-"""Misuses of the training API that mypy must reject (checked by tests/test_typing.py)."""
+"""Misuses of the training API that mypy and pyright must reject (checked by tests/test_typing.py)."""
 
 import jax
 import jax.numpy as jnp
 
-from functrain import losses, optim, train
+from functrain import layers, losses, optim, train
 from functrain.typing import Array, Metrics, PRNGKey, PyTree
 
 
@@ -74,3 +74,15 @@ options = train.FitOptions(2, eval_step=eval_step, early_stopping=es)
 fs = train.init_fit_state(new_state, options)
 fs, epoch_metrics = train.fit_scan(step, fs, data, key, options, epochs=2, val_data=data)
 final: train.TrainState[dict[str, jax.Array], tuple[()], object] = train.final_train_state(fs, options)
+
+# A training-mode loss given to the evaluation step (dropout on, batch statistics while evaluating);
+# the evaluation loss and a loss of unknown mode are accepted.
+# (In a function: the refused overload returns NoReturn, which ends the flow of the module.)
+model = layers.serial(layers.Dense(3), layers.Dropout(0.5))
+train.make_eval_step(train.classifier_loss(model.apply, train=False))
+mode: bool = bool(jnp.ones(()))
+train.make_eval_step(train.classifier_loss(model.apply, train=mode))
+
+
+def evaluate_in_training_mode() -> None:
+    train.make_eval_step(train.classifier_loss(model.apply, train=True))  # expect-error

@@ -12,3 +12,11 @@ class Device:
     process_index: int
 
 def __getattr__(name: str) -> Incomplete: ...
+
+class pytree:
+    """``jaxlib._jax.pytree`` (a submodule at run time): the names jax's annotations use."""
+
+    class PyTreeDef:
+        num_leaves: int
+        num_nodes: int
+        def __getattr__(self, name: str) -> Incomplete: ...

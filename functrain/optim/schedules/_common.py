@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import jax.numpy as jnp
-import numpy as np
 from jax.typing import ArrayLike
 
-from functrain import _validate
+from functrain import _tree, _validate
 from functrain.typing import Array
 
 __all__ = ["Value", "check_boundaries", "f32"]
@@ -27,7 +26,7 @@ def check_boundaries(fn: str, name: str, boundaries: Sequence[object], got: obje
     """Non-negative, strictly increasing int boundaries (``got`` is what the message shows)."""
     out: list[int] = []
     for b in boundaries:
-        if isinstance(b, (bool, np.bool_)) or not isinstance(b, (int, np.integer)):
+        if _tree.is_bool(b) or not _tree.is_int(b):
             _validate.fail(fn, name, expectation, got, error=TypeError)
         out.append(int(b))
     if any(b < 0 for b in out) or any(b <= a for a, b in zip(out, out[1:])):

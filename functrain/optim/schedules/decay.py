@@ -7,6 +7,7 @@ values match the corresponding ``optax`` schedule.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import cast
 
 import jax.numpy as jnp
 from jax.typing import ArrayLike
@@ -143,7 +144,8 @@ def piecewise_constant(
     """
     fn = "piecewise_constant"
     _validate.check_hyperparameter(init_value, fn, "init_value", schedule_ok=False)
-    if boundaries_and_scales is not None and not isinstance(boundaries_and_scales, Mapping):
+    if boundaries_and_scales is not None and not isinstance(cast(object, boundaries_and_scales),
+                                                            Mapping):
         _validate.fail(fn, "boundaries_and_scales", "a mapping {step: scale} or None",
                        boundaries_and_scales, error=TypeError)
     items = list((boundaries_and_scales or {}).items())

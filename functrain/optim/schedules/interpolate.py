@@ -9,6 +9,7 @@ Each factory returns a :class:`~functrain.typing.Schedule` whose values match th
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import cast
 
 import jax.numpy as jnp
 from jax.typing import ArrayLike
@@ -70,7 +71,8 @@ def piecewise_interpolate(
     _validate.check_hyperparameter(init_value, fn, "init_value", schedule_ok=False)
     interpolate = _INTERPOLATIONS[_validate.check_choice(interpolation, _INTERPOLATIONS, fn,
                                                          "interpolation")]
-    if boundaries_and_scales is not None and not isinstance(boundaries_and_scales, Mapping):
+    if boundaries_and_scales is not None and not isinstance(cast(object, boundaries_and_scales),
+                                                            Mapping):
         _validate.fail(fn, "boundaries_and_scales", "a mapping {step: scale} or None",
                        boundaries_and_scales, error=TypeError)
     items = list((boundaries_and_scales or {}).items())
