@@ -8,6 +8,7 @@ refuses complex gradients (a complex number has no order to clip by).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import jax.numpy as jnp
@@ -176,17 +177,7 @@ def clip_by_block_norm(max_norm: float | Array) -> GradientTransformation[EmptyS
     _validate.check_hyperparameter(max_norm, "clip_by_block_norm", "max_norm", low=0.0,
                                    low_open=True, schedule_ok=False)
 
-    def clip(g: Array) -> Array:
-        norm = jnp.sqrt(jnp.sum(abs_sq(g)))
-        return g / jnp.maximum(1.0, norm / like(max_norm, norm))
-
-    def update(
-        updates: PyTree, state: EmptyState, params: PyTree | None = None, **extra_args: Any
-    ) -> tuple[PyTree, EmptyState]:
-        del params, extra_args
-        return tree_map(clip, updates), state
-
-    return GradientTransformation(init_empty_state, update)
+    return _per_leaf(lambda g: jnp.sqrt(jnp.sum(abs_sq(g))), max_norm)
 
 
 def clip_by_block_rms(max_rms: float | Array) -> GradientTransformation[EmptyState]:
@@ -217,9 +208,15 @@ def clip_by_block_rms(max_rms: float | Array) -> GradientTransformation[EmptySta
     _validate.check_hyperparameter(max_rms, "clip_by_block_rms", "max_rms", low=0.0,
                                    low_open=True, schedule_ok=False)
 
+    return _per_leaf(lambda g: jnp.sqrt(jnp.mean(abs_sq(g))), max_rms)
+
+
+def _per_leaf(statistic: Callable[[Array], Array], bound: float | Array) -> GradientTransformation[EmptyState]:
+    """Rescale each leaf ``g`` by ``1 / max(1, statistic(g) / bound)`` (block norm, block RMS)."""
+
     def clip(g: Array) -> Array:
-        rms = jnp.sqrt(jnp.mean(abs_sq(g)))
-        return g / jnp.maximum(1.0, rms / like(max_rms, rms))
+        value = statistic(g)
+        return g / jnp.maximum(1.0, value / like(bound, value))
 
     def update(
         updates: PyTree, state: EmptyState, params: PyTree | None = None, **extra_args: Any

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import cast
 
 import jax.numpy as jnp
 from jax.typing import ArrayLike
@@ -32,3 +33,19 @@ def check_boundaries(fn: str, name: str, boundaries: Sequence[object], got: obje
     if any(b < 0 for b in out) or any(b <= a for a, b in zip(out, out[1:])):
         _validate.fail(fn, name, expectation, got)
     return out
+
+
+def check_boundaries_and_scales(fn: str, boundaries_and_scales: Mapping[int, float] | None
+                                ) -> tuple[list[int], list[float]]:
+    """The steps and scales of a ``{boundary_step: scale}`` mapping (or ``None``: none): int steps
+    strictly increasing from 0 up, concrete scales ``>= 0``."""
+    if boundaries_and_scales is not None and not isinstance(cast(object, boundaries_and_scales), Mapping):
+        _validate.fail(fn, "boundaries_and_scales", "a mapping {step: scale} or None",
+                       boundaries_and_scales, error=TypeError)
+    items = list((boundaries_and_scales or {}).items())
+    bounds = check_boundaries(fn, "boundaries_and_scales", [b for b, _ in items], boundaries_and_scales,
+                              "a mapping whose keys are strictly increasing int steps >= 0")
+    scales = [s for _, s in items]
+    for b, s in zip(bounds, scales):
+        _validate.check_hyperparameter(s, fn, f"boundaries_and_scales[{b}]", low=0.0, schedule_ok=False)
+    return bounds, scales

@@ -7,13 +7,12 @@ values match the corresponding ``optax`` schedule.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import cast
 
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from functrain import _validate
-from functrain.optim.schedules._common import Value, check_boundaries, f32
+from functrain.optim.schedules._common import Value, check_boundaries_and_scales, f32
 from functrain.typing import Array, Schedule
 
 __all__ = [
@@ -144,18 +143,7 @@ def piecewise_constant(
     """
     fn = "piecewise_constant"
     _validate.check_hyperparameter(init_value, fn, "init_value", schedule_ok=False)
-    if boundaries_and_scales is not None and not isinstance(cast(object, boundaries_and_scales),
-                                                            Mapping):
-        _validate.fail(fn, "boundaries_and_scales", "a mapping {step: scale} or None",
-                       boundaries_and_scales, error=TypeError)
-    items = list((boundaries_and_scales or {}).items())
-    bounds = check_boundaries(fn, "boundaries_and_scales", [b for b, _ in items],
-                               boundaries_and_scales,
-                               "a mapping whose keys are strictly increasing int steps >= 0")
-    scales = [s for _, s in items]
-    for b, s in zip(bounds, scales):
-        _validate.check_hyperparameter(s, fn, f"boundaries_and_scales[{b}]", low=0.0,
-                                       schedule_ok=False)
+    bounds, scales = check_boundaries_and_scales(fn, boundaries_and_scales)
 
     def schedule(step: ArrayLike) -> Array:
         count = jnp.asarray(step)

@@ -9,13 +9,12 @@ Each factory returns a :class:`~functrain.typing.Schedule` whose values match th
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import cast
 
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from functrain import _validate
-from functrain.optim.schedules._common import Value, check_boundaries, f32
+from functrain.optim.schedules._common import Value, check_boundaries_and_scales, f32
 from functrain.typing import Array, Schedule
 
 __all__ = ["linear_one_cycle", "piecewise_interpolate"]
@@ -71,18 +70,7 @@ def piecewise_interpolate(
     _validate.check_hyperparameter(init_value, fn, "init_value", schedule_ok=False)
     interpolate = _INTERPOLATIONS[_validate.check_choice(interpolation, _INTERPOLATIONS, fn,
                                                          "interpolation")]
-    if boundaries_and_scales is not None and not isinstance(cast(object, boundaries_and_scales),
-                                                            Mapping):
-        _validate.fail(fn, "boundaries_and_scales", "a mapping {step: scale} or None",
-                       boundaries_and_scales, error=TypeError)
-    items = list((boundaries_and_scales or {}).items())
-    bounds = check_boundaries(fn, "boundaries_and_scales", [b for b, _ in items],
-                              boundaries_and_scales,
-                              "a mapping whose keys are strictly increasing int steps >= 0")
-    scales = [s for _, s in items]
-    for b, s in zip(bounds, scales):
-        _validate.check_hyperparameter(s, fn, f"boundaries_and_scales[{b}]", low=0.0,
-                                       schedule_ok=False)
+    bounds, scales = check_boundaries_and_scales(fn, boundaries_and_scales)
 
     def schedule(step: ArrayLike) -> Array:
         count = jnp.asarray(step)
