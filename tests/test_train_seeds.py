@@ -76,7 +76,7 @@ def _train(key: PRNGKey, lr: Array | float = 1e-2, wd: Array | float = 1e-4, ada
     params, mstate = _f64(params), _f64(mstate)
     steps = EPOCHS * (len(train_data[0]) // BS)
     schedule = optim.schedules.warmup_cosine_decay(0.0, lr, 2, steps)
-    inner = (optim.adamw(schedule, weight_decay=wd) if adam else
+    inner: optim.GradientTransformation[Any] = (optim.adamw(schedule, weight_decay=wd) if adam else
              optim.chain(optim.add_decayed_weights(wd), optim.momentum(optim.schedules.warmup_cosine_decay(0.0, 9 * lr, 2, steps), 0.9)))
     opt = optim.chain(optim.clip_by_global_norm(1.0), inner, scale_by_plateau())
     step = make_train_step(classifier_loss(MODEL.apply, train=True), opt)

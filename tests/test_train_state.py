@@ -79,6 +79,6 @@ def test_init_train_state_under_vmap_stacks_every_field() -> None:
 def test_init_train_state_rejects_non_optimizer() -> None:
     with pytest.raises(TypeError, match=r"init_train_state: argument 'optimizer' must be a gradient "
                                         r"transformation .*, got 0.1"):
-        init_train_state({}, (), 0.1)  # type: ignore[arg-type]  # deliberate misuse
+        init_train_state({}, (), 0.1)  # type: ignore[call-overload]  # deliberate misuse
     with pytest.raises(TypeError, match=r"got the function adam"):
-        init_train_state({}, (), optim.adam)  # type: ignore[arg-type]  # a factory, not called
+        init_train_state({}, (), optim.adam)  # type: ignore[call-overload]  # a factory, not called

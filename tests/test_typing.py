@@ -42,11 +42,14 @@ def test_mypy_strict_is_clean() -> None:
 
 
 def _misuse_files() -> list[Path]:
+    """The files of tests/typing: misuses (errors pinned per line) and, named ``*_types.py``,
+    positive checks (``assert_type`` lines that both checkers must accept: no error at all)."""
     return sorted(p for p in MISUSE_DIR.glob("*.py") if not p.name.startswith("_"))
 
 
 def test_misuse_files_exist() -> None:
     assert len(_misuse_files()) >= 1
+    assert any(f.name.endswith("_types.py") for f in _misuse_files())
 
 
 @pytest.mark.slow
@@ -68,7 +71,8 @@ def _unpinned(files: list[Path], errors: dict[tuple[str, int], list[str]], check
     for f in files:
         lines = f.read_text().splitlines()
         expected = {i + 1 for i, text in enumerate(lines) if MARK in text}
-        assert expected, f"{f.name} marks no line with '{MARK}'"
+        assert expected or f.name.endswith("_types.py"), f"{f.name} marks no line with '{MARK}'"
+        assert not (expected and f.name.endswith("_types.py")), f"{f.name} is positive: no '{MARK}'"
         got = {ln for (name, ln) in errors if name == f.name}
         for ln in sorted(expected - got):
             problems.append(f"{f.name}:{ln}: {checker} accepted a misuse: {lines[ln - 1].strip()}")

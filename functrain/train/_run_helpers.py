@@ -19,7 +19,7 @@ from functrain import _tree, _validate
 from functrain.optim.guards import SkipNonfiniteState, has_diverged
 from functrain.train.early_stopping import EarlyStopping, EarlyStoppingState, masked_update
 from functrain.train.plateau import ReduceOnPlateau, ReduceOnPlateauState, set_plateau_scale
-from functrain.train.state import TS, TrainState
+from functrain.train.state import TS
 from functrain.train.step import TrainStep
 from functrain.typing import Array, Metrics, PRNGKey, PyTree
 
@@ -83,10 +83,9 @@ def guarded(opt_state: PyTree) -> bool:
     return any(_is_guard(x) for x in _tree.tree_leaves(opt_state, is_leaf=_is_guard))
 
 
-def tracking(step: TrainStep) -> TrainStep:
+def tracking(step: TrainStep[TS]) -> TrainStep[TS]:
     """``step`` that also reports, per step, whether the run has diverged after it."""
-    def tracked(state: TrainState[Any, Any, Any], batch: PyTree,
-                key: PRNGKey) -> tuple[TrainState[Any, Any, Any], Metrics]:
+    def tracked(state: TS, batch: PyTree, key: PRNGKey) -> tuple[TS, Metrics]:
         new, metrics = step(state, batch, key)
         return new, {**metrics, DIVERGED: has_diverged(new.opt_state)}
 

@@ -62,7 +62,7 @@ def _shuffled_batches(data: PyTree, key: PRNGKey, n: int, batch_size: int) -> tu
     return _tree.tree_map(gather, data), jax.random.split(step_key, n_batches)
 
 
-def scan_steps(step: TrainStep, state: TS, data: PyTree, key: PRNGKey, batch_size: int,
+def scan_steps(step: TrainStep[TS], state: TS, data: PyTree, key: PRNGKey, batch_size: int,
                who: str, data_name: str = "data",
                batch_name: str = "batch_size") -> tuple[TS, dict[str, Array]]:
     """Run one epoch; return the new state and the per-step metrics, each of shape ``(n_batches,)``.
@@ -146,7 +146,7 @@ _epoch_jit = _jax.jit(_epoch, static_argnums=(0, 4))
 
 
 def train_epoch(
-    step: TrainStep,
+    step: TrainStep[TS],
     state: TS,
     data: PyTree,
     key: PRNGKey,
@@ -226,8 +226,8 @@ def train_epoch(
 
 
 def evaluate(
-    eval_step: EvalStep,
-    state: TrainState[Any, Any, Any],
+    eval_step: EvalStep[TS],
+    state: TS,
     data: PyTree,
     *,
     batch_size: int,

@@ -15,7 +15,7 @@ import time
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Generic, Literal
 
 import jax
 import jax.numpy as jnp
@@ -129,10 +129,10 @@ def _copy_tree(tree: PyTree) -> PyTree:
 
 
 @dataclass(frozen=True)
-class _Run:
+class _Run(Generic[TS]):
     """What stays fixed during one :func:`fit` call."""
 
-    step: TrainStep
+    step: TrainStep[TS]
     train_data: PyTree
     key: PRNGKey
     options: FitOptions
@@ -143,7 +143,7 @@ class _Run:
     on_no_update: str
 
 
-def _start(run: _Run, state: TS, resume: bool, who: str) -> FitState[TS]:
+def _start(run: _Run[TS], state: TS, resume: bool, who: str) -> FitState[TS]:
     """The run state to start from: the checkpoint when resuming from one, else a fresh copy."""
     fit_state = init_fit_state(state, run.options)
     path = run.checkpoint_path
@@ -165,7 +165,7 @@ def _warn(text: str) -> None:
     warnings.warn(text, RuntimeWarning, stacklevel=5)  # _warn <- _check_epoch <- _host_loop <- fit <- caller
 
 
-def _check_epoch(run: _Run, m: Any, epoch: int, first_step: int, fit_state: FitState[Any]) -> None:
+def _check_epoch(run: _Run[Any], m: Any, epoch: int, first_step: int, fit_state: FitState[Any]) -> None:
     """The host-side checks after an epoch (see :func:`fit`): raise, warn, or nothing."""
     nb = run.n_batches
     where = f"at epoch {epoch}, step {{}} of {nb} (global step {{}})"
@@ -212,7 +212,7 @@ def _check_epoch(run: _Run, m: Any, epoch: int, first_step: int, fit_state: FitS
           f"optimizer's guard{'; ' + hint if hint else ''}")
 
 
-def _host_loop(run: _Run, fit_state: FitState[TS], records: host.Records, bar: host.Progress,
+def _host_loop(run: _Run[TS], fit_state: FitState[TS], records: host.Records, bar: host.Progress,
                interrupt: host.DeferredInterrupt) -> tuple[FitState[TS], bool]:
     """Run the jitted epochs until ``n_epochs``, early stopping or Ctrl-C; ``(state, interrupted)``."""
     es = fit_state.early_stopping
@@ -279,7 +279,7 @@ def _never_improved(history: History, monitor: str) -> str:
 
 
 def fit(
-    step: TrainStep,
+    step: TrainStep[TS],
     state: TS,
     train_data: PyTree,
     key: PRNGKey,

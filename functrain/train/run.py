@@ -244,7 +244,7 @@ def _check_run(fit_state: FitState[Any], options: object, val_data: PyTree, who:
 
 
 def fit_epoch(
-    step: TrainStep,
+    step: TrainStep[TS],
     fit_state: FitState[TS],
     train_data: PyTree,
     key: PRNGKey,
@@ -335,7 +335,7 @@ def fit_epoch(
 
 
 def fit_scan(
-    step: TrainStep,
+    step: TrainStep[TS],
     fit_state: FitState[TS],
     train_data: PyTree,
     key: PRNGKey,

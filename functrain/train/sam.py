@@ -14,7 +14,7 @@ Each step runs two forward-backward passes, so it costs about twice a plain step
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import jax.numpy as jnp
 
@@ -26,6 +26,8 @@ from functrain.train.step import (TrainStep, _check_opt_state,  # pyright: ignor
 from functrain.typing import Array, LossFn, Metrics, PRNGKey, PyTree
 
 __all__ = ["make_sam_train_step", "sam_perturbation"]
+
+O = TypeVar("O")
 
 
 def sam_perturbation(grads: PyTree, params: PyTree, rho: float | Array, *,
@@ -74,6 +76,14 @@ def _perturbation(grads: PyTree, params: PyTree, rho: float | Array, adaptive: b
     return _tree.tree_map(one, grads, params)
 
 
+@overload
+def make_sam_train_step(loss_fn: LossFn, optimizer: GradientTransformation[O], *,
+                        rho: float | Array = 0.05, adaptive: bool = False,
+                        grad_norm: bool = False) -> TrainStep[TrainState[Any, Any, O]]: ...
+@overload
+def make_sam_train_step(loss_fn: LossFn, optimizer: TransformationLike, *,
+                        rho: float | Array = 0.05, adaptive: bool = False,
+                        grad_norm: bool = False) -> TrainStep: ...
 def make_sam_train_step(loss_fn: LossFn, optimizer: GradientTransformation[Any] | TransformationLike,
                         *, rho: float | Array = 0.05, adaptive: bool = False,
                         grad_norm: bool = False) -> TrainStep:
@@ -107,8 +117,9 @@ def make_sam_train_step(loss_fn: LossFn, optimizer: GradientTransformation[Any] 
             :func:`~functrain.train.make_train_step`).
 
     Returns:
-        The step function, pure: jit, vmap and scan it (e.g. with
-        :func:`~functrain.train.train_epoch`).
+        The step function (a ``TrainStep[TrainState[Any, Any, O]]`` for a
+        ``GradientTransformation[O]``, as :func:`~functrain.train.make_train_step`'s), pure:
+        jit, vmap and scan it (e.g. with :func:`~functrain.train.train_epoch`).
 
     Raises:
         TypeError: ``loss_fn`` not callable, ``optimizer`` not a gradient transformation, a flag

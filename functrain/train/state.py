@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar, overload
 
 import jax.numpy as jnp
 
 from functrain import _validate
-from functrain.optim.base import TransformationLike
+from functrain.optim.base import GradientTransformation, TransformationLike
 from functrain.typing import Array
 
 __all__ = ["TrainState", "init_train_state"]
@@ -15,6 +15,7 @@ __all__ = ["TrainState", "init_train_state"]
 P = TypeVar("P")
 M = TypeVar("M")
 O = TypeVar("O")
+S = TypeVar("S")
 
 
 class TrainState(NamedTuple, Generic[P, M, O]):
@@ -45,6 +46,11 @@ TS = TypeVar("TS", bound=TrainState[Any, Any, Any])
 """A train state type: the epoch and run functions return the type they are given."""
 
 
+@overload
+def init_train_state(params: P, model_state: M,
+                     optimizer: GradientTransformation[S]) -> TrainState[P, M, S]: ...
+@overload
+def init_train_state(params: P, model_state: M, optimizer: TransformationLike) -> TrainState[P, M, Any]: ...
 def init_train_state(params: P, model_state: M, optimizer: TransformationLike) -> TrainState[P, M, Any]:
     """Start a training run: step 0 and a freshly initialized optimizer state.
 
@@ -55,7 +61,10 @@ def init_train_state(params: P, model_state: M, optimizer: TransformationLike) -
             ``init``/``update`` pair).
 
     Returns:
-        ``TrainState(step=0, params, model_state, optimizer.init(params))``.
+        ``TrainState(step=0, params, model_state, optimizer.init(params))``: a
+        ``TrainState[P, M, S]`` for params of type ``P``, a model state of type ``M`` and a
+        ``GradientTransformation[S]`` (the optimizer state's type is kept; an optax
+        transformation gives ``S = Any``).
 
     Raises:
         TypeError: if ``optimizer`` is not a gradient transformation (no ``init``/``update``).

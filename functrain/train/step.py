@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal, NoReturn, Protocol, overload
 
 import jax
 import jax.numpy as jnp
+from typing_extensions import TypeVar
 
 from functrain import _jax, _tree, _validate
 from functrain.optim.base import GradientTransformation, TransformationLike, apply_updates
@@ -53,12 +54,21 @@ __all__ = [
 ]
 
 
-class TrainStep(Protocol):
+AnyTrainState = TrainState[Any, Any, Any]
+S = TypeVar("S", bound=AnyTrainState, default=AnyTrainState)
+S_contra = TypeVar("S_contra", bound=AnyTrainState, default=AnyTrainState, contravariant=True)
+O = TypeVar("O")
+
+
+class TrainStep(Protocol[S]):
     """``step(state, batch, key) -> (new_state, metrics)``: one optimizer update, pure.
 
-    (Deliberately not generic: mypy does not reliably reject a mismatched callable protocol
-    passed to a generic function, and this way an eval step given as a train step is an error.)
-    :func:`make_train_step` builds one; a hand-written function with this signature works too.
+    Generic in the train state ``S`` it takes and returns (a ``TrainState[P, M, O]``; a bare
+    ``TrainStep`` is ``TrainStep[TrainState[Any, Any, Any]]``). :func:`make_train_step` builds a
+    ``TrainStep[TrainState[Any, Any, O]]`` for a ``GradientTransformation[O]``, so a step given
+    a state whose optimizer state is of another type (built with another optimizer) is a type
+    error, and an eval step given as a train step is one too. A hand-written function with this
+    signature works as well.
 
     Example:
         >>> def step(state, batch, key):  # a hand-written step: plain gradient descent
@@ -72,17 +82,16 @@ class TrainStep(Protocol):
         2
     """
 
-    def __call__(
-        self, state: TrainState[Any, Any, Any], batch: PyTree, key: PRNGKey, /
-    ) -> tuple[TrainState[Any, Any, Any], Metrics]:
+    def __call__(self, state: S, batch: PyTree, key: PRNGKey, /) -> tuple[S, Metrics]:
         """Apply one update on ``batch``; ``metrics`` has ``"loss"`` (and, from
         :func:`make_train_step` with ``grad_norm=True``, ``"grad_norm"``)."""
         ...
 
 
-class EvalStep(Protocol):
+class EvalStep(Protocol[S_contra]):
     """``eval_step(state, batch) -> metrics``: the loss and metrics of ``state`` on a batch.
 
+    Generic in the train state ``S`` it reads (a bare ``EvalStep`` takes any ``TrainState``).
     :func:`make_eval_step` builds one; a hand-written function with this signature works too.
 
     Example:
@@ -94,7 +103,7 @@ class EvalStep(Protocol):
         1.0
     """
 
-    def __call__(self, state: TrainState[Any, Any, Any], batch: PyTree, /) -> Metrics:
+    def __call__(self, state: S_contra, batch: PyTree, /) -> Metrics:
         """Evaluate ``state`` on ``batch``; ``metrics`` has ``"loss"``."""
         ...
 
@@ -187,6 +196,12 @@ def guarded_model_state(old_opt_state: PyTree, new_opt_state: PyTree, old_model_
     return _tree.tree_where(skipped, old_model_state, new_model_state)
 
 
+@overload
+def make_train_step(loss_fn: LossFn, optimizer: GradientTransformation[O], *,
+                    grad_norm: bool = False) -> TrainStep[TrainState[Any, Any, O]]: ...
+@overload
+def make_train_step(loss_fn: LossFn, optimizer: TransformationLike, *,
+                    grad_norm: bool = False) -> TrainStep: ...
 def make_train_step(loss_fn: LossFn, optimizer: GradientTransformation[Any] | TransformationLike, *,
                     grad_norm: bool = False) -> TrainStep:
     """Build the pure training step ``step(state, batch, key) -> (state, metrics)``.
@@ -228,7 +243,9 @@ def make_train_step(loss_fn: LossFn, optimizer: GradientTransformation[Any] | Tr
             norm once for both.
 
     Returns:
-        The step function. It is pure: jit, vmap and scan it freely.
+        The step function, a ``TrainStep[TrainState[Any, Any, O]]`` for a
+        ``GradientTransformation[O]`` (a bare ``TrainStep`` for an optax transformation). It is
+        pure: jit, vmap and scan it freely.
 
     Raises:
         TypeError: if ``loss_fn`` is not callable or ``optimizer`` is not a gradient

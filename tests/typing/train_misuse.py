@@ -73,7 +73,8 @@ es_state = es.update(es.init(state.params), metrics["loss"], new_state.params)
 options = train.FitOptions(2, eval_step=eval_step, early_stopping=es)
 fs = train.init_fit_state(new_state, options)
 fs, epoch_metrics = train.fit_scan(step, fs, data, key, options, epochs=2, val_data=data)
-final: train.TrainState[dict[str, jax.Array], tuple[()], object] = train.final_train_state(fs, options)
+sgd_state = tuple[optim.EmptyState, optim.ScaleByLearningRateState]  # the optimizer state is kept
+final: train.TrainState[dict[str, jax.Array], tuple[()], sgd_state] = train.final_train_state(fs, options)
 
 # A training-mode loss given to the evaluation step (dropout on, batch statistics while evaluating);
 # the evaluation loss and a loss of unknown mode are accepted.
@@ -86,3 +87,12 @@ train.make_eval_step(train.classifier_loss(model.apply, train=mode))
 
 def evaluate_in_training_mode() -> None:
     train.make_eval_step(train.classifier_loss(model.apply, train=True))  # expect-error
+
+# A step is typed by its optimizer's state: a step built with one optimizer refuses a state built
+# with another (the generic TrainStep[TrainState[Any, Any, O]]), called directly or by a driver.
+adam_state = train.init_train_state({"w": jnp.ones(2)}, (), optim.adam(0.1))
+step(adam_state, data, key)  # expect-error
+train.train_epoch(step, adam_state, data, key, batch_size=2)  # expect-error
+train.fit(step, adam_state, data, key, epochs=1, batch_size=2)  # expect-error
+adam_step = train.make_train_step(loss_fn, optim.adam(0.1))
+adam_state, adam_metrics = train.train_epoch(adam_step, adam_state, data, key, batch_size=2)
