@@ -43,8 +43,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from functrain import compilation_cache, data, train
-from functrain.typing import Array, PRNGKey, PyTree
+from functrain import compilation_cache, data, layers, train
+from functrain.typing import Array, PRNGKey, PyTree, Shape
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -264,6 +264,24 @@ def mean_std(values: Sequence[float] | Array | FloatArray, digits: int = 3) -> s
     """``"mean ± std"`` over seeds (population std, as the tables print it)."""
     arr = np.asarray(values, np.float64)
     return f"{arr.mean():.{digits}f} ± {arr.std():.{digits}f}"
+
+
+def init_seeds(model: layers.Layer, keys: Array, input_shape: Shape) -> tuple[PyTree, PyTree]:
+    """``(params, state)`` of ``model`` for every key of ``keys`` (leading axis: seeds)."""
+
+    def init(key: PRNGKey) -> tuple[PyTree, PyTree]:
+        return model.init(key, input_shape)[:2]
+
+    return jax.vmap(init)(keys)
+
+
+def stack(*trees: PyTree) -> PyTree:
+    """The trees (of one structure) stacked leaf by leaf along a new leading axis."""
+
+    def leaves(*a: Array) -> Array:
+        return jnp.stack(a)
+
+    return jax.tree_util.tree_map(leaves, *trees)
 
 
 def take(tree: PyTree, i: int | Array) -> PyTree:

@@ -29,8 +29,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from functrain._plot_helpers import (StrPath, Values, axes_or_new, check_pair, curve_array, figure_class,
-                                     finish, labelled, nan_mean_std)
+from functrain._plot_helpers import StrPath as StrPath, Values as Values  # the argument types, re-exported
+from functrain._plot_helpers import (axes_or_new, check_pair, curve_array, figure_class, finish, labelled,
+                                     nan_mean_std)
 from functrain._validate import check_bool, check_choice, check_int, check_positive, fail
 from functrain.diagnostics import SignalPropagation
 from functrain.typing import Schedule
