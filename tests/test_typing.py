@@ -20,7 +20,17 @@ ROOT = Path(__file__).resolve().parent.parent
 MISUSE_DIR = ROOT / "tests" / "typing"
 MARK = "# expect-error"
 
-PYRIGHT_CLEAN = ["functrain", "examples"]
+PYRIGHT_CLEAN_TESTS = [
+    "_conv_reference.py", "_examples.py", "_typed.py", "conftest.py", "test_api_errors.py",
+    "test_compilation_cache.py", "test_data_batching.py", "test_data_datasets.py", "test_data_download.py",
+    "test_data_files.py", "test_data_scaling.py", "test_doctests.py", "test_examples.py",
+    "test_examples_canon.py", "test_examples_layers.py", "test_experiments_chunks.py",
+    "test_experiments_effects.py", "test_layers_summary.py", "test_optim_lion.py", "test_packaging.py",
+    "test_plotting.py", "test_typing.py", "test_typing_stubs.py",
+]
+"""The files of tests/ that are ``pyright --strict`` clean (the others are not yet: add each one
+as it becomes clean, until the whole folder can replace this list)."""
+PYRIGHT_CLEAN = ["functrain", "examples", *(f"tests/{name}" for name in PYRIGHT_CLEAN_TESTS)]
 """Paths checked by ``pyright --strict`` (the ``[tool.pyright]`` settings of pyproject.toml)."""
 PYRIGHT_PENDING: list[str] = []
 """Paths inside :data:`PYRIGHT_CLEAN` that are not clean yet (left out). Shrink this list as they
@@ -64,7 +74,7 @@ def test_mypy_reports_each_misuse() -> None:
 
 def _unpinned(files: list[Path], errors: dict[tuple[str, int], list[str]], checker: str) -> list[str]:
     """The marked lines without an error, and the errors on unmarked lines."""
-    problems = []
+    problems: list[str] = []
     for f in files:
         lines = f.read_text().splitlines()
         expected = {i + 1 for i, text in enumerate(lines) if MARK in text}
