@@ -34,18 +34,20 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, ParamSpec, TypeVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from functrain import compilation_cache, data, train
-from functrain.typing import Array, PRNGKey, PyTree
+from functrain import compilation_cache, data, layers, train
+from functrain.typing import Array, PRNGKey, PyTree, Shape
 
+P = ParamSpec("P")
+R = TypeVar("R")
 XY = tuple[Array, Array]
 FloatArray = np.ndarray[Any, np.dtype[np.float64]]
 FACTOR = 2.0
@@ -86,16 +88,18 @@ def parse_args(p: argparse.ArgumentParser, argv: list[str] | None) -> argparse.N
     return args
 
 
+def jit(fn: Callable[P, R]) -> Callable[P, R]:
+    """``jax.jit(fn)`` with ``fn``'s signature: pyright sees what ``jax.jit(fn)(...)`` returns as
+    Unknown (``jax.jit`` annotates ``fn`` as a bare ``Callable``), the scripts call this instead."""
+    return jax.jit(fn)  # pyright: ignore[reportUnknownMemberType]  # fun: a bare Callable in jax
+
+
 class Split(NamedTuple):
     """Scaled ``(x, y)`` parts of the digits; ``val`` only when a validation part was asked for."""
 
     train: XY
     test: XY
     val: XY | None = None
-
-
-def _key(key: int | PRNGKey) -> PRNGKey:
-    return jax.random.key(key) if isinstance(key, int) else key
 
 
 def noisy_labels(key: PRNGKey, y: Array, fraction: float, num_classes: int = 10) -> Array:
@@ -166,7 +170,11 @@ def _epoch_steps(step: train.TrainStep, state: train.TrainState[Any, Any, Any], 
     n = train_data[0].shape[0] // batch_size * batch_size
     k_perm, k_steps = jax.random.split(key)
     order = jax.random.permutation(k_perm, train_data[0].shape[0])[:n]
-    batches = jax.tree_util.tree_map(lambda a: a[order].reshape(-1, batch_size, *a.shape[1:]), train_data)
+
+    def batched(a: Array) -> Array:
+        return a[order].reshape(-1, batch_size, *a.shape[1:])
+
+    batches = jax.tree_util.tree_map(batched, train_data)
     keys = jax.random.split(k_steps, n // batch_size)
 
     def one(s: train.TrainState[Any, Any, Any], xs: tuple[XY, Array]) -> tuple[Any, dict[str, Array]]:
@@ -258,6 +266,28 @@ def mean_std(values: Sequence[float] | Array | FloatArray, digits: int = 3) -> s
     return f"{arr.mean():.{digits}f} ± {arr.std():.{digits}f}"
 
 
+def init_seeds(model: layers.Layer, keys: Array, input_shape: Shape) -> tuple[PyTree, PyTree]:
+    """``(params, state)`` of ``model`` for every key of ``keys`` (leading axis: seeds)."""
+
+    def init(key: PRNGKey) -> tuple[PyTree, PyTree]:
+        return model.init(key, input_shape)[:2]
+
+    return jax.vmap(init)(keys)
+
+
+def stack(*trees: PyTree) -> PyTree:
+    """The trees (of one structure) stacked leaf by leaf along a new leading axis."""
+
+    def leaves(*a: Array) -> Array:
+        return jnp.stack(a)
+
+    return jax.tree_util.tree_map(leaves, *trees)
+
+
 def take(tree: PyTree, i: int | Array) -> PyTree:
     """Entry (or entries) ``i`` of the leading axis of every leaf (one configuration of a sweep)."""
-    return jax.tree_util.tree_map(lambda a: a[i], tree)
+
+    def entry(a: Array) -> Array:
+        return a[i]
+
+    return jax.tree_util.tree_map(entry, tree)

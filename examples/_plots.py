@@ -11,6 +11,10 @@ All draw into axes from :func:`functrain.plotting.panels`; save with
 :func:`functrain.plotting.save_figure`. matplotlib is imported by ``functrain.plotting``'s panels.
 """
 
+# matplotlib's stubs leave the ``**kwargs`` of nearly every Axes/Figure method unannotated, so
+# pyright reports each method as partially unknown; this one rule is off in this file only.
+# pyright: reportUnknownMemberType=false
+
 from __future__ import annotations
 
 import textwrap
@@ -56,7 +60,7 @@ def plot_gap(ax: Axes, train_loss: Mapping[str, Values], val_loss: Mapping[str, 
     for i, label in enumerate(train_loss):
         color = f"C{i % 10}"
         tr, va = _mean(train_loss[label]), _mean(val_loss[label])
-        epochs = np.arange(1, tr.shape[0] + 1)
+        epochs = np.arange(1, int(tr.shape[0]) + 1)
         ax.plot(epochs, tr, color=color, linewidth=1.6, label=f"{label}: train (eval mode)")
         ax.plot(epochs, va, color=color, linewidth=1.6, linestyle="--", label=f"{label}: validation")
         e = int(np.nanargmin(va))
@@ -108,7 +112,7 @@ def plot_steps(ax: Axes, series: Values, *, title: str, ylabel: str, lines: Mapp
     """
     arr = np.asarray(series, np.float64)
     arr = np.where(np.isfinite(arr), arr, np.nan)
-    steps = np.arange(1, arr.shape[-1] + 1)
+    steps = np.arange(1, int(arr.shape[-1]) + 1)
     for s, row in enumerate(arr.reshape(-1, arr.shape[-1])):
         ax.plot(steps, row, linewidth=0.6, alpha=0.8, color=f"C{s % 10}", label=f"seed {s}")
     for i, (label, value) in enumerate((lines or {}).items()):

@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _common import XY, load_split, mean_std, parser, verdict  # examples/_common.py, next to this file
+from _common import XY, jit, load_split, mean_std, parser, verdict  # examples/_common.py, next to this file
 from jax import lax
 
 from functrain import data, layers, losses, optim, plotting, train
@@ -143,7 +143,10 @@ def main(argv: list[str] | None = None) -> None:
     scores: dict[str, np.ndarray[Any, Any]] = {}
     lines: list[str] = []
     for label, tricks in rows.items():
-        one = jax.jit(jax.vmap(lambda k, tricks=tricks: run(tricks, k, split.train, split.test, epochs=epochs)))
+        def seed(k: PRNGKey, tricks: Tricks = tricks) -> Array:
+            return run(tricks, k, split.train, split.test, epochs=epochs)
+
+        one = jit(jax.vmap(seed))
         scores[label] = np.asarray(one(keys), np.float64)
         s, base = scores[label], scores["baseline"]
         if label == "baseline":

@@ -27,7 +27,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _common import Split, fit_run, load_split, mean_std, parse_args, parser, take, verdict
+from _common import Split, fit_run, init_seeds, jit, load_split, mean_std, parse_args, parser, stack, take, verdict
 from _plots import caption
 
 from functrain import initializers, layers, optim, plotting, train
@@ -54,7 +54,11 @@ def accuracy(model: layers.Layer, params: PyTree, state: PyTree, x: Array, y: Ar
     """
     n = x.shape[0] // batch_size * batch_size
     batches = x[:n].reshape(-1, batch_size, *x.shape[1:])
-    logits, _ = jax.vmap(lambda xb: model.apply(params, state, xb, train=train))(batches)
+
+    def apply(xb: Array) -> tuple[Array, PyTree]:
+        return model.apply(params, state, xb, train=train)
+
+    logits, _ = jax.vmap(apply)(batches)
     return float(jnp.mean(jnp.argmax(logits, -1) == y[:n].reshape(-1, batch_size)))
 
 
@@ -73,14 +77,17 @@ def train_rows(depth: int, lr: float, epochs: int, keys: Array, split: Split) ->
                                      eval_step=eval_step, val_data=split.test, eval_batch_size=512)
             return (state.params, state.model_state), metrics
 
-        inits = jax.vmap(lambda k, m=model: m.init(k, (-1, 64))[:2])(keys)
+        inits = init_seeds(model, keys, (-1, 64))
         if use_bn:
-            rows[ROWS[2]] = jax.jit(jax.vmap(run))(inits, keys)
+            rows[ROWS[2]] = jit(jax.vmap(run))(inits, keys)
             continue
-        he = jax.vmap(lambda p, k: initializers.reinitialize(p, k, weight_init=initializers.he_normal()))(
-            inits[0], keys)
-        starts = jax.tree_util.tree_map(lambda *a: jnp.stack(a), inits, (he, inits[1]))  # data: one program
-        both = jax.jit(jax.vmap(jax.vmap(run), in_axes=(0, None)))(starts, keys)
+
+        def he_init(p: PyTree, k: Array) -> PyTree:
+            return initializers.reinitialize(p, k, weight_init=initializers.he_normal())
+
+        he = jax.vmap(he_init)(inits[0], keys)
+        starts = stack(inits, (he, inits[1]))  # data: one program
+        both = jit(jax.vmap(jax.vmap(run), in_axes=(0, None)))(starts, keys)
         rows[ROWS[0]], rows[ROWS[1]] = take(both, 0), take(both, 1)
     return rows
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import jax
 import numpy as np
-from _common import fit_run, load_split, mean_std, parse_args, parser, verdict
+from _common import fit_run, jit, load_split, mean_std, parse_args, parser, verdict
 
 from functrain import optim, train
 from functrain.layers import Conv2D, Dense, Dropout, Flatten, Layer, MaxPool, Relu, serial
@@ -80,7 +80,7 @@ def train_models(models: dict[str, Layer], argv: list[str] | None, *, doc: str, 
         params, _, out_shape = model.init(jax.random.key(0), (-1, 8, 8, 1))
         shapes.add(tuple(out_shape))
         n_params = sum(leaf.size for leaf in jax.tree_util.tree_leaves(params))
-        m = jax.device_get(jax.jit(jax.vmap(run))(keys))
+        m = jax.device_get(jit(jax.vmap(run))(keys))
         acc = np.asarray(m.val["accuracy"])
         accuracy[name] = acc
         print(f"{name:<36}{n_params:<12}{mean_std(acc[:, 0]):<20}{mean_std(m.train['loss'][:, -1], 4):<20}"

@@ -26,14 +26,18 @@ the full network's accuracy as K grows, and beats one thinned network.
                                [--label-noise P] [--width N]
 """
 
+# matplotlib's stubs leave the ``**kwargs`` of nearly every Axes/Figure method unannotated, so
+# pyright reports each method as partially unknown; this one rule is off in this file only.
+# pyright: reportUnknownMemberType=false
+
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _common import XY, load_split, mean_std, parse_args, parser, verdict, watch_run
+from _common import XY, init_seeds, jit, load_split, mean_std, parse_args, parser, take, verdict, watch_run
 from _plots import caption, plot_gap
 
 from functrain import layers, optim, plotting, train
@@ -56,7 +60,7 @@ def thinned_average(model: layers.Layer, params: PyTree, state: PyTree, test: XY
     def probs(k: Array) -> Array:
         return jax.nn.softmax(model.apply(params, state, x, key=k, train=True)[0])
 
-    p = jax.lax.map(probs, jax.random.split(key, max(SAMPLES)))  # (K, n, 10)
+    p = cast(Array, jax.lax.map(probs, jax.random.split(key, max(SAMPLES))))  # (K, n, 10); Unknown to pyright
     running = jnp.cumsum(p, axis=0)[jnp.asarray(SAMPLES) - 1]
     return jnp.mean(jnp.argmax(running, -1) == y, axis=-1)
 
@@ -73,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     assert split.val is not None
     opt = optim.adam(1e-3)
     init_keys, fit_keys = jax.random.split(jax.random.key(1), (2, n_seeds))
-    initial = jax.vmap(lambda k: mlp(0.0, width).init(k, (-1, 64))[:2])(init_keys)
+    initial = init_seeds(mlp(0.0, width), init_keys, (-1, 64))
     watch = {"train": split.train, "val": split.val, "test": split.test}
 
     def run(start: tuple[PyTree, PyTree], key: Array, rate: Array) -> tuple[Any, dict[str, dict[str, Array]]]:
@@ -85,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
                                 eval_step=eval_step, watch=watch)
         return (final.params, final.model_state), seen
 
-    every_rate = jax.jit(jax.vmap(jax.vmap(run, in_axes=(0, 0, None)), in_axes=(None, None, 0)))
+    every_rate = jit(jax.vmap(jax.vmap(run, in_axes=(0, 0, None)), in_axes=(None, None, 0)))
     finals, seen = every_rate(initial, fit_keys, jnp.asarray(RATES))  # leading axes (rate, seed)
     seen = jax.device_get(seen)
 
@@ -106,8 +110,12 @@ def main(argv: list[str] | None = None) -> None:
 
     # Dropout as model averaging: the rate-0.5 networks, thinned at random K times.
     model = mlp(0.5, width)
-    params, state = jax.tree_util.tree_map(lambda a: a[r_half], finals)
-    averaged = np.asarray(jax.jit(jax.vmap(lambda pr, st, k: thinned_average(model, pr, st, split.test, k)))(
+    params, state = take(finals, r_half)
+
+    def thinned(pr: PyTree, st: PyTree, k: Array) -> Array:
+        return thinned_average(model, pr, st, split.test, k)
+
+    averaged = np.asarray(jit(jax.vmap(thinned))(
         params, state, jax.random.split(jax.random.key(7), n_seeds)))  # (seeds, len(SAMPLES))
     full = final_acc[r_half]
     print(f"\nDropout as model averaging (the rate-0.5 networks; {n_seeds} seeds)")

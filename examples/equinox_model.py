@@ -28,7 +28,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _common import fit_run, load_split, mean_std, parse_args, parser, verdict
+from _common import fit_run, jit, load_split, mean_std, parse_args, parser, stack, take, verdict
 from _plots import caption
 
 from functrain import initializers, losses, optim, plotting, train
@@ -37,10 +37,21 @@ from functrain.typing import Array, Metrics, PRNGKey, PyTree
 DEPTH = 8
 
 
+def partition(model: PyTree) -> tuple[PyTree, PyTree]:
+    """``eqx.partition(model, eqx.is_inexact_array)``: the trainable arrays and the rest."""
+    parts: tuple[PyTree, PyTree] = eqx.partition(  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
+        model, eqx.is_inexact_array)  # (equinox leaves pytree and filter_spec unannotated)
+    return parts
+
+
+def combine(params: PyTree, static: PyTree) -> PyTree:
+    """``eqx.combine(params, static)``: the module again."""
+    return eqx.combine(params, static)  # pyright: ignore[reportUnknownMemberType]  # an overload takes Unknown
+
+
 def stacked(models: list[eqx.nn.MLP]) -> PyTree:
     """The trainable arrays of several models, stacked along a leading seed axis."""
-    return jax.tree_util.tree_map(lambda *a: jnp.stack(a), *[eqx.partition(m, eqx.is_inexact_array)[0]
-                                                             for m in models])
+    return stack(*[partition(m)[0] for m in models])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -53,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     keys = jax.random.split(jax.random.key(1), (n_seeds, 3))
     models = [eqx.nn.MLP(in_size=64, out_size=10, width_size=64, depth=DEPTH, activation=jax.nn.relu, key=k[0])
               for k in keys]
-    _, static = eqx.partition(models[0], eqx.is_inexact_array)
+    _, static = partition(models[0])
     reinitialized = [initializers.reinitialize(m, k[1], weight_init=initializers.he_normal())
                      for m, k in zip(models, keys)]
     last = reinitialized[0].layers[-1].weight
@@ -62,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
 
     def loss_fn(params: PyTree, model_state: PyTree, batch: tuple[Array, Array],
                 key: PRNGKey) -> tuple[Array, tuple[PyTree, Metrics]]:
-        net = eqx.combine(params, static)
+        net = combine(params, static)
         x, y = batch
         logits = jax.vmap(net)(x)
         return losses.softmax_cross_entropy(logits, y), (model_state, {"accuracy": losses.accuracy(logits, y)})
@@ -71,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     step = train.make_train_step(loss_fn, opt)
     eval_step = train.make_eval_step(loss_fn)  # no dropout or batch norm: the same function evaluates
 
-    @jax.jit
+    @jit
     @jax.vmap
     def run(params: PyTree, key: Array) -> tuple[dict[str, Array], train.EpochMetrics]:
         """One seed: train with early stopping, score the restored best epoch on the test set."""
@@ -89,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
         results[name] = (test, metrics)
         ran = np.asarray(metrics.active).sum(axis=1)
         print(f"{name:<36}{mean_std(ran, 1):<14}{mean_std(test['loss'], 4):<18}{mean_std(test['accuracy'])}")
-    trained = eqx.combine(jax.tree_util.tree_map(lambda a: a[0], stacked(models)), static)
+    trained = combine(take(stacked(models), 0), static)
     assert isinstance(trained, eqx.nn.MLP)  # a regular equinox module again
     (default, _), (he, _) = results.values()
     print(verdict(default["accuracy"], he["accuracy"],

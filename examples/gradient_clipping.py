@@ -31,7 +31,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _common import load_split, mean_std, parse_args, parser, verdict, watch_run
+from _common import init_seeds, jit, load_split, mean_std, parse_args, parser, verdict, watch_run
 from _plots import caption, plot_steps
 
 from functrain import layers, optim, plotting, train
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     model = layers.serial(*[layers.Dense(64), layers.Relu] * 6, layers.Dense(10))
     eval_step = train.make_eval_step(train.classifier_loss(model.apply, train=False))
     init_keys, fit_keys = jax.random.split(jax.random.key(1), (2, n_seeds))
-    initial = jax.vmap(lambda k: model.init(k, (-1, 64))[:2])(init_keys)
+    initial = init_seeds(model, init_keys, (-1, 64))
 
     def run(start: tuple[PyTree, PyTree], key: Array, lr: Array, theta: Array) -> dict[str, dict[str, Array]]:
         """One seed with learning rate ``lr`` and clipping threshold ``theta`` (traced scalars)."""
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
                             eval_step=eval_step, watch={"test": split.test}, per_step=True)
         return seen
 
-    every = jax.jit(jax.vmap(jax.vmap(run, in_axes=(0, 0, None, None)), in_axes=(None, None, 0, 0)))
+    every = jit(jax.vmap(jax.vmap(run, in_axes=(0, 0, None, None)), in_axes=(None, None, 0, 0)))
     lrs, thetas = (jnp.asarray([c[i] for c in configs.values()]) for i in (0, 1))
     seen = jax.device_get(every(initial, fit_keys, lrs, thetas))  # leading axes (config, seed)
 

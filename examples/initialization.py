@@ -22,6 +22,10 @@ activation trains every initializer and seed at once.
     python examples/initialization.py [--quick] [--out DIR] [--seeds N] [--epochs N] [--depth N] [--width N]
 """
 
+# matplotlib's stubs leave the ``**kwargs`` of nearly every Axes/Figure method unannotated, so
+# pyright reports each method as partially unknown; this one rule is off in this file only.
+# pyright: reportUnknownMemberType=false
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -30,7 +34,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _common import XY, fit_run, load_split, mean_std, parse_args, parser, verdict
+from _common import XY, fit_run, jit, stack, load_split, mean_std, parse_args, parser, verdict
 from _plots import caption
 from matplotlib.ticker import MaxNLocator
 
@@ -77,10 +81,14 @@ def train_each(act_layer: layers.Layer, depth: int, width: int, epochs: int, key
                        eval_step=eval_step, val_data=data[1], eval_batch_size=512)
         return m.val["accuracy"], m.train["loss"][-1]
 
-    starts = [jax.vmap(lambda k, i=init: initializers.reinitialize(template, k, weight_init=i))(keys)
-              for init in INITIALIZERS.values()]
-    stacked = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *starts)
-    acc, loss = jax.jit(jax.vmap(jax.vmap(run), in_axes=(0, None)))(stacked, keys)
+    def start(init: Initializer) -> PyTree:
+        def one(k: Array) -> PyTree:
+            return initializers.reinitialize(template, k, weight_init=init)
+
+        return jax.vmap(one)(keys)
+
+    stacked = stack(*[start(init) for init in INITIALIZERS.values()])
+    acc, loss = jit(jax.vmap(jax.vmap(run), in_axes=(0, None)))(stacked, keys)
     return np.asarray(acc), np.asarray(loss)
 
 
@@ -135,7 +143,7 @@ def plot(args: Any, signals: dict[str, dict[str, SignalPropagation]], final: dic
     for row, act_name in enumerate(ACTIVATIONS):
         for col, field in enumerate(("forward_std", "backward_std")):
             ax = axes[2 * row + col]
-            off = []
+            off: list[str] = []
             for i, (name, sp) in enumerate(signals[act_name].items()):
                 values = np.asarray(getattr(sp, field), np.float64)
                 ax.plot(np.arange(1, depth + 1), values, marker="o", markersize=3, color=f"C{i}",

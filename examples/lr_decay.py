@@ -34,8 +34,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-from _common import load_split, mean_std, parse_args, parser, verdict, watch_run
+from _common import init_seeds, jit, load_split, mean_std, parse_args, parser, verdict, watch_run
 from _plots import caption
 
 from functrain import layers, optim, plotting, train
@@ -71,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     model = layers.serial(*[layers.Dense(64), layers.Relu] * 2, layers.Dense(10))
     eval_step = train.make_eval_step(train.classifier_loss(model.apply, train=False))
     init_keys, fit_keys = jax.random.split(jax.random.key(1), (2, n_seeds))
-    initial = jax.vmap(lambda k: model.init(k, (-1, 64))[:2])(init_keys)  # (params, state) per seed
+    initial = init_seeds(model, init_keys, (-1, 64))  # (params, state) per seed
 
     def run(start: tuple[PyTree, PyTree], key: Array, table: Array) -> dict[str, dict[str, Array]]:
         """One seed under one tabulated schedule (a traced array of per-step rates)."""
@@ -82,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
                             watch={"train": split.train, "test": split.test})
         return seen
 
-    every = jax.jit(jax.vmap(jax.vmap(run, in_axes=(0, 0, None)), in_axes=(None, None, 0)))
+    every = jit(jax.vmap(jax.vmap(run, in_axes=(0, 0, None)), in_axes=(None, None, 0)))
     seen = jax.device_get(every(initial, fit_keys, tables))  # leading axes (schedule, seed)
 
     print(f"MLP 64-64-10, SGD, batch {args.batch_size}, {epochs} epochs of {steps_per_epoch} steps, "

@@ -19,7 +19,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _common import load_split, parser  # examples/_common.py, next to this file
+from _common import jit, load_split, parser  # examples/_common.py, next to this file
 
 from functrain import layers, optim, plotting, train
 from functrain.typing import Array, Schedule
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
         eval_step = train.make_eval_step(train.classifier_loss(model.apply, train=False))
         return train.evaluate(eval_step, state, train_xy, batch_size=512)["loss"]
 
-    losses = np.asarray(jax.jit(jax.vmap(final_loss))(jnp.asarray(GRID)))
+    losses = np.asarray(jit(jax.vmap(final_loss))(jnp.asarray(GRID)))
     best = GRID[int(np.nanargmin(losses))]
     print(f"\nfixed rates, {epochs} epochs each (one program): training loss per learning rate")
     print("  ".join(f"{lr:g}: {loss:.3f}" for lr, loss in zip(GRID, losses)))

@@ -27,7 +27,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _common import XY, fit_run, load_split, parser  # examples/_common.py, next to this file
+from _common import XY, fit_run, jit, load_split, parser  # examples/_common.py, next to this file
 from convnet import build_model  # examples/convnet.py, next to this file
 
 from functrain import data, optim, plotting, train
@@ -63,7 +63,11 @@ def main(argv: list[str] | None = None) -> None:
     shape = (-1, *train_xy[0].shape[1:])
     opt = optim.adam(1e-3)
     init_keys, fit_keys = jax.random.split(jax.random.key(1), (2, n_seeds))
-    initial = jax.jit(jax.vmap(lambda k: build_model(0.0).init(k, shape)[:2]))(init_keys)
+
+    def init(key: Array) -> tuple[PyTree, PyTree]:
+        return build_model(0.0).init(key, shape)[:2]
+
+    initial = jit(jax.vmap(init))(init_keys)
 
     def run(start: tuple[PyTree, PyTree], key: Array, rate: Array) -> train.EpochMetrics:
         """One seed at one dropout rate (a traced scalar)."""
@@ -76,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
         return metrics
 
     every_seed = jax.vmap(run, in_axes=(0, 0, None))
-    every_rate = jax.jit(jax.vmap(every_seed, in_axes=(None, None, 0)))  # axes (rate, seed, epoch)
+    every_rate = jit(jax.vmap(every_seed, in_axes=(None, None, 0)))  # axes (rate, seed, epoch)
     print(f"Lesson's convnet on {name} ({len(train_xy[1])} training images), Adam lr=1e-3, batch "
           f"{args.batch_size}, {epochs} epochs, {n_seeds} seed(s)")
     sweep = every_rate(initial, fit_keys, jnp.asarray(RATES))

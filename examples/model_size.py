@@ -29,7 +29,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _common import load_split, mean_std, parse_args, parser, verdict
+from _common import jit, load_split, mean_std, parse_args, parser, verdict
 from _plots import caption, plot_heatmap
 from jax import lax
 
@@ -69,7 +69,7 @@ def sweep_width(width: int, labels: Array, sizes: Array, keys: Array, x: Array, 
 
     over_seeds = jax.vmap(run, in_axes=(None, None, 0))
     over_sizes = jax.vmap(over_seeds, in_axes=(None, 0, None))
-    return np.asarray(jax.jit(jax.vmap(over_sizes, in_axes=(0, None, None)))(labels, sizes, keys))
+    return np.asarray(jit(jax.vmap(over_sizes, in_axes=(0, None, None)))(labels, sizes, keys))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -24,12 +24,11 @@ keeps it training, if worse than 0.9; gamma = 1 never converges.
 
 from __future__ import annotations
 
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _common import fit_run, load_split, mean_std, parse_args, parser, verdict
+from _common import fit_run, init_seeds, jit, load_split, mean_std, parse_args, parser, verdict
 from _plots import caption
 
 from functrain import layers, optim, plotting, train
@@ -61,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     model = layers.serial(layers.Dense(64), layers.Relu, layers.Dense(64), layers.Relu, layers.Dense(10))
     eval_step = train.make_eval_step(train.classifier_loss(model.apply, train=False))
     init_keys, fit_keys = jax.random.split(jax.random.key(1), (2, n_seeds))
-    initial = jax.vmap(lambda k: model.init(k, (-1, 64))[:2])(init_keys)
+    initial = init_seeds(model, init_keys, (-1, 64))
 
     def run(start: tuple[PyTree, PyTree], key: Array, lr: Array, gamma: Array) -> train.EpochMetrics:
         """One seed with learning rate ``lr`` and momentum ``gamma`` (traced scalars)."""
@@ -70,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
         return fit_run(step, train.init_train_state(*start, opt), split.train, key, epochs=epochs,
                        eval_step=eval_step, val_data=split.test, eval_batch_size=512)[1]
 
-    every = jax.jit(jax.vmap(jax.vmap(run, in_axes=(0, 0, None, None)), in_axes=(None, None, 0, 0)))
+    every = jit(jax.vmap(jax.vmap(run, in_axes=(0, 0, None, None)), in_axes=(None, None, 0, 0)))
     lrs, gammas = (jnp.asarray([c[i] for c in configs.values()]) for i in (0, 1))
     m = jax.device_get(every(initial, fit_keys, lrs, gammas))  # leading axes (config, seed)
     loss, acc = np.asarray(m.train["loss"]), np.asarray(m.val["accuracy"])

@@ -31,7 +31,7 @@ from typing import Any
 
 import jax
 import numpy as np
-from _common import fit_run, load_split, mean_std, parse_args, parser, verdict
+from _common import fit_run, jit, load_split, mean_std, parse_args, parser, verdict
 from _plots import caption, plot_heatmap
 
 from functrain import layers, optim, plotting, train
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
                                eval_batch_size=512)
                 return m.val["accuracy"][-1]
 
-            acc[norm, batch_size] = np.asarray(jax.jit(jax.vmap(run))(keys))
+            acc[norm, batch_size] = np.asarray(jit(jax.vmap(run))(keys))
         print(f"{norm:<16}" + "".join(f"{mean_std(acc[norm, b]):<24}" for b in BATCHES))
     small, large = BATCHES
     print(verdict(acc["batch norm", small], acc["layer norm", small],

@@ -34,6 +34,10 @@ Lookahead(Adam) at their typical rates (20 epochs), the table of the README's op
     python examples/optimizers.py [--quick] [--out DIR] [--seeds N] [--epochs N] [--zoo]
 """
 
+# matplotlib's stubs leave the ``**kwargs`` of nearly every Axes/Figure method unannotated, so
+# pyright reports each method as partially unknown; this one rule is off in this file only.
+# pyright: reportUnknownMemberType=false
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -42,7 +46,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _common import XY, fit_run, load_split, mean_std, parse_args, parser, verdict
+from _common import XY, fit_run, init_seeds, jit, load_split, mean_std, parse_args, parser, verdict
 from _plots import caption, plot_heatmap
 
 from functrain import layers, optim, plotting, train
@@ -88,7 +92,7 @@ def sweep_rates(make: Callable[[Array], optim.TransformationLike], initial: tupl
                        eval_step=eval_step, val_data=data[1], eval_batch_size=512)
         return m.val["accuracy"][-1], m.train["loss"][-1]
 
-    every = jax.jit(jax.vmap(jax.vmap(run, in_axes=(0, 0, None)), in_axes=(None, None, 0)))
+    every = jit(jax.vmap(jax.vmap(run, in_axes=(0, 0, None)), in_axes=(None, None, 0)))
     acc, loss = every(initial, keys, rates)
     return np.asarray(acc), np.asarray(loss)
 
@@ -102,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     rates = RATES[::4] if args.quick else RATES
     split = load_split()
     init_keys, fit_keys = jax.random.split(jax.random.key(1), (2, n_seeds))
-    initial = jax.vmap(lambda k: model().init(k, (-1, 64))[:2])(init_keys)  # (params, state) per seed
+    initial = init_seeds(model(), init_keys, (-1, 64))  # (params, state) per seed
 
     print(f"MLP 64-64-10, batch 32, {epochs} epochs, {n_seeds} seeds, the same initial weights for every "
           "optimizer and rate (mean ± std)")
@@ -142,7 +146,7 @@ def zoo(initial: tuple[PyTree, PyTree], keys: Array, data: tuple[XY, XY], epochs
             return fit_run(step, train.init_train_state(*start, opt), data[0], key, epochs=epochs,
                            eval_step=eval_step, val_data=data[1], eval_batch_size=512)[1]
 
-        m = jax.jit(jax.vmap(run))(initial, keys)
+        m = jit(jax.vmap(run))(initial, keys)
         print(f"{name:<22}{mean_std(m.train['loss'][:, -1], 4):<22}{mean_std(m.val['accuracy'][:, -1])}")
 
 

@@ -30,6 +30,10 @@ the seeds' networks averaged with all the others but one).
                                    [--label-noise P] [--patience N] [--l2 C] [--decay C]
 """
 
+# matplotlib's stubs leave the ``**kwargs`` of nearly every Axes/Figure method unannotated, so
+# pyright reports each method as partially unknown; this one rule is off in this file only.
+# pyright: reportUnknownMemberType=false
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -96,7 +100,11 @@ def make_run(model: layers.Layer, *, lr: float, epochs: int, patience: int,
 def test_scores(model: layers.Layer, params: PyTree, state: PyTree, test: XY) -> Scores:
     """Test accuracy and cross-entropy of each seed's model (leading seed axis)."""
     x_test, y_test = test
-    logits = jax.vmap(lambda p, s: model.apply(p, s, x_test, train=False)[0])(params, state)
+
+    def apply(p: PyTree, s: PyTree) -> Array:
+        return model.apply(p, s, x_test, train=False)[0]
+
+    logits = jax.vmap(apply)(params, state)
     acc = jax.vmap(losses.accuracy, in_axes=(0, None))(logits, y_test)
     nll = jax.vmap(losses.softmax_cross_entropy, in_axes=(0, None))(logits, y_test)
     return np.asarray(acc), np.asarray(nll)
@@ -106,7 +114,8 @@ def ensemble_scores(model: layers.Layer, params: PyTree, state: PyTree, test: XY
     """Leave-one-out ensembles: for each seed, ``ensemble_predict`` over all the other seeds' networks."""
     x_test, y_test = test
     n = jax.tree_util.tree_leaves(params)[0].shape[0]
-    accs, nlls = [], []
+    accs: list[float] = []
+    nlls: list[float] = []
     for i in range(n):
         others = jnp.asarray([j for j in range(n) if j != i])
         probs = train.ensemble_predict(model.apply, take(params, others), take(state, others), x_test)
@@ -133,8 +142,11 @@ def score_rows(out: RunOutput, out_bn: RunOutput, models: tuple[layers.Layer, la
     rows["ensemble of the other seeds (ensemble_predict)"] = ensemble_scores(mlp, *base.final, split.test)
     rows["with batch norm (last epoch)"] = test_scores(bn_mlp, *bn.final, split.test)
     rows["with batch norm + SWA, last epoch's BN statistics"] = test_scores(bn_mlp, bn.swa, bn.final[1], split.test)
-    recomputed = jax.vmap(lambda p, s: train.recompute_batch_norm_stats(bn_mlp.apply, p, s, split.train[0],
-                                                                        batch_size=32))(bn.swa, bn.final[1])
+
+    def recompute(p: PyTree, s: PyTree) -> PyTree:
+        return train.recompute_batch_norm_stats(bn_mlp.apply, p, s, split.train[0], batch_size=32)
+
+    recomputed = jax.vmap(recompute)(bn.swa, bn.final[1])
     rows["with batch norm + SWA, recompute_batch_norm_stats"] = test_scores(bn_mlp, bn.swa, recomputed, split.test)
     return rows
 

@@ -40,7 +40,11 @@ def residual_block(channels: int) -> Layer:
 
 def build_model(residual: bool = True, blocks: int = BLOCKS, channels: int = CHANNELS) -> Layer:
     """Stem, ``blocks`` plain or residual blocks, global average pooling and a linear classifier."""
-    block = residual_block if residual else (lambda c: serial(body(c), Relu))
+
+    def plain_block(c: int) -> Layer:
+        return serial(body(c), Relu)
+
+    block = residual_block if residual else plain_block
     return serial(Conv2D(channels, 3, stride=2), Relu, *[block(channels) for _ in range(blocks)],
                   GlobalAvgPool, Dense(10))
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _common import fit_run, load_split, mean_std, parse_args, parser, verdict  # examples/_common.py
+from _common import fit_run, jit, load_split, mean_std, parse_args, parser, verdict  # examples/_common.py
 from _plots import caption
 
 from functrain import data, layers, optim, plotting, train
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     eval_step = train.make_eval_step(train.classifier_loss(model.apply, train=False))
     keys = jax.random.split(jax.random.key(1), n_seeds)
 
-    @jax.jit
+    @jit
     def run_all_seeds(x_tr: Array, x_te: Array) -> dict[str, Array]:
         """Per-epoch test metrics ``(seeds, epochs)`` of one input scaling."""
         def run(key: Array) -> dict[str, Array]:

@@ -19,8 +19,8 @@ from jax import lax
 
 from functrain.typing import Array, ArrayLike, DTypeLike, PyTree
 
-__all__ = ["broadcasted_iota", "cond", "custom_jvp", "device_put", "dot_general", "eval_shape", "jit",
-           "lax_map", "platform_dependent", "reduce_window", "value_and_grad", "vjp"]
+__all__ = ["broadcasted_iota", "compile_ahead", "cond", "custom_jvp", "device_put", "dot_general",
+           "eval_shape", "jit", "lax_map", "platform_dependent", "reduce_window", "value_and_grad", "vjp"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -30,6 +30,16 @@ X = TypeVar("X")
 def jit(fn: Callable[P, R], **options: Any) -> Callable[P, R]:
     """``jax.jit(fn, **options)`` (``static_argnums``, ``donate_argnums``, shardings ...)."""
     return jax.jit(fn, **options)  # pyright: ignore[reportUnknownMemberType]  # fun: bare Callable
+
+
+def compile_ahead(fn: Callable[..., Any], *args: Any, compiler_options: dict[str, Any] | None = None,
+                  ) -> tuple[Callable[..., Any], PyTree]:
+    """``jax.jit(fn).lower(*args)``, compiled with ``compiler_options`` (``None``: JAX's defaults):
+    the compiled program and the lowered ``out_info`` (a tree of ``jax.ShapeDtypeStruct``)."""
+    lowered = jax.jit(fn).lower(*args)  # pyright: ignore[reportUnknownMemberType]  # fun: bare Callable
+    compiled = lowered.compile(  # pyright: ignore[reportUnknownMemberType]  # device_assignment: Unknown
+        compiler_options=compiler_options)
+    return compiled, lowered.out_info
 
 
 def value_and_grad(fn: Callable[..., Any], *, has_aux: bool = False,

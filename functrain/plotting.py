@@ -23,19 +23,21 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeAlias, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from functrain._plot_helpers import StrPath as StrPath, Values as Values  # the argument types, re-exported
+from functrain._plot_helpers import (axes_or_new, check_pair, curve_array, figure_class, finish, labelled,
+                                     nan_mean_std)
 from functrain._validate import check_bool, check_choice, check_int, check_positive, fail
 from functrain.diagnostics import SignalPropagation
-from functrain.typing import ArrayLike, Schedule
+from functrain.typing import Schedule
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
-    from typing_extensions import TypeIs
     from matplotlib.figure import Figure
 
     from functrain.train.lr_find import LRFindResult  # the type only: plotting imports no training
@@ -43,62 +45,7 @@ if TYPE_CHECKING:
 __all__ = ["panels", "plot_curves", "plot_lr_find", "plot_schedule", "plot_scores",
            "plot_signal_propagation", "save_figure", "shared_legend"]
 
-StrPath = str | os.PathLike[str]
-Values: TypeAlias = ArrayLike | Sequence[float] | Sequence[Sequence[float]]  # an array or (nested) lists
 CORNERS = ("upper right", "upper left", "lower right", "lower left")  # plot_curves' note_at
-
-
-def _figure_class(who: str) -> type[Figure]:
-    try:
-        from matplotlib.figure import Figure
-    except ImportError as e:
-        raise ImportError(f"functrain.plotting.{who} needs matplotlib, which is an optional "
-                          "dependency: pip install 'functrain[examples]'") from e
-    return Figure
-
-
-def _axes_or_new(ax: Axes | None, who: str) -> tuple[Figure, Axes]:
-    """``ax`` and its root figure, or a new single-panel figure."""
-    cls = _figure_class(who)
-    if ax is None:
-        figure = cls(figsize=(6.4, 4.4), layout="constrained")
-        return figure, figure.add_subplot()
-    parent = ax.figure  # may be a SubFigure: save the whole (root) figure
-    return (parent if isinstance(parent, cls) else parent.figure), ax
-
-
-def _finish(axes: Axes, title: str, xlabel: str, ylabel: str, log_y: bool, integer_x: bool = True) -> None:
-    from matplotlib.ticker import MaxNLocator
-
-    if log_y:
-        axes.set_yscale("log")
-    axes.set_title(title)
-    axes.set_xlabel(xlabel)
-    axes.set_ylabel(ylabel)
-    axes.grid(True, alpha=0.3)
-    if integer_x:
-        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-
-
-def _labelled(items: object, name: str, who: str) -> Mapping[str, Any]:
-    if not _is_mapping(items):
-        fail(who, name, "a mapping from label to data", items, error=TypeError)
-    if len(items) == 0:
-        fail(who, name, "a non-empty mapping from label to data", items)
-    return items
-
-
-def _is_mapping(items: object) -> TypeIs[Mapping[str, Any]]:
-    return isinstance(items, Mapping)
-
-
-def _is_sequence(value: object) -> TypeIs[Sequence[object]]:
-    return isinstance(value, Sequence)
-
-
-def _check_pair(value: object, who: str, name: str) -> None:
-    if value is not None and (not _is_sequence(value) or len(value) != 2):
-        fail(who, name, "a pair (low, high) or None", value, error=TypeError)
 
 
 def save_figure(fig: Figure, path: StrPath | None, *, dpi: int = 120) -> Figure:
@@ -137,7 +84,7 @@ def panels(nrows: int = 1, ncols: int = 1, *, width: float = 6.4, height: float 
     who = "panels"
     rows, cols = check_int(nrows, who, "nrows", low=1), check_int(ncols, who, "ncols", low=1)
     w, h = check_positive(width, who, "width"), check_positive(height, who, "height")
-    fig = _figure_class(who)(figsize=(w * cols, h * rows), layout="constrained")
+    fig = figure_class(who)(figsize=(w * cols, h * rows), layout="constrained")
     grid = fig.subplots(rows, cols, squeeze=False)
     if title is not None:
         fig.suptitle(title)
@@ -160,25 +107,6 @@ def shared_legend(fig: Figure, ax: Axes, *, title: str | None = None, ncol: int 
     check_int(ncol, "shared_legend", "ncol", low=1)
     handles, labels = ax.get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=ncol, fontsize="medium", title=title)
-
-
-def _curve_array(values: Values, label: str, who: str) -> np.ndarray[Any, Any]:
-    arr = np.asarray(values, np.float64)
-    if arr.ndim == 1:
-        arr = arr[None]
-    if arr.ndim != 2 or 0 in arr.shape:
-        fail(who, f"histories[{label!r}]",
-             "an array of shape (seeds, epochs) or (epochs,) with at least one epoch", np.asarray(values))
-    return arr
-
-
-def _nan_mean_std(arr: np.ndarray[Any, Any]) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
-    """Mean and population std over axis 0, leaving NaN entries out (NaN where all are)."""
-    present = np.isfinite(arr)
-    n = present.sum(0)
-    mean = np.where(n > 0, np.where(present, arr, 0.0).sum(0) / np.maximum(n, 1), np.nan)
-    var = np.where(present, (arr - mean) ** 2, 0.0).sum(0) / np.maximum(n, 1)
-    return mean, np.where(n > 0, np.sqrt(var), np.nan)
 
 
 def plot_curves(histories: Mapping[str, Values], *, title: str = "Training curves",
@@ -218,21 +146,21 @@ def plot_curves(histories: Mapping[str, Values], *, title: str = "Training curve
         [1.5, 0.75, 0.25]
     """
     who = "plot_curves"
-    curves = {label: _curve_array(v, label, who) for label, v in _labelled(histories, "histories", who).items()}
+    curves = {label: curve_array(v, label, who) for label, v in labelled(histories, "histories", who).items()}
     check_bool(log_y, who, "log_y")
     check_bool(legend, who, "legend")
     check_choice(note_at, CORNERS, who, "note_at")
-    _check_pair(ylim, who, "ylim")
-    figure, axes = _axes_or_new(ax, who)
+    check_pair(ylim, who, "ylim")
+    figure, axes = axes_or_new(ax, who)
     for label, arr in curves.items():
         epochs = np.arange(1, int(arr.shape[1]) + 1)
-        mean, std = _nan_mean_std(arr)
+        mean, std = nan_mean_std(arr)
         seeds = arr.shape[0]
         name = f"{label} ({seeds} seeds)" if seeds > 1 and legend else label
         (line,) = axes.plot(epochs, mean, label=name, linewidth=1.8)
         if seeds > 1:
             axes.fill_between(epochs, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
-    _finish(axes, title, xlabel, ylabel, log_y)
+    finish(axes, title, xlabel, ylabel, log_y)
     if ylim is not None:
         axes.set_ylim(*ylim)
     if note:
@@ -299,14 +227,14 @@ def plot_scores(scores: Mapping[str, Values], *, title: str = "Scores",
         ['0.9100 ± 0.0100', '0.9600 ± 0.0100', '0.1000 (off the axis; diverged)']
     """
     who = "plot_scores"
-    rows = {k: np.asarray(v, np.float64).reshape(-1) for k, v in _labelled(scores, "scores", who).items()}
+    rows = {k: np.asarray(v, np.float64).reshape(-1) for k, v in labelled(scores, "scores", who).items()}
     for label, values in rows.items():
         if values.size == 0:
             fail(who, f"scores[{label!r}]", "at least one value", np.asarray(scores[label]))
-    _check_pair(xlim, who, "xlim")
+    check_pair(xlim, who, "xlim")
     if colors is not None and len(colors) != len(rows):
         fail(who, "colors", f"one color per label ({len(rows)})", list(colors))
-    figure, axes = _axes_or_new(ax, who)
+    figure, axes = axes_or_new(ax, who)
     if xlim is not None:
         axes.set_xlim(xlim[0], xlim[1] + (xlim[1] - xlim[0]) * 0.02)
     for i, (label, values) in enumerate(rows.items()):
@@ -349,7 +277,7 @@ def plot_signal_propagation(results: Mapping[str, SignalPropagation], *,
         (2, 'log')
     """
     who = "plot_signal_propagation"
-    for label, res in _labelled(results, "results", who).items():
+    for label, res in labelled(results, "results", who).items():
         if not isinstance(res, SignalPropagation):
             fail(who, f"results[{label!r}]", "a SignalPropagation", res, error=TypeError)
     fig, (forward, backward) = panels(1, 2, width=5.2, title=title)
@@ -362,7 +290,7 @@ def plot_signal_propagation(results: Mapping[str, SignalPropagation], *,
             values = np.where(np.isfinite(values) & (values > 0), values, np.nan)
             axes.plot(np.arange(1, int(values.shape[0]) + 1), values, marker="o", markersize=3, label=label)
         axes.axhline(1.0, color="grey", linestyle="--", linewidth=1)
-        _finish(axes, subtitle, "layer", ylabel, log_y=True)
+        finish(axes, subtitle, "layer", ylabel, log_y=True)
         axes.legend(loc="best", fontsize="small")
     return save_figure(fig, path)
 
@@ -401,16 +329,16 @@ def plot_schedule(schedule: Schedule | Mapping[str, Schedule], steps: int, *,
     n = check_int(steps, who, "steps", low=1)
     check_bool(log_y, who, "log_y")
     named: Mapping[str, Schedule] = schedule if isinstance(schedule, Mapping) else {label: schedule}
-    for name, fn in _labelled(named, "schedule", who).items():
+    for name, fn in labelled(named, "schedule", who).items():
         if not callable(fn):
             fail(who, f"schedule[{name!r}]" if isinstance(schedule, Mapping) else "schedule",
                  "a schedule (a callable step -> value)", fn, error=TypeError)
-    fig, axes = _axes_or_new(None, who)
+    fig, axes = axes_or_new(None, who)
     xs = jnp.arange(n)
     for name, fn in named.items():
         values = np.broadcast_to(np.asarray(jax.vmap(fn)(xs), np.float64), (n,))
         axes.plot(np.asarray(xs), values, label=name, linewidth=1.8)
-    _finish(axes, title, "step", ylabel, log_y, integer_x=False)
+    finish(axes, title, "step", ylabel, log_y, integer_x=False)
     axes.legend(loc="best", fontsize="small")
     return save_figure(fig, path)
 
@@ -446,8 +374,8 @@ def plot_lr_find(result: LRFindResult, *, title: str = "Learning-rate range test
     if not isinstance(cast(object, result), _Result):  # the static type is not enforced
         fail("plot_lr_find", "result", "an LRFindResult (from ft.train.lr_find)", result, error=TypeError)
     lrs = np.asarray(result.lrs, np.float64).reshape(-1, np.shape(result.lrs)[-1])[0]
-    mean, std = _nan_mean_std(np.asarray(result.losses, np.float64).reshape(-1, lrs.shape[0]))
-    figure, axes = _axes_or_new(ax, "plot_lr_find")
+    mean, std = nan_mean_std(np.asarray(result.losses, np.float64).reshape(-1, lrs.shape[0]))
+    figure, axes = axes_or_new(ax, "plot_lr_find")
     (line,) = axes.plot(lrs, mean, linewidth=1.8, label="smoothed loss")
     axes.fill_between(lrs, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
     for value, style, label in ((result.suggestion, "--", "steepest descent"),
@@ -457,6 +385,6 @@ def plot_lr_find(result: LRFindResult, *, title: str = "Learning-rate range test
             lr = float(np.median(v[np.isfinite(v)]))
             axes.axvline(lr, color="0.3", linestyle=style, label=f"{label}: {lr:.2g}")
     axes.set_xscale("log")
-    _finish(axes, title, "learning rate", "loss (smoothed)", log_y=False, integer_x=False)
+    finish(axes, title, "learning rate", "loss (smoothed)", log_y=False, integer_x=False)
     axes.legend(loc="best", fontsize="small")
     return save_figure(figure, path)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib.util
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Generator
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
@@ -24,7 +24,7 @@ VERDICT = re.compile(r"^verdict: (?P<claim>.+): effect (?P<effect>[+-]\d+\.\d+) 
 
 
 @contextmanager
-def examples_on_path() -> Iterator[None]:
+def examples_on_path() -> Generator[None, None, None]:
     """``examples/`` first on ``sys.path`` inside the block; path and module table restored after it."""
     before = set(sys.modules)
     sys.path.insert(0, str(EXAMPLES))
@@ -59,7 +59,7 @@ def verdicts(printed: str) -> list[str]:
 
     Every line that starts with ``verdict:`` must have the full format (else AssertionError).
     """
-    labels = []
+    labels: list[str] = []
     for line in printed.splitlines():
         if line.startswith("verdict:"):
             match = VERDICT.match(line)

@@ -25,7 +25,7 @@ def _enable_compilation_cache_for_tests() -> None:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError:
         return  # a read-only home: run without the cache
-    update: Callable[[str, object], None] = jax.config.update  # untyped in jax
+    update: Callable[[str, object], None] = jax.config.update  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]  # untyped in jax
     update("jax_compilation_cache_dir", str(directory))
     update("jax_persistent_cache_min_compile_time_secs", 0.0)
     update("jax_persistent_cache_min_entry_size_bytes", 0)

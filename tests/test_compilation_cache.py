@@ -42,7 +42,7 @@ def test_enable_refuses_a_non_path_and_survives_an_unwritable_directory(tmp_path
 @pytest.mark.slow
 def test_a_second_process_reuses_the_compiled_program(tmp_path: Path) -> None:
     env = {**os.environ, "FUNCTRAIN_CACHE": str(tmp_path / "cache")}
-    written = []
+    written: list[list[Path]] = []
     for _ in range(2):
         out = subprocess.run([sys.executable, "-c", _PROGRAM], env=env, capture_output=True,
                              text=True, check=True)

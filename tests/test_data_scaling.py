@@ -137,7 +137,11 @@ class TestTransformsUnderJit(chex.TestCase):
     def test_vmap_over_examples_and_over_statistics(self) -> None:
         x, x_test = _train_test()
         st = S.fit_standardize(x)
-        per_example = jax.vmap(lambda xi: S.standardize(st, xi))(jnp.asarray(x_test))
+
+        def standardize(xi: jax.Array) -> jax.Array:
+            return S.standardize(st, xi)
+
+        per_example = jax.vmap(standardize)(jnp.asarray(x_test))
         np.testing.assert_allclose(per_example, S.standardize(st, x_test), rtol=1e-6)
         # one set of statistics per data set (e.g. per seed), fitted and applied under vmap
         both = jnp.stack([jnp.asarray(x), 2.0 * jnp.asarray(x) + 1.0])

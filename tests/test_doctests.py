@@ -68,7 +68,7 @@ def _example_text(doc: str | None) -> str:
 
 
 def _public_names() -> list[tuple[str, str, Any]]:
-    out = []
+    out: list[tuple[str, str, Any]] = []
     for m in PUBLIC:
         for name in getattr(m, "__all__", []):
             obj = getattr(m, name)

@@ -70,7 +70,7 @@ def test_mnist_dropout_loads_mnist_or_falls_back_to_the_digits(tmp_path: Path, m
         return tmp_path
 
     monkeypatch.setattr(functrain.data, "fetch_mnist", fetched)
-    (x, y), (x_test, _), name = script.load_images("fashion", tmp_path / "where", quick=False)
+    (x, _), (x_test, _), name = script.load_images("fashion", tmp_path / "where", quick=False)
     assert calls == [(tmp_path / "where", "fashion")] and name == "Fashion-MNIST"
     assert x.shape == (6, 28, 28, 1) and float(x.max()) == 1.0 and x_test.shape == (3, 28, 28, 1)
 

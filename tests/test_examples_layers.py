@@ -14,6 +14,7 @@ from typing import Any
 import jax
 import pytest
 from _examples import examples_on_path, load_example, run_example, verdicts
+from _typed import eval_shape
 
 
 def _shapes(layer: Any, input_shape: tuple[int, ...]) -> tuple[tuple[int, ...], int, Any]:
@@ -25,7 +26,7 @@ def _shapes(layer: Any, input_shape: tuple[int, ...]) -> tuple[tuple[int, ...], 
         out["shape"] = tuple(shape)
         return params
 
-    params = jax.eval_shape(init, jax.random.key(0))
+    params = eval_shape(init, jax.random.key(0))
     count = sum(math.prod(leaf.shape) for leaf in jax.tree_util.tree_leaves(params))
     return out["shape"], count, jax.tree_util.tree_structure(params)
 

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _typed import jit
 
 import functrain.optim as fo
 
@@ -46,7 +47,7 @@ class TestLion(chex.TestCase):
             return out
 
         lrs = jnp.asarray([1e-3, 1e-2])
-        out = jax.jit(jax.vmap(step))(lrs)
+        out = jit(jax.vmap(step))(lrs)
         np.testing.assert_allclose(out, -lrs[:, None, None] * np.sign(GRADS[0]), rtol=1e-6)
 
 

@@ -161,7 +161,7 @@ def test_bad_arguments_are_reported_in_the_one_style() -> None:
     _styled(TypeError, plot_curves, {"x": np.zeros(3)}, ylim=(0.0, 1.0, 2.0))
     assert "argument 'results['a']' must be a SignalPropagation" in _styled(
         TypeError, plot_signal_propagation, {"a": (1, 2)})
-    assert _styled(ValueError, plot_schedule, lambda s: jnp.asarray(s), 0).endswith(
+    assert _styled(ValueError, plot_schedule, jnp.asarray, 0).endswith(
         "argument 'steps' must be an int >= 1, got 0")
     assert "argument 'schedule['x']' must be a schedule" in _styled(TypeError, plot_schedule, {"x": 0.1}, 5)
     assert "argument 'scores' must be a non-empty mapping" in _styled(ValueError, plot_scores, {})

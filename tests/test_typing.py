@@ -20,11 +20,21 @@ ROOT = Path(__file__).resolve().parent.parent
 MISUSE_DIR = ROOT / "tests" / "typing"
 MARK = "# expect-error"
 
-PYRIGHT_CLEAN = ["functrain"]
+PYRIGHT_CLEAN_TESTS = [
+    "_conv_reference.py", "_examples.py", "_typed.py", "conftest.py", "test_api_errors.py",
+    "test_compilation_cache.py", "test_data_batching.py", "test_data_datasets.py", "test_data_download.py",
+    "test_data_files.py", "test_data_scaling.py", "test_doctests.py", "test_examples.py",
+    "test_examples_canon.py", "test_examples_layers.py", "test_experiments_chunks.py",
+    "test_experiments_effects.py", "test_layers_summary.py", "test_optim_lion.py", "test_packaging.py",
+    "test_plotting.py", "test_typing.py", "test_typing_stubs.py",
+]
+"""The files of tests/ that are ``pyright --strict`` clean (the others are not yet: add each one
+as it becomes clean, until the whole folder can replace this list)."""
+PYRIGHT_CLEAN = ["functrain", "examples", *(f"tests/{name}" for name in PYRIGHT_CLEAN_TESTS)]
 """Paths checked by ``pyright --strict`` (the ``[tool.pyright]`` settings of pyproject.toml)."""
-PYRIGHT_PENDING = ["functrain/experiments"]
-"""Paths inside :data:`PYRIGHT_CLEAN` that are not clean yet (left out; tests/ and examples/ are
-not in the list at all yet). Shrink this list as they become clean."""
+PYRIGHT_PENDING: list[str] = []
+"""Paths inside :data:`PYRIGHT_CLEAN` that are not clean yet (left out). Shrink this list as they
+become clean."""
 
 
 def _run_mypy(*args: str) -> tuple[str, int]:
@@ -67,7 +77,7 @@ def test_mypy_reports_each_misuse() -> None:
 
 def _unpinned(files: list[Path], errors: dict[tuple[str, int], list[str]], checker: str) -> list[str]:
     """The marked lines without an error, and the errors on unmarked lines."""
-    problems = []
+    problems: list[str] = []
     for f in files:
         lines = f.read_text().splitlines()
         expected = {i + 1 for i, text in enumerate(lines) if MARK in text}
@@ -106,9 +116,10 @@ def _run_pyright(*args: str, cwd: Path = ROOT) -> tuple[dict[tuple[str, int], li
     return errors, proc.stdout
 
 
-def _pyright_paths() -> list[str]:
-    """The files and folders of :data:`PYRIGHT_CLEAN`, without those of :data:`PYRIGHT_PENDING`."""
-    pending = [ROOT / p for p in PYRIGHT_PENDING]
+def _pyright_paths(pending_paths: list[str] | None = None) -> list[str]:
+    """The files and folders of :data:`PYRIGHT_CLEAN`, without those of :data:`PYRIGHT_PENDING`
+    (or of ``pending_paths``)."""
+    pending = [ROOT / p for p in (PYRIGHT_PENDING if pending_paths is None else pending_paths)]
 
     def expand(path: Path) -> list[Path]:
         if path in pending:
@@ -132,7 +143,8 @@ def test_pyright_strict_is_clean() -> None:
 
 
 def test_pyright_paths_leave_out_the_pending_ones() -> None:
-    paths = _pyright_paths()
+    assert _pyright_paths([]) == PYRIGHT_CLEAN  # nothing pending: the clean paths as listed
+    paths = _pyright_paths(["functrain/experiments"])  # a pending folder inside a clean one
     assert "functrain/train" in paths and "functrain/_tree.py" in paths
     assert not any(p.startswith("functrain/experiments") for p in paths), paths
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator
 from contextlib import contextmanager
 from types import FrameType
 
@@ -56,7 +56,7 @@ class InterruptFlag:
 
 
 @contextmanager
-def deferred_interrupts() -> Iterator[InterruptFlag]:
+def deferred_interrupts() -> Generator[InterruptFlag, None, None]:
     """Record SIGINT in the yielded flag instead of raising ``KeyboardInterrupt``.
 
     The handler is installed only in the main thread and only over Python's default handler: a

@@ -125,7 +125,7 @@ def mixed_precision(layer: Layer, compute_dtype: DTypeLike = jnp.bfloat16, *,
         dtype('float32')
     """
     who = "mixed_precision"
-    if not isinstance(layer, Layer):
+    if not isinstance(cast(object, layer), Layer):
         _validate.fail(who, "layer", "a Layer (e.g. serial(Dense(10), Relu))", layer, error=TypeError)
     compute = check_dtype(compute_dtype, who, "compute_dtype", available=False)
     output = None if output_dtype is None else check_dtype(output_dtype, who, "output_dtype", available=False)

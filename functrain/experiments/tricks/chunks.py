@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from functrain import layers
+from functrain import _jax, layers
 from functrain._validate import check_int
 from functrain.experiments.interrupts import Interrupted
 from functrain.experiments.tricks.config import RunConfig
@@ -150,20 +150,21 @@ def compile_programs(structure: Structure, init: str, layout: Layout, hyper: Hyp
         """The compiled program and the shapes of its outputs."""
         if stop is not None and stop():
             raise Interrupted("interrupted while compiling; nothing written")
-        lowered = jax.jit(jax.vmap(fn, in_axes=in_axes)).lower(*args)
-        compiled: Callable[..., Any] = lowered.compile(compiler_options=compiler_options)
-        return compiled, lowered.out_info
+        return _jax.compile_ahead(jax.vmap(fn, in_axes=in_axes), *args, compiler_options=compiler_options)
 
     first, shapes = build(parts.start, (None, None, 0), hyper, data, keys) if start else (None, None)
     train: dict[int, Callable[..., Any]] = {}
     finish = None
     if body:
         if shapes is None:  # traced only
-            shapes = jax.eval_shape(jax.vmap(parts.start, in_axes=(None, None, 0)), hyper, data, keys)
+            shapes = _jax.eval_shape(jax.vmap(parts.start, in_axes=(None, None, 0)), hyper, data, keys)
         fit_states, train_keys = shapes
         for n in sorted({chunk, epochs % chunk} - {0}):
-            train[n] = build(lambda h, d, fs, k, n=n: parts.train(h, d, fs, k, n), (None, None, 0, 0),
-                             hyper, data, fit_states, train_keys)[0]
+            def train_n(h: Hyper, d: Data, fs: FitState[Any], k: Array,
+                        n: int = n) -> tuple[FitState[Any], EpochMetrics]:
+                return parts.train(h, d, fs, k, n)
+
+            train[n] = build(train_n, (None, None, 0, 0), hyper, data, fit_states, train_keys)[0]
         finish = build(parts.finish, (None, None, 0), hyper, data, fit_states)[0]
     return Compiled(first, train, finish, parts, epochs, chunk)
 
@@ -177,9 +178,14 @@ def bind(start: Compiled, body: Compiled, hyper: Hyper, data: Data) -> ChunkedRu
                                                                                 tuple[FitState[Any], EpochMetrics]]:
         return lambda fs, k: fn(hyper, data, fs, k)
 
+    def begin(keys: Array) -> tuple[FitState[Any], Array]:
+        return program(hyper, data, keys)
+
+    def end(fs: FitState[Any]) -> tuple[TrainState[Any, Any, Any], dict[str, Array]]:
+        return finish(hyper, data, fs)
+
     train = {n: chunk(fn) for n, fn in body.train.items()}
-    return ChunkedRun(lambda keys: program(hyper, data, keys), train, lambda fs: finish(hyper, data, fs),
-                      body.parts.model(hyper), body.epochs, body.chunk_epochs)
+    return ChunkedRun(begin, train, end, body.parts.model(hyper), body.epochs, body.chunk_epochs)
 
 
 def compile_chunked(config: RunConfig, splits: Splits, keys: Array, *, chunk_epochs: int = 1,

@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 
 import jax
 
-from functrain import layers
+from functrain import _tree, layers
 from functrain.experiments.interrupts import Interrupted
 from functrain.experiments.tricks.chunks import Progress, compile_chunked, run_chunked
 from functrain.experiments.tricks.config import OPTIMIZERS, RunConfig, check_config
@@ -385,7 +385,7 @@ def train(args: TrainArgs, *, stop: Callable[[], bool] | None = None) -> None:
     summary = run_summary(result, seconds)
     print(summary, flush=True)
     ckpt, js, png = TRAIN_OUTPUTS
-    state = result.state if n_seeds > 1 else jax.tree_util.tree_map(lambda x: x[0], result.state)
+    state = result.state if n_seeds > 1 else _tree.tree_map(lambda x: x[0], result.state)
     doc = history_json(result, config=config, splits=splits, source=args.data, seed=args.seed, seconds=seconds,
                        checkpoint=ckpt, interrupted_after=run.epochs_done if run.interrupted else None)
     title = f"{config.optimizer} (lr {config.learning_rate:g}, {config.schedule}) on {splits.name}: {summary}"

@@ -11,7 +11,7 @@ new choice is one table entry. The rows of ``functrain tricks`` are in
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 from functrain import initializers, optim
 from functrain._validate import check_bool, check_choice, check_int, check_number, fail
@@ -143,15 +143,20 @@ class OptimizerSpec(NamedTuple):
     default_lr: float
 
 
+def _spec(build: Callable[[ScalarOrSchedule, RunConfig], TransformationLike], default_lr: float) -> OptimizerSpec:
+    """``OptimizerSpec(build, default_lr)`` (a plain call: pyright infers the lambdas' parameters)."""
+    return OptimizerSpec(build, default_lr)
+
+
 OPTIMIZERS: dict[str, OptimizerSpec] = {
-    "sgd": OptimizerSpec(lambda lr, c: optim.sgd(lr), 0.1),
-    "momentum": OptimizerSpec(lambda lr, c: optim.momentum(lr, c.momentum), 0.1),
-    "nesterov": OptimizerSpec(lambda lr, c: optim.momentum(lr, c.momentum, nesterov=True), 0.1),
-    "adagrad": OptimizerSpec(lambda lr, c: optim.adagrad(lr), 1e-2),
-    "rmsprop": OptimizerSpec(lambda lr, c: optim.rmsprop(lr), 1e-3),
-    "adam": OptimizerSpec(lambda lr, c: optim.adam(lr), 1e-3),
-    "adamw": OptimizerSpec(lambda lr, c: optim.adamw(lr, weight_decay=c.weight_decay), 1e-3),
-    "normalized_sgd": OptimizerSpec(lambda lr, c: optim.normalized_sgd(lr), 0.1),
+    "sgd": _spec(lambda lr, c: optim.sgd(lr), 0.1),
+    "momentum": _spec(lambda lr, c: optim.momentum(lr, c.momentum), 0.1),
+    "nesterov": _spec(lambda lr, c: optim.momentum(lr, c.momentum, nesterov=True), 0.1),
+    "adagrad": _spec(lambda lr, c: optim.adagrad(lr), 1e-2),
+    "rmsprop": _spec(lambda lr, c: optim.rmsprop(lr), 1e-3),
+    "adam": _spec(lambda lr, c: optim.adam(lr), 1e-3),
+    "adamw": _spec(lambda lr, c: optim.adamw(lr, weight_decay=c.weight_decay), 1e-3),
+    "normalized_sgd": _spec(lambda lr, c: optim.normalized_sgd(lr), 0.1),
 }
 """Optimizers by command-line name: how to build each, and its default learning rate."""
 
@@ -186,7 +191,7 @@ def check_config(config: RunConfig) -> None:
             ``RunConfig: argument 'field' must be <expectation>, got <value>``.
     """
     who = "RunConfig"
-    if not isinstance(config.hidden, (tuple, list)) or not config.hidden:
+    if not isinstance(cast(object, config.hidden), (tuple, list)) or not config.hidden:  # not enforced
         fail(who, "hidden", "a tuple of one or more positive layer widths", config.hidden)
     for i, width in enumerate(config.hidden):
         check_int(width, who, f"hidden[{i}]", low=1, high=MAX_WIDTH)

@@ -29,7 +29,7 @@ from typing import Any, Literal
 import jax
 import jax.numpy as jnp
 
-from functrain import layers
+from functrain import _jax, layers
 from functrain.experiments.tricks.config import INITIALIZERS, RunConfig
 from functrain.typing import Array, Initializer, PRNGKey, PyTree, Shape
 
@@ -59,7 +59,7 @@ def Reshape(image_shape: tuple[int, ...]) -> layers.Layer:  # noqa: N802 (layer 
     def apply(params: PyTree, state: PyTree, x: Array, *, key: PRNGKey | None = None,
               train: bool) -> tuple[Array, PyTree]:
         del params, key, train
-        return jnp.reshape(x, (x.shape[0], *image_shape)), state
+        return jnp.asarray(x).reshape(x.shape[0], *image_shape), state
 
     return layers.Layer(init, apply)
 
@@ -179,4 +179,8 @@ def check_model(config: RunConfig, num_classes: int, features: int, image_shape:
         ValueError: naming the problem (the layer's own error).
     """
     model = build_model(config, num_classes, image_shape)
-    jax.eval_shape(lambda k: model.init(k, (-1, features))[:2], jax.random.key(0))
+
+    def init(key: PRNGKey) -> tuple[PyTree, PyTree]:
+        return model.init(key, (-1, features))[:2]
+
+    _jax.eval_shape(init, jax.random.key(0))

@@ -75,7 +75,7 @@ def check_outputs(out: str, names: Sequence[str]) -> Path:
 
 def _make_dirs(directory: Path) -> list[Path]:
     """Create ``directory`` and its missing ancestors; return those created, outermost first."""
-    missing = []
+    missing: list[Path] = []
     d = directory.absolute()
     while not d.exists():
         missing.append(d)

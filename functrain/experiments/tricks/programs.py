@@ -161,9 +161,9 @@ def group_rows(configs: Sequence[RunConfig]) -> list[Group]:
     members: dict[RunConfig, list[int]] = {}
     for i, config in enumerate(configs):
         members.setdefault(_template(config), []).append(i)
-    groups = []
+    groups: list[Group] = []
     for template, idx in members.items():
-        tricks = frozenset().union(*(_tricks_of(configs[i]) for i in idx))
+        tricks = frozenset[str]().union(*(_tricks_of(configs[i]) for i in idx))
         groups.append(Group(Structure(template, tricks), tuple(idx)))
     return groups
 

@@ -107,7 +107,7 @@ def format_table(results: Sequence[TrickResult]) -> str:
     rows = [HEADER, *_all_cells(results)]
     widths = [max(len(row[j]) for row in rows) for j in range(len(HEADER))]
     opens = _opens(results)
-    lines = []
+    lines: list[str] = []
     for k, row in enumerate(rows):
         if k - 1 in opens:
             lines.append(f"-- {opens[k - 1]}")
@@ -269,7 +269,7 @@ def _change_json(c: Change | None) -> dict[str, Any] | None:
 def _runs(out: RunOutput, n_seeds: int, seed: int) -> list[dict[str, Any]]:
     """Per seed: its key, epochs run, whether it diverged, test numbers and per-epoch metrics."""
     names = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
-    runs = []
+    runs: list[dict[str, Any]] = []
     for s in range(n_seeds):
         active = np.asarray(out.active[s], bool)
         epochs = [{"epoch": int(e) + 1, **{name: _finite_or_none(float(getattr(out, name)[s, e])) for name in names}}

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from functrain import layers
+from functrain import _jax, layers
 from functrain._validate import INT32_MAX, check_int, fail
 from functrain.experiments.tricks.config import RunConfig, check_config
 from functrain.experiments.tricks.models import check_model
@@ -145,9 +145,17 @@ def make_parts(config: RunConfig, splits: Splits) -> RunParts:
     layout = layout_of(splits)
     hyper, data = hyper_of(config, structure, layout), device_data(splits)
     parts = make_programs(structure, config.init, layout)
-    return RunParts(parts.model(hyper), lambda key: parts.start(hyper, data, key),
-                    lambda fs, key, epochs: parts.train(hyper, data, fs, key, epochs),
-                    lambda fs: parts.finish(hyper, data, fs))
+
+    def start(key: PRNGKey) -> tuple[FitState[Any], PRNGKey]:
+        return parts.start(hyper, data, key)
+
+    def train(fs: FitState[Any], key: PRNGKey, epochs: int) -> tuple[FitState[Any], EpochMetrics]:
+        return parts.train(hyper, data, fs, key, epochs)
+
+    def finish(fs: FitState[Any]) -> tuple[TrainState[Any, Any, Any], dict[str, Array]]:
+        return parts.finish(hyper, data, fs)
+
+    return RunParts(parts.model(hyper), start, train, finish)
 
 
 def make_run(config: RunConfig, splits: Splits) -> tuple[Callable[[PRNGKey], RunOutput], layers.Layer]:
@@ -196,9 +204,9 @@ def checkpoint_like(config: RunConfig, splits: Splits, seeds: int = 1) -> TrainS
     """
     run, _ = make_run(config, splits)
     if seeds > 1:
-        out: RunOutput = jax.eval_shape(jax.vmap(run), jax.random.split(jax.random.key(0), seeds))
+        out: RunOutput = _jax.eval_shape(jax.vmap(run), jax.random.split(jax.random.key(0), seeds))
     else:
-        out = jax.eval_shape(run, jax.random.key(0))
+        out = _jax.eval_shape(run, jax.random.key(0))
     return out.state
 
 
@@ -213,9 +221,10 @@ def ready(out: RunOutput) -> RunOutput:
 def compile_seeds(run: Callable[[PRNGKey], RunOutput], keys: Array,
                    compiler_options: CompilerOptions) -> Callable[[Array], RunOutput]:
     """``run_seeds`` of ``run`` over keys like ``keys``, compiled with ``compiler_options``."""
-    batched = jax.jit(lambda ks: run_seeds(run, ks, jit=False).results)
-    compiled: Callable[[Array], RunOutput] = batched.lower(keys).compile(compiler_options=compiler_options)
-    return compiled
+    def batched(ks: Array) -> RunOutput:
+        return run_seeds(run, ks, jit=False).results
+
+    return _jax.compile_ahead(batched, keys, compiler_options=compiler_options)[0]
 
 
 def run_many(run: Callable[[PRNGKey], RunOutput], keys: Array, *,
@@ -241,6 +250,6 @@ def run_many(run: Callable[[PRNGKey], RunOutput], keys: Array, *,
 def run_one(run: Callable[[PRNGKey], RunOutput], key: PRNGKey, *,
             compiler_options: CompilerOptions = None) -> RunOutput:
     """One seed of ``run``, jitted (``compiler_options`` as in :func:`run_many`)."""
-    compiled = jax.jit(run).lower(key).compile(compiler_options=compiler_options)
+    compiled = _jax.compile_ahead(run, key, compiler_options=compiler_options)[0]
     out: RunOutput = compiled(key)
     return ready(out)

@@ -207,7 +207,7 @@ def prepare_splits(data: Dataset | TrainTest, *, test_fraction: float = 0.2,
              detail="counted in the training part")
 
     def flat(x: Array) -> Array:
-        return jnp.reshape(x, (x.shape[0], -1))
+        return jnp.asarray(x).reshape(x.shape[0], -1)
 
     stats = fit_min_max(flat(train.x), axis=0 if per_feature else (0, 1))
     if not bool(jnp.all(jnp.isfinite(stats.data_max - stats.data_min))):

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from functrain import layers
+from functrain import _jax, layers
 from functrain.data import load_digits
 from functrain.experiments.interrupts import Interrupted
 from functrain.experiments.tricks.chunks import Compiled, bind, compile_programs, run_chunked
@@ -33,7 +33,7 @@ from functrain.experiments.tricks.rows import CLASSIC_CAPTION, DEFAULT_HIDDEN, S
 from functrain.experiments.tricks.run import CompilerOptions, RunOutput
 from functrain.experiments.tricks.splits import DEFAULT_LABEL_NOISE, Splits, prepare_splits
 from functrain.train import TrainState, ensemble_predict
-from functrain.typing import Array
+from functrain.typing import Array, PyTree
 
 __all__ = ["TrickResult", "curve", "ensemble_accuracy", "run_tricks"]
 
@@ -89,8 +89,10 @@ def curve(values: Array, keep: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
 def _ensemble_program(model: layers.Layer, state: TrainState[Any, Any, Any],
                       x: np.ndarray[Any, Any]) -> Callable[[np.ndarray[Any, Any]], np.ndarray[Any, Any]]:
     """``x -> averaged class probabilities`` of the stacked models in ``state``, compiled."""
-    predict = jax.jit(lambda p, s, inputs: ensemble_predict(model.apply, p, s, inputs))
-    program = predict.lower(state.params, state.model_state, jnp.asarray(x)).compile()
+    def predict(p: PyTree, s: PyTree, inputs: Array) -> Array:
+        return ensemble_predict(model.apply, p, s, inputs)
+
+    program = _jax.compile_ahead(predict, state.params, state.model_state, jnp.asarray(x))[0]
 
     def probabilities(inputs: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         return np.asarray(program(state.params, state.model_state, jnp.asarray(inputs)))
@@ -99,7 +101,8 @@ def _ensemble_program(model: layers.Layer, state: TrainState[Any, Any, Any],
 
 
 def _accuracy(probs: np.ndarray[Any, Any], y: np.ndarray[Any, Any]) -> float:
-    return float(np.mean(np.argmax(probs, axis=-1) == y))
+    hits: np.ndarray[Any, Any] = np.argmax(probs, axis=-1) == y
+    return float(np.mean(hits))
 
 
 def _cross_entropy(probs: np.ndarray[Any, Any], y: np.ndarray[Any, Any]) -> float:
@@ -201,7 +204,8 @@ def _submit(pool: ThreadPoolExecutor, configs: Sequence[RunConfig], groups: Sequ
     plan = _Plan([], [], [], [])
     for i, config in enumerate(configs):
         g = group_of[i]
-        structure, first = groups[g].structure, []
+        structure = groups[g].structure
+        first: list[Future[_Job]] = []
         if (g, config.init) not in starts:
             starts[g, config.init] = pool.submit(_compile_job, structure, config.init, layout, hypers[i], data, keys,
                                                  start=True, compiler_options=compiler_options, abandon=abandon)
