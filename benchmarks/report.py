@@ -196,7 +196,7 @@ def readme_table(results: JSON) -> str:
     if results.get("machine", {}).get("mode") == "smoke":
         lines.insert(0, "**Smoke run: tiny shapes, not a measurement.**\n")
     lines += _summary_rows(results)
-    lines += ["", "Targets of issue 8:", ""] + _targets_table(results)
+    lines += ["", "Targets (issues 8 and 14):", ""] + _targets_table(results)
     return "\n".join(lines)
 
 
