@@ -5,11 +5,14 @@ Conv2D 32 3x3 + ReLU, MaxPool 2, Conv2D 64 3x3 + ReLU, MaxPool 2, Flatten, Dropo
 labels (throughput does not depend on the pixel values). Contenders: see
 :mod:`benchmarks._training`.
 
-One measured unit is one epoch of 4 steps on the CPU (256 examples; 64 steps on a GPU). The
+One measured unit is one epoch of 16 steps on the CPU (1024 examples; 64 steps on a GPU). The
 epoch is short because on XLA:CPU the stock gradients of a convolution (the kernel gradient
 especially) inside a ``lax.scan``/while loop body run 5-100x slower than the forward convolution
 (jax-ml/jax#12868), so the hand-written ``lax.scan`` contender takes a few hundred milliseconds
-per step; per-step throughput does not depend on the epoch length. functrain's convolutions and
+per step. It is not shorter because each unit starts after the CPUs went idle (the quiet gate),
+and a jitted call then pays a few milliseconds to wake XLA's threads: with 4-step epochs that cost
+read as ~20% of functrain's step time (66 against 86 steps/s back to back), which a training loop's
+epochs (938 steps on MNIST) never see. functrain's convolutions and
 pooling compute the same gradients in forms XLA:CPU runs fast inside loops (``functrain.layers``
 ``_conv_jvp`` and ``_tiled_pool``); :mod:`benchmarks.convnet_ops` times every op of the step.
 
@@ -32,7 +35,7 @@ TITLE = "Convnet (lesson) at 28x28x1, batch 64, Adam"
 
 def run(settings: Settings, log: Callable[[str], None] = print) -> JSON:
     """Measure training steps per second of every contender (median of ``settings.repeats``)."""
-    steps = settings.units(full=4, quick=4, smoke=2)
+    steps = settings.units(full=16, quick=4, smoke=2)
     if settings.on_gpu and not settings.smoke:
         steps = 64
     epochs = settings.units(full=1, quick=1, smoke=1)

@@ -7,7 +7,9 @@ One training run (per seed): initialize the MLP 64-512-512-10 from the seed's ke
 vmapped, jitted program. Reported: seed-steps per second (seeds x steps / time) and the scaling
 efficiency against one seed (seed-steps/s at ``n`` seeds / seed-steps/s at 1 seed).
 
-``run_seeds`` is timed exactly as a user calls it, after one untimed first call that compiles
+A timed unit repeats the call (``calls``, the same on both sides of a pair) until it lasts about
+0.3 s, since one call at 1 seed takes ~20 ms, below the scheduling noise of a shared 2-core
+machine. ``run_seeds`` is timed exactly as a user calls it, after one untimed first call that compiles
 (its time is recorded as ``first_call_s``); the reference ``jax.jit(jax.vmap(train_fn))`` is
 compiled once ahead of time, so both are compared in the steady state. A ``run_seeds`` that
 recompiled on every call would still be measured: every timed call would include the compile, and
@@ -136,20 +138,28 @@ def run(settings: Settings, log: Callable[[str], None] = print) -> JSON:
                     c.info["first_call_s"] = time.perf_counter() - t0
                     c.info["traces_before_timing"] = len(seen)
                     return
-                block(fn(train, keys))
+                for _ in range(c.info["calls"]):
+                    block(fn(train, keys))
 
             c.run = go
         compiled = jax.jit(jax.vmap(train)).lower(keys).compile()
+        block(compiled(keys))
+        t0 = time.perf_counter()
+        block(compiled(keys))
+        # One unit lasts >= ~0.3 s: a 1-seed call takes ~20 ms, which a shared 2-core machine's
+        # scheduling noise swamps; both sides of a pair repeat the call equally often.
+        c.info["calls"] = ref.info["calls"] = max(1, round(0.3 / (time.perf_counter() - t0)))
 
-        def go_ref(fn: Callable[..., Any] = compiled, keys: jax.Array = keys) -> None:
-            block(fn(keys))
+        def go_ref(fn: Callable[..., Any] = compiled, keys: jax.Array = keys, ref: Contender = ref) -> None:
+            for _ in range(ref.info["calls"]):
+                block(fn(keys))
 
         ref.run = go_ref
     rounds = settings.heavy_repeats + settings.heavy_repeats % 2  # as many rounds in each order
     times, ratios = _time_pairs(pairs, rounds, settings, log)
     cs = [c for ab in pairs for c in ab]
-    results = {c.name: throughput_entry(c, times.get(c.name), c.info.get("seeds", 0) * steps, "seed-steps/s")
-               for c in cs}
+    results = {c.name: throughput_entry(c, times.get(c.name), c.info.get("seeds", 0) * c.info.get("calls", 1) * steps,
+                                        "seed-steps/s") for c in cs}
     for prefix in ("run_seeds_", "jit_vmap_"):
         base = results.get(f"{prefix}1", {}).get("value")
         for name, e in results.items():
