@@ -35,7 +35,14 @@ the rows; the "+ dropout" row's training program 7.0 s -> 4.6 s), but its vmappe
 epoch about 1.5x slower (5 epochs of 5 seeds: 0.83 s -> 1.28 s), so it pays off only where compiling
 dominates (``--quick``, short runs). Its random numbers -- and so the results -- differ, and are not
 guaranteed to be the same across JAX versions or devices; the default, threefry, reproduces the published
-tables. ``--prng rbg`` (RngBitGenerator bits, threefry splits) is also available."""
+tables. ``--prng rbg`` (RngBitGenerator bits, threefry splits) is also available.
+
+Example:
+    >>> from functrain.cli import build_parser
+    >>> args = build_parser().parse_args(["train", "--seeds", "3", "--quick"])
+    >>> args.command, args.seeds, args.quick
+    ('train', 3, True)
+"""
 
 from __future__ import annotations
 

@@ -20,6 +20,12 @@ saves what it completed and raises :class:`Interrupted`; the command line prints
 one line and exits with status 130 (128 + SIGINT). The first Ctrl-C also restores the default
 action, so a second Ctrl-C ends the process at once (nothing more is written; files already
 written are complete, as every output is renamed into place only once written).
+
+Example:
+    >>> from functrain.experiments.interrupts import InterruptFlag, Interrupted
+    >>> flag = InterruptFlag()
+    >>> flag.requested(), (flag.request(), flag.requested())[1], issubclass(Interrupted, KeyboardInterrupt)
+    (False, True, True)
 """
 
 from __future__ import annotations

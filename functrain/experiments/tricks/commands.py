@@ -13,6 +13,13 @@ nothing, so a failing check leaves no empty output directory behind); a problem 
 :mod:`functrain.experiments.interrupts`): :func:`train` then writes the completed epochs' outputs
 and raises :class:`~functrain.experiments.interrupts.Interrupted`, :func:`tricks` raises it and
 writes nothing.
+
+Example:
+    >>> from functrain.experiments.tricks import commands
+    >>> commands.tricks_command_line(commands.TricksArgs(quick=True))
+    'functrain tricks --quick'
+    >>> commands.TrainArgs().optimizer, commands.TrainArgs(seeds=3).seeds
+    ('adam', 3)
 """
 
 from __future__ import annotations

@@ -6,6 +6,14 @@ its kernel initializers, optimizers and learning-rate schedules are the keys of 
 (:data:`INITIALIZERS`, :data:`OPTIMIZERS`, :data:`SCHEDULES`) whose values build the object, so a
 new choice is one table entry. The rows of ``functrain tricks`` are in
 :mod:`~functrain.experiments.tricks.rows`.
+
+Example:
+    >>> from functrain.experiments.tricks import config
+    >>> c = config.RunConfig()
+    >>> c.optimizer, c.hidden, c.epochs
+    ('adam', (256, 256, 256), 20)
+    >>> sorted(config.OPTIMIZERS)[:4]
+    ['adagrad', 'adam', 'adamw', 'momentum']
 """
 
 from __future__ import annotations

@@ -9,6 +9,12 @@ run); clipping, weight decay, label smoothing and mixup are. Prints each seed's 
 steepest descent of the smoothed loss) and their median, and writes ``lr_find.png``
 (:func:`functrain.plotting.plot_lr_find`) and ``lr_find.json`` (all-or-nothing, as the other
 commands).
+
+Example:
+    >>> from functrain.experiments.tricks.lr_range import LrFindArgs
+    >>> a = LrFindArgs(seeds=4)
+    >>> a.out, a.min_lr, a.max_lr, a.steps, a.seeds
+    ('functrain-lr-find', 1e-07, 10.0, 100, 4)
 """
 
 from __future__ import annotations

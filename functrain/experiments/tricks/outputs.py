@@ -9,6 +9,13 @@ removes the temporaries and leaves the previous outputs untouched, never a mix o
 files, and raises :class:`WriteError` naming the file. Directories it created for a write that
 failed are removed again. The temporaries are ``.NAME.<8 hex digits>.tmp``; those a killed run
 left behind are removed by the next write of the same outputs.
+
+Example:
+    >>> import os, tempfile
+    >>> from functrain.experiments.tricks import outputs
+    >>> out = os.path.join(tempfile.mkdtemp(), "run")
+    >>> outputs.check_outputs(out, ["a.txt"]).name, os.path.exists(out)  # checked, nothing created
+    ('run', False)
 """
 
 from __future__ import annotations

@@ -5,6 +5,11 @@ and :func:`results_json` (``tricks.json``); ``functrain train`` prints :func:`ru
 writes :func:`history_json` (``history.json``). Every number shown is one of the measured ones; the
 Δ columns and the verdict line under the table (:func:`noise_line`) come from
 :mod:`~functrain.experiments.tricks.effects`.
+
+Example:
+    >>> from functrain.experiments.tricks import report
+    >>> report.mean_std(np.array([0.9, 1.0])), report.mean_std(np.array([0.95]))
+    ('0.9500 ± 0.0500', '0.9500')
 """
 
 from __future__ import annotations

@@ -8,6 +8,13 @@ row of every section (rows of one structure share their compiled programs, see
   or on the lesson's convnet;
 * :func:`canon_rows` -- the modern canon ("bag of tricks"), each added to one baseline on a small
   ResNet (not cumulative).
+
+Example:
+    >>> from functrain.experiments.tricks import rows
+    >>> [label for label, _ in rows.trick_rows(epochs=2)][:3]
+    ['baseline: SGD lr 0.01, N(0,1) init', '+ He init N(0, 2/n_in)', '+ batch norm']
+    >>> rows.trick_rows(epochs=2)[2][1].batch_norm, len(rows.canon_rows(epochs=2))
+    (True, 8)
 """
 
 from __future__ import annotations
