@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import pytest
 from _typed import jit
 
-from functrain.layers import BatchNorm, Dense, Layer, Relu, serial
+from functrain.layers import BatchNorm, Dense, DenseParams, Layer, Relu, serial
 
 
 def test_construction_unpacking_and_attributes() -> None:
@@ -19,6 +19,7 @@ def test_construction_unpacking_and_attributes() -> None:
     init, apply = dense  # stax-style unpacking: init first
     assert init is dense.init and apply is dense.apply
     again = Layer(init=dense.init, apply=dense.apply)
+    assert Layer[DenseParams, tuple[()]](dense.init, dense.apply) == dense  # subscripted: no slots clash
     assert again == Layer(dense.init, dense.apply) == dense
     params, state, shape = again.init(jax.random.key(0), (-1, 2))
     assert shape == (-1, 3) and state == ()

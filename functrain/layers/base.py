@@ -94,7 +94,7 @@ class ApplyFn(Protocol[P_contra, M]):
         ...
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Layer(Generic[P_co, M_co]):
     """A composable layer: a pair of pure functions ``(init, apply)``.
 
