@@ -109,7 +109,9 @@ class Layer(Generic[P_co, M_co]):
     layers of different types, ``[Dense(64), Relu] * 6``, is still a list of layers for mypy (which
     joins invariant or ``NamedTuple`` generics to ``object``) and can be passed to ``serial``. The
     price of covariance: ``apply`` takes the params and state it is typed with, so a layer seen
-    through a wider type (a ``Layer[object, object]``) would accept any params statically.
+    through a wider type (a ``Layer[object, object]``) would accept any params statically. Lists
+    are invariant, so mypy still joins ``[BatchNorm()]`` and ``[LayerNorm()]`` (lists of lists, dicts
+    of lists) to ``object``: annotate those, e.g. ``dict[str, list[Layer]]``.
 
     Attributes:
         init: ``init(key, input_shape) -> (params, state, output_shape)``.
