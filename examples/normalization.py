@@ -46,7 +46,10 @@ def deep_mlp(norm: str, depth: int, width: int = 64) -> layers.Layer:
     if norm == "weight norm":
         block = [layers.WeightNormDense(width), layers.Relu]
     else:
-        extra = {"none": [], "batch norm": [layers.BatchNorm()], "layer norm": [layers.LayerNorm()]}[norm]
+        # Annotated: mypy joins lists of differently typed layers (invariant lists) to `object`.
+        norms: dict[str, list[layers.Layer]] = {"none": [], "batch norm": [layers.BatchNorm()],
+                                                "layer norm": [layers.LayerNorm()]}
+        extra = norms[norm]
         block = [layers.Dense(width), *extra, layers.Relu]
     return layers.serial(*block * depth, layers.Dense(10))
 

@@ -204,7 +204,7 @@ def test_serial_init_error_names_position_layer_and_shapes() -> None:
                                          r"\(5\), got tuple .*; it has 3 entries$"):
         model.apply(params[:3], state, jnp.ones((2, 12, 12, 1)), train=False)
     with pytest.raises(TypeError, match=r"^serial: argument 'state' must be a tuple with one entry per layer"):
-        model.apply(params, None, jnp.ones((2, 12, 12, 1)), train=False)
+        model.apply(params, None, jnp.ones((2, 12, 12, 1)), train=False)  # type: ignore[arg-type]  # deliberate misuse
 
 
 def test_serial_rejects_non_layers() -> None:
@@ -356,7 +356,7 @@ def test_case_8_swapped_params_and_state_name_the_layer_and_expectation() -> Non
     with pytest.raises(TypeError, match=r"^Residual: argument 'params.body' must be the parameters of the "
                                         r"body, \(DenseParams\(w=f32\[4,4\], b=f32\[4\]\), "
                                         r"BatchNormParams.*got \(\); params and state look swapped"):
-        block.apply(rs, rp, x, train=True)
+        block.apply(rs, rp, x, train=True)  # type: ignore[arg-type]  # deliberate misuse: swapped
     branches = serial(parallel(Dense(2), serial(Dense(3), BatchNorm())), Concatenate)
     bp, bs, _ = branches.init(KEY, (-1, 4))
     with pytest.raises(TypeError, match=r"^parallel: argument 'params\[0\]' must be the parameters of "
@@ -368,4 +368,4 @@ def test_case_8_swapped_params_and_state_name_the_layer_and_expectation() -> Non
     assert model.apply(params, state, x, train=True)[0].shape == (8, 3)
     assert block.apply(rp, rs, x, train=False)[0].shape == (8, 4)
     # Lists for tuples are still accepted (the entries hold the right leaves).
-    assert model.apply(list(params), list(state), x, train=False)[0].shape == (8, 3)
+    assert model.apply(list(params), list(state), x, train=False)[0].shape == (8, 3)  # type: ignore[arg-type]  # lists work at run time

@@ -184,7 +184,7 @@ def log_softmax(x: Float[Array, "..."], axis: int = -1) -> Float[Array, "..."]:
     return jax.nn.log_softmax(x, axis=_axis(x, axis, "log_softmax"))
 
 
-def Elementwise(fn: Callable[[Array], Array], name: str | None = None) -> Layer:  # noqa: N802 (layer constructor)
+def Elementwise(fn: Callable[[Array], Array], name: str | None = None) -> Layer[tuple[()], tuple[()]]:  # noqa: N802 (layer constructor)
     """A parameter-free layer applying ``fn`` to the whole batch: ``y = fn(x)``.
 
     Args:
@@ -211,26 +211,26 @@ def Elementwise(fn: Callable[[Array], Array], name: str | None = None) -> Layer:
     return stateless(name if name is not None else who, fn)
 
 
-Relu: Layer = stateless("Relu", relu)
+Relu: Layer[tuple[()], tuple[()]] = stateless("Relu", relu)
 """Layer applying :func:`relu`."""
 
-Tanh: Layer = stateless("Tanh", tanh)
+Tanh: Layer[tuple[()], tuple[()]] = stateless("Tanh", tanh)
 """Layer applying :func:`tanh`."""
 
-Sigmoid: Layer = stateless("Sigmoid", sigmoid)
+Sigmoid: Layer[tuple[()], tuple[()]] = stateless("Sigmoid", sigmoid)
 """Layer applying :func:`sigmoid`."""
 
-Gelu: Layer = stateless("Gelu", gelu)
+Gelu: Layer[tuple[()], tuple[()]] = stateless("Gelu", gelu)
 """Layer applying the exact :func:`gelu` ``x Phi(x)``."""
 
-Softmax: Layer = stateless("Softmax", softmax)
+Softmax: Layer[tuple[()], tuple[()]] = stateless("Softmax", softmax)
 """Layer applying :func:`softmax` over the last axis."""
 
-LogSoftmax: Layer = stateless("LogSoftmax", log_softmax)
+LogSoftmax: Layer[tuple[()], tuple[()]] = stateless("LogSoftmax", log_softmax)
 """Layer applying :func:`log_softmax` over the last axis."""
 
 
-def LeakyRelu(negative_slope: float = 0.01) -> Layer:  # noqa: N802 (layer constructor)
+def LeakyRelu(negative_slope: float = 0.01) -> Layer[tuple[()], tuple[()]]:  # noqa: N802 (layer constructor)
     """Layer applying :func:`leaky_relu` with the given ``negative_slope``.
 
     Args:
@@ -253,7 +253,7 @@ def LeakyRelu(negative_slope: float = 0.01) -> Layer:  # noqa: N802 (layer const
     return stateless("LeakyRelu", lambda x: leaky_relu(x, slope))
 
 
-def Elu(alpha: float = 1.0) -> Layer:  # noqa: N802 (layer constructor)
+def Elu(alpha: float = 1.0) -> Layer[tuple[()], tuple[()]]:  # noqa: N802 (layer constructor)
     """Layer applying :func:`elu` with the given ``alpha``.
 
     Args:

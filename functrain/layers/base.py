@@ -27,8 +27,11 @@ parameter-free layers (activations, ``Flatten``, ``Identity`` ...).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import NamedTuple, Protocol
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, NamedTuple, Protocol
+
+from typing_extensions import TypeVar
 
 from functrain.layers._geometry import check_input_shape
 from functrain.typing import Array, PRNGKey, PyTree, Shape
@@ -45,9 +48,17 @@ __all__ = [
     "Layer",
 ]
 
+# Defaults (PEP 696): a bare ``Layer`` is ``Layer[Any, Any]``, the graceful fallback.
+M = TypeVar("M", default=Any)
+P_co = TypeVar("P_co", covariant=True, default=Any)
+M_co = TypeVar("M_co", covariant=True, default=Any)
+P_contra = TypeVar("P_contra", contravariant=True, default=Any)
 
-class InitFn(Protocol):
+
+class InitFn(Protocol[P_co, M_co]):
     """``init(key, input_shape) -> (params, state, output_shape)``; shapes include the batch axis.
+
+    Generic in the types of the params and the state it returns (``Any`` when not given).
 
     Example:
         >>> init: ft.layers.InitFn = ft.layers.Dense(3).init
@@ -56,13 +67,16 @@ class InitFn(Protocol):
         (-1, 3)
     """
 
-    def __call__(self, key: PRNGKey, input_shape: Sequence[int], /) -> tuple[PyTree, PyTree, Shape]:
+    def __call__(self, key: PRNGKey, input_shape: Sequence[int], /) -> tuple[P_co, M_co, Shape]:
         """Initialize parameters and state for inputs of ``input_shape``."""
         ...
 
 
-class ApplyFn(Protocol):
+class ApplyFn(Protocol[P_contra, M]):
     """``apply(params, state, x, *, key=None, train) -> (y, new_state)``.
+
+    Generic in the types of the params it reads and the state it reads and returns (``Any`` when
+    not given).
 
     Example:
         >>> layer = ft.layers.Dense(3)
@@ -74,14 +88,30 @@ class ApplyFn(Protocol):
     """
 
     def __call__(
-        self, params: PyTree, state: PyTree, x: Array, /, *, key: PRNGKey | None = None, train: bool
-    ) -> tuple[Array, PyTree]:
+        self, params: P_contra, state: M, x: Array, /, *, key: PRNGKey | None = None, train: bool
+    ) -> tuple[Array, M]:
         """Run the layer on the batch ``x``."""
         ...
 
 
-class Layer(NamedTuple):
+@dataclass(frozen=True)
+class Layer(Generic[P_co, M_co]):
     """A composable layer: a pair of pure functions ``(init, apply)``.
+
+    Generic in its parameter and state types: ``Dense(3)`` is a ``Layer[DenseParams, tuple[()]]``,
+    ``BatchNorm()`` a ``Layer[BatchNormParams, BatchNormState]``, a parameter-free layer a
+    ``Layer[tuple[()], tuple[()]]``; :func:`~functrain.layers.serial` gives a
+    ``Layer[tuple[Any, ...], tuple[Any, ...]]`` (one entry per layer). A bare ``Layer`` is
+    ``Layer[Any, Any]``.
+
+    An immutable value (a frozen dataclass, equal and hashed by ``(init, apply)``; ``init, apply =
+    layer`` unpacks it) rather than a ``NamedTuple``, and covariant in both types: so a list of
+    layers of different types, ``[Dense(64), Relu] * 6``, is still a list of layers for mypy (which
+    joins invariant or ``NamedTuple`` generics to ``object``) and can be passed to ``serial``. The
+    price of covariance: ``apply`` takes the params and state it is typed with, so a layer seen
+    through a wider type (a ``Layer[object, object]``) would accept any params statically. Lists
+    are invariant, so mypy still joins ``[BatchNorm()]`` and ``[LayerNorm()]`` (lists of lists, dicts
+    of lists) to ``object``: annotate those, e.g. ``dict[str, list[Layer]]``.
 
     Attributes:
         init: ``init(key, input_shape) -> (params, state, output_shape)``.
@@ -96,10 +126,17 @@ class Layer(NamedTuple):
         >>> params, state, _ = double.init(jax.random.key(0), (-1, 3))
         >>> double.apply(params, state, jnp.ones((1, 3)), train=False)[0].tolist()
         [[2.0, 2.0, 2.0]]
+        >>> init_fn, apply_fn = double  # stax-style unpacking
+        >>> double == ft.layers.Layer(init_fn, apply_fn)
+        True
     """
 
-    init: InitFn
-    apply: ApplyFn
+    init: InitFn[P_co, M_co]
+    apply: ApplyFn[P_co, M_co]
+
+    def __iter__(self) -> Iterator[InitFn[P_co, M_co] | ApplyFn[P_co, M_co]]:
+        """``init`` then ``apply``: ``init, apply = layer`` (the attributes are typed precisely)."""
+        return iter((self.init, self.apply))
 
 
 class BranchesInitFn(Protocol):
@@ -219,7 +256,7 @@ def stateless(
     output_shape: Callable[[Shape], Shape] | None = None,
     *,
     min_rank: int = 1,
-) -> Layer:
+) -> Layer[tuple[()], tuple[()]]:
     """A layer with no parameters and no state: ``y = fn(x)``; ``params = state = ()``.
 
     Shared within :mod:`functrain.layers` (activations, pooling, ``Identity``); users write
@@ -233,14 +270,14 @@ def stateless(
         min_rank: minimum rank of the input shape (batch axis included).
     """
 
-    def init(key: PRNGKey, input_shape: Sequence[int]) -> tuple[PyTree, PyTree, Shape]:
+    def init(key: PRNGKey, input_shape: Sequence[int]) -> tuple[tuple[()], tuple[()], Shape]:
         del key
         shape = check_input_shape(input_shape, name, min_rank=min_rank)
         return (), (), shape if output_shape is None else output_shape(shape)
 
     def apply(
-        params: PyTree, state: PyTree, x: Array, *, key: PRNGKey | None = None, train: bool
-    ) -> tuple[Array, PyTree]:
+        params: tuple[()], state: tuple[()], x: Array, *, key: PRNGKey | None = None, train: bool
+    ) -> tuple[Array, tuple[()]]:
         del params, key, train
         return fn(x), state
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Generator, Sequence
-from typing import cast
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -95,8 +95,8 @@ def _stages(layers: Sequence[object]) -> list[tuple[int, Layer | Branches, Join 
     stages: list[tuple[int, Layer | Branches, Join | None]] = []
     for i, layer in enumerate(layers):
         nxt = layers[i + 1] if i + 1 < len(layers) else None
-        if isinstance(layer, Layer):
-            stages.append((i, layer, None))
+        if isinstance(layer, Layer):  # pyright narrows to Layer[Unknown, Unknown], mypy to Layer[Any, Any]
+            stages.append((i, cast(Layer, layer), None))  # type: ignore[redundant-cast]  # for pyright
         elif isinstance(layer, Branches):
             if not isinstance(nxt, Join):
                 _validate.fail("serial", f"layers[{i}]", "followed directly by a join such as Concatenate, "
@@ -111,7 +111,7 @@ def _stages(layers: Sequence[object]) -> list[tuple[int, Layer | Branches, Join 
     return stages
 
 
-def serial(*layers: Layer | Branches | Join) -> Layer:
+def serial(*layers: Layer | Branches | Join) -> Layer[tuple[Any, ...], tuple[Any, ...]]:
     """Compose layers in sequence: ``y = f_n(... f_2(f_1(x)))``.
 
     ``init`` returns ``params`` and ``state`` as tuples with one entry per layer (``()`` for layers
@@ -130,7 +130,8 @@ def serial(*layers: Layer | Branches | Join) -> Layer:
         *layers: the layers, first applied first.
 
     Returns:
-        The composite layer.
+        The composite layer, a ``Layer[tuple[Any, ...], tuple[Any, ...]]``: its params and
+        state are tuples with one entry per argument (the entries' types are not tracked).
 
     Raises:
         TypeError: an argument is not a ``Layer``, ``Branches`` or ``Join`` (e.g. an uncalled
@@ -307,5 +308,5 @@ Concatenate: Join = Join(_concatenate_init, _concatenate_apply)
 Inputs ``(N, ..., C_i)`` must agree on every axis but the last; the output is ``(N, ..., sum C_i)``.
 """
 
-Identity: Layer = stateless("Identity", lambda x: x)
+Identity: Layer[tuple[()], tuple[()]] = stateless("Identity", lambda x: x)
 """Layer returning its input unchanged (``params = state = ()``)."""

@@ -46,7 +46,7 @@ from functrain.layers._geometry import (
 )
 from functrain.layers.base import Layer
 from functrain.layers.precision import check_init_args
-from functrain.typing import Array, DTypeLike, Initializer, PRNGKey, PyTree, Shape
+from functrain.typing import Array, DTypeLike, Initializer, PRNGKey, Shape
 
 __all__ = [
     "Conv1D",
@@ -252,7 +252,8 @@ def conv2d(params: ConvParams, x: Float[Array, "*batch height width in_channels"
 
 def _conv_layer(out_channels: int, kernel_size: int | Sequence[int], *, spatial: int,
                 stride: int | Sequence[int], padding: PaddingLike, dilation: int | Sequence[int],
-                w_init: Initializer, b_init: Initializer, dtype: DTypeLike, who: str) -> Layer:
+                w_init: Initializer, b_init: Initializer, dtype: DTypeLike,
+                who: str) -> Layer[ConvParams, tuple[()]]:
     c_out = _validate.check_int(out_channels, who, "out_channels", low=1)
     ks = _validate.check_ints(kernel_size, spatial, who, "kernel_size")
     check_init_args(who, dtype, available=False, w_init=w_init, b_init=b_init)
@@ -262,7 +263,7 @@ def _conv_layer(out_channels: int, kernel_size: int | Sequence[int], *, spatial:
     normalize_padding(padding, spatial, who)
     axes = layout(spatial)
 
-    def init(key: PRNGKey, input_shape: Sequence[int]) -> tuple[PyTree, PyTree, Shape]:
+    def init(key: PRNGKey, input_shape: Sequence[int]) -> tuple[ConvParams, tuple[()], Shape]:
         shape = check_input_shape(input_shape, who, rank=spatial + 2, axes=axes)
         _, _, _, out = conv_geometry((*ks, shape[-1], c_out), shape, stride=stride, padding=padding,
                                      dilation=dilation, who=who, name="input_shape", got=shape)
@@ -270,8 +271,8 @@ def _conv_layer(out_channels: int, kernel_size: int | Sequence[int], *, spatial:
                            dtype=dtype, who=who)
         return params, (), (shape[0], *out, c_out)
 
-    def apply(params: PyTree, state: PyTree, x: Array, *, key: PRNGKey | None = None,
-              train: bool) -> tuple[Array, PyTree]:
+    def apply(params: ConvParams, state: tuple[()], x: Array, *, key: PRNGKey | None = None,
+              train: bool) -> tuple[Array, tuple[()]]:
         del key, train
         y = apply_conv(params, x, spatial=spatial, stride=stride, padding=padding, dilation=dilation,
                        who=who, batched_only=True)
@@ -290,7 +291,7 @@ def Conv1D(  # noqa: N802 (layer constructor)
     w_init: Initializer = glorot_uniform(),
     b_init: Initializer = zeros(),
     dtype: DTypeLike = jnp.float32,
-) -> Layer:
+) -> Layer[ConvParams, tuple[()]]:
     """A 1-D convolution (:func:`conv1d`) over ``(N, W, C)`` batches as a composable layer.
 
     Args:
@@ -331,7 +332,7 @@ def Conv2D(  # noqa: N802 (layer constructor)
     w_init: Initializer = glorot_uniform(),
     b_init: Initializer = zeros(),
     dtype: DTypeLike = jnp.float32,
-) -> Layer:
+) -> Layer[ConvParams, tuple[()]]:
     """A 2-D convolution (:func:`conv2d`) over ``(N, H, W, C)`` batches as a composable layer.
 
     Args:

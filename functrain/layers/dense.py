@@ -24,7 +24,7 @@ from functrain.initializers import glorot_uniform, zeros
 from functrain.layers._geometry import check_input_shape, check_last_axis
 from functrain.layers.base import Layer
 from functrain.layers.precision import check_dtype, check_init_args
-from functrain.typing import Array, DTypeLike, Initializer, PRNGKey, PyTree, Shape
+from functrain.typing import Array, DTypeLike, Initializer, PRNGKey, Shape
 
 __all__ = [
     "Dense",
@@ -138,7 +138,7 @@ def Dense(  # noqa: N802 (layer constructor)
     w_init: Initializer = glorot_uniform(),
     b_init: Initializer = zeros(),
     dtype: DTypeLike = jnp.float32,
-) -> Layer:
+) -> Layer[DenseParams, tuple[()]]:
     """A dense layer ``y = x W + b`` as a composable :class:`~functrain.layers.Layer`.
 
     ``init(key, (N, ..., n_in))`` returns ``(DenseParams, (), (N, ..., out_features))``.
@@ -170,14 +170,14 @@ def Dense(  # noqa: N802 (layer constructor)
     n_out = _validate.check_int(out_features, who, "out_features", low=1)
     check_init_args(who, dtype, available=False, w_init=w_init, b_init=b_init)
 
-    def init(key: PRNGKey, input_shape: Sequence[int]) -> tuple[PyTree, PyTree, Shape]:
+    def init(key: PRNGKey, input_shape: Sequence[int]) -> tuple[DenseParams, tuple[()], Shape]:
         shape = check_input_shape(input_shape, who, min_rank=2, axes="(N, ..., features)")
         params = init_dense(key, shape[-1], n_out, w_init=w_init, b_init=b_init, dtype=check_dtype(dtype, who))
         return params, (), shape[:-1] + (n_out,)
 
     def apply(
-        params: PyTree, state: PyTree, x: Array, *, key: PRNGKey | None = None, train: bool
-    ) -> tuple[Array, PyTree]:
+        params: DenseParams, state: tuple[()], x: Array, *, key: PRNGKey | None = None, train: bool
+    ) -> tuple[Array, tuple[()]]:
         del key, train
         return apply_dense(params, x, who=who), state
 

@@ -79,7 +79,7 @@ def _apply_drop_path(key: PRNGKey | None, x: Array, rate: float | Array, train: 
     return jnp.where(mask, x / keep.astype(x.dtype), jnp.zeros((), x.dtype)).astype(x.dtype)
 
 
-def DropPath(rate: float | Array) -> Layer:  # noqa: N802 (layer constructor)
+def DropPath(rate: float | Array) -> Layer[tuple[()], tuple[()]]:  # noqa: N802 (layer constructor)
     """Stochastic depth (:func:`drop_path`) as a layer, for the end of a residual branch.
 
     ``params = state = ()``; ``apply(..., train=True)`` needs a ``key``; ``train=False`` is the

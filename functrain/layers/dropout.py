@@ -17,7 +17,7 @@ from jaxtyping import Float
 from functrain import _validate
 from functrain.layers._geometry import check_input_shape
 from functrain.layers.base import Layer
-from functrain.typing import Array, PRNGKey, PyTree, Shape
+from functrain.typing import Array, PRNGKey, Shape
 
 __all__ = ["Dropout", "dropout"]
 
@@ -71,7 +71,7 @@ def _apply_dropout(key: PRNGKey | None, x: Array, rate: float | Array, train: bo
     return jnp.where(mask, x * (1.0 / keep), jnp.zeros((), x.dtype)).astype(x.dtype)
 
 
-def Dropout(rate: float | Array) -> Layer:  # noqa: N802 (layer constructor)
+def Dropout(rate: float | Array) -> Layer[tuple[()], tuple[()]]:  # noqa: N802 (layer constructor)
     """Inverted :func:`dropout` as a composable layer (``params = state = ()``).
 
     ``apply(..., train=True)`` needs a ``key``; ``train=False`` is the identity.
@@ -101,17 +101,18 @@ def Dropout(rate: float | Array) -> Layer:  # noqa: N802 (layer constructor)
 
 
 def stochastic_layer(who: str, rate: float | Array,
-                     drop: Callable[[PRNGKey | None, Array, float | Array, bool, str], Array]) -> Layer:
+                     drop: Callable[[PRNGKey | None, Array, float | Array, bool, str], Array],
+                     ) -> Layer[tuple[()], tuple[()]]:
     """A parameter-free layer applying ``drop(key, x, rate, train, who)`` (dropout, drop-path)."""
     _validate.check_fraction(rate, who, "rate")
 
-    def init(key: PRNGKey, input_shape: Sequence[int]) -> tuple[PyTree, PyTree, Shape]:
+    def init(key: PRNGKey, input_shape: Sequence[int]) -> tuple[tuple[()], tuple[()], Shape]:
         del key
         return (), (), check_input_shape(input_shape, who, min_rank=1)
 
     def apply(
-        params: PyTree, state: PyTree, x: Array, *, key: PRNGKey | None = None, train: bool
-    ) -> tuple[Array, PyTree]:
+        params: tuple[()], state: tuple[()], x: Array, *, key: PRNGKey | None = None, train: bool
+    ) -> tuple[Array, tuple[()]]:
         del params
         return drop(key, x, rate, train, who), state
 

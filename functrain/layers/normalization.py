@@ -31,7 +31,7 @@ from functrain.initializers import ones, zeros
 from functrain.layers._geometry import check_input_shape, check_last_axis
 from functrain.layers.base import Layer
 from functrain.layers.precision import check_dtype, check_init_args
-from functrain.typing import Array, DType, DTypeLike, Initializer, PRNGKey, PyTree, Shape
+from functrain.typing import Array, DType, DTypeLike, Initializer, PRNGKey, Shape
 
 __all__ = [
     "BatchNorm",
@@ -355,7 +355,7 @@ def BatchNorm(  # noqa: N802 (layer constructor)
     scale_init: Initializer = ones(),
     bias_init: Initializer = zeros(),
     dtype: DTypeLike = jnp.float32,
-) -> Layer:
+) -> Layer[BatchNormParams, BatchNormState]:
     """:func:`batch_norm` over the last axis of ``(N, ..., C)`` batches as a composable layer.
 
     ``params`` is :class:`BatchNormParams`, ``state`` is :class:`BatchNormState` (running mean and
@@ -389,13 +389,13 @@ def BatchNorm(  # noqa: N802 (layer constructor)
     _validate.check_positive(eps, who, "eps")
     check_init_args(who, dtype, available=False, scale_init=scale_init, bias_init=bias_init)
 
-    def init(key: PRNGKey, input_shape: Sequence[int]) -> tuple[PyTree, PyTree, Shape]:
+    def init(key: PRNGKey, input_shape: Sequence[int]) -> tuple[BatchNormParams, BatchNormState, Shape]:
         shape = check_input_shape(input_shape, who, min_rank=2, axes="(N, ..., C)")
         return (*init_batch_norm(key, shape[-1], scale_init=scale_init, bias_init=bias_init,
                                  dtype=check_dtype(dtype, who)), shape)
 
-    def apply(params: PyTree, state: PyTree, x: Array, *, key: PRNGKey | None = None,
-              train: bool) -> tuple[Array, PyTree]:
+    def apply(params: BatchNormParams, state: BatchNormState, x: Array, *,
+              key: PRNGKey | None = None, train: bool) -> tuple[Array, BatchNormState]:
         del key
         return _apply_batch_norm(params, state, x, train=train, momentum=momentum, eps=eps,
                                 axis_name=axis_name, who=who)
@@ -409,7 +409,7 @@ def LayerNorm(  # noqa: N802 (layer constructor)
     scale_init: Initializer = ones(),
     bias_init: Initializer = zeros(),
     dtype: DTypeLike = jnp.float32,
-) -> Layer:
+) -> Layer[LayerNormParams, tuple[()]]:
     """:func:`layer_norm` over the last axis as a composable layer (``state = ()``).
 
     An integer input is promoted to the parameter dtype; a floating one keeps its dtype.
@@ -437,13 +437,13 @@ def LayerNorm(  # noqa: N802 (layer constructor)
     _validate.check_positive(eps, who, "eps")
     check_init_args(who, dtype, available=False, scale_init=scale_init, bias_init=bias_init)
 
-    def init(key: PRNGKey, input_shape: Sequence[int]) -> tuple[PyTree, PyTree, Shape]:
+    def init(key: PRNGKey, input_shape: Sequence[int]) -> tuple[LayerNormParams, tuple[()], Shape]:
         shape = check_input_shape(input_shape, who, min_rank=1)
         _, scale, bias = _init_scale_bias(key, shape[-1], scale_init, bias_init, dtype, who)
         return LayerNormParams(scale=scale, bias=bias), (), shape
 
-    def apply(params: PyTree, state: PyTree, x: Array, *, key: PRNGKey | None = None,
-              train: bool) -> tuple[Array, PyTree]:
+    def apply(params: LayerNormParams, state: tuple[()], x: Array, *,
+              key: PRNGKey | None = None, train: bool) -> tuple[Array, tuple[()]]:
         del key, train
         return _apply_layer_norm(params, x, eps=eps, who=who), state
 

@@ -263,7 +263,7 @@ def _flatten(x: Array, batch_dims: int, who: str) -> Array:
 
 
 def _pool_layer(kind: str, window: int | Sequence[int], stride: int | Sequence[int] | None,
-                padding: PaddingLike, who: str) -> Layer:
+                padding: PaddingLike, who: str) -> Layer[tuple[()], tuple[()]]:
     win, strides, pads = _pool_args(window, stride, padding, who)
     k = len(win)
 
@@ -286,7 +286,7 @@ def MaxPool(  # noqa: N802 (layer constructor)
     window: int | Sequence[int],
     stride: int | Sequence[int] | None = None,
     padding: PaddingLike = "VALID",
-) -> Layer:
+) -> Layer[tuple[()], tuple[()]]:
     """Max pooling (:func:`max_pool`) over ``(N, *spatial, C)`` batches as a composable layer.
 
     Args:
@@ -314,7 +314,7 @@ def AvgPool(  # noqa: N802 (layer constructor)
     window: int | Sequence[int],
     stride: int | Sequence[int] | None = None,
     padding: PaddingLike = "VALID",
-) -> Layer:
+) -> Layer[tuple[()], tuple[()]]:
     """Average pooling (:func:`avg_pool`) over ``(N, *spatial, C)`` batches as a composable layer.
 
     Args:
@@ -337,7 +337,7 @@ def AvgPool(  # noqa: N802 (layer constructor)
     return _pool_layer("avg", window, stride, padding, "AvgPool")
 
 
-GlobalAvgPool: Layer = stateless(
+GlobalAvgPool: Layer[tuple[()], tuple[()]] = stateless(
     "GlobalAvgPool",
     lambda x: _global_avg_pool(x, 1, "GlobalAvgPool"),
     lambda shape: (shape[0], shape[-1]),
@@ -345,7 +345,7 @@ GlobalAvgPool: Layer = stateless(
 )
 """Layer: :func:`global_avg_pool`, ``(N, *spatial, C) -> (N, C)``."""
 
-Flatten: Layer = stateless(
+Flatten: Layer[tuple[()], tuple[()]] = stateless(
     "Flatten",
     lambda x: _flatten(x, 1, "Flatten"),
     lambda shape: (shape[0], math.prod(shape[1:])),

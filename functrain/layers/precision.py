@@ -20,7 +20,7 @@ Shared within :mod:`functrain.layers` (not exported): :func:`check_dtype`, the o
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import jax
 import jax.numpy as jnp
@@ -28,6 +28,9 @@ import jax.numpy as jnp
 from functrain import _tree, _validate
 from functrain.layers.base import Layer
 from functrain.typing import Array, DType, DTypeLike, PRNGKey, PyTree
+
+P = TypeVar("P")
+M = TypeVar("M")
 
 __all__ = ["mixed_precision"]
 
@@ -85,8 +88,8 @@ def _like(new: PyTree, old: PyTree) -> PyTree:
     return _tree.tree_map(back, new, old)
 
 
-def mixed_precision(layer: Layer, compute_dtype: DTypeLike = jnp.bfloat16, *,
-                    output_dtype: DTypeLike | None = jnp.float32) -> Layer:
+def mixed_precision(layer: Layer[P, M], compute_dtype: DTypeLike = jnp.bfloat16, *,
+                    output_dtype: DTypeLike | None = jnp.float32) -> Layer[P, M]:
     """Run ``layer`` in ``compute_dtype`` with parameters kept in their own (master) dtype.
 
     ``init`` is ``layer.init`` (build the parameters in float32, the default). ``apply(params,
@@ -125,13 +128,13 @@ def mixed_precision(layer: Layer, compute_dtype: DTypeLike = jnp.bfloat16, *,
         dtype('float32')
     """
     who = "mixed_precision"
-    if not isinstance(cast(object, layer), Layer):
+    if not isinstance(cast(object, layer), Layer):  # the static type is not enforced
         _validate.fail(who, "layer", "a Layer (e.g. serial(Dense(10), Relu))", layer, error=TypeError)
     compute = check_dtype(compute_dtype, who, "compute_dtype", available=False)
     output = None if output_dtype is None else check_dtype(output_dtype, who, "output_dtype", available=False)
 
-    def apply(params: PyTree, state: PyTree, x: Array, *, key: PRNGKey | None = None,
-              train: bool) -> tuple[Array, PyTree]:
+    def apply(params: P, state: M, x: Array, *, key: PRNGKey | None = None,
+              train: bool) -> tuple[Array, M]:
         y, new_state = layer.apply(_cast(params, compute), state, _cast(x, compute), key=key, train=train)
         return (y if output is None else _cast(y, output)), _like(new_state, state)
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import NamedTuple, cast
+from typing import Any, NamedTuple, TypeVar, cast
 
 import jax
 import jax.numpy as jnp
@@ -36,6 +36,8 @@ from functrain.layers.dense import DenseParams, apply_dense, init_dense
 from functrain.layers.normalization import BatchNormParams
 from functrain.layers.precision import check_dtype
 from functrain.typing import Array, DType, DTypeLike, Initializer, PRNGKey, PyTree, Shape
+
+M = TypeVar("M")
 
 __all__ = ["Residual", "ResidualParams", "zero_last_batch_norm_scale"]
 
@@ -96,12 +98,12 @@ def _body_dtype(params: PyTree) -> DType:
 
 
 def Residual(  # noqa: N802 (layer constructor)
-    layer: Layer,
+    layer: Layer[Any, M],
     *,
     projection_init: Initializer = glorot_uniform(),
     zero_init_last_bn: bool = False,
     dtype: DTypeLike | None = None,
-) -> Layer:
+) -> Layer[ResidualParams, M]:
     """A residual block ``y = P x + f(x)`` around ``layer = f`` (He et al. 2016).
 
     ``P`` is the identity when ``f`` keeps the input's shape. Otherwise ``P`` is learned and chosen at
@@ -150,7 +152,7 @@ def Residual(  # noqa: N802 (layer constructor)
     if dtype is not None:
         check_dtype(dtype, who, available=False)
 
-    def init(key: PRNGKey, input_shape: Sequence[int]) -> tuple[PyTree, PyTree, Shape]:
+    def init(key: PRNGKey, input_shape: Sequence[int]) -> tuple[ResidualParams, M, Shape]:
         shape = check_input_shape(input_shape, who, min_rank=2)
         k_body, k_proj = jax.random.split(key)
         body_params, body_state, out = layer.init(k_body, shape)
@@ -169,8 +171,8 @@ def Residual(  # noqa: N802 (layer constructor)
                                    w_init=projection_init, b_init=zeros(), dtype=p_dtype, who=who)
         return ResidualParams(body_params, projection), body_state, out
 
-    def apply(params: PyTree, state: PyTree, x: Array, *, key: PRNGKey | None = None,
-              train: bool) -> tuple[Array, PyTree]:
+    def apply(params: ResidualParams, state: M, x: Array, *, key: PRNGKey | None = None,
+              train: bool) -> tuple[Array, M]:
         try:
             body_params, projection = params
             y, new_state = layer.apply(body_params, state, x, key=key, train=train)

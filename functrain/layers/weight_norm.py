@@ -26,7 +26,7 @@ from functrain.layers.base import Layer
 from functrain.layers.precision import check_dtype, check_init_args
 from functrain.layers.conv import ConvParams, apply_conv
 from functrain.layers.dense import DenseParams, apply_dense
-from functrain.typing import Array, DTypeLike, Initializer, PRNGKey, PyTree, Shape
+from functrain.typing import Array, DTypeLike, Initializer, PRNGKey, Shape
 
 __all__ = [
     "WeightNormConv2D",
@@ -253,7 +253,7 @@ def WeightNormDense(  # noqa: N802 (layer constructor)
     v_init: Initializer = glorot_uniform(),
     b_init: Initializer = zeros(),
     dtype: DTypeLike = jnp.float32,
-) -> Layer:
+) -> Layer[WeightNormParams, tuple[()]]:
     """:func:`weight_norm_dense` as a composable layer; ``params`` is :class:`WeightNormParams`.
 
     Args:
@@ -279,14 +279,14 @@ def WeightNormDense(  # noqa: N802 (layer constructor)
     n_out = _validate.check_int(out_features, who, "out_features", low=1)
     check_init_args(who, dtype, available=False, v_init=v_init, b_init=b_init)
 
-    def init(key: PRNGKey, input_shape: Sequence[int]) -> tuple[PyTree, PyTree, Shape]:
+    def init(key: PRNGKey, input_shape: Sequence[int]) -> tuple[WeightNormParams, tuple[()], Shape]:
         shape = check_input_shape(input_shape, who, min_rank=2, axes="(N, ..., features)")
         params = init_weight_norm(key, (shape[-1], n_out), v_init=v_init, b_init=b_init,
                                   dtype=check_dtype(dtype, who))
         return params, (), shape[:-1] + (n_out,)
 
-    def apply(params: PyTree, state: PyTree, x: Array, *, key: PRNGKey | None = None,
-              train: bool) -> tuple[Array, PyTree]:
+    def apply(params: WeightNormParams, state: tuple[()], x: Array, *, key: PRNGKey | None = None,
+              train: bool) -> tuple[Array, tuple[()]]:
         del key, train
         return apply_dense(_dense_kernel(params, who), x, who=who), state
 
@@ -303,7 +303,7 @@ def WeightNormConv2D(  # noqa: N802 (layer constructor)
     v_init: Initializer = glorot_uniform(),
     b_init: Initializer = zeros(),
     dtype: DTypeLike = jnp.float32,
-) -> Layer:
+) -> Layer[WeightNormParams, tuple[()]]:
     """:func:`weight_norm_conv2d` over ``(N, H, W, C)`` batches as a composable layer.
 
     Args:
@@ -337,7 +337,7 @@ def WeightNormConv2D(  # noqa: N802 (layer constructor)
     normalize_padding(padding, 2, who)
     check_init_args(who, dtype, available=False, v_init=v_init, b_init=b_init)
 
-    def init(key: PRNGKey, input_shape: Sequence[int]) -> tuple[PyTree, PyTree, Shape]:
+    def init(key: PRNGKey, input_shape: Sequence[int]) -> tuple[WeightNormParams, tuple[()], Shape]:
         shape = check_input_shape(input_shape, who, rank=4, axes="(N, H, W, C)")
         kernel = (*ks, shape[-1], c_out)
         _, _, _, out = conv_geometry(kernel, shape, stride=stride, padding=padding, dilation=dilation,
@@ -345,8 +345,8 @@ def WeightNormConv2D(  # noqa: N802 (layer constructor)
         params = init_weight_norm(key, kernel, v_init=v_init, b_init=b_init, dtype=check_dtype(dtype, who))
         return params, (), (shape[0], *out, c_out)
 
-    def apply(params: PyTree, state: PyTree, x: Array, *, key: PRNGKey | None = None,
-              train: bool) -> tuple[Array, PyTree]:
+    def apply(params: WeightNormParams, state: tuple[()], x: Array, *, key: PRNGKey | None = None,
+              train: bool) -> tuple[Array, tuple[()]]:
         del key, train
         y = apply_conv(_conv_kernel(params, 2, who), x, spatial=2, stride=stride, padding=padding,
                        dilation=dilation, who=who, batched_only=True)

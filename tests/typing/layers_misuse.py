@@ -64,3 +64,12 @@ model: Layer = serial(Conv2D(4, 3), BatchNorm(), Relu, MaxPool(2), parallel(Dens
 p, s, out_shape = model.init(key, (-1, 8, 8, 1))
 y, s = model.apply(p, s, jnp.ones((2, 8, 8, 1)), train=False)
 logits: Array = y
+
+# A single layer's params and state are its records (Dense(3) is a Layer[DenseParams, tuple[()]]):
+# a field that is not there, or one layer's params or state given to another, is an error.
+dense_params, dense_state, _ = Dense(3).init(key, (-1, 4))
+dense_params.scale  # expect-error
+norm_params, norm_state, _ = BatchNorm().init(key, (-1, 4))
+Dense(3).apply(norm_params, dense_state, jnp.ones((2, 4)), train=False)  # expect-error
+BatchNorm().apply(norm_params, dense_state, jnp.ones((2, 4)), train=False)  # expect-error
+Conv2D(2, 3).apply(dense_params, (), jnp.ones((2, 4, 4, 1)), train=False)  # expect-error
