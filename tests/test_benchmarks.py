@@ -22,6 +22,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import pytest
+from _typed import lower
 
 ROOT = Path(__file__).resolve().parent.parent
 BEGIN, END = "<!-- bench-table -->", "<!-- /bench-table -->"
@@ -205,7 +206,7 @@ def test_sgd_traffic_matches_xla(bench: Bench) -> None:
         u, s = tx.update(g, s, p)
         return optax.apply_updates(p, u), s
 
-    analysis = jax.jit(update, donate_argnums=(0, 1)).lower(params, tx.init(params), grads).compile().cost_analysis()
+    analysis = lower(update, params, tx.init(params), grads, donate_argnums=(0, 1)).compile().cost_analysis()
     cost: dict[str, Any] = analysis[0] if isinstance(analysis, list) else (analysis or {})
     n = sum(int(leaf.size) for leaf in jax.tree_util.tree_leaves(params))
     assert float(cost["bytes accessed"]) == pytest.approx(bo.bytes_per_update("sgd", n), rel=0.001)
@@ -271,7 +272,7 @@ def test_convnet_ops_contenders_compute_the_same(op: str, bench: Bench) -> None:
     """Each op of the per-op breakdown computes the same numbers with functrain and with stock lax."""
     make_ops = bench("convnet_ops").make_ops
     (fn, args), (ref_fn, ref_args) = make_ops("functrain", 2)[op], make_ops("lax", 2)[op]
-    got, ref = jax.jit(fn)(*args), jax.jit(ref_fn)(*ref_args)
+    got, ref = jit(fn)(*args), jit(ref_fn)(*ref_args)
     leaves, ref_leaves = jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(ref)
     assert len(leaves) == len(ref_leaves)
     for a, b in zip(leaves, ref_leaves, strict=True):

@@ -15,6 +15,7 @@ import pytest
 
 from functrain import initializers as I
 from functrain.typing import Initializer
+from functrain import _tree
 
 KEY = jax.random.key(0)
 
@@ -238,7 +239,7 @@ def _eqx_blank(make: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """An equinox module of the real structure and shapes with zero (NumPy) arrays, built without
     drawing equinox's own random initialization (which compiles a program per weight shape)."""
     shapes = eqx.filter_eval_shape(make, *args, key=jax.random.key(0), **kwargs)
-    return jax.tree_util.tree_map(
+    return _tree.tree_map(
         lambda s: np.zeros(s.shape, s.dtype) if isinstance(s, jax.ShapeDtypeStruct) else s, shapes)
 
 
@@ -399,8 +400,8 @@ def test_case_5_reinitialize_resets_normalization_scales_to_ones() -> None:
 
     model = L.serial(L.Dense(8), L.BatchNorm(), L.Relu, L.Dense(8), L.LayerNorm(), L.Dense(3))
     params, state, _ = model.init(KEY, (-1, 5))
-    trained = jax.tree_util.tree_map(lambda p: p * 3.0 + 0.5, params)  # scales != 1, offsets != 0
-    stats = jax.tree_util.tree_map(lambda s: s + 2.0, state)
+    trained = _tree.tree_map(lambda p: p * 3.0 + 0.5, params)  # scales != 1, offsets != 0
+    stats = _tree.tree_map(lambda s: s + 2.0, state)
     new = I.reinitialize(trained, jax.random.key(7), weight_init=I.he_normal())
     new_state = I.reinitialize(stats, jax.random.key(7), weight_init=I.he_normal())
     for i in (1, 4):
@@ -431,7 +432,7 @@ def test_case_5_reinitialize_resets_equinox_norm_layers() -> None:
                                                                      mode="batch")
     tree = {"lin": eqx.nn.Linear(6, 6, key=k1), "ln": layer_norm, "gn": group_norm,
             "bn": batch_norm, "rms": eqx.nn.RMSNorm(6)}
-    shifted = jax.tree_util.tree_map(lambda x: x * 3.0 - 0.5 if eqx.is_inexact_array(x) else x, tree)
+    shifted = _tree.tree_map(lambda x: x * 3.0 - 0.5 if eqx.is_inexact_array(x) else x, tree)
     new = I.reinitialize(shifted, k2, weight_init=I.he_normal())
     for name in ("ln", "gn", "bn", "rms"):
         assert new[name].weight is not None and new[name].bias is not None

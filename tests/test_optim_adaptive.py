@@ -9,6 +9,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _typed import jit
 
 import functrain.optim as fo
 from functrain.optim import schedules
@@ -99,7 +100,7 @@ def test_rmsprop_under_vmap_over_decays_and_learning_rates_equals_separate_runs(
         w: jax.Array = u["w"]
         return w
 
-    got = jax.jit(jax.vmap(final_update))(lrs, decays)
+    got = jit(jax.vmap(final_update))(lrs, decays)
     for i, (lr, rho) in enumerate([(0.1, 0.0), (0.01, 0.5), (0.05, 0.9)]):
         expected = rmsprop_reference(lr, [rho] * 8, 1e-6, 1.0, False)[-1]
         np.testing.assert_allclose(np.asarray(got[i]), expected, rtol=2e-5, atol=1e-7)
@@ -111,7 +112,7 @@ def test_array_hyperparameters_keep_low_precision_state_dtypes() -> None:
                fo.adagrad(jnp.asarray(1e-3)),
                fo.momentum(jnp.asarray(1e-3), jnp.asarray(0.9))):
         s0 = tx.init(p)
-        u, s1 = jax.jit(tx.update)(p, s0, p)
+        u, s1 = jit(tx.update)(p, s0, p)
         assert u["w"].dtype == jnp.bfloat16
         for a, b in zip(jax.tree_util.tree_leaves(s0), jax.tree_util.tree_leaves(s1)):
             assert a.dtype == b.dtype

@@ -20,12 +20,14 @@ import jax
 import jax.numpy as jnp
 import optax
 import pytest
+from _typed import make_jaxpr
 
 import functrain.optim as fo
 from functrain import train
 from functrain.optim._extra_args import forward_extra_args
 from functrain.optim import schedules
 from functrain.typing import Array, PyTree
+from functrain import _tree
 
 PARAMS = {"w": jnp.asarray([[1.0, -2.0], [0.5, 3.0]]), "b": jnp.asarray([0.1, -0.3])}
 GRADS = {"w": jnp.asarray([[0.3, -1.0], [2.0, 0.1]]), "b": jnp.asarray([-0.5, 0.2])}
@@ -198,8 +200,8 @@ def test_extra_arguments_add_nothing_to_the_traced_update() -> None:
     tx = fo.chain(fo.clip_by_global_norm(1.0), fo.skip_nonfinite(fo.adam(0.1)), Plain(),
                   fo.masked(fo.sgd(0.1), {"w": True, "b": False}))
     state = tx.init(PARAMS)
-    plain = jax.make_jaxpr(lambda g: tx.update(g, state, PARAMS))(GRADS)
-    extra = jax.make_jaxpr(lambda g: tx.update(g, state, PARAMS, value=1.0, flag=True))(GRADS)
+    plain = make_jaxpr(lambda g: tx.update(g, state, PARAMS))(GRADS)
+    extra = make_jaxpr(lambda g: tx.update(g, state, PARAMS, value=1.0, flag=True))(GRADS)
     assert str(extra) == str(plain)
 
 
@@ -221,7 +223,7 @@ def _run(tx: Any, jit: bool = True) -> tuple[list[PyTree], Any]:
     update = jax.jit(tx.update) if jit else tx.update
     params, state, out = PARAMS, tx.init(PARAMS), []
     for t, value in enumerate(VALUES):
-        grads = jax.tree_util.tree_map(lambda g: g * (1 + 0.1 * t), GRADS)
+        grads = _tree.tree_map(lambda g: g * (1 + 0.1 * t), GRADS)
         u, state = update(grads, state, params, value=jnp.asarray(value), unknown=jnp.ones(2))
         params = optax.apply_updates(params, u)
         out.append(u)

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _typed import jit
 
 import functrain.optim as fo
 from functrain.typing import Array
@@ -60,7 +61,7 @@ class TestAddNoise(chex.TestCase):
             out: Array = u["w"]
             return out
 
-        out = jax.jit(jax.vmap(first))(jnp.asarray([1.0, 4.0]))
+        out = jit(jax.vmap(first))(jnp.asarray([1.0, 4.0]))
         np.testing.assert_allclose(out[1], 2 * out[0], rtol=1e-6)
 
 

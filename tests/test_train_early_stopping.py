@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax import lax
+from _typed import jit
 
 from functrain import layers, optim
 from functrain.data.datasets import load_digits
@@ -28,6 +29,7 @@ from functrain.train import (
     masked_update,
 )
 from functrain.typing import Array, PRNGKey
+from functrain import _tree
 
 
 def _reference_stop(values: list[float], patience: int, min_delta: float, mode: str) -> tuple[int | None, int]:
@@ -114,7 +116,7 @@ def test_jit_scan_over_a_recorded_curve_equals_python_and_freezes() -> None:
     es = early_stopping(patience=3)
     values = jnp.asarray(CURVE)
 
-    @jax.jit
+    @jit
     def run(values: Array) -> tuple[EarlyStoppingState, Array]:
         def body(s: EarlyStoppingState, ev: tuple[Array, Array]) -> tuple[EarlyStoppingState, Array]:
             e, v = ev
@@ -170,7 +172,7 @@ def test_vmap_over_four_seeds_each_stops_at_its_own_epoch_and_stays_frozen() -> 
     # The initial states are built outside the compiled program (less to compile), then stacked.
     seeds = jax.random.split(jax.random.key(42), 4)
     starts = [init_fit_state(init_train_state(*model.init(seed, (-1, 64))[:2], opt), options) for seed in seeds]
-    stacked = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *starts)
+    stacked = _tree.tree_map(lambda *xs: jnp.stack(xs), *starts)
 
     def run(fs: FitState[Any], key: PRNGKey) -> tuple[FitState[Any], Any, Array]:
         def body(fs: FitState[Any], _: None) -> tuple[FitState[Any], tuple[Any, Array]]:
@@ -180,7 +182,7 @@ def test_vmap_over_four_seeds_each_stops_at_its_own_epoch_and_stays_frozen() -> 
         fs, (m, ws) = lax.scan(body, fs, None, length=epochs)
         return fs, m, ws
 
-    fs, m, ws = jax.jit(jax.vmap(run))(stacked, seeds)
+    fs, m, ws = jit(jax.vmap(run))(stacked, seeds)
     stops = []
     for i in range(4):
         assert bool(fs.early_stopping.stopped[i])

@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _typed import jit, make_jaxpr
 
 from functrain import layers, optim
 from functrain.train import (
@@ -22,6 +23,7 @@ from functrain.train import (
     train_epoch,
 )
 from functrain.typing import Array, Metrics, PRNGKey, PyTree
+from functrain import _tree
 
 STYLE = re.compile(r"^[\w.]+: argument '[\w.\[\]']+' must be .+, got .+$", re.S)
 
@@ -41,7 +43,7 @@ def _mlp(fancy: bool = False) -> layers.Layer:
     return layers.serial(layers.Dense(16), layers.Relu, layers.Dense(4))
 
 
-_EPOCH = jax.jit(train_epoch, static_argnames=("step", "batch_size"))
+_EPOCH = jit(train_epoch, static_argnames=("step", "batch_size"))
 
 
 def test_train_epoch_equals_python_loop_over_the_same_batches() -> None:
@@ -58,7 +60,7 @@ def test_train_epoch_equals_python_loop_over_the_same_batches() -> None:
     perm_key, step_key = jax.random.split(key)
     perm = np.asarray(jax.random.permutation(perm_key, 203))
     keys = jax.random.split(step_key, 203 // bs)
-    jstep = jax.jit(step)
+    jstep = jit(step)
     s = state
     losses = []
     for i in range(203 // bs):
@@ -106,9 +108,9 @@ def test_train_epoch_under_vmap_matches_each_seed() -> None:
 
     keys = jax.random.split(jax.random.key(3), 3)
     states = [init_train_state(*model.init(k, (-1, 8))[:2], opt) for k in keys]  # built outside: less to compile
-    stacked = jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *states)
-    batched, bm = jax.jit(jax.vmap(run))(stacked, keys)
-    single = jax.jit(run)
+    stacked = _tree.tree_map(lambda *leaves: jnp.stack(leaves), *states)
+    batched, bm = jit(jax.vmap(run))(stacked, keys)
+    single = jit(run)
     for i in range(3):
         one, om = single(states[i], keys[i])
         np.testing.assert_allclose(batched.params[0].w[i], one.params[0].w, rtol=1e-5, atol=1e-6)
@@ -175,7 +177,7 @@ def test_an_eager_evaluate_compiles_once_and_equals_the_jitted_one() -> None:
     after_first = traced.n
     again = [evaluate(traced.eval_step, state, data, batch_size=16) for _ in range(3)][-1]
     assert traced.n == after_first >= 1
-    jitted = jax.jit(evaluate, static_argnames=("eval_step", "batch_size"))(
+    jitted = jit(evaluate, static_argnames=("eval_step", "batch_size"))(
         traced.eval_step, state, data, batch_size=16)
     for name in first:
         np.testing.assert_array_equal(np.asarray(first[name]), np.asarray(jitted[name]))
@@ -225,9 +227,9 @@ def test_inside_the_users_jit_vmap_and_scan_the_epoch_traces_inline() -> None:
         return out
 
     keys = jax.random.split(jax.random.key(0), 3)
-    text = str(jax.make_jaxpr(epochs)(state, keys))
+    text = str(make_jaxpr(epochs)(state, keys))
     assert "name=_epoch" not in text and "name=_evaluate" not in text  # inline: not our compiled calls
-    scanned, per_epoch = jax.jit(epochs)(state, keys)
+    scanned, per_epoch = jit(epochs)(state, keys)
     s = state
     for e in range(3):
         s, _ = train_epoch(step, s, data, keys[e], batch_size=16)
@@ -251,7 +253,7 @@ def _mean_eval(state: TrainState[Any, Any, Any], batch: PyTree) -> Metrics:
 def test_evaluate_covers_the_tail_with_correct_weights(batch_size: int) -> None:
     v = jnp.arange(10.0) ** 2
     state = TrainState(jnp.zeros((), jnp.int32), (), (), ())
-    m = jax.jit(evaluate, static_argnames=("eval_step", "batch_size"))(_mean_eval, state, (v,),
+    m = jit(evaluate, static_argnames=("eval_step", "batch_size"))(_mean_eval, state, (v,),
                                                                       batch_size=batch_size)
     np.testing.assert_allclose(m["loss"], np.mean(np.arange(10.0) ** 2), rtol=1e-6)
     np.testing.assert_allclose(m["one"], 1.0, rtol=1e-6)

@@ -13,10 +13,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _typed import jit
 
 from functrain import data, layers, optim, plotting, train
 from functrain.train import LRFindResult, lr_find
 from functrain.typing import Array, LossFn, Metrics, PRNGKey, PyTree
+from functrain import _tree
 
 STYLE = re.compile(r"^[\w.]+: argument '[\w.\[\]']+' must be .+, got .+$", re.S)
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -110,7 +112,7 @@ def test_eight_seeds_in_one_program_equal_eight_solo_runs() -> None:
     assert together.losses.shape == (8, 30) and together.suggestion.shape == (8,)
     assert len({int(s) for s in together.steps_run}) > 1 or int(together.steps_run[0]) < 30
     for i in range(8):
-        _assert_same(jax.tree_util.tree_map(lambda leaf, i=i: leaf[i], together),
+        _assert_same(_tree.tree_map(lambda leaf, i=i: leaf[i], together),
                      lr_find(loss_fn, optim.sgd, params, state, xy, keys[i], **options))
 
 
@@ -144,11 +146,11 @@ def test_candidate_ranges_and_starting_weights_vmapped() -> None:
     def one(lo: Array, hi: Array, p: Array) -> LRFindResult:
         return lr_find(least_squares, optim.sgd, p, (), xy, key, min_lr=lo, max_lr=hi, steps=24, batch_size=16)
 
-    batched = jax.jit(jax.vmap(one))(lows, highs, inits)
+    batched = jit(jax.vmap(one))(lows, highs, inits)
     for i in range(2):
         solo = lr_find(least_squares, optim.sgd, inits[i], (), xy, key, min_lr=float(lows[i]),
                        max_lr=float(highs[i]), steps=24, batch_size=16)
-        _assert_same(jax.tree_util.tree_map(lambda leaf, i=i: leaf[i], batched), solo)
+        _assert_same(_tree.tree_map(lambda leaf, i=i: leaf[i], batched), solo)
 
 
 @pytest.mark.slow  # ~10 s on 2 CPU cores: 8 range tests and a grid of 8 fixed rates on the digits
@@ -173,7 +175,7 @@ def test_the_suggestion_on_digits_is_near_the_best_fixed_rate() -> None:
         eval_step = train.make_eval_step(train.classifier_loss(model.apply, train=False))
         return train.evaluate(eval_step, run, xy, batch_size=len(xy[1]))["loss"]
 
-    best = float(grid[int(jnp.argmin(jax.jit(jax.vmap(final_loss))(grid)))])
+    best = float(grid[int(jnp.argmin(jit(jax.vmap(final_loss))(grid)))])
     suggestions = np.asarray(found.suggestion)
     assert np.all((suggestions > best / 10) & (suggestions < best * 10)), (best, suggestions)
 

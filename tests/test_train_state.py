@@ -15,6 +15,7 @@ from functrain import optim
 from functrain.optim.adam import ScaleByAdamState
 from functrain.train import TrainState, init_train_state
 from functrain.typing import Array, PyTree
+from functrain import _tree
 
 
 def _adam_state(opt_state: PyTree) -> ScaleByAdamState:
@@ -46,7 +47,7 @@ class TestInitTrainState(chex.TestCase):
         chex.assert_trees_all_equal(ours.nu, ref[0].nu, strict=True)
         assert int(ours.step) == int(ref[0].count) == 0
         # After one update with the same gradients the buffers still agree with optax's.
-        grads = jax.tree_util.tree_map(lambda x: jnp.cos(x) + 0.5, params)
+        grads = _tree.tree_map(lambda x: jnp.cos(x) + 0.5, params)
         _, new = optim.adam(1e-3).update(grads, state.opt_state, params)
         _, new_ref = optax.adam(1e-3).update(grads, ref, params)
         chex.assert_trees_all_close(_adam_state(new).mu, new_ref[0].mu, rtol=1e-6)

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _typed import jit
 
 from functrain import _validate as v
 
@@ -72,7 +73,7 @@ def test_check_number_ranges_nan_and_traced() -> None:
     _raises(TypeError, v.check_number, jnp.zeros((), jnp.complex64), "f", "lr")
     seen: list[float | None] = []
 
-    @jax.jit
+    @jit
     def traced(x: jax.Array) -> jax.Array:
         seen.append(v.check_number(x, "f", "lr", low=0.0))
         return x
