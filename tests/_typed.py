@@ -8,10 +8,11 @@ wrapper calls the JAX function unchanged; the tests that are ``pyright --strict`
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ParamSpec, TypeVar, cast
 
 import jax
+import jax.extend.core as jax_core
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -72,3 +73,10 @@ def reduce_window(x: jax.Array, init: Any, op: Callable[[jax.Array, jax.Array], 
     y: jax.Array = jax.lax.reduce_window(  # pyright: ignore[reportUnknownMemberType]  # computation: bare Callable
         x, init, op, window, strides, padding)
     return y
+
+
+def jaxprs_in_params(params: Any) -> Iterator[Any]:
+    """``jax.extend.core.jaxprs_in_params(params)``: the jaxprs nested in an equation's params."""
+    found: Iterator[Any] = jax_core.jaxprs_in_params(  # pyright: ignore[reportUnknownMemberType]  # params: unannotated
+        params)
+    return found

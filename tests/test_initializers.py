@@ -13,9 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from functrain import initializers as I
+from functrain import _tree, initializers as I
 from functrain.typing import Initializer
-from functrain import _tree
 
 KEY = jax.random.key(0)
 

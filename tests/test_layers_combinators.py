@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from _typed import grad, jit, value_and_grad
 
-from functrain import initializers
+from functrain import _tree, initializers
 from functrain.layers import (
     BatchNorm,
     BatchNormState,
@@ -37,7 +37,6 @@ from functrain.layers import (
     parallel,
     serial,
 )
-from functrain import _tree
 
 KEY = jax.random.key(0)
 

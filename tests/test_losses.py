@@ -56,7 +56,10 @@ def test_softmax_cross_entropy_is_finite_for_extreme_logits() -> None:
     # A one-hot zero times a -inf-free log-probability gives 0, not NaN.
     out2 = losses.softmax_cross_entropy(z, jax.nn.one_hot(jnp.array([0, 1]), 3), reduction="none")
     np.testing.assert_allclose(out2, [0.0, 0.0], atol=1e-6)
-    g = grad(lambda z: losses.softmax_cross_entropy(z, jnp.array([1, 0])))(z)
+    def loss(logits: jax.Array) -> jax.Array:
+        return losses.softmax_cross_entropy(logits, jnp.array([1, 0]))
+
+    g = grad(loss)(z)
     assert bool(jnp.all(jnp.isfinite(g)))
 
 
@@ -66,7 +69,10 @@ def test_softmax_cross_entropy_batch_dims_and_jit_vmap(logits: jax.Array) -> Non
     assert losses.softmax_cross_entropy(z, y, reduction="none").shape == (7, 1)
     jitted = jit(losses.softmax_cross_entropy)(z, y)
     np.testing.assert_allclose(jitted, losses.softmax_cross_entropy(z, y), rtol=1e-6)
-    per = jax.vmap(lambda a, b: losses.softmax_cross_entropy(a, b))(z, y)
+    def one(a: jax.Array, b: jax.Array) -> jax.Array:
+        return losses.softmax_cross_entropy(a, b)
+
+    per = jax.vmap(one)(z, y)
     np.testing.assert_allclose(per, losses.softmax_cross_entropy(z, y, reduction="none")[:, 0], rtol=1e-6)
 
 
@@ -84,7 +90,10 @@ def test_binary_cross_entropy_matches_numpy_and_is_stable() -> None:
     np.testing.assert_allclose(losses.binary_cross_entropy(jnp.asarray(xm, jnp.float32), jnp.asarray(ym, jnp.float32),
                                                            reduction="none"), naive, rtol=1e-5)
     np.testing.assert_allclose(losses.binary_cross_entropy(x, y.astype(jnp.int32)), ref.mean(), rtol=1e-6)
-    assert bool(jnp.all(jnp.isfinite(grad(lambda x: losses.binary_cross_entropy(x, y))(x))))
+    def loss(logits: jax.Array) -> jax.Array:
+        return losses.binary_cross_entropy(logits, y)
+
+    assert bool(jnp.all(jnp.isfinite(grad(loss)(x))))
 
 
 def test_mean_squared_error_matches_numpy() -> None:
@@ -119,9 +128,15 @@ def test_case_1_out_of_range_labels_give_nan_without_wrap_around(logits: jax.Arr
         assert bool(jnp.isnan(losses.softmax_cross_entropy(logits, bad)))
         assert bool(jnp.isnan(losses.accuracy(logits, bad)))
         assert bool(jnp.isnan(jit(losses.accuracy)(logits, bad)))
-        grads = grad(lambda z, y=bad: losses.softmax_cross_entropy(z, y, reduction="sum"))(logits)
+        def summed(z: jax.Array, y: jax.Array = bad) -> jax.Array:
+            return losses.softmax_cross_entropy(z, y, reduction="sum")
+
+        def one(z: jax.Array, y: jax.Array) -> jax.Array:
+            return losses.softmax_cross_entropy(z, y)
+
+        grads = grad(summed)(logits)
         assert bool(jnp.all(jnp.isnan(grads[2]))) and bool(jnp.all(jnp.isfinite(np.delete(grads, 2, 0))))
-        per_vmap = jax.vmap(lambda z, y: losses.softmax_cross_entropy(z, y))(logits, bad)
+        per_vmap = jax.vmap(one)(logits, bad)
         assert [bool(v) for v in jnp.isnan(per_vmap)] == [i == 2 for i in range(7)]
         assert bool(jnp.isnan(jax.vmap(losses.accuracy)(logits, bad)[2]))
     # Narrow and unsigned label dtypes: no overflow of the class count, no wrap-around.
@@ -212,7 +227,7 @@ def test_bad_inputs() -> None:
 
 def test_shape_checks_run_at_trace_time_only() -> None:
     """Under jit the shape assertion runs once, when tracing; the compiled call repeats nothing."""
-    traces = []
+    traces: list[int] = []
 
     def loss(z: jax.Array, y: jax.Array) -> jax.Array:
         traces.append(1)
@@ -240,7 +255,10 @@ def test_label_smoothing_equals_optax_smoothed_cross_entropy(eps: float) -> None
         want = optax.softmax_cross_entropy(logits, optax.smooth_labels(targets, eps))
         got = losses.softmax_cross_entropy(logits, ours_labels, label_smoothing=eps, reduction="none")
         np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-6, atol=1e-6)
-    traced = jit(lambda e: losses.softmax_cross_entropy(logits, labels, label_smoothing=e))
+    def smoothed(e: jax.Array) -> jax.Array:
+        return losses.softmax_cross_entropy(logits, labels, label_smoothing=e)
+
+    traced = jit(smoothed)
     np.testing.assert_allclose(float(traced(jnp.float32(eps))),
                                float(losses.softmax_cross_entropy(logits, labels, label_smoothing=eps)),
                                rtol=1e-6)

@@ -12,18 +12,17 @@ from typing import Any
 
 import chex
 import jax
-import jax.extend.core
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from _typed import jit, make_jaxpr
+from _typed import jaxprs_in_params, jit, make_jaxpr
 
+from functrain import _tree
 import functrain.optim as fo
 from functrain._tree import describe_difference
 from functrain.optim import schedules
 from functrain.typing import Array, PyTree
-from functrain import _tree
 
 
 STYLE = re.compile(r"^[\w.]+: argument '[\w.\[\]']+' must be .+, got .+$", re.S)
@@ -161,7 +160,7 @@ def _primitives(tx: fo.GradientTransformation[Any], params: PyTree) -> collectio
     def visit(jaxpr: Any) -> None:
         for eqn in jaxpr.eqns:
             out[eqn.primitive.name] += 1
-            for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+            for sub in jaxprs_in_params(eqn.params):
                 visit(sub)
 
     visit(closed.jaxpr)
@@ -235,18 +234,21 @@ def _train(tx: fo.GradientTransformation[Any], steps: int = 20) -> PyTree:
     return jax.lax.scan(body, (p0, tx.init(p0)), jnp.arange(steps, dtype=jnp.float32))[0][0]
 
 
-@pytest.mark.parametrize(
-    "make",
-    [lambda lr: fo.sgd(lr, momentum=0.9), lambda lr: fo.adam(lr),
-     lambda lr: fo.chain(fo.clip_by_global_norm(1.0), fo.adamw(lr, weight_decay=0.1, mask=None))],
-    ids=["momentum", "adam", "clip_adamw"],
-)
+MAKERS: list[Callable[[Any], fo.GradientTransformation[Any]]] = [
+    lambda lr: fo.sgd(lr, momentum=0.9), lambda lr: fo.adam(lr),
+    lambda lr: fo.chain(fo.clip_by_global_norm(1.0), fo.adamw(lr, weight_decay=0.1, mask=None))]
+
+
+@pytest.mark.parametrize("make", MAKERS, ids=["momentum", "adam", "clip_adamw"])
 def test_vmap_over_8_learning_rates_equals_8_separate_runs(
     make: Callable[[Any], fo.GradientTransformation[Any]],
 ) -> None:
     lrs = jnp.asarray([0.0, 1e-3, 3e-3, 1e-2, 3e-2, 0.05, 0.1, 0.2])
-    batched = jit(jax.vmap(lambda lr: _train(make(lr))))(lrs)
-    one = jit(lambda lr: _train(make(lr)))
+    def train(lr: jax.Array) -> Any:
+        return _train(make(lr))
+
+    batched = jit(jax.vmap(train))(lrs)
+    one = jit(train)
     for i in range(8):
         single = one(lrs[i])
         for a, b in zip(jax.tree_util.tree_leaves(batched), jax.tree_util.tree_leaves(single)):
@@ -268,7 +270,7 @@ def test_changing_the_learning_rate_array_does_not_retrace() -> None:
     jitted = jit(step)
     p = _params()
     state = fo.adamw(1e-3, weight_decay=1e-4).init(p)
-    results = []
+    results: list[Any] = []
     for lr in [1e-3, 2e-3, 0.5, 0.0]:
         new_p, _ = jitted(jnp.asarray(lr, jnp.float32), p, state)
         results.append(new_p["w"])
@@ -317,7 +319,7 @@ TRANSFORMS: dict[str, Callable[[], fo.GradientTransformation[Any]]] = {
 
 
 def _is_namedtuple(x: object) -> bool:
-    return isinstance(x, tuple) and hasattr(type(x), "_fields")
+    return _tree.is_tuple(x) and hasattr(type(x), "_fields")
 
 
 def _state_nodes(state: Any) -> list[Any]:
@@ -325,7 +327,7 @@ def _state_nodes(state: Any) -> list[Any]:
     nodes: list[Any] = []
 
     def visit(x: Any) -> None:
-        if isinstance(x, tuple):
+        if _tree.is_tuple(x):
             nodes.append(x)
             for y in x:
                 visit(y)
@@ -343,15 +345,16 @@ def test_state_is_typed_and_structure_is_stable(name: str) -> None:
         if not _is_namedtuple(node):  # the only plain tuples are chain states
             assert all(_is_namedtuple(n) for n in node), (name, node)
             continue
-        assert not {"count", "index"} & set(type(node)._fields)
+        node_type: type[Any] = node.__class__
+        assert not {"count", "index"} & set(node_type._fields)
         for field in ("step", "skipped_steps", "total_steps", "micro_step", "since_sync",
                       "consecutive_skips"):
-            if field in type(node)._fields:  # counters: always an int32 scalar, never Optional
+            if field in node_type._fields:  # counters: always an int32 scalar, never Optional
                 counter = getattr(node, field)
                 assert isinstance(counter, jax.Array), (name, field, counter)
                 assert counter.dtype == jnp.int32 and counter.shape == (), (name, field)
-                hints = typing.get_type_hints(type(node))
-                assert hints[field] is jax.Array, (name, type(node).__name__, hints[field])
+                hints = typing.get_type_hints(node_type)
+                assert hints[field] is jax.Array, (name, node_type.__name__, hints[field])
     s = s0
     for t in range(3):
         _, s = jit(tx.update)(_grads(p, float(t)), s, p)

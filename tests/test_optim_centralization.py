@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from _typed import jit
 
-import functrain.optim as fo
 from functrain import _tree
+import functrain.optim as fo
 
 RNG = np.random.default_rng(5)
 GRADS = {"dense": jnp.asarray(RNG.normal(size=(6, 4)), jnp.float32),

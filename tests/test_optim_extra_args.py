@@ -23,11 +23,10 @@ import pytest
 from _typed import make_jaxpr
 
 import functrain.optim as fo
-from functrain import train
+from functrain import _tree, train
 from functrain.optim._extra_args import forward_extra_args
 from functrain.optim import schedules
 from functrain.typing import Array, PyTree
-from functrain import _tree
 
 PARAMS = {"w": jnp.asarray([[1.0, -2.0], [0.5, 3.0]]), "b": jnp.asarray([0.1, -0.3])}
 GRADS = {"w": jnp.asarray([[0.3, -1.0], [2.0, 0.1]]), "b": jnp.asarray([-0.5, 0.2])}

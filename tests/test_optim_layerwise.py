@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from _typed import jit
 
+from functrain import _tree
 import functrain.optim as fo
 from functrain.typing import PyTree
-from functrain import _tree
 
 RNG = np.random.default_rng(3)
 PARAMS = {"w": jnp.asarray(RNG.normal(size=(4, 3)), jnp.float32),

@@ -23,11 +23,11 @@ import optax
 import pytest
 from _typed import jit
 
+from functrain import _tree
 import functrain.optim as fo
 from functrain._tree import describe_difference
 from functrain.optim import schedules
 from functrain.typing import Array, PyTree
-from functrain import _tree
 
 STEPS = 100
 

@@ -14,9 +14,8 @@ import pytest
 from _typed import grad, jit
 
 import functrain.optim as fo
-from functrain import layers
+from functrain import _tree, layers
 from functrain.typing import Array, PyTree
-from functrain import _tree
 
 PARAMS = {"trunk": {"w": jnp.asarray([[1.0, -2.0], [0.5, 3.0]]), "b": jnp.asarray([0.1, -0.1])},
           "head": {"w": jnp.asarray([[0.3], [-0.7]]), "b": jnp.asarray([0.2])}}

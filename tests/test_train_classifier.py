@@ -9,9 +9,8 @@ import optax
 import pytest
 from _typed import grad, jit
 
-from functrain import layers, optim, train
+from functrain import _tree, layers, optim, train
 from functrain.typing import Array
-from functrain import _tree
 
 
 def _model_and_batch() -> tuple[layers.Layer, object, object, tuple[Array, Array]]:

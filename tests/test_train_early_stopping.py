@@ -13,7 +13,7 @@ import pytest
 from jax import lax
 from _typed import jit
 
-from functrain import layers, optim
+from functrain import _tree, layers, optim
 from functrain.data.datasets import load_digits
 from functrain.train import (
     EarlyStoppingState,
@@ -29,7 +29,6 @@ from functrain.train import (
     masked_update,
 )
 from functrain.typing import Array, PRNGKey
-from functrain import _tree
 
 
 def _reference_stop(values: list[float], patience: int, min_delta: float, mode: str) -> tuple[int | None, int]:

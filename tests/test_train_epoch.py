@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from _typed import jit, make_jaxpr
 
-from functrain import layers, optim
+from functrain import _tree, layers, optim
 from functrain.train import (
     TrainState,
     classifier_loss,
@@ -23,7 +23,6 @@ from functrain.train import (
     train_epoch,
 )
 from functrain.typing import Array, Metrics, PRNGKey, PyTree
-from functrain import _tree
 
 STYLE = re.compile(r"^[\w.]+: argument '[\w.\[\]']+' must be .+, got .+$", re.S)
 

@@ -15,10 +15,9 @@ import numpy as np
 import pytest
 from _typed import jit
 
-from functrain import data, layers, optim, plotting, train
+from functrain import _tree, data, layers, optim, plotting, train
 from functrain.train import LRFindResult, lr_find
 from functrain.typing import Array, LossFn, Metrics, PRNGKey, PyTree
-from functrain import _tree
 
 STYLE = re.compile(r"^[\w.]+: argument '[\w.\[\]']+' must be .+, got .+$", re.S)
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from _typed import jit
 
-from functrain import layers, optim
+from functrain import _tree, layers, optim
 from functrain.train import (
     EpochMetrics,
     FitOptions,
@@ -33,7 +33,6 @@ from functrain.train import (
 )
 from functrain.train.step import EvalStep, TrainStep
 from functrain.typing import Array, Metrics, PRNGKey, PyTree
-from functrain import _tree
 
 STYLE = re.compile(r"^[\w.]+: argument '[\w.\[\]']+' must be .+, got .+$", re.S)
 

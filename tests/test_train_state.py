@@ -11,11 +11,10 @@ import numpy as np
 import optax
 import pytest
 
-from functrain import optim
+from functrain import _tree, optim
 from functrain.optim.adam import ScaleByAdamState
 from functrain.train import TrainState, init_train_state
 from functrain.typing import Array, PyTree
-from functrain import _tree
 
 
 def _adam_state(opt_state: PyTree) -> ScaleByAdamState:
