@@ -80,3 +80,35 @@ def jaxprs_in_params(params: Any) -> Iterator[Any]:
     found: Iterator[Any] = jax_core.jaxprs_in_params(  # pyright: ignore[reportUnknownMemberType]  # params: unannotated
         params)
     return found
+
+
+def eqx_filter(tree: Any, filter_spec: Any) -> Any:
+    """``equinox.filter(tree, filter_spec)`` (equinox imported here, when first used)."""
+    import equinox as eqx
+
+    return eqx.filter(  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]  # pytree: unannotated
+        tree, filter_spec)
+
+
+def eqx_partition(tree: Any, filter_spec: Any) -> tuple[Any, Any]:
+    """``equinox.partition(tree, filter_spec)``: ``(the selected leaves, the rest)``."""
+    import equinox as eqx
+
+    selected, rest = eqx.partition(  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]  # Unknown
+        tree, filter_spec)
+    return selected, rest  # pyright: ignore[reportUnknownVariableType]  # as above
+
+
+def eqx_combine(*trees: Any) -> Any:
+    """``equinox.combine(*trees)``."""
+    import equinox as eqx
+
+    return eqx.combine(*trees)  # pyright: ignore[reportUnknownMemberType]  # pytrees: unannotated
+
+
+def eqx_filter_eval_shape(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``equinox.filter_eval_shape(fn, *args, **kwargs)``."""
+    import equinox as eqx
+
+    return eqx.filter_eval_shape(  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]  # Unknown
+        fn, *args, **kwargs)

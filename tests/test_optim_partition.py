@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from _typed import grad, jit
+from _typed import eqx_combine, eqx_partition, grad, jit
 
 import functrain.optim as fo
 from functrain import _tree, layers
@@ -75,6 +75,7 @@ class TestPartition(chex.TestCase):
         update = self.variant(tx.update)
         state = tx.init(PARAMS)
         assert isinstance(state.inner_state.trace["trunk"]["b"], fo.MaskedNode)
+        u: PyTree = None
         for t in range(3):
             g = _grads(PARAMS, float(t))
             u, state = update(g, state, PARAMS)
@@ -85,7 +86,10 @@ class TestPartition(chex.TestCase):
     def test_vmap_over_runs_each_partition_on_its_own(self) -> None:
         tx = fo.partition({"a": fo.adam(0.1), "b": fo.sgd(0.5)}, {"trunk": "a", "head": "b"})
         batch = _tree.tree_map(lambda x: jnp.stack([x, -2 * x]), PARAMS)
-        grads = jax.vmap(lambda p: _grads(p, 0.0))(batch)
+        def grads_at_zero(p: PyTree) -> PyTree:
+            return _grads(p, 0.0)
+
+        grads = jax.vmap(grads_at_zero)(batch)
         u, _ = jit(jax.vmap(tx.update))(grads, jax.vmap(tx.init)(batch), batch)
         for i in range(2):
             p_i = _tree.tree_map(lambda x: x[i], batch)
@@ -122,12 +126,12 @@ def test_functrain_records_are_labelled_by_layer_index_and_field() -> None:
 
 def test_equinox_models_are_partitioned_and_frozen_by_path() -> None:
     model = eqx.nn.MLP(3, 2, 4, 2, key=jax.random.key(0))
-    params, static = eqx.partition(model, eqx.is_array)
+    params, static = eqx_partition(model, eqx.is_array)
     last = fo.label_by_path(lambda path, leaf: "head" if path[:2] == ("layers", 2) else "body")
     tx = fo.partition({"body": fo.freeze(True), "head": fo.adam(0.01)}, last)
 
     def loss(p: PyTree, x: Array) -> Array:
-        return jnp.sum(eqx.combine(p, static)(x) ** 2)
+        return jnp.sum(eqx_combine(p, static)(x) ** 2)
 
     state = tx.init(params)
     step_params = params
@@ -147,12 +151,16 @@ def test_label_by_path_gives_plain_keys() -> None:
     assert paths["b"].b == (("b", "b"), 4)
 
 
+def _bad_labels(params: PyTree) -> PyTree:
+    return {"trunk": "a", "head": "c"}
+
+
 def test_bad_labels_and_masks_get_one_styled_message() -> None:
     with pytest.raises(ValueError, match=r"^partition: argument 'labels' must be a pytree of "
                                          r"labels among 'a' \(the keys of transforms\), got 'c'$"):
         fo.partition({"a": fo.sgd(0.1)}, {"trunk": "a", "head": "c"})  # a tree: checked at once
     with pytest.raises(ValueError, match="got 'c'"):  # a function: checked at init
-        fo.partition({"a": fo.sgd(0.1)}, lambda p: {"trunk": "a", "head": "c"}).init(PARAMS)
+        fo.partition({"a": fo.sgd(0.1)}, _bad_labels).init(PARAMS)
     with pytest.raises(TypeError, match=r"^partition: argument 'transforms' must be a non-empty"):
         fo.partition({}, {"trunk": "a"})
     with pytest.raises(TypeError, match=r"^partition: argument 'transforms\['a'\]' must be a "):
