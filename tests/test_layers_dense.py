@@ -110,7 +110,10 @@ def test_dense_under_jit_grad_and_ensemble_vmap() -> None:
     np.testing.assert_allclose(g.b, 2 * y.sum(0), rtol=1e-4, atol=1e-4)
 
     keys = jax.random.split(KEY, 4)
-    stacked = jit(jax.vmap(lambda k: init_dense(k, 5, 3)))(keys)
+    def init(k: jax.Array) -> DenseParams:
+        return init_dense(k, 5, 3)
+
+    stacked = jit(jax.vmap(init))(keys)
     ys = jit(jax.vmap(dense, in_axes=(0, None)))(stacked, x)
     assert ys.shape == (4, 8, 3)
     w, b = np.asarray(stacked.w, np.float64), np.asarray(stacked.b, np.float64)
@@ -126,7 +129,13 @@ def test_shape_checks_add_nothing_to_the_traced_program() -> None:
     params = DenseParams(jnp.ones((5, 3)), jnp.zeros(3))
     x = jnp.ones((4, 5))
     ours = make_jaxpr(dense)(params, x)
-    bare = make_jaxpr(lambda p, z: jnp.matmul(z, p.w) + p.b)(params, x)
+    def by_hand(p: DenseParams, z: jax.Array) -> jax.Array:
+        return jnp.matmul(z, p.w) + p.b
+
+    def layer(p: DenseParams, z: jax.Array) -> jax.Array:
+        return Dense(3).apply(p, (), z, train=False)[0]
+
+    bare = make_jaxpr(by_hand)(params, x)
     assert [e.primitive for e in ours.eqns] == [e.primitive for e in bare.eqns]
-    layer_apply = make_jaxpr(lambda p, z: Dense(3).apply(p, (), z, train=False)[0])(params, x)
+    layer_apply = make_jaxpr(layer)(params, x)
     assert [e.primitive for e in layer_apply.eqns] == [e.primitive for e in bare.eqns]

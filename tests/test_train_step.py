@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from _typed import grad, jit, lower, make_jaxpr, value_and_grad
+from _typed import eqx_combine, eqx_partition, grad, jit, lower, make_jaxpr, value_and_grad
 
 from functrain import layers, optim
 from functrain.losses import l2_penalty, mean_squared_error, softmax_cross_entropy
@@ -144,9 +144,13 @@ def test_adam_steps_match_optax_reference() -> None:
     step = jit(make_train_step(_linear_loss, optim.adam(0.01)))
     state = init_train_state(params, {"calls": jnp.zeros((), jnp.int32)}, optim.adam(0.01))
     ref_p, ref_s = params, optax.adam(0.01).init(params)
+
+    def reference_loss(p: PyTree) -> Array:
+        return _linear_loss(p, {"calls": 0}, (x, y), jax.random.key(0))[0]
+
     for i in range(3):
         state, _ = step(state, (x, y), jax.random.key(i))
-        g = grad(lambda p: _linear_loss(p, {"calls": 0}, (x, y), jax.random.key(0))[0])(ref_p)
+        g = grad(reference_loss)(ref_p)
         u, ref_s = optax.adam(0.01).update(g, ref_s, ref_p)
         ref_p = optax.apply_updates(ref_p, u)
     for k in params:
@@ -205,7 +209,7 @@ def test_classifier_loss_weight_decay_and_train_flag() -> None:
 def _eqx_loss(static: Any) -> Any:
     def loss_fn(params: PyTree, model_state: PyTree, batch: PyTree,
                 key: PRNGKey) -> tuple[Array, tuple[PyTree, Metrics]]:
-        model = eqx.combine(params, static)
+        model = eqx_combine(params, static)
         x, y = batch
         pred = jax.vmap(model)(x)
         return mean_squared_error(pred, y), (model_state, {})
@@ -224,7 +228,7 @@ def _mlp_forward(model: eqx.nn.MLP, x: Array) -> np.ndarray:
 
 def test_equinox_mlp_trains_with_make_train_step_and_fit() -> None:
     mlp = eqx.nn.MLP(3, 2, width_size=16, depth=2, key=jax.random.key(0))
-    params, static = eqx.partition(mlp, eqx.is_inexact_array)
+    params, static = eqx_partition(mlp, eqx.is_inexact_array)
     x = jax.random.normal(jax.random.key(1), (64, 3))
     y = jnp.stack([jnp.sin(x[:, 0]), x[:, 1] * x[:, 2]], axis=1)
     yd = np.asarray(y, np.float64)
@@ -236,7 +240,7 @@ def test_equinox_mlp_trains_with_make_train_step_and_fit() -> None:
     np.testing.assert_allclose(m["loss"], np.mean((_mlp_forward(mlp, x) - yd) ** 2), rtol=1e-5)
     assert int(first.step) == 1
     trained, hist = fit(step, state, (x, y), jax.random.key(3), epochs=12, batch_size=16, progress=False)
-    model = eqx.combine(trained.params, static)
+    model = eqx_combine(trained.params, static)
     assert isinstance(model, eqx.nn.MLP)
     # The trained arrays, put back into the module, compute the hand-written forward pass ...
     np.testing.assert_allclose(jax.vmap(model)(x), _mlp_forward(model, x), rtol=1e-5, atol=1e-6)
