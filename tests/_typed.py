@@ -112,3 +112,8 @@ def eqx_filter_eval_shape(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> 
 
     return eqx.filter_eval_shape(  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]  # Unknown
         fn, *args, **kwargs)
+
+
+def devices() -> list[Any]:
+    """``jax.devices()``: the devices of the default backend."""
+    return jax.devices()  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]  # backend: Unknown

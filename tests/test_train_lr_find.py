@@ -55,7 +55,8 @@ def test_the_optimizer_follows_the_exponential_schedule() -> None:
 def _fastai_reference(raw: np.ndarray, lrs: np.ndarray, beta: float, factor: float, skip_start: int,
                       skip_end: int, k: int) -> tuple[np.ndarray, int, float, float]:
     """fastai's smoothing and stop, then the windowed steepest descent, in float64."""
-    avg, best, smooth = 0.0, np.inf, []
+    avg, best = 0.0, np.inf
+    smooth: list[float] = []
     for t, loss in enumerate(raw):
         avg = beta * avg + (1 - beta) * loss
         s = avg / (1 - beta ** (t + 1))
@@ -196,6 +197,10 @@ def test_plot_lr_find(tmp_path: Path) -> None:
         plotting.plot_lr_find({"lrs": [1.0]})  # type: ignore[arg-type]  # not a result
 
 
+def _not_an_optimizer(lr: Any) -> Any:
+    return lr
+
+
 @pytest.mark.parametrize(("kwargs", "error", "name"), [
     ({"min_lr": 0.0}, ValueError, "min_lr"),
     ({"min_lr": 1.0, "max_lr": 0.5}, ValueError, "max_lr"),
@@ -205,7 +210,7 @@ def test_plot_lr_find(tmp_path: Path) -> None:
     ({"smoothing": 1.0}, ValueError, "smoothing"),
     ({"diverge_factor": 1.0}, ValueError, "diverge_factor"),
     ({"optimizer": optim.sgd(0.1)}, TypeError, "optimizer"),
-    ({"optimizer": lambda lr: lr}, TypeError, "optimizer(schedule)"),
+    ({"optimizer": _not_an_optimizer}, TypeError, "optimizer(schedule)"),
     ({"loss_fn": 3}, TypeError, "loss_fn"),
     ({"key": 0}, TypeError, "key"),
     ({"window": 0}, ValueError, "window"),

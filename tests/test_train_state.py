@@ -67,8 +67,10 @@ class TestInitTrainState(chex.TestCase):
 
 
 def test_init_train_state_under_vmap_stacks_every_field() -> None:
-    stacked = jax.vmap(lambda p: init_train_state({"w": p}, (), optim.sgd(0.1, momentum=0.9)))(
-        jnp.arange(8.0).reshape(4, 2))
+    def init(p: jax.Array) -> TrainState[Any, Any, Any]:
+        return init_train_state({"w": p}, (), optim.sgd(0.1, momentum=0.9))
+
+    stacked = jax.vmap(init)(jnp.arange(8.0).reshape(4, 2))
     assert stacked.step.shape == (4,) and stacked.params["w"].shape == (4, 2)
     single = init_train_state({"w": jnp.zeros(2)}, (), optim.sgd(0.1, momentum=0.9))
     chex.assert_trees_all_equal_structs(stacked, single)
