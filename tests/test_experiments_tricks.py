@@ -32,7 +32,7 @@ def _updates(opt: optim.TransformationLike, steps: int = 3) -> list[np.ndarray]:
     """The updates of ``steps`` steps on fixed gradients of a 2-D parameter (float64 on host)."""
     params = {"w": jnp.arange(6.0).reshape(2, 3) / 10}
     state = opt.init(params)
-    out = []
+    out: list[np.ndarray] = []
     for k in range(steps):
         grads = {"w": jnp.cos(jnp.arange(6.0).reshape(2, 3) + k)}
         updates, state = opt.update(grads, state, params)

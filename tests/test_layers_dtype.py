@@ -5,7 +5,7 @@ reference. Bad dtypes are refused naming ``dtype``."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from contextlib import contextmanager
 from typing import Any
 
@@ -50,7 +50,7 @@ INITS: list[tuple[str, Callable[[jax.Array, Any], PyTree]]] = [
 
 
 @contextmanager
-def precision(name: str) -> Iterator[Any]:
+def precision(name: str) -> Generator[Any]:
     """The dtype ``name``, under ``jax.enable_x64`` for float64."""
     with jax.enable_x64(name == "float64"):
         yield jnp.dtype(name)

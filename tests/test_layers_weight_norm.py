@@ -99,7 +99,10 @@ def test_weight_norm_gradient_and_ensemble_vmap() -> None:
     x = _normal(0, (4, 5))
     params = WeightNormParams(_normal(1, (5, 3)), jnp.ones(3), jnp.zeros(3))
     # Gradient with respect to g of sum(x w) is sum_n x_n . v / ||v|| per unit.
-    gg = jit(grad(lambda p: jnp.sum(weight_norm_dense(p, x))))(params)
+    def total(p: WeightNormParams) -> jax.Array:
+        return jnp.sum(weight_norm_dense(p, x))
+
+    gg = jit(grad(total))(params)
     vn = np.asarray(params.v, np.float64)
     ref_g = (np.asarray(x, np.float64).sum(0) @ vn) / np.linalg.norm(vn, axis=0)
     np.testing.assert_allclose(gg.g, ref_g, rtol=1e-4, atol=1e-5)

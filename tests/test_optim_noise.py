@@ -11,7 +11,7 @@ import pytest
 from _typed import jit
 
 import functrain.optim as fo
-from functrain.typing import Array
+from functrain.typing import Array, PyTree
 
 N_KEYS = 4000
 
@@ -25,6 +25,7 @@ class TestAddNoise(chex.TestCase):
         def noise_after(key: Array, steps: int) -> tuple[Array, Array]:
             tx = fo.add_noise(eta, gamma, key)
             state = tx.init(grads)
+            u: PyTree = None
             for _ in range(steps):
                 u, state = tx.update(grads, state)
             return u["w"] - grads["w"], u["b"] - grads["b"]

@@ -71,7 +71,10 @@ def _is_rate(x: object) -> bool:
 def _optax_layout(state: Any) -> Any:
     """``state`` without the learning rates that functrain's ``ScaleByLearningRateState`` records
     for ``current_learning_rate`` (optax's states keep none): only optax's buffers are compared."""
-    return _tree.tree_map(lambda x: x.step if _is_rate(x) else x, state, is_leaf=_is_rate)
+    def without_rate(x: Any) -> Any:
+        return x.step if _is_rate(x) else x
+
+    return _tree.tree_map(without_rate, state, is_leaf=_is_rate)
 
 
 def _float_leaves(state: Any) -> list[Any]:
@@ -245,7 +248,10 @@ def test_schedule_matches_optax(name: str) -> None:
     ours, theirs = SCHEDULES[name]()
     steps = jnp.arange(150, dtype=jnp.int32)
     a = jit(jax.vmap(ours))(steps)
-    b = jit(jax.vmap(lambda s: jnp.asarray(theirs(s), jnp.float32)))(steps)
+    def reference(s: jax.Array) -> jax.Array:
+        return jnp.asarray(theirs(s), jnp.float32)
+
+    b = jit(jax.vmap(reference))(steps)
     assert a.dtype == jnp.float32 and a.shape == (150,)
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=0.0)
     # used as a learning rate (through the schedule path with its step counter) over 100 steps

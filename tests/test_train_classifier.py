@@ -10,7 +10,7 @@ import pytest
 from _typed import grad, jit
 
 from functrain import _tree, layers, optim, train
-from functrain.typing import Array
+from functrain.typing import Array, PyTree
 
 
 def _model_and_batch() -> tuple[layers.Layer, object, object, tuple[Array, Array]]:
@@ -59,7 +59,10 @@ def test_a_train_step_with_label_smoothing_descends_the_smoothed_loss() -> None:
     sgd = optim.sgd(0.1)
     step = jit(train.make_train_step(loss_fn, sgd))
     state = train.init_train_state(params, model_state, sgd)
-    grads = grad(lambda p: loss_fn(p, model_state, batch, jax.random.key(0))[0])(params)
+    def loss(p: PyTree) -> jax.Array:
+        return loss_fn(p, model_state, batch, jax.random.key(0))[0]
+
+    grads = grad(loss)(params)
     new, metrics = step(state, batch, jax.random.key(0))
     expected = _tree.tree_map(lambda p, g: p - 0.1 * g, params, grads)
     for a, b in zip(jax.tree_util.tree_leaves(new.params), jax.tree_util.tree_leaves(expected), strict=True):
