@@ -182,15 +182,17 @@ def test_vmap_over_four_seeds_each_stops_at_its_own_epoch_and_stays_frozen() -> 
         return fs, m, ws
 
     fs, m, ws = jit(jax.vmap(run))(stacked, seeds)
-    stops = []
+    stops: list[int] = []
+    stopping = fs.early_stopping
+    assert stopping is not None
     for i in range(4):
-        assert bool(fs.early_stopping.stopped[i])
-        stop = int(fs.early_stopping.epoch[i]) - 1
+        assert bool(stopping.stopped[i])
+        stop = int(stopping.epoch[i]) - 1
         stops.append(stop)
         # The rule applied to this seed's own recorded validation curve.
         curve = [float(v) for v in m.val["loss"][i, : stop + 1]]
         ref_stop, ref_best = _reference_stop(curve, 2, 0.0, "min")
-        assert ref_stop == stop and ref_best == int(fs.early_stopping.best_epoch[i])
+        assert ref_stop == stop and ref_best == int(stopping.best_epoch[i])
         np.testing.assert_array_equal(np.asarray(m.active[i]), np.arange(epochs) <= stop)
         # Params unchanged (bitwise) after the stopping epoch, and changing before it.
         for e in range(stop + 1, epochs):

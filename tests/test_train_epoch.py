@@ -61,7 +61,7 @@ def test_train_epoch_equals_python_loop_over_the_same_batches() -> None:
     keys = jax.random.split(step_key, 203 // bs)
     jstep = jit(step)
     s = state
-    losses = []
+    losses: list[float] = []
     for i in range(203 // bs):
         idx = perm[i * bs:(i + 1) * bs]
         s, m = jstep(s, (x[idx], y[idx]), keys[i])
@@ -92,7 +92,8 @@ def test_train_epoch_sees_each_example_at_most_once_and_reshuffles() -> None:
     # Over many epochs every example is seen; a NumPy batch size is the same static value.
     s = state
     for e in range(12):
-        s, _ = _EPOCH(_counting_step, s, data, jax.random.key(e), batch_size=np.int64(bs))
+        s, _ = _EPOCH(_counting_step, s, data, jax.random.key(e),
+                      batch_size=np.int64(bs))  # type: ignore[arg-type]  # a NumPy int: accepted (run time)
     assert np.asarray(s.model_state).min() >= 1
 
 
@@ -153,7 +154,7 @@ def test_an_eager_loop_over_epochs_compiles_once_and_equals_the_jitted_epoch() -
     for e in range(1, 4):
         s, m = train_epoch(step, s, data, jax.random.key(e), batch_size=16)
     assert traced.n == after_first >= 1  # later epochs: no trace, no compile
-    ref, rm = state, {}
+    ref, rm = state, dict[str, Any]()
     for e in range(4):
         ref, rm = _EPOCH(step, ref, data, jax.random.key(e), batch_size=16)
     after_first = traced.n
@@ -238,7 +239,10 @@ def test_inside_the_users_jit_vmap_and_scan_the_epoch_traces_inline() -> None:
     for a, b in zip(jax.tree_util.tree_leaves(scanned), jax.tree_util.tree_leaves(s), strict=True):
         chex_close(np.asarray(a), np.asarray(b))
     # vmap over keys: each seed's epoch, as run alone
-    vm, _ = jax.vmap(lambda k: train_epoch(step, state, data, k, batch_size=16))(keys)
+    def epoch(k: jax.Array) -> tuple[TrainState[Any, Any, Any], Any]:
+        return train_epoch(step, state, data, k, batch_size=16)
+
+    vm, _ = jax.vmap(epoch)(keys)
     one, _ = train_epoch(step, state, data, keys[1], batch_size=16)
     np.testing.assert_allclose(np.asarray(vm.params[0].w[1]), np.asarray(one.params[0].w), rtol=1e-5, atol=1e-6)
 

@@ -38,7 +38,7 @@ def _reference_scales(values: list[float], factor: float, patience: int, min_del
                       min_scale: float, mode: str = "min") -> list[float]:
     """Plain-Python statement of the documented rule."""
     scale, best, bad, cd = 1.0, (np.inf if mode == "min" else -np.inf), 0, 0
-    out = []
+    out: list[float] = []
     for v in values:
         improved = v < best - min_delta if mode == "min" else v > best + min_delta
         if improved:
@@ -61,7 +61,7 @@ VALUES = [5.0, 4.0, 4.0, 4.0, 4.0, 4.0, 4.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0]
 def _run(values: list[float], **kw: Any) -> list[float]:
     rule = reduce_on_plateau(**kw)
     s = rule.init()
-    out = []
+    out: list[float] = []
     for v in values:
         s = rule.update(s, v)
         out.append(float(s.scale))
@@ -100,7 +100,7 @@ class TestReduceOnPlateauUpdate(chex.TestCase):
 
             step = self.variant(update)
             s = rule.init()
-            got = []
+            got: list[float] = []
             for v in vals:
                 s = step(s, jnp.asarray(v))
                 got.append(float(s.scale))

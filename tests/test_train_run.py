@@ -147,7 +147,10 @@ def test_fit_scan_computes_the_same_run_as_fit_and_a_manual_loop() -> None:
     key = jax.random.key(11)
     state, hist = fit(step, state0, train_data, key, epochs=8, batch_size=50, eval_step=eval_step,
                       val_data=val_data, early_stopping=es, progress=False)
-    run = jit(lambda fs: fit_scan(step, fs, train_data, key, options, epochs=8, val_data=val_data))
+    def scan(fs: FitState[Any]) -> tuple[FitState[Any], Any]:
+        return fit_scan(step, fs, train_data, key, options, epochs=8, val_data=val_data)
+
+    run = jit(scan)
     fs, m = run(init_fit_state(state0, options))
     n_active = int(np.sum(m.active))
     assert n_active == len(hist.epoch) and hist.stopped_epoch == n_active - 1 < 7  # it stopped early
@@ -179,7 +182,7 @@ def test_monitor_picks_the_named_metric() -> None:
 def test_final_train_state_restores_the_best_epoch_only_with_the_rule() -> None:
     data = _linear_data(64, seed=0)
     options = FitOptions(16, early_stopping=early_stopping(patience=10))
-    fs, m = fit_scan(LINEAR_STEP, init_fit_state(LINEAR_STATE, options), data, jax.random.key(0), options,
+    fs, _ = fit_scan(LINEAR_STEP, init_fit_state(LINEAR_STATE, options), data, jax.random.key(0), options,
                      epochs=3)
     assert fs.early_stopping is not None
     best = int(fs.early_stopping.best_epoch)

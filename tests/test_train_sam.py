@@ -117,7 +117,8 @@ class TestSamStep(chex.TestCase):
         def loss_fn(params: PyTree, model_state: PyTree, batch: PyTree,
                     key: PRNGKey) -> tuple[Array, tuple[PyTree, Metrics]]:
             loss = 0.5 * jnp.sum(params ** 2)
-            return loss, (model_state + loss, {"norm": jnp.linalg.norm(params)})  # state: the loss seen
+            norm = jnp.sqrt(jnp.sum(params ** 2))  # jnp.linalg.norm is a JitWrapped: Unknown to pyright
+            return loss, (model_state + loss, {"norm": norm})  # state: the loss seen
 
         opt = optim.sgd(0.1)
         rho = 0.5
