@@ -1,16 +1,21 @@
 """Typed signatures for the JAX calls that pyright sees as partially Unknown, for the tests.
 
-``jax.jit`` and ``jax.eval_shape`` annotate their function argument as a bare ``Callable``, so
+``jax.jit``, ``jax.eval_shape``, ``jax.grad``, ``jax.value_and_grad``, ``jax.make_jaxpr``, ``jax.vjp``,
+``jax.jvp`` and ``lax.reduce_window`` annotate their function argument as a bare ``Callable``, so
 ``pyright --strict`` reports every use (and what ``jax.jit(f)(...)`` returns is Unknown). Each
 wrapper calls the JAX function unchanged; the tests that are ``pyright --strict`` clean call these.
+``lower`` is ``jax.jit(fn).lower(...)`` (the typed ``jit`` keeps only the call signature);
+``devices``, ``jaxprs_in_params`` and the ``eqx_*`` functions (equinox imported when first used)
+cover the other partly unannotated calls the tests make.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, ParamSpec, TypeVar
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, ParamSpec, TypeVar, cast
 
 import jax
+import jax.extend.core as jax_core
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -24,3 +29,94 @@ def jit(fn: Callable[P, R], **options: Any) -> Callable[P, R]:
 def eval_shape(fn: Callable[..., Any], *args: Any) -> Any:
     """``jax.eval_shape(fn, *args)``: the tree of ``jax.ShapeDtypeStruct`` that ``fn`` returns."""
     return jax.eval_shape(fn, *args)  # pyright: ignore[reportUnknownMemberType]  # fun: a bare Callable
+
+
+def grad(fn: Callable[..., Any], argnums: int | tuple[int, ...] = 0, *, has_aux: bool = False,
+         **options: Any) -> Callable[..., Any]:
+    """``jax.grad(fn, argnums=argnums, has_aux=has_aux, **options)``."""
+    return jax.grad(  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]  # fun: bare Callable
+        fn, argnums=argnums, has_aux=has_aux, **options)
+
+
+def value_and_grad(fn: Callable[..., Any], argnums: int | tuple[int, ...] = 0, *, has_aux: bool = False,
+                   **options: Any) -> Callable[..., tuple[Any, Any]]:
+    """``jax.value_and_grad(fn, argnums=argnums, has_aux=has_aux, **options)``."""
+    return jax.value_and_grad(  # pyright: ignore[reportUnknownMemberType]  # fun: a bare Callable
+        fn, argnums=argnums, has_aux=has_aux, **options)
+
+
+def make_jaxpr(fn: Callable[..., Any], **options: Any) -> Callable[..., Any]:
+    """``jax.make_jaxpr(fn, **options)``: calling it returns the ``ClosedJaxpr``."""
+    return jax.make_jaxpr(  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]  # fun: bare Callable
+        fn, **options)
+
+
+def lower(fn: Callable[..., Any], *args: Any, **options: Any) -> Any:
+    """``jax.jit(fn, **options).lower(*args)``: the lowered program (``.as_text()``, ``.compile()``)."""
+    return jax.jit(fn, **options).lower(*args)  # pyright: ignore[reportUnknownMemberType]  # fun: a bare Callable
+
+
+def vjp(fn: Callable[..., Any], *primals: Any) -> tuple[Any, Callable[..., tuple[Any, ...]]]:
+    """``jax.vjp(fn, *primals)``: ``(fn(*primals), vjp_fn)``."""
+    return cast("tuple[Any, Callable[..., tuple[Any, ...]]]",
+                jax.vjp(fn, *primals))  # pyright: ignore[reportUnknownMemberType]  # fun: a bare Callable
+
+
+def jvp(fn: Callable[..., Any], primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> tuple[Any, Any]:
+    """``jax.jvp(fn, primals, tangents)``: ``(fn(*primals), the directional derivative)``."""
+    out, tangent_out = jax.jvp(  # pyright: ignore[reportUnknownMemberType]  # fun: a bare Callable
+        fn, primals, tangents)
+    return out, tangent_out
+
+
+def reduce_window(x: jax.Array, init: Any, op: Callable[[jax.Array, jax.Array], jax.Array],
+                  window: Sequence[int], strides: Sequence[int],
+                  padding: str | Sequence[tuple[int, int]]) -> jax.Array:
+    """``lax.reduce_window(x, init, op, window, strides, padding)`` on one array."""
+    y: jax.Array = jax.lax.reduce_window(  # pyright: ignore[reportUnknownMemberType]  # computation: bare Callable
+        x, init, op, window, strides, padding)
+    return y
+
+
+def jaxprs_in_params(params: Any) -> Iterator[Any]:
+    """``jax.extend.core.jaxprs_in_params(params)``: the jaxprs nested in an equation's params."""
+    found: Iterator[Any] = jax_core.jaxprs_in_params(  # pyright: ignore[reportUnknownMemberType]  # params: unannotated
+        params)
+    return found
+
+
+def eqx_filter(tree: Any, filter_spec: Any) -> Any:
+    """``equinox.filter(tree, filter_spec)`` (equinox imported here, when first used)."""
+    import equinox as eqx
+
+    return eqx.filter(  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]  # pytree: unannotated
+        tree, filter_spec)
+
+
+def eqx_partition(tree: Any, filter_spec: Any) -> tuple[Any, Any]:
+    """``equinox.partition(tree, filter_spec)``: ``(the selected leaves, the rest)``."""
+    import equinox as eqx
+
+    selected, rest = eqx.partition(  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]  # Unknown
+        tree, filter_spec)
+    return selected, rest  # pyright: ignore[reportUnknownVariableType]  # as above
+
+
+def eqx_combine(*trees: Any) -> Any:
+    """``equinox.combine(*trees)``."""
+    import equinox as eqx
+
+    return eqx.combine(*trees)  # pyright: ignore[reportUnknownMemberType]  # pytrees: unannotated
+
+
+def eqx_filter_eval_shape(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``equinox.filter_eval_shape(fn, *args, **kwargs)``."""
+    import equinox as eqx
+
+    return eqx.filter_eval_shape(  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]  # Unknown
+        fn, *args, **kwargs)
+
+
+def devices() -> list[Any]:
+    """``jax.devices()``: the devices of the default backend."""
+    return jax.devices()  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]  # backend: Unknown

@@ -22,6 +22,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import pytest
+from _typed import devices, jit, lower
+
+from functrain._tree import is_list
 
 ROOT = Path(__file__).resolve().parent.parent
 BEGIN, END = "<!-- bench-table -->", "<!-- /bench-table -->"
@@ -136,9 +139,7 @@ def test_bad_workload_name_is_rejected() -> None:
 
 @pytest.mark.slow  # a subprocess compiling the optimizer workload
 def test_gpu_mode_falls_back_to_cpu_with_a_message(tmp_path: Path) -> None:
-    import jax
-
-    if jax.devices()[0].platform != "cpu":
+    if devices()[0].platform != "cpu":
         pytest.skip("a GPU is present: --gpu runs on it")
     proc = _bench("--gpu", "--smoke", "--workloads", "optim", "--out", tmp_path, "--no-readme", timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -163,7 +164,7 @@ def bench(monkeypatch: pytest.MonkeyPatch) -> Bench:
 
     Imported by name, so mypy does not follow into the benchmarks (they import PyTorch when present).
     """
-    monkeypatch.syspath_prepend(str(ROOT))
+    monkeypatch.syspath_prepend(str(ROOT))  # pyright: ignore[reportUnknownMemberType]  # path: unannotated
     return lambda name: importlib.import_module(f"benchmarks.{name}")
 
 
@@ -205,8 +206,8 @@ def test_sgd_traffic_matches_xla(bench: Bench) -> None:
         u, s = tx.update(g, s, p)
         return optax.apply_updates(p, u), s
 
-    analysis = jax.jit(update, donate_argnums=(0, 1)).lower(params, tx.init(params), grads).compile().cost_analysis()
-    cost: dict[str, Any] = analysis[0] if isinstance(analysis, list) else (analysis or {})
+    analysis = lower(update, params, tx.init(params), grads, donate_argnums=(0, 1)).compile().cost_analysis()
+    cost: dict[str, Any] = analysis[0] if is_list(analysis) else (analysis or {})
     n = sum(int(leaf.size) for leaf in jax.tree_util.tree_leaves(params))
     assert float(cost["bytes accessed"]) == pytest.approx(bo.bytes_per_update("sgd", n), rel=0.001)
 
@@ -271,7 +272,7 @@ def test_convnet_ops_contenders_compute_the_same(op: str, bench: Bench) -> None:
     """Each op of the per-op breakdown computes the same numbers with functrain and with stock lax."""
     make_ops = bench("convnet_ops").make_ops
     (fn, args), (ref_fn, ref_args) = make_ops("functrain", 2)[op], make_ops("lax", 2)[op]
-    got, ref = jax.jit(fn)(*args), jax.jit(ref_fn)(*ref_args)
+    got, ref = jit(fn)(*args), jit(ref_fn)(*ref_args)
     leaves, ref_leaves = jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(ref)
     assert len(leaves) == len(ref_leaves)
     for a, b in zip(leaves, ref_leaves, strict=True):
@@ -281,7 +282,7 @@ def test_convnet_ops_contenders_compute_the_same(op: str, bench: Bench) -> None:
 
 def test_gpu_request_without_a_gpu_falls_back(bench: Bench) -> None:
     run = bench("run")
-    if jax.devices()[0].platform != "cpu":
+    if devices()[0].platform != "cpu":
         pytest.skip("a GPU is present: --gpu runs on it")
     lines: list[str] = []
     settings, extra = run._settings(run._parse(["--gpu", "--smoke"]), lines.append)

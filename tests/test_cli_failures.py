@@ -128,7 +128,10 @@ def test_case_12_a_directory_in_place_of_an_output_is_refused_before_training(
         command: str, output: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
     _no_training(monkeypatch)
-    monkeypatch.setattr(commands, "run_tricks", lambda **kw: pytest.fail("the tricks started before the checks"))
+    def run_tricks(**kw: Any) -> None:
+        pytest.fail("the tricks started before the checks")
+
+    monkeypatch.setattr(commands, "run_tricks", run_tricks)
     (tmp_path / output).mkdir()
     assert main([command, "--out", str(tmp_path)]) == 2
     line = one_error_line(capsys.readouterr().err)
@@ -219,14 +222,15 @@ def test_case_11_interrupted_commands_print_one_line_and_exit_130(capsys: pytest
 
 
 def _train_config(doc: dict[str, Any]) -> tricks.RunConfig:
-    return tricks.RunConfig(**{**doc["config"], "hidden": tuple(doc["config"]["hidden"])})
+    config: dict[str, Any] = {**doc["config"], "hidden": tuple(doc["config"]["hidden"])}
+    return tricks.RunConfig(**config)
 
 
 @pytest.mark.slow  # trains a tiny run in-process (about 5 s)
 def test_case_11_stopped_train_writes_the_last_completed_epoch(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     def stop_before_the_fourth_epoch(program: Any, keys: Any, *, stop: Any, progress: Any) -> Any:
-        polls = []  # asked before every epoch (a Ctrl-C during the third epoch)
+        polls: list[int] = []  # asked before every epoch (a Ctrl-C during the third epoch)
 
         def stop_now() -> bool:
             polls.append(1)
@@ -261,7 +265,7 @@ def _sigint_run(argv: list[str], ready: str, timeout: float = 180) -> tuple[int,
     proc = subprocess.Popen([sys.executable, "-c", code, *argv], cwd=REPO, env=env(), text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stderr is not None
-    before = []
+    before: list[str] = []
     try:
         for line in proc.stderr:
             before.append(line.rstrip("\n"))

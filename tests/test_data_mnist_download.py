@@ -9,7 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_data_download import NAMES, Server, _closed_port_url, _write_mnist, server  # noqa: F401 (fixture)
+from test_data_download import (
+    NAMES,
+    Server,
+    _closed_port_url,  # pyright: ignore[reportPrivateUsage]  # a helper of the download tests
+    _write_mnist,  # pyright: ignore[reportPrivateUsage]  # as above
+    server,  # noqa: F401  # pyright: ignore[reportUnusedImport]  # a fixture, used by name
+)
 
 from functrain.data import DownloadError, load_mnist
 

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from _cli import toy_splits
+from _typed import eval_shape
 
 from functrain import optim
 from functrain.cli import build_parser
@@ -31,7 +32,7 @@ def _updates(opt: optim.TransformationLike, steps: int = 3) -> list[np.ndarray]:
     """The updates of ``steps`` steps on fixed gradients of a 2-D parameter (float64 on host)."""
     params = {"w": jnp.arange(6.0).reshape(2, 3) / 10}
     state = opt.init(params)
-    out = []
+    out: list[np.ndarray] = []
     for k in range(steps):
         grads = {"w": jnp.cos(jnp.arange(6.0).reshape(2, 3) + k)}
         updates, state = opt.update(grads, state, params)
@@ -140,7 +141,7 @@ def test_build_model_layers_and_output_shape() -> None:
             params, state, shape = model.init(key, (-1, 5))
             shapes.append(tuple(shape))
             return params, state
-        return jax.eval_shape(f, jax.random.key(0))  # traced only: nothing is computed
+        return eval_shape(f, jax.random.key(0))  # traced only: nothing is computed
 
     p_plain, _ = init(plain)
     p_full, s_full = init(full)
@@ -153,7 +154,7 @@ def test_build_model_layers_and_output_shape() -> None:
         y, _ = full.apply(params, state, jnp.ones((2, 5)), key=key, train=True)
         return y
 
-    assert jax.eval_shape(apply, p_full, s_full, jax.random.key(1)).shape == (2, 3)
+    assert eval_shape(apply, p_full, s_full, jax.random.key(1)).shape == (2, 3)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -12,8 +12,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _typed import eqx_filter, eqx_filter_eval_shape
 
-from functrain import initializers as I
+from functrain import _tree, initializers as I
 from functrain.typing import Initializer
 
 KEY = jax.random.key(0)
@@ -117,7 +118,8 @@ def test_truncation_constant_is_the_closed_form() -> None:
     z = np.linspace(-2, 2, 400001)
     pdf = np.exp(-z**2 / 2)
     var = float(np.trapezoid(z**2 * pdf, z) / np.trapezoid(pdf, z))
-    assert I._TRUNC_STD == pytest.approx(math.sqrt(var), rel=1e-6)
+    assert I._TRUNC_STD == pytest.approx(  # pyright: ignore[reportPrivateUsage]  # the private constant under test
+        math.sqrt(var), rel=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -237,8 +239,8 @@ def test_draws_equal_jax_random_of_the_same_shape() -> None:
 def _eqx_blank(make: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """An equinox module of the real structure and shapes with zero (NumPy) arrays, built without
     drawing equinox's own random initialization (which compiles a program per weight shape)."""
-    shapes = eqx.filter_eval_shape(make, *args, key=jax.random.key(0), **kwargs)
-    return jax.tree_util.tree_map(
+    shapes = eqx_filter_eval_shape(make, *args, key=jax.random.key(0), **kwargs)
+    return _tree.tree_map(
         lambda s: np.zeros(s.shape, s.dtype) if isinstance(s, jax.ShapeDtypeStruct) else s, shapes)
 
 
@@ -279,13 +281,13 @@ def test_reinitialize_equinox_mlp() -> None:
         assert new.bias is not None
         np.testing.assert_array_equal(np.asarray(new.bias), 0.0)  # default bias init: zeros
     # Non-array fields are kept.
-    assert out.activation is mlp.activation
+    assert out.activation is mlp.activation  # pyright: ignore[reportUnknownMemberType]  # equinox: a bare Callable
     assert (out.in_size, out.out_size, out.width_size, out.depth) == (5, 3, 7, 2)
-    assert out.final_activation is mlp.final_activation
+    assert out.final_activation is mlp.final_activation  # pyright: ignore[reportUnknownMemberType]  # as above
     # Deterministic in its key.
-    for a, b, c in zip(jax.tree_util.tree_leaves(eqx.filter(out, eqx.is_array)),
-                       jax.tree_util.tree_leaves(eqx.filter(again, eqx.is_array)),
-                       jax.tree_util.tree_leaves(eqx.filter(other, eqx.is_array))):
+    for a, b, c in zip(jax.tree_util.tree_leaves(eqx_filter(out, eqx.is_array)),
+                       jax.tree_util.tree_leaves(eqx_filter(again, eqx.is_array)),
+                       jax.tree_util.tree_leaves(eqx_filter(other, eqx.is_array))):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
         if a.ndim >= 2:
             assert not np.allclose(np.asarray(a), np.asarray(c))
@@ -317,7 +319,7 @@ def _activation_std_at_depth(init: Initializer, act: Callable[[np.ndarray], np.n
                              depth: int = 20, width: int = 256, batch: int = 512) -> list[float]:
     """Pre-activation std per layer of a bias-free MLP, computed in float64 NumPy."""
     x = np.asarray(jax.random.normal(jax.random.key(1), (batch, width)), np.float64)
-    stds = []
+    stds: list[float] = []
     for layer in range(depth):
         w = np.asarray(init(jax.random.fold_in(KEY, layer), (width, width)), np.float64)
         z = x @ w
@@ -332,7 +334,10 @@ def _relu(z: np.ndarray) -> np.ndarray:
 
 
 def test_standard_normal_explodes_with_depth() -> None:
-    for act in (_relu, lambda z: z):
+    def identity(z: np.ndarray) -> np.ndarray:
+        return z
+
+    for act in (_relu, identity):
         s = _activation_std_at_depth(I.standard_normal(), act)
         assert not (1e-2 <= s[-1] <= 1e2)
         assert s[-1] > 1e15  # grows by ~sqrt(n/2) or sqrt(n) per layer
@@ -361,7 +366,7 @@ def test_glorot_normal_with_tanh_follows_mean_field_theory() -> None:
     pdf = np.exp(-z**2 / 2) / math.sqrt(2 * math.pi)
     dz = z[1] - z[0]
     q = 1.0
-    predicted = []
+    predicted: list[float] = []
     for _ in range(20):
         predicted.append(math.sqrt(q))
         q = float(np.sum(np.tanh(math.sqrt(q) * z) ** 2 * pdf) * dz)
@@ -399,8 +404,8 @@ def test_case_5_reinitialize_resets_normalization_scales_to_ones() -> None:
 
     model = L.serial(L.Dense(8), L.BatchNorm(), L.Relu, L.Dense(8), L.LayerNorm(), L.Dense(3))
     params, state, _ = model.init(KEY, (-1, 5))
-    trained = jax.tree_util.tree_map(lambda p: p * 3.0 + 0.5, params)  # scales != 1, offsets != 0
-    stats = jax.tree_util.tree_map(lambda s: s + 2.0, state)
+    trained = _tree.tree_map(lambda p: p * 3.0 + 0.5, params)  # scales != 1, offsets != 0
+    stats = _tree.tree_map(lambda s: s + 2.0, state)
     new = I.reinitialize(trained, jax.random.key(7), weight_init=I.he_normal())
     new_state = I.reinitialize(stats, jax.random.key(7), weight_init=I.he_normal())
     for i in (1, 4):
@@ -431,7 +436,7 @@ def test_case_5_reinitialize_resets_equinox_norm_layers() -> None:
                                                                      mode="batch")
     tree = {"lin": eqx.nn.Linear(6, 6, key=k1), "ln": layer_norm, "gn": group_norm,
             "bn": batch_norm, "rms": eqx.nn.RMSNorm(6)}
-    shifted = jax.tree_util.tree_map(lambda x: x * 3.0 - 0.5 if eqx.is_inexact_array(x) else x, tree)
+    shifted = _tree.tree_map(lambda x: x * 3.0 - 0.5 if eqx.is_inexact_array(x) else x, tree)
     new = I.reinitialize(shifted, k2, weight_init=I.he_normal())
     for name in ("ln", "gn", "bn", "rms"):
         assert new[name].weight is not None and new[name].bias is not None

@@ -9,8 +9,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _typed import grad, jit, value_and_grad
 
-from functrain import initializers
+from functrain import _tree, initializers
 from functrain.layers import (
     BatchNorm,
     BatchNormState,
@@ -67,8 +68,11 @@ def test_serial_init_structure_and_manual_equivalence() -> None:
         h = dropout(keys[3], jax.nn.relu(h), rate=0.5, train=True)
         return dense(params[4], h), bn_state
 
-    y, new_state = jax.jit(lambda z: model.apply(params, state, z, key=k, train=True))(x)
-    ref, bn_state = jax.jit(by_hand)(x)
+    def train_apply(z: jax.Array) -> Any:
+        return model.apply(params, state, z, key=k, train=True)
+
+    y, new_state = jit(train_apply)(x)
+    ref, bn_state = jit(by_hand)(x)
     np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-6)
     chex.assert_trees_all_close(new_state[1], bn_state, rtol=1e-6)
     assert new_state[0] == () and new_state[3] == ()
@@ -79,14 +83,20 @@ def test_serial_eval_is_deterministic_and_needs_no_key() -> None:
     params, state, _ = model.init(KEY, (-1, 4))
     x = _normal(0, (6, 4))
     y1, s1 = model.apply(params, state, x, train=False)
-    y2, _ = jax.jit(lambda p, s, z: model.apply(p, s, z, train=False))(params, state, x)
+    def eval_apply(p: Any, s: Any, z: jax.Array) -> Any:
+        return model.apply(p, s, z, train=False)
+
+    y2, _ = jit(eval_apply)(params, state, x)
     np.testing.assert_allclose(y1, y2, rtol=1e-6)
     np.testing.assert_array_equal(s1[1].mean, state[1].mean)
     with pytest.raises(ValueError, match=r"^Dropout: argument 'key' must be a PRNG key when train=True .*got None; "
                                          r"at serial layer 3 of 5$"):
         model.apply(params, state, x, train=True)
     # Different keys give different training outputs.
-    train = jax.jit(lambda k: model.apply(params, state, x, key=k, train=True)[0])
+    def train_output(k: jax.Array) -> Any:
+        return model.apply(params, state, x, key=k, train=True)[0]
+
+    train = jit(train_output)
     assert not np.allclose(train(jax.random.key(1)), train(jax.random.key(2)))
 
 
@@ -100,12 +110,12 @@ def test_serial_model_jit_grad_and_state_threading() -> None:
         logits, new_s = model.apply(p, s, x, key=k, train=True)
         return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(16), labels]), new_s
 
-    @jax.jit
+    @jit
     def step(p: Any, s: Any, k: jax.Array) -> tuple[Any, Any, jax.Array]:
-        (val, new_s), g = jax.value_and_grad(loss, has_aux=True)(p, s, k)
-        return jax.tree_util.tree_map(lambda a, b: a - 0.1 * b, p, g), new_s, val
+        (val, new_s), g = value_and_grad(loss, has_aux=True)(p, s, k)
+        return _tree.tree_map(lambda a, b: a - 0.1 * b, p, g), new_s, val
 
-    losses = []
+    losses: list[float] = []
     for i in range(20):
         params, state, val = step(params, state, jax.random.key(i))
         losses.append(float(val))
@@ -118,21 +128,21 @@ def test_serial_gradient_matches_finite_difference() -> None:
     model = serial(Dense(8), BatchNorm(), Tanh, Dropout(0.25), Dense(1))
     with jax.enable_x64(True):
         p0, s0, _ = model.init(KEY, (-1, 4))
-        p0 = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), p0)
+        p0 = _tree.tree_map(lambda a: a.astype(jnp.float64), p0)
         x = jnp.asarray(np.random.default_rng(0).standard_normal((16, 4)))
-        d = jax.tree_util.tree_map(lambda a: jnp.asarray(np.random.default_rng(11).standard_normal(a.shape)), p0)
+        d = _tree.tree_map(lambda a: jnp.asarray(np.random.default_rng(11).standard_normal(a.shape)), p0)
         k = jax.random.key(3)
 
-        @jax.jit
+        @jit
         def loss(p: Any) -> jax.Array:
             return jnp.mean(model.apply(p, s0, x, key=k, train=True)[0] ** 2)
 
-        @jax.jit
+        @jit
         def fd_and_directional(p: Any) -> tuple[jax.Array, jax.Array]:
             eps = 1e-5
-            plus = jax.tree_util.tree_map(lambda a, b: a + eps * b, p, d)
-            minus = jax.tree_util.tree_map(lambda a, b: a - eps * b, p, d)
-            g = jax.grad(loss)(p)
+            plus = _tree.tree_map(lambda a, b: a + eps * b, p, d)
+            minus = _tree.tree_map(lambda a, b: a - eps * b, p, d)
+            g = grad(loss)(p)
             directional = sum(jnp.vdot(a, b) for a, b in zip(jax.tree_util.tree_leaves(g),
                                                              jax.tree_util.tree_leaves(d)))
             return (loss(plus) - loss(minus)) / (2 * eps), jnp.asarray(directional)
@@ -155,16 +165,16 @@ def test_serial_vmap_over_seeds_and_ensemble() -> None:
             y, new_s = model.apply(q, s, x, key=k, train=True)
             return jnp.sum(y**2), (y, new_s)
 
-        g, (y, new_s) = jax.grad(loss, has_aux=True)(p)
+        g, (y, new_s) = grad(loss, has_aux=True)(p)
         return p, s, y, new_s, g
 
     # One compiled program for the whole ensemble, one for a single member.
-    params, state, ys, new_states, g = jax.jit(jax.vmap(member))(keys)
-    one = jax.jit(member)
+    params, state, ys, new_states, g = jit(jax.vmap(member))(keys)
+    one = jit(member)
     assert params[0].w.shape == (3, 2, 4) and ys.shape == (3, 4, 3)
     assert not np.allclose(params[0].w[0], params[0].w[1])
     for i in (0, 2):  # each member equals the model its own key initializes, run on its own
-        chex.assert_trees_all_close(jax.tree_util.tree_map(lambda a: a[i], (params, state, ys, new_states, g)),
+        chex.assert_trees_all_close(_tree.tree_map(lambda a: a[i], (params, state, ys, new_states, g)),
                                     one(keys[i]), rtol=1e-4, atol=1e-5)
 
 
@@ -174,9 +184,12 @@ def test_serial_batch_norm_axis_name_under_vmap() -> None:
     params, state, _ = model.init(KEY, (-1, 3))
     x = _normal(0, (4, 5, 3))
 
-    @jax.jit
+    @jit
     def both(xx: jax.Array) -> tuple[tuple[jax.Array, Any], tuple[jax.Array, Any]]:
-        sharded = jax.vmap(lambda xs: model.apply(params, state, xs, train=True), axis_name="shards")(xx)
+        def shard(xs: jax.Array) -> tuple[jax.Array, Any]:
+            return model.apply(params, state, xs, train=True)
+
+        sharded = jax.vmap(shard, axis_name="shards")(xx)
         return sharded, plain.apply(params, state, xx.reshape(20, 3), train=True)
 
     (ys, ss), (y, s) = both(x)
@@ -194,9 +207,13 @@ def test_serial_init_error_names_position_layer_and_shapes() -> None:
         model.init(KEY, (-1, 6, 6, 1))
     params, state, out = model.init(KEY, (-1, 12, 12, 1))
     assert out == (-1, 2)
+
+    def eval_apply(z: jax.Array) -> tuple[jax.Array, Any]:
+        return model.apply(params, state, z, train=False)
+
     with pytest.raises(ValueError, match=r"^Conv2D: argument 'x' must be an array of shape \(\*, \*, \*, 1\), got "
                                          r"a traced array of shape \(2, 12, 12, 3\).*; at serial layer 0 of 5"):
-        jax.jit(lambda z: model.apply(params, state, z, train=False))(jnp.ones((2, 12, 12, 3)))
+        jit(eval_apply)(jnp.ones((2, 12, 12, 3)))
     with pytest.raises(ValueError, match=r"^Conv2D: argument 'input_shape' must be a shape of rank 4 .*; at serial "
                                          r"layer 0 of 5$"):
         model.init(KEY, (-1, 12, 12))
@@ -246,8 +263,11 @@ def test_parallel_concatenate_inception_block() -> None:
             z,
         ], axis=-1)
 
-    y, new_state = jax.jit(lambda p, s, z: block.apply(p, s, z, train=False))(params, state, x)
-    np.testing.assert_allclose(y, jax.jit(by_hand)(x), rtol=1e-5, atol=1e-5)
+    def eval_apply(p: Any, s: Any, z: jax.Array) -> tuple[jax.Array, Any]:
+        return block.apply(p, s, z, train=False)
+
+    y, new_state = jit(eval_apply)(params, state, x)
+    np.testing.assert_allclose(y, jit(by_hand)(x), rtol=1e-5, atol=1e-5)
     assert new_state == state  # no batch norm inside: all empty tuples
     with pytest.raises(ValueError, match=r"^Concatenate: argument 'input_shapes' must be shapes that agree on every "
                                          r"axis but the last \(channel\) axis, got list \[\(-1, 6, 6, 2\), "
@@ -282,11 +302,14 @@ def test_residual_conv_projection_threads_batch_norm_state() -> None:
     assert isinstance(params.projection, ConvParams) and params.projection.w.shape == (1, 1, 2, 4)
     xi = _normal(1, (2, 5, 5, 2))
 
-    @jax.jit
+    @jit
     def run(p: Any, z: jax.Array) -> tuple[jax.Array, Any, jax.Array, Any, jax.Array, Any]:
         y, new_state = res.apply(p, state, z, train=True)
         body_y, body_s = body.apply(p.body, state, z, train=True)
-        g = jax.grad(lambda q: jnp.sum(res.apply(q, state, z, train=True)[0] ** 2))(p)
+        def loss(q: Any) -> jax.Array:
+            return jnp.sum(res.apply(q, state, z, train=True)[0] ** 2)
+
+        g = grad(loss)(p)
         return y, new_state, conv2d(p.projection, z, stride=2) + body_y, body_s, g.projection.w, g
 
     y, new_state, ref, body_s, g_proj, _ = run(params, xi)
@@ -323,7 +346,7 @@ def test_residual_ensemble_vmap() -> None:
         p = res.init(k, (-1, 3))[0]
         return p, res.apply(p, ((), ()), x, train=False)[0]
 
-    params, ys = jax.jit(jax.vmap(member))(keys)
+    params, ys = jit(jax.vmap(member))(keys)
     xn = np.asarray(x, np.float64)
     for i in range(2):
         body, proj = params.body[0], params.projection
@@ -342,7 +365,7 @@ def test_case_8_swapped_params_and_state_name_the_layer_and_expectation() -> Non
     x = jnp.ones((8, 4))
     expected = (r"^serial: argument 'params\[0\]' must be the parameters of layer 0 of 4, "
                 r"DenseParams\(w=f32\[4,16\], b=f32\[16\]\), got \(\); params and state look swapped")
-    for run in (model.apply, jax.jit(model.apply, static_argnames="train")):
+    for run in (model.apply, jit(model.apply, static_argnames="train")):
         with pytest.raises(TypeError, match=expected) as info:
             run(state, params, x, train=True)
         assert __import__("re").match(style, str(info.value))

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _typed import grad, jit, make_jaxpr
 
 from functrain import initializers
 from functrain.layers import Dense, DenseParams, dense, init_dense
@@ -70,7 +71,7 @@ def test_dense_wrong_feature_count_raises_before_xla() -> None:
     with pytest.raises(ValueError, match=expected):
         dense(params, jnp.ones((4, 6)))
     with pytest.raises(ValueError, match=expected):  # at trace time, before XLA
-        jax.jit(dense)(params, jnp.ones((4, 6)))
+        jit(dense)(params, jnp.ones((4, 6)))
     with pytest.raises(ValueError, match=r"^dense: argument 'params.b' must be an array of shape \(3,?\), "
                                          r"got an array of shape \(4,\)"):
         dense(DenseParams(params.w, jnp.zeros(4)), jnp.ones((4, 5)))
@@ -98,19 +99,22 @@ def test_dense_layer_init_and_apply_errors_name_the_layer() -> None:
 def test_dense_under_jit_grad_and_ensemble_vmap() -> None:
     x = _normal(0, (8, 5))
     params = init_dense(KEY, 5, 3)
-    np.testing.assert_allclose(jax.jit(dense)(params, x), dense(params, x), rtol=1e-6)
+    np.testing.assert_allclose(jit(dense)(params, x), dense(params, x), rtol=1e-6)
 
     def loss(p: DenseParams) -> jax.Array:
         return jnp.sum(dense(p, x) ** 2)
 
-    g = jax.jit(jax.grad(loss))(params)
+    g = jit(grad(loss))(params)
     y = np.asarray(dense(params, x), np.float64)
     np.testing.assert_allclose(g.w, 2 * np.asarray(x, np.float64).T @ y, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(g.b, 2 * y.sum(0), rtol=1e-4, atol=1e-4)
 
     keys = jax.random.split(KEY, 4)
-    stacked = jax.jit(jax.vmap(lambda k: init_dense(k, 5, 3)))(keys)
-    ys = jax.jit(jax.vmap(dense, in_axes=(0, None)))(stacked, x)
+    def init(k: jax.Array) -> DenseParams:
+        return init_dense(k, 5, 3)
+
+    stacked = jit(jax.vmap(init))(keys)
+    ys = jit(jax.vmap(dense, in_axes=(0, None)))(stacked, x)
     assert ys.shape == (4, 8, 3)
     w, b = np.asarray(stacked.w, np.float64), np.asarray(stacked.b, np.float64)
     np.testing.assert_allclose(ys, np.einsum("nf,kfo->kno", np.asarray(x, np.float64), w) + b[:, None],
@@ -124,8 +128,14 @@ def test_shape_checks_add_nothing_to_the_traced_program() -> None:
     """The chex checks run at trace time only: the program is exactly the bare computation."""
     params = DenseParams(jnp.ones((5, 3)), jnp.zeros(3))
     x = jnp.ones((4, 5))
-    ours = jax.make_jaxpr(dense)(params, x)
-    bare = jax.make_jaxpr(lambda p, z: jnp.matmul(z, p.w) + p.b)(params, x)
+    ours = make_jaxpr(dense)(params, x)
+    def by_hand(p: DenseParams, z: jax.Array) -> jax.Array:
+        return jnp.matmul(z, p.w) + p.b
+
+    def layer(p: DenseParams, z: jax.Array) -> jax.Array:
+        return Dense(3).apply(p, (), z, train=False)[0]
+
+    bare = make_jaxpr(by_hand)(params, x)
     assert [e.primitive for e in ours.eqns] == [e.primitive for e in bare.eqns]
-    layer_apply = jax.make_jaxpr(lambda p, z: Dense(3).apply(p, (), z, train=False)[0])(params, x)
+    layer_apply = make_jaxpr(layer)(params, x)
     assert [e.primitive for e in layer_apply.eqns] == [e.primitive for e in bare.eqns]

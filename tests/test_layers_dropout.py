@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _typed import grad, jit
 
 from functrain.layers import Dropout, dropout, serial
 
@@ -67,7 +68,10 @@ class TestDropout(chex.TestCase):
     def test_gradient_is_the_scaled_mask(self) -> None:
         def value_and_grad(x: jax.Array) -> tuple[jax.Array, jax.Array]:
             y = dropout(KEY, x, rate=0.25, train=True)
-            g = jax.grad(lambda z: jnp.sum(dropout(KEY, z, rate=0.25, train=True)))(x)
+            def total(z: jax.Array) -> jax.Array:
+                return jnp.sum(dropout(KEY, z, rate=0.25, train=True))
+
+            g = grad(total)(x)
             return y, g
 
         y, g = self.variant(value_and_grad)(jnp.ones((1000,)))
@@ -93,7 +97,10 @@ def test_mean_over_keys_equals_input_under_vmap() -> None:
     rate, n_keys = 0.4, 4000
     x = jnp.asarray(np.random.default_rng(1).standard_normal(16), jnp.float32)
     keys = jax.random.split(jax.random.key(1), n_keys)
-    ys = jax.jit(jax.vmap(lambda k: dropout(k, x, rate=rate, train=True)))(keys)
+    def draw(k: jax.Array) -> jax.Array:
+        return dropout(k, x, rate=rate, train=True)
+
+    ys = jit(jax.vmap(draw))(keys)
     mean = np.asarray(ys, np.float64).mean(0)
     # Var of one draw: x^2 rate / (1 - rate); the mean of n draws has sd |x| sqrt(rate / (1 - rate) / n).
     sd = np.abs(np.asarray(x)) * math.sqrt(rate / (1 - rate) / n_keys)
@@ -110,7 +117,7 @@ def test_traced_rates_under_vmap() -> None:
         y, _ = serial(Dropout(rate)).apply(((),), ((),), x[None], key=KEY, train=True)
         return op, jnp.mean(y == 0)
 
-    fracs, layer_fracs = jax.jit(jax.vmap(dropped_fraction))(rates)
+    fracs, layer_fracs = jit(jax.vmap(dropped_fraction))(rates)
     np.testing.assert_allclose(fracs, rates, atol=0.02)
     np.testing.assert_allclose(layer_fracs, rates, atol=0.02)
 

@@ -5,7 +5,7 @@ reference. Bad dtypes are refused naming ``dtype``."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from contextlib import contextmanager
 from typing import Any
 
@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax import lax
+from _typed import jit, value_and_grad
 
 from functrain import layers as L
 from functrain import optim, train
@@ -49,7 +50,7 @@ INITS: list[tuple[str, Callable[[jax.Array, Any], PyTree]]] = [
 
 
 @contextmanager
-def precision(name: str) -> Iterator[Any]:
+def precision(name: str) -> Generator[Any]:
     """The dtype ``name``, under ``jax.enable_x64`` for float64."""
     with jax.enable_x64(name == "float64"):
         yield jnp.dtype(name)
@@ -177,7 +178,7 @@ def _one_step(model: L.Layer, dt: Any, shape: tuple[int, ...],
               opt: optim.GradientTransformation[Any]) -> tuple[Any, Any, Any]:
     params, model_state, _ = model.init(KEY, shape)
     state = train.init_train_state(params, model_state, opt)
-    step = jax.jit(train.make_train_step(train.classifier_loss(model.apply, train=True), opt))
+    step = jit(train.make_train_step(train.classifier_loss(model.apply, train=True), opt))
     new, metrics = step(state, _batch(dt, shape), jax.random.key(2))
     return state, new, metrics
 
@@ -212,7 +213,7 @@ def test_float64_mlp_step_matches_a_hand_written_gradient() -> None:
         d1, _, d2 = state.params
         p = {"w1": d1.w, "b1": d1.b, "w2": d2.w, "b2": d2.b}
         x, y = _batch(jnp.float64, (6, 5))
-        loss, g = jax.value_and_grad(_ref_loss_mlp)(p, x, y)
+        loss, g = value_and_grad(_ref_loss_mlp)(p, x, y)
         assert metrics["loss"].dtype == jnp.float64
         np.testing.assert_allclose(metrics["loss"], loss, rtol=1e-13)
         got = {"w1": new.params[0].w, "b1": new.params[0].b, "w2": new.params[2].w, "b2": new.params[2].b}
@@ -235,7 +236,7 @@ def test_float64_convnet_step_matches_a_hand_written_gradient() -> None:
         conv, bn, _, _, dense = state.params
         p = {"wc": conv.w, "bc": conv.b, "scale": bn.scale, "bias": bn.bias, "wd": dense.w, "bd": dense.b}
         x, y = _batch(jnp.float64, (6, 5, 5, 2))
-        (loss, mean), g = jax.value_and_grad(_ref_loss_convnet, has_aux=True)(p, x, y)
+        (loss, mean), g = value_and_grad(_ref_loss_convnet, has_aux=True)(p, x, y)
         np.testing.assert_allclose(metrics["loss"], loss, rtol=1e-12)
         nconv, nbn, _, _, ndense = new.params
         got = {"wc": nconv.w, "bc": nconv.b, "scale": nbn.scale, "bias": nbn.bias, "wd": ndense.w, "bd": ndense.b}

@@ -9,7 +9,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _typed import eval_shape, grad, jit, jvp, lower, reduce_window, vjp
 
+from functrain._tree import is_tuple
 from functrain.layers import (
     AvgPool,
     Flatten,
@@ -34,7 +36,7 @@ def pool_reference(x: np.ndarray, window: Sequence[int], stride: Sequence[int], 
     """Loop over windows of (N, *spatial, C); SAME pads (total // 2 before); avg counts real cells only."""
     x = np.asarray(x, np.float64)
     k = len(window)
-    pads = []
+    pads: list[tuple[int, int]] = []
     for a in range(k):
         n = x.shape[1 + a]
         if padding == "SAME":
@@ -114,11 +116,15 @@ def test_global_avg_pool_and_flatten() -> None:
         flatten(x, batch_dims=5)
 
 
+def _max_pool_5(x: jax.Array) -> jax.Array:
+    return max_pool(x, 5)
+
+
 def test_pool_shape_errors() -> None:
     with pytest.raises(ValueError, match=r"^max_pool: argument 'x' must be an array whose spatial sizes fit the "
                                          r"window \(5, 5\).*got a traced array of shape \(1, 4, 4, 2\).*spatial "
                                          r"size \(4, 4\) is too small"):
-        jax.jit(lambda x: max_pool(x, 5))(jnp.ones((1, 4, 4, 2)))
+        jit(_max_pool_5)(jnp.ones((1, 4, 4, 2)))
     with pytest.raises(ValueError, match=r"^avg_pool: argument 'x' must be an array of rank 3 or 4 \(N, H, W, C\) "
                                          r"or \(H, W, C\) for one example, got an array of shape \(4, 2\)"):
         avg_pool(jnp.ones((4, 2)), 2)
@@ -161,7 +167,13 @@ def test_pool_layers() -> None:
 
 def test_pool_jit_grad_vmap() -> None:
     x = _normal(0, (2, 4, 4, 3))
-    g = jax.jit(jax.grad(lambda z: jnp.sum(max_pool(z, 2))))(x)
+    def max_loss(z: jax.Array) -> jax.Array:
+        return jnp.sum(max_pool(z, 2))
+
+    def avg_loss(z: jax.Array) -> jax.Array:
+        return jnp.sum(avg_pool(z, 2))
+
+    g = jit(grad(max_loss))(x)
     # The gradient of a max pool routes 1 to each window's argmax.
     ref = np.zeros((2, 4, 4, 3))
     xn = np.asarray(x)
@@ -170,7 +182,7 @@ def test_pool_jit_grad_vmap() -> None:
         u, v = np.unravel_index(np.argmax(win), (2, 2))
         ref[n, 2 * i + u, 2 * j + v, c] = 1.0
     np.testing.assert_array_equal(np.asarray(g), ref)
-    g = jax.jit(jax.grad(lambda z: jnp.sum(avg_pool(z, 2))))(x)
+    g = jit(grad(avg_loss))(x)
     np.testing.assert_allclose(g, 0.25, rtol=1e-6)
     stack = _normal(1, (3, 2, 4, 4, 3))
     sn = np.asarray(stack, np.float64)
@@ -178,7 +190,7 @@ def test_pool_jit_grad_vmap() -> None:
     def pooled(z: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
         return avg_pool(z, 2), global_avg_pool(z), flatten(z)
 
-    a, gap, flat = jax.jit(jax.vmap(pooled))(stack)
+    a, gap, flat = jit(jax.vmap(pooled))(stack)
     np.testing.assert_allclose(a, sn.reshape(3, 2, 2, 2, 2, 2, 3).mean((3, 5)), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(gap, sn.mean((2, 3)), rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(flat, np.asarray(stack).reshape(3, 2, 48))
@@ -195,10 +207,9 @@ def stock_pool(kind: str, x: jax.Array, window: Sequence[int], stride: Sequence[
     dims, steps = (1,) * lead + tuple(window) + (1,), (1,) * lead + tuple(stride) + (1,)
     pads = padding if isinstance(padding, str) else ((0, 0),) * lead + tuple(padding) + ((0, 0),)
     if kind == "max":
-        y: jax.Array = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, dims, steps, pads)
-        return y
-    summed: jax.Array = jax.lax.reduce_window(x, 0.0, jax.lax.add, dims, steps, pads)
-    counts: jax.Array = jax.lax.reduce_window(jnp.ones_like(x), 0.0, jax.lax.add, dims, steps, pads)
+        return reduce_window(x, -jnp.inf, jax.lax.max, dims, steps, pads)
+    summed = reduce_window(x, 0.0, jax.lax.add, dims, steps, pads)
+    counts = reduce_window(jnp.ones_like(x), 0.0, jax.lax.add, dims, steps, pads)
     return summed / counts
 
 
@@ -218,9 +229,9 @@ def _pool_fns(case: tuple[object, ...], kind: str) -> tuple[Callable[[jax.Array]
                                                               Callable[[jax.Array], jax.Array]]:
     """functrain's pooling and the stock reference for one case."""
     _, window, stride, padding = case
-    assert isinstance(window, tuple)
+    assert is_tuple(window)
     strides = window if stride is None else stride
-    assert isinstance(strides, tuple)
+    assert is_tuple(strides)
     fn = max_pool if kind == "max" else avg_pool
 
     def ours(z: jax.Array) -> jax.Array:
@@ -236,19 +247,19 @@ def _pool_fns(case: tuple[object, ...], kind: str) -> tuple[Callable[[jax.Array]
 @pytest.mark.parametrize("kind", ["max", "avg"])
 def test_pool_values_and_gradients_match_lax(case: tuple[object, ...], kind: str) -> None:
     size = case[0]
-    assert isinstance(size, tuple)
+    assert is_tuple(size)
     x = _normal(len(size) * 10 + sum(size), (2, *size, 3))  # continuous values: no ties
     ours, stock = _pool_fns(case, kind)
-    r = _normal(1, jax.eval_shape(stock, x).shape)
+    r = _normal(1, eval_shape(stock, x).shape)
 
     def run(pool: Callable[[jax.Array], jax.Array]) -> tuple[jax.Array, jax.Array, jax.Array]:
         def loss(z: jax.Array, rr: jax.Array) -> jax.Array:
             return jnp.sum(jnp.tanh(pool(z)) * rr)
 
         # The batched gradient, and (vmap over examples) the one-example form's.
-        return pool(x), jax.grad(loss)(x, r), jax.vmap(jax.grad(loss))(x, r)
+        return pool(x), grad(loss)(x, r), jax.vmap(grad(loss))(x, r)
 
-    (y, g, g_vmap), (y_ref, g_ref, _) = jax.jit(lambda: run(ours))(), jax.jit(lambda: run(stock))()
+    (y, g, g_vmap), (y_ref, g_ref, _) = jit(lambda: run(ours))(), jit(lambda: run(stock))()
     assert y.shape == y_ref.shape
     np.testing.assert_allclose(y, y_ref, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(g, g_ref, rtol=1e-6, atol=1e-6)
@@ -259,16 +270,18 @@ def test_pool_values_and_gradients_match_lax(case: tuple[object, ...], kind: str
 @pytest.mark.parametrize("kind", ["max", "avg"])
 def test_pool_forward_mode_and_second_order_match_lax(case: tuple[object, ...], kind: str) -> None:
     size = case[0]
-    assert isinstance(size, tuple)
+    assert is_tuple(size)
     x, t = _normal(7, (2, *size, 3)), _normal(8, (2, *size, 3))
     ours, stock = _pool_fns(case, kind)
-    r = _normal(9, jax.eval_shape(stock, x).shape)
+    r = _normal(9, eval_shape(stock, x).shape)
 
     def run(pool: Callable[[jax.Array], jax.Array]) -> tuple[jax.Array, jax.Array]:
-        grad = jax.grad(lambda u: jnp.sum(jnp.tanh(pool(u)) * r))
-        return jax.jvp(pool, (x,), (t,))[1], jax.jvp(grad, (x,), (t,))[1]  # jvp, Hessian-vector product
+        def loss(u: jax.Array) -> jax.Array:
+            return jnp.sum(jnp.tanh(pool(u)) * r)
 
-    (jv, hvp), (jv_ref, hvp_ref) = jax.jit(lambda: run(ours))(), jax.jit(lambda: run(stock))()
+        return jvp(pool, (x,), (t,))[1], jvp(grad(loss), (x,), (t,))[1]  # jvp, Hessian-vector product
+
+    (jv, hvp), (jv_ref, hvp_ref) = jit(lambda: run(ours))(), jit(lambda: run(stock))()
     np.testing.assert_allclose(jv, jv_ref, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(hvp, hvp_ref, rtol=1e-5, atol=1e-6)
 
@@ -290,18 +303,27 @@ def test_max_pool_gradient_with_ties_goes_to_the_first_maximum(window: tuple[int
     x = jnp.asarray(rng.integers(-1, 2, (2, 6, 6, 3)), jnp.float32)  # three values: ties everywhere
     x = x.at[0, :2, :2, 0].set(0.0)  # a whole window of zeros, as after a ReLU
     g = _normal(4, (2, 6 // window[0], 6 // window[1], 3))
-    got = jax.jit(jax.vjp(lambda z: max_pool(z, window), x)[1])(g)[0]
+    def ours(z: jax.Array) -> jax.Array:
+        return max_pool(z, window)
+
+    def stock(z: jax.Array) -> jax.Array:
+        return stock_pool("max", z, window, window, "VALID")
+
+    got = jit(vjp(ours, x)[1])(g)[0]
     np.testing.assert_array_equal(np.asarray(got), first_max_gradient(np.asarray(x), window, np.asarray(g)))
     if jax.default_backend() == "cpu":  # XLA:CPU's select_and_scatter picks the same element
-        stock = jax.jit(jax.vjp(lambda z: stock_pool("max", z, window, window, "VALID"), x)[1])(g)[0]
-        np.testing.assert_array_equal(np.asarray(got), np.asarray(stock))
+        ref = jit(vjp(stock, x)[1])(g)[0]
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(ref))
 
 
 def test_max_pool_tie_rule_in_bfloat16_with_a_large_window() -> None:
     """Window positions above 256 are not exact in bfloat16: the rule keeps them in float32."""
     x = jnp.asarray(np.random.default_rng(4).integers(0, 2, (1, 34, 34, 2)), jnp.bfloat16)
     g = _normal(5, (1, 2, 2, 2))
-    got = jax.jit(jax.vjp(lambda z: max_pool(z, 17), x)[1])(g.astype(jnp.bfloat16))[0]
+    def pool(z: jax.Array) -> jax.Array:
+        return max_pool(z, 17)
+
+    got = jit(vjp(pool, x)[1])(g.astype(jnp.bfloat16))[0]
     ref = first_max_gradient(np.asarray(x, np.float32), (17, 17), np.asarray(g.astype(jnp.bfloat16), np.float32))
     assert got.dtype == jnp.bfloat16
     np.testing.assert_array_equal(np.asarray(got, np.float32), ref)
@@ -311,8 +333,14 @@ def test_pool_gradients_in_float64_equal_lax() -> None:
     with jax.enable_x64(True):
         x = jnp.asarray(np.random.default_rng(5).standard_normal((2, 7, 8, 3)), jnp.float64)
         for kind, fn in (("max", max_pool), ("avg", avg_pool)):
-            g = jax.jit(jax.grad(lambda z, f=fn: jnp.sum(jnp.sin(f(z, (2, 3), padding="SAME")))))(x)
-            g_ref = jax.jit(jax.grad(lambda z, k=kind: jnp.sum(jnp.sin(stock_pool(k, z, (2, 3), (2, 3), "SAME")))))(x)
+            def loss(z: jax.Array, f: Callable[..., jax.Array] = fn) -> jax.Array:
+                return jnp.sum(jnp.sin(f(z, (2, 3), padding="SAME")))
+
+            def loss_ref(z: jax.Array, k: str = kind) -> jax.Array:
+                return jnp.sum(jnp.sin(stock_pool(k, z, (2, 3), (2, 3), "SAME")))
+
+            g = jit(grad(loss))(x)
+            g_ref = jit(grad(loss_ref))(x)
             assert g.dtype == jnp.float64
             np.testing.assert_allclose(g, g_ref, rtol=1e-13, atol=1e-13)
 
@@ -323,7 +351,10 @@ def test_tiled_max_pool_gradient_has_no_select_and_scatter_on_cpu() -> None:
     x = jnp.ones((2, 8, 8, 3))
 
     def program(stride: int) -> str:
-        return str(jax.jit(jax.grad(lambda z: jnp.sum(max_pool(z, 2, stride=stride)))).lower(x).as_text())
+        def loss(z: jax.Array) -> jax.Array:
+            return jnp.sum(max_pool(z, 2, stride=stride))
+
+        return str(lower(grad(loss), x).as_text())
 
     assert "stablehlo.select_and_scatter" not in program(2)
     assert "stablehlo.select_and_scatter" in program(1)  # overlapping windows keep the stock gradient
@@ -332,6 +363,6 @@ def test_tiled_max_pool_gradient_has_no_select_and_scatter_on_cpu() -> None:
 def test_integer_max_pool_matches_lax() -> None:
     x = jnp.asarray(np.random.default_rng(6).integers(-50, 50, (2, 5, 7, 3)), jnp.int32)
     y = max_pool(x, 2, padding="SAME")
-    ref = jax.lax.reduce_window(x, np.iinfo(np.int32).min, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "SAME")
+    ref = reduce_window(x, np.iinfo(np.int32).min, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "SAME")
     assert y.dtype == jnp.int32
     np.testing.assert_array_equal(np.asarray(y), np.asarray(ref))

@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _typed import grad, jit
 
 from functrain import initializers
 from functrain.layers import (
@@ -77,7 +78,7 @@ def test_weight_norm_ops_equal_plain_ops_with_the_computed_kernel() -> None:
     pc = WeightNormParams(_normal(3, (3, 3, 2, 4)), jnp.arange(1.0, 5.0), jnp.zeros(4))
     p1 = WeightNormParams(_normal(4, (3, 2, 4)), jnp.ones(4), jnp.ones(4))
 
-    @jax.jit
+    @jit
     def run(xx: jax.Array, xi: jax.Array) -> tuple[jax.Array, ...]:
         return (weight_norm_dense(params, xx),
                 dense(DenseParams(weight_norm(params.v, params.g), params.b), xx),
@@ -98,7 +99,10 @@ def test_weight_norm_gradient_and_ensemble_vmap() -> None:
     x = _normal(0, (4, 5))
     params = WeightNormParams(_normal(1, (5, 3)), jnp.ones(3), jnp.zeros(3))
     # Gradient with respect to g of sum(x w) is sum_n x_n . v / ||v|| per unit.
-    gg = jax.jit(jax.grad(lambda p: jnp.sum(weight_norm_dense(p, x))))(params)
+    def total(p: WeightNormParams) -> jax.Array:
+        return jnp.sum(weight_norm_dense(p, x))
+
+    gg = jit(grad(total))(params)
     vn = np.asarray(params.v, np.float64)
     ref_g = (np.asarray(x, np.float64).sum(0) @ vn) / np.linalg.norm(vn, axis=0)
     np.testing.assert_allclose(gg.g, ref_g, rtol=1e-4, atol=1e-5)
@@ -107,7 +111,7 @@ def test_weight_norm_gradient_and_ensemble_vmap() -> None:
         p = init_weight_norm(k, (5, 3))
         return p, weight_norm_dense(p, x)
 
-    stacked, ys = jax.jit(jax.vmap(member))(jax.random.split(KEY, 3))
+    stacked, ys = jit(jax.vmap(member))(jax.random.split(KEY, 3))
     assert not np.allclose(stacked.v[0], stacked.v[1])
     for i in range(3):  # with g = ||v|| the kernel is v itself
         np.testing.assert_allclose(ys[i], np.asarray(x, np.float64) @ np.asarray(stacked.v[i], np.float64),

@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _typed import grad, jit
 
 from functrain import _tree, losses
 from functrain.layers import DenseParams
@@ -55,7 +56,10 @@ def test_softmax_cross_entropy_is_finite_for_extreme_logits() -> None:
     # A one-hot zero times a -inf-free log-probability gives 0, not NaN.
     out2 = losses.softmax_cross_entropy(z, jax.nn.one_hot(jnp.array([0, 1]), 3), reduction="none")
     np.testing.assert_allclose(out2, [0.0, 0.0], atol=1e-6)
-    g = jax.grad(lambda z: losses.softmax_cross_entropy(z, jnp.array([1, 0])))(z)
+    def loss(logits: jax.Array) -> jax.Array:
+        return losses.softmax_cross_entropy(logits, jnp.array([1, 0]))
+
+    g = grad(loss)(z)
     assert bool(jnp.all(jnp.isfinite(g)))
 
 
@@ -63,9 +67,12 @@ def test_softmax_cross_entropy_batch_dims_and_jit_vmap(logits: jax.Array) -> Non
     z = logits.reshape(7, 1, 5)
     y = jnp.array([0, 1, 4, 2, 3, 3, 0]).reshape(7, 1)
     assert losses.softmax_cross_entropy(z, y, reduction="none").shape == (7, 1)
-    jitted = jax.jit(losses.softmax_cross_entropy)(z, y)
+    jitted = jit(losses.softmax_cross_entropy)(z, y)
     np.testing.assert_allclose(jitted, losses.softmax_cross_entropy(z, y), rtol=1e-6)
-    per = jax.vmap(lambda a, b: losses.softmax_cross_entropy(a, b))(z, y)
+    def one(a: jax.Array, b: jax.Array) -> jax.Array:
+        return losses.softmax_cross_entropy(a, b)
+
+    per = jax.vmap(one)(z, y)
     np.testing.assert_allclose(per, losses.softmax_cross_entropy(z, y, reduction="none")[:, 0], rtol=1e-6)
 
 
@@ -83,7 +90,10 @@ def test_binary_cross_entropy_matches_numpy_and_is_stable() -> None:
     np.testing.assert_allclose(losses.binary_cross_entropy(jnp.asarray(xm, jnp.float32), jnp.asarray(ym, jnp.float32),
                                                            reduction="none"), naive, rtol=1e-5)
     np.testing.assert_allclose(losses.binary_cross_entropy(x, y.astype(jnp.int32)), ref.mean(), rtol=1e-6)
-    assert bool(jnp.all(jnp.isfinite(jax.grad(lambda x: losses.binary_cross_entropy(x, y))(x))))
+    def loss(logits: jax.Array) -> jax.Array:
+        return losses.binary_cross_entropy(logits, y)
+
+    assert bool(jnp.all(jnp.isfinite(grad(loss)(x))))
 
 
 def test_mean_squared_error_matches_numpy() -> None:
@@ -110,17 +120,23 @@ def test_case_1_out_of_range_labels_give_nan_without_wrap_around(logits: jax.Arr
     ref = losses.softmax_cross_entropy(logits, good, reduction="none")
     for bad_value in (-1, 5, -6, 2**31 - 1):
         bad = good.at[2].set(bad_value)
-        for fn in (losses.softmax_cross_entropy, jax.jit(losses.softmax_cross_entropy,
+        for fn in (losses.softmax_cross_entropy, jit(losses.softmax_cross_entropy,
                                                          static_argnames="reduction")):
             per = fn(logits, bad, reduction="none")
             assert bool(jnp.isnan(per[2])), bad_value
             np.testing.assert_array_equal(np.delete(per, 2), np.delete(ref, 2))
         assert bool(jnp.isnan(losses.softmax_cross_entropy(logits, bad)))
         assert bool(jnp.isnan(losses.accuracy(logits, bad)))
-        assert bool(jnp.isnan(jax.jit(losses.accuracy)(logits, bad)))
-        grads = jax.grad(lambda z, y=bad: losses.softmax_cross_entropy(z, y, reduction="sum"))(logits)
+        assert bool(jnp.isnan(jit(losses.accuracy)(logits, bad)))
+        def summed(z: jax.Array, y: jax.Array = bad) -> jax.Array:
+            return losses.softmax_cross_entropy(z, y, reduction="sum")
+
+        def one(z: jax.Array, y: jax.Array) -> jax.Array:
+            return losses.softmax_cross_entropy(z, y)
+
+        grads = grad(summed)(logits)
         assert bool(jnp.all(jnp.isnan(grads[2]))) and bool(jnp.all(jnp.isfinite(np.delete(grads, 2, 0))))
-        per_vmap = jax.vmap(lambda z, y: losses.softmax_cross_entropy(z, y))(logits, bad)
+        per_vmap = jax.vmap(one)(logits, bad)
         assert [bool(v) for v in jnp.isnan(per_vmap)] == [i == 2 for i in range(7)]
         assert bool(jnp.isnan(jax.vmap(losses.accuracy)(logits, bad)[2]))
     # Narrow and unsigned label dtypes: no overflow of the class count, no wrap-around.
@@ -141,10 +157,10 @@ def test_penalties_default_mask_skips_biases() -> None:
     assert float(losses.l2_penalty(params)) == pytest.approx(0.5 * w2)
     assert float(losses.l1_penalty(params)) == pytest.approx(1 + 2 + 3 + 0.5 + 4 * 1.5)
     # The factor 1/2 makes the gradient equal to the weights.
-    g = jax.grad(losses.l2_penalty)(params)
+    g = grad(losses.l2_penalty)(params)
     np.testing.assert_array_equal(g["dense"].w, params["dense"].w)
     np.testing.assert_array_equal(g["dense"].b, jnp.zeros(2))
-    np.testing.assert_array_equal(jax.grad(losses.l1_penalty)(params)["dense"].w, jnp.sign(params["dense"].w))
+    np.testing.assert_array_equal(grad(losses.l1_penalty)(params)["dense"].w, jnp.sign(params["dense"].w))
 
 
 def test_penalties_explicit_masks_and_empty() -> None:
@@ -155,7 +171,7 @@ def test_penalties_explicit_masks_and_empty() -> None:
     bf = {"w": jnp.full((64, 64), 0.01, jnp.bfloat16)}
     assert losses.l2_penalty(bf).dtype == jnp.float32
     assert float(losses.l2_penalty(bf)) == pytest.approx(0.5 * 4096 * float(jnp.bfloat16(0.01)) ** 2, rel=1e-5)
-    assert float(jax.jit(losses.l2_penalty)(params)) == pytest.approx(2.0)
+    assert float(jit(losses.l2_penalty)(params)) == pytest.approx(2.0)
 
 
 def test_default_penalty_mask_is_the_library_kernel_rule() -> None:
@@ -211,13 +227,13 @@ def test_bad_inputs() -> None:
 
 def test_shape_checks_run_at_trace_time_only() -> None:
     """Under jit the shape assertion runs once, when tracing; the compiled call repeats nothing."""
-    traces = []
+    traces: list[int] = []
 
     def loss(z: jax.Array, y: jax.Array) -> jax.Array:
         traces.append(1)
         return losses.softmax_cross_entropy(z, y)
 
-    step = jax.jit(loss)
+    step = jit(loss)
     z, y = jnp.zeros((3, 4)), jnp.zeros((3,), jnp.int32)
     for _ in range(3):
         step(z, y)
@@ -239,7 +255,10 @@ def test_label_smoothing_equals_optax_smoothed_cross_entropy(eps: float) -> None
         want = optax.softmax_cross_entropy(logits, optax.smooth_labels(targets, eps))
         got = losses.softmax_cross_entropy(logits, ours_labels, label_smoothing=eps, reduction="none")
         np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-6, atol=1e-6)
-    traced = jax.jit(lambda e: losses.softmax_cross_entropy(logits, labels, label_smoothing=e))
+    def smoothed(e: jax.Array) -> jax.Array:
+        return losses.softmax_cross_entropy(logits, labels, label_smoothing=e)
+
+    traced = jit(smoothed)
     np.testing.assert_allclose(float(traced(jnp.float32(eps))),
                                float(losses.softmax_cross_entropy(logits, labels, label_smoothing=eps)),
                                rtol=1e-6)

@@ -9,6 +9,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _typed import jit
 
 import functrain.optim as fo
 from functrain.optim import schedules
@@ -22,7 +23,7 @@ def _updates(tx: fo.GradientTransformation[Any], update: fo.UpdateFn[Any]) -> li
     """The updates of 8 steps on GRADS, through ``update`` (``tx.update`` or a variant of it)."""
     p = {"w": jnp.asarray(PARAMS, jnp.float32)}
     state = tx.init(p)
-    out = []
+    out: list[np.ndarray] = []
     for g in GRADS:
         u, state = update({"w": jnp.asarray(g, jnp.float32)}, state, p)
         out.append(np.asarray(u["w"], np.float64))
@@ -39,7 +40,7 @@ def rmsprop_reference(lr: float, rhos: list[float], eps: float, nu0: float,
                       centered: bool) -> list[np.ndarray]:
     nu = np.full((3, 4), nu0)
     mu = np.zeros((3, 4))
-    out = []
+    out: list[np.ndarray] = []
     for rho, g in zip(rhos, GRADS):
         nu = rho * nu + (1 - rho) * g * g
         mu = rho * mu + (1 - rho) * g
@@ -53,7 +54,7 @@ class TestAdaptive(chex.TestCase):
     def test_adagrad_matches_float64_hand_computation(self) -> None:
         lr, g0, eps = 0.5, 0.1, 1e-7
         acc = np.full((3, 4), g0)
-        expected = []
+        expected: list[np.ndarray] = []
         for g in GRADS:
             acc = acc + g * g  # G_t = G_{t-1} + g_t^2
             expected.append(-lr * g / np.sqrt(acc + eps))
@@ -99,7 +100,7 @@ def test_rmsprop_under_vmap_over_decays_and_learning_rates_equals_separate_runs(
         w: jax.Array = u["w"]
         return w
 
-    got = jax.jit(jax.vmap(final_update))(lrs, decays)
+    got = jit(jax.vmap(final_update))(lrs, decays)
     for i, (lr, rho) in enumerate([(0.1, 0.0), (0.01, 0.5), (0.05, 0.9)]):
         expected = rmsprop_reference(lr, [rho] * 8, 1e-6, 1.0, False)[-1]
         np.testing.assert_allclose(np.asarray(got[i]), expected, rtol=2e-5, atol=1e-7)
@@ -107,11 +108,13 @@ def test_rmsprop_under_vmap_over_decays_and_learning_rates_equals_separate_runs(
 
 def test_array_hyperparameters_keep_low_precision_state_dtypes() -> None:
     p = {"w": jnp.ones((2, 3), jnp.bfloat16)}
-    for tx in (fo.rmsprop(jnp.asarray(1e-3), jnp.asarray(0.9), centered=True),
-               fo.adagrad(jnp.asarray(1e-3)),
-               fo.momentum(jnp.asarray(1e-3), jnp.asarray(0.9))):
+    transforms: list[fo.GradientTransformation[Any]] = [
+        fo.rmsprop(jnp.asarray(1e-3), jnp.asarray(0.9), centered=True),
+        fo.adagrad(jnp.asarray(1e-3)),
+        fo.momentum(jnp.asarray(1e-3), jnp.asarray(0.9))]
+    for tx in transforms:
         s0 = tx.init(p)
-        u, s1 = jax.jit(tx.update)(p, s0, p)
+        u, s1 = jit(tx.update)(p, s0, p)
         assert u["w"].dtype == jnp.bfloat16
         for a, b in zip(jax.tree_util.tree_leaves(s0), jax.tree_util.tree_leaves(s1)):
             assert a.dtype == b.dtype

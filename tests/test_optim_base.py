@@ -12,12 +12,13 @@ from typing import Any
 
 import chex
 import jax
-import jax.extend.core
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from _typed import jaxprs_in_params, jit, make_jaxpr
 
+from functrain import _tree
 import functrain.optim as fo
 from functrain._tree import describe_difference
 from functrain.optim import schedules
@@ -34,7 +35,7 @@ def _params() -> PyTree:
 
 
 def _grads(params: PyTree, t: float | Array = 0.0) -> PyTree:
-    return jax.tree_util.tree_map(lambda x: 0.5 * x + 0.2 * jnp.cos(x + t), params)
+    return _tree.tree_map(lambda x: 0.5 * x + 0.2 * jnp.cos(x + t), params)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -43,7 +44,7 @@ def _grads(params: PyTree, t: float | Array = 0.0) -> PyTree:
 
 def test_apply_updates_adds_leafwise() -> None:
     p = _params()
-    u = jax.tree_util.tree_map(lambda x: 0.25 * jnp.ones_like(x), p)
+    u = _tree.tree_map(lambda x: 0.25 * jnp.ones_like(x), p)
     out = fo.apply_updates(p, u)
     np.testing.assert_array_equal(out["w"], p["w"] + 0.25)
     np.testing.assert_array_equal(out["b"][0], p["b"][0] + 0.25)
@@ -146,20 +147,20 @@ def test_step_counter_saturates_at_int32_max() -> None:
     top = fo.ScaleByLearningRateState(step=jnp.asarray(np.iinfo(np.int32).max - 1, jnp.int32),
                                       learning_rate=jnp.asarray(0.1, jnp.float32))
     _, s = tx.update({"x": jnp.ones(1)}, top)
-    _, s = jax.jit(tx.update)({"x": jnp.ones(1)}, s)
+    _, s = jit(tx.update)({"x": jnp.ones(1)}, s)
     assert int(s.step) == np.iinfo(np.int32).max and s.step.dtype == jnp.int32
     assert float(s.learning_rate) == np.float32(0.1) and s.learning_rate.dtype == jnp.float32
 
 
 def _primitives(tx: fo.GradientTransformation[Any], params: PyTree) -> collections.Counter[str]:
     """The primitives of ``tx.update``'s jaxpr (nested jaxprs flattened)."""
-    closed = jax.make_jaxpr(tx.update)(params, tx.init(params), params)
+    closed = make_jaxpr(tx.update)(params, tx.init(params), params)
     out: collections.Counter[str] = collections.Counter()
 
     def visit(jaxpr: Any) -> None:
         for eqn in jaxpr.eqns:
             out[eqn.primitive.name] += 1
-            for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+            for sub in jaxprs_in_params(eqn.params):
                 visit(sub)
 
     visit(closed.jaxpr)
@@ -199,8 +200,8 @@ def test_optax_transformation_inside_functrain_chain() -> None:
     s1, s2 = ours.init(p), ref.init(p)
     for t in range(5):
         g = _grads(p, float(t))
-        u1, s1 = jax.jit(ours.update)(g, s1, p)
-        u2, s2 = jax.jit(ref.update)(g, s2, p)
+        u1, s1 = jit(ours.update)(g, s1, p)
+        u2, s2 = jit(ref.update)(g, s2, p)
         np.testing.assert_allclose(u1["w"], u2["w"], rtol=1e-6)
         p = fo.apply_updates(p, u1)
 
@@ -213,8 +214,8 @@ def test_functrain_transformation_inside_optax_chain() -> None:
     s1, s2 = ref.init(p), mixed.init(p)
     for t in range(5):
         g = _grads(p, float(t))
-        u1, s1 = jax.jit(ref.update)(g, s1, p)
-        u2, s2 = jax.jit(mixed.update)(g, s2, p)
+        u1, s1 = jit(ref.update)(g, s1, p)
+        u2, s2 = jit(mixed.update)(g, s2, p)
         np.testing.assert_allclose(u2["w"], u1["w"], rtol=1e-6)
         p = optax.apply_updates(p, u1)
 
@@ -233,18 +234,21 @@ def _train(tx: fo.GradientTransformation[Any], steps: int = 20) -> PyTree:
     return jax.lax.scan(body, (p0, tx.init(p0)), jnp.arange(steps, dtype=jnp.float32))[0][0]
 
 
-@pytest.mark.parametrize(
-    "make",
-    [lambda lr: fo.sgd(lr, momentum=0.9), lambda lr: fo.adam(lr),
-     lambda lr: fo.chain(fo.clip_by_global_norm(1.0), fo.adamw(lr, weight_decay=0.1, mask=None))],
-    ids=["momentum", "adam", "clip_adamw"],
-)
+MAKERS: list[Callable[[Any], fo.GradientTransformation[Any]]] = [
+    lambda lr: fo.sgd(lr, momentum=0.9), lambda lr: fo.adam(lr),
+    lambda lr: fo.chain(fo.clip_by_global_norm(1.0), fo.adamw(lr, weight_decay=0.1, mask=None))]
+
+
+@pytest.mark.parametrize("make", MAKERS, ids=["momentum", "adam", "clip_adamw"])
 def test_vmap_over_8_learning_rates_equals_8_separate_runs(
     make: Callable[[Any], fo.GradientTransformation[Any]],
 ) -> None:
     lrs = jnp.asarray([0.0, 1e-3, 3e-3, 1e-2, 3e-2, 0.05, 0.1, 0.2])
-    batched = jax.jit(jax.vmap(lambda lr: _train(make(lr))))(lrs)
-    one = jax.jit(lambda lr: _train(make(lr)))
+    def train(lr: jax.Array) -> Any:
+        return _train(make(lr))
+
+    batched = jit(jax.vmap(train))(lrs)
+    one = jit(train)
     for i in range(8):
         single = one(lrs[i])
         for a, b in zip(jax.tree_util.tree_leaves(batched), jax.tree_util.tree_leaves(single)):
@@ -263,10 +267,10 @@ def test_changing_the_learning_rate_array_does_not_retrace() -> None:
         u, state = tx.update(_grads(params), state, params)
         return fo.apply_updates(params, u), state
 
-    jitted = jax.jit(step)
+    jitted = jit(step)
     p = _params()
     state = fo.adamw(1e-3, weight_decay=1e-4).init(p)
-    results = []
+    results: list[Any] = []
     for lr in [1e-3, 2e-3, 0.5, 0.0]:
         new_p, _ = jitted(jnp.asarray(lr, jnp.float32), p, state)
         results.append(new_p["w"])
@@ -315,7 +319,7 @@ TRANSFORMS: dict[str, Callable[[], fo.GradientTransformation[Any]]] = {
 
 
 def _is_namedtuple(x: object) -> bool:
-    return isinstance(x, tuple) and hasattr(type(x), "_fields")
+    return _tree.is_tuple(x) and hasattr(type(x), "_fields")
 
 
 def _state_nodes(state: Any) -> list[Any]:
@@ -323,7 +327,7 @@ def _state_nodes(state: Any) -> list[Any]:
     nodes: list[Any] = []
 
     def visit(x: Any) -> None:
-        if isinstance(x, tuple):
+        if _tree.is_tuple(x):
             nodes.append(x)
             for y in x:
                 visit(y)
@@ -341,27 +345,28 @@ def test_state_is_typed_and_structure_is_stable(name: str) -> None:
         if not _is_namedtuple(node):  # the only plain tuples are chain states
             assert all(_is_namedtuple(n) for n in node), (name, node)
             continue
-        assert not {"count", "index"} & set(type(node)._fields)
+        node_type: type[Any] = node.__class__
+        assert not {"count", "index"} & set(node_type._fields)
         for field in ("step", "skipped_steps", "total_steps", "micro_step", "since_sync",
                       "consecutive_skips"):
-            if field in type(node)._fields:  # counters: always an int32 scalar, never Optional
+            if field in node_type._fields:  # counters: always an int32 scalar, never Optional
                 counter = getattr(node, field)
                 assert isinstance(counter, jax.Array), (name, field, counter)
                 assert counter.dtype == jnp.int32 and counter.shape == (), (name, field)
-                hints = typing.get_type_hints(type(node))
-                assert hints[field] is jax.Array, (name, type(node).__name__, hints[field])
+                hints = typing.get_type_hints(node_type)
+                assert hints[field] is jax.Array, (name, node_type.__name__, hints[field])
     s = s0
     for t in range(3):
-        _, s = jax.jit(tx.update)(_grads(p, float(t)), s, p)
+        _, s = jit(tx.update)(_grads(p, float(t)), s, p)
         assert describe_difference(s0, s) is None
         for a, b in zip(jax.tree_util.tree_leaves(s), jax.tree_util.tree_leaves(s0)):
             assert a.shape == b.shape and a.dtype == b.dtype
     # vmap over a batch of 3 params/gradients: each run has its own state
-    pb = jax.tree_util.tree_map(lambda x: jnp.stack([x, 2 * x, -x]), p)
+    pb = _tree.tree_map(lambda x: jnp.stack([x, 2 * x, -x]), p)
     sb = jax.vmap(tx.init)(pb)
-    ub, sb2 = jax.jit(jax.vmap(tx.update))(jax.vmap(_grads)(pb), sb, pb)
+    ub, sb2 = jit(jax.vmap(tx.update))(jax.vmap(_grads)(pb), sb, pb)
     assert describe_difference(sb, sb2) is None
-    p1, s1 = (jax.tree_util.tree_map(lambda x: x[1], tree) for tree in (pb, sb))
+    p1, s1 = (_tree.tree_map(lambda x: x[1], tree) for tree in (pb, sb))
     u1, _ = tx.update(_grads(p1), s1, p1)
     for a, b in zip(jax.tree_util.tree_leaves(ub), jax.tree_util.tree_leaves(u1)):
         np.testing.assert_allclose(a[1], b, rtol=1e-5, atol=1e-7)
@@ -437,7 +442,7 @@ def test_bad_hyperparameters_raise_naming_function_argument_expected_and_got(
 
 def test_traced_hyperparameters_are_not_checked() -> None:
     # inside jit the value is unknown: no error, the transformation is built
-    @jax.jit
+    @jit
     def f(lr: Array) -> Array:
         u, _ = fo.sgd(lr).update({"x": jnp.ones(2)}, fo.sgd(0.1).init({"x": jnp.ones(2)}))
         out: Array = u["x"]

@@ -8,7 +8,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _typed import jit
 
+from functrain import _tree
 import functrain.optim as fo
 
 RNG = np.random.default_rng(5)
@@ -38,8 +40,8 @@ class TestCentralize(chex.TestCase):
 
     def test_vmap_over_gradient_batches(self) -> None:
         tx = fo.centralize()
-        batch = jax.tree_util.tree_map(lambda x: jnp.stack([x, 2 * x]), GRADS)
-        u, _ = jax.jit(jax.vmap(tx.update, in_axes=(0, None)))(batch, fo.EmptyState())
+        batch = _tree.tree_map(lambda x: jnp.stack([x, 2 * x]), GRADS)
+        u, _ = jit(jax.vmap(tx.update, in_axes=(0, None)))(batch, fo.EmptyState())
         single, _ = tx.update(GRADS, fo.EmptyState())
         np.testing.assert_allclose(u["conv"][1], 2 * single["conv"], rtol=1e-5, atol=1e-6)
 

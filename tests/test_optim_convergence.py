@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _typed import grad, jit
 
 import functrain.optim as fo
 from functrain.optim import schedules
@@ -39,7 +40,7 @@ def _minimize(f: Callable[[PyTree], Array], p0: PyTree, tx: fo.GradientTransform
               steps: int) -> PyTree:
     def body(carry: tuple[PyTree, Any], _: None) -> tuple[tuple[PyTree, Any], None]:
         p, s = carry
-        u, s = tx.update(jax.grad(f)(p), s, p)
+        u, s = tx.update(grad(f)(p), s, p)
         return (fo.apply_updates(p, u), s), None
 
     return jax.lax.scan(body, (p0, tx.init(p0)), None, length=steps)[0][0]
@@ -72,7 +73,7 @@ CASES: dict[str, tuple[Make, int, float, Make, int, float]] = {
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_optimizer_minimizes_quadratic_and_rosenbrock(name: str) -> None:
     make_q, steps_q, tol_q, make_r, steps_r, tol_r = CASES[name]
-    pq, pr = jax.jit(lambda: (
+    pq, pr = jit(lambda: (
         _minimize(quadratic, {"x": jnp.zeros(5)}, make_q(), steps_q),
         _minimize(rosenbrock, {"xy": jnp.asarray([-1.2, 1.0])}, make_r(), steps_r),
     ))()

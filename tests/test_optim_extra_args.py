@@ -20,9 +20,10 @@ import jax
 import jax.numpy as jnp
 import optax
 import pytest
+from _typed import jit, make_jaxpr
 
 import functrain.optim as fo
-from functrain import train
+from functrain import _tree, train
 from functrain.optim._extra_args import forward_extra_args
 from functrain.optim import schedules
 from functrain.typing import Array, PyTree
@@ -166,7 +167,7 @@ class TestForwarding(chex.TestCase):
                 # `unknown` must not reach NamesValue or Plain (they would raise).
                 return tx.update(updates, state, params, value=value, unknown=jnp.ones(3))
 
-            u, state = self.variant(update)(GRADS, tx.init(PARAMS), PARAMS, jnp.asarray(3.0))
+            _, state = self.variant(update)(GRADS, tx.init(PARAMS), PARAMS, jnp.asarray(3.0))
             assert _seen(state) == [3.0], name
             with pytest.raises(TypeError, match="value"):  # NamesValue requires it
                 tx.update(GRADS, tx.init(PARAMS), PARAMS)
@@ -174,7 +175,10 @@ class TestForwarding(chex.TestCase):
     def test_vmap_over_the_extra_argument(self) -> None:
         tx = fo.skip_nonfinite(_recording())
         state = tx.init(PARAMS)
-        _, states = jax.vmap(lambda v: tx.update(GRADS, state, PARAMS, value=v))(jnp.arange(3.0))
+        def update(v: jax.Array) -> tuple[PyTree, Any]:
+            return tx.update(GRADS, state, PARAMS, value=v)
+
+        _, states = jax.vmap(update)(jnp.arange(3.0))
         nodes = [n for n in jax.tree_util.tree_leaves(states, is_leaf=lambda x: isinstance(x, Seen))
                  if isinstance(n, Seen)]
         assert nodes[0].value.tolist() == [0.0, 1.0, 2.0]
@@ -198,8 +202,14 @@ def test_extra_arguments_add_nothing_to_the_traced_update() -> None:
     tx = fo.chain(fo.clip_by_global_norm(1.0), fo.skip_nonfinite(fo.adam(0.1)), Plain(),
                   fo.masked(fo.sgd(0.1), {"w": True, "b": False}))
     state = tx.init(PARAMS)
-    plain = jax.make_jaxpr(lambda g: tx.update(g, state, PARAMS))(GRADS)
-    extra = jax.make_jaxpr(lambda g: tx.update(g, state, PARAMS, value=1.0, flag=True))(GRADS)
+    def plain_update(g: PyTree) -> tuple[PyTree, Any]:
+        return tx.update(g, state, PARAMS)
+
+    def extra_update(g: PyTree) -> tuple[PyTree, Any]:
+        return tx.update(g, state, PARAMS, value=1.0, flag=True)
+
+    plain = make_jaxpr(plain_update)(GRADS)
+    extra = make_jaxpr(extra_update)(GRADS)
     assert str(extra) == str(plain)
 
 
@@ -217,11 +227,12 @@ def _reference() -> Any:
     return optax.chain(optax.clip_by_global_norm(1.0), optax.adam(0.1), _plateau())
 
 
-def _run(tx: Any, jit: bool = True) -> tuple[list[PyTree], Any]:
-    update = jax.jit(tx.update) if jit else tx.update
-    params, state, out = PARAMS, tx.init(PARAMS), []
+def _run(tx: Any, jitted: bool = True) -> tuple[list[PyTree], Any]:
+    update = jit(tx.update) if jitted else tx.update
+    params, state = PARAMS, tx.init(PARAMS)
+    out: list[PyTree] = []
     for t, value in enumerate(VALUES):
-        grads = jax.tree_util.tree_map(lambda g: g * (1 + 0.1 * t), GRADS)
+        grads = _tree.tree_map(lambda g: g * (1 + 0.1 * t), GRADS)
         u, state = update(grads, state, params, value=jnp.asarray(value), unknown=jnp.ones(2))
         params = optax.apply_updates(params, u)
         out.append(u)
@@ -285,6 +296,6 @@ def test_functrain_member_receives_what_optax_passes() -> None:
     inner = fo.chain(Plain(), NamesValue())
     tx = optax.chain(optax.scale(1.0), optax.GradientTransformationExtraArgs(inner.init,
                                                                              inner.update))
-    _, state = jax.jit(tx.update)(GRADS, tx.init(PARAMS), PARAMS, value=jnp.asarray(7.0), other=1)
+    _, state = jit(tx.update)(GRADS, tx.init(PARAMS), PARAMS, value=jnp.asarray(7.0), other=1)
     assert _seen(state) == [7.0]
     chex.assert_trees_all_equal(tx.update(GRADS, tx.init(PARAMS), PARAMS, value=1.0)[0], GRADS)

@@ -8,7 +8,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _typed import jit
 
+from functrain import _tree
 import functrain.optim as fo
 from functrain.typing import PyTree
 
@@ -47,9 +49,9 @@ class TestTrustRatio(chex.TestCase):
 
     def test_vmap_over_parameter_batches(self) -> None:
         tx = fo.scale_by_trust_ratio()
-        batch = jax.tree_util.tree_map(lambda x: jnp.stack([x, 3 * x]), PARAMS)
-        gb = jax.tree_util.tree_map(lambda x: jnp.stack([x, x]), GRADS[0])
-        u, _ = jax.jit(jax.vmap(tx.update, in_axes=(0, None, 0)))(gb, fo.EmptyState(), batch)
+        batch = _tree.tree_map(lambda x: jnp.stack([x, 3 * x]), PARAMS)
+        gb = _tree.tree_map(lambda x: jnp.stack([x, x]), GRADS[0])
+        u, _ = jit(jax.vmap(tx.update, in_axes=(0, None, 0)))(gb, fo.EmptyState(), batch)
         np.testing.assert_allclose(u["w"][1], 3 * u["w"][0], rtol=1e-5)
 
 
@@ -67,7 +69,7 @@ def test_lars_follows_the_formula() -> None:
                 d = tc * np.linalg.norm(w[k]) / np.linalg.norm(d) * d
             v[k] = mom * v[k] - lr * d
             w[k] = w[k] + v[k]
-        u, state = jax.jit(tx.update)(g, state, params)
+        u, state = jit(tx.update)(g, state, params)
         params = fo.apply_updates(params, u)
     for k in w:
         np.testing.assert_allclose(params[k], w[k], rtol=1e-4, atol=1e-6)
@@ -87,7 +89,7 @@ def test_lamb_follows_the_formula() -> None:
             s[k] = b2 * s[k] + (1 - b2) * gk**2
             r = m[k] / (1 - b1**t) / (np.sqrt(s[k] / (1 - b2**t)) + eps) + wd * w[k]
             w[k] = w[k] - lr * np.linalg.norm(w[k]) / np.linalg.norm(r) * r  # You et al. 2020
-        u, state = jax.jit(tx.update)(g, state, params)
+        u, state = jit(tx.update)(g, state, params)
         params = fo.apply_updates(params, u)
     for k in w:
         np.testing.assert_allclose(params[k], w[k], rtol=1e-4, atol=1e-6)

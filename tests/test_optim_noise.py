@@ -8,9 +8,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _typed import jit
 
 import functrain.optim as fo
-from functrain.typing import Array
+from functrain.typing import Array, PyTree
 
 N_KEYS = 4000
 
@@ -24,6 +25,7 @@ class TestAddNoise(chex.TestCase):
         def noise_after(key: Array, steps: int) -> tuple[Array, Array]:
             tx = fo.add_noise(eta, gamma, key)
             state = tx.init(grads)
+            u: PyTree = None
             for _ in range(steps):
                 u, state = tx.update(grads, state)
             return u["w"] - grads["w"], u["b"] - grads["b"]
@@ -60,7 +62,7 @@ class TestAddNoise(chex.TestCase):
             out: Array = u["w"]
             return out
 
-        out = jax.jit(jax.vmap(first))(jnp.asarray([1.0, 4.0]))
+        out = jit(jax.vmap(first))(jnp.asarray([1.0, 4.0]))
         np.testing.assert_allclose(out[1], 2 * out[0], rtol=1e-6)
 
 

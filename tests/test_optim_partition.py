@@ -11,9 +11,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _typed import eqx_combine, eqx_partition, grad, jit
 
 import functrain.optim as fo
-from functrain import layers
+from functrain import _tree, layers
 from functrain.typing import Array, PyTree
 
 PARAMS = {"trunk": {"w": jnp.asarray([[1.0, -2.0], [0.5, 3.0]]), "b": jnp.asarray([0.1, -0.1])},
@@ -21,7 +22,7 @@ PARAMS = {"trunk": {"w": jnp.asarray([[1.0, -2.0], [0.5, 3.0]]), "b": jnp.asarra
 
 
 def _grads(params: PyTree, t: float) -> PyTree:
-    return jax.tree_util.tree_map(lambda x: 0.5 * x + jnp.sin(x + t), params)
+    return _tree.tree_map(lambda x: 0.5 * x + jnp.sin(x + t), params)
 
 
 def _bits(tree: PyTree) -> list[bytes]:
@@ -29,7 +30,7 @@ def _bits(tree: PyTree) -> list[bytes]:
 
 
 def _train(tx: Any, params: PyTree, steps: int, update: Any = None) -> tuple[PyTree, Any]:
-    update = update or jax.jit(tx.update)
+    update = update or jit(tx.update)
     state = tx.init(params)
     for t in range(steps):
         u, state = update(_grads(params, float(t)), state, params)
@@ -74,6 +75,7 @@ class TestPartition(chex.TestCase):
         update = self.variant(tx.update)
         state = tx.init(PARAMS)
         assert isinstance(state.inner_state.trace["trunk"]["b"], fo.MaskedNode)
+        u: PyTree = None
         for t in range(3):
             g = _grads(PARAMS, float(t))
             u, state = update(g, state, PARAMS)
@@ -83,11 +85,14 @@ class TestPartition(chex.TestCase):
 
     def test_vmap_over_runs_each_partition_on_its_own(self) -> None:
         tx = fo.partition({"a": fo.adam(0.1), "b": fo.sgd(0.5)}, {"trunk": "a", "head": "b"})
-        batch = jax.tree_util.tree_map(lambda x: jnp.stack([x, -2 * x]), PARAMS)
-        grads = jax.vmap(lambda p: _grads(p, 0.0))(batch)
-        u, _ = jax.jit(jax.vmap(tx.update))(grads, jax.vmap(tx.init)(batch), batch)
+        batch = _tree.tree_map(lambda x: jnp.stack([x, -2 * x]), PARAMS)
+        def grads_at_zero(p: PyTree) -> PyTree:
+            return _grads(p, 0.0)
+
+        grads = jax.vmap(grads_at_zero)(batch)
+        u, _ = jit(jax.vmap(tx.update))(grads, jax.vmap(tx.init)(batch), batch)
         for i in range(2):
-            p_i = jax.tree_util.tree_map(lambda x: x[i], batch)
+            p_i = _tree.tree_map(lambda x: x[i], batch)
             u_i, _ = tx.update(_grads(p_i, 0.0), tx.init(p_i), p_i)
             for a, b in zip(jax.tree_util.tree_leaves(u), jax.tree_util.tree_leaves(u_i)):
                 np.testing.assert_allclose(a[i], b, rtol=1e-6)
@@ -105,15 +110,15 @@ def test_functrain_records_are_labelled_by_layer_index_and_field() -> None:
     assert type(labels[3]) is layers.DenseParams and list(labels[3]) == ["head", "head"]
     assert labels[0].w == "trunk"
     tx = fo.partition({"trunk": fo.sgd(0.001), "head": fo.sgd(0.1)}, by_layer)
-    grads = jax.tree_util.tree_map(jnp.ones_like, params)
-    u, _ = jax.jit(tx.update)(grads, tx.init(params), params)
+    grads = _tree.tree_map(jnp.ones_like, params)
+    u, _ = jit(tx.update)(grads, tx.init(params), params)
     np.testing.assert_allclose(u[3].w, -0.1)
     np.testing.assert_allclose(u[0].w, -0.001)
     np.testing.assert_allclose(u[2].scale, -0.001)
     # a no-decay group by field name: biases and normalization parameters are not decayed
     no_decay = fo.label_by_path(lambda path, leaf: path[-1] not in ("b", "scale", "bias"))
     decay = fo.masked(fo.add_decayed_weights(0.5), no_decay)
-    zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+    zeros = _tree.tree_map(jnp.zeros_like, params)
     u, _ = decay.update(zeros, decay.init(params), params)
     np.testing.assert_allclose(u[0].w, 0.5 * params[0].w)
     assert not np.any(u[0].b) and not np.any(u[2].bias)
@@ -121,18 +126,18 @@ def test_functrain_records_are_labelled_by_layer_index_and_field() -> None:
 
 def test_equinox_models_are_partitioned_and_frozen_by_path() -> None:
     model = eqx.nn.MLP(3, 2, 4, 2, key=jax.random.key(0))
-    params, static = eqx.partition(model, eqx.is_array)
+    params, static = eqx_partition(model, eqx.is_array)
     last = fo.label_by_path(lambda path, leaf: "head" if path[:2] == ("layers", 2) else "body")
     tx = fo.partition({"body": fo.freeze(True), "head": fo.adam(0.01)}, last)
 
     def loss(p: PyTree, x: Array) -> Array:
-        return jnp.sum(eqx.combine(p, static)(x) ** 2)
+        return jnp.sum(eqx_combine(p, static)(x) ** 2)
 
     state = tx.init(params)
     step_params = params
     for t in range(5):
-        g = jax.grad(loss)(step_params, jnp.full(3, float(t + 1)))
-        u, state = jax.jit(tx.update)(g, state, step_params)
+        g = grad(loss)(step_params, jnp.full(3, float(t + 1)))
+        u, state = jit(tx.update)(g, state, step_params)
         step_params = fo.apply_updates(step_params, u)
     assert _bits(step_params.layers[0]) == _bits(params.layers[0])
     assert not np.allclose(step_params.layers[2].weight, params.layers[2].weight)
@@ -146,12 +151,16 @@ def test_label_by_path_gives_plain_keys() -> None:
     assert paths["b"].b == (("b", "b"), 4)
 
 
+def _bad_labels(params: PyTree) -> PyTree:
+    return {"trunk": "a", "head": "c"}
+
+
 def test_bad_labels_and_masks_get_one_styled_message() -> None:
     with pytest.raises(ValueError, match=r"^partition: argument 'labels' must be a pytree of "
                                          r"labels among 'a' \(the keys of transforms\), got 'c'$"):
         fo.partition({"a": fo.sgd(0.1)}, {"trunk": "a", "head": "c"})  # a tree: checked at once
     with pytest.raises(ValueError, match="got 'c'"):  # a function: checked at init
-        fo.partition({"a": fo.sgd(0.1)}, lambda p: {"trunk": "a", "head": "c"}).init(PARAMS)
+        fo.partition({"a": fo.sgd(0.1)}, _bad_labels).init(PARAMS)
     with pytest.raises(TypeError, match=r"^partition: argument 'transforms' must be a non-empty"):
         fo.partition({}, {"trunk": "a"})
     with pytest.raises(TypeError, match=r"^partition: argument 'transforms\['a'\]' must be a "):

@@ -11,13 +11,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _typed import jit
 
 from functrain.optim import schedules
 from functrain.typing import Schedule
 
 
 def _values(s: Schedule, steps: list[int] | range) -> np.ndarray:
-    out = jax.jit(jax.vmap(s))(jnp.asarray(list(steps), jnp.int32))
+    out = jit(jax.vmap(s))(jnp.asarray(list(steps), jnp.int32))
     assert out.dtype == jnp.float32
     return np.asarray(out, np.float64)
 
@@ -86,10 +87,15 @@ def test_cosine_exponent() -> None:
 
 def test_traced_levels_under_vmap() -> None:
     peaks = jnp.asarray([0.1, 1.0])
-    for build in (lambda p: schedules.inverse_sqrt(p, 10), lambda p: schedules.sgdr(p, 10, 2),
-                  lambda p: schedules.piecewise_interpolate(p, {5: 0.5}),
-                  lambda p: schedules.linear_one_cycle(50, p)):
-        out = jax.jit(jax.vmap(lambda p, b=build: jax.vmap(b(p))(jnp.arange(60))))(peaks)
+    builds: list[Callable[[jax.Array], Schedule]] = [
+        lambda p: schedules.inverse_sqrt(p, 10), lambda p: schedules.sgdr(p, 10, 2),
+        lambda p: schedules.piecewise_interpolate(p, {5: 0.5}),
+        lambda p: schedules.linear_one_cycle(50, p)]
+    for build in builds:
+        def values(p: jax.Array, b: Callable[[jax.Array], Schedule] = build) -> jax.Array:
+            return jax.vmap(b(p))(jnp.arange(60))
+
+        out = jit(jax.vmap(values))(peaks)
         np.testing.assert_allclose(out[1], 10 * out[0], rtol=1e-5)
 
 

@@ -111,7 +111,7 @@ def test_readme_tour_runs_and_prints_plausible_numbers(capsys: pytest.CaptureFix
     mean, std = (float(v) for v in printed.split())
     assert ns["runs"].results["accuracy"].shape == (8,)
     assert mean > 0.85 and 0.0 <= std < 0.05
-    assert mean == pytest.approx(float(np.mean(ns["runs"].results["accuracy"])), abs=1e-6)
+    assert mean == pytest.approx(float(np.mean(np.asarray(ns["runs"].results["accuracy"]))), abs=1e-6)
 
     step_before = int(ns["state"].step)
     _run_block(blocks[6], ns, capsys)  # one data-parallel step

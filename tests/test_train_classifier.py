@@ -7,9 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from _typed import grad, jit
 
-from functrain import layers, optim, train
-from functrain.typing import Array
+from functrain import _tree, layers, optim, train
+from functrain.typing import Array, PyTree
 
 
 def _model_and_batch() -> tuple[layers.Layer, object, object, tuple[Array, Array]]:
@@ -47,7 +48,7 @@ def test_label_smoothing_is_traceable_and_vmaps_over_eps() -> None:
         return loss_fn(params, model_state, (x, y), jax.random.key(2))[0]
 
     epss = jnp.asarray([0.0, 0.05, 0.2])
-    got = jax.jit(jax.vmap(loss_at))(epss)
+    got = jit(jax.vmap(loss_at))(epss)
     for e, g in zip(epss.tolist(), got.tolist(), strict=True):
         assert g == pytest.approx(_optax_reference(logits, y, e), rel=1e-6)
 
@@ -56,11 +57,14 @@ def test_a_train_step_with_label_smoothing_descends_the_smoothed_loss() -> None:
     model, params, model_state, batch = _model_and_batch()
     loss_fn = train.classifier_loss(model.apply, train=True, label_smoothing=0.2)
     sgd = optim.sgd(0.1)
-    step = jax.jit(train.make_train_step(loss_fn, sgd))
+    step = jit(train.make_train_step(loss_fn, sgd))
     state = train.init_train_state(params, model_state, sgd)
-    grads = jax.grad(lambda p: loss_fn(p, model_state, batch, jax.random.key(0))[0])(params)
+    def loss(p: PyTree) -> jax.Array:
+        return loss_fn(p, model_state, batch, jax.random.key(0))[0]
+
+    grads = grad(loss)(params)
     new, metrics = step(state, batch, jax.random.key(0))
-    expected = jax.tree_util.tree_map(lambda p, g: p - 0.1 * g, params, grads)
+    expected = _tree.tree_map(lambda p, g: p - 0.1 * g, params, grads)
     for a, b in zip(jax.tree_util.tree_leaves(new.params), jax.tree_util.tree_leaves(expected), strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
     assert float(metrics["loss"]) == pytest.approx(float(loss_fn(params, model_state, batch, jax.random.key(0))[0]), rel=1e-6)

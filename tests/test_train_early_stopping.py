@@ -11,8 +11,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax import lax
+from _typed import jit
 
-from functrain import layers, optim
+from functrain import _tree, layers, optim
 from functrain.data.datasets import load_digits
 from functrain.train import (
     EarlyStoppingState,
@@ -114,7 +115,7 @@ def test_jit_scan_over_a_recorded_curve_equals_python_and_freezes() -> None:
     es = early_stopping(patience=3)
     values = jnp.asarray(CURVE)
 
-    @jax.jit
+    @jit
     def run(values: Array) -> tuple[EarlyStoppingState, Array]:
         def body(s: EarlyStoppingState, ev: tuple[Array, Array]) -> tuple[EarlyStoppingState, Array]:
             e, v = ev
@@ -170,7 +171,7 @@ def test_vmap_over_four_seeds_each_stops_at_its_own_epoch_and_stays_frozen() -> 
     # The initial states are built outside the compiled program (less to compile), then stacked.
     seeds = jax.random.split(jax.random.key(42), 4)
     starts = [init_fit_state(init_train_state(*model.init(seed, (-1, 64))[:2], opt), options) for seed in seeds]
-    stacked = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *starts)
+    stacked = _tree.tree_map(lambda *xs: jnp.stack(xs), *starts)
 
     def run(fs: FitState[Any], key: PRNGKey) -> tuple[FitState[Any], Any, Array]:
         def body(fs: FitState[Any], _: None) -> tuple[FitState[Any], tuple[Any, Array]]:
@@ -180,16 +181,18 @@ def test_vmap_over_four_seeds_each_stops_at_its_own_epoch_and_stays_frozen() -> 
         fs, (m, ws) = lax.scan(body, fs, None, length=epochs)
         return fs, m, ws
 
-    fs, m, ws = jax.jit(jax.vmap(run))(stacked, seeds)
-    stops = []
+    fs, m, ws = jit(jax.vmap(run))(stacked, seeds)
+    stops: list[int] = []
+    stopping = fs.early_stopping
+    assert stopping is not None
     for i in range(4):
-        assert bool(fs.early_stopping.stopped[i])
-        stop = int(fs.early_stopping.epoch[i]) - 1
+        assert bool(stopping.stopped[i])
+        stop = int(stopping.epoch[i]) - 1
         stops.append(stop)
         # The rule applied to this seed's own recorded validation curve.
         curve = [float(v) for v in m.val["loss"][i, : stop + 1]]
         ref_stop, ref_best = _reference_stop(curve, 2, 0.0, "min")
-        assert ref_stop == stop and ref_best == int(fs.early_stopping.best_epoch[i])
+        assert ref_stop == stop and ref_best == int(stopping.best_epoch[i])
         np.testing.assert_array_equal(np.asarray(m.active[i]), np.arange(epochs) <= stop)
         # Params unchanged (bitwise) after the stopping epoch, and changing before it.
         for e in range(stop + 1, epochs):

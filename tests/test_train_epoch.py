@@ -10,8 +10,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _typed import jit, make_jaxpr
 
-from functrain import layers, optim
+from functrain import _tree, layers, optim
 from functrain.train import (
     TrainState,
     classifier_loss,
@@ -41,7 +42,7 @@ def _mlp(fancy: bool = False) -> layers.Layer:
     return layers.serial(layers.Dense(16), layers.Relu, layers.Dense(4))
 
 
-_EPOCH = jax.jit(train_epoch, static_argnames=("step", "batch_size"))
+_EPOCH = jit(train_epoch, static_argnames=("step", "batch_size"))
 
 
 def test_train_epoch_equals_python_loop_over_the_same_batches() -> None:
@@ -58,9 +59,9 @@ def test_train_epoch_equals_python_loop_over_the_same_batches() -> None:
     perm_key, step_key = jax.random.split(key)
     perm = np.asarray(jax.random.permutation(perm_key, 203))
     keys = jax.random.split(step_key, 203 // bs)
-    jstep = jax.jit(step)
+    jstep = jit(step)
     s = state
-    losses = []
+    losses: list[float] = []
     for i in range(203 // bs):
         idx = perm[i * bs:(i + 1) * bs]
         s, m = jstep(s, (x[idx], y[idx]), keys[i])
@@ -91,7 +92,8 @@ def test_train_epoch_sees_each_example_at_most_once_and_reshuffles() -> None:
     # Over many epochs every example is seen; a NumPy batch size is the same static value.
     s = state
     for e in range(12):
-        s, _ = _EPOCH(_counting_step, s, data, jax.random.key(e), batch_size=np.int64(bs))
+        s, _ = _EPOCH(_counting_step, s, data, jax.random.key(e),
+                      batch_size=np.int64(bs))  # type: ignore[arg-type]  # a NumPy int: accepted (run time)
     assert np.asarray(s.model_state).min() >= 1
 
 
@@ -106,9 +108,9 @@ def test_train_epoch_under_vmap_matches_each_seed() -> None:
 
     keys = jax.random.split(jax.random.key(3), 3)
     states = [init_train_state(*model.init(k, (-1, 8))[:2], opt) for k in keys]  # built outside: less to compile
-    stacked = jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *states)
-    batched, bm = jax.jit(jax.vmap(run))(stacked, keys)
-    single = jax.jit(run)
+    stacked = _tree.tree_map(lambda *leaves: jnp.stack(leaves), *states)
+    batched, bm = jit(jax.vmap(run))(stacked, keys)
+    single = jit(run)
     for i in range(3):
         one, om = single(states[i], keys[i])
         np.testing.assert_allclose(batched.params[0].w[i], one.params[0].w, rtol=1e-5, atol=1e-6)
@@ -152,7 +154,7 @@ def test_an_eager_loop_over_epochs_compiles_once_and_equals_the_jitted_epoch() -
     for e in range(1, 4):
         s, m = train_epoch(step, s, data, jax.random.key(e), batch_size=16)
     assert traced.n == after_first >= 1  # later epochs: no trace, no compile
-    ref, rm = state, {}
+    ref, rm = state, dict[str, Any]()
     for e in range(4):
         ref, rm = _EPOCH(step, ref, data, jax.random.key(e), batch_size=16)
     after_first = traced.n
@@ -175,7 +177,7 @@ def test_an_eager_evaluate_compiles_once_and_equals_the_jitted_one() -> None:
     after_first = traced.n
     again = [evaluate(traced.eval_step, state, data, batch_size=16) for _ in range(3)][-1]
     assert traced.n == after_first >= 1
-    jitted = jax.jit(evaluate, static_argnames=("eval_step", "batch_size"))(
+    jitted = jit(evaluate, static_argnames=("eval_step", "batch_size"))(
         traced.eval_step, state, data, batch_size=16)
     for name in first:
         np.testing.assert_array_equal(np.asarray(first[name]), np.asarray(jitted[name]))
@@ -225,9 +227,9 @@ def test_inside_the_users_jit_vmap_and_scan_the_epoch_traces_inline() -> None:
         return out
 
     keys = jax.random.split(jax.random.key(0), 3)
-    text = str(jax.make_jaxpr(epochs)(state, keys))
+    text = str(make_jaxpr(epochs)(state, keys))
     assert "name=_epoch" not in text and "name=_evaluate" not in text  # inline: not our compiled calls
-    scanned, per_epoch = jax.jit(epochs)(state, keys)
+    scanned, per_epoch = jit(epochs)(state, keys)
     s = state
     for e in range(3):
         s, _ = train_epoch(step, s, data, keys[e], batch_size=16)
@@ -237,7 +239,10 @@ def test_inside_the_users_jit_vmap_and_scan_the_epoch_traces_inline() -> None:
     for a, b in zip(jax.tree_util.tree_leaves(scanned), jax.tree_util.tree_leaves(s), strict=True):
         chex_close(np.asarray(a), np.asarray(b))
     # vmap over keys: each seed's epoch, as run alone
-    vm, _ = jax.vmap(lambda k: train_epoch(step, state, data, k, batch_size=16))(keys)
+    def epoch(k: jax.Array) -> tuple[TrainState[Any, Any, Any], Any]:
+        return train_epoch(step, state, data, k, batch_size=16)
+
+    vm, _ = jax.vmap(epoch)(keys)
     one, _ = train_epoch(step, state, data, keys[1], batch_size=16)
     np.testing.assert_allclose(np.asarray(vm.params[0].w[1]), np.asarray(one.params[0].w), rtol=1e-5, atol=1e-6)
 
@@ -251,7 +256,7 @@ def _mean_eval(state: TrainState[Any, Any, Any], batch: PyTree) -> Metrics:
 def test_evaluate_covers_the_tail_with_correct_weights(batch_size: int) -> None:
     v = jnp.arange(10.0) ** 2
     state = TrainState(jnp.zeros((), jnp.int32), (), (), ())
-    m = jax.jit(evaluate, static_argnames=("eval_step", "batch_size"))(_mean_eval, state, (v,),
+    m = jit(evaluate, static_argnames=("eval_step", "batch_size"))(_mean_eval, state, (v,),
                                                                       batch_size=batch_size)
     np.testing.assert_allclose(m["loss"], np.mean(np.arange(10.0) ** 2), rtol=1e-6)
     np.testing.assert_allclose(m["one"], 1.0, rtol=1e-6)

@@ -112,7 +112,7 @@ def test_case_3_warns_once_per_epoch_with_the_count() -> None:
     key = jax.random.key(2)
     with pytest.warns(RuntimeWarning) as caught:
         _, hist = fit(FLAG_STEP, FLAG_STATE, data, key, epochs=epochs, batch_size=bs, progress=False)
-    expected = []
+    expected: list[int] = []
     for e in range(epochs):  # one skip per batch holding a flagged example (the documented schedule)
         perm = np.asarray(jax.random.permutation(jax.random.split(jax.random.fold_in(key, e))[0], n))
         expected.append(len({int(np.flatnonzero(perm == i)[0]) // bs for i in (5, 30)}))

@@ -13,8 +13,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _typed import jit
 
-from functrain import data, layers, optim, plotting, train
+from functrain import _tree, data, layers, optim, plotting, train
 from functrain.train import LRFindResult, lr_find
 from functrain.typing import Array, LossFn, Metrics, PRNGKey, PyTree
 
@@ -54,7 +55,8 @@ def test_the_optimizer_follows_the_exponential_schedule() -> None:
 def _fastai_reference(raw: np.ndarray, lrs: np.ndarray, beta: float, factor: float, skip_start: int,
                       skip_end: int, k: int) -> tuple[np.ndarray, int, float, float]:
     """fastai's smoothing and stop, then the windowed steepest descent, in float64."""
-    avg, best, smooth = 0.0, np.inf, []
+    avg, best = 0.0, np.inf
+    smooth: list[float] = []
     for t, loss in enumerate(raw):
         avg = beta * avg + (1 - beta) * loss
         s = avg / (1 - beta ** (t + 1))
@@ -110,7 +112,7 @@ def test_eight_seeds_in_one_program_equal_eight_solo_runs() -> None:
     assert together.losses.shape == (8, 30) and together.suggestion.shape == (8,)
     assert len({int(s) for s in together.steps_run}) > 1 or int(together.steps_run[0]) < 30
     for i in range(8):
-        _assert_same(jax.tree_util.tree_map(lambda leaf, i=i: leaf[i], together),
+        _assert_same(_tree.tree_map(lambda leaf, i=i: leaf[i], together),
                      lr_find(loss_fn, optim.sgd, params, state, xy, keys[i], **options))
 
 
@@ -144,11 +146,11 @@ def test_candidate_ranges_and_starting_weights_vmapped() -> None:
     def one(lo: Array, hi: Array, p: Array) -> LRFindResult:
         return lr_find(least_squares, optim.sgd, p, (), xy, key, min_lr=lo, max_lr=hi, steps=24, batch_size=16)
 
-    batched = jax.jit(jax.vmap(one))(lows, highs, inits)
+    batched = jit(jax.vmap(one))(lows, highs, inits)
     for i in range(2):
         solo = lr_find(least_squares, optim.sgd, inits[i], (), xy, key, min_lr=float(lows[i]),
                        max_lr=float(highs[i]), steps=24, batch_size=16)
-        _assert_same(jax.tree_util.tree_map(lambda leaf, i=i: leaf[i], batched), solo)
+        _assert_same(_tree.tree_map(lambda leaf, i=i: leaf[i], batched), solo)
 
 
 @pytest.mark.slow  # ~10 s on 2 CPU cores: 8 range tests and a grid of 8 fixed rates on the digits
@@ -173,7 +175,7 @@ def test_the_suggestion_on_digits_is_near_the_best_fixed_rate() -> None:
         eval_step = train.make_eval_step(train.classifier_loss(model.apply, train=False))
         return train.evaluate(eval_step, run, xy, batch_size=len(xy[1]))["loss"]
 
-    best = float(grid[int(jnp.argmin(jax.jit(jax.vmap(final_loss))(grid)))])
+    best = float(grid[int(jnp.argmin(jit(jax.vmap(final_loss))(grid)))])
     suggestions = np.asarray(found.suggestion)
     assert np.all((suggestions > best / 10) & (suggestions < best * 10)), (best, suggestions)
 
@@ -195,6 +197,10 @@ def test_plot_lr_find(tmp_path: Path) -> None:
         plotting.plot_lr_find({"lrs": [1.0]})  # type: ignore[arg-type]  # not a result
 
 
+def _not_an_optimizer(lr: Any) -> Any:
+    return lr
+
+
 @pytest.mark.parametrize(("kwargs", "error", "name"), [
     ({"min_lr": 0.0}, ValueError, "min_lr"),
     ({"min_lr": 1.0, "max_lr": 0.5}, ValueError, "max_lr"),
@@ -204,7 +210,7 @@ def test_plot_lr_find(tmp_path: Path) -> None:
     ({"smoothing": 1.0}, ValueError, "smoothing"),
     ({"diverge_factor": 1.0}, ValueError, "diverge_factor"),
     ({"optimizer": optim.sgd(0.1)}, TypeError, "optimizer"),
-    ({"optimizer": lambda lr: lr}, TypeError, "optimizer(schedule)"),
+    ({"optimizer": _not_an_optimizer}, TypeError, "optimizer(schedule)"),
     ({"loss_fn": 3}, TypeError, "loss_fn"),
     ({"key": 0}, TypeError, "key"),
     ({"window": 0}, ValueError, "window"),

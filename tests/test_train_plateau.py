@@ -12,6 +12,7 @@ import numpy as np
 import optax
 import pytest
 from jax import lax
+from _typed import jit
 
 from functrain import layers, optim
 from functrain.data.datasets import load_digits
@@ -37,7 +38,7 @@ def _reference_scales(values: list[float], factor: float, patience: int, min_del
                       min_scale: float, mode: str = "min") -> list[float]:
     """Plain-Python statement of the documented rule."""
     scale, best, bad, cd = 1.0, (np.inf if mode == "min" else -np.inf), 0, 0
-    out = []
+    out: list[float] = []
     for v in values:
         improved = v < best - min_delta if mode == "min" else v > best + min_delta
         if improved:
@@ -60,7 +61,7 @@ VALUES = [5.0, 4.0, 4.0, 4.0, 4.0, 4.0, 4.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0]
 def _run(values: list[float], **kw: Any) -> list[float]:
     rule = reduce_on_plateau(**kw)
     s = rule.init()
-    out = []
+    out: list[float] = []
     for v in values:
         s = rule.update(s, v)
         out.append(float(s.scale))
@@ -99,7 +100,7 @@ class TestReduceOnPlateauUpdate(chex.TestCase):
 
             step = self.variant(update)
             s = rule.init()
-            got = []
+            got: list[float] = []
             for v in vals:
                 s = step(s, jnp.asarray(v))
                 got.append(float(s.scale))
@@ -130,7 +131,7 @@ def test_jit_scan_and_vmap_over_sequences() -> None:
         return lax.scan(body, rule.init(), values)[1]
 
     seqs = jnp.stack([jnp.asarray(VALUES), jnp.asarray(VALUES[::-1])])
-    out = jax.jit(jax.vmap(run))(seqs)
+    out = jit(jax.vmap(run))(seqs)
     np.testing.assert_allclose(out[0], _run(VALUES, factor=0.5, patience=2, cooldown=1, min_scale=0.2))
     np.testing.assert_allclose(out[1], _run(VALUES[::-1], factor=0.5, patience=2, cooldown=1, min_scale=0.2))
 
@@ -149,7 +150,7 @@ def test_scale_by_plateau_scales_the_learning_rate() -> None:
             np.testing.assert_allclose(u[k], 0.25 * u_ref[k], rtol=1e-6)
     # Inside an optax chain too, and under jit.
     tx2 = optax.chain(optax.sgd(0.1), scale_by_plateau())
-    s2 = jax.jit(set_plateau_scale)(tx2.init(params), jnp.asarray(0.5))
+    s2 = jit(set_plateau_scale)(tx2.init(params), jnp.asarray(0.5))
     u2, _ = tx2.update(grads, s2, params)
     np.testing.assert_allclose(u2["w"], -0.05 * grads["w"], rtol=1e-6)
     assert isinstance(s2[1], ScaleByPlateauState)

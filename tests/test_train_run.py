@@ -10,8 +10,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _typed import jit
 
-from functrain import layers, optim
+from functrain import _tree, layers, optim
 from functrain.train import (
     EpochMetrics,
     FitOptions,
@@ -119,7 +120,7 @@ def test_fit_options_are_static_under_jit_and_vmap() -> None:
         traces.append(options.batch_size)
         return fit_epoch(LINEAR_STEP, fs, data, key, options)
 
-    jitted = jax.jit(epoch)  # no static_argnums needed: FitOptions is a static pytree
+    jitted = jit(epoch)  # no static_argnums needed: FitOptions is a static pytree
     fs = init_fit_state(LINEAR_STATE)
     out1, _ = jitted(fs, jax.random.key(0), FitOptions(8))
     eight: Any = np.int64(8)  # (annotated int: NumPy ints are accepted at runtime)
@@ -129,8 +130,8 @@ def test_fit_options_are_static_under_jit_and_vmap() -> None:
     jitted(fs, jax.random.key(0), FitOptions(16))
     assert traces == [8, 16]
     keys = jax.random.split(jax.random.key(1), 2)
-    stacked = jax.tree_util.tree_map(lambda x: jnp.stack([x, x]), fs)
-    batched, m = jax.jit(jax.vmap(epoch, in_axes=(0, 0, None)))(stacked, keys, FitOptions(8))
+    stacked = _tree.tree_map(lambda x: jnp.stack([x, x]), fs)
+    batched, m = jit(jax.vmap(epoch, in_axes=(0, 0, None)))(stacked, keys, FitOptions(8))
     assert m.train["loss"].shape == (2,) and int(batched.epoch[1]) == 1
 
 
@@ -146,7 +147,10 @@ def test_fit_scan_computes_the_same_run_as_fit_and_a_manual_loop() -> None:
     key = jax.random.key(11)
     state, hist = fit(step, state0, train_data, key, epochs=8, batch_size=50, eval_step=eval_step,
                       val_data=val_data, early_stopping=es, progress=False)
-    run = jax.jit(lambda fs: fit_scan(step, fs, train_data, key, options, epochs=8, val_data=val_data))
+    def scan(fs: FitState[Any]) -> tuple[FitState[Any], Any]:
+        return fit_scan(step, fs, train_data, key, options, epochs=8, val_data=val_data)
+
+    run = jit(scan)
     fs, m = run(init_fit_state(state0, options))
     n_active = int(np.sum(m.active))
     assert n_active == len(hist.epoch) and hist.stopped_epoch == n_active - 1 < 7  # it stopped early
@@ -165,7 +169,7 @@ def test_monitor_picks_the_named_metric() -> None:
     for monitor, part, name in (("train_max_err", "train", "max_err"), ("loss", "val", "loss"),
                                 ("val_max_err", "val", "max_err"), ("train_loss", "train", "loss")):
         options = FitOptions(16, eval_step=LINEAR_EVAL, early_stopping=es, monitor=monitor)
-        fs, m = jax.jit(fit_scan, static_argnums=(0,), static_argnames="epochs")(
+        fs, m = jit(fit_scan, static_argnums=(0,), static_argnames="epochs")(
             LINEAR_STEP, init_fit_state(LINEAR_STATE, options), train_data, jax.random.key(0), options,
             epochs=3, val_data=val_data)
         assert fs.early_stopping is not None
@@ -178,7 +182,7 @@ def test_monitor_picks_the_named_metric() -> None:
 def test_final_train_state_restores_the_best_epoch_only_with_the_rule() -> None:
     data = _linear_data(64, seed=0)
     options = FitOptions(16, early_stopping=early_stopping(patience=10))
-    fs, m = fit_scan(LINEAR_STEP, init_fit_state(LINEAR_STATE, options), data, jax.random.key(0), options,
+    fs, _ = fit_scan(LINEAR_STEP, init_fit_state(LINEAR_STATE, options), data, jax.random.key(0), options,
                      epochs=3)
     assert fs.early_stopping is not None
     best = int(fs.early_stopping.best_epoch)
@@ -266,7 +270,7 @@ def test_case_4_final_train_state_warns_when_no_epoch_improved() -> None:
     # A batch of runs: the warning names the runs that never improved.
     assert fs.early_stopping is not None
     good = fs._replace(early_stopping=fs.early_stopping._replace(best_epoch=jnp.asarray(0, jnp.int32)))
-    batch = jax.tree_util.tree_map(lambda a, b: jnp.stack([a, b]), good, fs)
+    batch = _tree.tree_map(lambda a, b: jnp.stack([a, b]), good, fs)
     with pytest.warns(RuntimeWarning, match=r"its initial value \(runs \[1\]\)"):
         final_train_state(batch, options)
     with warnings.catch_warnings():
@@ -300,14 +304,14 @@ def test_issue_16_a_diverging_run_freezes_in_a_vmapped_fit_scan_and_the_others_m
         return fit_scan(step, init_fit_state(state), data, key, options, epochs=4)
 
     keys = jax.random.split(jax.random.key(0), 4)
-    fs, m = jax.jit(jax.vmap(run))(keys, targets)
+    fs, m = jit(jax.vmap(run))(keys, targets)
     np.testing.assert_array_equal(m.diverged[3], [False, True, True, True])
     np.testing.assert_array_equal(m.diverged_step[3], [-1, 1, -1, -1])  # global step 5 = epoch 1, step 1
     np.testing.assert_array_equal(m.active[3], [True, True, False, False])
     np.testing.assert_array_equal(m.skipped[3], [1, 4, 0, 0])  # step 3; steps 4-7 (NaN, then frozen)
     assert float(fs.train_state.params["w"][3]) == 5.78125 and int(fs.train_state.step[3]) == 8
     for i in range(3):  # the good runs: never diverged, and exactly their solo runs
-        solo_fs, solo_m = jax.jit(run)(keys[i], targets[i])
+        solo_fs, solo_m = jit(run)(keys[i], targets[i])
         assert not bool(jnp.any(m.diverged[i])) and bool(jnp.all(m.active[i]))
         np.testing.assert_array_equal(m.skipped[i], 0)
         np.testing.assert_allclose(fs.train_state.params["w"][i], solo_fs.train_state.params["w"], rtol=1e-6)

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from _typed import jit
 
 from functrain import layers, optim
 from functrain.optim import GradientTransformation
@@ -116,7 +117,8 @@ class TestSamStep(chex.TestCase):
         def loss_fn(params: PyTree, model_state: PyTree, batch: PyTree,
                     key: PRNGKey) -> tuple[Array, tuple[PyTree, Metrics]]:
             loss = 0.5 * jnp.sum(params ** 2)
-            return loss, (model_state + loss, {"norm": jnp.linalg.norm(params)})  # state: the loss seen
+            norm = jnp.sqrt(jnp.sum(params ** 2))  # jnp.linalg.norm is a JitWrapped: Unknown to pyright
+            return loss, (model_state + loss, {"norm": norm})  # state: the loss seen
 
         opt = optim.sgd(0.1)
         rho = 0.5
@@ -152,7 +154,7 @@ def test_a_skipped_step_keeps_batch_norm_statistics() -> None:
                          optax.apply_if_finite(optax.sgd(0.1), 5)]
     for opt in guards:
         model, state, (x, y) = _bn_state(opt)
-        run = jax.jit(make_sam_train_step(classifier_loss(model.apply, train=True), opt, rho=0.05))
+        run = jit(make_sam_train_step(classifier_loss(model.apply, train=True), opt, rho=0.05))
         new, metrics = run(state, (x.at[3, 2].set(jnp.nan), y), KEY)
         assert bool(jnp.isnan(metrics["loss"]))
         chex.assert_trees_all_equal(new.params, state.params)
@@ -165,7 +167,7 @@ def test_a_skipped_step_keeps_batch_norm_statistics() -> None:
     model, state, (x, y) = _bn_state(opt)
     step = make_sam_train_step(classifier_loss(model.apply, train=True), opt)
     xs = jnp.stack([x.at[0, 0].set(jnp.inf), x])  # run 0 sees a bad batch, run 1 a clean one
-    out, _ = jax.jit(jax.vmap(step, in_axes=(None, 0, None)))(state, (xs, jnp.stack([y, y])), KEY)
+    out, _ = jit(jax.vmap(step, in_axes=(None, 0, None)))(state, (xs, jnp.stack([y, y])), KEY)
     np.testing.assert_array_equal(out.model_state[1].mean[0], state.model_state[1].mean)
     assert not np.allclose(out.model_state[1].mean[1], state.model_state[1].mean)
 
@@ -195,7 +197,7 @@ def test_vmap_over_a_traced_rho() -> None:
         return make_sam_train_step(least_squares, opt, rho=rho)(start, batch, KEY)[0].params
 
     rhos = jnp.array([0.0, 0.05, 0.5])
-    batched = np.asarray(jax.jit(jax.vmap(run))(rhos))
+    batched = np.asarray(jit(jax.vmap(run))(rhos))
     for i, rho in enumerate([0.0, 0.05, 0.5]):
         np.testing.assert_allclose(batched[i], _reference_steps(False, rho, 0.05, 0.0, 1) if rho else
                                    np.asarray(run(jnp.asarray(0.0))), rtol=2e-5, atol=1e-6)

@@ -11,7 +11,7 @@ import numpy as np
 import optax
 import pytest
 
-from functrain import optim
+from functrain import _tree, optim
 from functrain.optim.adam import ScaleByAdamState
 from functrain.train import TrainState, init_train_state
 from functrain.typing import Array, PyTree
@@ -46,7 +46,7 @@ class TestInitTrainState(chex.TestCase):
         chex.assert_trees_all_equal(ours.nu, ref[0].nu, strict=True)
         assert int(ours.step) == int(ref[0].count) == 0
         # After one update with the same gradients the buffers still agree with optax's.
-        grads = jax.tree_util.tree_map(lambda x: jnp.cos(x) + 0.5, params)
+        grads = _tree.tree_map(lambda x: jnp.cos(x) + 0.5, params)
         _, new = optim.adam(1e-3).update(grads, state.opt_state, params)
         _, new_ref = optax.adam(1e-3).update(grads, ref, params)
         chex.assert_trees_all_close(_adam_state(new).mu, new_ref[0].mu, rtol=1e-6)
@@ -67,8 +67,10 @@ class TestInitTrainState(chex.TestCase):
 
 
 def test_init_train_state_under_vmap_stacks_every_field() -> None:
-    stacked = jax.vmap(lambda p: init_train_state({"w": p}, (), optim.sgd(0.1, momentum=0.9)))(
-        jnp.arange(8.0).reshape(4, 2))
+    def init(p: jax.Array) -> TrainState[Any, Any, Any]:
+        return init_train_state({"w": p}, (), optim.sgd(0.1, momentum=0.9))
+
+    stacked = jax.vmap(init)(jnp.arange(8.0).reshape(4, 2))
     assert stacked.step.shape == (4,) and stacked.params["w"].shape == (4, 2)
     single = init_train_state({"w": jnp.zeros(2)}, (), optim.sgd(0.1, momentum=0.9))
     chex.assert_trees_all_equal_structs(stacked, single)

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from _typed import eqx_combine, eqx_partition, grad, jit, lower, make_jaxpr, value_and_grad
 
 from functrain import layers, optim
 from functrain.losses import l2_penalty, mean_squared_error, softmax_cross_entropy
@@ -104,15 +105,15 @@ def test_the_default_step_compiles_to_a_hand_written_step() -> None:
     state = init_train_state(params, {"calls": jnp.zeros((), jnp.int32)}, opt)
 
     def by_hand(state: TrainState[Any, Any, Any], batch: PyTree, key: PRNGKey) -> tuple[Any, Metrics]:
-        (loss, (ms, metrics)), g = jax.value_and_grad(_linear_loss, has_aux=True)(
+        (loss, (ms, metrics)), g = value_and_grad(_linear_loss, has_aux=True)(
             state.params, state.model_state, batch, key)
         updates, opt_state = opt.update(g, state.opt_state, state.params)
         params = optim.apply_updates(state.params, updates)
         return TrainState(state.step + 1, params, ms, opt_state), {**metrics, "loss": loss}
 
     args = (state, _data(), jax.random.key(0))
-    ours = jax.make_jaxpr(make_train_step(_linear_loss, opt))(*args)  # the default step
-    hand = jax.make_jaxpr(by_hand)(*args)
+    ours = make_jaxpr(make_train_step(_linear_loss, opt))(*args)  # the default step
+    hand = make_jaxpr(by_hand)(*args)
     assert str(ours) == str(hand)
 
 
@@ -126,8 +127,8 @@ def test_the_gradient_norm_is_free_when_the_optimizer_clips_by_it() -> None:
 
     def reductions(opt: Any, grad_norm: bool) -> int:
         state = init_train_state(params, model_state, opt)
-        text = jax.jit(make_train_step(loss, opt, grad_norm=grad_norm)).lower(
-            state, batch, jax.random.key(0)).compile().as_text()
+        text = lower(make_train_step(loss, opt, grad_norm=grad_norm),
+                     state, batch, jax.random.key(0)).compile().as_text()
         assert text is not None
         return len(re.findall(r" reduce\(", text))
 
@@ -140,12 +141,16 @@ def test_the_gradient_norm_is_free_when_the_optimizer_clips_by_it() -> None:
 def test_adam_steps_match_optax_reference() -> None:
     params = {"w": jax.random.normal(jax.random.key(0), (3, 2)), "b": jnp.zeros(2)}
     x, y = _data()
-    step = jax.jit(make_train_step(_linear_loss, optim.adam(0.01)))
+    step = jit(make_train_step(_linear_loss, optim.adam(0.01)))
     state = init_train_state(params, {"calls": jnp.zeros((), jnp.int32)}, optim.adam(0.01))
     ref_p, ref_s = params, optax.adam(0.01).init(params)
+
+    def reference_loss(p: PyTree) -> Array:
+        return _linear_loss(p, {"calls": 0}, (x, y), jax.random.key(0))[0]
+
     for i in range(3):
         state, _ = step(state, (x, y), jax.random.key(i))
-        g = jax.grad(lambda p: _linear_loss(p, {"calls": 0}, (x, y), jax.random.key(0))[0])(ref_p)
+        g = grad(reference_loss)(ref_p)
         u, ref_s = optax.adam(0.01).update(g, ref_s, ref_p)
         ref_p = optax.apply_updates(ref_p, u)
     for k in params:
@@ -164,7 +169,7 @@ def test_step_vmaps_over_learning_rates_and_keys() -> None:
         return out
 
     lrs = jnp.array([0.0, 0.1, 0.2])
-    ws = jax.jit(jax.vmap(one))(lrs, jax.random.split(jax.random.key(0), 3))
+    ws = jit(jax.vmap(one))(lrs, jax.random.split(jax.random.key(0), 3))
     np.testing.assert_array_equal(ws[0], params["w"])
     # Updates are linear in the learning rate.
     np.testing.assert_allclose(ws[2] - params["w"], 2 * (ws[1] - params["w"]), rtol=1e-5, atol=1e-7)
@@ -174,7 +179,7 @@ def test_eval_step_reports_the_hand_computed_loss() -> None:
     params = {"w": jax.random.normal(jax.random.key(0), (3, 2)), "b": jnp.array([0.1, -0.2])}
     state = init_train_state(params, {"calls": jnp.zeros((), jnp.int32)}, optim.sgd(0.1))
     x, y = _data()
-    metrics = jax.jit(make_eval_step(_linear_loss))(state, (x, y))
+    metrics = jit(make_eval_step(_linear_loss))(state, (x, y))
     _, ref = _hand_sgd(params, x, y, 0.0)
     np.testing.assert_allclose(metrics["loss"], ref["loss"], rtol=1e-5)
     np.testing.assert_allclose(metrics["mae"], ref["mae"], rtol=1e-5)
@@ -204,7 +209,7 @@ def test_classifier_loss_weight_decay_and_train_flag() -> None:
 def _eqx_loss(static: Any) -> Any:
     def loss_fn(params: PyTree, model_state: PyTree, batch: PyTree,
                 key: PRNGKey) -> tuple[Array, tuple[PyTree, Metrics]]:
-        model = eqx.combine(params, static)
+        model = eqx_combine(params, static)
         x, y = batch
         pred = jax.vmap(model)(x)
         return mean_squared_error(pred, y), (model_state, {})
@@ -223,7 +228,7 @@ def _mlp_forward(model: eqx.nn.MLP, x: Array) -> np.ndarray:
 
 def test_equinox_mlp_trains_with_make_train_step_and_fit() -> None:
     mlp = eqx.nn.MLP(3, 2, width_size=16, depth=2, key=jax.random.key(0))
-    params, static = eqx.partition(mlp, eqx.is_inexact_array)
+    params, static = eqx_partition(mlp, eqx.is_inexact_array)
     x = jax.random.normal(jax.random.key(1), (64, 3))
     y = jnp.stack([jnp.sin(x[:, 0]), x[:, 1] * x[:, 2]], axis=1)
     yd = np.asarray(y, np.float64)
@@ -231,11 +236,11 @@ def test_equinox_mlp_trains_with_make_train_step_and_fit() -> None:
     opt = optim.adam(2e-2)
     step = make_train_step(loss_fn, opt)
     state = init_train_state(params, (), opt)
-    first, m = jax.jit(step)(state, (x, y), jax.random.key(2))
+    first, m = jit(step)(state, (x, y), jax.random.key(2))
     np.testing.assert_allclose(m["loss"], np.mean((_mlp_forward(mlp, x) - yd) ** 2), rtol=1e-5)
     assert int(first.step) == 1
     trained, hist = fit(step, state, (x, y), jax.random.key(3), epochs=12, batch_size=16, progress=False)
-    model = eqx.combine(trained.params, static)
+    model = eqx_combine(trained.params, static)
     assert isinstance(model, eqx.nn.MLP)
     # The trained arrays, put back into the module, compute the hand-written forward pass ...
     np.testing.assert_allclose(jax.vmap(model)(x), _mlp_forward(model, x), rtol=1e-5, atol=1e-6)
@@ -307,7 +312,7 @@ def test_case_2_a_skipped_step_keeps_batch_norm_statistics() -> None:
                          optax.apply_if_finite(optax.adam(0.1), 5)]
     for opt in guards:
         state = base._replace(opt_state=opt.init(base.params))
-        run = jax.jit(make_train_step(loss, opt))
+        run = jit(make_train_step(loss, opt))
         new, metrics = run(state, bad, jax.random.key(0))
         assert bool(jnp.isnan(metrics["loss"]))
         chex.assert_trees_all_equal(new.params, state.params)
@@ -320,7 +325,7 @@ def test_case_2_a_skipped_step_keeps_batch_norm_statistics() -> None:
     opt = optim.skip_nonfinite(optim.sgd(0.1))
     state = base._replace(opt_state=opt.init(base.params))
     xs = jnp.stack([bad[0], x])
-    out, _ = jax.jit(jax.vmap(make_train_step(loss, opt), in_axes=(None, 0, None)))(
+    out, _ = jit(jax.vmap(make_train_step(loss, opt), in_axes=(None, 0, None)))(
         state, (xs, jnp.stack([y, y])), jax.random.key(0))
     np.testing.assert_array_equal(out.model_state[1].mean[0], state.model_state[1].mean)
     assert not np.allclose(out.model_state[1].mean[1], state.model_state[1].mean)
@@ -336,18 +341,18 @@ def test_case_2_the_guard_costs_nothing_without_a_guard() -> None:
     state = base._replace(opt_state=opt.init(base.params))
 
     def by_hand(state: TrainState[Any, Any, Any], batch: PyTree, key: PRNGKey) -> tuple[Any, Metrics]:
-        (value, (ms, metrics)), g = jax.value_and_grad(loss, has_aux=True)(
+        (value, (ms, metrics)), g = value_and_grad(loss, has_aux=True)(
             state.params, state.model_state, batch, key)
         updates, opt_state = opt.update(g, state.opt_state, state.params)
         params = optim.apply_updates(state.params, updates)
         return TrainState(state.step + 1, params, ms, opt_state), {**metrics, "loss": value}
 
     args = (state, batch, jax.random.key(0))
-    assert str(jax.make_jaxpr(make_train_step(loss, opt))(*args)) == str(jax.make_jaxpr(by_hand)(*args))
+    assert str(make_jaxpr(make_train_step(loss, opt))(*args)) == str(make_jaxpr(by_hand)(*args))
     guarded = optim.skip_nonfinite(opt)
     g_state = base._replace(opt_state=guarded.init(base.params))
-    n_plain = len(jax.make_jaxpr(make_train_step(loss, opt))(*args).eqns)
-    n_guard = len(jax.make_jaxpr(make_train_step(loss, guarded))(g_state, batch, jax.random.key(0)).eqns)
+    n_plain = len(make_jaxpr(make_train_step(loss, opt))(*args).eqns)
+    n_guard = len(make_jaxpr(make_train_step(loss, guarded))(g_state, batch, jax.random.key(0)).eqns)
     assert n_guard > n_plain  # the guard and its select are there only when asked for
 
 

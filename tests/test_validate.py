@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _typed import jit
 
 from functrain import _validate as v
 
@@ -72,7 +73,7 @@ def test_check_number_ranges_nan_and_traced() -> None:
     _raises(TypeError, v.check_number, jnp.zeros((), jnp.complex64), "f", "lr")
     seen: list[float | None] = []
 
-    @jax.jit
+    @jit
     def traced(x: jax.Array) -> jax.Array:
         seen.append(v.check_number(x, "f", "lr", low=0.0))
         return x
@@ -99,10 +100,16 @@ def test_check_positive_fraction_bool_choice_callable() -> None:
 
 
 def test_check_hyperparameter() -> None:
-    v.check_hyperparameter(lambda step: 0.1, "f", "learning_rate", low=0.0)
+    def constant(step: jax.Array) -> float:
+        return 0.1
+
+    def identity(s: jax.Array) -> jax.Array:
+        return s
+
+    v.check_hyperparameter(constant, "f", "learning_rate", low=0.0)
     v.check_hyperparameter(jnp.asarray(0.1), "f", "learning_rate", low=0.0)
     _raises(ValueError, v.check_hyperparameter, -0.1, "f", "learning_rate", low=0.0)
-    _raises(TypeError, v.check_hyperparameter, lambda s: s, "f", "eps", schedule_ok=False)
+    _raises(TypeError, v.check_hyperparameter, identity, "f", "eps", schedule_ok=False)
     _raises(TypeError, v.check_hyperparameter, "fast", "f", "learning_rate")
     _raises(TypeError, v.check_hyperparameter, None, "f", "learning_rate")
 
