@@ -14,6 +14,7 @@ import numpy as np
 from functrain.experiments import tricks
 from functrain.experiments.tricks.splits import Splits
 from functrain.train import load_checkpoint
+from functrain._tree import tree_map
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -75,8 +76,8 @@ def check_train_outputs(out: Path, source: str, seeds: int) -> dict[str, Any]:
     state = load_checkpoint(out / "checkpoint.ckpt", like=tricks.checkpoint_like(config, splits, seeds))
     for s, run in enumerate(doc["runs"]):
         pick = (lambda t: np.asarray(t)[s]) if seeds > 1 else np.asarray
-        params = jax.tree_util.tree_map(pick, state.params)
-        model_state = jax.tree_util.tree_map(pick, state.model_state)
+        params = tree_map(pick, state.params)
+        model_state = tree_map(pick, state.model_state)
         logits = mlp_logits(params, model_state, splits.x_test)
         accuracy = float(np.mean(np.argmax(logits, axis=1) == splits.y_test))
         assert abs(accuracy - run["test_accuracy"]) <= 1.0 / len(splits.y_test) + 1e-6

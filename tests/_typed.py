@@ -8,7 +8,7 @@ wrapper calls the JAX function unchanged; the tests that are ``pyright --strict`
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ParamSpec, TypeVar, overload
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import jax
 
@@ -26,63 +26,35 @@ def eval_shape(fn: Callable[..., Any], *args: Any) -> Any:
     return jax.eval_shape(fn, *args)  # pyright: ignore[reportUnknownMemberType]  # fun: a bare Callable
 
 
-# ``grad``, ``value_and_grad`` and ``vmap`` take ``lambda``s in many tests: the overloads for one to
-# three positional parameters type them as ``Any`` (so a lambda's parameters are not Unknown); a
-# ``def`` with more parameters keeps its own signature (the last overload).
+# ``grad``, ``value_and_grad`` and ``vmap`` take ``lambda``s in many tests: the first parameter of
+# ``fn`` is typed ``Any`` (so a one-parameter lambda's parameter is not Unknown; a lambda of more
+# parameters is a typed ``def`` instead), the others keep ``fn``'s own types.
 Argnums = int | tuple[int, ...]
 
 
-@overload
-def grad(fn: Callable[[Any], Any], argnums: Argnums = 0, *, has_aux: bool = False,
-         **options: Any) -> Callable[[Any], Any]: ...
-@overload
-def grad(fn: Callable[[Any, Any], Any], argnums: Argnums = 0, *, has_aux: bool = False,
-         **options: Any) -> Callable[[Any, Any], Any]: ...
-@overload
-def grad(fn: Callable[[Any, Any, Any], Any], argnums: Argnums = 0, *, has_aux: bool = False,
-         **options: Any) -> Callable[[Any, Any, Any], Any]: ...
-@overload
-def grad(fn: Callable[P, Any], argnums: Argnums = 0, *, has_aux: bool = False,
-         **options: Any) -> Callable[P, Any]: ...
-def grad(fn: Callable[..., Any], argnums: Argnums = 0, *, has_aux: bool = False,
-         **options: Any) -> Callable[..., Any]:
+def grad(fn: Callable[Concatenate[Any, P], Any], argnums: Argnums = 0, *, has_aux: bool = False,
+         **options: Any) -> Callable[Concatenate[Any, P], Any]:
     """``jax.grad(fn, argnums=argnums, has_aux=has_aux, **options)``."""
     return jax.grad(  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]  # fun: a bare Callable
         fn, argnums=argnums, has_aux=has_aux, **options)
 
 
-@overload
-def value_and_grad(fn: Callable[[Any], Any], argnums: Argnums = 0, *, has_aux: bool = False,
-                   **options: Any) -> Callable[[Any], tuple[Any, Any]]: ...
-@overload
-def value_and_grad(fn: Callable[[Any, Any], Any], argnums: Argnums = 0, *, has_aux: bool = False,
-                   **options: Any) -> Callable[[Any, Any], tuple[Any, Any]]: ...
-@overload
-def value_and_grad(fn: Callable[P, Any], argnums: Argnums = 0, *, has_aux: bool = False,
-                   **options: Any) -> Callable[P, tuple[Any, Any]]: ...
-def value_and_grad(fn: Callable[..., Any], argnums: Argnums = 0, *, has_aux: bool = False,
-                   **options: Any) -> Callable[..., tuple[Any, Any]]:
+def value_and_grad(fn: Callable[Concatenate[Any, P], Any], argnums: Argnums = 0, *, has_aux: bool = False,
+                   **options: Any) -> Callable[Concatenate[Any, P], tuple[Any, Any]]:
     """``jax.value_and_grad(fn, argnums=argnums, has_aux=has_aux, **options)``."""
     return jax.value_and_grad(  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]  # fun: a bare Callable
         fn, argnums=argnums, has_aux=has_aux, **options)
 
 
-@overload
-def vmap(fn: Callable[[Any], Any], in_axes: Any = 0, out_axes: Any = 0,
-         **options: Any) -> Callable[[Any], Any]: ...
-@overload
-def vmap(fn: Callable[[Any, Any], Any], in_axes: Any = 0, out_axes: Any = 0,
-         **options: Any) -> Callable[[Any, Any], Any]: ...
-@overload
-def vmap(fn: Callable[[Any, Any, Any], Any], in_axes: Any = 0, out_axes: Any = 0,
-         **options: Any) -> Callable[[Any, Any, Any], Any]: ...
-@overload
-def vmap(fn: Callable[P, Any], in_axes: Any = 0, out_axes: Any = 0,
-         **options: Any) -> Callable[P, Any]: ...
-def vmap(fn: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0,
-         **options: Any) -> Callable[..., Any]:
+def vmap(fn: Callable[Concatenate[Any, P], Any], in_axes: Any = 0, out_axes: Any = 0,
+         **options: Any) -> Callable[Concatenate[Any, P], Any]:
     """``jax.vmap(fn, in_axes=in_axes, out_axes=out_axes, **options)`` (``axis_name`` ...)."""
     return jax.vmap(fn, in_axes=in_axes, out_axes=out_axes, **options)
+
+
+def lower(fn: Callable[Concatenate[Any, P], Any], *args: Any, **options: Any) -> Any:
+    """``jax.jit(fn, **options).lower(*args)``: the ``Lowered`` program (``.as_text()``, ``.compile()``)."""
+    return jax.jit(fn, **options).lower(*args)  # pyright: ignore[reportUnknownMemberType]  # fun: a bare Callable
 
 
 def make_jaxpr(fn: Callable[..., Any], **options: Any) -> Callable[..., Any]:

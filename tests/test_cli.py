@@ -20,6 +20,7 @@ from _cli import REPO, check_train_outputs, env, mlp_logits, one_error_line, png
 from functrain.cli import main
 from functrain.experiments import tricks
 from functrain.train import load_checkpoint
+from functrain._tree import tree_map
 
 # ----------------------------------------------------------------------------------------------
 # functrain tricks
@@ -204,8 +205,8 @@ def test_train_quick_digits_several_seeds(tmp_path: Path, capsys: pytest.Capture
     state = load_checkpoint(out / "checkpoint.ckpt", like=tricks.checkpoint_like(config, splits, 2))
     probs = []
     for s in range(2):
-        logits = mlp_logits(jax.tree_util.tree_map(lambda t: np.asarray(t)[s], state.params),
-                             jax.tree_util.tree_map(lambda t: np.asarray(t)[s], state.model_state), splits.x_test)
+        logits = mlp_logits(tree_map(lambda t: np.asarray(t)[s], state.params),
+                             tree_map(lambda t: np.asarray(t)[s], state.model_state), splits.x_test)
         z = np.exp(logits - logits.max(axis=1, keepdims=True))
         probs.append(z / z.sum(axis=1, keepdims=True))
     expected = float(np.mean(np.argmax(np.mean(probs, axis=0), axis=1) == splits.y_test))

@@ -23,6 +23,7 @@ import pytest
 import functrain.optim as fo
 from functrain import train
 from functrain.typing import Array, PRNGKey, PyTree
+from _typed import grad, jit
 
 Optimizer = Callable[[Array], fo.GradientTransformation[Any]]
 
@@ -77,10 +78,10 @@ def _hypergradient_and_central_difference(make: Optimizer, lr: float) -> tuple[f
     with jax.enable_x64(True):
         val_loss = _validation_loss(make)
         lr64 = jnp.asarray(lr, jnp.float64)
-        grad = jax.jit(jax.grad(val_loss))(lr64)
+        grad = jit(grad(val_loss))(lr64)
         assert grad.dtype == jnp.float64
         h = 1e-4 * lr
-        f = jax.jit(val_loss)
+        f = jit(val_loss)
         central = (f(lr64 + h) - f(lr64 - h)) / (2 * h)
         return float(grad), float(central)
 
@@ -97,8 +98,8 @@ def test_adam_hypergradient_is_nan_without_eps_root_and_finite_with_it() -> None
     """The parameters fed by the always-zero feature have a zero second moment: without
     ``eps_root`` the derivative of ``sqrt`` there is infinite and the hypergradient NaN."""
     with jax.enable_x64(True):
-        plain = jax.jit(jax.grad(_validation_loss(lambda lr: fo.adam(lr))))(0.01)
-        rooted = jax.jit(jax.grad(_validation_loss(lambda lr: fo.adam(lr, eps_root=1e-12))))(0.01)
+        plain = jit(grad(_validation_loss(lambda lr: fo.adam(lr))))(0.01)
+        rooted = jit(grad(_validation_loss(lambda lr: fo.adam(lr, eps_root=1e-12))))(0.01)
     assert np.isnan(float(plain))
     assert np.isfinite(float(rooted))
 
@@ -112,5 +113,5 @@ def test_adam_hypergradient_is_nan_without_eps_root_and_finite_with_it() -> None
 ], ids=["adamw", "amsgrad", "nadam", "radam"])
 def test_eps_root_gives_finite_hypergradients_for_the_adam_family(make: Optimizer) -> None:
     with jax.enable_x64(True):
-        grad = jax.jit(jax.grad(_validation_loss(make)))(0.01)
+        grad = jit(grad(_validation_loss(make)))(0.01)
     assert np.isfinite(float(grad)) and float(grad) != 0.0

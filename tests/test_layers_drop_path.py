@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from functrain.layers import Dense, DropPath, Residual, drop_path, serial
+from _typed import jit, vmap
 
 STYLE = re.compile(r"^[\w.]+: argument '[\w.\[\]']+' must be .+, got .+$", re.S)
 KEY = jax.random.key(0)
@@ -49,7 +50,7 @@ class TestDropPath(chex.TestCase):
         x = jnp.asarray([[1.0, -2.0], [0.5, 3.0]])
 
         def mean_over_keys(keys: jax.Array) -> jax.Array:
-            return jax.vmap(lambda k: drop_path(k, x, rate=rate, train=True))(keys)
+            return vmap(lambda k: drop_path(k, x, rate=rate, train=True))(keys)
 
         ys = np.asarray(self.variant(mean_over_keys)(jax.random.split(KEY, n)), np.float64)
         # y = m x / (1 - r), m ~ Bernoulli(1 - r): E[y] = x, sd(y) = |x| sqrt(r / (1 - r))
@@ -70,7 +71,7 @@ class TestDropPath(chex.TestCase):
 
     def test_traced_rate_under_vmap(self) -> None:
         rates = jnp.array([0.0, 0.5, 0.9])
-        ys = jax.jit(jax.vmap(lambda r: drop_path(KEY, X, rate=r, train=True)))(rates)
+        ys = jit(vmap(lambda r: drop_path(KEY, X, rate=r, train=True)))(rates)
         np.testing.assert_array_equal(ys[0], X)  # a traced 0 keeps everything
         for i, r in enumerate([0.5, 0.9]):
             np.testing.assert_allclose(ys[i + 1], drop_path(KEY, X, rate=r, train=True), rtol=1e-6)

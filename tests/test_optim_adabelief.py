@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import functrain.optim as fo
+from _typed import jit, vmap
 
 RNG = np.random.default_rng(1)
 GRADS = RNG.normal(size=(10, 4)) + np.asarray([0.0, 1.0, -2.0, 5.0])
@@ -51,8 +52,8 @@ class TestAdaBelief(chex.TestCase):
             return out
 
         lrs = jnp.asarray([0.01, 0.1])
-        single = jax.jit(run)
-        np.testing.assert_allclose(jax.jit(jax.vmap(run))(lrs)[1], single(lrs[1]), rtol=1e-5)
+        single = jit(run)
+        np.testing.assert_allclose(jit(vmap(run))(lrs)[1], single(lrs[1]), rtol=1e-5)
         np.testing.assert_allclose(single(lrs[1]), 10 * single(lrs[0]), rtol=1e-5)
 
 

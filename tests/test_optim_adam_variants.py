@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import functrain.optim as fo
+from _typed import jit, vmap
 
 RNG = np.random.default_rng(0)
 GRADS = RNG.normal(size=(12, 5)) * np.linspace(0.1, 3.0, 12)[:, None]  # 12 steps, 5 coordinates
@@ -97,7 +98,7 @@ class TestAgainstTheFormulas(chex.TestCase):
                 out: jax.Array = u["w"]
                 return out
 
-            swept = jax.jit(jax.vmap(run))(jnp.asarray([1.0, 1.0]))
+            swept = jit(vmap(run))(jnp.asarray([1.0, 1.0]))
             np.testing.assert_allclose(swept, [reference[-1]] * 2, rtol=2e-5, atol=1e-6,
                                        err_msg=name)
 

@@ -11,6 +11,7 @@ import pytest
 
 import functrain.optim as fo
 from functrain.typing import Array, ScalarOrSchedule
+from _typed import jit, vmap
 
 GRADS = np.random.default_rng(4).normal(size=(8, 3))
 
@@ -46,7 +47,7 @@ class TestEma(chex.TestCase):
             return out
 
         decays = jnp.asarray([0.5, 0.9])
-        swept = jax.jit(jax.vmap(last))(decays)
+        swept = jit(vmap(last))(decays)
         for i, d in enumerate([0.5, 0.9]):
             np.testing.assert_allclose(swept[i], last(jnp.asarray(d)), rtol=1e-6)
         np.testing.assert_allclose(last(fo.schedules.constant(0.9)), swept[1], rtol=1e-6)

@@ -13,12 +13,14 @@ import pytest
 
 import functrain.optim as fo
 from functrain.typing import PyTree
+from _typed import jit, vmap
+from functrain._tree import tree_map
 
 PARAMS = {"w": jnp.asarray([[1.0, -2.0], [0.5, 3.0]]), "b": jnp.asarray([0.1, -0.1])}
 
 
 def _grads(scale: float = 1.0) -> PyTree:
-    return jax.tree_util.tree_map(lambda x: scale * (0.5 * x + 0.3), PARAMS)
+    return tree_map(lambda x: scale * (0.5 * x + 0.3), PARAMS)
 
 
 def _bits(tree: PyTree) -> list[bytes]:
@@ -90,11 +92,11 @@ class TestGuards(chex.TestCase):
 
 def test_skip_nonfinite_under_vmap_skips_each_run_on_its_own() -> None:
     tx = fo.skip_nonfinite(fo.sgd(0.5, momentum=0.9))
-    gb = jax.tree_util.tree_map(lambda x: jnp.stack([x, x, x]), _grads())
+    gb = tree_map(lambda x: jnp.stack([x, x, x]), _grads())
     gb["b"] = gb["b"].at[1, 0].set(jnp.nan)  # only run 1 sees a NaN
-    pb = jax.tree_util.tree_map(lambda x: jnp.stack([x, x, x]), PARAMS)
-    sb = jax.vmap(tx.init)(pb)
-    ub, sb = jax.jit(jax.vmap(tx.update))(gb, sb, pb)
+    pb = tree_map(lambda x: jnp.stack([x, x, x]), PARAMS)
+    sb = vmap(tx.init)(pb)
+    ub, sb = jit(vmap(tx.update))(gb, sb, pb)
     np.testing.assert_array_equal(sb.skipped_steps, [0, 1, 0])
     np.testing.assert_array_equal(sb.total_steps, [1, 1, 1])
     assert np.all(np.asarray(ub["w"][1]) == 0.0)
@@ -130,10 +132,10 @@ def test_accumulate_gradients_bf16_accumulates_in_float32_and_works_under_vmap()
         t = fo.accumulate_gradients(fo.sgd(1.0), 2)
         st = t.init(PARAMS)
         _, st = t.update(_grads(1.0), st)
-        out, _ = t.update(jax.tree_util.tree_map(lambda x: scale * x, _grads(1.0)), st)
+        out, _ = t.update(tree_map(lambda x: scale * x, _grads(1.0)), st)
         return out
 
-    ub = jax.jit(jax.vmap(run))(jnp.asarray([1.0, 3.0]))
+    ub = jit(vmap(run))(jnp.asarray([1.0, 3.0]))
     np.testing.assert_allclose(ub["w"][0], -_grads(1.0)["w"], rtol=1e-6)
     np.testing.assert_allclose(ub["w"][1], -2.0 * _grads(1.0)["w"], rtol=1e-6)
 
@@ -157,7 +159,7 @@ class TestDivergenceLimit(chex.TestCase):
         finite = [True, False, False, True, False, False, False, True, True]
         # consecutive non-finite steps: 0 1 2 0 1 2 3 (diverged) ...; frozen from step 7 on
         for t, ok in enumerate(finite, start=1):
-            g = _grads(1.0 + t) if ok else jax.tree_util.tree_map(lambda x: x * jnp.nan, _grads())
+            g = _grads(1.0 + t) if ok else tree_map(lambda x: x * jnp.nan, _grads())
             before = state
             u, state = update(g, state, params)
             params = fo.apply_updates(params, u)
@@ -174,7 +176,7 @@ class TestDivergenceLimit(chex.TestCase):
         tx = fo.skip_nonfinite(fo.sgd(0.1))
         state = tx.init(PARAMS)
         for _ in range(20):
-            _, state = tx.update(jax.tree_util.tree_map(lambda x: x * jnp.inf, _grads()), state)
+            _, state = tx.update(tree_map(lambda x: x * jnp.inf, _grads()), state)
         assert int(state.consecutive_skips) == 20 and not bool(state.diverged)
         assert not bool(fo.has_diverged(state))
 
@@ -186,16 +188,16 @@ class TestDivergenceLimit(chex.TestCase):
         def run(scale: jax.Array, first_bad: jax.Array) -> tuple[Any, Any]:
             params, state = PARAMS, tx.init(PARAMS)
             for t in range(6):
-                g = jax.tree_util.tree_map(lambda x: scale * x, _grads(1.0 + t))
-                g = jax.tree_util.tree_map(lambda x: jnp.where(t >= first_bad, jnp.nan, x), g)
+                g = tree_map(lambda x: scale * x, _grads(1.0 + t))
+                g = tree_map(lambda x: jnp.where(t >= first_bad, jnp.nan, x), g)
                 u, state = tx.update(g, state, params)
                 params = fo.apply_updates(params, u)
             return params, state
 
-        params, state = jax.jit(jax.vmap(run))(scales, bad_from)
+        params, state = jit(vmap(run))(scales, bad_from)
         np.testing.assert_array_equal(fo.has_diverged(state), [False, True, False, False])
         for i in range(4):
-            solo, solo_state = jax.jit(run)(scales[i], bad_from[i])
+            solo, solo_state = jit(run)(scales[i], bad_from[i])
             assert bool(solo_state.diverged) == (i == 1)
             for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(solo)):
                 np.testing.assert_allclose(a[i], b, rtol=1e-6)
@@ -260,7 +262,7 @@ def test_case_19_accumulate_gradients_with_mixed_precision_matches_optax_multist
         return results
 
     for (p_dtype, g_dtype), ((ours, state), (theirs, their_state), (plain, _)) in zip(
-            pairs, jax.jit(all_pairs, compiler_options={"xla_backend_optimization_level": 0})(),
+            pairs, jit(all_pairs, compiler_options={"xla_backend_optimization_level": 0})(),
             strict=True):
         assert [u["w"].dtype for u in ours] == [u["w"].dtype for u in plain], (p_dtype, g_dtype)
         assert [u["w"].dtype for u in ours] == [u["w"].dtype for u in theirs]

@@ -14,6 +14,7 @@ import pytest
 import functrain.optim as fo
 from functrain import train
 from functrain.typing import Array, PyTree
+from _typed import jit, vmap
 
 W0 = np.asarray([1.0, -2.0, 0.5])
 CURVATURE = 2.0  # f(w) = CURVATURE / 2 * ||w||^2: SGD multiplies w by c = 1 - lr * CURVATURE
@@ -68,7 +69,7 @@ def test_make_train_step_trains_with_lookahead_unchanged() -> None:
         return loss, (model_state, {})
 
     tx = fo.lookahead(fo.sgd(LR), 4, 0.5)
-    step = jax.jit(train.make_train_step(loss_fn, tx))
+    step = jit(train.make_train_step(loss_fn, tx))
     state = train.init_train_state({"w": jnp.asarray(W0, jnp.float32)}, (), tx)
     for _ in range(8):
         state, metrics = step(state, jnp.zeros(1), jax.random.key(0))
@@ -95,7 +96,7 @@ def test_alpha_schedule_and_traced_alpha() -> None:
     np.testing.assert_allclose(final_slow(fo.lookahead(fo.sgd(LR), 2, alpha)),
                                slow1 + 0.25 * (slow1 * c2 - slow1), rtol=1e-6)
     alphas = jnp.asarray([0.0, 0.5, 1.0])
-    swept = jax.jit(jax.vmap(lambda a: final_slow(fo.lookahead(fo.sgd(LR), 2, a))))(alphas)
+    swept = jit(vmap(lambda a: final_slow(fo.lookahead(fo.sgd(LR), 2, a))))(alphas)
     for a, row in zip([0.0, 0.5, 1.0], swept):
         np.testing.assert_allclose(row, W0 * (1 + a * (c2 - 1)) ** 2, rtol=1e-6)
 

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 import functrain.optim as fo
 from functrain.optim import schedules
+from _typed import jit, vmap
 
 RNG = np.random.default_rng(1)
 GRADS = [RNG.normal(size=(4, 3)) for _ in range(6)]
@@ -106,7 +107,7 @@ def test_normalized_sgd_update_has_norm_exactly_lr(tree: list[np.ndarray], lr: f
 def test_normalize_by_global_norm_of_zero_gradient_is_zero() -> None:
     tx = fo.normalized_sgd(0.1)
     g = {"a": jnp.zeros((3,)), "b": jnp.zeros((2, 2))}
-    u, _ = jax.jit(tx.update)(g, tx.init(g))
+    u, _ = jit(tx.update)(g, tx.init(g))
     for x in jax.tree_util.tree_leaves(u):
         assert np.all(np.asarray(x) == 0.0)
 
@@ -122,6 +123,6 @@ def test_momentum_under_vmap_runs_each_decay_and_learning_rate_separately() -> N
             u, s = tx.update({"w": jnp.asarray(g)}, s)
         return s[0].trace["w"], u["w"]
 
-    velocity, update = jax.jit(jax.vmap(final))(lrs, decays)
+    velocity, update = jit(vmap(final))(lrs, decays)
     np.testing.assert_allclose(velocity, [1.0, 1.75, 2.71], rtol=1e-6)
     np.testing.assert_allclose(update, [-1.0, -0.875, -5.42], rtol=1e-6)

@@ -44,6 +44,7 @@ from functrain.train import (
     train_epoch,
 )
 from functrain.typing import PyTree
+from _typed import eval_shape, jit
 
 
 class Pair(NamedTuple):
@@ -91,7 +92,7 @@ def test_round_trip_is_bitwise_exact(tmp_path: Path) -> None:
     assert isinstance(out["f64_np"], np.ndarray)
     assert isinstance(out["f32"], jax.Array)
     # like can be abstract (no arrays allocated).
-    abstract = jax.eval_shape(lambda: {k: v for k, v in tree.items() if k not in ("f64_np", "scalars")})
+    abstract = eval_shape(lambda: {k: v for k, v in tree.items() if k not in ("f64_np", "scalars")})
     concrete = {k: v for k, v in tree.items() if k not in ("f64_np", "scalars")}
     save_checkpoint(path, concrete)
     _assert_bitwise(load_checkpoint(str(path), like=abstract), concrete)
@@ -223,7 +224,7 @@ def test_fit_resumed_from_a_checkpoint_ends_bitwise_equal_to_an_uninterrupted_ru
 
 def test_train_epoch_loop_resumed_from_a_checkpoint_is_bitwise_equal(tmp_path: Path) -> None:
     train, _, state, step, _ = _digits_setup(plateau=False)
-    run = jax.jit(train_epoch, static_argnames=("step", "batch_size"))
+    run = jit(train_epoch, static_argnames=("step", "batch_size"))
     key = jax.random.key(1)
     s = state
     for e in range(4):

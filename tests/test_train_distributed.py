@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import pytest
 
 from functrain.train.distributed import data_mesh, data_parallel_step, is_replicated, replicate, shard_batch
+from _typed import jit
 
 SCRIPT = textwrap.dedent(
     """
@@ -34,7 +35,7 @@ SCRIPT = textwrap.dedent(
     x = jax.random.normal(jax.random.key(1), (64, 12)) * 3.0 + 1.0
     y = jax.random.randint(jax.random.key(2), (64,), 0, 10)
 
-    single = jax.jit(step)
+    single = jit(step)
     mesh = data_mesh()
     pstep = data_parallel_step(step, mesh)
     s1, sp = state0, replicate(state0, mesh)

@@ -32,6 +32,7 @@ from functrain.train import (
 )
 from functrain.train.step import EvalStep, TrainStep
 from functrain.typing import Array, Metrics, PRNGKey, PyTree
+from functrain._tree import tree_map
 
 STYLE = re.compile(r"^[\w.]+: argument '[\w.\[\]']+' must be .+, got .+$", re.S)
 
@@ -188,7 +189,7 @@ def test_fit_overflowing_params_raise_even_with_finite_losses() -> None:
         return jnp.sum(jnp.clip(params["w"], -1.0, 1.0)), (ms, {})  # finite even for inf params
 
     def blow_up(updates: PyTree, state: Any, params: PyTree = None, **extra_args: Any) -> tuple[PyTree, Any]:
-        return jax.tree_util.tree_map(lambda u: u + jnp.inf, updates), state
+        return tree_map(lambda u: u + jnp.inf, updates), state
 
     opt = optim.GradientTransformation(lambda p: (), blow_up)
     state = init_train_state({"w": jnp.ones(2)}, (), opt)

@@ -30,6 +30,8 @@ from functrain.train import (
 )
 from functrain.train.seeds import Stats, grid, run_seeds, summarize, sweep
 from functrain.typing import Array, PRNGKey
+from _typed import jit, lower, vmap
+from functrain._tree import tree_map
 
 STYLE = re.compile(r"^[\w.]+: argument '[\w.\[\]']+' must be .+, got .+$", re.S)
 
@@ -64,7 +66,7 @@ PLATEAU = reduce_on_plateau(factor=0.5, patience=1)
 
 
 def _f64(tree: Any) -> Any:
-    return jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), tree)
+    return tree_map(lambda a: jnp.asarray(a, jnp.float64), tree)
 
 
 def _train(key: PRNGKey, lr: Array | float = 1e-2, wd: Array | float = 1e-4, adam: bool = True) -> Out:
@@ -118,9 +120,9 @@ def test_run_seeds_with_adamw_equals_separate_runs() -> None:
         keys = jax.random.split(jax.random.key(42), 3)
         runs = run_seeds(_train, keys)
         assert runs.results.ema_params[0].w.dtype == jnp.float64
-        single = jax.jit(_train)
+        single = jit(_train)
         for s in range(3):
-            _assert_close(jax.tree_util.tree_map(lambda x: x[s], runs.results), single(keys[s]))
+            _assert_close(tree_map(lambda x: x[s], runs.results), single(keys[s]))
     # Summary statistics over seeds.
     acc = np.asarray(runs.results.final_accuracy)
     stats = runs.summary.final_accuracy
@@ -138,10 +140,10 @@ def test_sweep_equals_separate_runs_and_members_stop_on_their_own() -> None:
         six: Any = np.int64(6)  # (annotated int: NumPy ints are accepted at runtime)
         runs = sweep(lambda k, hp: _train(k, hp["lr"], adam=False), keys, {"lr": lrs}, chunk_size=six)
         assert runs.results.val_loss.shape == (3, 2, EPOCHS)
-        single = jax.jit(functools.partial(_train, adam=False))
+        single = jit(functools.partial(_train, adam=False))
         for g in range(3):
             for s in range(2):
-                _assert_close(jax.tree_util.tree_map(lambda x: x[g, s], runs.results), single(keys[s], lrs[g]))
+                _assert_close(tree_map(lambda x: x[g, s], runs.results), single(keys[s], lrs[g]))
     stopped = np.asarray(runs.results.stopped_after)
     assert len(np.unique(stopped)) >= 2, stopped  # different members stop at different epochs
     assert stopped.min() < EPOCHS
@@ -260,7 +262,7 @@ def test_run_seeds_is_the_compiled_once_vmapped_run_plus_its_summary() -> None:
 
     keys = jax.random.split(jax.random.key(0), 3)
     runs = run_seeds(train, keys)
-    ref = jax.jit(jax.vmap(train))(keys)
+    ref = jit(vmap(train))(keys)
     for name in ref:
         np.testing.assert_array_equal(np.asarray(runs.results[name]), np.asarray(ref[name]))
         np.testing.assert_allclose(np.asarray(runs.summary[name].std), np.asarray(summarize(ref)[name].std),
@@ -270,8 +272,8 @@ def test_run_seeds_is_the_compiled_once_vmapped_run_plus_its_summary() -> None:
         assert text is not None
         return len(re.findall(r" dot\(", text)), len(re.findall(r" while\(", text))
 
-    ours = jax.jit(lambda k: run_seeds(train, k, jit=False)).lower(keys).compile().as_text()  # its program
-    assert ops(ours) == ops(jax.jit(jax.vmap(train)).lower(keys).compile().as_text())
+    ours = lower(lambda k: run_seeds(train, k, jit=False), keys).compile().as_text()  # its program
+    assert ops(ours) == ops(lower(vmap(train), keys).compile().as_text())
 
 
 def test_case_10_the_docs_state_what_chunking_preserves_and_it_holds() -> None:
