@@ -8,9 +8,10 @@ wrapper calls the JAX function unchanged; the tests that are ``pyright --strict`
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 import jax
+import jax.numpy as jnp
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -70,3 +71,13 @@ def jvp(fn: Callable[..., Any], primals: tuple[Any, ...], tangents: tuple[Any, .
 def hessian(fn: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
     """``jax.hessian(fn, argnums=argnums)``."""
     return jax.hessian(fn, argnums=argnums)  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]  # fun: a bare Callable
+
+
+def devices(backend: str | None = None) -> list[Any]:
+    """``jax.devices(backend)`` (a list of ``jax.Device``, a name pyright does not see as a class)."""
+    return cast("list[Any]", jax.devices(backend))  # pyright: ignore[reportUnknownMemberType]  # list[Device]
+
+
+def norm(x: Any, ord: int | str | None = None, axis: int | tuple[int, ...] | None = None) -> jax.Array:
+    """``jnp.linalg.norm(x, ord, axis)`` (pyright sees the jitted function's result as Unknown)."""
+    return cast(jax.Array, jnp.linalg.norm(x, ord, axis))

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -23,8 +24,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _typed import devices, eval_shape, jit
 
-from functrain import _tree, layers, optim
+from functrain import _jax, _tree, layers, optim
 from functrain.data.datasets import load_digits
 from functrain.train import (
     CheckpointError,
@@ -44,7 +46,6 @@ from functrain.train import (
     train_epoch,
 )
 from functrain.typing import PyTree
-from _typed import eval_shape, jit
 
 
 class Pair(NamedTuple):
@@ -107,7 +108,7 @@ def test_loaded_arrays_keep_the_placement_of_like(tmp_path: Path) -> None:
     save_checkpoint(path, tree)
     loaded = load_checkpoint(path, like=tree)
     assert not tree["w"].committed and not loaded["w"].committed
-    placed = jax.device_put(tree, jax.devices()[0])  # committed to a device
+    placed = _jax.device_put(tree, devices()[0])  # committed to a device
     assert placed["w"].committed and load_checkpoint(path, like=placed)["w"].committed
 
 
@@ -332,7 +333,7 @@ def test_case_15_unsupported_leaves_are_refused_naming_their_path(tmp_path: Path
     assert load_checkpoint(path, like={"n": 0, "m": 0}) == {"n": 2**63 - 1, "m": -(2**63)}
 
 
-def _rewrite_header(path: Path, edit: Any) -> None:
+def _rewrite_header(path: Path, edit: Callable[[Any], Any]) -> None:
     """Replace the JSON header of ``path`` by ``edit(header)`` and fix the checksum (a valid digest)."""
     blob = path.read_bytes()
     magic, n = blob[:16], int.from_bytes(blob[16:24], "little")
@@ -353,7 +354,7 @@ def test_case_15_every_malformed_header_that_passes_the_checksum_is_a_checkpoint
             return h
         return edit
 
-    edits: list[tuple[str, Any]] = [
+    edits: list[tuple[str, Callable[[Any], Any] | None]] = [
         ("a list", lambda h: [h]), ("not UTF-8 JSON", lambda h: b"\xff\xfe{"), ("null", lambda h: None),
         ("no leaves", lambda h: {k: v for k, v in h.items() if k != "leaves"}),
         ("leaves not a list", lambda h: {**h, "leaves": {"a": 1}}),

@@ -30,7 +30,7 @@ from functrain.train import (
 )
 from functrain.train.seeds import Stats, grid, run_seeds, summarize, sweep
 from functrain.typing import Array, PRNGKey
-from _typed import jit, lower, vmap
+from _typed import jit, lower, norm, vmap
 from functrain._tree import tree_map
 
 STYLE = re.compile(r"^[\w.]+: argument '[\w.\[\]']+' must be .+, got .+$", re.S)
@@ -156,6 +156,10 @@ def test_sweep_equals_separate_runs_and_members_stop_on_their_own() -> None:
     assert runs.summary.final_accuracy.mean.shape == (3,)
 
 
+def _hyperparams(key: PRNGKey, hp: dict[str, Array]) -> dict[str, Array]:
+    return hp
+
+
 def _tiny(key: PRNGKey) -> dict[str, Array]:
     w = jax.random.normal(key, (3, 3))
     return {"norm": jnp.linalg.norm(w), "w": w, "n": jnp.array(3)}
@@ -170,7 +174,7 @@ def test_chunking_gives_the_same_results() -> None:
         for x, y in zip(jax.tree_util.tree_leaves(chunked), jax.tree_util.tree_leaves(full.results), strict=True):
             np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-6)
     np.testing.assert_allclose(full.results["norm"],
-                               [float(jnp.linalg.norm(jax.random.normal(k, (3, 3)))) for k in keys], rtol=1e-6)
+                               [float(norm(jax.random.normal(k, (3, 3)))) for k in keys], rtol=1e-6)
 
 
 def test_raw_keys_and_no_jit() -> None:
@@ -183,8 +187,10 @@ def test_grid_is_a_cartesian_product() -> None:
     g = grid(lr=[0.1, 0.01], wd=[0.0, 1e-4, 1e-3])
     np.testing.assert_allclose(g["lr"], [0.1, 0.1, 0.1, 0.01, 0.01, 0.01])
     np.testing.assert_allclose(g["wd"], [0.0, 1e-4, 1e-3] * 2)
-    out = sweep(lambda k, hp: {"v": hp["lr"] + hp["wd"] + jax.random.uniform(k)},
-                jax.random.split(jax.random.key(1), 2), g)
+    def train_fn(k: PRNGKey, hp: dict[str, Array]) -> dict[str, Array]:
+        return {"v": hp["lr"] + hp["wd"] + jax.random.uniform(k)}
+
+    out = sweep(train_fn, jax.random.split(jax.random.key(1), 2), g)
     assert out.results["v"].shape == (6, 2)
     u = np.asarray([float(jax.random.uniform(k)) for k in jax.random.split(jax.random.key(1), 2)])
     np.testing.assert_allclose(out.results["v"], (np.asarray(g["lr"]) + np.asarray(g["wd"]))[:, None] + u,
@@ -216,15 +222,15 @@ def test_bad_input() -> None:
     _raises(TypeError, "run_seeds: argument 'jit' must be a bool", run_seeds, _tiny, keys, jit=None)
     _raises(TypeError, "sweep: argument 'keys' must be a batch of PRNG keys", sweep, _tiny, [1, 2], {"a": jnp.zeros(2)})
     with pytest.raises(ValueError, match="sweep: argument 'hyperparams' must be arrays with the same leading length"):
-        sweep(lambda k, hp: hp, keys, {"a": jnp.zeros(2), "b": jnp.zeros(3)})
+        sweep(_hyperparams, keys, {"a": jnp.zeros(2), "b": jnp.zeros(3)})
     _raises(ValueError, r"sweep: argument 'hyperparams' must be arrays with a leading example axis, .*a scalar at "
-            r"hyperparams\['a'\]", sweep, lambda k, hp: hp, keys, {"a": jnp.float32(1.0)})
+            r"hyperparams\['a'\]", sweep, _hyperparams, keys, {"a": jnp.float32(1.0)})
     _raises(ValueError, "grid: argument 'lr' must be a non-empty 1-d sequence of values", grid, lr=[])
     _raises(ValueError, "grid: argument 'axes' must be at least one named axis", grid)
 
 
 def test_calling_again_with_the_same_train_fn_does_not_recompile() -> None:
-    traces = []
+    traces: list[int] = []
 
     def counted(key: PRNGKey) -> dict[str, Array]:
         traces.append(1)
