@@ -3,6 +3,8 @@ its defining property (a predictable gradient gets larger steps than Adam's), ba
 
 from __future__ import annotations
 
+from typing import Any
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -36,6 +38,8 @@ class TestAdaBelief(chex.TestCase):
         # "belief": g - m shrinks for a predictable gradient, so s does and the step grows
         belief, adam = fo.adabelief(0.1), fo.adam(0.1)
         sb, sa = belief.init({"w": jnp.zeros(1)}), adam.init({"w": jnp.zeros(1)})
+        ub: Any = None  # set by the loop
+        ua: Any = None
         for _ in range(20):
             ub, sb = belief.update({"w": jnp.ones(1)}, sb)
             ua, sa = adam.update({"w": jnp.ones(1)}, sa)
@@ -46,6 +50,7 @@ class TestAdaBelief(chex.TestCase):
         def run(lr: jax.Array) -> jax.Array:
             tx = fo.adabelief(lr)
             state = tx.init({"w": jnp.zeros(4)})
+            u: Any = None  # set by the loop (GRADS is not empty)
             for g in GRADS:
                 u, state = tx.update({"w": jnp.asarray(g, jnp.float32)}, state)
             out: jax.Array = u["w"]

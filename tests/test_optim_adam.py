@@ -27,7 +27,7 @@ def _updates(tx: fo.GradientTransformation[Any], update: fo.UpdateFn[Any]) -> li
     """The updates of 8 steps on GRADS, through ``update`` (``tx.update`` or a variant of it)."""
     p = {"w": jnp.asarray(PARAMS, jnp.float32)}
     state = tx.init(p)
-    out = []
+    out: list[np.ndarray] = []
     for g in GRADS:
         u, state = update({"w": jnp.asarray(g, jnp.float32)}, state, p)
         out.append(np.asarray(u["w"], np.float64))
@@ -51,7 +51,7 @@ def adam_reference(lr: float, b1: float | Sequence[float], b2: float | Sequence[
     m = np.zeros((3, 4))
     v = np.zeros((3, 4))
     v_max = np.zeros((3, 4))
-    out = []
+    out: list[np.ndarray] = []
     for t, g in enumerate(GRADS, start=1):
         beta1, beta2 = b1s[t - 1], b2s[t - 1]
         m = beta1 * m + (1 - beta1) * g
@@ -135,8 +135,10 @@ def test_adam_under_vmap_over_betas_and_learning_rates_equals_separate_runs() ->
 
 def test_array_hyperparameters_keep_low_precision_state_dtypes() -> None:
     p = {"w": jnp.ones((2, 3), jnp.bfloat16)}
-    for tx in (fo.adam(jnp.asarray(1e-3), jnp.asarray(0.9), jnp.asarray(0.999)),
-               fo.chain(fo.scale_by_amsgrad(jnp.asarray(0.9)), fo.scale(-1e-3))):
+    txs: tuple[fo.GradientTransformation[Any], ...] = (
+        fo.adam(jnp.asarray(1e-3), jnp.asarray(0.9), jnp.asarray(0.999)),
+        fo.chain(fo.scale_by_amsgrad(jnp.asarray(0.9)), fo.scale(-1e-3)))
+    for tx in txs:
         s0 = tx.init(p)
         u, s1 = jit(tx.update)(p, s0, p)
         assert u["w"].dtype == jnp.bfloat16

@@ -61,7 +61,10 @@ def _is_rate(x: object) -> bool:
 def _optax_layout(state: Any) -> Any:
     """``state`` without the learning rates that functrain's ``ScaleByLearningRateState`` records
     for ``current_learning_rate`` (optax's states keep none): only optax's buffers are compared."""
-    return tree_map(lambda x: x.step if _is_rate(x) else x, state, is_leaf=_is_rate)
+    def layout(x: Any) -> Any:
+        return x.step if _is_rate(x) else x
+
+    return tree_map(layout, state, is_leaf=_is_rate)
 
 
 def _inexact(tree: Any) -> list[Any]:

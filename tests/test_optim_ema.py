@@ -3,8 +3,9 @@ jit, under vmap), scheduled decay, bad arguments."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import chex
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -41,6 +42,7 @@ class TestEma(chex.TestCase):
         def last(decay: ScalarOrSchedule) -> Array:
             tx = fo.ema(decay)
             state = tx.init({"w": jnp.zeros(3)})
+            u: Any = None  # set by the loop (GRADS is not empty)
             for g in GRADS:
                 u, state = tx.update({"w": jnp.asarray(g, jnp.float32)}, state)
             out: Array = u["w"]

@@ -96,7 +96,10 @@ def test_skip_nonfinite_under_vmap_skips_each_run_on_its_own() -> None:
     gb["b"] = gb["b"].at[1, 0].set(jnp.nan)  # only run 1 sees a NaN
     pb = tree_map(lambda x: jnp.stack([x, x, x]), PARAMS)
     sb = vmap(tx.init)(pb)
-    ub, sb = jit(vmap(tx.update))(gb, sb, pb)
+    def update(updates: PyTree, state: Any, params: PyTree) -> tuple[PyTree, Any]:
+        return tx.update(updates, state, params)
+
+    ub, sb = jit(vmap(update))(gb, sb, pb)
     np.testing.assert_array_equal(sb.skipped_steps, [0, 1, 0])
     np.testing.assert_array_equal(sb.total_steps, [1, 1, 1])
     assert np.all(np.asarray(ub["w"][1]) == 0.0)
@@ -157,6 +160,7 @@ class TestDivergenceLimit(chex.TestCase):
         update = self.variant(tx.update)
         state, params = tx.init(PARAMS), PARAMS
         finite = [True, False, False, True, False, False, False, True, True]
+        guard: Any = None  # set by the loop
         # consecutive non-finite steps: 0 1 2 0 1 2 3 (diverged) ...; frozen from step 7 on
         for t, ok in enumerate(finite, start=1):
             g = _grads(1.0 + t) if ok else tree_map(lambda x: x * jnp.nan, _grads())
@@ -217,7 +221,7 @@ class TestEveryKSchedule(chex.TestCase):
         update = self.variant(tx.update)
         state = tx.init(PARAMS)
         scales = [1.0, 2.0, 3.0, 5.0, -1.0, 2.0, 4.0]
-        emitted = []
+        emitted: list[bool] = []
         for i, c in enumerate(scales):
             u, state = update(_grads(c), state, PARAMS)
             emitted.append(bool(np.any(np.asarray(u["w"]) != 0.0)))
@@ -245,7 +249,7 @@ def test_case_19_accumulate_gradients_with_mixed_precision_matches_optax_multist
     def run(tx: Any, p_dtype: Any, g_dtype: Any) -> tuple[PyTree, Any]:
         params = {"w": jnp.linspace(-1.0, 1.0, 4).astype(p_dtype)}
         state = tx.init(params)
-        outs = []
+        outs: list[PyTree] = []
         for t in range(2):  # one cycle: accumulate, then step (no zero gradient: f16 eps is 0)
             g = {"w": (jnp.arange(4.0) * 0.25 - 0.3 * t + 0.13).astype(g_dtype)}
             u, state = tx.update(g, state, params)
@@ -253,7 +257,7 @@ def test_case_19_accumulate_gradients_with_mixed_precision_matches_optax_multist
         return outs, state
 
     def all_pairs() -> list[Any]:
-        results = []
+        results: list[Any] = []
         for p_dtype, g_dtype in pairs:
             ours = run(fo.accumulate_gradients(fo.adam(0.1), every_k=2), p_dtype, g_dtype)
             theirs = run(optax.MultiSteps(optax.adam(0.1), every_k_schedule=2), p_dtype, g_dtype)

@@ -152,7 +152,7 @@ def test_plateau_scale_written_by_fit_scan() -> None:
 
     fit_state = train.init_fit_state(state, options)
     step = train.make_train_step(loss_fn, opt)
-    scales = []
+    scales: list[float] = []
     for epoch in range(3):
         fit_state, metrics = jit(train.fit_epoch, static_argnums=0)(
             step, fit_state, data, jax.random.key(1), options)

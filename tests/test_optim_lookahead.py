@@ -72,7 +72,7 @@ def test_make_train_step_trains_with_lookahead_unchanged() -> None:
     step = jit(train.make_train_step(loss_fn, tx))
     state = train.init_train_state({"w": jnp.asarray(W0, jnp.float32)}, (), tx)
     for _ in range(8):
-        state, metrics = step(state, jnp.zeros(1), jax.random.key(0))
+        state, _ = step(state, jnp.zeros(1), jax.random.key(0))
     c4 = (1 - LR * CURVATURE) ** 4
     expected = W0 * (1 + 0.5 * (c4 - 1)) ** 2
     np.testing.assert_allclose(state.params["w"], expected, rtol=1e-6)

@@ -102,7 +102,10 @@ def test_schedules_are_jit_safe_with_traced_levels_and_vmap() -> None:
         np.testing.assert_allclose(v, single, rtol=1e-6)
     assert traces == 1
     # a traced zero peak is handled (alpha = 0) without NaN
-    zero = jit(lambda p: schedules.warmup_cosine_decay(0.0, p, 2, 10)(jnp.asarray(5)))
+    def at_five(p: jax.Array) -> jax.Array:
+        return schedules.warmup_cosine_decay(0.0, p, 2, 10)(jnp.asarray(5))
+
+    zero = jit(at_five)
     assert float(zero(jnp.asarray(0.0))) == 0.0
 
 

@@ -67,7 +67,7 @@ class TestTraced(chex.TestCase):
         def first_updates(peak: jax.Array) -> jax.Array:
             tx = optim.sgd(with_warmup(peak, 2, init_value=0.0))
             state = tx.init(jnp.zeros(1))
-            out = []
+            out: list[jax.Array] = []
             for _ in range(3):
                 u, state = tx.update(jnp.ones(1), state)
                 out.append(u[0])

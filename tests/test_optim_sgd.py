@@ -24,7 +24,7 @@ def _run(tx: fo.GradientTransformation[Any], update: fo.UpdateFn[Any],
          grads: list[np.ndarray] = GRADS) -> list[np.ndarray]:
     """The updates of ``tx`` on ``grads``, through ``update`` (``tx.update`` or a variant)."""
     state = tx.init({"w": jnp.zeros((4, 3))})
-    out = []
+    out: list[np.ndarray] = []
     for g in grads:
         u, state = update({"w": jnp.asarray(g, jnp.float32)}, state)
         out.append(np.asarray(u["w"], np.float64))
@@ -37,7 +37,7 @@ class TestSgd(chex.TestCase):
         lr, gamma = 0.1, 0.9
         for nesterov in (False, True):
             v = np.zeros((4, 3))
-            expected = []
+            expected: list[np.ndarray] = []
             for g in GRADS:
                 v = gamma * v + g
                 expected.append(-lr * (g + gamma * v if nesterov else v))
@@ -60,7 +60,7 @@ class TestSgd(chex.TestCase):
         lr = schedules.exponential_decay(0.1, 0.5)
         gamma = schedules.linear_schedule(0.0, 0.8, 4)
         v = np.zeros((4, 3))
-        expected = []
+        expected: list[np.ndarray] = []
         for t, g in enumerate(GRADS):
             v = min(0.2 * t, 0.8) * v + g
             expected.append(-0.1 * 0.5**t * v)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -12,7 +15,7 @@ import functrain.optim as fo
 from functrain.optim import schedules
 from functrain.typing import PyTree
 from _typed import jit, vmap
-from functrain._tree import tree_map
+from functrain._tree import tree_leaves_with_path, tree_map
 
 PARAMS = {"dense": {"w": jnp.full((2, 3), 2.0), "b": jnp.full((3,), 2.0)},
           "conv": (jnp.full((3, 3, 1, 2), 2.0),), "scale": jnp.full((3,), 2.0)}
@@ -25,8 +28,7 @@ def _zeros() -> PyTree:
 def _decayed(mask: object, wd: float = 0.5) -> dict[str, float]:
     tx = fo.add_decayed_weights(wd, mask)
     u, _ = jit(tx.update)(_zeros(), tx.init(PARAMS), PARAMS)
-    return {jax.tree_util.keystr(k): float(v.ravel()[0])
-            for k, v in jax.tree_util.tree_leaves_with_path(u)}
+    return {k: float(v.ravel()[0]) for k, v in tree_leaves_with_path(u)}
 
 
 def test_default_decay_mask_selects_matrices_and_kernels() -> None:
@@ -112,7 +114,8 @@ def test_equinox_module_params_with_default_mask() -> None:
     import equinox as eqx
 
     model = eqx.nn.Linear(3, 2, key=jax.random.key(0))
-    params, _ = eqx.partition(model, eqx.is_array)
+    partition: Callable[..., tuple[Any, Any]] = eqx.partition  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]  # untyped
+    params, _ = partition(model, eqx.is_array)
     tx = fo.adamw(0.1, weight_decay=0.5)
     zero = tree_map(jnp.zeros_like, params)
     u, _ = tx.update(zero, tx.init(params), params)
