@@ -6,6 +6,7 @@ Gradients: tests/test_layers_conv_gradients.py.
 from __future__ import annotations
 
 import itertools
+from typing import cast
 
 import jax
 import jax.numpy as jnp
@@ -34,9 +35,8 @@ CONV2D_CASES = [
 
 @pytest.mark.parametrize("case", CONV2D_CASES)
 def test_conv2d_matches_float64_loop(case: dict[str, object]) -> None:
-    hw = case["hw"]
-    k = case["k"]
-    assert isinstance(hw, tuple) and isinstance(k, tuple)
+    hw = cast("tuple[int, ...]", case["hw"])
+    k = cast("tuple[int, ...]", case["k"])
     x = normal(0, (2, *hw, 3))
     params = ConvParams(normal(1, (*k, 3, 4)), normal(2, (4,)))
     stride, padding, dilation = case["stride"], case["padding"], case["dilation"]
@@ -182,6 +182,12 @@ def test_shape_checks_add_nothing_to_the_traced_program() -> None:
 
     params = ConvParams(jnp.ones((3, 3, 2, 4)), jnp.zeros(4))
     x = jnp.ones((2, 6, 6, 2))
-    ours = make_jaxpr(lambda p, z: conv2d(p, z, stride=2))(params, x)
-    bare = make_jaxpr(lambda p, z: _conv_jvp.conv(z, p.w, (2, 2), "SAME", (1, 1), 2) + p.b)(params, x)
+    def ours_fn(p: ConvParams, z: jax.Array) -> jax.Array:
+        return conv2d(p, z, stride=2)
+
+    def bare_fn(p: ConvParams, z: jax.Array) -> jax.Array:
+        return _conv_jvp.conv(z, p.w, (2, 2), "SAME", (1, 1), 2) + p.b
+
+    ours = make_jaxpr(ours_fn)(params, x)
+    bare = make_jaxpr(bare_fn)(params, x)
     assert [e.primitive for e in ours.eqns] == [e.primitive for e in bare.eqns]

@@ -50,13 +50,14 @@ class TestDropPath(chex.TestCase):
         x = jnp.asarray([[1.0, -2.0], [0.5, 3.0]])
 
         def mean_over_keys(keys: jax.Array) -> jax.Array:
-            return vmap(lambda k: drop_path(k, x, rate=rate, train=True))(keys)
+            out: jax.Array = vmap(lambda k: drop_path(k, x, rate=rate, train=True))(keys)
+            return out
 
         ys = np.asarray(self.variant(mean_over_keys)(jax.random.split(KEY, n)), np.float64)
         # y = m x / (1 - r), m ~ Bernoulli(1 - r): E[y] = x, sd(y) = |x| sqrt(r / (1 - r))
         se = np.abs(np.asarray(x)) * math.sqrt(rate / (1 - rate)) / math.sqrt(n)
         assert np.all(np.abs(ys.mean(axis=0) - np.asarray(x)) < 3 * se)
-        drop_fraction = np.mean(np.all(ys == 0, axis=2))
+        drop_fraction = (ys == 0).all(axis=2).mean()
         assert abs(drop_fraction - rate) < 3 * math.sqrt(rate * (1 - rate) / (2 * n))
 
     @chex.variants(with_jit=True, without_jit=True)

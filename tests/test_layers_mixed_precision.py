@@ -59,7 +59,10 @@ def test_the_matmuls_and_convolutions_run_in_bfloat16() -> None:
     model = L.mixed_precision(_convnet())
     params, state, _ = model.init(KEY, (-1, 5, 5, 2))
     loss_fn = train.classifier_loss(model.apply, train=True)
-    jaxpr = make_jaxpr(grad(lambda p: loss_fn(p, state, _data(), KEY)[0]))(params)
+    def loss(p: PyTree) -> jax.Array:
+        return loss_fn(p, state, _data(), KEY)[0]
+
+    jaxpr = make_jaxpr(grad(loss))(params)
     heavy = [e for e in jaxpr.jaxpr.eqns if e.primitive.name in ("dot_general", "conv_general_dilated")]
     assert len(heavy) >= 3  # forward and backward
     for eqn in heavy:
@@ -112,7 +115,7 @@ def test_training_reduces_the_loss() -> None:
     state = train.init_train_state(params, model_state, opt)
     step = jit(train.make_train_step(train.classifier_loss(model.apply, train=True), opt))
     data = _data(48)
-    losses = []
+    losses: list[float] = []
     for i in range(40):
         state, metrics = step(state, data, jax.random.key(i))
         losses.append(float(metrics["loss"]))
@@ -142,4 +145,5 @@ def test_integer_inputs_and_keys_pass_through() -> None:
 ])
 def test_bad_arguments(kwargs: dict[str, Any], error: type[Exception], pattern: str) -> None:
     with pytest.raises(error, match=pattern):
-        L.mixed_precision(**({"layer": L.Dense(3)} | kwargs))
+        base: dict[str, Any] = {"layer": L.Dense(3)}
+        L.mixed_precision(**(base | kwargs))

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -196,7 +198,7 @@ def test_batch_norm_errors() -> None:
     params, state = init_batch_norm(KEY, 3)
     with pytest.raises(ValueError, match=r"^batch_norm: argument 'x' must be an array of shape \(\*, 3\), got a "
                                          r"traced array of shape \(4, 5\)"):
-        jit(lambda x: batch_norm(params, state, x, train=True))(jnp.ones((4, 5)))
+        jit(functools.partial(batch_norm, params, state, train=True))(jnp.ones((4, 5)))
     with pytest.raises(ValueError, match=r"^batch_norm: argument 'momentum' must be in \[0, 1\], got 1.5$"):
         batch_norm(params, state, jnp.ones((4, 3)), train=True, momentum=1.5)
     with pytest.raises(ValueError, match=r"^batch_norm: argument 'eps' must be a finite number > 0, got 0.0$"):

@@ -64,7 +64,10 @@ def _is_rate(x: object) -> bool:
 def _optax_layout(state: Any) -> Any:
     """``state`` without the learning rates that functrain's ``ScaleByLearningRateState`` records
     for ``current_learning_rate`` (optax's states keep none): only optax's buffers are compared."""
-    return tree_map(lambda x: x.step if _is_rate(x) else x, state, is_leaf=_is_rate)
+    def layout(x: Any) -> Any:
+        return x.step if _is_rate(x) else x
+
+    return tree_map(layout, state, is_leaf=_is_rate)
 
 
 def _float_leaves(tree: Any) -> list[Any]:
@@ -304,11 +307,12 @@ def test_schedule_matches_optax(name: str) -> None:
 @pytest.mark.parametrize("name", ["sgdr_growing_warmup_decay", "linear_one_cycle",
                                   "piecewise_interpolate_cosine"])
 def test_schedule_with_a_traced_peak_equals_the_concrete_one(name: str) -> None:
-    build: Callable[[Any], Any] = {
+    builds: dict[str, Callable[[Any], Any]] = {
         "sgdr_growing_warmup_decay": lambda v: schedules.sgdr(v, 10, 2, warmup_steps=3),
         "linear_one_cycle": lambda v: schedules.linear_one_cycle(120, v),
         "piecewise_interpolate_cosine": lambda v: schedules.piecewise_interpolate(
-            v, {25: 0.1, 60: 0.5}, "cosine")}[name]
+            v, {25: 0.1, 60: 0.5}, "cosine")}
+    build = builds[name]
     steps = jnp.arange(150)
     peaks = jnp.asarray([0.1, 0.5])
     def values(peak: Array) -> Array:

@@ -132,8 +132,11 @@ def test_recompute_batch_norm_stats_is_the_cumulative_average_of_batch_statistic
 
     # Reference in float64: per-batch mean and unbiased variance of each BN input, averaged.
     d0, d1 = params[0], params[3]
-    bn0, bn1 = params[1], params[4]
-    means0, vars0, means1, vars1 = [], [], [], []
+    bn0 = params[1]
+    means0: list[np.ndarray] = []
+    vars0: list[np.ndarray] = []
+    means1: list[np.ndarray] = []
+    vars1: list[np.ndarray] = []
     for i in range(3):
         xb = np.asarray(x[i * bs:(i + 1) * bs], np.float64)
         h = xb @ np.asarray(d0.w, np.float64) + np.asarray(d0.b, np.float64)
@@ -206,7 +209,7 @@ def test_digits_ensemble_of_vmapped_runs_is_the_mixture_of_its_members() -> None
 
     stacked_params, stacked_state = jit(vmap(member))(stacked, keys)
     x, y = test
-    probs = jit(ensemble_predict, static_argnames="apply")(model.apply, stacked_params, stacked_state, x)
+    probs = jit(ensemble_predict, static_argnames="apply")(model.apply, stacked_params, stacked_state, jnp.asarray(x))
 
     # By hand, in float64: each member's inference-mode forward pass (batch norm with its running
     # statistics), softmax, then the mean of the probabilities.
@@ -227,7 +230,7 @@ def test_digits_ensemble_of_vmapped_runs_is_the_mixture_of_its_members() -> None
     members = [forward(i) for i in range(3)]
     ref = np.mean(members, axis=0)
     np.testing.assert_allclose(probs, ref, rtol=1e-4, atol=1e-6)
-    nll = -np.mean(np.log(ref[np.arange(len(y)), np.asarray(y)]))
+    nll = -np.log(ref[np.arange(len(y)), np.asarray(y)]).mean()
     np.testing.assert_allclose(-jnp.mean(jnp.log(probs[jnp.arange(len(y)), y])), nll, rtol=1e-4)
     assert float(jnp.mean(jnp.argmax(probs, -1) == y)) >= 0.95, float(jnp.mean(jnp.argmax(probs, -1) == y))
     assert not np.allclose(members[0], members[1], atol=1e-3)  # and they differ

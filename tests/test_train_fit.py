@@ -191,7 +191,10 @@ def test_fit_overflowing_params_raise_even_with_finite_losses() -> None:
     def blow_up(updates: PyTree, state: Any, params: PyTree = None, **extra_args: Any) -> tuple[PyTree, Any]:
         return tree_map(lambda u: u + jnp.inf, updates), state
 
-    opt = optim.GradientTransformation(lambda p: (), blow_up)
+    def init(params: PyTree) -> tuple[()]:
+        return ()
+
+    opt = optim.GradientTransformation(init, blow_up)
     state = init_train_state({"w": jnp.ones(2)}, (), opt)
     with pytest.raises(FloatingPointError, match="became non-finite during epoch 0"):
         fit(make_train_step(loss_fn, opt), state, (jnp.ones((8, 1)),), jax.random.key(0), epochs=2, batch_size=4,
