@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 
+from functrain._tree import tree_map
 from functrain.experiments import tricks
 from functrain.experiments.tricks.splits import Splits
 from functrain.train import load_checkpoint
-from functrain._tree import tree_map
 
 REPO = Path(__file__).resolve().parents[1]
 

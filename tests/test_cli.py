@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 from _cli import REPO, check_train_outputs, env, mlp_logits, one_error_line, png_size
 
+from functrain._tree import tree_map
 from functrain.cli import main
 from functrain.experiments import tricks
 from functrain.train import load_checkpoint
-from functrain._tree import tree_map
 
 # ----------------------------------------------------------------------------------------------
 # functrain tricks

@@ -12,10 +12,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _typed import jit, vmap
 
 from functrain.data import cutmix, mixup
 from functrain.losses import softmax_cross_entropy
-from _typed import jit, vmap
 
 STYLE = re.compile(r"^[\w.]+: argument '[\w.\[\]']+' must be .+, got .+$", re.S)
 N, C = 8, 5

@@ -13,8 +13,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _typed import grad, jit, vmap
 
 from functrain import initializers as I
+from functrain._tree import tree_map
 from functrain.diagnostics import (
     ActivationStats,
     SignalPropagation,
@@ -37,8 +39,6 @@ from functrain.layers import (
     serial,
 )
 from functrain.typing import Array, Initializer, PRNGKey, PyTree, Shape
-from _typed import grad, jit, vmap
-from functrain._tree import tree_map
 
 KEY = jax.random.key(0)
 STYLE = re.compile(r"^[\w.]+: argument '[\w.\[\]']+' must be .+, got .+$", re.S)

@@ -20,10 +20,10 @@ import pytest
 from _cli import toy_splits
 
 from functrain import layers
+from functrain._tree import tree_leaves_with_path
 from functrain.experiments import tricks
 from functrain.experiments.tricks import chunks, models, programs
 from functrain.experiments.tricks.splits import Splits
-from functrain._tree import tree_leaves_with_path
 
 QUICK = {"xla_backend_optimization_level": 0}
 

@@ -19,11 +19,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _typed import grad, jit
 
 import functrain.optim as fo
 from functrain import train
 from functrain.typing import Array, PRNGKey, PyTree
-from _typed import grad, jit
 
 Optimizer = Callable[[Array], fo.GradientTransformation[Any]]
 

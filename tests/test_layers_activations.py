@@ -9,9 +9,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _typed import grad, jit, vmap
 
 from functrain import layers as L
-from _typed import grad, jit, vmap
 
 X = np.linspace(-4.0, 4.0, 41)
 _erf = np.vectorize(math.erf)

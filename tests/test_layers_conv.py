@@ -13,10 +13,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from _conv_reference import conv_reference, normal
+from _typed import grad, jit, make_jaxpr, vmap
 
 from functrain import initializers
 from functrain.layers import Conv1D, Conv2D, ConvParams, PaddingLike, conv1d, conv2d, init_conv1d, init_conv2d
-from _typed import grad, jit, make_jaxpr, vmap
 
 KEY = jax.random.key(0)
 

@@ -13,9 +13,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _typed import jit, vmap
 
 from functrain.layers import Dense, DropPath, Residual, drop_path, serial
-from _typed import jit, vmap
 
 STYLE = re.compile(r"^[\w.]+: argument '[\w.\[\]']+' must be .+, got .+$", re.S)
 KEY = jax.random.key(0)

@@ -15,13 +15,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _typed import grad, jit, make_jaxpr
 
 from functrain import layers as L
 from functrain import optim, train
+from functrain._tree import tree_map
 from functrain.losses import softmax_cross_entropy
 from functrain.typing import Array, PyTree
-from _typed import grad, jit, make_jaxpr
-from functrain._tree import tree_map
 
 KEY = jax.random.key(0)
 

@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _typed import grad, jit, vmap
 
 from functrain import initializers
 from functrain.layers import (
@@ -23,7 +24,6 @@ from functrain.layers import (
     init_layer_norm,
     layer_norm,
 )
-from _typed import grad, jit, vmap
 
 KEY = jax.random.key(0)
 

@@ -6,9 +6,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _typed import grad
 
 from functrain import layers
-from _typed import grad
 
 
 def test_zero_init_last_bn_makes_every_block_start_as_its_shortcut() -> None:

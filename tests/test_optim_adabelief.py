@@ -10,9 +10,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _typed import jit, vmap
 
 import functrain.optim as fo
-from _typed import jit, vmap
 
 RNG = np.random.default_rng(1)
 GRADS = RNG.normal(size=(10, 4)) + np.asarray([0.0, 1.0, -2.0, 5.0])

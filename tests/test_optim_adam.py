@@ -12,11 +12,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _typed import jit, vmap
 
 import functrain.optim as fo
-from functrain.optim import schedules
-from _typed import jit, vmap
 from functrain._tree import tree_map
+from functrain.optim import schedules
 
 RNG = np.random.default_rng(7)
 GRADS = [RNG.normal(size=(3, 4)) * (1.0 + 2.0 * t) for t in range(8)]

@@ -12,9 +12,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _typed import jit, vmap
 
 import functrain.optim as fo
-from _typed import jit, vmap
 
 RNG = np.random.default_rng(0)
 GRADS = RNG.normal(size=(12, 5)) * np.linspace(0.1, 3.0, 12)[:, None]  # 12 steps, 5 coordinates

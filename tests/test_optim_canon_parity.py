@@ -18,13 +18,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from _typed import jit, vmap
 
 import functrain.optim as fo
-from functrain._tree import describe_difference
+from functrain._tree import describe_difference, tree_map
 from functrain.optim import schedules
 from functrain.typing import Array, ArrayLike, PyTree
-from _typed import jit, vmap
-from functrain._tree import tree_map
 
 STEPS = 100
 FAST = {"xla_backend_optimization_level": 0}  # compiles 2x faster; both sides alike

@@ -7,14 +7,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _typed import jit, norm, vmap
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import functrain.optim as fo
-from _typed import jit, norm, vmap
-
-from functrain.typing import PyTree
 from functrain._tree import tree_map
+from functrain.typing import PyTree
 
 
 # a fixed pool of leaf shapes (scalars, vectors, dense and conv kernels) keeps compilation cached

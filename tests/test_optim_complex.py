@@ -19,12 +19,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from _typed import grad, jit
 
 import functrain.optim as fo
 from functrain import losses
-from functrain.typing import Array, PyTree
-from _typed import grad, jit
 from functrain._tree import tree_map
+from functrain.typing import Array, PyTree
 
 FAST = {"xla_backend_optimization_level": 0}  # compiles faster; both sides alike
 

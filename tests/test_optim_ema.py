@@ -9,10 +9,10 @@ import chex
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _typed import jit, vmap
 
 import functrain.optim as fo
 from functrain.typing import Array, ScalarOrSchedule
-from _typed import jit, vmap
 
 GRADS = np.random.default_rng(4).normal(size=(8, 3))
 

@@ -10,11 +10,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _typed import jit, vmap
 
 import functrain.optim as fo
-from functrain.typing import PyTree
-from _typed import jit, vmap
 from functrain._tree import tree_map
+from functrain.typing import PyTree
 
 PARAMS = {"w": jnp.asarray([[1.0, -2.0], [0.5, 3.0]]), "b": jnp.asarray([0.1, -0.1])}
 

@@ -17,13 +17,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from _typed import grad, jit, vmap
 
 import functrain.optim as fo
 from functrain import train
+from functrain._tree import tree_map
 from functrain.optim import schedules
 from functrain.typing import Array, PRNGKey, PyTree, Schedule
-from _typed import grad, jit, vmap
-from functrain._tree import tree_map
 
 PARAMS = {"w": jnp.asarray([[1.0, -2.0], [0.5, 3.0]]), "b": jnp.asarray([0.1, -0.3])}
 STYLE = re.compile(r"^[\w.]+: argument '[\w.\[\]']+' must be .+, got .+$", re.S)

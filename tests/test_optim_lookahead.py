@@ -10,11 +10,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _typed import jit, vmap
 
 import functrain.optim as fo
 from functrain import train
 from functrain.typing import Array, PyTree
-from _typed import jit, vmap
 
 W0 = np.asarray([1.0, -2.0, 0.5])
 CURVATURE = 2.0  # f(w) = CURVATURE / 2 * ||w||^2: SGD multiplies w by c = 1 - lr * CURVATURE

@@ -10,10 +10,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _typed import jit, vmap
 
 from functrain.optim import schedules
 from functrain.typing import Schedule
-from _typed import jit, vmap
 
 
 def _values(s: Schedule, steps: list[int]) -> np.ndarray:

@@ -11,11 +11,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from _typed import jit, vmap
 
 from functrain import optim
 from functrain.optim.schedules import cosine_decay, exponential_decay, with_warmup
 from functrain.typing import Schedule
-from _typed import jit, vmap
 
 STYLE = re.compile(r"^[\w.]+: argument '[\w.\[\]']+' must be .+, got .+$", re.S)
 STEPS = np.arange(0, 60)

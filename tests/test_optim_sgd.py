@@ -9,12 +9,12 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _typed import jit, vmap
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import functrain.optim as fo
 from functrain.optim import schedules
-from _typed import jit, vmap
 
 RNG = np.random.default_rng(1)
 GRADS = [RNG.normal(size=(4, 3)) for _ in range(6)]

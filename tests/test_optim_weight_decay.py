@@ -10,12 +10,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _typed import jit, vmap
 
 import functrain.optim as fo
+from functrain._tree import tree_leaves_with_path, tree_map
 from functrain.optim import schedules
 from functrain.typing import PyTree
-from _typed import jit, vmap
-from functrain._tree import tree_leaves_with_path, tree_map
 
 PARAMS = {"dense": {"w": jnp.full((2, 3), 2.0), "b": jnp.full((3,), 2.0)},
           "conv": (jnp.full((3, 3, 1, 2), 2.0),), "scale": jnp.full((3,), 2.0)}

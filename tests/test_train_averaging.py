@@ -9,8 +9,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _typed import jit, vmap
 
 from functrain import _tree, layers, optim
+from functrain._tree import tree_map
 from functrain.data.datasets import load_digits
 from functrain.layers import BatchNormState
 from functrain.train import (
@@ -29,8 +31,6 @@ from functrain.train import (
     swa_update,
 )
 from functrain.typing import Array, PRNGKey, PyTree
-from _typed import jit, vmap
-from functrain._tree import tree_map
 
 
 def _params(seed: int) -> PyTree:

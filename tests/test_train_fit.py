@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from functrain import layers, optim
+from functrain._tree import tree_map
 from functrain.data.datasets import load_digits, split_dataset
 from functrain.train import (
     TrainState,
@@ -32,7 +33,6 @@ from functrain.train import (
 )
 from functrain.train.step import EvalStep, TrainStep
 from functrain.typing import Array, Metrics, PRNGKey, PyTree
-from functrain._tree import tree_map
 
 STYLE = re.compile(r"^[\w.]+: argument '[\w.\[\]']+' must be .+, got .+$", re.S)
 

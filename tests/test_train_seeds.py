@@ -10,8 +10,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _typed import jit, lower, norm, vmap
 
 from functrain import layers, optim
+from functrain._tree import tree_map
 from functrain.data.datasets import load_digits, split_dataset
 from functrain.train import (
     EpochMetrics,
@@ -30,8 +32,6 @@ from functrain.train import (
 )
 from functrain.train.seeds import Stats, grid, run_seeds, summarize, sweep
 from functrain.typing import Array, PRNGKey
-from _typed import jit, lower, norm, vmap
-from functrain._tree import tree_map
 
 STYLE = re.compile(r"^[\w.]+: argument '[\w.\[\]']+' must be .+, got .+$", re.S)
 
