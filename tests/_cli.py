@@ -8,9 +8,9 @@ import struct
 from pathlib import Path
 from typing import Any
 
-import jax
 import numpy as np
 
+from functrain._tree import tree_map
 from functrain.experiments import tricks
 from functrain.experiments.tricks.splits import Splits
 from functrain.train import load_checkpoint
@@ -62,7 +62,7 @@ def softmax_xent(logits: np.ndarray, y: np.ndarray) -> float:
 def check_train_outputs(out: Path, source: str, seeds: int) -> dict[str, Any]:
     doc: dict[str, Any] = json.loads((out / "history.json").read_text())
     assert doc["seeds"] == seeds and len(doc["runs"]) == seeds
-    cfg = {**doc["config"], "hidden": tuple(doc["config"]["hidden"])}
+    cfg: dict[str, Any] = {**doc["config"], "hidden": tuple(doc["config"]["hidden"])}
     config = tricks.RunConfig(**cfg)
     for run in doc["runs"]:
         assert 1 <= run["epochs_run"] == len(run["epochs"]) <= config.epochs
@@ -74,11 +74,13 @@ def check_train_outputs(out: Path, source: str, seeds: int) -> dict[str, Any]:
     splits = tricks.prepare_splits(tricks.load_data(source))
     state = load_checkpoint(out / "checkpoint.ckpt", like=tricks.checkpoint_like(config, splits, seeds))
     for s, run in enumerate(doc["runs"]):
-        pick = (lambda t: np.asarray(t)[s]) if seeds > 1 else np.asarray
-        params = jax.tree_util.tree_map(pick, state.params)
-        model_state = jax.tree_util.tree_map(pick, state.model_state)
+        def pick(t: Any, s: int = s) -> Any:
+            return np.asarray(t)[s] if seeds > 1 else np.asarray(t)
+
+        params = tree_map(pick, state.params)
+        model_state = tree_map(pick, state.model_state)
         logits = mlp_logits(params, model_state, splits.x_test)
-        accuracy = float(np.mean(np.argmax(logits, axis=1) == splits.y_test))
+        accuracy = float((np.argmax(logits, axis=1) == splits.y_test).mean())
         assert abs(accuracy - run["test_accuracy"]) <= 1.0 / len(splits.y_test) + 1e-6
         np.testing.assert_allclose(softmax_xent(logits, splits.y_test), run["test_loss"], rtol=2e-4)
     assert png_size(out / "curves.png")[0] >= 800

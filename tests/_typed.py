@@ -12,10 +12,11 @@ cover the other partly unannotated calls the tests make.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, ParamSpec, TypeVar, cast
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 import jax
 import jax.extend.core as jax_core
+import jax.numpy as jnp
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -31,42 +32,66 @@ def eval_shape(fn: Callable[..., Any], *args: Any) -> Any:
     return jax.eval_shape(fn, *args)  # pyright: ignore[reportUnknownMemberType]  # fun: a bare Callable
 
 
-def grad(fn: Callable[..., Any], argnums: int | tuple[int, ...] = 0, *, has_aux: bool = False,
-         **options: Any) -> Callable[..., Any]:
+# ``grad``, ``value_and_grad`` and ``vmap`` take ``lambda``s in many tests: the first parameter of
+# ``fn`` is typed ``Any`` (so a one-parameter lambda's parameter is not Unknown; a lambda of more
+# parameters is a typed ``def`` instead), the others keep ``fn``'s own types.
+Argnums = int | tuple[int, ...]
+
+
+def grad(fn: Callable[Concatenate[Any, P], Any], argnums: Argnums = 0, *, has_aux: bool = False,
+         **options: Any) -> Callable[Concatenate[Any, P], Any]:
     """``jax.grad(fn, argnums=argnums, has_aux=has_aux, **options)``."""
-    return jax.grad(  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]  # fun: bare Callable
+    return jax.grad(  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]  # fun: a bare Callable
         fn, argnums=argnums, has_aux=has_aux, **options)
 
 
-def value_and_grad(fn: Callable[..., Any], argnums: int | tuple[int, ...] = 0, *, has_aux: bool = False,
-                   **options: Any) -> Callable[..., tuple[Any, Any]]:
+def value_and_grad(fn: Callable[Concatenate[Any, P], Any], argnums: Argnums = 0, *, has_aux: bool = False,
+                   **options: Any) -> Callable[Concatenate[Any, P], tuple[Any, Any]]:
     """``jax.value_and_grad(fn, argnums=argnums, has_aux=has_aux, **options)``."""
-    return jax.value_and_grad(  # pyright: ignore[reportUnknownMemberType]  # fun: a bare Callable
+    return jax.value_and_grad(  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]  # fun: a bare Callable
         fn, argnums=argnums, has_aux=has_aux, **options)
+
+
+def vmap(fn: Callable[Concatenate[Any, P], Any], in_axes: Any = 0, out_axes: Any = 0,
+         **options: Any) -> Callable[Concatenate[Any, P], Any]:
+    """``jax.vmap(fn, in_axes=in_axes, out_axes=out_axes, **options)`` (``axis_name`` ...)."""
+    return jax.vmap(fn, in_axes=in_axes, out_axes=out_axes, **options)
+
+
+def lower(fn: Callable[Concatenate[Any, P], Any], *args: Any, **options: Any) -> Any:
+    """``jax.jit(fn, **options).lower(*args)``: the ``Lowered`` program (``.as_text()``, ``.compile()``)."""
+    return jax.jit(fn, **options).lower(*args)  # pyright: ignore[reportUnknownMemberType]  # fun: a bare Callable
 
 
 def make_jaxpr(fn: Callable[..., Any], **options: Any) -> Callable[..., Any]:
     """``jax.make_jaxpr(fn, **options)``: calling it returns the ``ClosedJaxpr``."""
-    return jax.make_jaxpr(  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]  # fun: bare Callable
-        fn, **options)
+    return jax.make_jaxpr(fn, **options)  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]  # fun: a bare Callable
 
 
-def lower(fn: Callable[..., Any], *args: Any, **options: Any) -> Any:
-    """``jax.jit(fn, **options).lower(*args)``: the lowered program (``.as_text()``, ``.compile()``)."""
-    return jax.jit(fn, **options).lower(*args)  # pyright: ignore[reportUnknownMemberType]  # fun: a bare Callable
+def jvp(fn: Callable[..., Any], primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> tuple[Any, Any]:
+    """``jax.jvp(fn, primals, tangents)``: ``(fn(*primals), tangent out)``."""
+    return jax.jvp(fn, primals, tangents)  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]  # fun: a bare Callable
+
+
+def hessian(fn: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
+    """``jax.hessian(fn, argnums=argnums)``."""
+    return jax.hessian(fn, argnums=argnums)  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]  # fun: a bare Callable
+
+
+def devices(backend: str | None = None) -> list[Any]:
+    """``jax.devices(backend)`` (a list of ``jax.Device``, a name pyright does not see as a class)."""
+    return cast("list[Any]", jax.devices(backend))  # pyright: ignore[reportUnknownMemberType]  # list[Device]
+
+
+def norm(x: Any, ord: int | str | None = None, axis: int | tuple[int, ...] | None = None) -> jax.Array:
+    """``jnp.linalg.norm(x, ord, axis)`` (pyright sees the jitted function's result as Unknown)."""
+    return cast(jax.Array, jnp.linalg.norm(x, ord, axis))
 
 
 def vjp(fn: Callable[..., Any], *primals: Any) -> tuple[Any, Callable[..., tuple[Any, ...]]]:
     """``jax.vjp(fn, *primals)``: ``(fn(*primals), vjp_fn)``."""
     return cast("tuple[Any, Callable[..., tuple[Any, ...]]]",
                 jax.vjp(fn, *primals))  # pyright: ignore[reportUnknownMemberType]  # fun: a bare Callable
-
-
-def jvp(fn: Callable[..., Any], primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> tuple[Any, Any]:
-    """``jax.jvp(fn, primals, tangents)``: ``(fn(*primals), the directional derivative)``."""
-    out, tangent_out = jax.jvp(  # pyright: ignore[reportUnknownMemberType]  # fun: a bare Callable
-        fn, primals, tangents)
-    return out, tangent_out
 
 
 def reduce_window(x: jax.Array, init: Any, op: Callable[[jax.Array, jax.Array], jax.Array],
@@ -115,8 +140,3 @@ def eqx_filter_eval_shape(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> 
 
     return eqx.filter_eval_shape(  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]  # Unknown
         fn, *args, **kwargs)
-
-
-def devices() -> list[Any]:
-    """``jax.devices()``: the devices of the default backend."""
-    return jax.devices()  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]  # backend: Unknown

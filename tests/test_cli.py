@@ -11,12 +11,13 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
-import jax
 import numpy as np
 import pytest
 from _cli import REPO, check_train_outputs, env, mlp_logits, one_error_line, png_size
 
+from functrain._tree import tree_map
 from functrain.cli import main
 from functrain.experiments import tricks
 from functrain.train import load_checkpoint
@@ -75,7 +76,7 @@ def test_tricks_quick_prints_table_and_writes_files(tmp_path: Path, capsys: pyte
     assert rows[-1]["ensemble"] and rows[-1]["val_accuracy"] is None
     # What the table shows at this size (chance is 0.1): the tricks before Adam lift the accuracy well
     # above chance (momentum reaches ~0.88 in 2 epochs), batch norm beats the N(0, 1) baseline.
-    mean = {r["trick"]: float(np.mean(r["test_accuracy"])) for r in rows}
+    mean = {r["trick"]: float(np.mean(np.asarray(r["test_accuracy"]))) for r in rows}
     assert mean["+ momentum 0.9"] > 0.7
     assert mean["+ batch norm"] > mean["baseline: SGD lr 0.1, N(0,1) init"] + 0.1
     # The validation curves end where the test numbers were measured: the kept model is the last
@@ -112,7 +113,7 @@ def test_tricks_model_cnn_quick(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert [r["trick"] for r in rows] == [label for label, _ in tricks.trick_rows(epochs=2, learning_rate=0.1)] + [
         "+ ensemble of the 2 models above"]
     assert len(_table_rows(captured.out)) == len(rows)
-    mean = {r["trick"]: float(np.mean(r["test_accuracy"])) for r in rows}
+    mean = {r["trick"]: float(np.mean(np.asarray(r["test_accuracy"]))) for r in rows}
     assert mean["+ momentum 0.9"] > 0.5  # the convnet learns the digits in 2 epochs (chance 0.1)
     assert "the lesson's convnet (channels 8-16) on 8x8x1 images" in (out / "tricks.md").read_text()
     assert "sharing the programs of" in captured.err
@@ -199,16 +200,17 @@ def test_train_quick_digits_several_seeds(tmp_path: Path, capsys: pytest.Capture
 
     # The ensemble accuracy (the tricks table's last row) against a float64 NumPy ensemble of the
     # two checkpointed models: argmax of the mean of their softmax probabilities.
-    config = tricks.RunConfig(**{**doc["config"], "hidden": tuple(doc["config"]["hidden"])})
+    cfg: dict[str, Any] = {**doc["config"], "hidden": tuple(doc["config"]["hidden"])}
+    config = tricks.RunConfig(**cfg)
     splits = tricks.prepare_splits(tricks.load_data("digits"))
     state = load_checkpoint(out / "checkpoint.ckpt", like=tricks.checkpoint_like(config, splits, 2))
-    probs = []
+    probs: list[np.ndarray] = []
     for s in range(2):
-        logits = mlp_logits(jax.tree_util.tree_map(lambda t: np.asarray(t)[s], state.params),
-                             jax.tree_util.tree_map(lambda t: np.asarray(t)[s], state.model_state), splits.x_test)
+        logits = mlp_logits(tree_map(lambda t: np.asarray(t)[s], state.params),
+                             tree_map(lambda t: np.asarray(t)[s], state.model_state), splits.x_test)
         z = np.exp(logits - logits.max(axis=1, keepdims=True))
         probs.append(z / z.sum(axis=1, keepdims=True))
-    expected = float(np.mean(np.argmax(np.mean(probs, axis=0), axis=1) == splits.y_test))
+    expected = float((np.argmax(np.mean(probs, axis=0), axis=1) == splits.y_test).mean())
     model = tricks.build_model(config, splits.num_classes)
     got = tricks.ensemble_accuracy(model, state, splits.x_test, splits.y_test)
     assert abs(got - expected) <= 1.0 / len(splits.y_test) + 1e-9
@@ -266,7 +268,7 @@ def _a_file(tmp: Path) -> str:
     return str(path)
 
 
-BAD = [
+BAD: list[tuple[list[str], str]] = [
     (["train", "--optimizer", "sgdx"], "invalid choice: 'sgdx'"),
     (["train", "--lr", "-0.1"], "argument --lr: must be a finite number > 0, got '-0.1'"),
     (["train", "--lr", "fast"], "argument --lr: must be a finite number, got 'fast'"),

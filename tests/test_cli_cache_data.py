@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 from _cli import REPO, one_error_line
-from test_data_download import NAMES, Server, _closed_port_url, _write_mnist, server  # noqa: F401 (fixture)
+from test_data_download import NAMES, Server, closed_port_url, write_mnist
+from test_data_download import server as server  # noqa: F401  # the fixture, used by name
 
 from functrain.cli import build_parser, enable_cache, main
 from functrain.data import download
@@ -83,7 +84,7 @@ def test_the_flags_are_documented_and_parsed() -> None:
 @pytest.fixture
 def local_mnist(server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Server:  # noqa: F811
     """MNIST's mirrors and checksums pointed at the local server's tiny files; an empty data cache."""
-    sums = _write_mnist(server.root)
+    sums = write_mnist(server.root)
     monkeypatch.setitem(download.MIRRORS, "mnist", (server.url,))
     for name, checksum in sums.items():
         monkeypatch.setitem(download.MNIST_FILES["mnist"], name, checksum)
@@ -109,7 +110,7 @@ def test_train_data_mnist_downloads_once(local_mnist: Server, tmp_path: Path,
 
 def test_train_data_mnist_offline_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                               capsys: pytest.CaptureFixture[str]) -> None:
-    mirrors = (_closed_port_url(), _closed_port_url())
+    mirrors = (closed_port_url(), closed_port_url())
     monkeypatch.setitem(download.MIRRORS, "mnist", mirrors)
     monkeypatch.setenv("FUNCTRAIN_DATA", str(tmp_path / "data"))
     assert main(["train", "--data", "mnist", "--out", str(tmp_path / "r")]) == 2

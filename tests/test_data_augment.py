@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _typed import jit, vmap
 
 from functrain.data import cutmix, mixup
 from functrain.losses import softmax_cross_entropy
@@ -82,7 +83,7 @@ def test_soft_targets_in_the_cross_entropy_mix_the_two_losses() -> None:
 def test_mixup_weight_follows_the_beta_distribution() -> None:
     alpha, n = 0.4, 4000
     keys = jax.random.split(jax.random.key(0), n)
-    mixed = jax.jit(jax.vmap(lambda k: mixup(k, (jnp.eye(N), LABELS), alpha, num_classes=C)[0]))(keys)
+    mixed = jit(vmap(lambda k: mixup(k, (jnp.eye(N), LABELS), alpha, num_classes=C)[0]))(keys)
     lam = np.min(np.diagonal(np.asarray(mixed), axis1=1, axis2=2), axis=1)
     mean, var = 0.5, 1.0 / (4 * (2 * alpha + 1))  # Beta(a, a): mean 1/2, variance 1 / (4 (2a + 1))
     assert abs(lam.mean() - mean) < 3 * np.sqrt(var / n)
@@ -177,7 +178,7 @@ class TestSameUnderTransformations(chex.TestCase):
                 mixed, targets = fn(key, (x, LABELS), alpha, num_classes=C)
                 return mixed, targets
 
-            batched = jax.vmap(one)(keys, alphas)
+            batched = vmap(one)(keys, alphas)
             for i in range(4):
                 single = one(keys[i], alphas[i])
                 for a, b in zip(batched, single):  # the same draws, up to 1 ulp of arithmetic

@@ -60,7 +60,7 @@ def _idx(array: np.ndarray) -> bytes:
     return bytes([0, 0, 0x08, array.ndim]) + sizes + array.tobytes()
 
 
-def _write_mnist(root: Path) -> dict[str, str]:
+def write_mnist(root: Path) -> dict[str, str]:
     """Tiny MNIST-format files (gzip), as the official names; returns their SHA-256 sums."""
     rng = np.random.default_rng(0)
     for part, n in (("train", 12), ("t10k", 4)):
@@ -71,7 +71,7 @@ def _write_mnist(root: Path) -> dict[str, str]:
     return {name: hashlib.sha256((root / name).read_bytes()).hexdigest() for name in NAMES}
 
 
-def _closed_port_url() -> str:
+def closed_port_url() -> str:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -80,7 +80,7 @@ def _closed_port_url() -> str:
 
 def test_fetch_then_load_and_no_second_download(server: Server, tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
-    sums = _write_mnist(server.root)
+    sums = write_mnist(server.root)
     target = tmp_path / "data"
     assert fetch_mnist(target, mirrors=[server.url], checksums=sums, progress=True) == target
     for name in NAMES:
@@ -96,7 +96,7 @@ def test_fetch_then_load_and_no_second_download(server: Server, tmp_path: Path,
 
 
 def test_a_corrupted_download_leaves_nothing_behind(server: Server, tmp_path: Path) -> None:
-    sums = _write_mnist(server.root)
+    sums = write_mnist(server.root)
     (server.root / NAMES[0]).write_bytes(b"not what was promised")
     target = tmp_path / "data"
     with pytest.raises(DownloadError) as info:
@@ -108,12 +108,12 @@ def test_a_corrupted_download_leaves_nothing_behind(server: Server, tmp_path: Pa
 
 @pytest.mark.parametrize("bad", ["unreachable", "missing", "corrupted", "silent"])
 def test_a_failing_mirror_is_followed_by_the_next(bad: str, server: Server, tmp_path: Path) -> None:
-    sums = _write_mnist(server.root)
+    sums = write_mnist(server.root)
     listener = socket.socket()  # "silent": accepts connections (backlog) and never answers
     listener.bind(("127.0.0.1", 0))
     listener.listen(8)
     try:
-        first = {"unreachable": _closed_port_url(), "missing": server.url + "nothing-here/",
+        first = {"unreachable": closed_port_url(), "missing": server.url + "nothing-here/",
                  "silent": f"http://127.0.0.1:{listener.getsockname()[1]}/"}.get(bad, server.url + "bad/")
         if bad == "corrupted":
             (server.root / "bad").mkdir()
@@ -128,7 +128,7 @@ def test_a_failing_mirror_is_followed_by_the_next(bad: str, server: Server, tmp_
 
 
 def test_offline_is_one_line_naming_every_mirror(tmp_path: Path) -> None:
-    mirrors = [_closed_port_url(), _closed_port_url()]
+    mirrors = [closed_port_url(), closed_port_url()]
     with pytest.raises(DownloadError) as info:
         fetch_mnist(tmp_path / "data", mirrors=mirrors, checksums={n: "0" * 64 for n in NAMES},
                     progress=False, timeout=2)
@@ -141,7 +141,7 @@ def test_offline_is_one_line_naming_every_mirror(tmp_path: Path) -> None:
 
 
 def test_a_damaged_file_on_disk_is_downloaded_again(server: Server, tmp_path: Path) -> None:
-    sums = _write_mnist(server.root)
+    sums = write_mnist(server.root)
     target = tmp_path / NAMES[3]
     target.write_bytes(b"truncated")
     download_file([server.url + NAMES[3]], target, sums[NAMES[3]], progress=False)
@@ -152,7 +152,7 @@ def test_the_cache_directory(server: Server, tmp_path: Path, monkeypatch: pytest
     monkeypatch.delenv("FUNCTRAIN_DATA", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert cache_directory() == tmp_path / "xdg" / "functrain" / "datasets"
-    sums = _write_mnist(server.root)
+    sums = write_mnist(server.root)
     out = fetch_mnist(None, kind="mnist", mirrors=[server.url], checksums=sums, progress=False)
     assert out == tmp_path / "xdg" / "functrain" / "datasets" / "mnist" and len(list(out.iterdir())) == 4
     monkeypatch.setenv("FUNCTRAIN_DATA", str(tmp_path / "mine"))

@@ -9,19 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_data_download import (
-    NAMES,
-    Server,
-    _closed_port_url,  # pyright: ignore[reportPrivateUsage]  # a helper of the download tests
-    _write_mnist,  # pyright: ignore[reportPrivateUsage]  # as above
-    server,  # noqa: F401  # pyright: ignore[reportUnusedImport]  # a fixture, used by name
-)
+from test_data_download import NAMES, Server, closed_port_url, write_mnist
+from test_data_download import server as server  # noqa: F401  # the fixture, used by name
 
 from functrain.data import DownloadError, load_mnist
 
 
 def test_download_into_a_directory_then_read(server: Server, tmp_path: Path) -> None:  # noqa: F811
-    sums = _write_mnist(server.root)
+    sums = write_mnist(server.root)
     target = tmp_path / "data"
     mnist = load_mnist(target, download=True, mirrors=[server.url], checksums=sums, as_images=True)
     assert mnist.train.x.shape == (12, 28, 28, 1) and mnist.test.y.tolist() == [0, 1, 2, 3]
@@ -39,7 +34,7 @@ def test_without_a_directory_the_cache_is_used(server: Server, tmp_path: Path,  
     with pytest.raises(FileNotFoundError, match=r"load_mnist: directory not found: .*cache/fashion-mnist"):
         load_mnist(name="fashion-mnist")  # nothing there yet, and nothing downloaded without download=True
     assert not server.requests
-    sums = _write_mnist(server.root)
+    sums = write_mnist(server.root)
     fashion = load_mnist(download=True, name="fashion-mnist", mirrors=[server.url], checksums=sums)
     assert sorted(p.name for p in (tmp_path / "cache" / "fashion-mnist").iterdir()) == sorted(NAMES)
     assert fashion.train.name == "fashion-mnist" and fashion.train.x.shape == (12, 784)
@@ -51,7 +46,7 @@ def test_without_a_directory_the_cache_is_used(server: Server, tmp_path: Path,  
 
 
 def test_a_corrupted_download_raises_and_leaves_nothing(server: Server, tmp_path: Path) -> None:  # noqa: F811
-    sums = _write_mnist(server.root)
+    sums = write_mnist(server.root)
     (server.root / NAMES[2]).write_bytes(b"not what was promised")
     with pytest.raises(DownloadError, match="checksum mismatch"):
         load_mnist(tmp_path / "data", download=True, mirrors=[server.url], checksums=sums)
@@ -59,7 +54,7 @@ def test_a_corrupted_download_raises_and_leaves_nothing(server: Server, tmp_path
 
 
 def test_offline_is_one_line_naming_the_mirrors(tmp_path: Path) -> None:
-    mirrors = [_closed_port_url(), _closed_port_url()]
+    mirrors = [closed_port_url(), closed_port_url()]
     with pytest.raises(DownloadError) as info:
         load_mnist(tmp_path / "data", download=True, mirrors=mirrors, checksums={n: "0" * 64 for n in NAMES})
     text = str(info.value)

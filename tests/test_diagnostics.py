@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -12,8 +13,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _typed import grad, jit, vmap
 
 from functrain import initializers as I
+from functrain._tree import tree_map
 from functrain.diagnostics import (
     ActivationStats,
     SignalPropagation,
@@ -79,12 +82,12 @@ def test_leaf_norms_match_numpy_per_leaf_and_per_layer() -> None:
 
 def test_update_ratios_match_numpy_and_handle_zero_weights() -> None:
     params = _params()
-    updates = jax.tree_util.tree_map(lambda p: 1e-3 * jnp.ones_like(p), params)
+    updates = tree_map(lambda p: 1e-3 * jnp.ones_like(p), params)
     ratios = update_ratios(updates, params)
     w = np.asarray(params[0].w, np.float64)
     np.testing.assert_allclose(ratios[0].w, 1e-3 * math.sqrt(w.size) / np.linalg.norm(w), rtol=1e-5)
     assert float(ratios[0].b) == math.inf  # zero bias being updated
-    zero_update = update_ratios(jax.tree_util.tree_map(jnp.zeros_like, params), params)
+    zero_update = update_ratios(tree_map(jnp.zeros_like, params), params)
     assert float(zero_update[0].b) == 0.0  # zero bias, zero update: 0, not nan
     per_layer = update_ratios(updates, params, is_leaf=lambda t: isinstance(t, WB))
     u2 = sum(float(np.sum(np.asarray(u, np.float64) ** 2)) for u in updates[1])
@@ -116,17 +119,17 @@ def test_norms_returned_from_a_jitted_vmapped_train_step() -> None:
         return jnp.mean((h @ params[1].w + params[1].b) ** 2)
 
     def step(params: tuple[WB, WB], x: Array) -> tuple[tuple[WB, WB], dict[str, Array]]:
-        grads = jax.grad(loss)(params, x)
-        updates = jax.tree_util.tree_map(lambda g: -lr * g, grads)
-        new = jax.tree_util.tree_map(lambda p, u: p + u, params, updates)
+        grads = grad(loss)(params, x)
+        updates = tree_map(lambda g: -lr * g, grads)
+        new = tree_map(lambda p, u: p + u, params, updates)
         metrics = to_metrics(leaf_norms(grads), "grad_norm") | to_metrics(
             update_ratios(updates, params), "update_ratio")
         return new, metrics
 
-    seeds = jax.vmap(lambda k: jax.tree_util.tree_map(
+    seeds = vmap(lambda k: tree_map(
         lambda p: p + jax.random.normal(k, p.shape), _params()))(jax.random.split(KEY, 3))
     x = jax.random.normal(jax.random.key(1), (8, 3))
-    _, metrics = jax.jit(jax.vmap(step, in_axes=(0, None)))(seeds, x)
+    _, metrics = jit(vmap(step, in_axes=(0, None)))(seeds, x)
     assert set(metrics) == {f"{kind}[{i}].{f}" for kind in ("grad_norm", "update_ratio")
                             for i in (0, 1) for f in "wb"}
     xd = np.asarray(x, np.float64)
@@ -156,6 +159,10 @@ def _affine(scale: float, shift: float) -> Layer:
         return scale * x * params + shift, state + (1 if train else 0)
 
     return Layer(init, apply)
+
+
+def _identity(z: Array) -> Array:
+    return z
 
 
 def _relu_layer() -> Layer:
@@ -197,11 +204,11 @@ def test_activation_stats_match_a_numpy_forward_pass() -> None:
     h3 = 0.5 * h2 + 3.0
     np.testing.assert_allclose(stats.mean, [h.mean() for h in (h1, h2, h3)], rtol=1e-5)
     np.testing.assert_allclose(stats.std, [h.std() for h in (h1, h2, h3)], rtol=1e-5)
-    np.testing.assert_allclose(stats.fraction_zero, [0.0, np.mean(h2 == 0), 0.0], atol=1e-7)
+    np.testing.assert_allclose(stats.fraction_zero, [0.0, (h2 == 0).mean(), 0.0], atol=1e-7)
     assert 0.3 < float(stats.fraction_zero[1]) < 0.9
-    jitted = jax.jit(lambda p, s, xb: activation_stats(layers, p, s, xb))(params, state, x)
+    jitted = jit(functools.partial(activation_stats, layers))(params, state, x)
     np.testing.assert_allclose(jitted.std, stats.std, rtol=1e-6)
-    batched = jax.vmap(lambda xb: activation_stats(layers, params, state, xb))(jnp.stack([x, 2 * x]))
+    batched = vmap(lambda xb: activation_stats(layers, params, state, xb))(jnp.stack([x, 2 * x]))
     np.testing.assert_allclose(batched.mean[0], stats.mean, rtol=1e-5)
 
 
@@ -224,10 +231,10 @@ def test_activation_stats_of_a_serial_model_agree_with_serial() -> None:
     layers: list[Layer | Branches | Join] = [Dense(32, w_init=I.he_normal()), Relu, Dropout(0.5),
               parallel(Dense(8), serial(Dense(4), Tanh)), Concatenate, Dense(10)]
     model = serial(*layers)
-    params, state, _ = jax.jit(model.init, static_argnums=1)(KEY, (-1, 6))
+    params, state, _ = jit(model.init, static_argnums=1)(KEY, (-1, 6))
     x = jax.random.normal(jax.random.key(2), (256, 6))
 
-    @jax.jit
+    @jit
     def run(p: PyTree, s: PyTree, xb: Array,
             k: PRNGKey) -> tuple[ActivationStats, Array, Array, ActivationStats]:
         """One compiled program (compiling is what costs here): stats, serial, a manual pass."""
@@ -297,7 +304,7 @@ def test_activation_stats_rejects_bad_input() -> None:
         "1 entries")
     assert "argument 'state' must be a sequence with one entry per layer (1), got 2 entries" in _message(
         ValueError, activation_stats, [_relu_layer()], [()], [(), ()], jnp.ones((2, 2)))
-    assert _message(TypeError, activation_stats, [_relu_layer(), lambda z: z], [(), ()], [(), ()],
+    assert _message(TypeError, activation_stats, [_relu_layer(), _identity], [(), ()], [(), ()],
                     jnp.ones((2, 2))).startswith(
         "activation_stats: argument 'layers[1]' must be a layer (an object with an apply function")
     assert "argument 'layers' must be a sequence of layers (wrap a single layer in a list)" in _message(
@@ -316,7 +323,7 @@ def _numpy_signal(init: Initializer, act: Callable[[np.ndarray], np.ndarray],
     ws = [np.asarray(init(jax.random.fold_in(k_w, i), (width, width)), np.float64) for i in range(depth)]
     h = np.asarray(jax.random.normal(k_x, (batch, width)), np.float64)
     c = np.asarray(jax.random.normal(k_c, (batch, width)), np.float64)
-    zs = []
+    zs: list[np.ndarray] = []
     for w in ws:
         zs.append(h @ w)
         h = act(zs[-1])
@@ -354,13 +361,13 @@ def test_lesson_standard_normal_explodes_while_glorot_and_he_keep_the_scale() ->
     def run(init: Initializer, act: Callable[[Array], Array]) -> SignalPropagation:
         return signal_propagation(init, act, 20, 256, jax.random.key(1))
 
-    for act in (lambda z: z, jax.nn.relu):
+    for act in (_identity, jax.nn.relu):
         base = run(I.standard_normal(), act)
         last = float(base.forward_std[-1])
         assert not 1e-2 <= last <= 1e2
         assert math.isfinite(last) and last > 1e15  # grows by ~sqrt(n) (linear) or sqrt(n/2) (relu)
         assert float(base.backward_std[0]) > 1e15  # and so do the gradients towards the input
-    for init, act in ((I.glorot_normal(), lambda z: z), (I.he_normal(), jax.nn.relu)):
+    for init, act in ((I.glorot_normal(), _identity), (I.he_normal(), jax.nn.relu)):
         good = run(init, act)
         assert bool(jnp.all((good.forward_std >= 0.5) & (good.forward_std <= 2.0))), good
         assert bool(jnp.all((good.backward_std >= 0.5) & (good.backward_std <= 2.0))), good
@@ -371,7 +378,7 @@ def test_glorot_with_tanh_follows_mean_field_theory() -> None:
     res = signal_propagation(I.glorot_normal(), jnp.tanh, 20, 256, jax.random.key(1))
     z = np.linspace(-10, 10, 20001)
     pdf = np.exp(-z**2 / 2) / math.sqrt(2 * math.pi)
-    q, predicted = 1.0, []
+    q, predicted = 1.0, list[float]()
     for _ in range(20):
         predicted.append(math.sqrt(q))
         q = float(np.sum(np.tanh(math.sqrt(q) * z) ** 2 * pdf) * (z[1] - z[0]))

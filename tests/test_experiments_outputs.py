@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,8 @@ def test_case_12_write_outputs_is_all_or_nothing(tmp_path: Path) -> None:
         path.write_bytes(b"partial")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    writers = {"a.json": lambda p: p.write_bytes(b"new a"), "b.ckpt": full_disk, "c.png": lambda p: p.write_bytes(b"c")}
+    writers: dict[str, Callable[[Path], object]] = {
+        "a.json": lambda p: p.write_bytes(b"new a"), "b.ckpt": full_disk, "c.png": lambda p: p.write_bytes(b"c")}
     with pytest.raises(outputs.WriteError, match=r"^cannot write .*out/b\.ckpt: No space left on device; no output "
                                                  r"was changed$"):
         outputs.write_outputs(tmp_path / "out", writers)

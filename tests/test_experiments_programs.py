@@ -20,6 +20,7 @@ import pytest
 from _cli import toy_splits
 
 from functrain import layers
+from functrain._tree import tree_leaves_with_path
 from functrain.experiments import tricks
 from functrain.experiments.tricks import chunks, models, programs
 from functrain.experiments.tricks.splits import Splits
@@ -132,8 +133,7 @@ def test_convnets_take_flat_images() -> None:
                                                  zero_init_bn=True), 3, (8, 8, 1))
     params, _, shape = resnet.init(jax.random.key(0), (-1, 64))
     assert tuple(shape) == (-1, 3) and "DropPath" in str(layers.summary(resnet, (-1, 64)))
-    scales = [leaf for path, leaf in jax.tree_util.tree_leaves_with_path(params)
-              if "scale" in jax.tree_util.keystr(path)]
+    scales = [leaf for path, leaf in tree_leaves_with_path(params) if "scale" in path]
     # stem BN, then per block: first BN at 1, last BN (zero-init) at 0
     assert [float(jnp.max(s)) for s in scales] == [1.0, 1.0, 0.0, 1.0, 0.0]
     with pytest.raises(ValueError, match="needs images"):
@@ -183,7 +183,7 @@ def test_label_smoothing_loss_equals_optax() -> None:
 
 def test_the_ema_of_the_weights_is_the_closed_form() -> None:
     decay = jnp.asarray(0.5)
-    ema = programs._ema_of_params(decay)
+    ema = programs._ema_of_params(decay)  # pyright: ignore[reportPrivateUsage]  # the private helper under test
     params = {"w": jnp.asarray([1.0, 2.0])}
     state = ema.init(params)
     seen = [params["w"]]

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _typed import grad, jit
 
 import functrain.optim as fo
 from functrain import train
@@ -77,12 +78,12 @@ def _hypergradient_and_central_difference(make: Optimizer, lr: float) -> tuple[f
     with jax.enable_x64(True):
         val_loss = _validation_loss(make)
         lr64 = jnp.asarray(lr, jnp.float64)
-        grad = jax.jit(jax.grad(val_loss))(lr64)
-        assert grad.dtype == jnp.float64
+        hypergrad = jit(grad(val_loss))(lr64)
+        assert hypergrad.dtype == jnp.float64
         h = 1e-4 * lr
-        f = jax.jit(val_loss)
+        f = jit(val_loss)
         central = (f(lr64 + h) - f(lr64 - h)) / (2 * h)
-        return float(grad), float(central)
+        return float(hypergrad), float(central)
 
 
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
@@ -97,20 +98,23 @@ def test_adam_hypergradient_is_nan_without_eps_root_and_finite_with_it() -> None
     """The parameters fed by the always-zero feature have a zero second moment: without
     ``eps_root`` the derivative of ``sqrt`` there is infinite and the hypergradient NaN."""
     with jax.enable_x64(True):
-        plain = jax.jit(jax.grad(_validation_loss(lambda lr: fo.adam(lr))))(0.01)
-        rooted = jax.jit(jax.grad(_validation_loss(lambda lr: fo.adam(lr, eps_root=1e-12))))(0.01)
+        plain = jit(grad(_validation_loss(lambda lr: fo.adam(lr))))(0.01)
+        rooted = jit(grad(_validation_loss(lambda lr: fo.adam(lr, eps_root=1e-12))))(0.01)
     assert np.isnan(float(plain))
     assert np.isfinite(float(rooted))
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("make", [
+ADAM_FAMILY: list[Optimizer] = [
     lambda lr: fo.adamw(lr, eps_root=1e-12, weight_decay=1e-2),
     lambda lr: fo.amsgrad(lr, eps_root=1e-12),
     lambda lr: fo.nadam(lr, eps_root=1e-12),
     lambda lr: fo.radam(lr, eps_root=1e-12, threshold=4.5),
-], ids=["adamw", "amsgrad", "nadam", "radam"])
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("make", ADAM_FAMILY, ids=["adamw", "amsgrad", "nadam", "radam"])
 def test_eps_root_gives_finite_hypergradients_for_the_adam_family(make: Optimizer) -> None:
     with jax.enable_x64(True):
-        grad = jax.jit(jax.grad(_validation_loss(make)))(0.01)
-    assert np.isfinite(float(grad)) and float(grad) != 0.0
+        hypergrad = jit(grad(_validation_loss(make)))(0.01)
+    assert np.isfinite(float(hypergrad)) and float(hypergrad) != 0.0

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _typed import grad, jit, vmap
 
 from functrain import layers as L
 
@@ -42,7 +43,7 @@ CASES: list[tuple[str, Callable[[jax.Array], jax.Array], Callable[[np.ndarray], 
 def test_activation_matches_closed_form(name: str, fn: Callable[[jax.Array], jax.Array],
                                         ref: Callable[[np.ndarray], np.ndarray]) -> None:
     x = X.reshape(1, -1)
-    y = jax.jit(fn)(jnp.asarray(x, jnp.float32))
+    y = jit(fn)(jnp.asarray(x, jnp.float32))
     assert y.shape == x.shape and y.dtype == jnp.float32
     np.testing.assert_allclose(np.asarray(y), ref(x), rtol=1e-5, atol=1e-6)
 
@@ -55,9 +56,9 @@ def test_softmax_axis_argument() -> None:
 
 def test_activation_gradients_and_vmap() -> None:
     x = jnp.asarray(X, jnp.float32)
-    g = jax.jit(jax.vmap(jax.grad(L.tanh)))(x)
+    g = jit(vmap(grad(L.tanh)))(x)
     np.testing.assert_allclose(g, 1 - np.tanh(X) ** 2, rtol=1e-5, atol=1e-6)
-    g = jax.jit(jax.vmap(jax.grad(L.sigmoid)))(x)
+    g = jit(vmap(grad(L.sigmoid)))(x)
     s = 1 / (1 + np.exp(-X))
     np.testing.assert_allclose(g, s * (1 - s), rtol=1e-5, atol=1e-6)
 

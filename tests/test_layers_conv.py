@@ -6,12 +6,14 @@ Gradients: tests/test_layers_conv_gradients.py.
 from __future__ import annotations
 
 import itertools
+from typing import cast
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from _conv_reference import conv_reference, normal
+from _typed import grad, jit, make_jaxpr, vmap
 
 from functrain import initializers
 from functrain.layers import Conv1D, Conv2D, ConvParams, PaddingLike, conv1d, conv2d, init_conv1d, init_conv2d
@@ -33,9 +35,8 @@ CONV2D_CASES = [
 
 @pytest.mark.parametrize("case", CONV2D_CASES)
 def test_conv2d_matches_float64_loop(case: dict[str, object]) -> None:
-    hw = case["hw"]
-    k = case["k"]
-    assert isinstance(hw, tuple) and isinstance(k, tuple)
+    hw = cast("tuple[int, ...]", case["hw"])
+    k = cast("tuple[int, ...]", case["k"])
     x = normal(0, (2, *hw, 3))
     params = ConvParams(normal(1, (*k, 3, 4)), normal(2, (4,)))
     stride, padding, dilation = case["stride"], case["padding"], case["dilation"]
@@ -89,7 +90,7 @@ def test_conv_shape_errors_raise_before_xla() -> None:
     params = init_conv2d(KEY, 3, 4, 3)
     with pytest.raises(ValueError, match=r"^conv2d: argument 'x' must be an array of shape \(\*, \*, \*, 3\), "
                                          r"got a traced array of shape \(2, 8, 8, 5\)"):
-        jax.jit(conv2d)(params, jnp.ones((2, 8, 8, 5)))  # raised while tracing, before XLA
+        jit(conv2d)(params, jnp.ones((2, 8, 8, 5)))  # raised while tracing, before XLA
     with pytest.raises(ValueError, match=r"^conv2d: argument 'x' must be an array of rank 3 or 4 \(N, H, W, C\) "
                                          r"or \(H, W, C\) for one example, got an array of shape \(8, 3\)"):
         conv2d(params, jnp.ones((8, 3)))
@@ -151,7 +152,7 @@ def test_conv_under_jit_grad_and_ensemble_vmap() -> None:
     def loss(p: ConvParams, xx: jax.Array) -> jax.Array:
         return jnp.sum(conv2d(p, xx, padding="VALID") ** 2)
 
-    g = jax.jit(jax.grad(loss))(params, x)
+    g = jit(grad(loss))(params, x)
     # d/dw sum(y^2) = sum over positions of 2 y x_patch (float64 reference).
     y = conv_reference(np.asarray(x), np.asarray(params.w), np.asarray(params.b), (1, 1), "VALID", (1, 1))
     xn = np.asarray(x, np.float64)
@@ -161,18 +162,18 @@ def test_conv_under_jit_grad_and_ensemble_vmap() -> None:
     np.testing.assert_allclose(g.w, gw, rtol=1e-4, atol=1e-3)
     np.testing.assert_allclose(g.b, 2 * y.sum((0, 1, 2)), rtol=1e-4, atol=1e-3)
 
-    stacked = jax.jit(jax.vmap(lambda k: init_conv2d(k, 3, 4, 3)))(jax.random.split(KEY, 3))
-    ys = jax.jit(jax.vmap(lambda p: conv2d(p, x, stride=2)))(stacked)
+    stacked = jit(vmap(lambda k: init_conv2d(k, 3, 4, 3)))(jax.random.split(KEY, 3))
+    ys = jit(vmap(lambda p: conv2d(p, x, stride=2)))(stacked)
     assert ys.shape == (3, 2, 3, 3, 4)
     for i in range(3):
         ref = conv_reference(np.asarray(x), np.asarray(stacked.w[i]), np.asarray(stacked.b[i]), (2, 2), "SAME",
                              (1, 1))
         np.testing.assert_allclose(ys[i], ref, rtol=1e-5, atol=1e-5)
     # vmap over examples of the one-example form equals the batched call.
-    np.testing.assert_allclose(jax.jit(jax.vmap(lambda xi: conv2d(params, xi)))(x), conv2d(params, x), rtol=1e-5,
+    np.testing.assert_allclose(jit(vmap(lambda xi: conv2d(params, xi)))(x), conv2d(params, x), rtol=1e-5,
                                atol=1e-5)
     p1 = ConvParams(normal(3, (3, 3, 2)), normal(4, (2,)))
-    np.testing.assert_allclose(jax.jit(conv1d)(p1, x[0]), conv1d(p1, x[0]), rtol=1e-6)
+    np.testing.assert_allclose(jit(conv1d)(p1, x[0]), conv1d(p1, x[0]), rtol=1e-6)
 
 
 def test_shape_checks_add_nothing_to_the_traced_program() -> None:
@@ -181,6 +182,12 @@ def test_shape_checks_add_nothing_to_the_traced_program() -> None:
 
     params = ConvParams(jnp.ones((3, 3, 2, 4)), jnp.zeros(4))
     x = jnp.ones((2, 6, 6, 2))
-    ours = jax.make_jaxpr(lambda p, z: conv2d(p, z, stride=2))(params, x)
-    bare = jax.make_jaxpr(lambda p, z: _conv_jvp.conv(z, p.w, (2, 2), "SAME", (1, 1), 2) + p.b)(params, x)
+    def ours_fn(p: ConvParams, z: jax.Array) -> jax.Array:
+        return conv2d(p, z, stride=2)
+
+    def bare_fn(p: ConvParams, z: jax.Array) -> jax.Array:
+        return _conv_jvp.conv(z, p.w, (2, 2), "SAME", (1, 1), 2) + p.b
+
+    ours = make_jaxpr(ours_fn)(params, x)
+    bare = make_jaxpr(bare_fn)(params, x)
     assert [e.primitive for e in ours.eqns] == [e.primitive for e in bare.eqns]

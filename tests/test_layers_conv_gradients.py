@@ -9,6 +9,7 @@ kernel gradient a GEMM over im2col patches (jax-ml/jax#12868); these tests also 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from typing import Any
@@ -18,6 +19,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from _conv_reference import grad_reference, lax_conv, normal
+from _typed import eval_shape, grad, hessian, jit, jvp, lower, vmap
+
+from functrain import _jax
+from functrain._tree import tree_map
 
 from functrain.layers import (
     Conv2D,
@@ -36,7 +41,11 @@ from functrain.layers import (
 KEY = jax.random.key(0)
 
 
-GRAD_CASES = [  # (spatial, input spatial shape, kernel, stride, padding, dilation)
+GradCase = tuple[int, tuple[int, ...], tuple[int, ...], int | tuple[int, ...], PaddingLike, int | tuple[int, ...]]
+"""(spatial, input spatial shape, kernel, stride, padding, dilation)."""
+Conv = Callable[[ConvParams, jax.Array], jax.Array]
+
+GRAD_CASES: list[GradCase] = [  # (spatial, input spatial shape, kernel, stride, padding, dilation)
     (2, (7, 6), (3, 3), 1, "SAME", 1),
     (2, (7, 6), (3, 2), 2, "SAME", 1),
     (2, (7, 8), (3, 3), (2, 1), "VALID", (1, 2)),
@@ -63,38 +72,43 @@ def _grad_case(spatial: int, size: tuple[int, ...], k: tuple[int, ...], stride: 
     params = ConvParams(normal(seed + 1, (*k, 3, 4)), normal(seed + 2, (4,)))
     s = (stride,) * spatial if isinstance(stride, int) else stride
     d = (dilation,) * spatial if isinstance(dilation, int) else dilation
-    out = jax.eval_shape(lambda: lax_conv(params, x, s, padding, d))
+    out = eval_shape(lambda: lax_conv(params, x, s, padding, d))
     r = normal(seed + 3, out.shape)
     return params, x, r, s, d
 
 
 @pytest.mark.parametrize("case", GRAD_CASES)
-def test_conv_gradients_match_lax_and_float64(case: tuple[object, ...]) -> None:
+def test_conv_gradients_match_lax_and_float64(case: GradCase) -> None:
     spatial, size, k, stride, padding, dilation = case
-    assert isinstance(spatial, int) and isinstance(size, tuple) and isinstance(k, tuple)
-    params, x, r, s, d = _grad_case(spatial, size, k, stride, padding, dilation)  # type: ignore[arg-type]  # case tuple values are objects
+    params, x, r, s, d = _grad_case(spatial, size, k, stride, padding, dilation)
     op = conv2d if spatial == 2 else conv1d
 
     def loss(p: ConvParams, xx: jax.Array) -> jax.Array:
-        return jnp.sum(op(p, xx, stride=s, padding=padding, dilation=d) * r)  # type: ignore[arg-type]  # as above
+        return jnp.sum(op(p, xx, stride=s, padding=padding, dilation=d) * r)
 
     def loss_lax(p: ConvParams, xx: jax.Array) -> jax.Array:
-        return jnp.sum(lax_conv(p, xx, s, padding, d) * r)  # type: ignore[arg-type]  # as above
+        return jnp.sum(lax_conv(p, xx, s, padding, d) * r)
 
-    gp, gx = jax.jit(jax.grad(loss, argnums=(0, 1)))(params, x)
-    rp, rx = jax.jit(jax.grad(loss_lax, argnums=(0, 1)))(params, x)
+    gp, gx = jit(grad(loss, argnums=(0, 1)))(params, x)
+    rp, rx = jit(grad(loss_lax, argnums=(0, 1)))(params, x)
     np.testing.assert_allclose(gp.w, rp.w, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(gp.b, rp.b, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(gx, rx, rtol=1e-5, atol=1e-5)
-    fx, fw, fb = grad_reference(np.asarray(x), np.asarray(params.w), np.asarray(r), s, padding, d)  # type: ignore[arg-type]  # as above
+    fx, fw, fb = grad_reference(np.asarray(x), np.asarray(params.w), np.asarray(r), s, padding, d)
     np.testing.assert_allclose(gp.w, fw, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(gp.b, fb, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(gx, fx, rtol=1e-4, atol=1e-4)
     if padding != "SAME":
         return
     # One example (no batch axis) gives the per-example gradients.
-    g0 = jax.jit(jax.grad(lambda p: jnp.sum(op(p, x[0], stride=s, padding=padding, dilation=d) * r[0])))(params)
-    r0 = jax.jit(jax.grad(lambda p: jnp.sum(lax_conv(p, x[:1], s, padding, d) * r[:1])))(params)
+    def loss_one(p: ConvParams) -> jax.Array:
+        return jnp.sum(op(p, x[0], stride=s, padding=padding, dilation=d) * r[0])
+
+    def loss_one_lax(p: ConvParams) -> jax.Array:
+        return jnp.sum(lax_conv(p, x[:1], s, padding, d) * r[:1])
+
+    g0 = jit(grad(loss_one))(params)
+    r0 = jit(grad(loss_one_lax))(params)
     np.testing.assert_allclose(g0.w, r0.w, rtol=1e-5, atol=1e-5)
 
 
@@ -104,8 +118,8 @@ def test_conv_kernel_gradient_uses_patches_on_cpu() -> None:
     x = jnp.ones((2, 6, 6, 3))
     params = init_conv2d(KEY, 3, 4, 3)
 
-    def grad_text(f: object) -> str:
-        return str(jax.jit(jax.grad(f)).lower(params).as_text())  # type: ignore[arg-type]  # f is a loss of params
+    def grad_text(f: Callable[[ConvParams], jax.Array]) -> str:
+        return str(lower(grad(f), params).as_text())
 
     ours = grad_text(lambda p: jnp.sum(conv2d(p, x) ** 2))
     stock = grad_text(lambda p: jnp.sum(lax_conv(p, x, (1, 1), "SAME", (1, 1)) ** 2))
@@ -120,11 +134,14 @@ def test_conv_gradients_under_vmap_over_kernels() -> None:
     def loss(p: ConvParams, xx: jax.Array) -> jax.Array:
         return jnp.sum(conv2d(p, xx, stride=s) * r)
 
-    g = jax.jit(jax.vmap(jax.grad(loss, argnums=(0, 1)), in_axes=(0, None)))(stacked, x)
+    g = jit(vmap(grad(loss, argnums=(0, 1)), in_axes=(0, None)))(stacked, x)
     # Ensemble members also with their own inputs (both operands batched).
     xs = jnp.stack([x, x + 1.0, 2 * x])
-    gb = jax.jit(jax.vmap(jax.grad(loss, argnums=(0, 1))))(stacked, xs)
-    ref = jax.jit(jax.grad(lambda p, xx: jnp.sum(lax_conv(p, xx, s, "SAME", d) * r), argnums=(0, 1)))
+    gb = jit(vmap(grad(loss, argnums=(0, 1))))(stacked, xs)
+    def loss_lax(p: ConvParams, xx: jax.Array) -> jax.Array:
+        return jnp.sum(lax_conv(p, xx, s, "SAME", d) * r)
+
+    ref = jit(grad(loss_lax, argnums=(0, 1)))
     for i in range(3):
         p_i = ConvParams(stacked.w[i], stacked.b[i])
         rp, rx = ref(p_i, x)
@@ -140,8 +157,8 @@ def test_conv_gradients_inside_scan_match_python_loop() -> None:
     x = normal(0, (4, 2, 6, 6, 2))  # 4 steps of a batch of 2
     p0 = ConvParams(normal(1, (3, 3, 2, 3)) * 0.3, jnp.zeros(3))
 
-    def step(p: ConvParams, xx: jax.Array, conv: object) -> ConvParams:
-        g = jax.grad(lambda q: jnp.mean(jnp.tanh(conv(q, xx)) ** 2))(p)  # type: ignore[operator]  # conv is a conv fn
+    def step(p: ConvParams, xx: jax.Array, conv: Conv) -> ConvParams:
+        g = grad(lambda q: jnp.mean(jnp.tanh(conv(q, xx)) ** 2))(p)
         return ConvParams(p.w - 0.5 * g.w, p.b - 0.5 * g.b)
 
     def ours(p: ConvParams, xx: jax.Array) -> jax.Array:
@@ -150,8 +167,17 @@ def test_conv_gradients_inside_scan_match_python_loop() -> None:
     def stock(p: ConvParams, xx: jax.Array) -> jax.Array:
         return lax_conv(p, xx, (2, 2), "VALID", (1, 1))
 
-    scanned, _ = jax.jit(lambda p: jax.lax.scan(lambda c, xx: (step(c, xx, ours), None), p, x))(p0)
-    stock_step = jax.jit(lambda p, xx: step(p, xx, stock))
+    def body(c: ConvParams, xx: jax.Array) -> tuple[ConvParams, None]:
+        return step(c, xx, ours), None
+
+    def stock_step_fn(p: ConvParams, xx: jax.Array) -> ConvParams:
+        return step(p, xx, stock)
+
+    def scanned_fn(p: ConvParams) -> tuple[ConvParams, None]:
+        return jax.lax.scan(body, p, x)
+
+    scanned, _ = jit(scanned_fn)(p0)
+    stock_step = jit(stock_step_fn)
     ref = p0
     for t in range(4):
         ref = stock_step(ref, x[t])
@@ -170,10 +196,16 @@ def test_conv_forward_mode_and_second_order() -> None:
         return jnp.sum(jnp.tanh(lax_conv(ConvParams(w, params.b), x, s, "VALID", d)) * r)
 
     dw = normal(7, params.w.shape)
-    _, t = jax.jit(lambda w, v: jax.jvp(f, (w,), (v,)))(params.w, dw)
-    _, t_ref = jax.jit(lambda w, v: jax.jvp(f_lax, (w,), (v,)))(params.w, dw)
+    def tangent(w: jax.Array, v: jax.Array) -> tuple[Any, Any]:
+        return jvp(f, (w,), (v,))
+
+    def tangent_lax(w: jax.Array, v: jax.Array) -> tuple[Any, Any]:
+        return jvp(f_lax, (w,), (v,))
+
+    _, t = jit(tangent)(params.w, dw)
+    _, t_ref = jit(tangent_lax)(params.w, dw)
     np.testing.assert_allclose(t, t_ref, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(jax.jit(jax.hessian(f))(params.w), jax.jit(jax.hessian(f_lax))(params.w),
+    np.testing.assert_allclose(jit(hessian(f))(params.w), jit(hessian(f_lax))(params.w),
                                rtol=1e-4, atol=1e-5)
 
 
@@ -189,35 +221,34 @@ def test_conv_partial_gradients_match_lax(wrt: str) -> None:
         return jnp.sum(jnp.tanh(lax_conv(p, xx, s, "SAME", d)) * r)
 
     argnum = 1 if wrt == "x" else 0
-    g = jax.jit(jax.grad(ours, argnums=argnum))(params, x)
-    ref = jax.jit(jax.grad(stock, argnums=argnum))(params, x)
+    g = jit(grad(ours, argnums=argnum))(params, x)
+    ref = jit(grad(stock, argnums=argnum))(params, x)
     for a, b in zip(jax.tree_util.tree_leaves(g), jax.tree_util.tree_leaves(ref), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("case", [GRAD_CASES[1], GRAD_CASES[4], GRAD_CASES[8], GRAD_CASES[12]])
-def test_conv_gradients_in_float64_equal_lax(case: tuple[object, ...]) -> None:
+def test_conv_gradients_in_float64_equal_lax(case: GradCase) -> None:
     """In float64 both rules compute the same sums: agreement to ~1e-12 (and with the direct loop)."""
     spatial, size, k, stride, padding, dilation = case
-    assert isinstance(spatial, int) and isinstance(size, tuple) and isinstance(k, tuple)
     op = conv2d if spatial == 2 else conv1d
     with jax.enable_x64(True):
-        p32, x32, r32, s, d = _grad_case(spatial, size, k, stride, padding, dilation)  # type: ignore[arg-type]  # case tuple values are objects
+        p32, x32, r32, s, d = _grad_case(spatial, size, k, stride, padding, dilation)
         params = ConvParams(jnp.asarray(p32.w, jnp.float64), jnp.asarray(p32.b, jnp.float64))
         x, r = jnp.asarray(x32, jnp.float64), jnp.asarray(r32, jnp.float64)
 
         def loss(p: ConvParams, xx: jax.Array) -> jax.Array:
-            return jnp.sum(op(p, xx, stride=s, padding=padding, dilation=d) * r)  # type: ignore[arg-type]  # as above
+            return jnp.sum(op(p, xx, stride=s, padding=padding, dilation=d) * r)
 
         def loss_lax(p: ConvParams, xx: jax.Array) -> jax.Array:
-            return jnp.sum(lax_conv(p, xx, s, padding, d) * r)  # type: ignore[arg-type]  # as above
+            return jnp.sum(lax_conv(p, xx, s, padding, d) * r)
 
-        gp, gx = jax.jit(jax.grad(loss, argnums=(0, 1)))(params, x)
-        rp, rx = jax.jit(jax.grad(loss_lax, argnums=(0, 1)))(params, x)
+        gp, gx = jit(grad(loss, argnums=(0, 1)))(params, x)
+        rp, rx = jit(grad(loss_lax, argnums=(0, 1)))(params, x)
         assert gp.w.dtype == gx.dtype == jnp.float64
         np.testing.assert_allclose(gp.w, rp.w, rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(gx, rx, rtol=1e-12, atol=1e-12)
-        fx, fw, _ = grad_reference(np.asarray(x), np.asarray(params.w), np.asarray(r), s, padding, d)  # type: ignore[arg-type]  # as above
+        fx, fw, _ = grad_reference(np.asarray(x), np.asarray(params.w), np.asarray(r), s, padding, d)
         np.testing.assert_allclose(gp.w, fw, rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(gx, fx, rtol=1e-12, atol=1e-12)
 
@@ -237,12 +268,15 @@ def test_conv_gradient_in_scan_uses_only_canonical_convolutions() -> None:
     params, x, r, s, d = _grad_case(2, (7, 6), (3, 3), 1, "SAME", 1)
     xs = jnp.stack([x, 2 * x])
 
-    def epoch(conv: object) -> str:
+    def epoch(conv: Conv) -> str:
+        def loss(q: ConvParams, z: jax.Array) -> jax.Array:
+            return jnp.sum(conv(q, z) * r)
+
         def body(p: ConvParams, xx: jax.Array) -> tuple[ConvParams, None]:
-            g = jax.grad(lambda q, z: jnp.sum(conv(q, z) * r), argnums=(0, 1))(p, xx)  # type: ignore[operator]  # conv is a conv fn
+            g = grad(loss, argnums=(0, 1))(p, xx)
             return ConvParams(p.w - g[0].w + jnp.sum(g[1]), p.b - g[0].b), None
 
-        return str(jax.jit(lambda p: jax.lax.scan(body, p, xs)[0]).lower(params).compile().as_text())
+        return str(lower(lambda p: jax.lax.scan(body, p, xs)[0], params).compile().as_text())
 
     ours = _conv_dim_labels(epoch(lambda p, z: conv2d(p, z)))
     stock = _conv_dim_labels(epoch(lambda p, z: lax_conv(p, z, s, "SAME", d)))
@@ -255,14 +289,14 @@ def test_conv_input_gradient_penalty_matches_lax() -> None:
     params, x, r, s, d = _grad_case(2, (6, 5), (3, 2), (2, 1), ((1, 0), (0, 1)), (1, 2))
     pads = ((1, 0), (0, 1))
 
-    def penalty(conv: object) -> object:
+    def penalty(conv: Conv) -> Callable[[ConvParams], Any]:
         def inner(p: ConvParams, xx: jax.Array) -> jax.Array:
-            return jnp.sum(jnp.tanh(conv(p, xx)) * r)  # type: ignore[operator]  # conv is a conv fn
+            return jnp.sum(jnp.tanh(conv(p, xx)) * r)
 
-        return jax.jit(jax.grad(lambda p: jnp.sum(jax.grad(inner, argnums=1)(p, x) ** 2)))
+        return jit(grad(lambda p: jnp.sum(grad(inner, argnums=1)(p, x) ** 2)))
 
-    g = penalty(lambda p, z: conv2d(p, z, stride=s, padding=pads, dilation=d))(params)  # type: ignore[operator]  # a jitted grad
-    ref = penalty(lambda p, z: lax_conv(p, z, s, pads, d))(params)  # type: ignore[operator]  # as above
+    g = penalty(lambda p, z: conv2d(p, z, stride=s, padding=pads, dilation=d))(params)
+    ref = penalty(lambda p, z: lax_conv(p, z, s, pads, d))(params)
     np.testing.assert_allclose(g.w, ref.w, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(g.b, ref.b, rtol=1e-4, atol=1e-5)
 
@@ -271,13 +305,13 @@ def test_convnet_training_vmapped_over_seeds_matches_stock_lax() -> None:
     """A scanned SGD run of Conv2D + ReLU + MaxPool + Dense, vmapped over seeds (batched kernels),
     equals the same run of the stock ``lax`` model for each seed."""
     model = serial(Conv2D(3, 3, padding="VALID"), Relu, MaxPool(2), Flatten, Dense(2))
-    seeds = jax.vmap(lambda k: model.init(k, (-1, 7, 7, 2))[0])(jax.random.split(KEY, 2))
+    seeds = vmap(lambda k: model.init(k, (-1, 7, 7, 2))[0])(jax.random.split(KEY, 2))
     xs, ys = normal(1, (3, 4, 7, 7, 2)), normal(2, (3, 4, 2))  # 3 steps of a batch of 4
 
     def stock(p: Any, x: jax.Array) -> jax.Array:
         conv, dense = p[0], p[4]
         h = jax.nn.relu(lax_conv(conv, x, (1, 1), "VALID", (1, 1)))
-        h = jax.lax.reduce_window(h, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+        h = _jax.reduce_window(h, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
         y: jax.Array = h.reshape(h.shape[0], -1) @ dense.w + dense.b
         return y
 
@@ -287,15 +321,15 @@ def test_convnet_training_vmapped_over_seeds_matches_stock_lax() -> None:
 
     def train(apply: Callable[[Any, jax.Array], jax.Array], p: Any) -> Any:
         def step(q: Any, batch: tuple[jax.Array, jax.Array]) -> tuple[Any, None]:
-            g = jax.grad(lambda r: jnp.mean((apply(r, batch[0]) - batch[1]) ** 2))(q)
-            return jax.tree_util.tree_map(lambda a, b: a - 0.05 * b, q, g), None
+            g = grad(lambda r: jnp.mean((apply(r, batch[0]) - batch[1]) ** 2))(q)
+            return tree_map(lambda a, b: a - 0.05 * b, q, g), None
 
         return jax.lax.scan(step, p, (xs, ys))[0]
 
-    got = jax.jit(jax.vmap(lambda p: train(ours, p)))(seeds)
+    got = jit(vmap(lambda p: train(ours, p)))(seeds)
     for i in range(2):
-        p_i = jax.tree_util.tree_map(lambda a, i=i: a[i], seeds)
-        ref = jax.jit(lambda p: train(stock, p))(p_i)
+        p_i = tree_map(lambda a, i=i: a[i], seeds)
+        ref = jit(functools.partial(train, stock))(p_i)
         moved = jax.tree_util.tree_leaves(ref)[0] - jax.tree_util.tree_leaves(p_i)[0]
         assert float(jnp.max(jnp.abs(moved))) > 1e-3  # it trained
         for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(ref), strict=True):

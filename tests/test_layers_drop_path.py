@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _typed import jit, vmap
 
 from functrain.layers import Dense, DropPath, Residual, drop_path, serial
 
@@ -49,13 +50,14 @@ class TestDropPath(chex.TestCase):
         x = jnp.asarray([[1.0, -2.0], [0.5, 3.0]])
 
         def mean_over_keys(keys: jax.Array) -> jax.Array:
-            return jax.vmap(lambda k: drop_path(k, x, rate=rate, train=True))(keys)
+            out: jax.Array = vmap(lambda k: drop_path(k, x, rate=rate, train=True))(keys)
+            return out
 
         ys = np.asarray(self.variant(mean_over_keys)(jax.random.split(KEY, n)), np.float64)
         # y = m x / (1 - r), m ~ Bernoulli(1 - r): E[y] = x, sd(y) = |x| sqrt(r / (1 - r))
         se = np.abs(np.asarray(x)) * math.sqrt(rate / (1 - rate)) / math.sqrt(n)
         assert np.all(np.abs(ys.mean(axis=0) - np.asarray(x)) < 3 * se)
-        drop_fraction = np.mean(np.all(ys == 0, axis=2))
+        drop_fraction = (ys == 0).all(axis=2).mean()
         assert abs(drop_fraction - rate) < 3 * math.sqrt(rate * (1 - rate) / (2 * n))
 
     @chex.variants(with_jit=True, without_jit=True)
@@ -70,7 +72,7 @@ class TestDropPath(chex.TestCase):
 
     def test_traced_rate_under_vmap(self) -> None:
         rates = jnp.array([0.0, 0.5, 0.9])
-        ys = jax.jit(jax.vmap(lambda r: drop_path(KEY, X, rate=r, train=True)))(rates)
+        ys = jit(vmap(lambda r: drop_path(KEY, X, rate=r, train=True)))(rates)
         np.testing.assert_array_equal(ys[0], X)  # a traced 0 keeps everything
         for i, r in enumerate([0.5, 0.9]):
             np.testing.assert_allclose(ys[i + 1], drop_path(KEY, X, rate=r, train=True), rtol=1e-6)

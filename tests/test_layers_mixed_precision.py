@@ -15,9 +15,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _typed import grad, jit, make_jaxpr
 
 from functrain import layers as L
 from functrain import optim, train
+from functrain._tree import tree_map
 from functrain.losses import softmax_cross_entropy
 from functrain.typing import Array, PyTree
 
@@ -57,7 +59,10 @@ def test_the_matmuls_and_convolutions_run_in_bfloat16() -> None:
     model = L.mixed_precision(_convnet())
     params, state, _ = model.init(KEY, (-1, 5, 5, 2))
     loss_fn = train.classifier_loss(model.apply, train=True)
-    jaxpr = jax.make_jaxpr(jax.grad(lambda p: loss_fn(p, state, _data(), KEY)[0]))(params)
+    def loss(p: PyTree) -> jax.Array:
+        return loss_fn(p, state, _data(), KEY)[0]
+
+    jaxpr = make_jaxpr(grad(loss))(params)
     heavy = [e for e in jaxpr.jaxpr.eqns if e.primitive.name in ("dot_general", "conv_general_dilated")]
     assert len(heavy) >= 3  # forward and backward
     for eqn in heavy:
@@ -70,7 +75,7 @@ def test_loss_equals_a_hand_cast_bfloat16_reference() -> None:
     params, state, _ = model.init(KEY, (-1, 5, 5, 2))
     x, y = _data()
     loss, (new_state, _) = train.classifier_loss(model.apply, train=True)(params, state, (x, y), KEY)
-    p16 = jax.tree_util.tree_map(lambda a: a.astype(jnp.bfloat16), params)
+    p16 = tree_map(lambda a: a.astype(jnp.bfloat16), params)
     logits, ref_state = net.apply(p16, state, x.astype(jnp.bfloat16), train=True)
     ref = softmax_cross_entropy(logits.astype(jnp.float32), y)
     assert loss.dtype == jnp.float32
@@ -91,7 +96,7 @@ class TestMixedPrecisionStep(chex.TestCase):
         loss_fn = train.classifier_loss(model.apply, train=True)
 
         def grads_of(p: PyTree) -> PyTree:
-            return jax.grad(lambda q: loss_fn(q, model_state, _data(), KEY)[0])(p)
+            return grad(lambda q: loss_fn(q, model_state, _data(), KEY)[0])(p)
 
         grads = self.variant(grads_of)(params)
         assert _dtypes(grads) == {"float32"}
@@ -108,9 +113,9 @@ def test_training_reduces_the_loss() -> None:
     params, model_state, _ = model.init(KEY, (-1, 5, 5, 2))
     opt = optim.adam(3e-2)
     state = train.init_train_state(params, model_state, opt)
-    step = jax.jit(train.make_train_step(train.classifier_loss(model.apply, train=True), opt))
+    step = jit(train.make_train_step(train.classifier_loss(model.apply, train=True), opt))
     data = _data(48)
-    losses = []
+    losses: list[float] = []
     for i in range(40):
         state, metrics = step(state, data, jax.random.key(i))
         losses.append(float(metrics["loss"]))
@@ -140,4 +145,5 @@ def test_integer_inputs_and_keys_pass_through() -> None:
 ])
 def test_bad_arguments(kwargs: dict[str, Any], error: type[Exception], pattern: str) -> None:
     with pytest.raises(error, match=pattern):
-        L.mixed_precision(**({"layer": L.Dense(3)} | kwargs))
+        base: dict[str, Any] = {"layer": L.Dense(3)}
+        L.mixed_precision(**(base | kwargs))

@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import functools
+
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _typed import grad, jit, vmap
 
 from functrain import initializers
 from functrain.layers import (
@@ -131,11 +134,11 @@ def test_batch_norm_axis_name_under_vmap_equals_whole_batch() -> None:
     def example(xi: jax.Array) -> tuple[jax.Array, BatchNormState]:
         return batch_norm(params, state, xi, train=True, axis_name="b")
 
-    @jax.jit
+    @jit
     def run(xx: jax.Array) -> tuple[tuple[jax.Array, BatchNormState], jax.Array, tuple[jax.Array, BatchNormState],
                                     tuple[jax.Array, BatchNormState]]:
-        return (jax.vmap(shard, axis_name="shards")(xx), jax.vmap(local)(xx),
-                jax.vmap(example, axis_name="b")(xx.reshape(-1, 3)), batch_norm(params, state, xx.reshape(-1, 3),
+        return (vmap(shard, axis_name="shards")(xx), vmap(local)(xx),
+                vmap(example, axis_name="b")(xx.reshape(-1, 3)), batch_norm(params, state, xx.reshape(-1, 3),
                                                                              train=True))
 
     (ys, ss), ys_local, (ye, se), (whole_y, whole_s) = run(x)
@@ -160,7 +163,7 @@ def test_batch_norm_gradient_matches_closed_form() -> None:
     def loss(p: BatchNormParams, xx: jax.Array) -> jax.Array:
         return jnp.sum(batch_norm(p, state, xx, train=True)[0] * r)
 
-    gp, g = jax.jit(jax.grad(loss, argnums=(0, 1)))(params, x)
+    gp, g = jit(grad(loss, argnums=(0, 1)))(params, x)
     # dL/dx = (1/sigma) (r - mean(r) - x_hat mean(r x_hat)), gamma = 1, per feature.
     xn = np.asarray(x, np.float64)
     rn = np.asarray(r, np.float64)
@@ -182,7 +185,7 @@ def test_batch_norm_ensemble_vmap() -> None:
         y, new = batch_norm(p, s, x, train=True)
         return p, y, new
 
-    params, ys, ss = jax.jit(jax.vmap(member))(keys)
+    params, ys, ss = jit(vmap(member))(keys)
     assert not np.allclose(params.scale[0], params.scale[1])  # one draw per seed
     xn = np.asarray(x, np.float64)
     for i in range(3):
@@ -195,7 +198,7 @@ def test_batch_norm_errors() -> None:
     params, state = init_batch_norm(KEY, 3)
     with pytest.raises(ValueError, match=r"^batch_norm: argument 'x' must be an array of shape \(\*, 3\), got a "
                                          r"traced array of shape \(4, 5\)"):
-        jax.jit(lambda x: batch_norm(params, state, x, train=True))(jnp.ones((4, 5)))
+        jit(functools.partial(batch_norm, params, state, train=True))(jnp.ones((4, 5)))
     with pytest.raises(ValueError, match=r"^batch_norm: argument 'momentum' must be in \[0, 1\], got 1.5$"):
         batch_norm(params, state, jnp.ones((4, 3)), train=True, momentum=1.5)
     with pytest.raises(ValueError, match=r"^batch_norm: argument 'eps' must be a finite number > 0, got 0.0$"):
@@ -235,14 +238,14 @@ def test_layer_norm_closed_form_and_layer() -> None:
     np.testing.assert_array_equal(np.asarray(lp.scale), 1.0)
     np.testing.assert_array_equal(np.asarray(lp.bias), 0.0)
 
-    @jax.jit
+    @jit
     def run(xx: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
         y = layer_norm(params, xx)
         y_layer = layer.apply(params, (), xx, train=True)[0]
         # Under vmap over examples; and its gradient sums to zero along the features
         # (shifting all features of an example leaves the output unchanged).
-        y_vmap = jax.vmap(lambda xi: layer_norm(params, xi))(xx)
-        g = jax.grad(lambda z: jnp.sum(layer_norm(params, z) * jnp.arange(6.0)))(xx)
+        y_vmap = vmap(lambda xi: layer_norm(params, xi))(xx)
+        g = grad(lambda z: jnp.sum(layer_norm(params, z) * jnp.arange(6.0)))(xx)
         return y, y_layer, y_vmap, g
 
     y, y_layer, y_vmap, g = run(x)

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _typed import grad
 
 from functrain import layers
 
@@ -38,7 +39,7 @@ def test_zero_init_last_bn_still_learns_the_branch() -> None:
         y, _ = block.apply(p, state, x, train=True)
         return jnp.sum(y * jnp.arange(3.0))
 
-    grads = jax.grad(loss)(params)
+    grads = grad(loss)(params)
     assert float(jnp.abs(grads.body[1].scale).sum()) > 0
 
 

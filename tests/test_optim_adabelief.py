@@ -3,11 +3,14 @@ its defining property (a predictable gradient gets larger steps than Adam's), ba
 
 from __future__ import annotations
 
+from typing import Any
+
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _typed import jit, vmap
 
 import functrain.optim as fo
 
@@ -35,6 +38,8 @@ class TestAdaBelief(chex.TestCase):
         # "belief": g - m shrinks for a predictable gradient, so s does and the step grows
         belief, adam = fo.adabelief(0.1), fo.adam(0.1)
         sb, sa = belief.init({"w": jnp.zeros(1)}), adam.init({"w": jnp.zeros(1)})
+        ub: Any = None  # set by the loop
+        ua: Any = None
         for _ in range(20):
             ub, sb = belief.update({"w": jnp.ones(1)}, sb)
             ua, sa = adam.update({"w": jnp.ones(1)}, sa)
@@ -45,14 +50,15 @@ class TestAdaBelief(chex.TestCase):
         def run(lr: jax.Array) -> jax.Array:
             tx = fo.adabelief(lr)
             state = tx.init({"w": jnp.zeros(4)})
+            u: Any = None  # set by the loop (GRADS is not empty)
             for g in GRADS:
                 u, state = tx.update({"w": jnp.asarray(g, jnp.float32)}, state)
             out: jax.Array = u["w"]
             return out
 
         lrs = jnp.asarray([0.01, 0.1])
-        single = jax.jit(run)
-        np.testing.assert_allclose(jax.jit(jax.vmap(run))(lrs)[1], single(lrs[1]), rtol=1e-5)
+        single = jit(run)
+        np.testing.assert_allclose(jit(vmap(run))(lrs)[1], single(lrs[1]), rtol=1e-5)
         np.testing.assert_allclose(single(lrs[1]), 10 * single(lrs[0]), rtol=1e-5)
 
 

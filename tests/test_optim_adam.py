@@ -12,8 +12,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _typed import jit, vmap
 
 import functrain.optim as fo
+from functrain._tree import tree_map
 from functrain.optim import schedules
 
 RNG = np.random.default_rng(7)
@@ -25,7 +27,7 @@ def _updates(tx: fo.GradientTransformation[Any], update: fo.UpdateFn[Any]) -> li
     """The updates of 8 steps on GRADS, through ``update`` (``tx.update`` or a variant of it)."""
     p = {"w": jnp.asarray(PARAMS, jnp.float32)}
     state = tx.init(p)
-    out = []
+    out: list[np.ndarray] = []
     for g in GRADS:
         u, state = update({"w": jnp.asarray(g, jnp.float32)}, state, p)
         out.append(np.asarray(u["w"], np.float64))
@@ -49,7 +51,7 @@ def adam_reference(lr: float, b1: float | Sequence[float], b2: float | Sequence[
     m = np.zeros((3, 4))
     v = np.zeros((3, 4))
     v_max = np.zeros((3, 4))
-    out = []
+    out: list[np.ndarray] = []
     for t, g in enumerate(GRADS, start=1):
         beta1, beta2 = b1s[t - 1], b2s[t - 1]
         m = beta1 * m + (1 - beta1) * g
@@ -100,7 +102,7 @@ class TestAdam(chex.TestCase):
     @chex.variants(with_jit=True, without_jit=True)
     def test_adamw_decays_only_masked_leaves_by_lr_times_lambda(self) -> None:
         p = {"w": jnp.ones((2, 2)), "b": jnp.ones((2,))}
-        zero = jax.tree_util.tree_map(jnp.zeros_like, p)
+        zero = tree_map(jnp.zeros_like, p)
         tx = fo.adamw(0.1, weight_decay=0.5)  # default mask: only w (a kernel)
         u, state = self.variant(tx.update)(zero, tx.init(p), p)
         np.testing.assert_allclose(u["w"], -0.1 * 0.5 * np.ones((2, 2)), rtol=1e-6)
@@ -125,7 +127,7 @@ def test_adam_under_vmap_over_betas_and_learning_rates_equals_separate_runs() ->
         w: jax.Array = u["w"]
         return w
 
-    got = jax.jit(jax.vmap(run))(lrs, b1s)
+    got = jit(vmap(run))(lrs, b1s)
     for i, (lr, b1) in enumerate([(0.01, 0.0), (0.1, 0.5), (0.02, 0.9)]):
         np.testing.assert_allclose(np.asarray(got[i]), adam_reference(lr, b1, 0.999, 1e-8)[-1],
                                    rtol=2e-5, atol=1e-7)
@@ -133,10 +135,12 @@ def test_adam_under_vmap_over_betas_and_learning_rates_equals_separate_runs() ->
 
 def test_array_hyperparameters_keep_low_precision_state_dtypes() -> None:
     p = {"w": jnp.ones((2, 3), jnp.bfloat16)}
-    for tx in (fo.adam(jnp.asarray(1e-3), jnp.asarray(0.9), jnp.asarray(0.999)),
-               fo.chain(fo.scale_by_amsgrad(jnp.asarray(0.9)), fo.scale(-1e-3))):
+    txs: tuple[fo.GradientTransformation[Any], ...] = (
+        fo.adam(jnp.asarray(1e-3), jnp.asarray(0.9), jnp.asarray(0.999)),
+        fo.chain(fo.scale_by_amsgrad(jnp.asarray(0.9)), fo.scale(-1e-3)))
+    for tx in txs:
         s0 = tx.init(p)
-        u, s1 = jax.jit(tx.update)(p, s0, p)
+        u, s1 = jit(tx.update)(p, s0, p)
         assert u["w"].dtype == jnp.bfloat16
         for a, b in zip(jax.tree_util.tree_leaves(s0), jax.tree_util.tree_leaves(s1)):
             assert a.dtype == b.dtype
@@ -153,9 +157,9 @@ def test_adam_state_can_be_donated(amsgrad: bool) -> None:
     buffers = [id(x) for x in jax.tree_util.tree_leaves(state)]
     assert len(set(buffers)) == len(buffers)
 
-    @functools.partial(jax.jit, donate_argnums=(0, 1))
+    @functools.partial(jit, donate_argnums=(0, 1))
     def step(p: Any, s: Any) -> tuple[Any, Any]:
-        updates, s = tx.update(jax.tree_util.tree_map(jnp.ones_like, p), s, p)
+        updates, s = tx.update(tree_map(jnp.ones_like, p), s, p)
         return fo.apply_updates(p, updates), s
 
     p1, s1 = step(params, state)

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _typed import jit, vmap
 
 import functrain.optim as fo
 
@@ -20,7 +21,8 @@ GRADS = RNG.normal(size=(12, 5)) * np.linspace(0.1, 3.0, 12)[:, None]  # 12 step
 
 
 def _nadam_ref(b1: float, b2: float, eps: float) -> list[np.ndarray[Any, Any]]:
-    m, v, out = np.zeros(5), np.zeros(5), []
+    m, v = np.zeros(5), np.zeros(5)
+    out: list[np.ndarray[Any, Any]] = []
     for t, g in enumerate(GRADS, start=1):
         m = b1 * m + (1 - b1) * g
         v = b2 * v + (1 - b2) * g**2
@@ -30,7 +32,8 @@ def _nadam_ref(b1: float, b2: float, eps: float) -> list[np.ndarray[Any, Any]]:
 
 
 def _radam_ref(b1: float, b2: float, eps: float, threshold: float) -> list[np.ndarray[Any, Any]]:
-    m, v, out = np.zeros(5), np.zeros(5), []
+    m, v = np.zeros(5), np.zeros(5)
+    out: list[np.ndarray[Any, Any]] = []
     rho_inf = 2 / (1 - b2) - 1
     for t, g in enumerate(GRADS, start=1):
         m = b1 * m + (1 - b1) * g
@@ -46,7 +49,8 @@ def _radam_ref(b1: float, b2: float, eps: float, threshold: float) -> list[np.nd
 
 
 def _adamax_ref(b1: float, b2: float, eps: float) -> list[np.ndarray[Any, Any]]:
-    m, u, out = np.zeros(5), np.zeros(5), []
+    m, u = np.zeros(5), np.zeros(5)
+    out: list[np.ndarray[Any, Any]] = []
     for t, g in enumerate(GRADS, start=1):
         m = b1 * m + (1 - b1) * g
         u = np.maximum(b2 * u, np.abs(g) + eps)  # Kingma & Ba 2015, algorithm 2
@@ -55,7 +59,8 @@ def _adamax_ref(b1: float, b2: float, eps: float) -> list[np.ndarray[Any, Any]]:
 
 
 def _amsgrad_ref(b1: float, b2: float, eps: float) -> list[np.ndarray[Any, Any]]:
-    m, v, vmax, out = np.zeros(5), np.zeros(5), np.zeros(5), []
+    m, v, vmax = np.zeros(5), np.zeros(5), np.zeros(5)
+    out: list[np.ndarray[Any, Any]] = []
     for t, g in enumerate(GRADS, start=1):
         m = b1 * m + (1 - b1) * g
         v = b2 * v + (1 - b2) * g**2
@@ -92,12 +97,13 @@ class TestAgainstTheFormulas(chex.TestCase):
 
             def run(scale: jax.Array, tx: fo.GradientTransformation[Any] = tx) -> jax.Array:
                 state = tx.init({"w": jnp.zeros(5)})
+                u: Any = None  # set by the loop (GRADS is not empty)
                 for g in GRADS:
                     u, state = tx.update({"w": scale * jnp.asarray(g, jnp.float32)}, state)
                 out: jax.Array = u["w"]
                 return out
 
-            swept = jax.jit(jax.vmap(run))(jnp.asarray([1.0, 1.0]))
+            swept = jit(vmap(run))(jnp.asarray([1.0, 1.0]))
             np.testing.assert_allclose(swept, [reference[-1]] * 2, rtol=2e-5, atol=1e-6,
                                        err_msg=name)
 
@@ -107,7 +113,7 @@ def test_radam_is_momentum_sgd_until_the_variance_is_tractable() -> None:
     tx = fo.scale_by_radam()
     state = tx.init({"w": jnp.zeros(5)})
     m = np.zeros(5)
-    switched = []
+    switched: list[bool] = []
     for t, g in enumerate(GRADS[:8], start=1):
         u, state = tx.update({"w": jnp.asarray(g, jnp.float32)}, state)
         m = 0.9 * m + 0.1 * g
@@ -121,9 +127,10 @@ def test_constant_beta_schedules_equal_constant_betas() -> None:
         lambda b1, b2: fo.nadam(0.01, b1, b2), lambda b1, b2: fo.radam(0.01, b1, b2),
         lambda b1, b2: fo.adamax(0.01, b1, b2), lambda b1, b2: fo.amsgrad(0.01, b1, b2)]
     for make in makers:
-        outs = []
+        outs: list[np.ndarray[Any, Any]] = []
         for tx in (make(0.8, 0.9), make(const(0.8), const(0.9))):
             state = tx.init({"w": jnp.zeros(5)})
+            u: Any = None  # set by the loop (GRADS is not empty)
             for g in GRADS:
                 u, state = tx.update({"w": jnp.asarray(g, jnp.float32)}, state)
             outs.append(np.asarray(u["w"]))

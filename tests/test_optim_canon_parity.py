@@ -18,9 +18,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from _typed import jit, vmap
 
 import functrain.optim as fo
-from functrain._tree import describe_difference
+from functrain._tree import describe_difference, tree_map
 from functrain.optim import schedules
 from functrain.typing import Array, ArrayLike, PyTree
 
@@ -40,7 +41,7 @@ def _params(dtype: Any = jnp.float32) -> PyTree:
 
 def _grads(params: PyTree, t: Array) -> PyTree:
     size = jnp.where(t % 3 == 0, 0.02, 2.0)
-    return jax.tree_util.tree_map(lambda x: size * (0.5 * x + 0.2 * jnp.sin(x + t)), params)
+    return tree_map(lambda x: size * (0.5 * x + 0.2 * jnp.sin(x + t)), params)
 
 
 def _run(tx: Any, dtype: Any = jnp.float32) -> tuple[PyTree, Any]:
@@ -49,7 +50,7 @@ def _run(tx: Any, dtype: Any = jnp.float32) -> tuple[PyTree, Any]:
     def body(carry: tuple[PyTree, Any], t: Array) -> tuple[tuple[PyTree, Any], None]:
         p, s = carry
         u, s = tx.update(_grads(p, t.astype(dtype)), s, p)
-        return (jax.tree_util.tree_map(lambda a, b: a + b, p, u), s), None
+        return (tree_map(lambda a, b: a + b, p, u), s), None
 
     (p, s), _ = jax.lax.scan(body, (params, tx.init(params)), jnp.arange(STEPS))
     return p, s
@@ -62,7 +63,10 @@ def _is_rate(x: object) -> bool:
 def _optax_layout(state: Any) -> Any:
     """``state`` without the learning rates that functrain's ``ScaleByLearningRateState`` records
     for ``current_learning_rate`` (optax's states keep none): only optax's buffers are compared."""
-    return jax.tree_util.tree_map(lambda x: x.step if _is_rate(x) else x, state, is_leaf=_is_rate)
+    def layout(x: Any) -> Any:
+        return x.step if _is_rate(x) else x
+
+    return tree_map(layout, state, is_leaf=_is_rate)
 
 
 def _float_leaves(tree: Any) -> list[Any]:
@@ -82,7 +86,7 @@ def _assert_close(a: list[Any], b: list[Any], rtol: float) -> None:
 def assert_parity(ours: Any, theirs: Any, dtype: Any = jnp.float32, rtol: float = 1e-6,
                   views: tuple[Callable[[Any], Any], Callable[[Any], Any]] | None = None) -> None:
     """Same params after 100 steps, and the same floating state buffers (through ``views``)."""
-    (a, sa), (b, sb) = jax.jit(lambda: (_run(ours, dtype), _run(theirs, dtype)),
+    (a, sa), (b, sb) = jit(lambda: (_run(ours, dtype), _run(theirs, dtype)),
                                compiler_options=FAST)()
     assert describe_difference(b, a) is None
     assert all(x.dtype == dtype for x in jax.tree_util.tree_leaves(a))
@@ -96,7 +100,7 @@ def assert_parity(ours: Any, theirs: Any, dtype: Any = jnp.float32, rtol: float 
 
 
 def _kernels(params: PyTree) -> PyTree:
-    return jax.tree_util.tree_map(lambda x: x.ndim >= 2, params)
+    return tree_map(lambda x: x.ndim >= 2, params)
 
 
 def _every_k(gradient_step: ArrayLike) -> Array:
@@ -214,9 +218,9 @@ def test_vmap_over_the_learning_rate_equals_the_separate_runs(name: str) -> None
         return _run(ours(lr))[0]
 
     def runs() -> tuple[PyTree, list[PyTree]]:
-        return jax.vmap(final)(lrs), [final(lr) for lr in lrs]
+        return vmap(final)(lrs), [final(lr) for lr in lrs]
 
-    swept, separate = jax.jit(runs, compiler_options=FAST)()
+    swept, separate = jit(runs, compiler_options=FAST)()
     for i, single in enumerate(separate):
         _assert_close([x[i] for x in jax.tree_util.tree_leaves(swept)],
                       jax.tree_util.tree_leaves(single), rtol=1e-6)
@@ -231,7 +235,7 @@ def _lookahead_run(tx: Any, optax_pair: bool) -> tuple[PyTree, Any]:
     def body(carry: tuple[PyTree, Any], t: Array) -> tuple[tuple[PyTree, Any], None]:
         p, s = carry
         u, s = tx.update(_grads(p.fast if optax_pair else p, t.astype(jnp.float32)), s, p)
-        return (jax.tree_util.tree_map(lambda a, b: a + b, p, u), s), None
+        return (tree_map(lambda a, b: a + b, p, u), s), None
 
     (p, s), _ = jax.lax.scan(body, (params, tx.init(params)), jnp.arange(STEPS))
     return p, s
@@ -241,7 +245,7 @@ def _lookahead_run(tx: Any, optax_pair: bool) -> tuple[PyTree, Any]:
 def test_lookahead_matches_optax(reset_state: bool) -> None:
     ours = fo.lookahead(fo.adam(0.05), 5, 0.4, reset_state=reset_state)
     theirs = optax.lookahead(optax.adam(0.05), 5, 0.4, reset_state=reset_state)
-    (p, s), (q, r) = jax.jit(lambda: (_lookahead_run(ours, False), _lookahead_run(theirs, True)),
+    (p, s), (q, r) = jit(lambda: (_lookahead_run(ours, False), _lookahead_run(theirs, True)),
                              compiler_options=FAST)()
     # our params are optax's fast params; our state's slow weights its slow params
     _assert_close(jax.tree_util.tree_leaves(p), jax.tree_util.tree_leaves(q.fast), 1e-6)
@@ -292,8 +296,8 @@ SCHEDULES: dict[str, Callable[[], tuple[Any, Any]]] = {
 def test_schedule_matches_optax(name: str) -> None:
     ours, theirs = SCHEDULES[name]()
     steps = jnp.arange(160, dtype=jnp.int32)
-    a = jax.jit(jax.vmap(ours))(steps)
-    b = jax.jit(jax.vmap(lambda s: jnp.asarray(theirs(s), jnp.float32)))(steps)
+    a = jit(vmap(ours))(steps)
+    b = jit(vmap(lambda s: jnp.asarray(theirs(s), jnp.float32)))(steps)
     assert a.dtype == jnp.float32 and a.shape == (160,)
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-10)
     assert_parity(fo.momentum(ours, 0.5), optax.sgd(theirs, 0.5))
@@ -302,17 +306,18 @@ def test_schedule_matches_optax(name: str) -> None:
 @pytest.mark.parametrize("name", ["sgdr_growing_warmup_decay", "linear_one_cycle",
                                   "piecewise_interpolate_cosine"])
 def test_schedule_with_a_traced_peak_equals_the_concrete_one(name: str) -> None:
-    build: Callable[[Any], Any] = {
+    builds: dict[str, Callable[[Any], Any]] = {
         "sgdr_growing_warmup_decay": lambda v: schedules.sgdr(v, 10, 2, warmup_steps=3),
         "linear_one_cycle": lambda v: schedules.linear_one_cycle(120, v),
         "piecewise_interpolate_cosine": lambda v: schedules.piecewise_interpolate(
-            v, {25: 0.1, 60: 0.5}, "cosine")}[name]
+            v, {25: 0.1, 60: 0.5}, "cosine")}
+    build = builds[name]
     steps = jnp.arange(150)
     peaks = jnp.asarray([0.1, 0.5])
     def values(peak: Array) -> Array:
-        out: Array = jax.vmap(build(peak))(steps)
+        out: Array = vmap(build(peak))(steps)
         return out
 
-    traced = jax.jit(jax.vmap(values))(peaks)
+    traced = jit(vmap(values))(peaks)
     for i, v in enumerate([0.1, 0.5]):
-        np.testing.assert_allclose(traced[i], jax.vmap(build(v))(steps), rtol=1e-6, atol=1e-7 * v)
+        np.testing.assert_allclose(traced[i], vmap(build(v))(steps), rtol=1e-6, atol=1e-7 * v)

@@ -7,10 +7,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _typed import jit, norm, vmap
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import functrain.optim as fo
+from functrain._tree import tree_map
+from functrain.typing import PyTree
 
 
 # a fixed pool of leaf shapes (scalars, vectors, dense and conv kernels) keeps compilation cached
@@ -58,16 +61,16 @@ def test_clip_by_global_norm_zero_gradient_and_traced_theta() -> None:
     def clipped_norm(theta: jax.Array) -> jax.Array:
         out, _ = fo.clip_by_global_norm(theta).update({"x": jnp.asarray([3.0, 4.0])},
                                                       fo.EmptyState())
-        n: jax.Array = jnp.linalg.norm(out["x"])
+        n: jax.Array = norm(out["x"])
         return n
 
-    np.testing.assert_allclose(jax.jit(jax.vmap(clipped_norm))(jnp.asarray([1.0, 5.0, 10.0])),
+    np.testing.assert_allclose(jit(vmap(clipped_norm))(jnp.asarray([1.0, 5.0, 10.0])),
                                [1.0, 5.0, 5.0], rtol=1e-6)
 
 
 def test_clip_by_block_norm_clips_each_leaf_separately() -> None:
     g = {"big": jnp.asarray([3.0, 4.0]), "small": jnp.asarray([0.3, 0.4])}
-    u, _ = jax.jit(fo.clip_by_block_norm(1.0).update)(g, fo.EmptyState())
+    u, _ = jit(fo.clip_by_block_norm(1.0).update)(g, fo.EmptyState())
     np.testing.assert_allclose(u["big"], [0.6, 0.8], rtol=1e-6)
     np.testing.assert_array_equal(u["small"], g["small"])
     u0, _ = fo.clip_by_block_norm(1.0).update({"z": jnp.zeros(2)}, fo.EmptyState())
@@ -117,8 +120,8 @@ def test_adaptive_grad_clip_matches_float64_unitwise_rule() -> None:
              "conv": rng.normal(size=(3, 3, 2, 4)), "bias": rng.normal(size=4)}
     lam, eps = 0.1, 1e-3
     tx = fo.adaptive_grad_clip(lam, eps)
-    u, _ = jax.jit(tx.update)(jax.tree_util.tree_map(jnp.asarray, grads), fo.EmptyState(),
-                              jax.tree_util.tree_map(jnp.asarray, params))
+    u, _ = jit(tx.update)(tree_map(jnp.asarray, grads), fo.EmptyState(),
+                              tree_map(jnp.asarray, params))
     n_clipped = 0
     for k in params:
         g_n = _unit_norms(grads[k])
@@ -140,14 +143,17 @@ def test_clip_by_block_rms_bounds_each_leaf_rms_whatever_its_size() -> None:
     g = {"big": jnp.asarray(rng.normal(size=(50, 40)) * 3.0, jnp.float32),
          "small": jnp.asarray([0.1, -0.2], jnp.float32), "zero": jnp.zeros(3)}
     tx = fo.clip_by_block_rms(0.5)
-    u, _ = jax.jit(tx.update)(g, tx.init(g))
+    u, _ = jit(tx.update)(g, tx.init(g))
     big = np.asarray(g["big"], np.float64)
     rms = np.sqrt(np.mean(big**2))
     np.testing.assert_allclose(u["big"], big * 0.5 / rms, rtol=1e-5)  # clipped to rms 0.5
     np.testing.assert_array_equal(u["small"], g["small"])  # rms below 0.5: unchanged
     np.testing.assert_array_equal(u["zero"], 0.0)
-    batch = jax.tree_util.tree_map(lambda x: jnp.stack([x, x / 100]), g)
-    ub, _ = jax.vmap(tx.update, in_axes=(0, None))(batch, fo.EmptyState())
+    batch = tree_map(lambda x: jnp.stack([x, x / 100]), g)
+    def update(updates: PyTree, state: fo.EmptyState) -> tuple[PyTree, fo.EmptyState]:
+        return tx.update(updates, state)
+
+    ub, _ = vmap(update, in_axes=(0, None))(batch, fo.EmptyState())
     np.testing.assert_allclose(ub["big"][1], big / 100, rtol=1e-5)  # rms 0.03: unchanged
     with pytest.raises(ValueError, match=r"^clip_by_block_rms: argument 'max_rms' must be > 0"):
         fo.clip_by_block_rms(0.0)

@@ -19,9 +19,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from _typed import grad, jit
 
 import functrain.optim as fo
 from functrain import losses
+from functrain._tree import tree_map
 from functrain.typing import Array, PyTree
 
 FAST = {"xla_backend_optimization_level": 0}  # compiles faster; both sides alike
@@ -38,14 +40,14 @@ def _params() -> PyTree:
 
 def _grads(params: PyTree, t: Array) -> PyTree:
     size = jnp.where(t % 3 == 0, 0.02, 2.0)  # clipping sometimes active, sometimes not
-    return jax.tree_util.tree_map(lambda x: size * (0.5 * x + 0.2 * jnp.sin(x + t)), params)
+    return tree_map(lambda x: size * (0.5 * x + 0.2 * jnp.sin(x + t)), params)
 
 
 def _run(tx: Any) -> tuple[PyTree, Any]:
     def body(carry: tuple[PyTree, Any], t: Array) -> tuple[tuple[PyTree, Any], None]:
         p, s = carry
         u, s = tx.update(_grads(p, t.astype(jnp.float32)), s, p)
-        return (jax.tree_util.tree_map(lambda a, b: a + b, p, u), s), None
+        return (tree_map(lambda a, b: a + b, p, u), s), None
 
     params = _params()
     (p, s), _ = jax.lax.scan(body, (params, tx.init(params)), jnp.arange(40))
@@ -59,7 +61,10 @@ def _is_rate(x: object) -> bool:
 def _optax_layout(state: Any) -> Any:
     """``state`` without the learning rates that functrain's ``ScaleByLearningRateState`` records
     for ``current_learning_rate`` (optax's states keep none): only optax's buffers are compared."""
-    return jax.tree_util.tree_map(lambda x: x.step if _is_rate(x) else x, state, is_leaf=_is_rate)
+    def layout(x: Any) -> Any:
+        return x.step if _is_rate(x) else x
+
+    return tree_map(layout, state, is_leaf=_is_rate)
 
 
 def _inexact(tree: Any) -> list[Any]:
@@ -77,7 +82,7 @@ def _close(a: list[Any], b: list[Any]) -> None:
 
 
 def _ndim2(params: PyTree) -> PyTree:
-    return jax.tree_util.tree_map(lambda x: x.ndim >= 2, params)
+    return tree_map(lambda x: x.ndim >= 2, params)
 
 
 def _then_sgd(tx: Any, ref: Any) -> tuple[Any, Any]:
@@ -129,7 +134,7 @@ CASES: dict[str, Callable[[], tuple[Any, Any]]] = {
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_case_18_complex_parameters_match_optax(name: str) -> None:
     ours, theirs = CASES[name]()
-    (a, sa), (b, sb) = jax.jit(lambda: (_run(ours), _run(theirs)), compiler_options=FAST)()
+    (a, sa), (b, sb) = jit(lambda: (_run(ours), _run(theirs)), compiler_options=FAST)()
     assert all(x.dtype == jnp.complex64 for x in jax.tree_util.tree_leaves(a))
     _close(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b))
     if name == "accumulate_gradients":  # optax.MultiSteps orders its state differently
@@ -195,7 +200,7 @@ def test_case_18_optimizers_solve_optax_complex_parabola_and_rosenbrock() -> Non
 
         def body(carry: tuple[Array, Any], _: Array) -> tuple[tuple[Array, Any], None]:
             p, s = carry
-            g = jnp.conj(jax.grad(objective)(p))  # the descent direction of a real loss
+            g = jnp.conj(grad(objective)(p))  # the descent direction of a real loss
             u, s = tx.update(g, s, p)
             return (p + u, s), None
 
@@ -206,7 +211,7 @@ def test_case_18_optimizers_solve_optax_complex_parabola_and_rosenbrock() -> Non
         return {name: (solve(make(), _parabola), solve(make(), _rosenbrock))
                 for name, make in SOLVERS.items()}
 
-    results = jax.jit(solve_all, compiler_options=FAST)()
+    results = jit(solve_all, compiler_options=FAST)()
     for name, (para, rosen) in results.items():
         for got, target in ((para, _parabola), (rosen, _rosenbrock)):
             np.testing.assert_allclose(np.asarray(got), np.asarray(target()[1]), rtol=3e-2,

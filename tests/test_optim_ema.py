@@ -3,11 +3,13 @@ jit, under vmap), scheduled decay, bad arguments."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import chex
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _typed import jit, vmap
 
 import functrain.optim as fo
 from functrain.typing import Array, ScalarOrSchedule
@@ -40,13 +42,14 @@ class TestEma(chex.TestCase):
         def last(decay: ScalarOrSchedule) -> Array:
             tx = fo.ema(decay)
             state = tx.init({"w": jnp.zeros(3)})
+            u: Any = None  # set by the loop (GRADS is not empty)
             for g in GRADS:
                 u, state = tx.update({"w": jnp.asarray(g, jnp.float32)}, state)
             out: Array = u["w"]
             return out
 
         decays = jnp.asarray([0.5, 0.9])
-        swept = jax.jit(jax.vmap(last))(decays)
+        swept = jit(vmap(last))(decays)
         for i, d in enumerate([0.5, 0.9]):
             np.testing.assert_allclose(swept[i], last(jnp.asarray(d)), rtol=1e-6)
         np.testing.assert_allclose(last(fo.schedules.constant(0.9)), swept[1], rtol=1e-6)

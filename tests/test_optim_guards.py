@@ -10,15 +10,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _typed import jit, vmap
 
 import functrain.optim as fo
+from functrain._tree import tree_map
 from functrain.typing import PyTree
 
 PARAMS = {"w": jnp.asarray([[1.0, -2.0], [0.5, 3.0]]), "b": jnp.asarray([0.1, -0.1])}
 
 
 def _grads(scale: float = 1.0) -> PyTree:
-    return jax.tree_util.tree_map(lambda x: scale * (0.5 * x + 0.3), PARAMS)
+    return tree_map(lambda x: scale * (0.5 * x + 0.3), PARAMS)
 
 
 def _bits(tree: PyTree) -> list[bytes]:
@@ -90,11 +92,14 @@ class TestGuards(chex.TestCase):
 
 def test_skip_nonfinite_under_vmap_skips_each_run_on_its_own() -> None:
     tx = fo.skip_nonfinite(fo.sgd(0.5, momentum=0.9))
-    gb = jax.tree_util.tree_map(lambda x: jnp.stack([x, x, x]), _grads())
+    gb = tree_map(lambda x: jnp.stack([x, x, x]), _grads())
     gb["b"] = gb["b"].at[1, 0].set(jnp.nan)  # only run 1 sees a NaN
-    pb = jax.tree_util.tree_map(lambda x: jnp.stack([x, x, x]), PARAMS)
-    sb = jax.vmap(tx.init)(pb)
-    ub, sb = jax.jit(jax.vmap(tx.update))(gb, sb, pb)
+    pb = tree_map(lambda x: jnp.stack([x, x, x]), PARAMS)
+    sb = vmap(tx.init)(pb)
+    def update(updates: PyTree, state: Any, params: PyTree) -> tuple[PyTree, Any]:
+        return tx.update(updates, state, params)
+
+    ub, sb = jit(vmap(update))(gb, sb, pb)
     np.testing.assert_array_equal(sb.skipped_steps, [0, 1, 0])
     np.testing.assert_array_equal(sb.total_steps, [1, 1, 1])
     assert np.all(np.asarray(ub["w"][1]) == 0.0)
@@ -130,10 +135,10 @@ def test_accumulate_gradients_bf16_accumulates_in_float32_and_works_under_vmap()
         t = fo.accumulate_gradients(fo.sgd(1.0), 2)
         st = t.init(PARAMS)
         _, st = t.update(_grads(1.0), st)
-        out, _ = t.update(jax.tree_util.tree_map(lambda x: scale * x, _grads(1.0)), st)
+        out, _ = t.update(tree_map(lambda x: scale * x, _grads(1.0)), st)
         return out
 
-    ub = jax.jit(jax.vmap(run))(jnp.asarray([1.0, 3.0]))
+    ub = jit(vmap(run))(jnp.asarray([1.0, 3.0]))
     np.testing.assert_allclose(ub["w"][0], -_grads(1.0)["w"], rtol=1e-6)
     np.testing.assert_allclose(ub["w"][1], -2.0 * _grads(1.0)["w"], rtol=1e-6)
 
@@ -155,9 +160,10 @@ class TestDivergenceLimit(chex.TestCase):
         update = self.variant(tx.update)
         state, params = tx.init(PARAMS), PARAMS
         finite = [True, False, False, True, False, False, False, True, True]
+        guard: Any = None  # set by the loop
         # consecutive non-finite steps: 0 1 2 0 1 2 3 (diverged) ...; frozen from step 7 on
         for t, ok in enumerate(finite, start=1):
-            g = _grads(1.0 + t) if ok else jax.tree_util.tree_map(lambda x: x * jnp.nan, _grads())
+            g = _grads(1.0 + t) if ok else tree_map(lambda x: x * jnp.nan, _grads())
             before = state
             u, state = update(g, state, params)
             params = fo.apply_updates(params, u)
@@ -174,7 +180,7 @@ class TestDivergenceLimit(chex.TestCase):
         tx = fo.skip_nonfinite(fo.sgd(0.1))
         state = tx.init(PARAMS)
         for _ in range(20):
-            _, state = tx.update(jax.tree_util.tree_map(lambda x: x * jnp.inf, _grads()), state)
+            _, state = tx.update(tree_map(lambda x: x * jnp.inf, _grads()), state)
         assert int(state.consecutive_skips) == 20 and not bool(state.diverged)
         assert not bool(fo.has_diverged(state))
 
@@ -186,16 +192,16 @@ class TestDivergenceLimit(chex.TestCase):
         def run(scale: jax.Array, first_bad: jax.Array) -> tuple[Any, Any]:
             params, state = PARAMS, tx.init(PARAMS)
             for t in range(6):
-                g = jax.tree_util.tree_map(lambda x: scale * x, _grads(1.0 + t))
-                g = jax.tree_util.tree_map(lambda x: jnp.where(t >= first_bad, jnp.nan, x), g)
+                g = tree_map(lambda x: scale * x, _grads(1.0 + t))
+                g = tree_map(lambda x: jnp.where(t >= first_bad, jnp.nan, x), g)
                 u, state = tx.update(g, state, params)
                 params = fo.apply_updates(params, u)
             return params, state
 
-        params, state = jax.jit(jax.vmap(run))(scales, bad_from)
+        params, state = jit(vmap(run))(scales, bad_from)
         np.testing.assert_array_equal(fo.has_diverged(state), [False, True, False, False])
         for i in range(4):
-            solo, solo_state = jax.jit(run)(scales[i], bad_from[i])
+            solo, solo_state = jit(run)(scales[i], bad_from[i])
             assert bool(solo_state.diverged) == (i == 1)
             for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(solo)):
                 np.testing.assert_allclose(a[i], b, rtol=1e-6)
@@ -215,7 +221,7 @@ class TestEveryKSchedule(chex.TestCase):
         update = self.variant(tx.update)
         state = tx.init(PARAMS)
         scales = [1.0, 2.0, 3.0, 5.0, -1.0, 2.0, 4.0]
-        emitted = []
+        emitted: list[bool] = []
         for i, c in enumerate(scales):
             u, state = update(_grads(c), state, PARAMS)
             emitted.append(bool(np.any(np.asarray(u["w"]) != 0.0)))
@@ -243,7 +249,7 @@ def test_case_19_accumulate_gradients_with_mixed_precision_matches_optax_multist
     def run(tx: Any, p_dtype: Any, g_dtype: Any) -> tuple[PyTree, Any]:
         params = {"w": jnp.linspace(-1.0, 1.0, 4).astype(p_dtype)}
         state = tx.init(params)
-        outs = []
+        outs: list[PyTree] = []
         for t in range(2):  # one cycle: accumulate, then step (no zero gradient: f16 eps is 0)
             g = {"w": (jnp.arange(4.0) * 0.25 - 0.3 * t + 0.13).astype(g_dtype)}
             u, state = tx.update(g, state, params)
@@ -251,7 +257,7 @@ def test_case_19_accumulate_gradients_with_mixed_precision_matches_optax_multist
         return outs, state
 
     def all_pairs() -> list[Any]:
-        results = []
+        results: list[Any] = []
         for p_dtype, g_dtype in pairs:
             ours = run(fo.accumulate_gradients(fo.adam(0.1), every_k=2), p_dtype, g_dtype)
             theirs = run(optax.MultiSteps(optax.adam(0.1), every_k_schedule=2), p_dtype, g_dtype)
@@ -260,7 +266,7 @@ def test_case_19_accumulate_gradients_with_mixed_precision_matches_optax_multist
         return results
 
     for (p_dtype, g_dtype), ((ours, state), (theirs, their_state), (plain, _)) in zip(
-            pairs, jax.jit(all_pairs, compiler_options={"xla_backend_optimization_level": 0})(),
+            pairs, jit(all_pairs, compiler_options={"xla_backend_optimization_level": 0})(),
             strict=True):
         assert [u["w"].dtype for u in ours] == [u["w"].dtype for u in plain], (p_dtype, g_dtype)
         assert [u["w"].dtype for u in ours] == [u["w"].dtype for u in theirs]

@@ -17,9 +17,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from _typed import grad, jit, vmap
 
 import functrain.optim as fo
 from functrain import train
+from functrain._tree import tree_map
 from functrain.optim import schedules
 from functrain.typing import Array, PRNGKey, PyTree, Schedule
 
@@ -28,7 +30,7 @@ STYLE = re.compile(r"^[\w.]+: argument '[\w.\[\]']+' must be .+, got .+$", re.S)
 
 
 def _grads(t: int) -> PyTree:
-    return jax.tree_util.tree_map(lambda p: 0.3 * p + 0.1 * (t + 1), PARAMS)
+    return tree_map(lambda p: 0.3 * p + 0.1 * (t + 1), PARAMS)
 
 
 def _schedule() -> tuple[Schedule, Any]:
@@ -60,7 +62,7 @@ def test_every_optimizer_reports_its_scheduled_learning_rate(name: str) -> None:
     ours, theirs = _schedule()
     tx = OPTIMIZERS[name](ours)
     state = tx.init(PARAMS)
-    update = jax.jit(tx.update)
+    update = jit(tx.update)
     for t in range(7):  # before update t + 1: the schedule at t (t updates done)
         lr = fo.current_learning_rate(state)
         assert lr.shape == () and lr.dtype == jnp.float32
@@ -92,7 +94,7 @@ class TestNextUpdate(chex.TestCase):
                 state = train.set_plateau_scale(state, 0.1)
             lr = self.variant(fo.current_learning_rate)(state)
             u, state = update(_grads(t), state, PARAMS)
-            chex.assert_trees_all_close(u, jax.tree_util.tree_map(lambda g: -lr * g, _grads(t)),
+            chex.assert_trees_all_close(u, tree_map(lambda g: -lr * g, _grads(t)),
                                         rtol=1e-6)
         np.testing.assert_allclose(float(fo.current_learning_rate(state)), 0.1 * 0.1 * 0.25,
                                    rtol=1e-6)  # sched(6) = 0.1 * 0.5 ** 2, times the plateau 0.1
@@ -106,10 +108,10 @@ def test_nested_wrappers_skipped_and_accumulated_steps() -> None:
     tx = fo.skip_nonfinite(fo.accumulate_gradients(fo.lookahead(
         fo.freeze({"w": False, "b": True}, fo.masked(inner, {"w": True, "b": True})), 2), 2))
     state = train.set_plateau_scale(tx.init(PARAMS), 0.5)
-    update = jax.jit(tx.update)
+    update = jit(tx.update)
     taken = 0
     for t in range(9):
-        grads = _grads(t) if t != 4 else jax.tree_util.tree_map(lambda g: g * jnp.nan, _grads(t))
+        grads = _grads(t) if t != 4 else tree_map(lambda g: g * jnp.nan, _grads(t))
         _, state = update(grads, state, PARAMS)
         taken = int(state.inner_state.step)  # inner steps of accumulate_gradients
         np.testing.assert_allclose(float(fo.current_learning_rate(state)),
@@ -150,16 +152,16 @@ def test_plateau_scale_written_by_fit_scan() -> None:
 
     fit_state = train.init_fit_state(state, options)
     step = train.make_train_step(loss_fn, opt)
-    scales = []
+    scales: list[float] = []
     for epoch in range(3):
-        fit_state, metrics = jax.jit(train.fit_epoch, static_argnums=0)(
+        fit_state, metrics = jit(train.fit_epoch, static_argnums=0)(
             step, fit_state, data, jax.random.key(1), options)
         scales.append(float(metrics.lr_scale))
         expected = float(theirs(2 * (epoch + 1))) * scales[-1]
         np.testing.assert_allclose(float(fo.current_learning_rate(fit_state.train_state.opt_state)),
                                    expected, rtol=1e-6)
     assert scales == [1.0, 0.5, 0.25]  # reductions after epochs 2 and 3
-    scanned, m = jax.jit(train.fit_scan, static_argnums=0, static_argnames="epochs")(
+    scanned, m = jit(train.fit_scan, static_argnums=0, static_argnames="epochs")(
         step, train.init_fit_state(state, options), data, jax.random.key(1), options, epochs=3)
     np.testing.assert_allclose(float(fo.current_learning_rate(scanned.train_state.opt_state)),
                                float(theirs(6)) * float(m.lr_scale[-1]), rtol=1e-6)
@@ -176,27 +178,27 @@ def test_vmap_one_rate_per_run() -> None:
             _, state = tx.update(_grads(t), state, PARAMS)
         return fo.current_learning_rate(state), state
 
-    rates, states = jax.jit(jax.vmap(run))(sched_peak)
+    rates, states = jit(vmap(run))(sched_peak)
     expected = sched_peak * 0.5 * sched_peak * 10  # sched(3) = peak / 2, times the scale
     np.testing.assert_allclose(rates, expected, rtol=1e-6)
     np.testing.assert_allclose(fo.current_learning_rate(states), expected, rtol=1e-6)  # batched
-    np.testing.assert_allclose(jax.vmap(fo.current_learning_rate)(states), expected, rtol=1e-6)
+    np.testing.assert_allclose(vmap(fo.current_learning_rate)(states), expected, rtol=1e-6)
 
 
 def test_traced_learning_rate_and_its_gradient() -> None:
     def rate(lr: Array) -> Array:
         return fo.current_learning_rate(fo.lookahead(fo.adamw(lr), 3).init(PARAMS))
 
-    assert float(jax.jit(rate)(jnp.asarray(0.3))) == np.float32(0.3)
-    assert float(jax.grad(rate)(jnp.asarray(0.3))) == 1.0
+    assert float(jit(rate)(jnp.asarray(0.3))) == np.float32(0.3)
+    assert float(grad(rate)(jnp.asarray(0.3))) == 1.0
 
 
 def test_float64_learning_rate_under_x64() -> None:
     with jax.enable_x64(True):
-        params = jax.tree_util.tree_map(lambda p: p.astype(jnp.float64), PARAMS)
+        params = tree_map(lambda p: p.astype(jnp.float64), PARAMS)
         tx = fo.sgd(0.1)
         state = tx.init(params)
-        _, state = jax.jit(tx.update)(params, state, params)
+        _, state = jit(tx.update)(params, state, params)
         rate = fo.current_learning_rate(state)
         assert rate.dtype == jnp.float64 and float(rate) == 0.1
 

@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _typed import jit, vmap
 
 import functrain.optim as fo
 from functrain import train
@@ -68,10 +69,10 @@ def test_make_train_step_trains_with_lookahead_unchanged() -> None:
         return loss, (model_state, {})
 
     tx = fo.lookahead(fo.sgd(LR), 4, 0.5)
-    step = jax.jit(train.make_train_step(loss_fn, tx))
+    step = jit(train.make_train_step(loss_fn, tx))
     state = train.init_train_state({"w": jnp.asarray(W0, jnp.float32)}, (), tx)
     for _ in range(8):
-        state, metrics = step(state, jnp.zeros(1), jax.random.key(0))
+        state, _ = step(state, jnp.zeros(1), jax.random.key(0))
     c4 = (1 - LR * CURVATURE) ** 4
     expected = W0 * (1 + 0.5 * (c4 - 1)) ** 2
     np.testing.assert_allclose(state.params["w"], expected, rtol=1e-6)
@@ -95,7 +96,7 @@ def test_alpha_schedule_and_traced_alpha() -> None:
     np.testing.assert_allclose(final_slow(fo.lookahead(fo.sgd(LR), 2, alpha)),
                                slow1 + 0.25 * (slow1 * c2 - slow1), rtol=1e-6)
     alphas = jnp.asarray([0.0, 0.5, 1.0])
-    swept = jax.jit(jax.vmap(lambda a: final_slow(fo.lookahead(fo.sgd(LR), 2, a))))(alphas)
+    swept = jit(vmap(lambda a: final_slow(fo.lookahead(fo.sgd(LR), 2, a))))(alphas)
     for a, row in zip([0.0, 0.5, 1.0], swept):
         np.testing.assert_allclose(row, W0 * (1 + a * (c2 - 1)) ** 2, rtol=1e-6)
 

@@ -10,13 +10,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _typed import jit, vmap
 
 from functrain.optim import schedules
 from functrain.typing import Schedule
 
 
 def _values(s: Schedule, steps: list[int]) -> np.ndarray:
-    out = jax.jit(jax.vmap(s))(jnp.asarray(steps, jnp.int32))
+    out = jit(vmap(s))(jnp.asarray(steps, jnp.int32))
     assert out.dtype == jnp.float32
     return np.asarray(out, np.float64)
 
@@ -92,7 +93,7 @@ def test_schedules_are_jit_safe_with_traced_levels_and_vmap() -> None:
         traces += 1
         return schedules.warmup_cosine_decay(0.0, peak, 10, 100, end_value=0.1 * peak)(step)
 
-    f = jax.jit(jax.vmap(lr_at, in_axes=(0, None)))
+    f = jit(vmap(lr_at, in_axes=(0, None)))
     peaks = jnp.asarray([0.1, 1.0, 3.0])
     for step in (0, 10, 55, 100):
         v = f(peaks, jnp.asarray(step))
@@ -101,7 +102,10 @@ def test_schedules_are_jit_safe_with_traced_levels_and_vmap() -> None:
         np.testing.assert_allclose(v, single, rtol=1e-6)
     assert traces == 1
     # a traced zero peak is handled (alpha = 0) without NaN
-    zero = jax.jit(lambda p: schedules.warmup_cosine_decay(0.0, p, 2, 10)(jnp.asarray(5)))
+    def at_five(p: jax.Array) -> jax.Array:
+        return schedules.warmup_cosine_decay(0.0, p, 2, 10)(jnp.asarray(5))
+
+    zero = jit(at_five)
     assert float(zero(jnp.asarray(0.0))) == 0.0
 
 

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from _typed import jit, vmap
 
 from functrain import optim
 from functrain.optim.schedules import cosine_decay, exponential_decay, with_warmup
@@ -21,14 +22,14 @@ STEPS = np.arange(0, 60)
 
 
 def _values(schedule: Schedule) -> np.ndarray:
-    return np.asarray(jax.vmap(schedule)(jnp.asarray(STEPS)), np.float64)
+    return np.asarray(vmap(schedule)(jnp.asarray(STEPS)), np.float64)
 
 
 def test_shifted_warmup_matches_optax_join_of_a_linear_ramp() -> None:
     w, init = 10, 0.01
     ours = with_warmup(cosine_decay(0.5, 40, alpha=0.1), w, init_value=init)
     ref = optax.join_schedules([optax.linear_schedule(init, 0.5, w), optax.cosine_decay_schedule(0.5, 40, 0.1)], [w])
-    np.testing.assert_allclose(_values(ours), np.asarray(jax.vmap(ref)(jnp.asarray(STEPS))), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(_values(ours), np.asarray(vmap(ref)(jnp.asarray(STEPS))), rtol=1e-6, atol=1e-7)
 
 
 def test_closed_form_of_both_conventions() -> None:
@@ -66,13 +67,13 @@ class TestTraced(chex.TestCase):
         def first_updates(peak: jax.Array) -> jax.Array:
             tx = optim.sgd(with_warmup(peak, 2, init_value=0.0))
             state = tx.init(jnp.zeros(1))
-            out = []
+            out: list[jax.Array] = []
             for _ in range(3):
                 u, state = tx.update(jnp.ones(1), state)
                 out.append(u[0])
             return jnp.stack(out)
 
-        got = np.asarray(jax.jit(jax.vmap(first_updates))(jnp.array([0.1, 1.0])))
+        got = np.asarray(jit(vmap(first_updates))(jnp.array([0.1, 1.0])))
         np.testing.assert_allclose(got, -np.array([[0.0, 0.05, 0.1], [0.0, 0.5, 1.0]]), rtol=1e-6)
 
 

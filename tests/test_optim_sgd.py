@@ -9,6 +9,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _typed import jit, vmap
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -23,7 +24,7 @@ def _run(tx: fo.GradientTransformation[Any], update: fo.UpdateFn[Any],
          grads: list[np.ndarray] = GRADS) -> list[np.ndarray]:
     """The updates of ``tx`` on ``grads``, through ``update`` (``tx.update`` or a variant)."""
     state = tx.init({"w": jnp.zeros((4, 3))})
-    out = []
+    out: list[np.ndarray] = []
     for g in grads:
         u, state = update({"w": jnp.asarray(g, jnp.float32)}, state)
         out.append(np.asarray(u["w"], np.float64))
@@ -36,7 +37,7 @@ class TestSgd(chex.TestCase):
         lr, gamma = 0.1, 0.9
         for nesterov in (False, True):
             v = np.zeros((4, 3))
-            expected = []
+            expected: list[np.ndarray] = []
             for g in GRADS:
                 v = gamma * v + g
                 expected.append(-lr * (g + gamma * v if nesterov else v))
@@ -59,7 +60,7 @@ class TestSgd(chex.TestCase):
         lr = schedules.exponential_decay(0.1, 0.5)
         gamma = schedules.linear_schedule(0.0, 0.8, 4)
         v = np.zeros((4, 3))
-        expected = []
+        expected: list[np.ndarray] = []
         for t, g in enumerate(GRADS):
             v = min(0.2 * t, 0.8) * v + g
             expected.append(-0.1 * 0.5**t * v)
@@ -106,7 +107,7 @@ def test_normalized_sgd_update_has_norm_exactly_lr(tree: list[np.ndarray], lr: f
 def test_normalize_by_global_norm_of_zero_gradient_is_zero() -> None:
     tx = fo.normalized_sgd(0.1)
     g = {"a": jnp.zeros((3,)), "b": jnp.zeros((2, 2))}
-    u, _ = jax.jit(tx.update)(g, tx.init(g))
+    u, _ = jit(tx.update)(g, tx.init(g))
     for x in jax.tree_util.tree_leaves(u):
         assert np.all(np.asarray(x) == 0.0)
 
@@ -122,6 +123,6 @@ def test_momentum_under_vmap_runs_each_decay_and_learning_rate_separately() -> N
             u, s = tx.update({"w": jnp.asarray(g)}, s)
         return s[0].trace["w"], u["w"]
 
-    velocity, update = jax.jit(jax.vmap(final))(lrs, decays)
+    velocity, update = jit(vmap(final))(lrs, decays)
     np.testing.assert_allclose(velocity, [1.0, 1.75, 2.71], rtol=1e-6)
     np.testing.assert_allclose(update, [-1.0, -0.875, -5.42], rtol=1e-6)

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _typed import jit, vmap
 
 import functrain.optim as fo
+from functrain._tree import tree_leaves_with_path, tree_map
 from functrain.optim import schedules
 from functrain.typing import PyTree
 
@@ -17,14 +22,13 @@ PARAMS = {"dense": {"w": jnp.full((2, 3), 2.0), "b": jnp.full((3,), 2.0)},
 
 
 def _zeros() -> PyTree:
-    return jax.tree_util.tree_map(jnp.zeros_like, PARAMS)
+    return tree_map(jnp.zeros_like, PARAMS)
 
 
 def _decayed(mask: object, wd: float = 0.5) -> dict[str, float]:
     tx = fo.add_decayed_weights(wd, mask)
-    u, _ = jax.jit(tx.update)(_zeros(), tx.init(PARAMS), PARAMS)
-    return {jax.tree_util.keystr(k): float(v.ravel()[0])
-            for k, v in jax.tree_util.tree_leaves_with_path(u)}
+    u, _ = jit(tx.update)(_zeros(), tx.init(PARAMS), PARAMS)
+    return {k: float(v.ravel()[0]) for k, v in tree_leaves_with_path(u)}
 
 
 def test_default_decay_mask_selects_matrices_and_kernels() -> None:
@@ -82,7 +86,7 @@ class TestWeightDecay(chex.TestCase):
 
     @chex.variants(with_jit=True, without_jit=True)
     def test_weight_decay_zero_passes_the_updates_through_and_counts(self) -> None:
-        g = jax.tree_util.tree_map(jnp.ones_like, PARAMS)
+        g = tree_map(jnp.ones_like, PARAMS)
         tx = fo.add_decayed_weights(0.0)
         u, s = self.variant(tx.update)(g, tx.init(PARAMS), PARAMS)
         for a, b in zip(jax.tree_util.tree_leaves(u), jax.tree_util.tree_leaves(g), strict=True):
@@ -91,7 +95,7 @@ class TestWeightDecay(chex.TestCase):
 
 
 def test_weight_decay_zero_is_a_no_op_and_traced_decay_works_under_vmap() -> None:
-    g = jax.tree_util.tree_map(jnp.ones_like, PARAMS)
+    g = tree_map(jnp.ones_like, PARAMS)
     tx = fo.add_decayed_weights(0.0)
     u, _ = tx.update(g, tx.init(PARAMS), PARAMS)
     assert u is g
@@ -102,7 +106,7 @@ def test_weight_decay_zero_is_a_no_op_and_traced_decay_works_under_vmap() -> Non
         w: jax.Array = out["dense"]["w"][0, 0] + out["scale"][0]
         return w
 
-    np.testing.assert_allclose(jax.jit(jax.vmap(decayed_w))(jnp.asarray([0.0, 0.1, 1.0])),
+    np.testing.assert_allclose(jit(vmap(decayed_w))(jnp.asarray([0.0, 0.1, 1.0])),
                                [0.0, 0.2, 2.0], rtol=1e-6)
 
 
@@ -110,9 +114,10 @@ def test_equinox_module_params_with_default_mask() -> None:
     import equinox as eqx
 
     model = eqx.nn.Linear(3, 2, key=jax.random.key(0))
-    params, _ = eqx.partition(model, eqx.is_array)
+    partition: Callable[..., tuple[Any, Any]] = eqx.partition  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]  # untyped
+    params, _ = partition(model, eqx.is_array)
     tx = fo.adamw(0.1, weight_decay=0.5)
-    zero = jax.tree_util.tree_map(jnp.zeros_like, params)
+    zero = tree_map(jnp.zeros_like, params)
     u, _ = tx.update(zero, tx.init(params), params)
     np.testing.assert_allclose(u.weight, -0.05 * model.weight, rtol=1e-6)
     np.testing.assert_array_equal(u.bias, np.zeros(2))

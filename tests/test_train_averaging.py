@@ -9,8 +9,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _typed import jit, vmap
 
 from functrain import _tree, layers, optim
+from functrain._tree import tree_map
 from functrain.data.datasets import load_digits
 from functrain.layers import BatchNormState
 from functrain.train import (
@@ -87,7 +89,7 @@ class TestAveraging(chex.TestCase):
 def test_ema_under_vmap_over_decays_and_dtypes() -> None:
     avg, p = _params(0), _params(1)
     decays = jnp.array([0.0, 0.5, 1.0])
-    out = jax.vmap(lambda d: ema_update(avg, p, d))(decays)
+    out = vmap(lambda d: ema_update(avg, p, d))(decays)
     np.testing.assert_allclose(out["w"][0], p["w"], rtol=1e-6)
     np.testing.assert_allclose(out["w"][2], avg["w"], rtol=1e-6)
     bf = ema_update({"w": jnp.ones(3, jnp.bfloat16)}, {"w": jnp.zeros(3, jnp.bfloat16)}, 0.5)
@@ -109,7 +111,7 @@ def test_swa_under_vmap_over_start_epochs_and_errors() -> None:
             st = swa_update(st, p, e, start_epoch=start)
         return st
 
-    out = jax.vmap(run)(starts)
+    out = vmap(run)(starts)
     np.testing.assert_array_equal(out.n, [8, 2])
     np.testing.assert_allclose(out.average["w"][1], (np.asarray(ps[6]["w"]) + np.asarray(ps[7]["w"])) / 2, rtol=1e-6)
     with pytest.raises(TypeError, match=r"swa_update: argument 'params' must be a pytree with the structure of "
@@ -125,13 +127,16 @@ def test_recompute_batch_norm_stats_is_the_cumulative_average_of_batch_statistic
     params, state, _ = model.init(jax.random.key(0), (-1, 5))
     x = jax.random.normal(jax.random.key(1), (50, 5)) * 2.0 + 1.0
     bs = 16  # 3 full batches; the last 2 examples are dropped
-    new = jax.jit(recompute_batch_norm_stats, static_argnames=("apply", "batch_size"))(
+    new = jit(recompute_batch_norm_stats, static_argnames=("apply", "batch_size"))(
         model.apply, params, state, x, batch_size=bs)
 
     # Reference in float64: per-batch mean and unbiased variance of each BN input, averaged.
     d0, d1 = params[0], params[3]
-    bn0, bn1 = params[1], params[4]
-    means0, vars0, means1, vars1 = [], [], [], []
+    bn0 = params[1]
+    means0: list[np.ndarray] = []
+    vars0: list[np.ndarray] = []
+    means1: list[np.ndarray] = []
+    vars1: list[np.ndarray] = []
     for i in range(3):
         xb = np.asarray(x[i * bs:(i + 1) * bs], np.float64)
         h = xb @ np.asarray(d0.w, np.float64) + np.asarray(d0.b, np.float64)
@@ -151,7 +156,7 @@ def test_recompute_batch_norm_stats_with_dropout_key_and_errors() -> None:
     model = layers.serial(layers.Dense(4), layers.Dropout(0.5), layers.BatchNorm())
     params, state, _ = model.init(jax.random.key(0), (-1, 3))
     x = jnp.asarray(np.random.default_rng(1).normal(size=(20, 3)), jnp.float32)
-    recompute = jax.jit(recompute_batch_norm_stats, static_argnames=("apply", "batch_size"))
+    recompute = jit(recompute_batch_norm_stats, static_argnames=("apply", "batch_size"))
     a = recompute(model.apply, params, state, x, batch_size=10, key=jax.random.key(2))
     b = recompute(model.apply, params, state, x, batch_size=10, key=jax.random.key(3))
     assert not np.allclose(a[2].mean, b[2].mean)
@@ -173,8 +178,8 @@ def test_ensemble_predict_averages_member_probabilities() -> None:
     rng = np.random.default_rng(0)  # three members: the initial params with host-random leaves
     stacked_params = _tree.tree_map(lambda a: jnp.asarray(rng.normal(size=(3,) + a.shape), a.dtype), params)
     x = jnp.asarray(rng.normal(size=(7, 2)), jnp.float32)
-    probs = jax.jit(ensemble_predict, static_argnames="apply")(model.apply, stacked_params, state, x)
-    apply = jax.jit(model.apply, static_argnames="train")
+    probs = jit(ensemble_predict, static_argnames="apply")(model.apply, stacked_params, state, x)
+    apply = jit(model.apply, static_argnames="train")
     members = [jax.nn.softmax(apply(_tree.tree_map(lambda a: a[i], stacked_params), state, x, train=False)[0])
                for i in range(3)]
     np.testing.assert_allclose(probs, np.mean(members, axis=0), rtol=1e-5, atol=1e-7)
@@ -195,16 +200,16 @@ def test_digits_ensemble_of_vmapped_runs_is_the_mixture_of_its_members() -> None
     options = FitOptions(batch_size=50)
     keys = jax.random.split(jax.random.key(1), 3)
     starts = [init_train_state(*model.init(k, (-1, 64))[:2], opt) for k in keys]
-    stacked = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *starts)
+    stacked = tree_map(lambda *xs: jnp.stack(xs), *starts)
 
     def member(state: Any, key: PRNGKey) -> tuple[PyTree, PyTree]:
         fs, _ = fit_scan(step, init_fit_state(state), train, key, options, epochs=5)
         ts = final_train_state(fs)
         return ts.params, ts.model_state
 
-    stacked_params, stacked_state = jax.jit(jax.vmap(member))(stacked, keys)
+    stacked_params, stacked_state = jit(vmap(member))(stacked, keys)
     x, y = test
-    probs = jax.jit(ensemble_predict, static_argnames="apply")(model.apply, stacked_params, stacked_state, x)
+    probs = jit(ensemble_predict, static_argnames="apply")(model.apply, stacked_params, stacked_state, jnp.asarray(x))
 
     # By hand, in float64: each member's inference-mode forward pass (batch norm with its running
     # statistics), softmax, then the mean of the probabilities.
@@ -225,7 +230,7 @@ def test_digits_ensemble_of_vmapped_runs_is_the_mixture_of_its_members() -> None
     members = [forward(i) for i in range(3)]
     ref = np.mean(members, axis=0)
     np.testing.assert_allclose(probs, ref, rtol=1e-4, atol=1e-6)
-    nll = -np.mean(np.log(ref[np.arange(len(y)), np.asarray(y)]))
+    nll = -np.log(ref[np.arange(len(y)), np.asarray(y)]).mean()
     np.testing.assert_allclose(-jnp.mean(jnp.log(probs[jnp.arange(len(y)), y])), nll, rtol=1e-4)
     assert float(jnp.mean(jnp.argmax(probs, -1) == y)) >= 0.95, float(jnp.mean(jnp.argmax(probs, -1) == y))
     assert not np.allclose(members[0], members[1], atol=1e-3)  # and they differ

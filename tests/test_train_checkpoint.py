@@ -16,6 +16,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -23,8 +24,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _typed import devices, eval_shape, jit
 
-from functrain import _tree, layers, optim
+from functrain import _jax, _tree, layers, optim
 from functrain.data.datasets import load_digits
 from functrain.train import (
     CheckpointError,
@@ -91,7 +93,7 @@ def test_round_trip_is_bitwise_exact(tmp_path: Path) -> None:
     assert isinstance(out["f64_np"], np.ndarray)
     assert isinstance(out["f32"], jax.Array)
     # like can be abstract (no arrays allocated).
-    abstract = jax.eval_shape(lambda: {k: v for k, v in tree.items() if k not in ("f64_np", "scalars")})
+    abstract = eval_shape(lambda: {k: v for k, v in tree.items() if k not in ("f64_np", "scalars")})
     concrete = {k: v for k, v in tree.items() if k not in ("f64_np", "scalars")}
     save_checkpoint(path, concrete)
     _assert_bitwise(load_checkpoint(str(path), like=abstract), concrete)
@@ -106,7 +108,7 @@ def test_loaded_arrays_keep_the_placement_of_like(tmp_path: Path) -> None:
     save_checkpoint(path, tree)
     loaded = load_checkpoint(path, like=tree)
     assert not tree["w"].committed and not loaded["w"].committed
-    placed = jax.device_put(tree, jax.devices()[0])  # committed to a device
+    placed = _jax.device_put(tree, devices()[0])  # committed to a device
     assert placed["w"].committed and load_checkpoint(path, like=placed)["w"].committed
 
 
@@ -223,7 +225,7 @@ def test_fit_resumed_from_a_checkpoint_ends_bitwise_equal_to_an_uninterrupted_ru
 
 def test_train_epoch_loop_resumed_from_a_checkpoint_is_bitwise_equal(tmp_path: Path) -> None:
     train, _, state, step, _ = _digits_setup(plateau=False)
-    run = jax.jit(train_epoch, static_argnames=("step", "batch_size"))
+    run = jit(train_epoch, static_argnames=("step", "batch_size"))
     key = jax.random.key(1)
     s = state
     for e in range(4):
@@ -331,7 +333,7 @@ def test_case_15_unsupported_leaves_are_refused_naming_their_path(tmp_path: Path
     assert load_checkpoint(path, like={"n": 0, "m": 0}) == {"n": 2**63 - 1, "m": -(2**63)}
 
 
-def _rewrite_header(path: Path, edit: Any) -> None:
+def _rewrite_header(path: Path, edit: Callable[[Any], Any]) -> None:
     """Replace the JSON header of ``path`` by ``edit(header)`` and fix the checksum (a valid digest)."""
     blob = path.read_bytes()
     magic, n = blob[:16], int.from_bytes(blob[16:24], "little")
@@ -352,7 +354,7 @@ def test_case_15_every_malformed_header_that_passes_the_checksum_is_a_checkpoint
             return h
         return edit
 
-    edits: list[tuple[str, Any]] = [
+    edits: list[tuple[str, Callable[[Any], Any] | None]] = [
         ("a list", lambda h: [h]), ("not UTF-8 JSON", lambda h: b"\xff\xfe{"), ("null", lambda h: None),
         ("no leaves", lambda h: {k: v for k, v in h.items() if k != "leaves"}),
         ("leaves not a list", lambda h: {**h, "leaves": {"a": 1}}),

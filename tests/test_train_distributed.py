@@ -11,8 +11,10 @@ import textwrap
 import jax
 import jax.numpy as jnp
 import pytest
+from _typed import devices
 
-from functrain.train.distributed import data_mesh, data_parallel_step, is_replicated, replicate, shard_batch
+from functrain.train.distributed import data_mesh  # pyright: ignore[reportUnknownVariableType]  # devices: Sequence[jax.Device], Unknown to pyright
+from functrain.train.distributed import data_parallel_step, is_replicated, replicate, shard_batch
 
 SCRIPT = textwrap.dedent(
     """
@@ -81,7 +83,7 @@ def test_data_parallel_step_equals_single_device_step_on_8_cpu_devices() -> None
 
 
 def test_single_device_mesh_and_errors() -> None:
-    mesh = data_mesh(jax.devices()[:1])
+    mesh = data_mesh(devices()[:1])
     assert mesh.axis_names == ("data",)
     tree = {"w": jnp.ones((3, 3))}
     assert is_replicated(replicate(tree, mesh))

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from functrain import layers, optim
+from functrain._tree import tree_map
 from functrain.data.datasets import load_digits, split_dataset
 from functrain.train import (
     TrainState,
@@ -188,9 +189,12 @@ def test_fit_overflowing_params_raise_even_with_finite_losses() -> None:
         return jnp.sum(jnp.clip(params["w"], -1.0, 1.0)), (ms, {})  # finite even for inf params
 
     def blow_up(updates: PyTree, state: Any, params: PyTree = None, **extra_args: Any) -> tuple[PyTree, Any]:
-        return jax.tree_util.tree_map(lambda u: u + jnp.inf, updates), state
+        return tree_map(lambda u: u + jnp.inf, updates), state
 
-    opt = optim.GradientTransformation(lambda p: (), blow_up)
+    def init(params: PyTree) -> tuple[()]:
+        return ()
+
+    opt = optim.GradientTransformation(init, blow_up)
     state = init_train_state({"w": jnp.ones(2)}, (), opt)
     with pytest.raises(FloatingPointError, match="became non-finite during epoch 0"):
         fit(make_train_step(loss_fn, opt), state, (jnp.ones((8, 1)),), jax.random.key(0), epochs=2, batch_size=4,

@@ -10,8 +10,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _typed import jit, lower, norm, vmap
 
 from functrain import layers, optim
+from functrain._tree import tree_map
 from functrain.data.datasets import load_digits, split_dataset
 from functrain.train import (
     EpochMetrics,
@@ -64,7 +66,7 @@ PLATEAU = reduce_on_plateau(factor=0.5, patience=1)
 
 
 def _f64(tree: Any) -> Any:
-    return jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), tree)
+    return tree_map(lambda a: jnp.asarray(a, jnp.float64), tree)
 
 
 def _train(key: PRNGKey, lr: Array | float = 1e-2, wd: Array | float = 1e-4, adam: bool = True) -> Out:
@@ -118,9 +120,9 @@ def test_run_seeds_with_adamw_equals_separate_runs() -> None:
         keys = jax.random.split(jax.random.key(42), 3)
         runs = run_seeds(_train, keys)
         assert runs.results.ema_params[0].w.dtype == jnp.float64
-        single = jax.jit(_train)
+        single = jit(_train)
         for s in range(3):
-            _assert_close(jax.tree_util.tree_map(lambda x: x[s], runs.results), single(keys[s]))
+            _assert_close(tree_map(lambda x: x[s], runs.results), single(keys[s]))
     # Summary statistics over seeds.
     acc = np.asarray(runs.results.final_accuracy)
     stats = runs.summary.final_accuracy
@@ -138,10 +140,10 @@ def test_sweep_equals_separate_runs_and_members_stop_on_their_own() -> None:
         six: Any = np.int64(6)  # (annotated int: NumPy ints are accepted at runtime)
         runs = sweep(lambda k, hp: _train(k, hp["lr"], adam=False), keys, {"lr": lrs}, chunk_size=six)
         assert runs.results.val_loss.shape == (3, 2, EPOCHS)
-        single = jax.jit(functools.partial(_train, adam=False))
+        single = jit(functools.partial(_train, adam=False))
         for g in range(3):
             for s in range(2):
-                _assert_close(jax.tree_util.tree_map(lambda x: x[g, s], runs.results), single(keys[s], lrs[g]))
+                _assert_close(tree_map(lambda x: x[g, s], runs.results), single(keys[s], lrs[g]))
     stopped = np.asarray(runs.results.stopped_after)
     assert len(np.unique(stopped)) >= 2, stopped  # different members stop at different epochs
     assert stopped.min() < EPOCHS
@@ -152,6 +154,10 @@ def test_sweep_equals_separate_runs_and_members_stop_on_their_own() -> None:
             k = int(stopped[g, s])
             assert active[g, s, :k].all() and not active[g, s, k:].any()
     assert runs.summary.final_accuracy.mean.shape == (3,)
+
+
+def _hyperparams(key: PRNGKey, hp: dict[str, Array]) -> dict[str, Array]:
+    return hp
 
 
 def _tiny(key: PRNGKey) -> dict[str, Array]:
@@ -168,7 +174,7 @@ def test_chunking_gives_the_same_results() -> None:
         for x, y in zip(jax.tree_util.tree_leaves(chunked), jax.tree_util.tree_leaves(full.results), strict=True):
             np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-6)
     np.testing.assert_allclose(full.results["norm"],
-                               [float(jnp.linalg.norm(jax.random.normal(k, (3, 3)))) for k in keys], rtol=1e-6)
+                               [float(norm(jax.random.normal(k, (3, 3)))) for k in keys], rtol=1e-6)
 
 
 def test_raw_keys_and_no_jit() -> None:
@@ -181,8 +187,10 @@ def test_grid_is_a_cartesian_product() -> None:
     g = grid(lr=[0.1, 0.01], wd=[0.0, 1e-4, 1e-3])
     np.testing.assert_allclose(g["lr"], [0.1, 0.1, 0.1, 0.01, 0.01, 0.01])
     np.testing.assert_allclose(g["wd"], [0.0, 1e-4, 1e-3] * 2)
-    out = sweep(lambda k, hp: {"v": hp["lr"] + hp["wd"] + jax.random.uniform(k)},
-                jax.random.split(jax.random.key(1), 2), g)
+    def train_fn(k: PRNGKey, hp: dict[str, Array]) -> dict[str, Array]:
+        return {"v": hp["lr"] + hp["wd"] + jax.random.uniform(k)}
+
+    out = sweep(train_fn, jax.random.split(jax.random.key(1), 2), g)
     assert out.results["v"].shape == (6, 2)
     u = np.asarray([float(jax.random.uniform(k)) for k in jax.random.split(jax.random.key(1), 2)])
     np.testing.assert_allclose(out.results["v"], (np.asarray(g["lr"]) + np.asarray(g["wd"]))[:, None] + u,
@@ -214,15 +222,15 @@ def test_bad_input() -> None:
     _raises(TypeError, "run_seeds: argument 'jit' must be a bool", run_seeds, _tiny, keys, jit=None)
     _raises(TypeError, "sweep: argument 'keys' must be a batch of PRNG keys", sweep, _tiny, [1, 2], {"a": jnp.zeros(2)})
     with pytest.raises(ValueError, match="sweep: argument 'hyperparams' must be arrays with the same leading length"):
-        sweep(lambda k, hp: hp, keys, {"a": jnp.zeros(2), "b": jnp.zeros(3)})
+        sweep(_hyperparams, keys, {"a": jnp.zeros(2), "b": jnp.zeros(3)})
     _raises(ValueError, r"sweep: argument 'hyperparams' must be arrays with a leading example axis, .*a scalar at "
-            r"hyperparams\['a'\]", sweep, lambda k, hp: hp, keys, {"a": jnp.float32(1.0)})
+            r"hyperparams\['a'\]", sweep, _hyperparams, keys, {"a": jnp.float32(1.0)})
     _raises(ValueError, "grid: argument 'lr' must be a non-empty 1-d sequence of values", grid, lr=[])
     _raises(ValueError, "grid: argument 'axes' must be at least one named axis", grid)
 
 
 def test_calling_again_with_the_same_train_fn_does_not_recompile() -> None:
-    traces = []
+    traces: list[int] = []
 
     def counted(key: PRNGKey) -> dict[str, Array]:
         traces.append(1)
@@ -260,7 +268,7 @@ def test_run_seeds_is_the_compiled_once_vmapped_run_plus_its_summary() -> None:
 
     keys = jax.random.split(jax.random.key(0), 3)
     runs = run_seeds(train, keys)
-    ref = jax.jit(jax.vmap(train))(keys)
+    ref = jit(vmap(train))(keys)
     for name in ref:
         np.testing.assert_array_equal(np.asarray(runs.results[name]), np.asarray(ref[name]))
         np.testing.assert_allclose(np.asarray(runs.summary[name].std), np.asarray(summarize(ref)[name].std),
@@ -270,8 +278,8 @@ def test_run_seeds_is_the_compiled_once_vmapped_run_plus_its_summary() -> None:
         assert text is not None
         return len(re.findall(r" dot\(", text)), len(re.findall(r" while\(", text))
 
-    ours = jax.jit(lambda k: run_seeds(train, k, jit=False)).lower(keys).compile().as_text()  # its program
-    assert ops(ours) == ops(jax.jit(jax.vmap(train)).lower(keys).compile().as_text())
+    ours = lower(lambda k: run_seeds(train, k, jit=False), keys).compile().as_text()  # its program
+    assert ops(ours) == ops(lower(vmap(train), keys).compile().as_text())
 
 
 def test_case_10_the_docs_state_what_chunking_preserves_and_it_holds() -> None:
