@@ -17,6 +17,8 @@ fast) and are re-raised in the message style above.
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 import operator
 from collections.abc import Collection, Sequence
@@ -61,7 +63,6 @@ INT32_MAX = int(np.iinfo(np.int32).max)
 
 _T = TypeVar("_T")
 
-
 # ----------------------------------------------------------------------------------------------
 # The message style
 
@@ -83,6 +84,9 @@ def describe(value: object) -> str:
             return f"{value.item()!r} (a 0-d array of dtype {value.dtype})"
         return f"an array of shape {tuple(value.shape)} and dtype {value.dtype}"
     fields: tuple[str, ...] = getattr(value, "_fields", ()) if issubclass(type(value), tuple) else ()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):  # a Layer: only functions
+        names = tuple(f.name for f in dataclasses.fields(value))
+        fields = names if all(callable(getattr(value, f)) for f in names) else ()
     if any(callable(getattr(value, f)) for f in fields):
         return f"a {type(value).__name__} value"  # e.g. a Layer: its functions' reprs say nothing
     if callable(value) and hasattr(value, "__name__") and not isinstance(value, type):
