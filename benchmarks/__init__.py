@@ -16,8 +16,8 @@ Workloads (one module each): :mod:`benchmarks.mlp`, :mod:`benchmarks.convnet`,
 :mod:`benchmarks.convnet_ops` (the convnet's step op by op), :mod:`benchmarks.optimizers`,
 :mod:`benchmarks.seeds`, :mod:`benchmarks.compile_time`, :mod:`benchmarks.tricks_compile` (one
 ``functrain tricks`` row compiled cold and from the persistent cache, in fresh subprocesses).
-Contenders of a workload run in one process, interleaved (A B C A B C ..., the order rotated every
-round), and each reports the median of its repeats; ratios are always *functrain ÷ contender* for
+Contenders of a workload run in one process, interleaved (every round runs each contender once, in a
+fresh seeded order), and each reports the median of its repeats; ratios are always *functrain ÷ contender* for
 throughputs and *functrain ÷ contender* for times (so a throughput ratio above 1 and a time ratio
 below 1 favour functrain).
 """
