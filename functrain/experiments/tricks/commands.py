@@ -244,7 +244,7 @@ def tricks(args: TricksArgs, *, stop: Callable[[], bool] | None = None) -> None:
     out = check_outputs(args.out, TRICKS_OUTPUTS)
     need_matplotlib()
     started, cpu_started = time.perf_counter(), time.process_time()
-    net = _network(sections[0].rows[0][1], splits)
+    net = "; ".join(dict.fromkeys(_network(section.rows[0][1], splits) for section in sections))  # canon: + ResNet
     _say(f"functrain tricks: {net} on {splits.name}, {seeds} seeds per row, {epochs} epochs, batch "
          f"{args.batch_size}; rows that differ only in hyperparameter values share compiled programs, run one "
          "epoch per call")

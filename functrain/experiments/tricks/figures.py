@@ -118,9 +118,10 @@ def plot_tricks(results: Sequence[TrickResult], path: StrPath | None, *, title: 
         title=f"Test accuracy of each row{axis_from}",
         xlabel="test accuracy (dot: mean over seeds, bar: ± std)")
     seeds = max((r.test_accuracy.size for r in trained), default=1)
+    kind = "rows, cumulative" if all(r.section == results[0].section for r in results) else "rows"
     plotting.shared_legend(fig, ax_val, ncol=4, title=(
-        f"rows, cumulative (curves: mean over {seeds} seeds, band: ± one std; early-stopped runs end early)"
-        if seeds > 1 else "rows, cumulative"))
+        f"{kind} (curves: mean over {seeds} seeds, band: ± one std; early-stopped runs end early)"
+        if seeds > 1 else kind))
     return plotting.save_figure(fig, path, dpi=100)
 
 
