@@ -12,6 +12,11 @@ bitwise equal for chunks of 1, 2 or all epochs (tested). Against the single prog
 ``run_many``, where XLA fuses initialization, training and test evaluation together, they agree
 to float32 rounding (measured: within 2e-7 relative). Between chunks :func:`run_chunked` reports
 progress, asks whether to stop (Ctrl-C), and skips the rest once every seed has stopped early.
+
+Example:
+    >>> from functrain.experiments.tricks import chunks
+    >>> chunks.Progress._fields
+    ('epoch', 'epochs', 'train_loss', 'val_accuracy', 'training', 'seeds', 'seconds')
 """
 
 from __future__ import annotations

@@ -4,6 +4,11 @@
 ``functrain train``'s ``curves.png``. The decisions that depend on the results (how far to zoom
 an axis, which rows to name because they run off it) are made here, on the numbers; the drawing
 is :func:`~functrain.plotting.plot_curves` and :func:`~functrain.plotting.plot_scores`.
+
+Example:
+    >>> from functrain.experiments.tricks import figures
+    >>> figures.best_mean(np.array([[0.5, 0.7], [0.6, 0.8]]))  # the best epoch of the mean curve
+    0.75
 """
 
 from __future__ import annotations

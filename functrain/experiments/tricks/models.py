@@ -18,6 +18,11 @@ without one, when the configuration asks for it.
   2016; ``P`` a 1x1 projection when the width changes), global average pooling, ``[Dropout] ->
   Dense``. Zero-init residual BN (Goyal et al. 2017) starts the last batch norm's scale of every
   branch at 0, so each block starts as the identity.
+
+Example:
+    >>> from functrain.experiments.tricks import models
+    >>> models.padding_for((8, 8, 1)), models.padding_for((28, 28, 1))  # small images keep their size
+    ('SAME', 'VALID')
 """
 
 from __future__ import annotations

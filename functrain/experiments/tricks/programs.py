@@ -25,6 +25,12 @@ trick (``DATA_TRICKS``)  neutral value     why it computes the same
 (The same as long as the numbers are finite: a diverged run's infinities may turn into NaN one
 step earlier.) Mixup, SAM and early stopping change the computation itself, so they are part of
 the structure. The initializer only affects the start program, which is compiled per initializer.
+
+Example:
+    >>> from functrain.experiments.tricks import programs, rows
+    >>> configs = [config for _, config in rows.trick_rows(epochs=2)]
+    >>> [group.members for group in programs.group_rows(configs)]  # 10 rows, 4 compiled structures
+    [(0, 1), (2, 3, 4), (5, 6, 7, 8), (9,)]
 """
 
 from __future__ import annotations

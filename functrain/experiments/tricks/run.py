@@ -9,6 +9,12 @@ of :mod:`~functrain.experiments.tricks.programs`, with the run's values bound in
 epochs, finish), which the commands compile once and run in chunks of epochs
 (:mod:`~functrain.experiments.tricks.chunks`). Nothing is clamped: a batch size above the
 training examples, or more epochs than the int32 step counter allows, is refused.
+
+Example:
+    >>> from functrain.experiments.tricks import config, run, splits
+    >>> digits = splits.prepare_splits(splits.load_data("digits"))
+    >>> run.steps_per_epoch(config.RunConfig(batch_size=64), digits)  # 1149 training digits
+    17
 """
 
 from __future__ import annotations

@@ -4,6 +4,12 @@
 structure, shared by the rows that differ only in hyperparameter values:
 :mod:`~functrain.experiments.tricks.programs`) ahead on worker threads while earlier rows train,
 and measures each row as a :class:`TrickResult`.
+
+Example:
+    >>> from functrain.experiments.tricks import table
+    >>> table.curve(np.array([[1.0, 2.0], [3.0, 4.0]]), np.array([True, False]))  # epochs not run: NaN
+    array([[ 1., nan],
+           [ 3., nan]])
 """
 
 from __future__ import annotations
