@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from _optax_layout import optax_layout
 from _typed import grad, jit
 
 import functrain.optim as fo
@@ -54,21 +55,9 @@ def _run(tx: Any) -> tuple[PyTree, Any]:
     return p, s
 
 
-def _is_rate(x: object) -> bool:
-    return isinstance(x, fo.ScaleByLearningRateState)
-
-
-def _optax_layout(state: Any) -> Any:
-    """``state`` without the learning rates that functrain's ``ScaleByLearningRateState`` records
-    for ``current_learning_rate`` (optax's states keep none): only optax's buffers are compared."""
-    def layout(x: Any) -> Any:
-        return x.step if _is_rate(x) else x
-
-    return tree_map(layout, state, is_leaf=_is_rate)
-
 
 def _inexact(tree: Any) -> list[Any]:
-    return [x for x in jax.tree_util.tree_leaves(_optax_layout(tree))
+    return [x for x in jax.tree_util.tree_leaves(optax_layout(tree))
             if jnp.issubdtype(x.dtype, jnp.inexact)]
 
 

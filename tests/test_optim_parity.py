@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from _optax_layout import optax_layout
 from _typed import jit
 
 from functrain import _tree
@@ -64,21 +65,9 @@ def _run(tx: Any, nan_at: tuple[int, ...] = ()) -> tuple[PyTree, Any]:
     return p, s
 
 
-def _is_rate(x: object) -> bool:
-    return isinstance(x, fo.ScaleByLearningRateState)
-
-
-def _optax_layout(state: Any) -> Any:
-    """``state`` without the learning rates that functrain's ``ScaleByLearningRateState`` records
-    for ``current_learning_rate`` (optax's states keep none): only optax's buffers are compared."""
-    def without_rate(x: Any) -> Any:
-        return x.step if _is_rate(x) else x
-
-    return _tree.tree_map(without_rate, state, is_leaf=_is_rate)
-
 
 def _float_leaves(state: Any) -> list[Any]:
-    return [x for x in jax.tree_util.tree_leaves(_optax_layout(state))
+    return [x for x in jax.tree_util.tree_leaves(optax_layout(state))
             if jnp.issubdtype(x.dtype, jnp.floating)]
 
 

@@ -18,6 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from _fit_data import fit_data, poisoned, used_in_epoch
+
 from functrain import layers, optim
 from functrain._tree import tree_map
 from functrain.data.datasets import load_digits, split_dataset
@@ -46,12 +48,6 @@ def _digits() -> tuple[tuple[Array, Array], tuple[Array, Array]]:
     return (tt.train.x, tt.train.y), (tt.test.x, tt.test.y)
 
 
-def _data(n: int, seed: int = 0) -> tuple[Array, Array]:
-    """A small synthetic classification problem (host RNG: nothing to compile)."""
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, 8)).astype(np.float32)
-    w = np.random.default_rng(100).normal(size=(8, 4))
-    return jnp.asarray(x), jnp.asarray(np.argmax(x @ w, axis=1).astype(np.int32))
 
 
 def _mlp(hidden: int, n_out: int, fancy: bool = False) -> layers.Layer:
@@ -124,7 +120,7 @@ def test_fit_batchnorm_dropout_adam_cosine_reaches_97_percent_with_restore_best(
 
 
 def test_fit_is_repeatable_leaves_the_callers_state_intact_and_records_the_schedule() -> None:
-    data = _data(120)
+    data = fit_data(120)
     schedule = optim.schedules.linear_schedule(0.5, 0.05, 9)
     state0, step, _ = _setup(_mlp(16, 4), optim.sgd(schedule))
     before = [np.asarray(x).copy() for x in jax.tree_util.tree_leaves(state0)]
@@ -148,27 +144,16 @@ def test_fit_is_repeatable_leaves_the_callers_state_intact_and_records_the_sched
 # Non-finite losses
 
 
-def _poisoned(n: int, bad: int) -> tuple[Array, Array]:
-    x, y = _data(n)
-    return x.at[bad, 3].set(jnp.nan), y
-
-
-def _used_in_epoch(key: PRNGKey, n: int, bs: int, bad: int, epoch: int) -> int | None:
-    """The step of ``epoch`` that uses the poisoned example (the documented schedule), or None."""
-    perm_key, _ = jax.random.split(jax.random.fold_in(key, epoch))
-    perm = np.asarray(jax.random.permutation(perm_key, n))
-    pos = int(np.flatnonzero(perm == bad)[0])
-    return pos // bs if pos < (n // bs) * bs else None
 
 
 def test_fit_nan_loss_raises_naming_epoch_and_step() -> None:
     n, bs, bad = 70, 32, 37  # 2 steps per epoch; 6 examples wait each epoch
     state, step, _ = _small()
     key = jax.random.key(4)
-    epoch = next(e for e in range(100) if _used_in_epoch(key, n, bs, bad, e) is not None)
-    s = _used_in_epoch(key, n, bs, bad, epoch)
+    epoch = next(e for e in range(100) if used_in_epoch(key, n, bs, bad, e) is not None)
+    s = used_in_epoch(key, n, bs, bad, epoch)
     with pytest.raises(FloatingPointError, match=rf"fit: non-finite loss nan at epoch {epoch}, step {s} of 2"):
-        fit(step, state, _poisoned(n, bad), key, epochs=epoch + 2, batch_size=bs, progress=False)
+        fit(step, state, poisoned(n, bad), key, epochs=epoch + 2, batch_size=bs, progress=False)
 
 
 def test_fit_skips_nan_steps_under_skip_nonfinite() -> None:
@@ -176,8 +161,8 @@ def test_fit_skips_nan_steps_under_skip_nonfinite() -> None:
     state, step, _ = _setup(_mlp(16, 4), optim.skip_nonfinite(optim.sgd(0.1)))
     key = jax.random.key(4)
     with pytest.warns(RuntimeWarning, match="1 of 6 updates were skipped") as caught:
-        out, hist = fit(step, state, _poisoned(n, bad), key, epochs=4, batch_size=bs, progress=False)
-    expected = [0 if _used_in_epoch(key, n, bs, bad, e) is None else 1 for e in range(4)]
+        out, hist = fit(step, state, poisoned(n, bad), key, epochs=4, batch_size=bs, progress=False)
+    expected = [0 if used_in_epoch(key, n, bs, bad, e) is None else 1 for e in range(4)]
     np.testing.assert_array_equal(hist.nonfinite_steps, expected)
     assert len(caught) == sum(expected)  # one warning per epoch with skipped updates
     assert sum(expected) >= 1
@@ -206,7 +191,7 @@ def test_fit_overflowing_params_raise_even_with_finite_losses() -> None:
 
 
 def test_progress_lines_without_tqdm(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    small = _data(64)
+    small = fit_data(64)
     state, step, eval_step = _small()
     monkeypatch.setitem(sys.modules, "tqdm.auto", None)  # makes "from tqdm.auto import tqdm" fail
     fit(step, state, small, jax.random.key(0), epochs=2, batch_size=32, eval_step=eval_step, val_data=small)
@@ -220,7 +205,7 @@ def test_progress_lines_without_tqdm(monkeypatch: pytest.MonkeyPatch, capsys: py
 
 def test_progress_bar_with_tqdm(capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("tqdm")
-    small = _data(64)
+    small = fit_data(64)
     state, step, _ = _small()
     fit(step, state, small, jax.random.key(0), epochs=2, batch_size=32)
     err = capsys.readouterr().err
@@ -239,7 +224,7 @@ def _raises(exc: type[Exception], match: str, fn: Any, *args: Any, **kwargs: Any
 
 def test_bad_arguments_name_fit() -> None:
     state, step, eval_step = _small()
-    x, y = _data(10)
+    x, y = fit_data(10)
     key = jax.random.key(0)
     kw: dict[str, Any] = {"progress": False}
     with pytest.raises(ValueError, match=r"fit: argument 'train_data' must be arrays with the same"):
@@ -289,7 +274,7 @@ def _with_model_attached(model: layers.Layer, opt: optim.GradientTransformation[
 
 def test_case_1_fit_rejects_out_of_range_labels_before_training() -> None:
     state, step, eval_step = _small()  # 4 classes
-    x, y = _data(20)
+    x, y = fit_data(20)
     key = jax.random.key(0)
     kw: dict[str, Any] = {"epochs": 1, "batch_size": 4, "progress": False}
     _raises(ValueError, r"fit: argument 'train_data\[1\]' must be class labels in \[0, 4\), got 2 out of "
@@ -348,7 +333,7 @@ def test_case_2_fit_raises_when_the_model_state_becomes_nonfinite() -> None:
 
 def test_case_4_restore_best_without_a_finite_validation_value_warns_naming_the_metric() -> None:
     state, step, eval_step = _small()
-    x, y = _data(40)
+    x, y = fit_data(40)
     val = (x.at[:, 0].set(jnp.nan), y)  # every validation loss is NaN
     with pytest.warns(RuntimeWarning, match=r"fit: restore_best found no epoch that improved on the initial value: "
                                             r"the monitored metric 'val_loss' was NaN in 3 and infinite in 0 of 3 "
@@ -366,7 +351,7 @@ def test_case_4_restore_best_without_a_finite_validation_value_warns_naming_the_
 
 def test_case_13_epoch_counts_are_int32_and_fit_the_step_counter() -> None:
     state, _, _ = _small()
-    data, key = _data(16), jax.random.key(0)
+    data, key = fit_data(16), jax.random.key(0)
 
     def never(s: Any, batch: Any, k: Any) -> Any:  # the checks come first: nothing may train
         raise AssertionError("fit started training")
@@ -404,7 +389,7 @@ def test_issue_16_stops_a_diverging_fit_at_the_predicted_step() -> None:
 
 def test_the_learning_rate_is_read_from_the_optimizer_state_and_the_old_argument_is_deprecated() -> None:
     """fit shows and records the rate the optimizer state holds (issue 15); learning_rate= warns."""
-    data = _data(120)
+    data = fit_data(120)
     schedule = optim.schedules.exponential_decay(0.4, 0.5, transition_steps=3, staircase=True)
     state0, step, _ = _setup(_mlp(16, 4), optim.sgd(schedule))
     _, hist = fit(step, state0, data, jax.random.key(3), epochs=3, batch_size=40, progress=False)

@@ -19,6 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from _fit_data import fit_data, poisoned, used_in_epoch
+
 from functrain import layers, optim
 from functrain.train import (
     FitInterrupted,
@@ -34,12 +36,6 @@ from functrain.train.step import TrainStep
 from functrain.typing import Array, Metrics, PRNGKey, PyTree
 
 
-def _data(n: int, seed: int = 0) -> tuple[Array, Array]:
-    """A small synthetic classification problem (host RNG: nothing to compile)."""
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, 8)).astype(np.float32)
-    w = np.random.default_rng(100).normal(size=(8, 4))
-    return jnp.asarray(x), jnp.asarray(np.argmax(x @ w, axis=1).astype(np.int32))
 
 
 @functools.cache
@@ -51,17 +47,6 @@ def _small() -> tuple[TrainState[Any, Any, Any], TrainStep]:
     return init_train_state(params, mstate, opt), make_train_step(classifier_loss(model.apply, train=True), opt)
 
 
-def _poisoned(n: int, bad: int) -> tuple[Array, Array]:
-    x, y = _data(n)
-    return x.at[bad, 3].set(jnp.nan), y
-
-
-def _used_in_epoch(key: PRNGKey, n: int, bs: int, bad: int, epoch: int) -> int | None:
-    """The step of ``epoch`` that uses the poisoned example (the documented schedule), or None."""
-    perm_key, _ = jax.random.split(jax.random.fold_in(key, epoch))
-    perm = np.asarray(jax.random.permutation(perm_key, n))
-    pos = int(np.flatnonzero(perm == bad)[0])
-    return pos // bs if pos < (n // bs) * bs else None
 
 
 def _raises(exc: type[Exception], match: str, fn: Any, *args: Any, **kwargs: Any) -> None:
@@ -136,9 +121,9 @@ def test_case_3_nan_loss_error_points_at_the_data_not_the_learning_rate() -> Non
     n, bs, bad = 70, 32, 37
     state, step = _small()
     key = jax.random.key(4)
-    epoch = next(e for e in range(100) if _used_in_epoch(key, n, bs, bad, e) is not None)
+    epoch = next(e for e in range(100) if used_in_epoch(key, n, bs, bad, e) is not None)
     with pytest.raises(FloatingPointError) as info:
-        fit(step, state, _poisoned(n, bad), key, epochs=epoch + 2, batch_size=bs, progress=False)
+        fit(step, state, poisoned(n, bad), key, epochs=epoch + 2, batch_size=bs, progress=False)
     text = str(info.value)
     assert "the parameters (first at params" in text
     assert re.search(r"the inputs are not finite: train_data\[0\] holds NaN or inf at example 37, used by step "
@@ -177,7 +162,7 @@ def _ctrl_c_during(monkeypatch: pytest.MonkeyPatch, epoch: int, times: int = 1) 
 
 def test_case_11_ctrl_c_finishes_the_epoch_saves_it_and_raises(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     state, step = _small()
-    data, key, path = _data(64), jax.random.key(3), tmp_path / "run.ckpt"
+    data, key, path = fit_data(64), jax.random.key(3), tmp_path / "run.ckpt"
     calls = _ctrl_c_during(monkeypatch, epoch=1)
     with pytest.raises(KeyboardInterrupt) as info:  # (catching any KeyboardInterrupt: a failure, never an abort)
         fit(step, state, data, key, epochs=6, batch_size=16, checkpoint_path=path, progress=False)
@@ -200,7 +185,7 @@ def test_case_11_a_second_ctrl_c_interrupts_at_once(monkeypatch: pytest.MonkeyPa
     state, step = _small()
     _ctrl_c_during(monkeypatch, epoch=0, times=2)
     with pytest.raises(KeyboardInterrupt) as info:
-        fit(step, state, _data(64), jax.random.key(3), epochs=3, batch_size=16, progress=False)
+        fit(step, state, fit_data(64), jax.random.key(3), epochs=3, batch_size=16, progress=False)
     assert not isinstance(info.value, FitInterrupted)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
