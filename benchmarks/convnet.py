@@ -14,7 +14,7 @@ and a jitted call then pays a few milliseconds to wake XLA's threads: with 4-ste
 read as ~20% of functrain's step time (66 against 86 steps/s back to back), which a training loop's
 epochs (938 steps on MNIST) never see. functrain's convolutions and
 pooling compute the same gradients in forms XLA:CPU runs fast inside loops (``functrain.layers``
-``_conv_jvp`` and ``_tiled_pool``); :mod:`benchmarks.convnet_ops` times every op of the step.
+``_conv_gemm`` and ``_tiled_pool``); :mod:`benchmarks.convnet_ops` times every op of the step.
 
 PyTorch runs eager with as many threads as JAX has cores (``torch.set_num_threads``, recorded as
 ``torch_threads``).

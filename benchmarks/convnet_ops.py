@@ -20,7 +20,7 @@ Ops (shapes at batch 64):
 * ``step_fb``: the whole forward and backward pass (no optimizer).
 
 Contenders: ``functrain`` (``functrain.layers`` ops and ``functrain.optim.adam``: on the CPU the
-gradient rules of ``functrain.layers._conv_jvp`` and ``functrain.layers._tiled_pool``) and ``lax``
+gradient rules of ``functrain.layers._conv_gemm`` and ``functrain.layers._tiled_pool``) and ``lax``
 (plain ``lax.conv_general_dilated`` and ``lax.reduce_window`` with JAX's default gradients,
 ``optax.adam``). Value: milliseconds per call (median; lower is better); the ratio is
 functrain ÷ lax (below 1: functrain is faster). ``xla_flops`` is XLA's count for one call.

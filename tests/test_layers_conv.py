@@ -178,7 +178,7 @@ def test_conv_under_jit_grad_and_ensemble_vmap() -> None:
 
 def test_shape_checks_add_nothing_to_the_traced_program() -> None:
     """The chex checks run at trace time only: the program is the convolution and the bias add."""
-    from functrain.layers import _conv_jvp
+    from functrain.layers import _conv_gemm
 
     params = ConvParams(jnp.ones((3, 3, 2, 4)), jnp.zeros(4))
     x = jnp.ones((2, 6, 6, 2))
@@ -186,7 +186,7 @@ def test_shape_checks_add_nothing_to_the_traced_program() -> None:
         return conv2d(p, z, stride=2)
 
     def bare_fn(p: ConvParams, z: jax.Array) -> jax.Array:
-        return _conv_jvp.conv(z, p.w, (2, 2), "SAME", (1, 1), 2) + p.b
+        return _conv_gemm.conv(z, p.w, (2, 2), "SAME", (1, 1), 2) + p.b
 
     ours = make_jaxpr(ours_fn)(params, x)
     bare = make_jaxpr(bare_fn)(params, x)

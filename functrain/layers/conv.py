@@ -2,11 +2,11 @@
 
 ``y[n, i, j, o] = b[o] + sum_{di, dj, c} x[n, i*s_h + di*d_h - p_h, j*s_w + dj*d_w - p_w, c] w[di, dj, c, o]``
 (cross-correlation, as in every deep-learning library), with strides ``s``, dilations ``d`` and
-padding offsets ``p``. Each op is one ``lax.conv_general_dilated`` call plus a bias add. Its
-gradients are the stock ones, computed on the CPU in forms that XLA:CPU runs on its fast paths
-also inside ``lax.scan`` (jax-ml/jax#12868): the input gradient as a canonical transposed
-convolution, the kernel gradient as one GEMM over im2col patches (see
-:mod:`functrain.layers._conv_jvp`); GPU/TPU keep the stock lowering.
+padding offsets ``p``. Each op is one ``lax.conv_general_dilated`` call plus a bias add on GPU/TPU.
+On the CPU the same convolution and its gradients are written in the forms XLA:CPU runs fastest,
+also inside ``lax.scan`` (jax-ml/jax#12868): the forward pass and the kernel gradient as GEMMs over
+im2col patches, the input gradient as a canonical transposed convolution (see
+:mod:`functrain.layers._conv_gemm`).
 
 Padding is a :data:`PaddingLike`: ``"SAME"``, ``"VALID"``, an int, or one ``(low, high)`` pair
 per spatial axis:
@@ -35,7 +35,7 @@ from jaxtyping import Float
 
 from functrain import _validate
 from functrain.initializers import glorot_uniform, zeros
-from functrain.layers import _conv_jvp
+from functrain.layers import _conv_gemm
 from functrain.layers._geometry import (
     PaddingLike,
     check_input_shape,
@@ -183,7 +183,7 @@ def apply_conv(params: ConvParams, x: Array, *, spatial: int, stride: int | Sequ
     dtype = jnp.result_type(x, w)
     batched = x.ndim == spatial + 2
     xb = x if batched else x[None]
-    y = _conv_jvp.conv(xb.astype(dtype), w.astype(dtype), strides, pads, dil, spatial) + b.astype(dtype)
+    y = _conv_gemm.conv(xb.astype(dtype), w.astype(dtype), strides, pads, dil, spatial) + b.astype(dtype)
     return y if batched else y[0]
 
 
