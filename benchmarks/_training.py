@@ -81,7 +81,8 @@ def _functrain(spec: ModelSpec, leaves: Leaves, x: np.ndarray[Any, Any], y: np.n
         c = Contender("functrain_self_jit", "functrain `train_epoch` called without `jax.jit` (it compiles "
                       "itself; no donation)")
     else:
-        c = Contender("functrain", "functrain `train_epoch` (lax.scan)")
+        c = Contender("functrain", "functrain `train_epoch` (lax.scan), `jax.jit` with donation and "
+                      "`ft.train.compiler_options()`")
     try:
         import functrain.optim as fo
         from functrain.train import classifier_loss, init_train_state, make_train_step, train_epoch
@@ -94,8 +95,9 @@ def _functrain(spec: ModelSpec, leaves: Leaves, x: np.ndarray[Any, Any], y: np.n
     loss_fn = classifier_loss(model.apply, train=True)
     step = make_train_step(loss_fn, opt, grad_norm=True) if grad_norm else make_train_step(loss_fn, opt)
     epoch: Callable[..., Any] = functools.partial(train_epoch, step, batch_size=BATCH)
-    if not self_jit:
-        epoch = jax.jit(epoch, donate_argnums=0)
+    if not self_jit:  # jitted as the docs say: donated state, functrain's compiler options
+        from functrain.train import compiler_options
+        epoch = jax.jit(epoch, donate_argnums=0, compiler_options=compiler_options())
     data = (jnp.asarray(x), jnp.asarray(y))
     state0 = init_train_state(params, mstate, opt)
     box: dict[str, Any] = {"state": state0, "key": jax.random.key(1)}
@@ -116,8 +118,11 @@ def _functrain(spec: ModelSpec, leaves: Leaves, x: np.ndarray[Any, Any], y: np.n
 
 
 def _jax_scan(spec: ModelSpec, leaves: Leaves, x: np.ndarray[Any, Any], y: np.ndarray[Any, Any],
-              epochs: int, *, grad_norm: bool = False) -> Contender:
-    if grad_norm:
+              epochs: int, *, grad_norm: bool = False, options: bool = False) -> Contender:
+    if options:
+        c = Contender("jax_scan_options", "hand-written JAX + optax, epoch in lax.scan, compiled with "
+                      "`ft.train.compiler_options()` (the XLA options alone)")
+    elif grad_norm:
         c = Contender("jax_scan_grad_norm", "hand-written JAX + optax, epoch in lax.scan, "
                       "also `optax.global_norm(grads)` per step (the metrics of `grad_norm=True`)")
     else:
@@ -138,8 +143,7 @@ def _jax_scan(spec: ModelSpec, leaves: Leaves, x: np.ndarray[Any, Any], y: np.nd
         updates, opt_state = tx.update(grads, opt_state, params)
         return (optax.apply_updates(params, updates), opt_state), (loss, acc, norm)
 
-    @functools.partial(jax.jit, donate_argnums=0)
-    def epoch(carry: Any, xs: Array, ys: Array, key: Array) -> tuple[Any, tuple[Array, Array, Array]]:
+    def epoch_fn(carry: Any, xs: Array, ys: Array, key: Array) -> tuple[Any, tuple[Array, Array, Array]]:
         k_perm, k_drop = jax.random.split(key)
         perm = jax.random.permutation(k_perm, n)[: steps * BATCH]
         xb = xs[perm].reshape(steps, BATCH, *xs.shape[1:])
@@ -150,6 +154,8 @@ def _jax_scan(spec: ModelSpec, leaves: Leaves, x: np.ndarray[Any, Any], y: np.nd
         losses, accs, norms = per_step
         return carry, (losses.mean(), accs.mean(), norms.mean())
 
+    from functrain.train import compiler_options
+    epoch = jax.jit(epoch_fn, donate_argnums=0, compiler_options=compiler_options() if options else None)
     params = pairs(leaves)
     data = (jnp.asarray(x), jnp.asarray(y))
     box: dict[str, Any] = {"carry": (params, tx.init(params)), "key": jax.random.key(2), "loss": None}
@@ -321,7 +327,8 @@ def contenders(spec: ModelSpec, settings: Settings, leaves: Leaves, x: np.ndarra
     ref = np.asarray(spec.jax_apply(pairs(leaves), jnp.asarray(x[:BATCH]), None, False), np.float64)
     extra = ([_functrain(spec, leaves, x, y, epochs, ref, self_jit=True),
               _functrain(spec, leaves, x, y, epochs, ref, grad_norm=True),
-              _jax_scan(spec, leaves, x, y, epochs, grad_norm=True)] if ablation else [])
+              _jax_scan(spec, leaves, x, y, epochs, grad_norm=True),
+              _jax_scan(spec, leaves, x, y, epochs, options=True)] if ablation else [])
     return [
         _functrain(spec, leaves, x, y, epochs, ref),
         *extra,

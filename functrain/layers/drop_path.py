@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Float
 
-from functrain import _validate
+from functrain import _random, _validate
 from functrain.layers.base import Layer
 from functrain.layers.dropout import stochastic_layer
 from functrain.typing import Array, PRNGKey
@@ -75,7 +75,7 @@ def _apply_drop_path(key: PRNGKey | None, x: Array, rate: float | Array, train: 
     if _validate.concrete_float(rate, who, "rate") == 0.0:
         return x
     keep = 1.0 - jnp.asarray(rate, jnp.float32)
-    mask = jax.random.bernoulli(key, keep, (x.shape[0],) + (1,) * (x.ndim - 1))
+    mask = _random.bernoulli(key, keep, (x.shape[0],) + (1,) * (x.ndim - 1))
     return jnp.where(mask, x / keep.astype(x.dtype), jnp.zeros((), x.dtype)).astype(x.dtype)
 
 

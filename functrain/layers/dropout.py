@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Float
 
-from functrain import _validate
+from functrain import _random, _validate
 from functrain.layers._geometry import check_input_shape
 from functrain.layers.base import Layer
 from functrain.typing import Array, PRNGKey, Shape
@@ -67,7 +67,7 @@ def _apply_dropout(key: PRNGKey | None, x: Array, rate: float | Array, train: bo
     if _validate.concrete_float(rate, who, "rate") == 0.0:
         return x
     keep = 1.0 - rate
-    mask = jax.random.bernoulli(key, keep, x.shape)
+    mask = _random.bernoulli(key, keep, x.shape)
     return jnp.where(mask, x * (1.0 / keep), jnp.zeros((), x.dtype)).astype(x.dtype)
 
 

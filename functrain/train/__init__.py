@@ -7,7 +7,8 @@ One concept per module:
   :class:`TrainStep`/:class:`EvalStep` protocols;
 * ``classifier`` -- :func:`classifier_loss` (a :class:`ClassifierLoss`: cross-entropy with optional
   label smoothing, L2 penalty, accuracy);
-* ``epoch`` -- :func:`train_epoch` (one shuffled epoch in ``lax.scan``) and :func:`evaluate`;
+* ``epoch`` -- :func:`train_epoch` (one shuffled epoch in ``lax.scan``), :func:`evaluate` and the
+  :func:`compiler_options` they are compiled with;
 * ``run`` -- a whole run as a pure function: :class:`FitOptions`, :class:`FitState`,
   :func:`init_fit_state`, :func:`fit_epoch`, :func:`fit_scan`, :func:`final_train_state`;
 * ``fit`` -- the host-side driver :func:`fit` (progress, checkpoints) and its :class:`History`;
@@ -44,7 +45,7 @@ from functrain.train.averaging import (
 )
 from functrain.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from functrain.train.early_stopping import EarlyStopping, EarlyStoppingState, early_stopping, masked_update
-from functrain.train.epoch import evaluate, train_epoch
+from functrain.train.epoch import compiler_options, evaluate, train_epoch
 from functrain.train.fit import FitInterrupted, History, fit
 from functrain.train.lr_find import LRFindResult, lr_find
 from functrain.train.run import (
@@ -96,6 +97,7 @@ __all__ = [
     "distributed",
     "early_stopping",
     "ema_update",
+    "compiler_options",
     "ensemble_predict",
     "evaluate",
     "final_train_state",

@@ -34,7 +34,40 @@ from functrain.typing import Array, Metrics, PRNGKey, PyTree
 if TYPE_CHECKING:
     from typing_extensions import TypeIs
 
-__all__ = ["evaluate", "train_epoch"]
+__all__ = ["compiler_options", "evaluate", "train_epoch"]
+
+
+def compiler_options() -> dict[str, Any]:
+    """The XLA options functrain compiles its own training programs with (a fresh dict).
+
+    :func:`train_epoch`, :func:`evaluate`, ``fit``, ``run_seeds``, ``sweep`` and ``lr_find``
+    compile themselves with these when called outside a trace. Pass them to your own ``jax.jit``
+    to get the same program: ``jax.jit(epoch, compiler_options=ft.train.compiler_options())``.
+
+    * ``xla_cpu_copy_insertion_use_region_analysis``: inside a training loop, a hidden layer's
+      kernel is read by the backward pass and updated in place by the optimizer in the same
+      iteration; without region analysis XLA:CPU's copy insertion cannot prove the reads come
+      first and copies the kernel every step. With it, no copy: a scanned epoch of the 64-512-512-10
+      MLP (batch 64, Adam) measured 5-6% faster on a 2-core x86 CPU (jax 0.10.2). Numerics and
+      compile time are unchanged; other backends ignore the option.
+
+    Example:
+        >>> import functools
+        >>> sorted(ft.train.compiler_options())
+        ['xla_cpu_copy_insertion_use_region_analysis']
+        >>> model = ft.serial(ft.layers.Dense(3))
+        >>> params, model_state, _ = model.init(jax.random.key(0), (-1, 4))
+        >>> opt = ft.optim.sgd(0.1)
+        >>> step = ft.train.make_train_step(ft.train.classifier_loss(model.apply, train=True), opt)
+        >>> epoch = jax.jit(functools.partial(ft.train.train_epoch, step, batch_size=4),
+        ...                 donate_argnums=0, compiler_options=ft.train.compiler_options())
+        >>> state = ft.train.init_train_state(params, model_state, opt)
+        >>> data = (jnp.ones((8, 4)), jnp.zeros(8, jnp.int32))
+        >>> state, metrics = epoch(state, data, jax.random.key(1))
+        >>> int(state.step)
+        2
+    """
+    return dict(_jax.TRAINING_COMPILER_OPTIONS)
 
 
 def batch_indices(key: PRNGKey, n: int, batch_size: int) -> Array:
@@ -142,7 +175,7 @@ def _epoch(step: Any, state: TS, data: PyTree, key: PRNGKey, batch_size: int) ->
 
 # One compiled program per (step, batch_size, argument shapes/dtypes): a Python loop over epochs
 # compiles once. Not donated: the caller's state stays valid.
-_epoch_jit = _jax.jit(_epoch, static_argnums=(0, 4))
+_epoch_jit = _jax.jit_training(_epoch, static_argnums=(0, 4))
 
 
 def train_epoch(
@@ -297,4 +330,4 @@ def _evaluate(eval_step: Any, state: TrainState[Any, Any, Any], data: PyTree, bs
     return {name: v / n for name, v in totals.items()}
 
 
-_evaluate_jit = _jax.jit(_evaluate, static_argnums=(0, 3))
+_evaluate_jit = _jax.jit_training(_evaluate, static_argnums=(0, 3))

@@ -117,7 +117,7 @@ class FitInterrupted(KeyboardInterrupt):
 
 # Compiled once per (step, options, shapes) and reused by every ``fit`` call (JAX's jit cache);
 # the run state is donated, so its buffers are reused for the next epoch's state.
-_fit_epoch_jit = _jax.jit(fit_epoch, static_argnums=(0, 4), donate_argnums=(1,))
+_fit_epoch_jit = _jax.jit_training(fit_epoch, static_argnums=(0, 4), donate_argnums=(1,))
 
 
 def _copy_tree(tree: PyTree) -> PyTree:

@@ -221,7 +221,7 @@ def lr_find(loss_fn: LossFn, optimizer: Callable[[Schedule], TransformationLike]
     try:
         hash(config)
     except TypeError:  # an unhashable loss function or factory: compiled for this call only
-        result: LRFindResult = _jax.jit(partial(_many_tests if batched else _one_test, config))(*args)
+        result: LRFindResult = _jax.jit_training(partial(_many_tests if batched else _one_test, config))(*args)
         return result
     result = _COMPILED[batched](config, *args)
     return result
@@ -278,7 +278,8 @@ def _many_tests(config: _Config, params: PyTree, model_state: PyTree, data: PyTr
 
 
 # Compiled once per configuration (and shapes): equal loss functions and factories hit the cache.
-_COMPILED = {False: _jax.jit(_one_test, static_argnums=0), True: _jax.jit(_many_tests, static_argnums=0)}
+_COMPILED = {False: _jax.jit_training(_one_test, static_argnums=0),
+             True: _jax.jit_training(_many_tests, static_argnums=0)}
 
 
 def _is_key_batch(key: object) -> bool:

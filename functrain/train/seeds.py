@@ -204,7 +204,7 @@ def _run_seeds_impl(train_fn: Callable[[PRNGKey], R], keys: Array, chunk: int | 
 
 # One jitted function with ``train_fn`` static: calling run_seeds again with the same train_fn
 # (and key shape) reuses the compiled program instead of tracing a fresh closure.
-_run_seeds_jit = _jax.jit(_run_seeds_impl, static_argnums=(0, 2))
+_run_seeds_jit = _jax.jit_training(_run_seeds_impl, static_argnums=(0, 2))
 
 
 def grid(**axes: Sequence[float] | Array) -> dict[str, Array]:
@@ -284,6 +284,6 @@ def _sweep_impl(train_fn: Callable[[PRNGKey, H], R], keys: Array, hyperparams: H
     return RunResults(out, summarize(out, axis=1))
 
 
-_sweep_jit = _jax.jit(_sweep_impl, static_argnums=(0, 3))
+_sweep_jit = _jax.jit_training(_sweep_impl, static_argnums=(0, 3))
 
 

@@ -128,7 +128,7 @@ def lr_find(args: LrFindArgs, *, stop: Callable[[], bool] | None = None) -> None
           f"from {args.min_lr:g} to {args.max_lr:g}, in one program ...", file=sys.stderr, flush=True)
     started = time.perf_counter()
     keys: Array = jax.random.split(jax.random.key(args.seed, impl=PRNGS[args.prng]), n)
-    result: LRFindResult = _jax.jit(jax.vmap(one))(keys)
+    result: LRFindResult = _jax.jit_training(jax.vmap(one))(keys)
     seconds = time.perf_counter() - started
     suggestion = np.asarray(result.suggestion, np.float64)
     for s in range(n):
