@@ -32,6 +32,7 @@ import numpy as np
 from functrain import _jax, layers
 from functrain._validate import check_int
 from functrain.experiments.interrupts import Interrupted
+from functrain.experiments.tricks import program_cache
 from functrain.experiments.tricks.config import RunConfig
 from functrain.experiments.tricks.programs import (
     Data,
@@ -151,13 +152,17 @@ def compile_programs(structure: Structure, init: str, layout: Layout, hyper: Hyp
     parts = make_programs(structure, init, layout)
     epochs = structure.template.epochs
 
-    def build(fn: Callable[..., Any], in_axes: tuple[int | None, ...], *args: Any) -> tuple[Callable[..., Any], Any]:
-        """The compiled program and the shapes of its outputs."""
+    # What determines each program besides its arguments' shapes (program_cache.program_key).
+    named = (structure.template, tuple(sorted(structure.tricks)), layout)
+
+    def build(name: object, fn: Callable[..., Any], in_axes: tuple[int | None, ...],
+              *args: Any) -> tuple[Callable[..., Any], Any]:
+        """The compiled program and the shapes of its outputs (from disk when kept there)."""
         if stop is not None and stop():
             raise Interrupted("interrupted while compiling; nothing written")
-        return _jax.compile_ahead(jax.vmap(fn, in_axes=in_axes), *args, compiler_options=compiler_options)
+        return program_cache.compiled((name, named, in_axes), jax.vmap(fn, in_axes=in_axes), args, compiler_options)
 
-    first, shapes = build(parts.start, (None, None, 0), hyper, data, keys) if start else (None, None)
+    first, shapes = build(("start", init), parts.start, (None, None, 0), hyper, data, keys) if start else (None, None)
     train: dict[int, Callable[..., Any]] = {}
     finish = None
     if body:
@@ -169,8 +174,8 @@ def compile_programs(structure: Structure, init: str, layout: Layout, hyper: Hyp
                         n: int = n) -> tuple[FitState[Any], EpochMetrics]:
                 return parts.train(h, d, fs, k, n)
 
-            train[n] = build(train_n, (None, None, 0, 0), hyper, data, fit_states, train_keys)[0]
-        finish = build(parts.finish, (None, None, 0), hyper, data, fit_states)[0]
+            train[n] = build(("train", n), train_n, (None, None, 0, 0), hyper, data, fit_states, train_keys)[0]
+        finish = build("finish", parts.finish, (None, None, 0), hyper, data, fit_states)[0]
     return Compiled(first, train, finish, parts, epochs, chunk)
 
 
