@@ -11,7 +11,6 @@ batch and rescale at test time instead).
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 from jaxtyping import Float
 
