@@ -73,6 +73,15 @@ def explicit_pads(in_sizes: tuple[int, ...], ks: tuple[int, ...], strides: tuple
     return tuple(lax.padtype_to_pads(in_sizes, spans, strides, pads))
 
 
+def _padding_and_output(sizes: tuple[int, ...], ks: tuple[int, ...], strides: tuple[int, ...], pads: PadSpec,
+                        dil: tuple[int, ...]) -> tuple[tuple[tuple[int, int], ...], tuple[int, ...]]:
+    """The ``(low, high)`` padding and the output size of each spatial axis."""
+    lohi = explicit_pads(sizes, ks, strides, pads, dil)
+    out = tuple((n + lo + hi - (k - 1) * d - 1) // s + 1
+                for n, (lo, hi), k, d, s in zip(sizes, lohi, ks, dil, strides, strict=True))
+    return lohi, out
+
+
 def _taps(a: Array, axis: int, k: int, stride: int, dil: int, out: int, stack_axis: int) -> Array:
     """The ``k`` strided windows of ``a`` along ``axis`` (tap ``t`` starts at ``t dil``), stacked."""
     cols = [lax.slice_in_dim(a, t * dil, t * dil + (out - 1) * stride + 1, stride, axis) for t in range(k)]
@@ -90,13 +99,10 @@ def patches_t(x: Array, ks: tuple[int, ...], strides: tuple[int, ...], pads: Pad
     the taps of the other axes. XLA:CPU emits each as one loop over contiguous rows (one copy
     with all the taps, or a copy per tap, would read the transposed input with strides).
     """
-    sizes = tuple(x.shape[1:-1])
-    lohi = explicit_pads(sizes, ks, strides, pads, dil)
+    lohi, out = _padding_and_output(tuple(x.shape[1:-1]), ks, strides, pads, dil)
     xt = jnp.moveaxis(x, -1, 0)  # (C, N, *spatial)
     if any(p != (0, 0) for p in lohi):
         xt = lax.pad(xt, jnp.zeros((), x.dtype), ((0, 0, 0), (0, 0, 0), *((lo, hi, 0) for lo, hi in lohi)))
-    out = tuple((n + lo + hi - (k - 1) * d - 1) // s + 1
-                for n, (lo, hi), k, d, s in zip(sizes, lohi, ks, dil, strides, strict=True))
     # (k_0, C, N, out_0, *spatial[1:]), then each further axis's taps after the previous ones.
     p = _taps(xt, 2, ks[0], strides[0], dil[0], out[0], 0)
     for a in range(1, len(ks)):
@@ -120,12 +126,9 @@ def im2col_conv(x: Array, w: Array, strides: tuple[int, ...], pads: PadSpec, dil
     """
     del spatial  # the kernel's shape says it
     ks = tuple(w.shape[:-2])
-    sizes = tuple(x.shape[1:-1])
-    lohi = explicit_pads(sizes, ks, strides, pads, dil)
+    lohi, out = _padding_and_output(tuple(x.shape[1:-1]), ks, strides, pads, dil)
     if any(p != (0, 0) for p in lohi):
         x = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), *((lo, hi, 0) for lo, hi in lohi), (0, 0, 0)))
-    out = tuple((n + lo + hi - (k - 1) * d - 1) // s + 1
-                for n, (lo, hi), k, d, s in zip(sizes, lohi, ks, dil, strides, strict=True))
     cols: list[Array] = []
     for taps in itertools.product(*(range(k) for k in ks)):
         start = (0, *(t * d for t, d in zip(taps, dil, strict=True)), 0)
