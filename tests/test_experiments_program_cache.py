@@ -134,7 +134,7 @@ def test_without_a_cache_directory_nothing_is_kept(monkeypatch: pytest.MonkeyPat
     assert builds.n == 2 and not any(tmp_path.iterdir())
 
 
-def test_the_name_covers_shapes_types_options_source_and_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_name_covers_shapes_types_options_source_host_and_flags(monkeypatch: pytest.MonkeyPatch) -> None:
     x = jnp.ones((2, 3))
     base = program_cache.program_key("p", (x,), None)
     assert base == program_cache.program_key("p", (x + 1,), None)  # values do not count
@@ -149,6 +149,9 @@ def test_the_name_covers_shapes_types_options_source_and_flags(monkeypatch: pyte
         program_cache.program_key("p", (jax.random.split(jax.random.key(0), 2),), None),
     ]
     monkeypatch.setattr(program_cache, "_source_digest", lambda: "edited")
+    others.append(program_cache.program_key("p", (x,), None))
+    monkeypatch.undo()
+    monkeypatch.setattr(program_cache, "_host", lambda: ("x86_64", "", "another CPU's features"))
     others.append(program_cache.program_key("p", (x,), None))
     monkeypatch.undo()
     monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_fast_math=true")

@@ -11,8 +11,8 @@ so it can name a program without tracing it. :func:`compiled` keeps each compile
 The name is a SHA-256 of everything the program depends on: the description the caller gives,
 the arguments' tree structure, shapes and dtypes, the compiler options, the source of every
 ``functrain`` module (any edit gives new names), the JAX and jaxlib versions, the backend and its
-devices, ``XLA_FLAGS`` and the JAX settings that change programs (x64, PRNG implementation and
-partitioning, default matmul precision). A stale entry can therefore not be found; a corrupt or
+devices, the host's architecture and CPU features, ``XLA_FLAGS`` and the JAX settings that change
+programs (x64, PRNG implementation and partitioning, default matmul precision). A stale entry can therefore not be found; a corrupt or
 unreadable one is ignored and replaced. The programs live in ``functrain-programs/`` inside JAX's
 cache directory, so they exist only while an application turned that cache on (the ``functrain``
 command does; ``FUNCTRAIN_CACHE=off`` or ``--no-cache`` turns both off), and deleting the
@@ -30,6 +30,7 @@ import hashlib
 import importlib.metadata
 import os
 import pickle
+import platform
 from collections.abc import Callable, Sequence
 from functools import cache
 from pathlib import Path
@@ -70,6 +71,19 @@ def directory() -> Path | None:
 
 
 @cache
+def _host() -> tuple[str, str, str]:
+    """The machine's architecture and CPU features: XLA:CPU compiles for the host's instruction set,
+    so a program kept on a shared disk by another machine must not be found here."""
+    flags = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            flags = next((line for line in f if line.startswith(("flags", "Features"))), "")
+    except OSError:
+        pass
+    return platform.machine(), platform.processor(), hashlib.sha256(flags.encode()).hexdigest()
+
+
+@cache
 def _source_digest() -> str:
     """SHA-256 of every ``functrain`` module's path and source (computed once per process)."""
     root = Path(functrain.__file__).parent
@@ -85,7 +99,7 @@ def _environment() -> tuple[object, ...]:
     devices = tuple((repr(getattr(d, "platform", "")), repr(getattr(d, "device_kind", ""))) for d in found)
     settings = tuple((name, repr(getattr(jax.config, name))) for name in _SETTINGS)
     return (_source_digest(), jax.__version__, importlib.metadata.version("jaxlib"), jax.default_backend(),
-            devices, os.environ.get("XLA_FLAGS", ""), settings)
+            devices, _host(), os.environ.get("XLA_FLAGS", ""), settings)
 
 
 def _aval(x: Any) -> tuple[tuple[int, ...], str, bool]:
