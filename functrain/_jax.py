@@ -15,9 +15,9 @@ from typing import Any, ParamSpec, TypeVar, cast
 import functools
 
 import jax
-import jax.core
 from jax import lax
 
+from functrain._validate import is_traced
 from functrain.typing import Array, ArrayLike, DTypeLike, PyTree
 
 __all__ = ["TRAINING_COMPILER_OPTIONS", "broadcasted_iota", "compile_ahead", "cond", "custom_jvp",
@@ -55,8 +55,7 @@ def jit_training(fn: Callable[P, R], **options: Any) -> Callable[P, R]:
 
     @functools.wraps(fn)
     def call(*args: P.args, **kwargs: P.kwargs) -> R:
-        leaves = jax.tree_util.tree_leaves((args, kwargs))
-        traced = any(isinstance(leaf, jax.core.Tracer) for leaf in leaves)
+        traced = any(is_traced(leaf) for leaf in jax.tree_util.tree_leaves((args, kwargs)))
         return (nested if traced else top_level)(*args, **kwargs)
 
     return call

@@ -178,10 +178,11 @@ def _fresh(fn: Callable[..., Any], args: Sequence[Any], compiler_options: dict[s
 
 
 class _Checked:
-    """A loaded program whose first call falls back to ``build()`` if the executable cannot run."""
+    """A loaded program whose first call falls back to ``rebuild()`` (compile and keep again) if
+    the executable cannot run."""
 
-    def __init__(self, program: Callable[..., Any], rebuild: Callable[[], Program], path: Path) -> None:
-        self.program, self.rebuild, self.path, self.checked = program, rebuild, path, False
+    def __init__(self, program: Callable[..., Any], rebuild: Callable[[], Program]) -> None:
+        self.program, self.rebuild, self.checked = program, rebuild, False
 
     def __call__(self, *args: Any) -> Any:
         if self.checked:
@@ -189,8 +190,7 @@ class _Checked:
         try:
             out = self.program(*args)
         except jax.errors.JaxRuntimeError:  # a kept executable that this XLA cannot run: a miss
-            self.program, out_info = self.rebuild()
-            _store(self.path, self.program, out_info)
+            self.program = self.rebuild()[0]  # (rebuild replaces the kept entry)
             out = self.program(*args)
         self.checked = True
         return out
@@ -228,5 +228,5 @@ def compiled(description: object, fn: Callable[..., Any], args: Sequence[Any],
 
     found = _load(path)
     if found is not None:
-        return _Checked(found[0], rebuild, path), found[1]
+        return _Checked(found[0], rebuild), found[1]
     return rebuild()
