@@ -21,7 +21,7 @@ from functrain._validate import is_traced
 from functrain.typing import Array, ArrayLike, DTypeLike, PyTree
 
 __all__ = ["TRAINING_COMPILER_OPTIONS", "broadcasted_iota", "compile_ahead", "cond", "custom_jvp",
-           "device_put", "dot_general", "eval_shape", "jit", "jit_training", "lax_map", "platform_dependent",
+           "device_put", "dot_general", "eval_shape", "jit", "jit_training", "lax_map", "optimization_barrier", "platform_dependent",
            "reduce_window", "value_and_grad", "vjp"]
 
 P = ParamSpec("P")
@@ -124,6 +124,12 @@ def dot_general(lhs: Array, rhs: Array,
     """``lax.dot_general(lhs, rhs, dimension_numbers)``."""
     return lax.dot_general(  # pyright: ignore[reportUnknownMemberType]  # precision: Unknown
         lhs, rhs, dimension_numbers)
+
+
+def optimization_barrier(x: Array) -> Array:
+    """``lax.optimization_barrier(x)`` on one array."""
+    y: Array = lax.optimization_barrier(x)  # type: ignore[no-untyped-call]  # unannotated in jax
+    return y
 
 
 def broadcasted_iota(dtype: DTypeLike, shape: Sequence[int], dimension: int) -> Array:

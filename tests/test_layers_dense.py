@@ -9,7 +9,7 @@ import pytest
 from _typed import grad, jit, make_jaxpr
 
 from functrain import initializers
-from functrain.layers import Dense, DenseParams, dense, init_dense
+from functrain.layers import Dense, DenseParams, _dense_gemm, dense, init_dense
 
 KEY = jax.random.key(0)
 
@@ -125,17 +125,22 @@ def test_dense_under_jit_grad_and_ensemble_vmap() -> None:
 
 
 def test_shape_checks_add_nothing_to_the_traced_program() -> None:
-    """The chex checks run at trace time only: the program is exactly the bare computation."""
-    params = DenseParams(jnp.ones((5, 3)), jnp.zeros(3))
-    x = jnp.ones((4, 5))
-    ours = make_jaxpr(dense)(params, x)
-    def by_hand(p: DenseParams, z: jax.Array) -> jax.Array:
-        return jnp.matmul(z, p.w) + p.b
+    """The chex checks run at trace time only: the program is exactly the bare computation
+    (``x @ w + b``; for a narrow layer, functrain's matmul with its CPU kernel-gradient rule)."""
+    for n_in, n_out in ((5, 3), (5, 8)):
+        params = DenseParams(jnp.ones((n_in, n_out)), jnp.zeros(n_out))
+        x = jnp.ones((4, n_in))
+        ours = make_jaxpr(dense)(params, x)
+        bare_matmul = _dense_gemm.matmul if n_out < n_in else jnp.matmul
 
-    def layer(p: DenseParams, z: jax.Array) -> jax.Array:
-        return Dense(3).apply(p, (), z, train=False)[0]
+        def by_hand(p: DenseParams, z: jax.Array) -> jax.Array:
+            return bare_matmul(z, p.w) + p.b
 
-    bare = make_jaxpr(by_hand)(params, x)
-    assert [e.primitive for e in ours.eqns] == [e.primitive for e in bare.eqns]
-    layer_apply = make_jaxpr(layer)(params, x)
-    assert [e.primitive for e in layer_apply.eqns] == [e.primitive for e in bare.eqns]
+        def layer(p: DenseParams, z: jax.Array, n: int = n_out) -> jax.Array:
+            return Dense(n).apply(p, (), z, train=False)[0]
+
+        bare = make_jaxpr(by_hand)(params, x)
+        assert [e.primitive for e in ours.eqns] == [e.primitive for e in bare.eqns]
+        layer_apply = make_jaxpr(layer)(params, x)
+        assert [e.primitive for e in layer_apply.eqns] == [e.primitive for e in bare.eqns]
+    assert "custom_jvp_call" in str(make_jaxpr(dense)(DenseParams(jnp.ones((5, 3)), jnp.zeros(3)), x))

@@ -21,6 +21,7 @@ from jaxtyping import Float
 
 from functrain import _validate
 from functrain.initializers import glorot_uniform, zeros
+from functrain.layers._dense_gemm import matmul
 from functrain.layers._geometry import check_input_shape, check_last_axis
 from functrain.layers.base import Layer
 from functrain.layers.precision import check_dtype, check_init_args
@@ -129,7 +130,7 @@ def apply_dense(params: DenseParams, x: Array, *, who: str) -> Array:
     _validate.check_rank(w, 2, who, "params.w", layout="(in_features, out_features)")
     _validate.check_shape(b, (w.shape[1],), who, "params.b")
     check_last_axis(x, w.shape[0], who)
-    return jnp.matmul(x, w) + b
+    return matmul(x, w) + b
 
 
 def Dense(  # noqa: N802 (layer constructor)
