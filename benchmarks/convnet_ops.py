@@ -16,11 +16,14 @@ Ops (shapes at batch 64):
 * ``pool1_relu_fb``, ``pool2_relu_fb``: ReLU + 2x2 max pooling, forward and backward, on 26x26x32
   and 11x11x64 (the second drops the last row and column);
 * ``dense_fb``: dropout, Dense 1600->10 and the loss, forward and backward;
+* ``dense_kernel_grad``: the kernel gradient of Dense 1600->10 alone (on the CPU functrain computes
+  a narrow layer's kernel gradient as ``(g^T x)^T``, ``functrain.layers._dense_gemm``);
 * ``adam``: the Adam update of the model's parameters;
 * ``step_fb``: the whole forward and backward pass (no optimizer).
 
 Contenders: ``functrain`` (``functrain.layers`` ops and ``functrain.optim.adam``: on the CPU the
-gradient rules of ``functrain.layers._conv_gemm`` and ``functrain.layers._tiled_pool``) and ``lax``
+gradient rules of ``functrain.layers._conv_gemm``, ``functrain.layers._tiled_pool`` and
+``functrain.layers._dense_gemm``) and ``lax``
 (plain ``lax.conv_general_dilated`` and ``lax.reduce_window`` with JAX's default gradients,
 ``optax.adam``). Value: milliseconds per call (median; lower is better); the ratio is
 functrain ÷ lax (below 1: functrain is faster). ``xla_flops`` is XLA's count for one call.
@@ -57,6 +60,7 @@ LABELS = {
     "pool1_relu_fb": "ReLU + MaxPool 2 on 26x26x32: forward + backward",
     "pool2_relu_fb": "ReLU + MaxPool 2 on 11x11x64: forward + backward",
     "dense_fb": "Dropout + Dense 1600->10 + loss: forward + backward",
+    "dense_kernel_grad": "Dense 1600->10: kernel gradient",
     "adam": "Adam update of the parameters",
     "step_fb": "whole step, forward + backward (no optimizer)",
 }
@@ -144,6 +148,8 @@ def make_ops(impl: str, batch: int) -> dict[str, tuple[Fn, tuple[Any, ...]]]:
         "pool1_relu_fb": (relu_pool_fb, (arr(batch, 26, 26, 32), arr(batch, 13, 13, 32))),
         "pool2_relu_fb": (relu_pool_fb, (arr(batch, 11, 11, 64), arr(batch, 5, 5, 64))),
         "dense_fb": (dense_fb, (arr(batch, 1600), w3, b3, y, key)),
+        "dense_kernel_grad": (lambda h, w, g: jax.vjp(lambda ww: dense(h, ww, b3), w)[1](g),
+                              (arr(batch, 1600), w3, arr(batch, 10))),
         "adam": (adam, (params, jax.tree_util.tree_map(lambda a: 0.01 * jnp.ones_like(a), params))),
         "step_fb": (jax.value_and_grad(loss), (params, x, y, key)),
     }

@@ -267,7 +267,7 @@ def test_targets_compare_against_their_thresholds(bench: Bench) -> None:
 
 
 @pytest.mark.parametrize("op", ["conv1_kernel_grad", "conv2_forward", "conv2_input_grad", "conv2_kernel_grad",
-                                "pool1_relu_fb", "pool2_relu_fb", "dense_fb", "adam"])
+                                "pool1_relu_fb", "pool2_relu_fb", "dense_fb", "dense_kernel_grad", "adam"])
 def test_convnet_ops_contenders_compute_the_same(op: str, bench: Bench) -> None:
     """Each op of the per-op breakdown computes the same numbers with functrain and with stock lax."""
     make_ops = bench("convnet_ops").make_ops
