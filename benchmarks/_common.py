@@ -186,8 +186,9 @@ class QuietGate:
 
 
 def cpu_probe(device: Any = None) -> Callable[[], float]:
-    """A host-speed probe: seconds of 8 chained 64x512x512 float32 GEMMs in one jitted ``lax.scan``
-    (about 1.5 ms on 2 idle x86 cores; XLA runs each GEMM on all its threads)."""
+    """A host-speed probe: seconds of 40 chained 64x512x512 float32 GEMMs in one jitted ``lax.scan``
+    (about 13 ms on 2 idle x86 cores; XLA runs each GEMM on all its threads, and the thread pool's
+    wake-up after an idle wait is a small part of it)."""
     from jax import lax
 
     dev = device if device is not None else jax.devices("cpu")[0]
@@ -199,7 +200,7 @@ def cpu_probe(device: Any = None) -> Callable[[], float]:
         def body(h: jax.Array, _: None) -> tuple[jax.Array, None]:
             return jax.numpy.tanh(h @ b), None
 
-        out: jax.Array = lax.scan(body, a, None, length=8)[0]
+        out: jax.Array = lax.scan(body, a, None, length=40)[0]
         return out
 
     chain(x, w).block_until_ready()
