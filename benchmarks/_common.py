@@ -119,24 +119,12 @@ class QuietGate:
     seconds per unit and ``budget`` seconds per run. Every contender gets the same treatment;
     the load seen before each unit is recorded with the results.
 
-    A virtual machine's neighbours are invisible to that count: they take CPU time from the host,
-    and the guest sees only its own threads running slower (in one run of 2026-11-30 the functrain
-    convnet epoch ran at 65 steps/s for a whole workload, against 110-115 in the runs before and
-    after, with an idle guest). So once the guest is quiet, ``probe`` (when given) times a small
-    fixed two-thread XLA computation; while it takes more than ``probe_tolerance`` times the fastest
-    probe of the run, the gate waits too.
-
     Attributes:
         enabled: whether to wait at all (the load is recorded either way).
         threshold: tolerated fraction of total CPU capacity used by others.
         max_wait: longest wait before one unit (seconds).
         budget: total waiting allowed in this run (seconds); ``waited`` counts it down.
         waited: seconds waited so far.
-        probe: seconds one probe computation takes (``None``: no probe), see :func:`cpu_probe`.
-        probe_tolerance: a probe slower than this times the fastest one means a busy host.
-        best_probe: the fastest probe so far (seconds).
-        probes: units preceded by a probe; ``slow_probes``: of them, started with a slow probe
-            still (the wait ran out).
     """
 
     enabled: bool = True
@@ -144,72 +132,17 @@ class QuietGate:
     max_wait: float = 20.0
     budget: float = 240.0
     waited: float = 0.0
-    probe: Callable[[], float] | None = None
-    probe_tolerance: float = 1.3
-    best_probe: float = float("inf")
-    probes: int = 0
-    slow_probes: int = 0
-
-    def _host_slow(self) -> bool:
-        """Time the probe (best of three); whether the host looks busy."""
-        if self.probe is None:
-            return False
-        t = min(self.probe() for _ in range(3))
-        self.best_probe = min(self.best_probe, t)
-        return t > self.probe_tolerance * self.best_probe
 
     def wait(self) -> float | None:
         """Wait for a quiet machine; return the background load measured last."""
         t0 = time.perf_counter()
-
-        def may_wait() -> bool:
-            spent = time.perf_counter() - t0
-            return self.enabled and spent < self.max_wait and self.waited + spent < self.budget
-
         load = background_busy()
-        slow = False
-        while True:
-            if load is not None and load > self.threshold:
-                if not may_wait():
-                    break
-            else:
-                slow = self._host_slow()
-                if not (slow and may_wait()):
-                    break
+        while (self.enabled and load is not None and load > self.threshold
+               and time.perf_counter() - t0 < self.max_wait and self.waited + time.perf_counter() - t0 < self.budget):
             time.sleep(0.5)
             load = background_busy()
-        if self.probe is not None:
-            self.probes += 1
-            self.slow_probes += int(slow)
         self.waited += time.perf_counter() - t0
         return load
-
-
-def cpu_probe(device: Any = None) -> Callable[[], float]:
-    """A host-speed probe: seconds of 8 chained 64x512x512 float32 GEMMs in one jitted ``lax.scan``
-    (about 1.5 ms on 2 idle x86 cores; XLA runs each GEMM on all its threads)."""
-    from jax import lax
-
-    dev = device if device is not None else jax.devices("cpu")[0]
-    x = jax.device_put(jax.numpy.ones((64, 512), jax.numpy.float32), dev)
-    w = jax.device_put(jax.numpy.full((512, 512), 1.0 / 512, jax.numpy.float32), dev)
-
-    @jax.jit
-    def chain(a: jax.Array, b: jax.Array) -> jax.Array:
-        def body(h: jax.Array, _: None) -> tuple[jax.Array, None]:
-            return jax.numpy.tanh(h @ b), None
-
-        out: jax.Array = lax.scan(body, a, None, length=8)[0]
-        return out
-
-    chain(x, w).block_until_ready()
-
-    def run() -> float:
-        t = time.perf_counter()
-        chain(x, w).block_until_ready()
-        return time.perf_counter() - t
-
-    return run
 
 
 def _timed(fn: Callable[[], float | None]) -> float:

@@ -163,12 +163,7 @@ def _machine_line(results: JSON) -> str:
     fb = f" **{m['gpu_fallback']}**" if m.get("gpu_fallback") else ""
     q = m.get("quiet_gate")
     if q and q.get("enabled"):
-        probe = ""
-        if q.get("probed_units"):
-            probe = (f" and for a {q['best_probe_ms']:.1f} ms compute probe to run within "
-                     f"{q['probe_tolerance']:.1f}× its fastest (a busy host; {q['slow_probe_units']} of "
-                     f"{q['probed_units']} units started with a slow probe when the wait ran out)")
-        fb = (f" Before each timed unit the run waited for other processes to leave the CPUs idle{probe} "
+        fb = (f" Before each timed unit the run waited for other processes to leave the CPUs idle "
               f"({q['waited_s']:.0f} s in all).") + fb
     return (f"{m.get('device')} ({m.get('cpu_model')}, {m.get('cpus_available')} cores available), "
             f"jax {m.get('jax')}, optax {m.get('optax')}, equinox {m.get('equinox')}, {torch}; "

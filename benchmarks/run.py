@@ -21,9 +21,8 @@ Flags:
     --readme PATH  the README to update (default README.md at the repository root).
     --no-readme    do not touch the README.
     --no-wait-quiet  do not wait, before each timed unit, until other processes leave the CPUs
-                   (mostly) idle and a small compute probe runs at its usual speed (a busy host that
-                   the guest cannot see); by default the run waits up to 20 s per unit and 6 minutes
-                   in all (shared machines), and records the background load seen before every unit.
+                   (mostly) idle; by default the run waits up to 20 s per unit and 4 minutes in all
+                   (shared machines), and records the background load seen before every unit.
     --readme-only  rebuild results.md and the README table from the existing results.json.
 """
 
@@ -84,7 +83,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
 def _settings(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[Any, JSON]:
     import jax
 
-    from benchmarks._common import Mode, QuietGate, Settings, cpu_probe
+    from benchmarks._common import Mode, QuietGate, Settings
 
     mode: Mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     extra: JSON = {}
@@ -122,8 +121,7 @@ def _settings(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[Any
     if skip:
         log(f"PyTorch skipped: {skip}")
     gate = None if mode == "smoke" else QuietGate(enabled=not args.no_wait_quiet,
-                                                  budget=360.0 if mode == "full" else 60.0,
-                                                  probe=None if on_gpu else cpu_probe())
+                                                  budget=240.0 if mode == "full" else 60.0)
     return Settings(mode=mode, gpu=args.gpu, on_gpu=on_gpu, repeats=repeats, heavy_repeats=heavy, gate=gate,
                     torch_device=torch_device,
                     torch_skip_reason=skip), {"threads": threads, **extra}
@@ -213,11 +211,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     failed = _run_workloads(args, settings, results)
     results["wall_s"] = time.perf_counter() - t_start
     if settings.gate is not None:
-        g = settings.gate
-        results["machine"]["quiet_gate"] = {"enabled": g.enabled, "threshold": g.threshold, "waited_s": g.waited,
-                                            "probe_tolerance": g.probe_tolerance if g.probe else None,
-                                            "best_probe_ms": g.best_probe * 1e3 if g.probes else None,
-                                            "probed_units": g.probes, "slow_probe_units": g.slow_probes}
+        results["machine"]["quiet_gate"] = {"enabled": settings.gate.enabled, "threshold": settings.gate.threshold,
+                                            "waited_s": settings.gate.waited}
     results["targets"] = targets(results)
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(results, indent=1, default=float) + "\n", encoding="utf-8")

@@ -288,34 +288,3 @@ def test_gpu_request_without_a_gpu_falls_back(bench: Bench) -> None:
     settings, extra = run._settings(run._parse(["--gpu", "--smoke"]), lines.append)
     assert settings.gpu and not settings.on_gpu and settings.mode == "smoke"
     assert "falling back to the CPU" in extra["gpu_fallback"] and extra["gpu_fallback"] in lines
-
-
-def test_quiet_gate_waits_for_a_slow_compute_probe(bench: Bench, monkeypatch: pytest.MonkeyPatch) -> None:
-    """With an idle guest, a probe slower than the tolerance (a busy host) makes the gate wait
-    until the probe is fast again; when the wait runs out the unit starts and is counted."""
-    common = bench("_common")
-    def idle(window: float = 0.2) -> float:
-        return 0.0
-
-    def no_sleep(seconds: float) -> None:
-        return None
-
-    monkeypatch.setattr(common, "background_busy", idle)
-    monkeypatch.setattr(common.time, "sleep", no_sleep)
-    times = iter([1.0, 1.1, 1.0,  # first unit: fastest probe 1.0
-                  2.0, 2.1, 2.0,  # second unit: slow (2.0 > 1.3) -> wait and probe again
-                  1.2, 1.1, 1.25,  # fast enough (1.1 <= 1.3): start
-                  3.0, 3.0, 3.0])  # third unit, no time left to wait: start, counted slow
-    gate = common.QuietGate(probe=lambda: next(times))
-    assert gate.wait() == 0.0 and gate.best_probe == 1.0
-    assert gate.wait() == 0.0 and (gate.probes, gate.slow_probes) == (2, 0)
-    gate.max_wait = 0.0
-    gate.wait()
-    assert (gate.probes, gate.slow_probes) == (3, 1)
-    with pytest.raises(StopIteration):  # every probe value was used: the second unit probed twice
-        next(times)
-
-
-def test_cpu_probe_times_a_computation(bench: Bench) -> None:
-    probe = bench("_common").cpu_probe()
-    assert all(0.0 < probe() < 5.0 for _ in range(3))
