@@ -21,8 +21,8 @@ from functrain._validate import is_traced
 from functrain.typing import Array, ArrayLike, DTypeLike, PyTree
 
 __all__ = ["TRAINING_COMPILER_OPTIONS", "broadcasted_iota", "compile_ahead", "cond", "custom_jvp",
-           "device_put", "dot_general", "eval_shape", "jit", "jit_training", "lax_map", "optimization_barrier", "platform_dependent",
-           "reduce_window", "value_and_grad", "vjp"]
+           "device_put", "dot_general", "eval_shape", "jit", "jit_training", "lax_map", "optimization_barrier",
+           "platform_dependent", "reduce_window", "value_and_grad", "vjp"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
