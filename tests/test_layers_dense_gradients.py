@@ -1,7 +1,8 @@
 """Dense-layer gradients: the CPU rule of ``functrain.layers._dense_gemm`` against stock ``jnp.matmul``.
 
 On the CPU the kernel gradient of a narrow layer (``n_out <= 32`` and ``n_out < n_in``) is the
-GEMM ``(g^T x)^T`` instead of XLA's batch-contracting ``x^T g``. These tests compare
+GEMM ``(g^T x)^T`` instead of XLA's batch-contracting ``x^T g``, and the forward product of a small
+kernel with a wide output (an input layer) is ``dot(x^T, w)`` contracting the first axes. These tests compare
 ``jax.grad`` through functrain's dense layers with ``jax.grad`` of the plain ``x @ w + b`` and
 with float64 hand computation, over narrow and wide shapes, inputs with extra leading axes, and
 under ``jit``, ``vmap``, ``lax.scan``, forward mode and second order; they also pin which shapes
@@ -44,6 +45,11 @@ CASES = [  # (input shape, n_out): narrow (the rule) and wide (stock) layers
     ((6, 16), 16),  # n_out == n_in: stock
     ((6, 16), 48),  # wide: stock
     ((9, 128), 33),  # just over NARROW_MAX: stock
+    ((64, 64), 512),  # small kernel, wide output: the forward rule
+    ((2, 32, 64), 512),  # the same with a leading axis (64 rows)
+    ((32, 128), 512),  # the largest kernel of the forward rule (65,536 entries)
+    ((16, 64), 512),  # too few rows: stock
+    ((64, 256), 512),  # kernel over 65,536 entries: stock
 ]
 
 
@@ -52,10 +58,14 @@ def test_dense_gradients_match_stock_and_float64(x_shape: tuple[int, ...], n_out
     n_in = x_shape[-1]
     seed = sum(x_shape) + n_out
     x = _normal(seed, x_shape)
-    p = DenseParams(_normal(seed + 1, (n_in, n_out)), _normal(seed + 2, (n_out,)))
+    p = DenseParams(_normal(seed + 1, (n_in, n_out)) / np.sqrt(n_in), _normal(seed + 2, (n_out,)))  # O(1) outputs
     r = _normal(seed + 3, (*x_shape[:-1], n_out))
     expect_rule = n_out <= _dense_gemm.NARROW_MAX and n_out < n_in
     assert _dense_gemm.narrow(x_shape, (n_in, n_out)) == expect_rule
+    rows = int(np.prod(x_shape[:-1]))
+    expect_panel = rows >= 32 and n_out >= 512 and n_in * n_out <= 65536
+    assert _dense_gemm.small_panel(x_shape, (n_in, n_out)) == expect_panel
+    np.testing.assert_allclose(jit(dense)(p, x), _stock(p, x), rtol=1e-5, atol=1e-5)
 
     def loss(q: DenseParams, xx: jax.Array) -> jax.Array:
         return jnp.sum(jnp.tanh(dense(q, xx)) * r)
@@ -65,9 +75,8 @@ def test_dense_gradients_match_stock_and_float64(x_shape: tuple[int, ...], n_out
 
     gp, gx = jit(grad(loss, argnums=(0, 1)))(p, x)
     rp, rx = jit(grad(loss_stock, argnums=(0, 1)))(p, x)
-    np.testing.assert_allclose(gp.w, rp.w, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(gp.b, rp.b, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(gx, rx, rtol=1e-5, atol=1e-6)
+    for got, ref in ((gp.w, rp.w), (gp.b, rp.b), (gx, rx)):  # float32 sums: rounding at the scale of ref
+        np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6 * max(1.0, float(jnp.max(jnp.abs(ref)))))
     # float64 by hand: g_y = r (1 - tanh^2), g_w = x^T g_y, g_b = sum g_y, g_x = g_y w^T
     x64, w64, b64 = (np.asarray(a, np.float64) for a in (x, p.w, p.b))
     gy = np.asarray(r, np.float64) * (1 - np.tanh(x64 @ w64 + b64) ** 2)
@@ -210,3 +219,106 @@ def test_wide_layers_are_the_plain_matmul() -> None:
 
     assert "custom_jvp" not in program(p) and "optimization_barrier" not in program(p)
     assert "optimization_barrier" in program(DenseParams(_normal(52, (16, 4)), jnp.zeros(4)))
+
+
+def test_small_panel_rule_shapes() -> None:
+    sp = _dense_gemm.small_panel
+    assert sp((64, 64), (64, 512)) and sp((128, 32), (32, 512)) and sp((32, 64), (64, 1024))
+    assert sp((4, 16, 64), (64, 512))  # leading axes count as rows
+    assert not sp((64,), (64, 512))  # one example
+    assert not sp((31, 64), (64, 1024))  # too few rows
+    assert not sp((64, 64), (64, 256))  # output under 512
+    assert not sp((64, 256), (256, 512))  # kernel over 65,536 entries
+    assert not sp((32, 16), (16, 512))  # under 2**21 multiply-adds
+    assert not (_dense_gemm.narrow((64, 64), (64, 512)))
+
+
+def test_small_panel_forward_is_the_first_axis_contraction_on_cpu() -> None:
+    """Compiled, the forward product of a small-kernel, wide-output layer contracts the first
+    axes of ``x^T`` and ``w``; the stock program contracts ``x``'s last axis. The kernel
+    gradient stays the stock batch contraction."""
+    if jax.default_backend() != "cpu":
+        pytest.skip("the CPU rule only")
+    x = _normal(60, (64, 64))
+    p = DenseParams(_normal(61, (64, 512)), jnp.zeros(512))
+
+    def text(fn: Callable[[DenseParams], Any]) -> str:
+        return str(lower(fn, p).compile().as_text())
+
+    def fwd(apply: Callable[[DenseParams, jax.Array], jax.Array]) -> Callable[[DenseParams], jax.Array]:
+        return lambda q: apply(q, x)
+
+    first_axes = r"f32\[64,512\]\{1,0\} dot\([^\n]*lhs_contracting_dims=\{0\}, rhs_contracting_dims=\{0\}"
+    assert re.search(first_axes, text(fwd(dense)))
+    assert not re.search(first_axes, text(fwd(_stock)))
+    # the kernel gradient is the same batch contraction in both programs
+    kernel_grad = r"f32\[64,512\]\{1,0\} dot\([^\n]*lhs_contracting_dims=\{0\}"
+
+    def g(apply: Callable[[DenseParams, jax.Array], jax.Array]) -> Callable[[DenseParams], Any]:
+        return grad(lambda q: jnp.sum(jnp.tanh(apply(q, x))))
+
+    assert len(re.findall(kernel_grad, text(g(dense)))) == len(re.findall(kernel_grad, text(g(_stock)))) + 1
+
+
+def test_small_panel_transformations_match_stock() -> None:
+    """The forward rule under ``vmap`` over kernels, forward mode, a Hessian-vector product, the
+    gradient of an input-gradient penalty and float64."""
+    x = _normal(70, (64, 64))
+    p = DenseParams(_normal(71, (64, 512)) * 0.1, _normal(72, (512,)))
+    assert _dense_gemm.small_panel(x.shape, p.w.shape)
+    t = DenseParams(_normal(73, (64, 512)), _normal(74, (512,)))
+
+    def f(apply: Callable[[DenseParams, jax.Array], jax.Array]) -> Callable[[DenseParams, jax.Array], jax.Array]:
+        return lambda q, xx: jnp.tanh(apply(q, xx))
+
+    y, dy = jvp(f(dense), (p, x), (t, x))
+    ry, rdy = jvp(f(_stock), (p, x), (t, x))
+    np.testing.assert_allclose(y, ry, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(dy, rdy, rtol=1e-4, atol=1e-5)
+
+    def hvp(apply: Callable[[DenseParams, jax.Array], jax.Array]) -> Any:
+        def loss(q: DenseParams) -> jax.Array:
+            return jnp.sum(f(apply)(q, x) ** 2)
+
+        def hv(q: DenseParams, v: DenseParams) -> Any:
+            return jvp(grad(loss), (q,), (v,))[1]
+
+        return jit(hv)(p, t)
+
+    got, ref = hvp(dense), hvp(_stock)
+    np.testing.assert_allclose(got.w, ref.w, rtol=1e-4, atol=1e-3)
+
+    def penalty(apply: Callable[[DenseParams, jax.Array], jax.Array]) -> Any:
+        def inner(q: DenseParams, xx: jax.Array) -> jax.Array:
+            return jnp.sum(f(apply)(q, xx))
+
+        return jit(grad(lambda q: jnp.sum(grad(inner, argnums=1)(q, x) ** 2)))(p)
+
+    g, rg = penalty(dense), penalty(_stock)
+    np.testing.assert_allclose(g.w, rg.w, rtol=1e-4, atol=1e-4)
+
+    ws = jnp.stack([p.w, t.w, p.w * 0.5])
+    xs = jnp.stack([x, x * 2.0, -x])
+
+    def per_seed(apply: Callable[[DenseParams, jax.Array], jax.Array]) -> Any:
+        def one(w: jax.Array, xx: jax.Array) -> Any:
+            q = DenseParams(w, p.b)
+            return apply(q, xx), grad(lambda r: jnp.sum(jnp.tanh(apply(r, xx)) ** 2))(q)
+
+        return jit(vmap(one))(ws, xs)
+
+    (yv, gv), (ryv, rgv) = per_seed(dense), per_seed(_stock)
+    np.testing.assert_allclose(yv, ryv, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(gv.w, rgv.w, rtol=1e-4, atol=1e-4)
+
+    with jax.enable_x64(True):
+        x64 = _normal(75, (32, 64), jnp.float64)
+        p64 = DenseParams(_normal(76, (64, 1024), jnp.float64), _normal(77, (1024,), jnp.float64))
+        assert _dense_gemm.small_panel(x64.shape, p64.w.shape)
+        y64 = jit(dense)(p64, x64)
+        assert y64.dtype == jnp.float64
+        np.testing.assert_allclose(y64, np.asarray(x64) @ np.asarray(p64.w) + np.asarray(p64.b),
+                                   rtol=1e-12, atol=1e-12)
+        g64 = jit(grad(lambda q: jnp.sum(jnp.sin(dense(q, x64)))))(p64)
+        r64 = jit(grad(lambda q: jnp.sum(jnp.sin(_stock(q, x64)))))(p64)
+        np.testing.assert_allclose(g64.w, r64.w, rtol=1e-11, atol=1e-12)
