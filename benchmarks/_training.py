@@ -20,8 +20,9 @@ One measurement unit is ``epochs`` epochs.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import Any
 
 import equinox as eqx
@@ -71,10 +72,26 @@ def functrain_params(spec: ModelSpec, leaves: Leaves) -> tuple[Any, Any, Any]:
     return model, jax.tree_util.tree_unflatten(treedef, [jnp.asarray(a) for a in leaves]), state
 
 
+@contextlib.contextmanager
+def _stock_dense_gemms() -> Generator[None, None, None]:
+    """Trace functrain's dense layers as the plain ``jnp.matmul`` (the CPU rules of
+    ``functrain.layers._dense_gemm`` off) while inside."""
+    from functrain.layers import _dense_gemm
+    saved = _dense_gemm.NARROW_MAX, _dense_gemm.PANEL_MAX
+    _dense_gemm.NARROW_MAX = _dense_gemm.PANEL_MAX = 0
+    try:
+        yield
+    finally:
+        _dense_gemm.NARROW_MAX, _dense_gemm.PANEL_MAX = saved
+
+
 def _functrain(spec: ModelSpec, leaves: Leaves, x: np.ndarray[Any, Any], y: np.ndarray[Any, Any],
                epochs: int, ref: np.ndarray[Any, Any], *, grad_norm: bool = False,
-               self_jit: bool = False) -> Contender:
-    if grad_norm:
+               self_jit: bool = False, stock_dense: bool = False) -> Contender:
+    if stock_dense:
+        c = Contender("functrain_stock_dense", "functrain `train_epoch` as the `functrain` row, its dense "
+                      "layers traced as the plain `jnp.matmul` (the CPU GEMM rules off)")
+    elif grad_norm:
         c = Contender("functrain_grad_norm", "functrain `train_epoch`, `make_train_step(..., grad_norm=True)` "
                       "(the opt-in gradient norm)")
     elif self_jit:
@@ -101,6 +118,10 @@ def _functrain(spec: ModelSpec, leaves: Leaves, x: np.ndarray[Any, Any], y: np.n
     data = (jnp.asarray(x), jnp.asarray(y))
     state0 = init_train_state(params, mstate, opt)
     box: dict[str, Any] = {"state": state0, "key": jax.random.key(1)}
+
+    if stock_dense:  # compiled now, while the rules are off
+        with _stock_dense_gemms():
+            epoch = epoch.lower(state0, data, jax.random.key(1)).compile()  # type: ignore[attr-defined]
 
     def run() -> None:
         state, key = box["state"], box["key"]
@@ -322,10 +343,12 @@ def contenders(spec: ModelSpec, settings: Settings, leaves: Leaves, x: np.ndarra
 
     With ``ablation``, also functrain with the opt-in ``make_train_step(..., grad_norm=True)`` next
     to the hand-written scan with the same metrics (one more pass over the gradients per step),
-    and functrain's ``train_epoch`` called without ``jax.jit`` (it compiles itself).
+    functrain's ``train_epoch`` called without ``jax.jit`` (it compiles itself), and functrain with
+    its dense layers' CPU GEMM rules off (``functrain_stock_dense``).
     """
     ref = np.asarray(spec.jax_apply(pairs(leaves), jnp.asarray(x[:BATCH]), None, False), np.float64)
     extra = ([_functrain(spec, leaves, x, y, epochs, ref, self_jit=True),
+              _functrain(spec, leaves, x, y, epochs, ref, stock_dense=True),
               _functrain(spec, leaves, x, y, epochs, ref, grad_norm=True),
               _jax_scan(spec, leaves, x, y, epochs, grad_norm=True),
               _jax_scan(spec, leaves, x, y, epochs, options=True)] if ablation else [])

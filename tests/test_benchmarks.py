@@ -74,7 +74,8 @@ def test_training_contenders_ran_and_agree(smoke: tuple[subprocess.CompletedProc
                                            workload: str) -> None:
     _, out, _ = smoke
     res = json.loads((out / "results.json").read_text(encoding="utf-8"))["workloads"][workload]["results"]
-    ablation = {"functrain_self_jit", "functrain_grad_norm", "jax_scan_grad_norm", "jax_scan_options"}
+    ablation = {"functrain_self_jit", "functrain_stock_dense", "functrain_grad_norm", "jax_scan_grad_norm",
+                "jax_scan_options"}
     assert set(res) - ablation == {"functrain", "jax_scan", "jax_loop", "equinox", "torch"}
     for name, e in res.items():
         if name == "torch" and not HAS_TORCH:

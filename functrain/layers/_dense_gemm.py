@@ -56,7 +56,7 @@ from jax.custom_derivatives import SymbolicZero
 from functrain import _jax
 from functrain.typing import Array
 
-__all__ = ["NARROW_MAX", "matmul", "narrow", "small_panel"]
+__all__ = ["NARROW_MAX", "PANEL_MAX", "matmul", "narrow", "small_panel"]
 
 NARROW_MAX = 32
 """Widest ``n_out`` whose kernel gradient takes the transposed-GEMM form on the CPU."""
@@ -69,15 +69,19 @@ def narrow(x_shape: tuple[int, ...], w_shape: tuple[int, ...]) -> bool:
     return len(x_shape) >= 2 and n_out <= NARROW_MAX and n_out < n_in
 
 
+PANEL_MAX = 65536
+"""Most kernel entries (``n_in n_out``) whose forward product takes the first-axis form on the CPU."""
+
+
 def small_panel(x_shape: tuple[int, ...], w_shape: tuple[int, ...]) -> bool:
     """Whether the forward product ``x @ w`` takes the CPU's two-thread form: at least 32 rows of
     input (the batch and any leading axes), an output of at least 512 units, a kernel of at most
-    65,536 entries (256 KB in float32) and at least 2**21 multiply-adds."""
+    ``PANEL_MAX`` = 65,536 entries (256 KB in float32) and at least 2**21 multiply-adds."""
     if len(x_shape) < 2:
         return False
     rows = math.prod(x_shape[:-1])
     n_in, n_out = w_shape
-    return rows >= 32 and n_out >= 512 and n_in * n_out <= 65536 and rows * n_in * n_out >= 2**21
+    return rows >= 32 and n_out >= 512 and n_in * n_out <= PANEL_MAX and rows * n_in * n_out >= 2**21
 
 
 def matmul(x: Array, w: Array) -> Array:
