@@ -24,6 +24,7 @@ from _typed import eval_shape, grad, hessian, jit, jvp, lower, vmap
 
 from functrain import _jax
 from functrain._tree import tree_map
+from functrain.layers import _conv_gemm
 
 from functrain.layers import (
     Conv2D,
@@ -66,11 +67,14 @@ GRAD_CASES: list[GradCase] = [  # (spatial, input spatial shape, kernel, stride,
 
 
 def _grad_case(spatial: int, size: tuple[int, ...], k: tuple[int, ...], stride: int | tuple[int, ...],
-               padding: PaddingLike, dilation: int | tuple[int, ...], batched: bool = True
+               padding: PaddingLike, dilation: int | tuple[int, ...], batched: bool = True, c_in: int = 3
                ) -> tuple[ConvParams, jax.Array, jax.Array, tuple[int, ...], tuple[int, ...]]:
-    seed = spatial * 100 + sum(size)
-    x = normal(seed, (2, *size, 3))
-    params = ConvParams(normal(seed + 1, (*k, 3, 4)), normal(seed + 2, (4,)))
+    """A case's parameters, input, output weights ``r``, strides and dilations. With ``c_in = 3``
+    every kernel has fewer than 64 patch rows (the CPU forward ``P^T W``); with ``c_in = 24`` most
+    have more (``W^T P``, ``_conv_gemm.gemm_conv_forward``)."""
+    seed = spatial * 100 + sum(size) + c_in
+    x = normal(seed, (2, *size, c_in))
+    params = ConvParams(normal(seed + 1, (*k, c_in, 4)) * (3 / c_in) ** 0.5, normal(seed + 2, (4,)))
     s = (stride,) * spatial if isinstance(stride, int) else stride
     d = (dilation,) * spatial if isinstance(dilation, int) else dilation
     out = eval_shape(lambda: lax_conv(params, x, s, padding, d))
@@ -78,11 +82,17 @@ def _grad_case(spatial: int, size: tuple[int, ...], k: tuple[int, ...], stride: 
     return params, x, r, s, d
 
 
+@pytest.mark.parametrize("c_in", [3, 24])
 @pytest.mark.parametrize("case", GRAD_CASES)
-def test_conv_gradients_match_lax_and_float64(case: GradCase) -> None:
+def test_conv_gradients_match_lax_and_float64(case: GradCase, c_in: int) -> None:
     spatial, size, k, stride, padding, dilation = case
-    params, x, r, s, d = _grad_case(spatial, size, k, stride, padding, dilation)
+    params, x, r, s, d = _grad_case(spatial, size, k, stride, padding, dilation, c_in=c_in)
     op = conv2d if spatial == 2 else conv1d
+
+    def forward(p: ConvParams, xx: jax.Array) -> jax.Array:
+        return op(p, xx, stride=s, padding=padding, dilation=d)
+
+    np.testing.assert_allclose(jit(forward)(params, x), lax_conv(params, x, s, padding, d), rtol=1e-5, atol=1e-5)
 
     def loss(p: ConvParams, xx: jax.Array) -> jax.Array:
         return jnp.sum(op(p, xx, stride=s, padding=padding, dilation=d) * r)
@@ -228,13 +238,14 @@ def test_conv_partial_gradients_match_lax(wrt: str) -> None:
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("c_in", [3, 24])
 @pytest.mark.parametrize("case", [GRAD_CASES[1], GRAD_CASES[4], GRAD_CASES[8], GRAD_CASES[12]])
-def test_conv_gradients_in_float64_equal_lax(case: GradCase) -> None:
+def test_conv_gradients_in_float64_equal_lax(case: GradCase, c_in: int) -> None:
     """In float64 both rules compute the same sums: agreement to ~1e-12 (and with the direct loop)."""
     spatial, size, k, stride, padding, dilation = case
     op = conv2d if spatial == 2 else conv1d
     with jax.enable_x64(True):
-        p32, x32, r32, s, d = _grad_case(spatial, size, k, stride, padding, dilation)
+        p32, x32, r32, s, d = _grad_case(spatial, size, k, stride, padding, dilation, c_in=c_in)
         params = ConvParams(jnp.asarray(p32.w, jnp.float64), jnp.asarray(p32.b, jnp.float64))
         x, r = jnp.asarray(x32, jnp.float64), jnp.asarray(r32, jnp.float64)
 
@@ -244,6 +255,12 @@ def test_conv_gradients_in_float64_equal_lax(case: GradCase) -> None:
         def loss_lax(p: ConvParams, xx: jax.Array) -> jax.Array:
             return jnp.sum(lax_conv(p, xx, s, padding, d) * r)
 
+        def forward(p: ConvParams, xx: jax.Array) -> jax.Array:
+            return op(p, xx, stride=s, padding=padding, dilation=d)
+
+        y = jit(forward)(params, x)
+        assert y.dtype == jnp.float64
+        np.testing.assert_allclose(y, lax_conv(params, x, s, padding, d), rtol=1e-12, atol=1e-12)
         gp, gx = jit(grad(loss, argnums=(0, 1)))(params, x)
         rp, rx = jit(grad(loss_lax, argnums=(0, 1)))(params, x)
         assert gp.w.dtype == gx.dtype == jnp.float64
@@ -337,3 +354,54 @@ def test_convnet_training_vmapped_over_seeds_matches_stock_lax() -> None:
         assert float(jnp.max(jnp.abs(moved))) > 1e-3  # it trained
         for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(ref), strict=True):
             np.testing.assert_allclose(a[i], b, rtol=1e-5, atol=1e-6)
+
+
+def test_conv_transposed_forward_in_training_scan_vmap_and_second_order() -> None:
+    """The ``W^T P`` forward (at least 64 patch rows): compiled inside a scanned training loop it is
+    a dot with output ``(c_out, positions)``; a scanned, seed-vmapped SGD run, forward mode and the
+    gradient of an input-gradient penalty equal stock ``lax``."""
+    params, x, r, s, d = _grad_case(2, (7, 6), (3, 3), 1, "SAME", 1, c_in=8)
+    assert 3 * 3 * 8 >= _conv_gemm.TRANSPOSED_FORWARD_MIN_ROWS > 3 * 3 * 3
+    xs = jnp.stack([x, 0.5 * x, -x])
+
+    def ours(p: ConvParams, z: jax.Array) -> jax.Array:
+        return conv2d(p, z)
+
+    def stock(p: ConvParams, z: jax.Array) -> jax.Array:
+        return lax_conv(p, z, s, "SAME", d)
+
+    def train(conv: Conv, p: ConvParams) -> ConvParams:
+        def body(q: ConvParams, xx: jax.Array) -> tuple[ConvParams, None]:
+            g = grad(lambda w: jnp.mean(jnp.tanh(conv(w, xx)) * r))(q)
+            return ConvParams(q.w - 0.5 * g.w, q.b - 0.5 * g.b), None
+
+        return jax.lax.scan(body, p, xs)[0]
+
+    if jax.default_backend() == "cpu":
+        text = str(lower(functools.partial(train, ours), params).compile().as_text())
+        # the forward: (c_out, N * 7 * 6) = (4, 84); the stock form would be (84, 4)
+        assert re.search(r"= f32\[4,84\]\{1,0\} (?:dot|fusion)\(", text), "no transposed forward GEMM"
+    seeds = ConvParams(jnp.stack([params.w, 0.5 * params.w]), jnp.stack([params.b, -params.b]))
+    got = jit(vmap(functools.partial(train, ours)))(seeds)
+    for i in range(2):
+        p_i = ConvParams(seeds.w[i], seeds.b[i])
+        ref = jit(functools.partial(train, stock))(p_i)
+        assert float(jnp.max(jnp.abs(ref.w - p_i.w))) > 1e-4  # it trained
+        np.testing.assert_allclose(got.w[i], ref.w, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(got.b[i], ref.b, rtol=1e-5, atol=1e-5)
+    dw = ConvParams(normal(9, params.w.shape), normal(10, params.b.shape))
+    def act(conv: Conv) -> Callable[[ConvParams], jax.Array]:
+        return lambda p: jnp.tanh(conv(p, x))
+
+    _, t = jvp(act(ours), (params,), (dw,))
+    _, t_ref = jvp(act(stock), (params,), (dw,))
+    np.testing.assert_allclose(t, t_ref, rtol=1e-4, atol=1e-4)
+
+    def penalty(conv: Conv) -> Any:
+        def inner(p: ConvParams, xx: jax.Array) -> jax.Array:
+            return jnp.sum(jnp.tanh(conv(p, xx)) * r)
+
+        return jit(grad(lambda p: jnp.sum(grad(inner, argnums=1)(p, x) ** 2)))(params)
+
+    g, g_ref = penalty(ours), penalty(stock)
+    np.testing.assert_allclose(g.w, g_ref.w, rtol=1e-4, atol=1e-4)

@@ -14,9 +14,15 @@ per-op breakdown):
   :func:`patches_t`). Its patches are the ones the kernel gradient needs, so a training step
   builds them once. Measured in the lesson convnet's training epoch (16 steps of Adam, back to
   back, all other rules equal): 146 ms with this forward against 181 ms with the stock forward
-  convolution (which XLA:CPU hands to YNNPACK). Timed alone, outside a training step, the GEMM
-  forward is the slower one (3.1 against 1.7 ms, ``benchmarks.convnet_ops``): its gain is in the
-  step, not in the op;
+  convolution (which XLA:CPU hands to YNNPACK). With at least 64 patch rows (``prod(k) c_in``)
+  the GEMM is computed transposed, ``Y^T = W^T P`` (:func:`gemm_conv_forward`): ``P^T W``
+  contracts the patches' first axis, which XLA:CPU gives to Eigen (the 32->64 layer: 2.4 ms alone,
+  ~120 GFLOP/s), while ``W^T P`` is a row-major GEMM with long rows on YNNPACK (1.7-1.8 ms,
+  transpose included). Alone, over 13 patch shapes (9-1152 rows, 1,600-43,264 positions, 32-128
+  outputs), the transposed form took 0.45-0.93x the time, and 1.04x once; in the lesson convnet's
+  epoch it took the step from 8.95 to 8.67 ms (-3%) for the 32->64 layer (288 rows), but made it
+  0.5 ms slower for the input layer (9 rows, a 5.5 MB output whose consumers then read it more
+  slowly), hence the threshold;
 * **input gradient**: the stock backward convolutions have non-canonical dimension numbers, and
   inside a loop body XLA:CPU runs them about 5x (input gradient) and 25x (kernel gradient) slower
   than outside one (jax-ml/jax#12868). The input tangent ``conv(dx, w)`` is therefore written as
@@ -54,7 +60,7 @@ from functrain import _jax
 from functrain.layers._geometry import LAYOUTS, PadSpec
 from functrain.typing import Array
 
-__all__ = ["conv", "gemm_conv", "im2col_conv", "patches_t", "plain_conv"]
+__all__ = ["conv", "gemm_conv", "gemm_conv_forward", "im2col_conv", "patches_t", "plain_conv"]
 
 
 def plain_conv(x: Array, w: Array, strides: tuple[int, ...], pads: PadSpec, dil: tuple[int, ...],
@@ -160,12 +166,49 @@ def gemm_conv(x: Array, w: Array, strides: tuple[int, ...], pads: PadSpec, dil: 
     return y.reshape(x.shape[0], *out, w.shape[-1])
 
 
+def gemm_conv_forward(x: Array, w: Array, strides: tuple[int, ...], pads: PadSpec, dil: tuple[int, ...],
+                      spatial: int) -> Array:
+    """:func:`gemm_conv` computed transposed: ``Y^T = W^T P``, then ``Y``.
+
+    The forward pass of :func:`conv` on the CPU (values equal to :func:`gemm_conv`'s up to float
+    rounding). ``W^T P`` is a row-major GEMM with long rows (``c_out x N prod(out)``) that XLA:CPU
+    runs on YNNPACK over every thread; :func:`gemm_conv`'s ``P^T W`` contracts the patches' first
+    axis and goes to Eigen. The optimization barrier keeps XLA from folding the final transpose
+    back into the dot.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> x, w = jnp.ones((1, 4, 4, 2)), jnp.ones((3, 3, 2, 5))
+        >>> gemm_conv_forward(x, w, (1, 1), "VALID", (1, 1), 2)[0, :, :, 0]
+        Array([[18., 18.],
+               [18., 18.]], dtype=float32)
+    """
+    ks = tuple(w.shape[:spatial])
+    p, out = patches_t(x, ks, strides, pads, dil)
+    wm = w.reshape(p.shape[0], w.shape[-1])
+    yt = _jax.optimization_barrier(_jax.dot_general(wm, p, (((0,), (0,)), ((), ()))))  # (c_out, N prod(out))
+    return jnp.transpose(yt).reshape(x.shape[0], *out, w.shape[-1])
+
+
+TRANSPOSED_FORWARD_MIN_ROWS = 64
+"""Fewest patch rows (``prod(kernel_size) c_in``) for which the CPU forward is :func:`gemm_conv_forward`."""
+
+
+def _forward(x: Array, w: Array, strides: tuple[int, ...], pads: PadSpec, dil: tuple[int, ...],
+             spatial: int) -> Array:
+    """The CPU forward: :func:`gemm_conv_forward` for at least ``TRANSPOSED_FORWARD_MIN_ROWS`` patch
+    rows, else :func:`gemm_conv` (module docstring)."""
+    rows = math.prod(w.shape[:spatial]) * w.shape[spatial]
+    form = gemm_conv_forward if rows >= TRANSPOSED_FORWARD_MIN_ROWS else gemm_conv
+    return form(x, w, strides, pads, dil, spatial)
+
+
 @_jax.custom_jvp(nondiff_argnums=(2, 3, 4, 5))
 def conv(x: Array, w: Array, strides: tuple[int, ...], pads: PadSpec, dil: tuple[int, ...],
          spatial: int) -> Array:
     """``lax.conv_general_dilated``, in CPU-friendly forms on the CPU (see the module docstring)."""
     def cpu(xx: Array, ww: Array) -> Array:
-        return gemm_conv(xx, ww, strides, pads, dil, spatial)
+        return _forward(xx, ww, strides, pads, dil, spatial)
 
     def stock(xx: Array, ww: Array) -> Array:
         return plain_conv(xx, ww, strides, pads, dil, spatial)
