@@ -71,7 +71,7 @@ def _grad_case(spatial: int, size: tuple[int, ...], k: tuple[int, ...], stride: 
                ) -> tuple[ConvParams, jax.Array, jax.Array, tuple[int, ...], tuple[int, ...]]:
     """A case's parameters, input, output weights ``r``, strides and dilations. With ``c_in = 3``
     every kernel has fewer than 64 patch rows (the CPU forward ``P^T W``); with ``c_in = 24`` most
-    have more (``W^T P``, ``_conv_gemm.gemm_conv_forward``)."""
+    have more (``W^T P``, ``_conv_gemm.gemm_conv(..., transposed=True)``)."""
     seed = spatial * 100 + sum(size) + c_in
     x = normal(seed, (2, *size, c_in))
     params = ConvParams(normal(seed + 1, (*k, c_in, 4)) * (3 / c_in) ** 0.5, normal(seed + 2, (4,)))

@@ -37,6 +37,15 @@ def _stock(p: DenseParams, x: jax.Array) -> jax.Array:
     return y
 
 
+def _penalty_grad(layer: Callable[[DenseParams, jax.Array], jax.Array], p: DenseParams, x: jax.Array) -> Any:
+    """The parameter gradient of an input-gradient penalty ``|d sum(layer(p, x)) / dx|^2``
+    (second order through both tangents of the dense rule)."""
+    def inner(q: DenseParams, xx: jax.Array) -> jax.Array:
+        return jnp.sum(layer(q, xx))
+
+    return jit(grad(lambda q: jnp.sum(grad(inner, argnums=1)(q, x) ** 2)))(p)
+
+
 CASES = [  # (input shape, n_out): narrow (the rule) and wide (stock) layers
     ((8, 64), 10),
     ((5, 33), 1),
@@ -180,13 +189,7 @@ def test_dense_forward_mode_and_second_order() -> None:
     rh = jit(hessian(scalar(_stock)))(p.w)
     np.testing.assert_allclose(h, rh, rtol=1e-4, atol=1e-5)
     # the gradient of an input-gradient penalty (second order through both tangents)
-    def penalty(apply: Callable[[DenseParams, jax.Array], jax.Array]) -> Any:
-        def inner(q: DenseParams, xx: jax.Array) -> jax.Array:
-            return jnp.sum(f(apply)(q, xx))
-
-        return jit(grad(lambda q: jnp.sum(grad(inner, argnums=1)(q, x) ** 2)))(p)
-
-    g, rg = penalty(dense), penalty(_stock)
+    g, rg = _penalty_grad(f(dense), p, x), _penalty_grad(f(_stock), p, x)
     np.testing.assert_allclose(g.w, rg.w, rtol=1e-4, atol=1e-5)
 
 
@@ -288,13 +291,7 @@ def test_small_panel_transformations_match_stock() -> None:
     got, ref = hvp(dense), hvp(_stock)
     np.testing.assert_allclose(got.w, ref.w, rtol=1e-4, atol=1e-3)
 
-    def penalty(apply: Callable[[DenseParams, jax.Array], jax.Array]) -> Any:
-        def inner(q: DenseParams, xx: jax.Array) -> jax.Array:
-            return jnp.sum(f(apply)(q, xx))
-
-        return jit(grad(lambda q: jnp.sum(grad(inner, argnums=1)(q, x) ** 2)))(p)
-
-    g, rg = penalty(dense), penalty(_stock)
+    g, rg = _penalty_grad(f(dense), p, x), _penalty_grad(f(_stock), p, x)
     np.testing.assert_allclose(g.w, rg.w, rtol=1e-4, atol=1e-4)
 
     ws = jnp.stack([p.w, t.w, p.w * 0.5])

@@ -15,7 +15,7 @@ per-op breakdown):
   builds them once. Measured in the lesson convnet's training epoch (16 steps of Adam, back to
   back, all other rules equal): 146 ms with this forward against 181 ms with the stock forward
   convolution (which XLA:CPU hands to YNNPACK). With at least 64 patch rows (``prod(k) c_in``)
-  the GEMM is computed transposed, ``Y^T = W^T P`` (:func:`gemm_conv_forward`): ``P^T W``
+  the GEMM is computed transposed, ``Y^T = W^T P`` (``gemm_conv(..., transposed=True)``): ``P^T W``
   contracts the patches' first axis, which XLA:CPU gives to Eigen (the 32->64 layer: 2.4 ms alone,
   ~120 GFLOP/s), while ``W^T P`` is a row-major GEMM with long rows on YNNPACK (1.7-1.8 ms,
   transpose included). Alone, over 13 patch shapes (9-1152 rows, 1,600-43,264 positions, 32-128
@@ -60,7 +60,7 @@ from functrain import _jax
 from functrain.layers._geometry import LAYOUTS, PadSpec
 from functrain.typing import Array
 
-__all__ = ["conv", "gemm_conv", "gemm_conv_forward", "im2col_conv", "patches_t", "plain_conv"]
+__all__ = ["conv", "gemm_conv", "im2col_conv", "patches_t", "plain_conv"]
 
 
 def plain_conv(x: Array, w: Array, strides: tuple[int, ...], pads: PadSpec, dil: tuple[int, ...],
@@ -147,10 +147,16 @@ def im2col_conv(x: Array, w: Array, strides: tuple[int, ...], pads: PadSpec, dil
 
 
 def gemm_conv(x: Array, w: Array, strides: tuple[int, ...], pads: PadSpec, dil: tuple[int, ...],
-              spatial: int) -> Array:
+              spatial: int, *, transposed: bool = False) -> Array:
     """:func:`plain_conv` as ``P^T w``: one GEMM over the transposed patches of ``x``.
 
     Linear in ``w``, with the plain GEMM ``P g`` as its transpose (the kernel gradient).
+
+    With ``transposed`` the product is computed as ``Y^T = W^T P``, then ``Y`` (the CPU forward pass
+    of :func:`conv` for large kernels; values equal up to float rounding): ``W^T P`` is a
+    row-major GEMM with long rows (``c_out x N prod(out)``) that XLA:CPU runs on YNNPACK over every
+    thread, while ``P^T W`` contracts the patches' first axis and goes to Eigen. The optimization
+    barrier keeps XLA from folding the final transpose back into the dot.
 
     Example:
         >>> import jax.numpy as jnp
@@ -158,49 +164,30 @@ def gemm_conv(x: Array, w: Array, strides: tuple[int, ...], pads: PadSpec, dil: 
         >>> gemm_conv(x, w, (1, 1), "VALID", (1, 1), 2)[0, :, :, 0]
         Array([[18., 18.],
                [18., 18.]], dtype=float32)
-    """
-    ks = tuple(w.shape[:spatial])
-    p, out = patches_t(x, ks, strides, pads, dil)
-    wm = w.reshape(p.shape[0], w.shape[-1])
-    y = _jax.dot_general(p, wm, (((0,), (0,)), ((), ())))  # (N prod(out), c_out)
-    return y.reshape(x.shape[0], *out, w.shape[-1])
-
-
-def gemm_conv_forward(x: Array, w: Array, strides: tuple[int, ...], pads: PadSpec, dil: tuple[int, ...],
-                      spatial: int) -> Array:
-    """:func:`gemm_conv` computed transposed: ``Y^T = W^T P``, then ``Y``.
-
-    The forward pass of :func:`conv` on the CPU (values equal to :func:`gemm_conv`'s up to float
-    rounding). ``W^T P`` is a row-major GEMM with long rows (``c_out x N prod(out)``) that XLA:CPU
-    runs on YNNPACK over every thread; :func:`gemm_conv`'s ``P^T W`` contracts the patches' first
-    axis and goes to Eigen. The optimization barrier keeps XLA from folding the final transpose
-    back into the dot.
-
-    Example:
-        >>> import jax.numpy as jnp
-        >>> x, w = jnp.ones((1, 4, 4, 2)), jnp.ones((3, 3, 2, 5))
-        >>> gemm_conv_forward(x, w, (1, 1), "VALID", (1, 1), 2)[0, :, :, 0]
+        >>> gemm_conv(x, w, (1, 1), "VALID", (1, 1), 2, transposed=True)[0, :, :, 0]
         Array([[18., 18.],
                [18., 18.]], dtype=float32)
     """
     ks = tuple(w.shape[:spatial])
     p, out = patches_t(x, ks, strides, pads, dil)
     wm = w.reshape(p.shape[0], w.shape[-1])
-    yt = _jax.optimization_barrier(_jax.dot_general(wm, p, (((0,), (0,)), ((), ()))))  # (c_out, N prod(out))
-    return jnp.transpose(yt).reshape(x.shape[0], *out, w.shape[-1])
+    if transposed:
+        yt = _jax.optimization_barrier(_jax.dot_general(wm, p, (((0,), (0,)), ((), ()))))  # (c_out, N prod(out))
+        y = jnp.transpose(yt)
+    else:
+        y = _jax.dot_general(p, wm, (((0,), (0,)), ((), ())))  # (N prod(out), c_out)
+    return y.reshape(x.shape[0], *out, w.shape[-1])
 
 
 TRANSPOSED_FORWARD_MIN_ROWS = 64
-"""Fewest patch rows (``prod(kernel_size) c_in``) for which the CPU forward is :func:`gemm_conv_forward`."""
+"""Fewest patch rows (``prod(kernel_size) c_in``) for which the CPU forward is ``W^T P`` (module docstring)."""
 
 
 def _forward(x: Array, w: Array, strides: tuple[int, ...], pads: PadSpec, dil: tuple[int, ...],
              spatial: int) -> Array:
-    """The CPU forward: :func:`gemm_conv_forward` for at least ``TRANSPOSED_FORWARD_MIN_ROWS`` patch
-    rows, else :func:`gemm_conv` (module docstring)."""
+    """The CPU forward: :func:`gemm_conv`, transposed for at least ``TRANSPOSED_FORWARD_MIN_ROWS`` patch rows."""
     rows = math.prod(w.shape[:spatial]) * w.shape[spatial]
-    form = gemm_conv_forward if rows >= TRANSPOSED_FORWARD_MIN_ROWS else gemm_conv
-    return form(x, w, strides, pads, dil, spatial)
+    return gemm_conv(x, w, strides, pads, dil, spatial, transposed=rows >= TRANSPOSED_FORWARD_MIN_ROWS)
 
 
 @_jax.custom_jvp(nondiff_argnums=(2, 3, 4, 5))

@@ -1,8 +1,9 @@
-"""The matrix product behind every functrain dense layer, with a CPU-friendly kernel gradient.
+"""The matrix product behind every functrain dense layer, in CPU-friendly forms for two shapes.
 
 ``matmul(x, w)`` is ``jnp.matmul(x, w)`` for an input ``(..., n_in)`` and a kernel
-``(n_in, n_out)``, with the same values and the same gradients everywhere. What changes, on the
-CPU only, is *how* the kernel gradient of a narrow layer is computed.
+``(n_in, n_out)``, with the same values (to float rounding) and the same gradients everywhere.
+What changes, on the CPU only, is *how* two products are computed: the kernel gradient of a
+narrow layer, and the forward product of a small-kernel, wide-output layer.
 
 The stock kernel gradient ``g_w = x^T g`` contracts the batch axis, the first axis of both
 operands. XLA:CPU hands that form to Eigen, which runs it far below the machine's speed when the
@@ -86,7 +87,8 @@ def small_panel(x_shape: tuple[int, ...], w_shape: tuple[int, ...]) -> bool:
 
 def matmul(x: Array, w: Array) -> Array:
     """``jnp.matmul(x, w)`` (``x (..., n_in)``, ``w (n_in, n_out)``); on the CPU, the kernel
-    gradient of a narrow layer is the transposed GEMM of the module docstring.
+    gradient of a narrow layer (:func:`narrow`) and the forward product of a small-kernel,
+    wide-output layer (:func:`small_panel`) take the forms of the module docstring.
 
     Example:
         >>> import jax, jax.numpy as jnp
@@ -136,7 +138,6 @@ def _narrow_matmul_jvp(primals: tuple[Array, Array], tangents: tuple[Array, Arra
     if not parts:
         return y, jnp.zeros_like(y)
     return y, functools.reduce(jnp.add, parts)
-
 
 
 def _forward_cpu(x2: Array, w: Array) -> Array:
